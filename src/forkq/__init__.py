@@ -1,0 +1,36 @@
+"""forkq: a distributed task queue whose worker is a prefork pool done right."""
+
+from forkq.app import Forkq
+from forkq.exceptions import (
+    ConfigurationError,
+    ForkqError,
+    MaxRetriesExceeded,
+    ResultTimeout,
+    Retry,
+    SoftTimeLimitExceeded,
+    TaskFailed,
+    WorkerLost,
+)
+from forkq.result import AsyncResult
+from forkq.states import FAILURE, PENDING, RETRY, STARTED, SUCCESS
+from forkq.task import Task
+
+__version__ = "0.1.0"
+__all__ = [
+    "FAILURE",
+    "PENDING",
+    "RETRY",
+    "STARTED",
+    "SUCCESS",
+    "AsyncResult",
+    "ConfigurationError",
+    "Forkq",
+    "ForkqError",
+    "MaxRetriesExceeded",
+    "ResultTimeout",
+    "Retry",
+    "SoftTimeLimitExceeded",
+    "Task",
+    "TaskFailed",
+    "WorkerLost",
+]

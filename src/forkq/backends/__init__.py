@@ -1,0 +1,26 @@
+"""Result backend engines, chosen by URL scheme. Each engine is one module."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from forkq.backends.base import ResultBackend, StoredResult
+from forkq.exceptions import ConfigurationError
+
+__all__ = ["ResultBackend", "StoredResult", "open_backend"]
+
+
+def open_backend(url: str) -> ResultBackend:
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite":
+        from forkq.backends.sqlite import SQLiteBackend
+
+        return SQLiteBackend(url)
+    if scheme == "memory":
+        from forkq.backends.memory import MemoryBackend
+
+        return MemoryBackend(url)
+    raise ConfigurationError(
+        f"unsupported result backend URL scheme {scheme!r} in {url!r}: "
+        "use sqlite:///PATH or memory://"
+    )

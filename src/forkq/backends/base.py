@@ -1,0 +1,44 @@
+"""The result backend interface: task states and results stored by task id, with a TTL.
+
+Backends store an opaque encoded record next to its state; `forkq.result` owns the encoding.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    state: str
+    payload: bytes
+
+
+class ResultBackend(abc.ABC):
+    """One connection to a result store. Not shared across processes: open one after fork."""
+
+    @abc.abstractmethod
+    def store(self, task_id: str, state: str, payload: bytes, ttl: float) -> None:
+        """Record the task's latest state; readable for `ttl` seconds."""
+
+    @abc.abstractmethod
+    def get(self, task_id: str) -> StoredResult | None:
+        """The latest record, or None if there is none (or it expired)."""
+
+    @abc.abstractmethod
+    def wait(self, task_id: str, timeout: float) -> StoredResult | None:
+        """Block (without spinning) until the task is in a ready state or `timeout` passes;
+        return the latest record either way."""
+
+    @abc.abstractmethod
+    def forget(self, task_id: str) -> None:
+        """Delete the task's record."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Close this process's connection."""
+
+    def abandon(self) -> None:  # noqa: B027 - a no-op is right for engines without sessions
+        """Called in a forked child on a connection the parent opened: let go of it without
+        touching the parent's session."""

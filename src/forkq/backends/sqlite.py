@@ -1,0 +1,96 @@
+"""The embedded SQLite result backend.
+
+Schema::
+
+    forkq_results(task_id PRIMARY KEY, state, payload, expires_at)
+
+Expired rows read as missing and are deleted in passing, at most once a minute per process.
+`wait` blocks on the WAL (`ChangeWaiter`), so `AsyncResult.get()` wakes when a worker commits.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from forkq.backends.base import ResultBackend, StoredResult
+from forkq.exceptions import BackendError
+from forkq.sqlitefile import ChangeWaiter, connect, path_from_url
+from forkq.states import READY_STATES
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS forkq_results (
+    task_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    expires_at REAL NOT NULL
+) WITHOUT ROWID;
+"""
+_CLEANUP_EVERY = 60.0
+
+
+class SQLiteBackend(ResultBackend):
+    def __init__(self, url: str) -> None:
+        self.path = path_from_url(url)
+        try:
+            self._conn = connect(self.path)
+            self._conn.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise BackendError(f"cannot open sqlite result backend {self.path}: {exc}") from exc
+        self._waiter: ChangeWaiter | None = None
+        self._next_cleanup = time.time() + _CLEANUP_EVERY
+
+    def store(self, task_id: str, state: str, payload: bytes, ttl: float) -> None:
+        now = time.time()
+        with self._errors():
+            self._conn.execute(
+                "INSERT OR REPLACE INTO forkq_results VALUES (?, ?, ?, ?)",
+                (task_id, state, payload, now + ttl),
+            )
+            if now >= self._next_cleanup:
+                self._next_cleanup = now + _CLEANUP_EVERY
+                self._conn.execute("DELETE FROM forkq_results WHERE expires_at < ?", (now,))
+
+    def get(self, task_id: str) -> StoredResult | None:
+        with self._errors():
+            row = self._conn.execute(
+                "SELECT state, payload FROM forkq_results WHERE task_id = ? AND expires_at >= ?",
+                (task_id, time.time()),
+            ).fetchone()
+        return None if row is None else StoredResult(row[0], bytes(row[1]))
+
+    def wait(self, task_id: str, timeout: float) -> StoredResult | None:
+        if self._waiter is None:
+            self._waiter = ChangeWaiter(self.path)
+        deadline = time.monotonic() + timeout
+        while True:
+            self._waiter.arm()
+            result = self.get(task_id)
+            remaining = deadline - time.monotonic()
+            if (result is not None and result.state in READY_STATES) or remaining <= 0:
+                return result
+            self._waiter.wait(remaining)
+
+    def forget(self, task_id: str) -> None:
+        with self._errors():
+            self._conn.execute("DELETE FROM forkq_results WHERE task_id = ?", (task_id,))
+
+    def close(self) -> None:
+        if self._waiter is not None:
+            self._waiter.close()
+        self._conn.close()
+
+    def abandon(self) -> None:
+        _ABANDONED.append(self._conn)  # see SQLiteBroker.abandon
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise BackendError(f"sqlite result backend {self.path}: {exc}") from exc
+
+
+_ABANDONED: list[sqlite3.Connection] = []

@@ -1,0 +1,25 @@
+"""Broker engines, chosen by URL scheme. Each engine is one module, imported on demand."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from forkq.brokers.base import Broker, Consumer, DeadLetter, Delivery
+from forkq.exceptions import ConfigurationError
+
+__all__ = ["Broker", "Consumer", "DeadLetter", "Delivery", "open_broker"]
+
+
+def open_broker(url: str) -> Broker:
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite":
+        from forkq.brokers.sqlite import SQLiteBroker
+
+        return SQLiteBroker(url)
+    if scheme == "memory":
+        from forkq.brokers.memory import MemoryBroker
+
+        return MemoryBroker(url)
+    raise ConfigurationError(
+        f"unsupported broker URL scheme {scheme!r} in {url!r}: use sqlite:///PATH or memory://"
+    )

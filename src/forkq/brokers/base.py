@@ -1,0 +1,117 @@
+"""The broker interface: a small set of verbs with acknowledgement built in.
+
+A broker moves opaque message bytes between publishers and named consumers with
+at-least-once delivery: a fetched message is *held* by its consumer until the consumer acks,
+requeues or dead-letters it. If the consumer dies, `release` (called by its supervisor) or
+lease expiry (when the whole worker is gone) makes the message available again.
+
+Engines translate their driver's errors into `BrokerError` at this edge.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """Who holds fetched messages: one per child process incarnation."""
+
+    worker: str  # the worker (master process) whose heartbeat keeps the holds alive
+    name: str  # unique across every worker sharing the broker
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A fetched message. `receipt` is the engine's handle for ack/requeue/dead_letter."""
+
+    receipt: str
+    queue: str
+    body: bytes
+    delivery_count: int  # 1 on first delivery; counts the times a process started it
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    receipt: str
+    queue: str
+    body: bytes
+    reason: str
+    failed_at: float
+
+
+class Broker(abc.ABC):
+    """One connection to a broker. Not shared across processes: open one after fork."""
+
+    #: Seconds a worker's holds outlive its last heartbeat; workers beat every third of it.
+    lease_ttl: float = 30.0
+
+    @abc.abstractmethod
+    def publish(self, queue: str, body: bytes, *, priority: int = 0, delay: float = 0.0) -> None:
+        """Store a message; it becomes visible after `delay` seconds. Priority 0-9, 9 first."""
+
+    def publish_many(self, items: Sequence[tuple[str, bytes, int, float]]) -> None:
+        """Publish (queue, body, priority, delay) tuples; engines batch them in one round trip."""
+        for queue, body, priority, delay in items:
+            self.publish(queue, body, priority=priority, delay=delay)
+
+    @abc.abstractmethod
+    def fetch(
+        self, consumer: Consumer, queues: Sequence[str], limit: int, timeout: float
+    ) -> list[Delivery]:
+        """Hold and return up to `limit` visible messages, waiting up to `timeout` seconds
+        (blocking, not spinning) when none is there. Highest priority first, then oldest."""
+
+    @abc.abstractmethod
+    def ack(self, consumer: Consumer, delivery: Delivery) -> None:
+        """The message is done: delete it."""
+
+    @abc.abstractmethod
+    def requeue(self, consumer: Consumer, delivery: Delivery, delay: float = 0.0) -> None:
+        """Give the message back, visible again after `delay` seconds, not counted as run."""
+
+    @abc.abstractmethod
+    def dead_letter(self, consumer: Consumer, delivery: Delivery, reason: str) -> None:
+        """Move the message to its queue's dead letters with the reason."""
+
+    @abc.abstractmethod
+    def release(self, consumer_name: str, running: Collection[str] = ()) -> int:
+        """Make everything `consumer_name` holds available again at once; return how many.
+
+        Messages whose receipt is in `running` had started, so their delivery count stands;
+        the others were only prefetched and are not counted as run."""
+
+    @abc.abstractmethod
+    def heartbeat(self, worker: str) -> None:
+        """Keep `worker`'s holds for `lease_ttl` more seconds. Holds of a worker that stops
+        beating expire and any consumer may fetch those messages again."""
+
+    @abc.abstractmethod
+    def purge(self, queue: str) -> int:
+        """Delete every message of `queue` that is not held; return how many."""
+
+    @abc.abstractmethod
+    def size(self, queue: str) -> int:
+        """Messages in `queue`, held or not, due or delayed."""
+
+    @abc.abstractmethod
+    def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        """The oldest dead letters, of one queue or of all."""
+
+    @abc.abstractmethod
+    def requeue_dead(self, receipts: Collection[str] | None = None) -> int:
+        """Publish dead letters back to their queues (all when `receipts` is None)."""
+
+    @abc.abstractmethod
+    def purge_dead(self, queue: str | None = None) -> int:
+        """Delete dead letters, of one queue or of all."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Close this process's connection."""
+
+    def abandon(self) -> None:  # noqa: B027 - a no-op is right for engines without sessions
+        """Called in a forked child on a connection the parent opened: let go of it without
+        touching the parent's session (no close handshake, no flush)."""

@@ -1,0 +1,169 @@
+"""In-process broker for eager mode and unit tests: `memory://NAME`.
+
+Every `MemoryBroker` opened with the same URL in one process shares one store. Nothing
+crosses `fork()`, so a prefork worker cannot use it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+
+from forkq.brokers.base import Broker, Consumer, DeadLetter, Delivery
+
+
+@dataclass
+class _Entry:
+    queue: str
+    body: bytes
+    priority: int
+    visible_at: float
+    deliveries: int = 0
+    owner: str | None = None
+    worker: str | None = None
+    lease_until: float = 0.0
+
+
+@dataclass
+class _Store:
+    cond: threading.Condition = field(default_factory=threading.Condition)
+    messages: dict[int, _Entry] = field(default_factory=dict)
+    dead: dict[int, DeadLetter] = field(default_factory=dict)
+    ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+
+_STORES: dict[str, _Store] = {}
+
+
+class MemoryBroker(Broker):
+    def __init__(self, url: str = "memory://") -> None:
+        self._store = _STORES.setdefault(url, _Store())
+
+    def publish(self, queue: str, body: bytes, *, priority: int = 0, delay: float = 0.0) -> None:
+        s = self._store
+        with s.cond:
+            entry = _Entry(queue, body, min(9, max(0, priority)), time.time() + max(0.0, delay))
+            s.messages[next(s.ids)] = entry
+            s.cond.notify_all()
+
+    def fetch(
+        self, consumer: Consumer, queues: Sequence[str], limit: int, timeout: float
+    ) -> list[Delivery]:
+        if not queues or limit < 1:
+            raise ValueError("fetch needs at least one queue and a limit >= 1")
+        s, deadline = self._store, time.monotonic() + timeout
+        with s.cond:
+            while True:
+                now = time.time()
+                ready = sorted(
+                    (
+                        (-e.priority, e.visible_at, i)
+                        for i, e in s.messages.items()
+                        if e.queue in queues and e.visible_at <= now and self._free(e, now)
+                    )
+                )[:limit]
+                if ready:
+                    return [self._hold(consumer, i, now) for _, _, i in ready]
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return []
+                s.cond.wait(min(remaining, 0.05))  # 50 ms bounds the wait for delayed messages
+
+    def _free(self, entry: _Entry, now: float) -> bool:
+        return entry.owner is None or entry.lease_until < now
+
+    def _hold(self, consumer: Consumer, msg_id: int, now: float) -> Delivery:
+        entry = self._store.messages[msg_id]
+        entry.owner, entry.worker = consumer.name, consumer.worker
+        entry.lease_until = now + self.lease_ttl
+        entry.deliveries += 1
+        return Delivery(str(msg_id), entry.queue, entry.body, entry.deliveries)
+
+    def _held(self, consumer: Consumer, delivery: Delivery) -> _Entry | None:
+        entry = self._store.messages.get(int(delivery.receipt))
+        return entry if entry is not None and entry.owner == consumer.name else None
+
+    def ack(self, consumer: Consumer, delivery: Delivery) -> None:
+        with self._store.cond:
+            if self._held(consumer, delivery):
+                del self._store.messages[int(delivery.receipt)]
+
+    def requeue(self, consumer: Consumer, delivery: Delivery, delay: float = 0.0) -> None:
+        with self._store.cond:
+            entry = self._held(consumer, delivery)
+            if entry:
+                entry.owner = entry.worker = None
+                entry.visible_at = time.time() + max(0.0, delay)
+                entry.deliveries = max(0, entry.deliveries - 1)
+                self._store.cond.notify_all()
+
+    def dead_letter(self, consumer: Consumer, delivery: Delivery, reason: str) -> None:
+        s = self._store
+        with s.cond:
+            entry = self._held(consumer, delivery)
+            if entry:
+                del s.messages[int(delivery.receipt)]
+                dead_id = next(s.ids)
+                s.dead[dead_id] = DeadLetter(
+                    str(dead_id), entry.queue, entry.body, reason, time.time()
+                )
+
+    def release(self, consumer_name: str, running: Collection[str] = ()) -> int:
+        s, count = self._store, 0
+        with s.cond:
+            for msg_id, entry in s.messages.items():
+                if entry.owner == consumer_name:
+                    entry.owner = entry.worker = None
+                    if str(msg_id) not in running:
+                        entry.deliveries = max(0, entry.deliveries - 1)
+                    count += 1
+            s.cond.notify_all()
+        return count
+
+    def heartbeat(self, worker: str) -> None:
+        with self._store.cond:
+            for entry in self._store.messages.values():
+                if entry.worker == worker:
+                    entry.lease_until = time.time() + self.lease_ttl
+
+    def purge(self, queue: str) -> int:
+        s = self._store
+        with s.cond:
+            doomed = [i for i, e in s.messages.items() if e.queue == queue and e.owner is None]
+            for msg_id in doomed:
+                del s.messages[msg_id]
+        return len(doomed)
+
+    def size(self, queue: str) -> int:
+        with self._store.cond:
+            return sum(1 for e in self._store.messages.values() if e.queue == queue)
+
+    def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        with self._store.cond:
+            rows = [d for d in self._store.dead.values() if queue in (None, d.queue)]
+        return rows[:limit]
+
+    def requeue_dead(self, receipts: Collection[str] | None = None) -> int:
+        with self._store.cond:
+            chosen = [
+                d for d in self._store.dead.values() if receipts is None or d.receipt in receipts
+            ]
+            for dead in chosen:
+                del self._store.dead[int(dead.receipt)]
+        for dead in chosen:
+            self.publish(dead.queue, dead.body)
+        return len(chosen)
+
+    def purge_dead(self, queue: str | None = None) -> int:
+        s = self._store
+        with s.cond:
+            doomed = [i for i, d in s.dead.items() if queue in (None, d.queue)]
+            for dead_id in doomed:
+                del s.dead[dead_id]
+        return len(doomed)
+
+    def close(self) -> None:
+        pass

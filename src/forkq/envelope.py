@@ -1,0 +1,173 @@
+"""The message envelope: what a client publishes and a worker executes.
+
+Wire format (version 1)::
+
+    unsigned:  <JSON object of Message>
+    signed:    b"fq1." + <64 hex chars: HMAC-SHA256(secret, json)> + b"." + <JSON object>
+
+Brokers treat a message as opaque bytes; only this module reads them. Decoding trusts nothing:
+size is checked before parsing, the signature before the JSON, and the JSON against the
+typed `Message` schema. Every failure is a `MessageRejected` carrying the reason and, when it
+can be read from an authenticated message, the task id, so the worker can dead-letter the
+message and fail the task instead of crashing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import socket
+import time
+import uuid
+from typing import Any
+
+import msgspec
+
+from forkq.exceptions import MessageRejected
+
+VERSION = 1
+_SIGNED_PREFIX = b"fq1."
+_SIG_LEN = 64  # hex digits of a SHA-256 HMAC
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True):
+    """One task invocation. Times are Unix timestamps in seconds."""
+
+    v: int = VERSION
+    id: str
+    task: str
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    queue: str
+    eta: float | None = None
+    expires: float | None = None
+    retries: int = 0
+    priority: int = 0
+    headers: dict[str, str] = {}
+    created_at: float
+    origin: str = ""
+
+
+def new_task_id() -> str:
+    return str(uuid.uuid4())
+
+
+def origin() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def make_message(
+    task: str,
+    args: tuple[Any, ...] | list[Any],
+    kwargs: dict[str, Any],
+    *,
+    queue: str,
+    task_id: str | None = None,
+    eta: float | None = None,
+    expires: float | None = None,
+    retries: int = 0,
+    priority: int = 0,
+    headers: dict[str, str] | None = None,
+) -> Message:
+    return Message(
+        id=task_id or new_task_id(),
+        task=task,
+        args=list(args),
+        kwargs=dict(kwargs),
+        queue=queue,
+        eta=eta,
+        expires=expires,
+        retries=retries,
+        priority=priority,
+        headers=headers or {},
+        created_at=time.time(),
+        origin=origin(),
+    )
+
+
+class Codec:
+    """Encodes and decodes messages with the app's size limit and optional HMAC secret."""
+
+    def __init__(self, *, secret: str | None, max_bytes: int) -> None:
+        self._key = secret.encode() if secret else None
+        self.max_bytes = max_bytes
+        self._encoder = msgspec.json.Encoder()
+        self._decoder = msgspec.json.Decoder(Message)
+
+    def encode(self, message: Message) -> bytes:
+        try:
+            body = self._encoder.encode(message)
+        except (TypeError, msgspec.EncodeError) as exc:
+            raise TypeError(
+                f"task {message.task} arguments are not JSON-serialisable: {exc}"
+            ) from None
+        if self._key is not None:
+            body = _SIGNED_PREFIX + self._sign(body) + b"." + body
+        if len(body) > self.max_bytes:
+            raise ValueError(
+                f"message for {message.task} is {len(body)} bytes, over the limit of "
+                f"{self.max_bytes} (max_message_bytes)"
+            )
+        return body
+
+    def decode(self, data: bytes) -> Message:
+        if len(data) > self.max_bytes:
+            raise MessageRejected(
+                f"message of {len(data)} bytes exceeds max_message_bytes={self.max_bytes}",
+                _peek_id(data[: self.max_bytes]) if self._key is None else None,
+                trusted=self._key is None,
+            )
+        body = self._verified_body(data)
+        try:
+            message = self._decoder.decode(body)
+        except msgspec.DecodeError as exc:
+            raise MessageRejected(f"malformed message: {exc}", _peek_id(body)) from None
+        _validate(message)
+        return message
+
+    def _verified_body(self, data: bytes) -> bytes:
+        signed = data.startswith(_SIGNED_PREFIX)
+        if self._key is None:
+            if signed:
+                raise MessageRejected(
+                    "signed message but this worker has no secret (set FORKQ_SECRET)",
+                    trusted=False,
+                )
+            return data
+        if not signed:
+            raise MessageRejected("unsigned message rejected: a secret is set", trusted=False)
+        head = len(_SIGNED_PREFIX)
+        signature, dot, body = (
+            data[head : head + _SIG_LEN],
+            data[head + _SIG_LEN : head + _SIG_LEN + 1],
+            data[head + _SIG_LEN + 1 :],
+        )
+        if dot != b"." or not hmac.compare_digest(signature, self._sign(body)):
+            raise MessageRejected(
+                "bad signature: message tampered with or wrong secret", trusted=False
+            )
+        return body
+
+    def _sign(self, body: bytes) -> bytes:
+        assert self._key is not None
+        return hmac.new(self._key, body, hashlib.sha256).hexdigest().encode()
+
+
+def _validate(message: Message) -> None:
+    if message.v != VERSION:
+        raise MessageRejected(f"unsupported envelope version {message.v}", message.id)
+    if not message.id or not message.task or not message.queue:
+        raise MessageRejected("id, task and queue must be non-empty", message.id or None)
+    if message.retries < 0:
+        raise MessageRejected(f"negative retries {message.retries}", message.id)
+
+
+def _peek_id(body: bytes) -> str | None:
+    """Best-effort task id from a message that failed validation, for its FAILURE result."""
+    try:
+        raw = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return None
+    task_id = raw.get("id") if isinstance(raw, dict) else None
+    return task_id if isinstance(task_id, str) and 0 < len(task_id) <= 200 else None

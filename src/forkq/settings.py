@@ -1,0 +1,94 @@
+"""Application settings: one typed, frozen record built once per app.
+
+The environment is read when an app is created (`Settings.from_env`), never at import time,
+so tests and embedding programs control it. Explicit arguments always win over the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from forkq.exceptions import ConfigurationError
+
+DEFAULT_URL = "sqlite:///forkq.sqlite3"
+DEFAULT_QUEUE = "default"
+
+_ENV_NAMES: dict[str, str] = {
+    "broker_url": "FORKQ_BROKER_URL",
+    "result_backend": "FORKQ_RESULT_BACKEND",
+    "secret": "FORKQ_SECRET",
+    "default_queue": "FORKQ_DEFAULT_QUEUE",
+    "result_ttl": "FORKQ_RESULT_TTL",
+    "max_message_bytes": "FORKQ_MAX_MESSAGE_BYTES",
+    "ignore_result": "FORKQ_IGNORE_RESULT",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    broker_url: str = DEFAULT_URL
+    result_backend: str | None = None  # None: the same URL as the broker
+    default_queue: str = DEFAULT_QUEUE
+    ignore_result: bool = False
+    track_started: bool = False
+    result_ttl: float = 86_400.0  # seconds a stored result stays readable
+    secret: str | None = None  # HMAC key: when set, only signed messages run
+    max_message_bytes: int = 1 << 20
+    max_deliveries: int = 3  # a task whose process dies this often is failed as WorkerLost
+
+    def __post_init__(self) -> None:
+        if self.result_ttl <= 0:
+            raise ConfigurationError(f"result_ttl must be > 0 seconds, got {self.result_ttl}")
+        if self.max_message_bytes < 256:
+            raise ConfigurationError(
+                f"max_message_bytes must be at least 256, got {self.max_message_bytes}"
+            )
+        if self.max_deliveries < 1:
+            raise ConfigurationError(f"max_deliveries must be >= 1, got {self.max_deliveries}")
+        if not self.default_queue:
+            raise ConfigurationError("default_queue must not be empty")
+
+    @property
+    def backend_url(self) -> str:
+        return self.result_backend or self.broker_url
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **explicit: Any) -> Settings:
+        """Environment values under the explicit ones; `None` explicit values are ignored."""
+        values: dict[str, Any] = {}
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for name, env_name in _ENV_NAMES.items():
+            raw = environ.get(env_name)
+            if raw is not None and raw != "":
+                values[name] = _convert(env_name, raw, fields[name].type)
+        unknown = set(explicit) - set(fields)
+        if unknown:
+            raise ConfigurationError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        values.update({k: v for k, v in explicit.items() if v is not None})
+        return cls(**values)
+
+
+def _convert(env_name: str, raw: str, annotation: object) -> object:
+    kind = str(annotation)
+    try:
+        if kind.startswith("bool"):
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if kind.startswith("int"):
+            return int(raw)
+        if kind.startswith("float"):
+            return float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{env_name}={raw!r} is not a valid {kind}") from None
+    return raw
+
+
+def load_settings(**explicit: Any) -> Settings:
+    return Settings.from_env(os.environ, **explicit)

@@ -1,0 +1,82 @@
+"""What the SQLite broker and result backend share: URL parsing, connections, change waits.
+
+SQLite has no notifications, so a waiting consumer watches the database's write-ahead log with
+inotify: every commit by any process appends to `<db>-wal`, which wakes the waiter at once
+and costs nothing while the queue is idle. The watch is on the directory so that it survives
+the WAL file being deleted and created again.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from urllib.parse import unquote, urlsplit
+
+from inotify_simple import INotify, flags
+
+from forkq.exceptions import ConfigurationError
+
+BUSY_TIMEOUT_MS = 30_000
+_WATCH_MASK = flags.MODIFY | flags.CREATE | flags.MOVED_TO
+
+
+def path_from_url(url: str) -> str:
+    """`sqlite:///relative.db` or `sqlite:////absolute/path.db` -> a filesystem path."""
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite":
+        raise ConfigurationError(f"not a sqlite URL: {url!r}")
+    if parts.netloc:
+        raise ConfigurationError(f"sqlite URL takes no host: {url!r} (use sqlite:///path)")
+    path = unquote(parts.path)[1:] if parts.path.startswith("/") else unquote(parts.path)
+    if not path or path == ":memory:":
+        raise ConfigurationError(
+            f"sqlite URL needs a file path that every process can open: {url!r}"
+        )
+    return path
+
+
+def connect(path: str) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit) with WAL enabled."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise ConfigurationError(f"directory for sqlite database does not exist: {directory}")
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode=WAL")
+    # NORMAL in WAL mode: a commit survives a process crash; only an OS crash can lose the
+    # last transactions. That is the durability a task queue on one host needs.
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+class ChangeWaiter:
+    """Blocks until the database file is written to by anyone, or a timeout passes.
+
+    Use: `arm()` before looking at the database, then `wait()` if nothing was found: a
+    commit that lands between the two still wakes the wait, as its event stays queued.
+    """
+
+    def __init__(self, path: str) -> None:
+        absolute = os.path.abspath(path)
+        self._names = {os.path.basename(absolute), os.path.basename(absolute) + "-wal"}
+        self._inotify = INotify()
+        self._inotify.add_watch(os.path.dirname(absolute), _WATCH_MASK)
+
+    def arm(self) -> None:
+        """Forget changes seen so far."""
+        self._inotify.read(timeout=0)
+
+    def wait(self, timeout: float) -> bool:
+        """True when the database changed since `arm()`, False on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            events = self._inotify.read(timeout=max(1, int(remaining * 1000)))
+            if any(event.name in self._names for event in events):
+                return True
+
+    def close(self) -> None:
+        self._inotify.close()
