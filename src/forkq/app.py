@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -128,19 +129,21 @@ class Forkq:
 
     @property
     def broker(self) -> Broker:
-        self._forget_inherited()
+        self.drop_inherited_connections()
         if self._broker is None:
             self._broker = open_broker(self.settings.broker_url)
         return self._broker
 
     @property
     def backend(self) -> ResultBackend:
-        self._forget_inherited()
+        self.drop_inherited_connections()
         if self._backend is None:
             self._backend = open_backend(self.settings.backend_url)
         return self._backend
 
-    def _forget_inherited(self) -> None:
+    def drop_inherited_connections(self) -> None:
+        """After fork: let go of connections another process opened (without closing them
+        under it); the next use of `broker`/`backend` opens this process's own."""
         pid = os.getpid()
         if pid == self._owner_pid:
             return
@@ -149,6 +152,14 @@ class Forkq:
                 conn.abandon()
         self._broker = self._backend = None
         self._owner_pid = pid
+
+    def configure(self, **overrides: Any) -> None:
+        """Replace settings (e.g. `broker_url` from the command line); reopens connections."""
+        self.close()
+        self.settings = dataclasses.replace(
+            self.settings, **{k: v for k, v in overrides.items() if v is not None}
+        )
+        self.codec = Codec(secret=self.settings.secret, max_bytes=self.settings.max_message_bytes)
 
     def close(self) -> None:
         if self._owner_pid == os.getpid():

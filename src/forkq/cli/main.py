@@ -1,0 +1,250 @@
+"""`forkq` command line. Every bad argument ends in one line: `forkq: error: <what to fix>`."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from forkq import exitcodes
+from forkq.app import Forkq
+from forkq.exceptions import ConfigurationError, ForkqError, ResultTimeout, TaskFailed
+from forkq.worker.loader import AppLoadError, load_app
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def app_options(fn: F) -> F:
+    """-A/--broker/--backend, accepted before or after the command name."""
+    fn = click.option("-A", "--app", "app_spec", help="The app: module[:attribute].")(fn)
+    fn = click.option("--broker", help="Broker URL (overrides the app and FORKQ_BROKER_URL).")(fn)
+    fn = click.option("--backend", help="Result backend URL (default: the broker's).")(fn)
+    return fn
+
+
+def resolve_app(app_spec: str | None, broker: str | None, backend: str | None) -> Forkq:
+    parent = click.get_current_context().find_root().params
+    app_spec = app_spec or parent.get("app_spec")
+    broker = broker or parent.get("broker")
+    backend = backend or parent.get("backend")
+    app = load_app(app_spec) if app_spec else Forkq("forkq")
+    app.configure(broker_url=broker, result_backend=backend)
+    return app
+
+
+class OneLineErrors(click.Group):
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            return super().main(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+            sys.exit(0)
+        except click.UsageError as exc:
+            fail(_usage_message(exc), exitcodes.USAGE)
+        except click.Abort:
+            fail("aborted", 1)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except ConfigurationError as exc:
+            fail(str(exc), exitcodes.USAGE)
+        except AppLoadError as exc:
+            fail(str(exc), exitcodes.APP_LOAD_FAILED)
+        except ForkqError as exc:
+            fail(str(exc), 1)
+
+
+def _usage_message(exc: click.UsageError) -> str:
+    command = exc.ctx.command_path if exc.ctx else "forkq"
+    return f"{exc.format_message()} (see '{command} --help')"
+
+
+def fail(message: str, code: int) -> None:
+    click.echo(f"forkq: error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(cls=OneLineErrors, no_args_is_help=True)
+@app_options
+@click.version_option(package_name="forkq")
+def cli(app_spec: str | None, broker: str | None, backend: str | None) -> None:
+    """forkq: a distributed task queue whose worker is a prefork pool done right."""
+
+
+@cli.command()
+@app_options
+@click.option(
+    "-c",
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=os.cpu_count() or 1,
+    show_default=True,
+    help="Child processes.",
+)
+@click.option("-Q", "--queues", default=None, help="Comma-separated queues [default: the app's].")
+@click.option(
+    "-l",
+    "--loglevel",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+)
+@click.option(
+    "--prefetch",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Messages a child fetches at once.",
+)
+@click.option(
+    "--shutdown-timeout",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="Seconds running tasks get on warm shutdown.",
+)
+@click.option("--pidfile", type=click.Path(dir_okay=False), help="Write the master's pid here.")
+def worker(
+    app_spec: str | None,
+    broker: str | None,
+    backend: str | None,
+    concurrency: int,
+    queues: str | None,
+    loglevel: str,
+    prefetch: int,
+    shutdown_timeout: float,
+    pidfile: str | None,
+) -> None:
+    """Start a prefork worker: forkq worker -A proj.tasks -c 4 -Q high,default."""
+    from forkq.worker.service import WorkerConfig, run_worker
+
+    if not (app_spec or click.get_current_context().find_root().params.get("app_spec")):
+        raise click.UsageError("worker needs the app: -A module[:attribute]")
+    app = resolve_app(app_spec, broker, backend)
+    names = tuple(q.strip() for q in (queues or app.settings.default_queue).split(",") if q.strip())
+    if not names:
+        raise click.BadParameter("give at least one queue name", param_hint="-Q")
+    config = WorkerConfig(concurrency, names, prefetch, shutdown_timeout, loglevel, pidfile)
+    sys.exit(run_worker(app, config))
+
+
+@cli.command()
+@app_options
+@click.argument("task")
+@click.argument("args", nargs=-1)
+@click.option("--kwargs", "kwargs_json", default="{}", help="Keyword arguments as a JSON object.")
+@click.option("--countdown", type=click.FloatRange(min=0), help="Run no sooner than in S seconds.")
+@click.option("--queue", help="Queue [default: the app's].")
+@click.option("--priority", type=click.IntRange(0, 9), default=0, show_default=True)
+@click.option("--wait", is_flag=True, help="Wait for the result and print it.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="With --wait: give up after this many seconds.",
+)
+def call(
+    app_spec: str | None,
+    broker: str | None,
+    backend: str | None,
+    task: str,
+    args: tuple[str, ...],
+    kwargs_json: str,
+    countdown: float | None,
+    queue: str | None,
+    priority: int,
+    wait: bool,
+    timeout: float,
+) -> None:
+    """Enqueue TASK by name. Each ARG is read as JSON when it parses, else as a string."""
+    try:
+        kwargs = json.loads(kwargs_json)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--kwargs") from None
+    if not isinstance(kwargs, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--kwargs")
+    app = resolve_app(app_spec, broker, backend)
+    result = app.send_task(
+        task,
+        [_json_or_text(a) for a in args],
+        kwargs,
+        countdown=countdown,
+        queue=queue,
+        priority=priority,
+    )
+    if not wait:
+        click.echo(result.id)
+        return
+    _print_result(result.get, timeout)
+
+
+@cli.command()
+@app_options
+@click.argument("task_id")
+@click.option("--wait", is_flag=True, help="Wait until the task is done.")
+@click.option("--timeout", type=click.FloatRange(min=0), default=60.0, show_default=True)
+def result(
+    app_spec: str | None,
+    broker: str | None,
+    backend: str | None,
+    task_id: str,
+    wait: bool,
+    timeout: float,
+) -> None:
+    """Print a task's state and result (JSON)."""
+    handle = resolve_app(app_spec, broker, backend).AsyncResult(task_id)
+    if wait:
+        _print_result(handle.get, timeout)
+        return
+    state = handle.state
+    value = handle.result
+    shown = (
+        {"type": value.exc_type, "message": value.exc_message}
+        if isinstance(value, TaskFailed)
+        else value
+    )
+    click.echo(json.dumps({"id": task_id, "state": state, "result": shown}))
+
+
+@cli.command()
+@app_options
+@click.option("-Q", "--queue", help="Queue [default: the app's].")
+@click.option("--yes", is_flag=True, help="Confirm: this deletes messages.")
+def purge(
+    app_spec: str | None, broker: str | None, backend: str | None, queue: str | None, yes: bool
+) -> None:
+    """Delete every waiting message of a queue (held messages are left alone)."""
+    if not yes:
+        raise click.UsageError("purge deletes messages; add --yes to confirm")
+    app = resolve_app(app_spec, broker, backend)
+    name = queue or app.settings.default_queue
+    click.echo(f"purged {app.broker.purge(name)} message(s) from {name}")
+
+
+def _json_or_text(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def _print_result(get: Callable[..., Any], timeout: float) -> None:
+    try:
+        value = get(timeout=timeout)
+    except TaskFailed as exc:
+        click.echo(exc.remote_traceback.rstrip() or str(exc), err=True)
+        fail(str(exc), 1)
+    except ResultTimeout as exc:
+        fail(str(exc), 1)
+    click.echo(json.dumps(value))
+
+
+def main() -> None:
+    from forkq.cli import dead, demo  # noqa: F401 - registers the subcommands
+
+    cli(prog_name="forkq")

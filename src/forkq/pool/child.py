@@ -1,0 +1,122 @@
+"""A child's life after `fork()`: reset what it inherited, run the program, `_exit`.
+
+A child never returns into the master's code: whatever happens, it leaves through
+`os._exit`, so no inherited finalizer, atexit hook or buffered connection runs twice.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from types import FrameType
+from typing import NoReturn, Protocol
+
+from setproctitle import setproctitle
+
+from forkq.pool.scoreboard import SlotWriter
+
+EXIT_OK = 0
+EXIT_BOOT_FAILED = 3  # the program failed before it could take work (hook, connection)
+EXIT_CRASHED = 70  # an unexpected error escaped the program
+
+_PR_SET_PDEATHSIG = 1
+
+
+class Stopping(Exception):
+    """Raised in a child that was told to stop while it was waiting for work."""
+
+
+class StopSignal:
+    """SIGTERM in a child: a flag while it works, an immediate `Stopping` while it waits.
+
+    Interrupting a wait is safe because the master releases whatever a child held when it
+    exits; interrupting a task is not, so a busy child only notes the request.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._interruptible = False
+        signal.signal(signal.SIGTERM, self._on_term)
+
+    def _on_term(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
+        if self._interruptible:
+            self._interruptible = False
+            raise Stopping()
+
+    @contextmanager
+    def interruptible(self) -> Iterator[None]:
+        if self.requested:
+            raise Stopping()
+        self._interruptible = True
+        try:
+            yield
+        finally:
+            self._interruptible = False
+
+
+class ChildProgram(Protocol):
+    """What the worker layer runs in each child."""
+
+    def run_child(self, index: int, slot: SlotWriter, stop: StopSignal) -> int:
+        """Runs in the forked child; returns its exit code."""
+        ...
+
+
+def child_main(
+    program: ChildProgram,
+    index: int,
+    slot: SlotWriter,
+    master_pid: int,
+    master_signals: Sequence[signal.Signals],
+    inherited_fds: Sequence[int],
+    title: str,
+) -> NoReturn:
+    """Entered right after fork, with `master_signals` still blocked."""
+    code = EXIT_CRASHED
+    try:
+        _reset_inherited_state(master_pid, master_signals, inherited_fds)
+        slot.start(os.getpid())
+        setproctitle(f"{title} child {index}")
+        stop = StopSignal()
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        code = program.run_child(index, slot, stop)
+    except Stopping:
+        code = EXIT_OK
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        _flush_std_streams()
+        os._exit(code)
+
+
+def _reset_inherited_state(
+    master_pid: int, master_signals: Sequence[signal.Signals], inherited_fds: Sequence[int]
+) -> None:
+    signal.set_wakeup_fd(-1)
+    for fd in inherited_fds:
+        os.close(fd)
+    for signum in master_signals:
+        signal.signal(signum, signal.SIG_DFL)
+    # Ctrl-C reaches the whole process group; only the master decides what it means.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+    if os.getppid() != master_pid:  # the master died before prctl took effect
+        os._exit(EXIT_BOOT_FAILED)
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+
+
+def _flush_std_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with suppress(OSError, ValueError):
+            stream.flush()

@@ -1,0 +1,145 @@
+"""The scoreboard: shared memory with one fixed-size slot per child.
+
+Created by the master before it forks, so every child maps the same pages. A slot is
+written only by the child that owns it and read by the master on its tick, without a round
+trip. Writes are guarded by a sequence counter (a seqlock): the writer makes it odd, writes,
+makes it even; a reader retries when it saw an odd value or the value changed under it.
+
+Slot layout (little-endian, `_SLOT`)::
+
+    seq u32 | pid i32 | state u8 | started_at f64 | heartbeat f64 | done u64 | failed u64
+    | task_id 48s | receipt 64s | task_name 160s
+"""
+
+from __future__ import annotations
+
+import enum
+import mmap
+import struct
+import time
+from dataclasses import dataclass
+from typing import Any
+
+_SLOT = struct.Struct("<Ii B 7x dd QQ 48s 64s 160s")
+_SEQ = struct.Struct("<I")
+
+
+class SlotState(enum.IntEnum):
+    EMPTY = 0
+    STARTING = 1
+    IDLE = 2
+    BUSY = 3
+    EXITING = 4
+
+
+@dataclass(frozen=True)
+class SlotView:
+    """A consistent snapshot of one slot."""
+
+    pid: int
+    state: SlotState
+    started_at: float  # when the current task started (BUSY only)
+    heartbeat: float
+    done: int
+    failed: int
+    task_id: str
+    receipt: str
+    task_name: str
+
+
+class Scoreboard:
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._map = mmap.mmap(-1, _SLOT.size * capacity, flags=mmap.MAP_SHARED)
+
+    def writer(self, index: int) -> SlotWriter:
+        return SlotWriter(self._map, index * _SLOT.size)
+
+    def read(self, index: int) -> SlotView:
+        offset = index * _SLOT.size
+        while True:
+            before = _SEQ.unpack_from(self._map, offset)[0]
+            raw = self._map[offset : offset + _SLOT.size]
+            after = _SEQ.unpack_from(self._map, offset)[0]
+            if before == after and not before & 1:
+                return _view(_SLOT.unpack(raw))
+
+    def clear(self, index: int) -> None:
+        """Master only, for a slot whose child is gone and before a new one is forked."""
+        offset = index * _SLOT.size
+        self._map[offset : offset + _SLOT.size] = bytes(_SLOT.size)
+
+    def close(self) -> None:
+        self._map.close()
+
+
+class SlotWriter:
+    """The owning child's view of its slot; keeps the fields and rewrites the whole slot."""
+
+    def __init__(self, shared: mmap.mmap, offset: int) -> None:
+        self._map, self._offset = shared, offset
+        self._seq = _SEQ.unpack_from(shared, offset)[0] & ~1
+        self.pid = 0
+        self.state = SlotState.EMPTY
+        self.started_at = 0.0
+        self.done = self.failed = 0
+        self.task_id = self.receipt = self.task_name = ""
+
+    def start(self, pid: int) -> None:
+        self.pid = pid
+        self._set(SlotState.STARTING)
+
+    def idle(self) -> None:
+        self.task_id = self.receipt = self.task_name = ""
+        self._set(SlotState.IDLE)
+
+    def busy(self, task_id: str, task_name: str, receipt: str) -> None:
+        self.task_id, self.task_name, self.receipt = task_id, task_name, receipt
+        self.started_at = time.time()
+        self._set(SlotState.BUSY)
+
+    def finished(self, failed: bool) -> None:
+        self.done += 1
+        self.failed += int(failed)
+        self.idle()
+
+    def exiting(self) -> None:
+        self._set(SlotState.EXITING)
+
+    def _set(self, state: SlotState) -> None:
+        self.state = state
+        packed = _SLOT.pack(
+            self._seq + 1,
+            self.pid,
+            state,
+            self.started_at,
+            time.time(),
+            self.done,
+            self.failed,
+            self.task_id.encode()[:48],
+            self.receipt.encode()[:64],
+            self.task_name.encode()[:160],
+        )
+        _SEQ.pack_into(self._map, self._offset, self._seq + 1)  # odd: write in progress
+        self._map[self._offset + _SEQ.size : self._offset + _SLOT.size] = packed[_SEQ.size :]
+        self._seq += 2
+        _SEQ.pack_into(self._map, self._offset, self._seq)
+
+
+def _view(fields: tuple[Any, ...]) -> SlotView:
+    _, pid, state, started, beat, done, failed, task_id, receipt, name = fields
+    return SlotView(
+        pid=pid,
+        state=SlotState(state),
+        started_at=started,
+        heartbeat=beat,
+        done=done,
+        failed=failed,
+        task_id=_text(task_id),
+        receipt=_text(receipt),
+        task_name=_text(name),
+    )
+
+
+def _text(raw: bytes) -> str:
+    return raw.rstrip(b"\0").decode(errors="replace")

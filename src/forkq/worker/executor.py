@@ -1,0 +1,150 @@
+"""Turning one delivery into one outcome, inside a child.
+
+    delivery ─► decode ─► checks ─► run task ─► store result ─► ack
+                  │          │           ├─► Retry: publish the next try ─► store RETRY ─► ack
+                  └──────────┴─► rejected: store FAILURE (if the id is trusted) ─► dead letter
+
+A task's exception never leaves `handle`: it becomes a FAILURE record. The result is stored
+before the ack, so a crash between the two redelivers the task rather than losing its result.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import msgspec
+
+from forkq.app import Forkq
+from forkq.backends import ResultBackend
+from forkq.brokers import Broker, Consumer, Delivery
+from forkq.envelope import Message
+from forkq.exceptions import MessageRejected, Retry
+from forkq.pool.child import Stopping
+from forkq.pool.scoreboard import SlotWriter
+from forkq.result import (
+    ResultRecord,
+    encode_record,
+    exception_record,
+    failure_record,
+    success_record,
+)
+from forkq.states import FAILURE, RETRY, STARTED
+from forkq.task import Request, Task
+
+log = logging.getLogger("forkq.worker")
+
+
+class Executor:
+    def __init__(
+        self,
+        app: Forkq,
+        broker: Broker,
+        backend: ResultBackend,
+        consumer: Consumer,
+        slot: SlotWriter,
+    ) -> None:
+        self.app = app
+        self.broker = broker
+        self.backend = backend
+        self.consumer = consumer
+        self.slot = slot
+        self.ttl = app.settings.result_ttl
+
+    def handle(self, delivery: Delivery) -> None:
+        try:
+            message, task = self._accept(delivery)
+        except MessageRejected as rejected:
+            self._reject(delivery, rejected)
+            return
+        self.slot.busy(message.id, message.task, delivery.receipt)
+        record = self._run(task, message, delivery)
+        if record.state == RETRY:
+            self._publish_retry(message, record)
+        # Failures are stored even for ignore_result tasks: errors must stay visible.
+        if record.state == FAILURE or not self._ignores_result(task):
+            record = self._store(message.id, record)
+        self.broker.ack(self.consumer, delivery)
+        self.slot.finished(failed=record.state == FAILURE)
+
+    def _accept(self, delivery: Delivery) -> tuple[Message, Task]:
+        message = self.app.codec.decode(delivery.body)
+        task = self.app.tasks.get(message.task)
+        if task is None:
+            raise MessageRejected(f"unknown task {message.task!r}", message.id)
+        if message.expires is not None and message.expires < time.time():
+            raise MessageRejected(f"expired at {message.expires:.3f}", message.id)
+        limit = task.options.max_deliveries or self.app.settings.max_deliveries
+        if delivery.delivery_count > limit:
+            raise MessageRejected(
+                f"worker lost: the process running it died {delivery.delivery_count - 1} "
+                f"time(s), the limit is {limit}",
+                message.id,
+            )
+        return message, task
+
+    def _reject(self, delivery: Delivery, rejected: MessageRejected) -> None:
+        log.warning("dead-lettering message %s: %s", delivery.receipt, rejected.reason)
+        if rejected.task_id is not None and rejected.trusted:
+            kind = "WorkerLost" if rejected.reason.startswith("worker lost") else "MessageRejected"
+            self._store(rejected.task_id, failure_record(kind, rejected.reason))
+        self.broker.dead_letter(self.consumer, delivery, rejected.reason)
+
+    def _run(self, task: Task, message: Message, delivery: Delivery) -> ResultRecord:
+        if self.app.settings.track_started and not self._ignores_result(task):
+            self._store(message.id, msgspec.structs.replace(success_record(None), state=STARTED))
+        task.request = Request(
+            message.id, message.retries, message.queue, delivery.delivery_count, message.headers
+        )
+        started = time.perf_counter()
+        try:
+            value = task(*message.args, **message.kwargs)
+        except Stopping:
+            raise
+        except Retry as retry:
+            return self._retry_record(retry, message)
+        except BaseException as exc:
+            log.warning(
+                "task %s[%s] raised %s: %s", message.task, message.id, type(exc).__name__, exc
+            )
+            return exception_record(exc, message.retries)
+        finally:
+            task.request = Request()
+        log.info(
+            "task %s[%s] succeeded in %.4fs",
+            message.task,
+            message.id,
+            time.perf_counter() - started,
+        )
+        return success_record(value, message.retries)
+
+    def _retry_record(self, retry: Retry, message: Message) -> ResultRecord:
+        cause = retry.exc
+        log.info("task %s[%s] retry in %.2fs", message.task, message.id, retry.countdown)
+        return ResultRecord(
+            state=RETRY,
+            exc_type=type(cause).__qualname__ if cause else None,
+            exc_message=str(cause) if cause else None,
+            retries=message.retries,
+            date_done=time.time() + retry.countdown,  # when the next try is due
+        )
+
+    def _publish_retry(self, message: Message, record: ResultRecord) -> None:
+        due = record.date_done or time.time()
+        self.app.publish(msgspec.structs.replace(message, retries=message.retries + 1, eta=due))
+
+    def _ignores_result(self, task: Task) -> bool:
+        own = task.options.ignore_result
+        return self.app.settings.ignore_result if own is None else own
+
+    def _store(self, task_id: str, record: ResultRecord) -> ResultRecord:
+        """Store the record; a return value JSON cannot hold is stored as a FAILURE instead."""
+        try:
+            payload = encode_record(record)
+        except (TypeError, msgspec.EncodeError) as exc:
+            record = failure_record(
+                "ResultNotSerializable", f"the task returned a value JSON cannot hold: {exc}"
+            )
+            payload = encode_record(record)
+        self.backend.store(task_id, record.state, payload, self.ttl)
+        return record

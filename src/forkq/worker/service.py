@@ -1,0 +1,90 @@
+"""`forkq worker`: load, preload, freeze, fork, supervise.
+
+master: import app ─► before-fork hooks ─► open broker (fail fast) ─► gc.collect()
+        ─► gc.freeze() ─► Master.run(): fork N children, supervise until stopped
+child:  drop inherited connections ─► open own ─► after-fork hooks ─► consume loop
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import socket
+import sys
+import uuid
+from dataclasses import dataclass
+
+from forkq import exitcodes
+from forkq.app import Forkq
+from forkq.pool.master import Master, PoolConfig
+from forkq.worker.program import ConsumeOptions, ConsumeProgram, WorkerSupervision
+
+log = logging.getLogger("forkq.worker")
+
+LOG_FORMAT = "[%(asctime)s] [%(process)d] %(levelname)s %(name)s: %(message)s"
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    concurrency: int
+    queues: tuple[str, ...]
+    prefetch: int = 4
+    shutdown_timeout: float = 60.0
+    loglevel: str = "INFO"
+    pidfile: str | None = None
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
+
+
+def run_worker(app: Forkq, config: WorkerConfig) -> int:
+    configure_logging(config.loglevel)
+    try:
+        for hook in app.before_fork_hooks:
+            hook()
+    except Exception:
+        log.exception("a before-fork hook failed")
+        return exitcodes.APP_LOAD_FAILED
+    app.broker.size(config.queues[0])  # fail here, once, if the broker cannot be reached
+    worker_id = new_worker_id()
+    program = ConsumeProgram(app, ConsumeOptions(worker_id, config.queues, config.prefetch))
+    supervision = WorkerSupervision(app, worker_id)
+    pool = PoolConfig(
+        concurrency=config.concurrency,
+        title=f"forkq: {app.main}",
+        shutdown_timeout=config.shutdown_timeout,
+        tick_interval=app.broker.lease_ttl / 3,
+    )
+    # Everything loaded so far is shared copy-on-write with the children; freezing it keeps
+    # the collector from writing to those pages (and so copying them) in every child.
+    gc.collect()
+    gc.freeze()
+    with _pidfile(config.pidfile):
+        log.info(
+            "worker %s: %d children, queues %s, broker %s",
+            worker_id,
+            config.concurrency,
+            ",".join(config.queues),
+            app.settings.broker_url,
+        )
+        return Master(program, supervision, pool).run()
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True)
+
+
+class _pidfile:
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+
+    def __enter__(self) -> None:
+        if self.path:
+            with open(self.path, "w") as handle:
+                handle.write(f"{os.getpid()}\n")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.path and os.path.exists(self.path):
+            os.unlink(self.path)
