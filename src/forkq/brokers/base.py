@@ -13,6 +13,9 @@ from __future__ import annotations
 import abc
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
+
+from forkq.exceptions import ConfigurationError
 
 
 @dataclass(frozen=True)
@@ -115,3 +118,18 @@ class Broker(abc.ABC):
     def abandon(self) -> None:  # noqa: B027 - a no-op is right for engines without sessions
         """Called in a forked child on a connection the parent opened: let go of it without
         touching the parent's session (no close handshake, no flush)."""
+
+
+DEFAULT_LEASE_TTL = 30.0
+
+
+def lease_ttl_from_url(url: str) -> float:
+    """The `?lease_ttl=SECONDS` URL parameter every engine accepts (default 30)."""
+    raw = parse_qs(urlsplit(url).query).get("lease_ttl", [str(DEFAULT_LEASE_TTL)])[-1]
+    try:
+        ttl = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"lease_ttl in {url!r} must be a number of seconds") from None
+    if ttl <= 0:
+        raise ConfigurationError(f"lease_ttl in {url!r} must be > 0")
+    return ttl

@@ -12,7 +12,7 @@ import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
-from forkq.brokers.base import Broker, Consumer, DeadLetter, Delivery
+from forkq.brokers.base import Broker, Consumer, DeadLetter, Delivery, lease_ttl_from_url
 
 
 @dataclass
@@ -40,7 +40,8 @@ _STORES: dict[str, _Store] = {}
 
 class MemoryBroker(Broker):
     def __init__(self, url: str = "memory://") -> None:
-        self._store = _STORES.setdefault(url, _Store())
+        self._store = _STORES.setdefault(url.partition("?")[0], _Store())
+        self.lease_ttl = lease_ttl_from_url(url)
 
     def publish(self, queue: str, body: bytes, *, priority: int = 0, delay: float = 0.0) -> None:
         s = self._store

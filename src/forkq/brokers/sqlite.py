@@ -19,10 +19,9 @@ import sqlite3
 import time
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
-from urllib.parse import parse_qs, urlsplit
 
-from forkq.brokers.base import Broker, Consumer, DeadLetter, Delivery
-from forkq.exceptions import BrokerError, ConfigurationError
+from forkq.brokers.base import Broker, Consumer, DeadLetter, Delivery, lease_ttl_from_url
+from forkq.exceptions import BrokerError
 from forkq.sqlitefile import ChangeWaiter, connect, path_from_url
 
 _SCHEMA = """
@@ -54,13 +53,12 @@ CREATE TABLE IF NOT EXISTS forkq_dead (
 """
 
 _UNHOLD = "owner = NULL, worker = NULL, lease_until = NULL"
-DEFAULT_LEASE_TTL = 30.0
 
 
 class SQLiteBroker(Broker):
     def __init__(self, url: str) -> None:
         self.path = path_from_url(url)
-        self.lease_ttl = _lease_ttl(url)
+        self.lease_ttl = lease_ttl_from_url(url)
         try:
             self._conn = connect(self.path)
             self._conn.executescript(_SCHEMA)
@@ -105,9 +103,11 @@ class SQLiteBroker(Broker):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return []
-            if next_due is not None:
-                remaining = min(remaining, max(0.001, next_due - time.time()))
-            self._waiter.wait(remaining)
+            # Wake for the next delayed message, and to take back leases that may have expired.
+            wake_at = (
+                self._next_recovery if next_due is None else min(next_due, self._next_recovery)
+            )
+            self._waiter.wait(min(remaining, max(0.001, wake_at - time.time())))
 
     def _claim(self, consumer: Consumer, queues: Sequence[str], limit: int) -> list[Delivery]:
         now = time.time()
@@ -269,14 +269,3 @@ def _id_filter(receipts: Collection[str] | None) -> tuple[str, tuple[int, ...]]:
         return "", ()
     ids = tuple(int(r) for r in receipts)
     return f"WHERE id IN ({','.join('?' * len(ids)) or 'NULL'})", ids
-
-
-def _lease_ttl(url: str) -> float:
-    raw = parse_qs(urlsplit(url).query).get("lease_ttl", [str(DEFAULT_LEASE_TTL)])[-1]
-    try:
-        ttl = float(raw)
-    except ValueError:
-        raise ConfigurationError(f"lease_ttl in {url!r} must be a number of seconds") from None
-    if ttl <= 0:
-        raise ConfigurationError(f"lease_ttl in {url!r} must be > 0")
-    return ttl

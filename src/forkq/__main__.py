@@ -1,0 +1,3 @@
+from forkq.cli.main import main
+
+main()

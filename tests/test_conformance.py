@@ -1,0 +1,284 @@
+"""One conformance suite for every broker and result backend engine.
+
+A new engine joins by adding its URL factory to ENGINES; every test below then runs on it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from forkq.backends import ResultBackend, open_backend
+from forkq.brokers import Broker, Consumer, open_broker
+from forkq.states import RETRY, SUCCESS
+
+ENGINES: dict[str, Callable[[Path], str]] = {
+    "sqlite": lambda tmp: f"sqlite:///{tmp}/conformance.sqlite3?lease_ttl=1",
+    "memory": lambda tmp: f"memory://{uuid.uuid4().hex}?lease_ttl=1",
+}
+Q = "conformance"
+
+
+@pytest.fixture(params=sorted(ENGINES))
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return ENGINES[request.param](tmp_path)
+
+
+@pytest.fixture
+def broker(url: str) -> Iterator[Broker]:
+    b = open_broker(url)
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def backend(url: str) -> Iterator[ResultBackend]:
+    b = open_backend(url)
+    yield b
+    b.close()
+
+
+def consumer(name: str = "c1", worker: str = "w1") -> Consumer:
+    return Consumer(worker=worker, name=f"{worker}/{name}")
+
+
+def bodies(deliveries: list) -> list[bytes]:  # type: ignore[type-arg]
+    return [d.body for d in deliveries]
+
+
+def _on_own_connection(
+    opener: Callable[[str], Any], url: str, verb: str, *args: Any
+) -> Callable[[], None]:
+    """A call made later, from another thread, on a connection of its own."""
+
+    def call() -> None:
+        conn = opener(url)
+        try:
+            getattr(conn, verb)(*args)
+        finally:
+            conn.close()
+
+    return call
+
+
+class TestBroker:
+    def test_publish_fetch_ack(self, broker: Broker) -> None:
+        broker.publish(Q, b"one")
+        [d] = broker.fetch(consumer(), [Q], 10, 0)
+        assert (d.body, d.queue, d.delivery_count) == (b"one", Q, 1)
+        assert broker.size(Q) == 1  # held, not gone
+        broker.ack(consumer(), d)
+        assert broker.size(Q) == 0
+
+    def test_a_held_message_is_not_fetched_twice(self, broker: Broker) -> None:
+        broker.publish(Q, b"one")
+        assert len(broker.fetch(consumer("a"), [Q], 10, 0)) == 1
+        assert broker.fetch(consumer("b"), [Q], 10, 0) == []
+
+    def test_fetch_respects_limit_and_fifo(self, broker: Broker) -> None:
+        for i in range(5):
+            broker.publish(Q, str(i).encode())
+        assert bodies(broker.fetch(consumer(), [Q], 3, 0)) == [b"0", b"1", b"2"]
+        assert bodies(broker.fetch(consumer(), [Q], 3, 0)) == [b"3", b"4"]
+
+    def test_priority_higher_first(self, broker: Broker) -> None:
+        broker.publish(Q, b"low", priority=0)
+        broker.publish(Q, b"high", priority=9)
+        broker.publish(Q, b"mid", priority=5)
+        assert bodies(broker.fetch(consumer(), [Q], 3, 0)) == [b"high", b"mid", b"low"]
+
+    def test_several_queues(self, broker: Broker) -> None:
+        broker.publish("a", b"in-a")
+        broker.publish("b", b"in-b")
+        broker.publish("c", b"in-c")
+        got = sorted(bodies(broker.fetch(consumer(), ["a", "b"], 10, 0)))
+        assert got == [b"in-a", b"in-b"]
+        assert broker.size("c") == 1
+
+    def test_delayed_message_visible_when_due(self, broker: Broker) -> None:
+        broker.publish(Q, b"later", delay=0.4)
+        assert broker.fetch(consumer(), [Q], 1, 0) == []
+        started = time.monotonic()
+        [d] = broker.fetch(consumer(), [Q], 1, 5.0)
+        waited = time.monotonic() - started
+        assert d.body == b"later"
+        assert 0.2 < waited < 2.0  # woke for the due time, not the 5 s timeout
+
+    def test_empty_fetch_blocks_for_the_timeout(self, broker: Broker) -> None:
+        started = time.monotonic()
+        assert broker.fetch(consumer(), [Q], 1, 0.3) == []
+        assert 0.25 <= time.monotonic() - started < 2.0
+
+    def test_fetch_wakes_on_publish_from_another_connection(self, url: str, broker: Broker) -> None:
+        timer = threading.Timer(0.2, _on_own_connection(open_broker, url, "publish", Q, b"wake"))
+        timer.start()
+        try:
+            started = time.monotonic()
+            got = broker.fetch(consumer(), [Q], 1, 10.0)
+            assert bodies(got) == [b"wake"]
+            assert time.monotonic() - started < 3.0
+        finally:
+            timer.join()
+
+    def test_requeue_makes_it_available_again(self, broker: Broker) -> None:
+        broker.publish(Q, b"x")
+        [d] = broker.fetch(consumer(), [Q], 1, 0)
+        broker.requeue(consumer(), d)
+        [again] = broker.fetch(consumer("other"), [Q], 1, 0)
+        assert again.body == b"x"
+        assert again.delivery_count == 1  # a requeue does not count as a run
+
+    def test_requeue_with_delay(self, broker: Broker) -> None:
+        broker.publish(Q, b"x")
+        [d] = broker.fetch(consumer(), [Q], 1, 0)
+        broker.requeue(consumer(), d, delay=30)
+        assert broker.fetch(consumer(), [Q], 1, 0) == []
+        assert broker.size(Q) == 1
+
+    def test_release_counts_only_the_running_message(self, broker: Broker) -> None:
+        for body in (b"running", b"prefetched"):
+            broker.publish(Q, body)
+        held = broker.fetch(consumer("dead"), [Q], 2, 0)
+        running = next(d for d in held if d.body == b"running")
+        assert broker.release("w1/dead", running=[running.receipt]) == 2
+        again = {d.body: d.delivery_count for d in broker.fetch(consumer("new"), [Q], 2, 0)}
+        assert again == {b"running": 2, b"prefetched": 1}
+
+    def test_release_leaves_other_consumers_alone(self, broker: Broker) -> None:
+        broker.publish(Q, b"a")
+        broker.publish(Q, b"b")
+        broker.fetch(consumer("one"), [Q], 1, 0)
+        broker.fetch(consumer("two"), [Q], 1, 0)
+        assert broker.release("w1/one") == 1
+        assert bodies(broker.fetch(consumer("three"), [Q], 5, 0)) == [b"a"]
+
+    def test_ack_by_a_consumer_not_holding_it_is_ignored(self, broker: Broker) -> None:
+        broker.publish(Q, b"x")
+        [d] = broker.fetch(consumer("holder"), [Q], 1, 0)
+        broker.ack(consumer("stranger"), d)
+        assert broker.size(Q) == 1
+
+    def test_lease_of_a_silent_worker_expires(self, url: str, broker: Broker) -> None:
+        broker.publish(Q, b"x")
+        broker.fetch(consumer("c", worker="dead-worker"), [Q], 1, 0)
+        started = time.monotonic()
+        [d] = broker.fetch(consumer("c", worker="alive"), [Q], 1, broker.lease_ttl * 5)
+        assert d.body == b"x" and d.delivery_count == 2
+        assert time.monotonic() - started >= broker.lease_ttl * 0.5
+
+    def test_heartbeat_keeps_the_lease(self, broker: Broker) -> None:
+        broker.publish(Q, b"x")
+        broker.fetch(consumer("c", worker="beating"), [Q], 1, 0)
+        deadline = time.monotonic() + broker.lease_ttl * 2.5
+        while time.monotonic() < deadline:
+            broker.heartbeat("beating")
+            assert broker.fetch(consumer("c", worker="thief"), [Q], 1, broker.lease_ttl / 4) == []
+
+    def test_dead_letter_list_requeue_purge(self, broker: Broker) -> None:
+        broker.publish(Q, b"poison")
+        [d] = broker.fetch(consumer(), [Q], 1, 0)
+        broker.dead_letter(consumer(), d, "bad input")
+        assert broker.size(Q) == 0
+        [letter] = broker.dead_letters(Q)
+        assert (letter.body, letter.reason, letter.queue) == (b"poison", "bad input", Q)
+        assert broker.requeue_dead([letter.receipt]) == 1
+        assert broker.dead_letters(Q) == []
+        [d] = broker.fetch(consumer(), [Q], 1, 0)
+        broker.dead_letter(consumer(), d, "again")
+        assert broker.purge_dead(Q) == 1
+        assert broker.dead_letters() == []
+
+    def test_purge_deletes_waiting_not_held(self, broker: Broker) -> None:
+        for body in (b"a", b"b", b"c"):
+            broker.publish(Q, body)
+        broker.fetch(consumer(), [Q], 1, 0)
+        assert broker.purge(Q) == 2
+        assert broker.size(Q) == 1
+
+    def test_publish_many(self, broker: Broker) -> None:
+        broker.publish_many([(Q, str(i).encode(), 0, 0.0) for i in range(50)])
+        assert broker.size(Q) == 50
+
+    @pytest.mark.timeout(60)
+    def test_concurrent_consumers_in_processes_never_share(self, url: str, broker: Broker) -> None:
+        if url.startswith("memory"):
+            pytest.skip("the memory engine does not cross fork")
+        total = 300
+        broker.publish_many([(Q, str(i).encode(), 0, 0.0) for i in range(total)])
+        readers = []
+        for n in range(3):
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - child
+                os.close(r)
+                mine = open_broker(url)
+                got = []
+                while batch := mine.fetch(consumer(f"p{n}"), [Q], 7, 0):
+                    for d in batch:
+                        got.append(d.body.decode())
+                        mine.ack(consumer(f"p{n}"), d)
+                os.write(w, ",".join(got).encode())
+                os._exit(0)
+            os.close(w)
+            readers.append((pid, r))
+        seen: list[str] = []
+        for pid, r in readers:
+            with os.fdopen(r, "rb") as f:
+                data = f.read().decode()
+            os.waitpid(pid, 0)
+            seen.extend(x for x in data.split(",") if x)
+        assert sorted(seen, key=int) == [str(i) for i in range(total)]  # each exactly once
+        assert broker.size(Q) == 0
+
+
+class TestResultBackend:
+    def test_missing_is_none(self, backend: ResultBackend) -> None:
+        assert backend.get("nope") is None
+
+    def test_store_get_overwrite_forget(self, backend: ResultBackend) -> None:
+        backend.store("t1", RETRY, b"r", 60)
+        backend.store("t1", SUCCESS, b"s", 60)
+        stored = backend.get("t1")
+        assert stored is not None and (stored.state, stored.payload) == (SUCCESS, b"s")
+        backend.forget("t1")
+        assert backend.get("t1") is None
+
+    def test_ttl_expires(self, backend: ResultBackend) -> None:
+        backend.store("t1", SUCCESS, b"s", 0.2)
+        assert backend.get("t1") is not None
+        result = backend.wait("never", 0.4)  # lets the TTL pass without a sleep
+        assert result is None
+        assert backend.get("t1") is None
+
+    def test_wait_returns_ready_result_at_once(self, backend: ResultBackend) -> None:
+        backend.store("t1", SUCCESS, b"s", 60)
+        started = time.monotonic()
+        assert backend.wait("t1", 10) is not None
+        assert time.monotonic() - started < 1
+
+    def test_wait_skips_non_ready_states_and_wakes_on_store(
+        self, url: str, backend: ResultBackend
+    ) -> None:
+        backend.store("t1", RETRY, b"r", 60)
+        store = _on_own_connection(open_backend, url, "store", "t1", SUCCESS, b"done", 60)
+        timer = threading.Timer(0.2, store)
+        timer.start()
+        try:
+            started = time.monotonic()
+            stored = backend.wait("t1", 10)
+            assert stored is not None and stored.payload == b"done"
+            assert time.monotonic() - started < 3
+        finally:
+            timer.join()
+
+    def test_wait_times_out_with_latest_record(self, backend: ResultBackend) -> None:
+        backend.store("t1", RETRY, b"r", 60)
+        stored = backend.wait("t1", 0.2)
+        assert stored is not None and stored.state == RETRY
