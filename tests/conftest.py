@@ -49,8 +49,13 @@ E2E_APP = textwrap.dedent(
         return x + y
 
     @app.task
-    def whoami():
-        return os.getpid()
+    def die():
+        os._exit(1)
+
+    if os.environ.get("E2E_FAIL_BOOT"):
+        @app.on_after_fork
+        def broken_hook():
+            raise RuntimeError("cannot connect to the database")
     """
 )
 
@@ -58,9 +63,9 @@ E2E_APP = textwrap.dedent(
 class WorkerProcess:
     """A `forkq worker` subprocess in its own process group."""
 
-    def __init__(self, app_dir: Path, url: str, *args: str) -> None:
+    def __init__(self, app_dir: Path, url: str, *args: str, env: dict[str, str] | None = None):
         self.log_path = app_dir / f"worker-{time.monotonic_ns()}.log"
-        env = {**os.environ, "FORKQ_BROKER_URL": url, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "FORKQ_BROKER_URL": url, "PYTHONUNBUFFERED": "1", **(env or {})}
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "forkq", "worker", "-A", "e2eapp", *args],
@@ -113,8 +118,8 @@ def client(e2e_dir: Path, sqlite_url: str) -> Iterator[Forkq]:
 def start_worker(e2e_dir: Path, sqlite_url: str) -> Iterator[object]:
     started: list[WorkerProcess] = []
 
-    def start(*args: str) -> WorkerProcess:
-        worker = WorkerProcess(e2e_dir, sqlite_url, *args)
+    def start(*args: str, env: dict[str, str] | None = None) -> WorkerProcess:
+        worker = WorkerProcess(e2e_dir, sqlite_url, *args, env=env)
         started.append(worker)
         return worker
 
@@ -126,7 +131,7 @@ def start_worker(e2e_dir: Path, sqlite_url: str) -> Iterator[object]:
 def wait_until_serving(client: Forkq, worker: WorkerProcess) -> None:
     """Event-based readiness: a ping task answered by the worker."""
     try:
-        client.send_task("e2e.ping").get(timeout=PING_TIMEOUT)
+        client.send_task("e2eapp.ping").get(timeout=PING_TIMEOUT)
     except Exception:
         print(worker.log())
         raise

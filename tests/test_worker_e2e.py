@@ -1,0 +1,137 @@
+"""End to end: a real `forkq worker` process tree on the SQLite broker."""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import pytest
+
+from forkq import Forkq, TaskFailed
+from forkq.brokers import Consumer
+from forkq.envelope import make_message
+from forkq.result import AsyncResult
+from tests.conftest import wait_until_serving
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def publish(client: Forkq, task: str, calls: list[tuple[Any, ...]]) -> list[AsyncResult]:
+    queue = client.settings.default_queue
+    return client.publish_many([make_message(task, list(a), {}, queue=queue) for a in calls])
+
+
+def test_a_thousand_tasks_through_four_children(client: Forkq, start_worker: Any) -> None:
+    worker = start_worker("-c", "4", "-l", "warning")
+    wait_until_serving(client, worker)
+    results = publish(client, "e2eapp.add", [(i, i) for i in range(1000)])
+    assert [r.get(timeout=60) for r in results] == [2 * i for i in range(1000)]
+    assert len(worker.children()) == 4
+    assert os.getpid() not in {r.get() for r in publish(client, "e2eapp.ping", [()] * 8)}
+
+
+def test_kill_9_of_a_busy_child_loses_nothing(client: Forkq, start_worker: Any) -> None:
+    worker = start_worker("-c", "4", "-l", "warning")
+    wait_until_serving(client, worker)
+    results = publish(client, "e2eapp.slow_add", [(i, 1, 0.005) for i in range(600)])
+    results[20].get(timeout=60)  # work is flowing
+    victim = worker.children()[0]
+    os.kill(victim, signal.SIGKILL)
+    assert [r.get(timeout=90) for r in results] == [i + 1 for i in range(600)]
+    survivors = worker.children()
+    assert victim not in survivors and len(survivors) == 4
+    assert "killed by SIGKILL" in worker.log()
+
+
+def test_sigterm_mid_run_drains_with_nothing_lost(client: Forkq, start_worker: Any) -> None:
+    worker = start_worker("-c", "2", "-l", "warning")
+    wait_until_serving(client, worker)
+    total = 300
+    results = publish(client, "e2eapp.slow_add", [(i, 0, 0.01) for i in range(total)])
+    results[10].get(timeout=60)
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 0
+    done = sum(1 for r in results if r.ready())
+    waiting = client.broker.size(client.settings.default_queue)
+    assert done + waiting == total and waiting > 0
+    # Nothing is left held by the stopped worker: a new consumer can take all of it now.
+    held = client.broker.fetch(Consumer("t", "t/0"), [client.settings.default_queue], total, 0)
+    assert len(held) == waiting
+    client.broker.release("t/0")
+    again = start_worker("-c", "2", "-l", "warning")
+    assert [r.get(timeout=60) for r in results] == list(range(total))
+    again.signal(signal.SIGTERM)
+    assert again.wait(timeout=60) == 0
+
+
+def test_malformed_messages_are_dead_lettered_while_valid_ones_complete(
+    client: Forkq, start_worker: Any
+) -> None:
+    queue = client.settings.default_queue
+    hostile = [
+        b"not json at all",
+        b'{"id": "bad-types", "task": 5, "queue": []}',
+        b"\xff\xfe" * 10,
+        b"[]",
+    ]
+    for body in hostile:
+        client.broker.publish(queue, body)
+    unknown = client.send_task("e2eapp.no_such_task")
+    valid = publish(client, "e2eapp.add", [(i, 1) for i in range(50)])
+    worker = start_worker("-c", "2", "-l", "warning")
+    assert [r.get(timeout=60) for r in valid] == [i + 1 for i in range(50)]
+    with pytest.raises(TaskFailed, match="unknown task"):
+        unknown.get(timeout=30)
+    with pytest.raises(TaskFailed, match="malformed"):
+        client.AsyncResult("bad-types").get(timeout=30)
+    reasons = [d.reason for d in client.broker.dead_letters(queue)]
+    assert len(reasons) == 5 and any("unknown task" in r for r in reasons)
+    assert "exit code" not in worker.log() and "killed by" not in worker.log()
+
+
+def test_a_task_that_kills_its_child_fails_as_worker_lost(client: Forkq, start_worker: Any) -> None:
+    worker = start_worker("-c", "2", "-l", "warning")
+    wait_until_serving(client, worker)
+    fatal = client.send_task("e2eapp.die")
+    with pytest.raises(TaskFailed) as failed:
+        fatal.get(timeout=60)
+    assert failed.value.exc_type == "WorkerLost"
+    [letter] = client.broker.dead_letters(client.settings.default_queue)
+    assert letter.reason.startswith("worker lost")
+    assert client.send_task("e2eapp.add", (1, 2)).get(timeout=30) == 3  # the pool carries on
+
+
+def test_children_that_cannot_boot_stop_the_worker_with_exit_code_4(
+    client: Forkq, start_worker: Any
+) -> None:
+    worker = start_worker("-c", "2", "-l", "warning", env={"E2E_FAIL_BOOT": "1"})
+    assert worker.wait(timeout=60) == 4
+    log = worker.log()
+    assert "cannot connect to the database" in log
+    assert "children cannot boot" in log
+
+
+def test_worker_with_unimportable_app_exits_3(e2e_dir: Any, sqlite_url: str) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "forkq",
+            "worker",
+            "-A",
+            "no_such_module_xyz",
+            "--broker",
+            sqlite_url,
+        ],
+        cwd=e2e_dir,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 3
+    assert proc.stderr.strip().count("\n") == 0  # one line
+    assert "no_such_module_xyz" in proc.stderr
