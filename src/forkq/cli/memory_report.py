@@ -1,0 +1,64 @@
+"""Memory figures as a rich table, a plain comparison, or JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rich.table import Table
+
+from forkq.memory import ProcessMemory, format_bytes, totals
+
+
+def memory_table(rows: Sequence[ProcessMemory], title: str = "Memory per process") -> Table:
+    table = Table(title=title)
+    table.add_column("process")
+    table.add_column("pid", justify="right")
+    for name in ("RSS", "PSS", "USS (private)", "shared"):
+        table.add_column(name, justify="right")
+    for row in rows:
+        table.add_row(row.role, str(row.pid), *_figures(row.rss, row.pss, row.uss, row.shared))
+    total = totals(rows)
+    table.add_section()
+    table.add_row(
+        "total", "", *_figures(total.rss, total.pss, total.uss, total.shared), style="bold"
+    )
+    return table
+
+
+def _figures(*values: int) -> list[str]:
+    return [format_bytes(v) for v in values]
+
+
+def memory_summary(rows: Sequence[ProcessMemory]) -> str:
+    total = totals(rows)
+    share = 100 * total.cow_saving / total.rss if total.rss else 0.0
+    return (
+        f"Sum of RSS (naive accounting): {format_bytes(total.rss)}\n"
+        f"Sum of PSS (real footprint):   {format_bytes(total.pss)} — fork shared "
+        f"{format_bytes(total.cow_saving)} ({share:.0f}% of RSS)"
+    )
+
+
+def memory_json(rows: Sequence[ProcessMemory]) -> dict[str, Any]:
+    total = totals(rows)
+    return {
+        "processes": [
+            {
+                "pid": r.pid,
+                "role": r.role,
+                "rss": r.rss,
+                "pss": r.pss,
+                "uss": r.uss,
+                "shared": r.shared,
+            }
+            for r in rows
+        ],
+        "totals": {
+            "rss": total.rss,
+            "pss": total.pss,
+            "uss": total.uss,
+            "shared": total.shared,
+            "cow_saving": total.cow_saving,
+        },
+    }
