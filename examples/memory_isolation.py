@@ -27,10 +27,11 @@ def pid() -> int:
 
 
 def main() -> None:
+    from rich.console import Console
+
     from _harness import running_worker
     from forkq.cli.memory_report import memory_table
     from forkq.memory import process_tree_memory
-    from rich.console import Console
 
     with running_worker(app, "memory_isolation", concurrency=3) as worker:
         pids = {pid.delay().get(timeout=60) for _ in range(12)}
