@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from forkq import Forkq
+from forkq import Forkq, ResultTimeout
 
 PING_TIMEOUT = 30.0
 
@@ -31,7 +33,7 @@ def sqlite_url(tmp_path: Path) -> str:
 E2E_APP = textwrap.dedent(
     """
     import os, time
-    from forkq import Forkq
+    from forkq import Forkq, ResultTimeout
 
     app = Forkq("e2e")
 
@@ -49,6 +51,12 @@ E2E_APP = textwrap.dedent(
         return x + y
 
     @app.task
+    def announce_then_sleep(fifo, seconds):
+        with open(fifo, "w") as announce:
+            announce.write("started\\n")
+        time.sleep(seconds)
+
+    @app.task
     def die():
         os._exit(1)
 
@@ -61,20 +69,30 @@ E2E_APP = textwrap.dedent(
 
 
 class WorkerProcess:
-    """A `forkq worker` subprocess in its own process group."""
+    """A `forkq worker` subprocess in its own process group; its output is collected by a
+    reader thread so tests can await a log line instead of polling for it."""
 
     def __init__(self, app_dir: Path, url: str, *args: str, env: dict[str, str] | None = None):
-        self.log_path = app_dir / f"worker-{time.monotonic_ns()}.log"
         env = {**os.environ, "FORKQ_BROKER_URL": url, "PYTHONUNBUFFERED": "1", **(env or {})}
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "forkq", "worker", "-A", "e2eapp", *args],
             cwd=app_dir,
             env=env,
-            stdout=self._log,
+            stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        self._lines: list[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._collect, daemon=True)
+        self._reader.start()
+
+    def _collect(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            with self._changed:
+                self._lines.append(raw.decode(errors="replace"))
+                self._changed.notify_all()
 
     @property
     def pid(self) -> int:
@@ -88,17 +106,27 @@ class WorkerProcess:
         self.proc.send_signal(signum)
 
     def wait(self, timeout: float) -> int:
-        return self.proc.wait(timeout=timeout)
+        code = self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=5)
+        return code
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        with self._changed:
+            return "".join(self._lines)
+
+    def wait_for_log(self, text: str, timeout: float = 30.0) -> None:
+        with self._changed:
+            found = self._changed.wait_for(lambda: text in "".join(self._lines), timeout)
+        assert found, f"{text!r} not logged within {timeout}s:\n{self.log()}"
 
     def stop(self) -> None:
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
-        self._log.close()
+        self._reader.join(timeout=5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
 
 @pytest.fixture
@@ -128,10 +156,31 @@ def start_worker(e2e_dir: Path, sqlite_url: str) -> Iterator[object]:
         worker.stop()
 
 
+class StartedSignal:
+    """A FIFO a task writes to when it starts; the test waits on it with a bounded select."""
+
+    def __init__(self, directory: Path, name: str = "started") -> None:
+        self.path = str(directory / f"{name}-{time.monotonic_ns()}.fifo")
+        os.mkfifo(self.path)
+        self._fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+
+    def wait(self, timeout: float = 30.0) -> None:
+        try:
+            readable, _, _ = select.select([self._fd], [], [], timeout)
+            assert readable, f"task did not start within {timeout}s"
+            assert os.read(self._fd, 100).startswith(b"started")
+        finally:
+            os.close(self._fd)
+
+
 def wait_until_serving(client: Forkq, worker: WorkerProcess) -> None:
-    """Event-based readiness: a ping task answered by the worker."""
-    try:
-        client.send_task("e2eapp.ping").get(timeout=PING_TIMEOUT)
-    except Exception:
-        print(worker.log())
-        raise
+    """Event-based readiness: a ping task answered by the worker (failing fast if it died)."""
+    ping = client.send_task("e2eapp.ping")
+    deadline = time.monotonic() + PING_TIMEOUT
+    while time.monotonic() < deadline:
+        if worker.proc.poll() is not None:
+            pytest.fail(f"worker exited with {worker.proc.returncode}:\n{worker.log()}")
+        with contextlib.suppress(ResultTimeout):
+            ping.get(timeout=0.5)
+            return
+    pytest.fail(f"worker not serving after {PING_TIMEOUT}s:\n{worker.log()}")

@@ -12,7 +12,7 @@ from forkq import Forkq, TaskFailed
 from forkq.brokers import Consumer
 from forkq.envelope import make_message
 from forkq.result import AsyncResult
-from tests.conftest import wait_until_serving
+from tests.conftest import StartedSignal, wait_until_serving
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -139,3 +139,71 @@ def test_worker_with_unimportable_app_exits_3(e2e_dir: Any, sqlite_url: str) -> 
     assert proc.returncode == 3
     assert proc.stderr.strip().count("\n") == 0  # one line
     assert "no_such_module_xyz" in proc.stderr
+
+
+def _held_count(client: Forkq) -> int:
+    """Messages in the queue that no consumer can take right now (held by someone)."""
+    queue = client.settings.default_queue
+    free = client.broker.fetch(Consumer("probe", "probe/0"), [queue], 10_000, 0)
+    client.broker.release("probe/0")
+    return client.broker.size(queue) - len(free)
+
+
+def test_a_task_past_the_shutdown_timeout_is_killed_and_released(
+    client: Forkq, start_worker: Any, e2e_dir: Any
+) -> None:
+    worker = start_worker("-c", "1", "-l", "info", "--shutdown-timeout", "1")
+    wait_until_serving(client, worker)
+    started = StartedSignal(e2e_dir)
+    stuck = client.send_task("e2eapp.announce_then_sleep", (started.path, 60))
+    started.wait()
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+    assert "shutdown timeout" in worker.log()
+    assert not stuck.ready()
+    assert client.broker.size(client.settings.default_queue) == 1
+    assert _held_count(client) == 0  # released at once, not left to lease expiry
+
+
+@pytest.mark.parametrize("signals", [(signal.SIGQUIT,), (signal.SIGINT, signal.SIGINT)])
+def test_cold_shutdown_kills_now_and_releases(
+    client: Forkq, start_worker: Any, e2e_dir: Any, signals: tuple[int, ...]
+) -> None:
+    worker = start_worker("-c", "2", "--prefetch", "1", "-l", "info")
+    wait_until_serving(client, worker)
+    announcements = [StartedSignal(e2e_dir, f"child{i}") for i in range(2)]
+    busy = [client.send_task("e2eapp.announce_then_sleep", (a.path, 60)) for a in announcements]
+    for announcement in announcements:
+        announcement.wait()  # both children are running a 60 s task
+    for signum in signals:
+        worker.signal(signum)
+        # Standard signals do not queue: await each one's effect before sending the next.
+        worker.wait_for_log("warm shutdown" if signum == signal.SIGINT else "cold shutdown")
+    assert worker.wait(timeout=10) == 0  # not 60 s: the children were killed
+    assert "cold shutdown" in worker.log()
+    assert not any(r.ready() for r in busy)
+    assert client.broker.size(client.settings.default_queue) == 2
+    assert _held_count(client) == 0  # released at once for redelivery
+
+
+def test_a_dead_workers_messages_are_taken_over_after_its_lease_expires(
+    e2e_dir: Any, sqlite_url: str, client: Forkq
+) -> None:
+    from tests.conftest import WorkerProcess
+
+    url = sqlite_url + "?lease_ttl=2"
+    first = WorkerProcess(e2e_dir, url, "-c", "2", "-l", "warning")
+    second: WorkerProcess | None = None
+    try:
+        client.configure(broker_url=url)
+        wait_until_serving(client, first)
+        results = publish(client, "e2eapp.slow_add", [(i, 0, 0.05) for i in range(60)])
+        results[2].get(timeout=30)
+        os.kill(first.pid, signal.SIGKILL)  # the master only: children die with it
+        first.wait(timeout=10)
+        second = WorkerProcess(e2e_dir, url, "-c", "2", "-l", "warning")
+        assert [r.get(timeout=60) for r in results] == list(range(60))
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
