@@ -60,6 +60,14 @@ E2E_APP = textwrap.dedent(
     def die():
         os._exit(1)
 
+    if os.environ.get("E2E_CRASH_IDLE"):
+        import signal
+
+        @app.on_after_fork
+        def crash_soon():  # dies idle, 50 ms after booting: an environment failing
+            signal.signal(signal.SIGALRM, lambda *_: os._exit(9))
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+
     if os.environ.get("E2E_FAIL_BOOT"):
         @app.on_after_fork
         def broken_hook():

@@ -116,6 +116,17 @@ def test_children_that_cannot_boot_stop_the_worker_with_exit_code_4(
     assert "children cannot boot" in log
 
 
+def test_children_crashing_while_idle_are_respawned_with_backoff_not_given_up(
+    client: Forkq, start_worker: Any
+) -> None:
+    worker = start_worker("-c", "1", "-l", "info", env={"E2E_CRASH_IDLE": "1"})
+    for delay in ("0.2s", "0.4s", "0.8s", "1.6s", "3.2s"):
+        worker.wait_for_log(f"crashed soon after starting; next spawn in {delay}")
+    assert worker.proc.poll() is None  # five in a row, still supervising: not a boot failure
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+
+
 def test_worker_with_unimportable_app_exits_3(e2e_dir: Any, sqlite_url: str) -> None:
     import subprocess
     import sys

@@ -34,6 +34,7 @@ HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD
 EXIT_CHILDREN_CANNOT_BOOT = 4  # forkq.exitcodes.CHILDREN_CANNOT_BOOT
 _BOOT_FAILURES_BEFORE_GIVING_UP = 5
 _MAX_RESPAWN_DELAY = 10.0
+_HEALTHY_LIFETIME = 1.0  # seconds; an idle child dying sooner makes the master back off
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,8 @@ class Master:
         self.stopping = False
         self.exit_code = 0
         self._shutdown_deadline: float | None = None
-        self._boot_failures = 0
+        self._boot_failures = 0  # children in a row that failed before taking work
+        self._quick_crashes = 0  # children in a row that died idle, soon after starting
         self._respawn_at = 0.0
         self._next_tick = 0.0
         self._int_count = 0
@@ -221,22 +223,29 @@ class Master:
             self.supervision.child_exited(exit)
         except Exception:
             log.exception("could not release what child %d held", exit.index)
-        if exit.boot_failed or (not clean and exit.last_seen.state == SlotState.STARTING):
-            self._back_off(lifetime)
+        state = exit.last_seen.state
+        if exit.boot_failed or (not clean and state == SlotState.STARTING):
+            self._boot_failures += 1
+            self._back_off("failed while booting")
+        elif not clean and state != SlotState.BUSY and lifetime < _HEALTHY_LIFETIME:
+            # Not a task's fault (that is the redelivery limit's business) and not booting:
+            # the environment is failing, e.g. the broker. Slow down, but do not give up.
+            self._quick_crashes += 1
+            self._back_off("crashed soon after starting")
         else:
-            self._boot_failures = 0
+            self._boot_failures = self._quick_crashes = 0
         self._set_title()
 
-    def _back_off(self, lifetime: float) -> None:
-        self._boot_failures += 1
+    def _back_off(self, why: str) -> None:
         if self._boot_failures >= _BOOT_FAILURES_BEFORE_GIVING_UP:
             log.error("children cannot boot: %d failed in a row; stopping", self._boot_failures)
             self.exit_code = EXIT_CHILDREN_CANNOT_BOOT
             self.stop_cold()
             return
-        delay = min(_MAX_RESPAWN_DELAY, 0.1 * 2**self._boot_failures)
+        failures = self._boot_failures + self._quick_crashes
+        delay = min(_MAX_RESPAWN_DELAY, 0.1 * 2**failures)
         self._respawn_at = time.monotonic() + delay
-        log.warning("child failed while booting; next spawn in %.1fs", delay)
+        log.warning("child %s; next spawn in %.1fs", why, delay)
 
     def stop_warm(self) -> None:
         """TERM: stop taking work, let running tasks finish, then exit."""
