@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from forkq import Forkq
+from forkq.demo.process import worker_process
 
 HERE = Path(__file__).resolve().parent
 
@@ -24,29 +22,9 @@ def running_worker(
     with tempfile.TemporaryDirectory(prefix="forkq-example-") as workdir:
         url = f"sqlite:///{workdir}/forkq.sqlite3"
         app.configure(broker_url=url)
-        env = {**os.environ, "FORKQ_BROKER_URL": url, **(extra_env or {})}
-        command = [
-            sys.executable,
-            "-m",
-            "forkq",
-            "worker",
-            "-A",
-            module,
-            "-c",
-            str(concurrency),
-            "--prefetch",
-            "1",
-            "-l",
-            "warning",
-        ]
-        worker = subprocess.Popen(command, cwd=HERE, env=env, start_new_session=True)
+        args = ("-c", str(concurrency), "--prefetch", "1", "-l", "warning")
         try:
-            yield worker
+            with worker_process(module, url, *args, cwd=str(HERE), env=extra_env) as worker:
+                yield worker
         finally:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
-                worker.wait()
             app.close()

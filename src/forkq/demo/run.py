@@ -5,11 +5,7 @@ Everything lives in a fresh temporary directory: the SQLite file and the worker'
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -21,6 +17,7 @@ from rich.progress import Progress
 from forkq import Forkq
 from forkq.backends import open_backend
 from forkq.cli.memory_report import memory_summary, memory_table
+from forkq.demo.process import worker_process
 from forkq.envelope import make_message
 from forkq.memory import process_tree_memory
 from forkq.result import AsyncResult, decode_record
@@ -43,26 +40,35 @@ def run_demo(options: DemoOptions, console: Console) -> int:
         client = Forkq("forkq-demo", broker=url)
         console.print(f"[bold]forkq demo[/]: broker and results in {url}")
         log_path = Path(workdir) / "worker.log"
-        worker = _start_worker(url, options.concurrency, log_path)
-        try:
-            client.send_task(READY_TASK).get(timeout=options.timeout)
-            _print_memory(worker.pid, "right after fork: the children share the table", console)
-            results = _enqueue(client, options.tasks, console)
-            _drain(results, options.timeout, console)
-            _report_throughput(client, results, console)
-            _print_memory(worker.pid, f"after {options.tasks} tasks read the table", console)
-            console.print(
-                "Reading a Python object writes its reference count, so each page a child "
-                "touched became its own copy: that is the USS the children gained."
-            )
-        except BaseException:
-            console.print(f"[red]worker log:[/]\n{log_path.read_text(errors='replace')}")
-            raise
-        finally:
-            code = _stop(worker)
-            client.close()
-        console.print(f"worker stopped with SIGTERM, exit code {code}")
-        return 0 if code == 0 else 1
+        with (
+            open(log_path, "wb") as log,
+            worker_process(
+                "forkq.demo.app", url, "-c", str(options.concurrency), "-l", "warning", output=log
+            ) as worker,
+        ):
+            _run(client, worker.pid, options, console, log_path)
+        client.close()
+        console.print(f"worker stopped with SIGTERM, exit code {worker.returncode}")
+        return 0 if worker.returncode == 0 else 1
+
+
+def _run(
+    client: Forkq, worker_pid: int, options: DemoOptions, console: Console, log_path: Path
+) -> None:
+    try:
+        client.send_task(READY_TASK).get(timeout=options.timeout)
+        _print_memory(worker_pid, "right after fork: the children share the table", console)
+        results = _enqueue(client, options.tasks, console)
+        _drain(results, options.timeout, console)
+        _report_throughput(client, results, console)
+        _print_memory(worker_pid, f"after {options.tasks} tasks read the table", console)
+        console.print(
+            "Reading a Python object writes its reference count, so each page a child "
+            "touched became its own copy: that is the USS the children gained."
+        )
+    except BaseException:
+        console.print(f"[red]worker log:[/]\n{log_path.read_text(errors='replace')}")
+        raise
 
 
 def _enqueue(client: Forkq, count: int, console: Console) -> list[AsyncResult]:
@@ -84,27 +90,6 @@ def _enqueue(client: Forkq, count: int, console: Console) -> list[AsyncResult]:
             results.extend(client.publish_many(messages))
             progress.advance(bar, size)
     return results
-
-
-def _start_worker(url: str, concurrency: int, log_path: Path) -> subprocess.Popen[bytes]:
-    command = [
-        sys.executable,
-        "-m",
-        "forkq",
-        "worker",
-        "-A",
-        "forkq.demo.app",
-        "-c",
-        str(concurrency),
-        "-l",
-        "warning",
-        "--broker",
-        url,
-    ]
-    with open(log_path, "wb") as log:
-        return subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
 
 
 def _drain(results: list[AsyncResult], timeout: float, console: Console) -> None:
@@ -136,13 +121,3 @@ def _report_throughput(client: Forkq, results: list[AsyncResult], console: Conso
         f"{len(results)} tasks done in {last - first:.2f}s: "
         f"[bold]{rate:,.0f} tasks/s[/] (first to last completion)"
     )
-
-
-def _stop(worker: subprocess.Popen[bytes]) -> int:
-    if worker.poll() is None:
-        worker.send_signal(signal.SIGTERM)
-    try:
-        return worker.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(worker.pid, signal.SIGKILL)
-        return worker.wait()
