@@ -1,0 +1,197 @@
+"""One delivery to one outcome, in process, on the real memory engines."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from forkq import Forkq, TaskFailed
+from forkq.brokers import Consumer, Delivery
+from forkq.pool.scoreboard import Scoreboard
+from forkq.result import decode_record
+from forkq.states import FAILURE, RETRY, STARTED, SUCCESS
+from forkq.task import Task
+from forkq.worker.executor import Executor
+
+CONSUMER = Consumer("w", "w/0")
+
+
+class Harness:
+    def __init__(self, **settings: Any) -> None:
+        url = f"memory://{uuid.uuid4().hex}"
+        self.app = Forkq("t", broker=url, **settings)
+        self.scoreboard = Scoreboard(1)
+        self.executor = Executor(
+            self.app, self.app.broker, self.app.backend, CONSUMER, self.scoreboard.writer(0)
+        )
+        self.queue = self.app.settings.default_queue
+
+    def fetch(self) -> Delivery:
+        [delivery] = self.app.broker.fetch(CONSUMER, [self.queue], 1, 0)
+        return delivery
+
+    def run_next(self) -> None:
+        self.executor.handle(self.fetch())
+
+    def record(self, task_id: str) -> Any:
+        stored = self.app.backend.get(task_id)
+        return None if stored is None else decode_record(stored.payload)
+
+    def dead_reasons(self) -> list[str]:
+        return [d.reason for d in self.app.broker.dead_letters()]
+
+
+@pytest.fixture
+def h() -> Iterator[Harness]:
+    harness = Harness()
+    yield harness
+    harness.scoreboard.close()
+
+
+def task(h: Harness, fn: Any, **options: Any) -> Task:
+    options.setdefault("name", fn.__name__)
+    return h.app.task(**options)(fn)
+
+
+def test_success_is_stored_and_acked(h: Harness) -> None:
+    add = task(h, lambda x, y: x + y, name="add")
+    result = add.delay(2, 3)
+    h.run_next()
+    assert result.get(timeout=1) == 5
+    assert h.app.broker.size(h.queue) == 0
+    slot = h.scoreboard.read(0)
+    assert (slot.done, slot.failed, slot.task_id) == (1, 0, "")
+
+
+def test_exception_becomes_failure_data(h: Harness) -> None:
+    def explode() -> None:
+        raise KeyError("missing")
+
+    result = task(h, explode).delay()
+    h.run_next()
+    with pytest.raises(TaskFailed) as failed:
+        result.get(timeout=1)
+    assert (failed.value.exc_type, failed.value.exc_message) == ("KeyError", "'missing'")
+    assert "in explode" in failed.value.remote_traceback
+    assert h.app.broker.size(h.queue) == 0
+    assert h.scoreboard.read(0).failed == 1
+
+
+def test_retry_republishes_then_fails_with_the_original_error(h: Harness) -> None:
+    seen: list[int] = []
+
+    def flaky(self: Task) -> None:
+        seen.append(self.request.retries)
+        raise self.retry(exc=OSError("down"), countdown=0)
+
+    result = task(h, flaky, bind=True, max_retries=2).delay()
+    h.run_next()
+    assert h.record(result.id).state == RETRY
+    h.run_next()
+    h.run_next()
+    assert seen == [0, 1, 2]
+    record = h.record(result.id)
+    assert (record.state, record.exc_type, record.retries) == (FAILURE, "OSError", 2)
+    assert h.app.broker.size(h.queue) == 0
+
+
+def test_retry_countdown_delays_the_next_try(h: Harness) -> None:
+    def later(self: Task) -> None:
+        raise self.retry(countdown=60)
+
+    task(h, later, bind=True).delay()
+    h.run_next()
+    assert h.app.broker.size(h.queue) == 1
+    assert h.app.broker.fetch(CONSUMER, [h.queue], 1, 0) == []  # not due for a minute
+
+
+def test_unknown_task_is_dead_lettered_and_failed(h: Harness) -> None:
+    result = h.app.send_task("nobody.home")
+    h.run_next()
+    assert h.record(result.id).state == FAILURE
+    assert h.dead_reasons() == ["unknown task 'nobody.home'"]
+
+
+def test_expired_message_is_dead_lettered_and_failed(h: Harness) -> None:
+    ran: list[int] = []
+    result = task(h, lambda: ran.append(1), name="noop").apply_async(expires=-1)
+    h.run_next()
+    assert ran == [] and h.record(result.id).state == FAILURE
+    assert h.dead_reasons()[0].startswith("expired at")
+
+
+def test_too_many_deliveries_fail_as_worker_lost(h: Harness) -> None:
+    result = task(h, lambda: None, name="noop").delay()
+    for _ in range(h.app.settings.max_deliveries):  # each fetch a child died holding it
+        h.app.broker.release(CONSUMER.name, running=[h.fetch().receipt])
+    h.run_next()
+    record = h.record(result.id)
+    assert (record.state, record.exc_type) == (FAILURE, "WorkerLost")
+    assert h.dead_reasons()[0].startswith("worker lost")
+
+
+def test_malformed_body_is_dead_lettered_and_the_next_message_runs(h: Harness) -> None:
+    h.app.broker.publish(h.queue, b"\x00garbage")
+    result = task(h, lambda: "fine", name="ok").delay()
+    h.run_next()
+    h.run_next()
+    assert result.get(timeout=1) == "fine"
+    assert h.dead_reasons()[0].startswith("malformed message")
+
+
+def test_tampered_signed_message_writes_no_result() -> None:
+    h = Harness(secret="k")
+    result = task(h, lambda: 1, name="one").delay()
+    [delivery] = h.app.broker.fetch(CONSUMER, [h.queue], 1, 0)
+    h.app.broker.requeue(CONSUMER, delivery)
+    tampered = delivery.body.replace(b'"one"', b'"One"')
+    h.app.broker.purge(h.queue)
+    h.app.broker.publish(h.queue, tampered)
+    h.run_next()
+    assert h.record(result.id) is None
+    assert h.dead_reasons() == ["bad signature: message tampered with or wrong secret"]
+
+
+def test_ignore_result_stores_failures_only(h: Harness) -> None:
+    quiet = task(h, lambda fail: 1 / 0 if fail else 1, name="quiet", ignore_result=True)
+    ok, bad = quiet.delay(False), quiet.delay(True)
+    h.run_next()
+    h.run_next()
+    assert h.record(ok.id) is None
+    assert h.record(bad.id).exc_type == "ZeroDivisionError"
+
+
+def test_unserialisable_return_value_fails_clearly(h: Harness) -> None:
+    result = task(h, lambda: object(), name="weird").delay()
+    h.run_next()
+    record = h.record(result.id)
+    assert (record.state, record.exc_type) == (FAILURE, "ResultNotSerializable")
+    assert h.scoreboard.read(0).failed == 1
+
+
+def test_track_started_stores_started_before_the_body_runs() -> None:
+    h = Harness(track_started=True)
+    states: list[str] = []
+
+    def look(self: Task) -> None:
+        states.append(h.record(self.request.id).state)
+
+    result = task(h, look, bind=True).delay()
+    h.run_next()
+    assert states == [STARTED]
+    assert h.record(result.id).state == SUCCESS
+
+
+def test_the_slot_shows_the_running_task(h: Harness) -> None:
+    seen = []
+
+    def peek(self: Task) -> None:
+        slot = h.scoreboard.read(0)
+        seen.append((slot.state.name, slot.task_id, slot.task_name))
+
+    result = task(h, peek, bind=True).delay()
+    h.run_next()
+    assert seen == [("BUSY", result.id, "peek")]
