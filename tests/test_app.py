@@ -1,0 +1,209 @@
+"""The app and task API: naming, options, settings, publishing, AsyncResult."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from forkq import ConfigurationError, Forkq, MaxRetriesExceeded, ResultTimeout, TaskFailed
+from forkq.brokers import Consumer
+from forkq.result import encode_record, failure_record, success_record
+from forkq.settings import Settings
+from forkq.states import FAILURE, PENDING, SUCCESS
+from forkq.task import Request
+
+C = Consumer("w", "w/0")
+
+
+@pytest.fixture
+def app() -> Forkq:
+    return Forkq("proj", broker=f"memory://{uuid.uuid4().hex}")
+
+
+def fetch_message(app: Forkq, queue: str | None = None) -> Any:
+    [delivery] = app.broker.fetch(C, [queue or app.settings.default_queue], 1, 0)
+    return app.codec.decode(delivery.body)
+
+
+class TestNaming:
+    def test_module_and_function(self, app: Forkq) -> None:
+        @app.task
+        def add(x: int, y: int) -> int:
+            return x + y
+
+        assert add.name == f"{__name__}.add" and app.tasks[add.name] is add
+        assert add(2, 3) == 5  # calling the task runs it here, like the function
+
+    def test_explicit_name(self, app: Forkq) -> None:
+        @app.task(name="custom.name")
+        def f() -> None: ...
+
+        assert "custom.name" in app.tasks
+
+    def test_main_module_uses_the_app_name(self, app: Forkq) -> None:
+        def g() -> None: ...
+
+        g.__module__ = "__main__"
+        assert app.task(g).name == "proj.g"
+
+    @pytest.mark.parametrize("options", [{"priority": 10}, {"max_retries": -1}, {"time_limit": 0}])
+    def test_bad_options(self, app: Forkq, options: dict[str, Any]) -> None:
+        with pytest.raises(ConfigurationError):
+            app.task(**options)(lambda: None)
+
+
+class TestSettings:
+    def test_env_overrides_defaults_and_arguments_override_env(self) -> None:
+        env = {"FORKQ_BROKER_URL": "sqlite:///env.db", "FORKQ_RESULT_TTL": "5"}
+        assert Settings.from_env(env).broker_url == "sqlite:///env.db"
+        assert Settings.from_env(env).result_ttl == 5.0
+        assert Settings.from_env(env, broker_url="memory://x").broker_url == "memory://x"
+        assert Settings.from_env({}).broker_url == "sqlite:///forkq.sqlite3"
+
+    def test_backend_defaults_to_broker(self) -> None:
+        assert Settings.from_env({}, broker_url="memory://a").backend_url == "memory://a"
+
+    def test_bad_env_value_names_the_variable(self) -> None:
+        with pytest.raises(ConfigurationError, match="FORKQ_RESULT_TTL"):
+            Settings.from_env({"FORKQ_RESULT_TTL": "soon"})
+
+    def test_unknown_setting(self) -> None:
+        with pytest.raises(ConfigurationError, match="bogus"):
+            Settings.from_env({}, bogus=1)
+
+    def test_env_is_read_when_the_app_is_made(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("FORKQ_BROKER_URL", "memory://from-env")
+        assert Forkq().settings.broker_url == "memory://from-env"
+        monkeypatch.setenv("FORKQ_BROKER_URL", "memory://changed")
+        assert Forkq().settings.broker_url == "memory://changed"
+
+
+class TestPublishing:
+    def test_delay_publishes_the_call(self, app: Forkq) -> None:
+        @app.task(queue="high", priority=7)
+        def mul(x: int, y: int = 1) -> int:
+            return x * y
+
+        result = mul.delay(3, y=4)
+        message = fetch_message(app, "high")
+        assert (message.id, message.task, message.args, message.kwargs) == (
+            result.id,
+            mul.name,
+            [3],
+            {"y": 4},
+        )
+        assert (message.queue, message.priority, message.retries) == ("high", 7, 0)
+
+    def test_countdown_hides_the_message_until_due(self, app: Forkq) -> None:
+        app.send_task("t", countdown=30)
+        assert app.broker.fetch(C, ["default"], 1, 0) == []
+        assert app.broker.size("default") == 1
+        app.send_task("t2", countdown=0)
+        assert fetch_message(app).task == "t2"
+
+    def test_eta_datetime(self, app: Forkq) -> None:
+        app.send_task("t", eta=datetime.now(timezone.utc) - timedelta(seconds=1))
+        assert fetch_message(app).eta == pytest.approx(time.time(), abs=5)
+
+    def test_naive_eta_and_both_countdown_and_eta_are_refused(self, app: Forkq) -> None:
+        with pytest.raises(ConfigurationError, match="timezone-aware"):
+            app.send_task("t", eta=datetime.now())
+        with pytest.raises(ConfigurationError, match="not both"):
+            app.send_task("t", countdown=1, eta=time.time())
+
+    def test_expires_number_is_seconds_from_now(self, app: Forkq) -> None:
+        app.send_task("t", expires=60)
+        assert fetch_message(app).expires == pytest.approx(time.time() + 60, abs=5)
+
+    def test_map_publishes_one_message_per_call(self, app: Forkq) -> None:
+        @app.task
+        def square(x: int) -> int:
+            return x * x
+
+        results = square.map([(i,) for i in range(25)])
+        assert len({r.id for r in results}) == 25
+        assert app.broker.size("default") == 25
+
+
+class TestAsyncResult:
+    def test_unknown_id_is_pending(self, app: Forkq) -> None:
+        result = app.AsyncResult("nope")
+        assert (result.state, result.ready(), result.result) == (PENDING, False, None)
+
+    def test_get_times_out_naming_the_task(self, app: Forkq) -> None:
+        with pytest.raises(ResultTimeout, match=r"task abc not ready after 0\.2s") as waited:
+            app.AsyncResult("abc").get(timeout=0.2)
+        assert isinstance(waited.value, TimeoutError)
+
+    def test_success(self, app: Forkq) -> None:
+        app.backend.store("ok", SUCCESS, encode_record(success_record({"a": 1})), 60)
+        result = app.AsyncResult("ok")
+        assert result.get(timeout=1) == {"a": 1}
+        assert result.ready() and result.successful() and result.state == SUCCESS
+
+    def test_failure_raises_or_returns(self, app: Forkq) -> None:
+        record = failure_record("ValueError", "bad", "Traceback ...\nValueError: bad")
+        app.backend.store("ko", FAILURE, encode_record(record), 60)
+        result = app.AsyncResult("ko")
+        with pytest.raises(TaskFailed, match="ValueError: bad") as failed:
+            result.get(timeout=1)
+        assert failed.value.remote_traceback.endswith("ValueError: bad")
+        returned = result.get(timeout=1, propagate=False)
+        assert isinstance(returned, TaskFailed) and returned.exc_type == "ValueError"
+        assert result.ready() and not result.successful()
+
+    def test_forget(self, app: Forkq) -> None:
+        app.backend.store("gone", SUCCESS, encode_record(success_record(1)), 60)
+        app.AsyncResult("gone").forget()
+        assert app.AsyncResult("gone").state == PENDING
+
+
+class TestRetryPolicy:
+    def make(self, app: Forkq, **options: Any) -> Any:
+        return app.task(name=f"r{uuid.uuid4().hex}", bind=True, **options)(lambda self: None)
+
+    def test_default_delay(self, app: Forkq) -> None:
+        assert self.make(app, default_retry_delay=7).retry_delay(3) == 7
+
+    def test_backoff_doubles_and_caps(self, app: Forkq) -> None:
+        t = self.make(app, retry_backoff=2, retry_jitter=False, retry_backoff_max=20)
+        assert [t.retry_delay(n) for n in range(5)] == [2, 4, 8, 16, 20]
+
+    def test_jitter_stays_within_the_cap(self, app: Forkq) -> None:
+        t = self.make(app, retry_backoff=True)
+        delays = [t.retry_delay(3) for _ in range(200)]
+        assert all(0 <= d <= 8 for d in delays) and len(set(delays)) > 100
+
+    def test_exhausted_retries_raise_the_cause_or_max_retries(self, app: Forkq) -> None:
+        t = self.make(app, max_retries=1)
+        t.request = Request(id="x", retries=1)
+        with pytest.raises(OSError, match="down"):
+            t.retry(exc=OSError("down"))
+        with pytest.raises(MaxRetriesExceeded):
+            t.retry()
+        t.request = Request(id="x", retries=0)
+        assert t.retry(countdown=3).countdown == 3
+
+
+@pytest.mark.timeout(30)
+def test_a_forked_child_opens_its_own_connection(tmp_path: Any) -> None:
+    app = Forkq("proj", broker=f"sqlite:///{tmp_path}/q.sqlite3")
+    parents = app.broker
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        ok = app.broker is not parents and app._owner_pid == os.getpid()
+        app.send_task("from.child")
+        os.write(w, b"1" if ok else b"0")
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as pipe:
+        assert pipe.read() == b"1"
+    assert os.waitpid(pid, 0)[1] == 0
+    assert app.broker is parents  # the parent's is untouched and still works
+    assert app.broker.size("default") == 1
