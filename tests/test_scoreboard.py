@@ -1,0 +1,74 @@
+"""The scoreboard: slots written by one child, read by the master, never torn."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from forkq.pool.scoreboard import Scoreboard, SlotState
+
+
+def test_round_trip_of_each_state() -> None:
+    board = Scoreboard(3)
+    slot = board.writer(1)
+    slot.start(4242)
+    assert (board.read(1).pid, board.read(1).state) == (4242, SlotState.STARTING)
+    slot.idle()
+    assert board.read(1).state == SlotState.IDLE
+    slot.busy("id-1", "proj.add", "17")
+    view = board.read(1)
+    assert (view.state, view.task_id, view.task_name, view.receipt) == (
+        SlotState.BUSY,
+        "id-1",
+        "proj.add",
+        "17",
+    )
+    assert view.started_at > 0 and view.heartbeat >= view.started_at
+    slot.finished(failed=True)
+    view = board.read(1)
+    assert (view.state, view.done, view.failed, view.task_id) == (SlotState.IDLE, 1, 1, "")
+    assert board.read(0).state == SlotState.EMPTY  # neighbours untouched
+    board.clear(1)
+    assert board.read(1).pid == 0
+
+
+def test_long_fields_are_truncated() -> None:
+    board = Scoreboard(1)
+    board.writer(0).busy("i" * 100, "n" * 500, "r" * 100)
+    view = board.read(0)
+    assert (len(view.task_id), len(view.task_name), len(view.receipt)) == (48, 160, 64)
+
+
+@pytest.mark.timeout(60)
+def test_a_forked_child_writes_and_the_parent_never_reads_a_torn_slot() -> None:
+    board = Scoreboard(2)
+    pairs = {"a" * 40: "A" * 150, "b" * 40: "B" * 150}
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        slot = board.writer(1)
+        slot.start(os.getpid())
+        os.write(ready_w, b"go")
+        for i in range(200_000):
+            task_id = "a" * 40 if i % 2 else "b" * 40
+            slot.busy(task_id, pairs[task_id], str(i))
+        os._exit(0)
+    try:
+        assert os.read(ready_r, 2) == b"go"
+        assert board.read(1).pid == pid
+        reads = 0
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            view = board.read(1)
+            if view.state == SlotState.BUSY:
+                assert pairs[view.task_id] == view.task_name
+                reads += 1
+        assert reads > 100
+    finally:
+        os.close(ready_r)
+        os.close(ready_w)
+        try:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
