@@ -158,7 +158,10 @@ class Master:
         now = time.monotonic()
         if now >= self._next_tick:
             self._next_tick = now + self.config.tick_interval
-            self.supervision.tick()
+            try:
+                self.supervision.tick()
+            except Exception:  # a failed heartbeat must not take the pool down with it
+                log.exception("supervision tick failed; retrying next tick")
         if self._shutdown_deadline is not None and now >= self._shutdown_deadline:
             log.warning("shutdown timeout: killing %d busy children", len(self.children))
             self._shutdown_deadline = None
@@ -173,7 +176,13 @@ class Master:
         used = {child.index for child in self.children.values()}
         for index in range(self.config.concurrency):
             if index not in used:
-                self.spawn(index)
+                try:
+                    self.spawn(index)
+                except OSError as exc:  # EAGAIN/ENOMEM: out of processes or memory for now
+                    log.error("cannot fork child %d: %s", index, exc)
+                    self._quick_crashes += 1
+                    self._back_off("could not be forked")
+                    return
 
     def spawn(self, index: int) -> None:
         self.scoreboard.clear(index)
