@@ -218,3 +218,14 @@ def test_a_dead_workers_messages_are_taken_over_after_its_lease_expires(
         first.stop()
         if second is not None:
             second.stop()
+
+
+def test_worker_consumes_only_its_queues(client: Forkq, start_worker: Any) -> None:
+    high = client.send_task("e2eapp.add", (1, 1), queue="high")
+    low = client.send_task("e2eapp.add", (2, 2), queue="low")
+    other = client.send_task("e2eapp.add", (3, 3), queue="other")
+    worker = start_worker("-c", "1", "-Q", "high,low", "-l", "warning")
+    assert (high.get(timeout=30), low.get(timeout=30)) == (2, 4)
+    assert not other.ready() and client.broker.size("other") == 1
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
