@@ -195,6 +195,15 @@ class TestBroker:
         assert broker.purge_dead(Q) == 1
         assert broker.dead_letters() == []
 
+    def test_requeued_dead_letter_keeps_its_priority(self, broker: Broker) -> None:
+        broker.publish(Q, b"urgent", priority=8)
+        [d] = broker.fetch(consumer(), [Q], 1, 0)
+        broker.dead_letter(consumer(), d, "oops")
+        assert broker.dead_letters(Q)[0].priority == 8
+        broker.publish(Q, b"normal", priority=3)
+        broker.requeue_dead()
+        assert bodies(broker.fetch(consumer(), [Q], 2, 0)) == [b"urgent", b"normal"]
+
     def test_purge_deletes_waiting_not_held(self, broker: Broker) -> None:
         for body in (b"a", b"b", b"c"):
             broker.publish(Q, body)

@@ -43,6 +43,7 @@ class DeadLetter:
     body: bytes
     reason: str
     failed_at: float
+    priority: int = 0
 
 
 class Broker(abc.ABC):

@@ -109,7 +109,7 @@ class MemoryBroker(Broker):
                 del s.messages[int(delivery.receipt)]
                 dead_id = next(s.ids)
                 s.dead[dead_id] = DeadLetter(
-                    str(dead_id), entry.queue, entry.body, reason, time.time()
+                    str(dead_id), entry.queue, entry.body, reason, time.time(), entry.priority
                 )
 
     def release(self, consumer_name: str, running: Collection[str] = ()) -> int:
@@ -155,7 +155,7 @@ class MemoryBroker(Broker):
             for dead in chosen:
                 del self._store.dead[int(dead.receipt)]
         for dead in chosen:
-            self.publish(dead.queue, dead.body)
+            self.publish(dead.queue, dead.body, priority=dead.priority)
         return len(chosen)
 
     def purge_dead(self, queue: str | None = None) -> int:

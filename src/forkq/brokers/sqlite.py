@@ -7,7 +7,7 @@ Schema (one table of messages, one of dead letters)::
         owner = consumer   -> held; deliveries was incremented when fetched
         lease_until        -> pushed forward by the owning worker's heartbeat; a lease that
                               runs out (the whole worker died) is taken back by any consumer
-    forkq_dead(id, queue, body, reason, failed_at, deliveries)
+    forkq_dead(id, queue, priority, body, reason, failed_at, deliveries)
 
 Fetching claims rows with one `UPDATE ... RETURNING`, so two consumers never hold the same
 message. Waiting for work is a blocking inotify wait on the database's WAL (`ChangeWaiter`).
@@ -45,6 +45,7 @@ CREATE INDEX IF NOT EXISTS forkq_messages_worker
 CREATE TABLE IF NOT EXISTS forkq_dead (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     queue TEXT NOT NULL,
+    priority INTEGER NOT NULL,
     body BLOB NOT NULL,
     reason TEXT NOT NULL,
     failed_at REAL NOT NULL,
@@ -162,8 +163,8 @@ class SQLiteBroker(Broker):
     def dead_letter(self, consumer: Consumer, delivery: Delivery, reason: str) -> None:
         with self._errors(), self._transaction():
             moved = self._conn.execute(
-                """INSERT INTO forkq_dead (queue, body, reason, failed_at, deliveries)
-                   SELECT queue, body, ?, ?, deliveries FROM forkq_messages
+                """INSERT INTO forkq_dead (queue, priority, body, reason, failed_at, deliveries)
+                   SELECT queue, priority, body, ?, ?, deliveries FROM forkq_messages
                    WHERE id = ? AND owner = ?""",
                 (reason, time.time(), int(delivery.receipt), consumer.name),
             ).rowcount
@@ -207,18 +208,18 @@ class SQLiteBroker(Broker):
         where, params = ("WHERE queue = ?", (queue,)) if queue else ("", ())
         with self._errors():
             rows = self._conn.execute(
-                f"SELECT id, queue, body, reason, failed_at FROM forkq_dead {where} "
+                f"SELECT id, queue, body, reason, failed_at, priority FROM forkq_dead {where} "
                 "ORDER BY id LIMIT ?",
                 (*params, limit),
             ).fetchall()
-        return [DeadLetter(str(r[0]), r[1], bytes(r[2]), r[3], r[4]) for r in rows]
+        return [DeadLetter(str(r[0]), r[1], bytes(r[2]), r[3], r[4], r[5]) for r in rows]
 
     def requeue_dead(self, receipts: Collection[str] | None = None) -> int:
         where, params = _id_filter(receipts)
         with self._errors(), self._transaction():
             moved = self._conn.execute(
                 f"""INSERT INTO forkq_messages (queue, priority, visible_at, body)
-                    SELECT queue, 0, ?, body FROM forkq_dead {where}""",
+                    SELECT queue, priority, ?, body FROM forkq_dead {where}""",
                 (time.time(), *params),
             ).rowcount
             self._conn.execute(f"DELETE FROM forkq_dead {where}", params)

@@ -97,6 +97,7 @@ class Master:
         self._respawn_at = 0.0
         self._next_tick = 0.0
         self._int_count = 0
+        self._wake_fds: tuple[int, int] = (-1, -1)  # the signal wake-up pipe, made by run()
         self._actions: dict[int, Callable[[], None]] = {
             signal.SIGTERM: self.stop_warm,
             signal.SIGINT: self._on_interrupt,
