@@ -33,7 +33,7 @@ def sqlite_url(tmp_path: Path) -> str:
 E2E_APP = textwrap.dedent(
     """
     import os, time
-    from forkq import Forkq, ResultTimeout
+    from forkq import Forkq, SoftTimeLimitExceeded
 
     app = Forkq("e2e")
 
@@ -55,6 +55,24 @@ E2E_APP = textwrap.dedent(
         with open(fifo, "w") as announce:
             announce.write("started\\n")
         time.sleep(seconds)
+
+    @app.task
+    def sleep_soft(seconds):
+        try:
+            time.sleep(seconds)
+        except SoftTimeLimitExceeded:
+            return "cleaned up"
+
+    @app.task(time_limit=0.5)
+    def capped_sleep(seconds):
+        time.sleep(seconds)
+
+    HELD = []
+
+    @app.task
+    def hog(megabytes):
+        HELD.append(bytearray(megabytes * 2**20))
+        return os.getpid()
 
     @app.task
     def die():

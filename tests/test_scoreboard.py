@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -16,14 +17,16 @@ def test_round_trip_of_each_state() -> None:
     assert (board.read(1).pid, board.read(1).state) == (4242, SlotState.STARTING)
     slot.idle()
     assert board.read(1).state == SlotState.IDLE
-    slot.busy("id-1", "proj.add", "17")
+    slot.busy("id-1", "proj.add", "17", "q1", 30.0)
     view = board.read(1)
-    assert (view.state, view.task_id, view.task_name, view.receipt) == (
+    assert (view.state, view.task_id, view.task_name, view.receipt, view.queue) == (
         SlotState.BUSY,
         "id-1",
         "proj.add",
         "17",
+        "q1",
     )
+    assert 29 < view.deadline - time.monotonic() <= 30
     assert view.started_at > 0 and view.heartbeat >= view.started_at
     slot.finished(failed=True)
     view = board.read(1)
@@ -35,9 +38,10 @@ def test_round_trip_of_each_state() -> None:
 
 def test_long_fields_are_truncated() -> None:
     board = Scoreboard(1)
-    board.writer(0).busy("i" * 100, "n" * 500, "r" * 100)
+    board.writer(0).busy("i" * 100, "n" * 500, "r" * 100, "q" * 100, None)
     view = board.read(0)
     assert (len(view.task_id), len(view.task_name), len(view.receipt)) == (48, 160, 64)
+    assert (len(view.queue), view.deadline) == (64, 0.0)
 
 
 @pytest.mark.timeout(60)
@@ -52,7 +56,7 @@ def test_a_forked_child_writes_and_the_parent_never_reads_a_torn_slot() -> None:
         os.write(ready_w, b"go")
         for i in range(200_000):
             task_id = "a" * 40 if i % 2 else "b" * 40
-            slot.busy(task_id, pairs[task_id], str(i))
+            slot.busy(task_id, pairs[task_id], str(i), "q", None)
         os._exit(0)
     try:
         assert os.read(ready_r, 2) == b"go"

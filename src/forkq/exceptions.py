@@ -78,3 +78,7 @@ class WorkerLost(ForkqError):
 
 class SoftTimeLimitExceeded(ForkqError):
     """Raised inside a task that ran past its soft time limit."""
+
+
+class TimeLimitExceeded(ForkqError):
+    """A task ran past its hard time limit: its process was killed (stored as the FAILURE)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -73,63 +72,6 @@ def fail(message: str, code: int) -> None:
 @click.version_option(package_name="forkq")
 def cli(app_spec: str | None, broker: str | None, backend: str | None) -> None:
     """forkq: a distributed task queue whose worker is a prefork pool done right."""
-
-
-@cli.command()
-@app_options
-@click.option(
-    "-c",
-    "--concurrency",
-    type=click.IntRange(min=1),
-    default=os.cpu_count() or 1,
-    show_default=True,
-    help="Child processes.",
-)
-@click.option("-Q", "--queues", default=None, help="Comma-separated queues [default: the app's].")
-@click.option(
-    "-l",
-    "--loglevel",
-    default="info",
-    show_default=True,
-    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
-)
-@click.option(
-    "--prefetch",
-    type=click.IntRange(min=1),
-    default=4,
-    show_default=True,
-    help="Messages a child fetches at once.",
-)
-@click.option(
-    "--shutdown-timeout",
-    type=click.FloatRange(min=0),
-    default=60.0,
-    show_default=True,
-    help="Seconds running tasks get on warm shutdown.",
-)
-@click.option("--pidfile", type=click.Path(dir_okay=False), help="Write the master's pid here.")
-def worker(
-    app_spec: str | None,
-    broker: str | None,
-    backend: str | None,
-    concurrency: int,
-    queues: str | None,
-    loglevel: str,
-    prefetch: int,
-    shutdown_timeout: float,
-    pidfile: str | None,
-) -> None:
-    """Start a prefork worker: forkq worker -A proj.tasks -c 4 -Q high,default."""
-    from forkq.worker.service import WorkerConfig, run_worker
-
-    if not (app_spec or click.get_current_context().find_root().params.get("app_spec")):
-        raise click.UsageError("worker needs the app: -A module[:attribute]")
-    app = resolve_app(app_spec, broker, backend)
-    names = tuple(q.strip() for q in (queues or app.settings.default_queue).split(",") if q.strip())
-    if not names:
-        raise click.BadParameter("give at least one queue name", param_hint="-Q")
-    config = WorkerConfig(concurrency, names, prefetch, shutdown_timeout, loglevel, pidfile)
-    sys.exit(run_worker(app, config))
 
 
 @cli.command()
@@ -245,6 +187,6 @@ def _print_result(get: Callable[..., Any], timeout: float) -> None:
 
 
 def main() -> None:
-    from forkq.cli import dead, demo  # noqa: F401 - registers the subcommands
+    from forkq.cli import dead, demo, worker  # noqa: F401 - registers the subcommands
 
     cli(prog_name="forkq")

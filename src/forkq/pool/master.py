@@ -27,6 +27,7 @@ from setproctitle import setproctitle
 
 from forkq.pool.child import EXIT_BOOT_FAILED, ChildProgram, child_main
 from forkq.pool.scoreboard import Scoreboard, SlotState, SlotView
+from forkq.pool.watch import TIME_LIMIT, Verdict, Watch
 
 log = logging.getLogger("forkq.master")
 
@@ -43,6 +44,8 @@ class PoolConfig:
     title: str = "forkq"
     shutdown_timeout: float = 60.0  # warm shutdown: how long running tasks may still take
     tick_interval: float = 1.0  # how often Supervision.tick runs
+    scan_interval: float = 0.25  # how often the scoreboard is read for time limits
+    max_memory_per_child: int | None = None  # bytes of USS; over it, a child is recycled
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class ChildExit:
     pid: int
     status: int  # as returned by waitpid
     last_seen: SlotView  # the child's slot just before it went away
+    reason: str = ""  # why the master ended it: watch.TIME_LIMIT, watch.MEMORY, or ""
 
     @property
     def description(self) -> str:
@@ -96,6 +100,9 @@ class Master:
         self._quick_crashes = 0  # children in a row that died idle, soon after starting
         self._respawn_at = 0.0
         self._next_tick = 0.0
+        self._next_scan = 0.0
+        self.watch = Watch(config.max_memory_per_child)
+        self._verdicts: dict[int, Verdict] = {}  # by pid: what the master did to it and why
         self._int_count = 0
         self._wake_fds: tuple[int, int] = (-1, -1)  # the signal wake-up pipe, made by run()
         self._actions: dict[int, Callable[[], None]] = {
@@ -148,7 +155,7 @@ class Master:
 
     def _timeout(self) -> float:
         now = time.monotonic()
-        due = [self._next_tick]
+        due = [self._next_tick, self._next_scan]
         if self._shutdown_deadline is not None:
             due.append(self._shutdown_deadline)
         if not self.stopping and len(self.children) < self.config.concurrency:
@@ -163,6 +170,9 @@ class Master:
                 self.supervision.tick()
             except Exception:  # a failed heartbeat must not take the pool down with it
                 log.exception("supervision tick failed; retrying next tick")
+        if now >= self._next_scan:
+            self._next_scan = now + self.config.scan_interval
+            self.enforce(self.watch.check(self._unjudged(), self.scoreboard))
         if self._shutdown_deadline is not None and now >= self._shutdown_deadline:
             log.warning("shutdown timeout: killing %d busy children", len(self.children))
             self._shutdown_deadline = None
@@ -221,7 +231,13 @@ class Master:
             child = self.children.pop(pid, None)
             if child is None:
                 continue
-            exit = ChildExit(child.index, pid, status, self.scoreboard.read(child.index))
+            seen = self.scoreboard.read(child.index)
+            verdict = self._verdicts.pop(pid, None)
+            # A time limit names one task; if the child moved on before the kill landed,
+            # the kill is an ordinary death for the task it was running instead.
+            applies = verdict is not None and verdict.task_id in ("", seen.task_id)
+            reason = verdict.reason if verdict is not None and applies else ""
+            exit = ChildExit(child.index, pid, status, seen, reason)
             self._on_child_exit(exit, time.monotonic() - child.spawned_at)
 
     def _on_child_exit(self, exit: ChildExit, lifetime: float) -> None:
@@ -279,6 +295,24 @@ class Master:
             self.stop_warm()
         else:
             self.stop_cold()
+
+    def _unjudged(self) -> list[tuple[int, int]]:
+        return [(c.index, c.pid) for c in self.children.values() if c.pid not in self._verdicts]
+
+    def enforce(self, verdicts: list[Verdict]) -> None:
+        for verdict in verdicts:
+            child = self.children[verdict.pid]
+            if verdict.reason == TIME_LIMIT:
+                log.warning(
+                    "child %d (pid %d) ran %s past its hard time limit: killing it",
+                    child.index,
+                    child.pid,
+                    verdict.detail,
+                )
+            else:
+                log.info("recycling child %d (pid %d): %s", child.index, child.pid, verdict.detail)
+            self._verdicts[verdict.pid] = verdict
+            self.kill(verdict.pid, verdict.signum)
 
     def kill_all(self, signum: int) -> None:
         for pid in list(self.children):

@@ -7,8 +7,11 @@ makes it even; a reader retries when it saw an odd value or the value changed un
 
 Slot layout (little-endian, `_SLOT`)::
 
-    seq u32 | pid i32 | state u8 | started_at f64 | heartbeat f64 | done u64 | failed u64
-    | task_id 48s | receipt 64s | task_name 160s
+    seq u32 | pid i32 | state u8 | started_at f64 | heartbeat f64 | deadline f64
+    | done u64 | failed u64 | task_id 48s | receipt 64s | queue 64s | task_name 160s
+
+`deadline` is on the monotonic clock (system-wide on Linux, so the master can compare it with
+its own): the moment the running task passes its hard time limit, 0 when it has none.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-_SLOT = struct.Struct("<Ii B 7x dd QQ 48s 64s 160s")
+_SLOT = struct.Struct("<Ii B 7x ddd QQ 48s 64s 64s 160s")
 _SEQ = struct.Struct("<I")
 
 
@@ -39,11 +42,13 @@ class SlotView:
     pid: int
     state: SlotState
     started_at: float  # when the current task started (BUSY only)
-    heartbeat: float
+    heartbeat: float  # when the child last wrote its slot
+    deadline: float  # monotonic; 0 when the running task has no hard time limit
     done: int
     failed: int
     task_id: str
     receipt: str
+    queue: str
     task_name: str
 
 
@@ -81,21 +86,25 @@ class SlotWriter:
         self._seq = _SEQ.unpack_from(shared, offset)[0] & ~1
         self.pid = 0
         self.state = SlotState.EMPTY
-        self.started_at = 0.0
+        self.started_at = self.deadline = 0.0
         self.done = self.failed = 0
-        self.task_id = self.receipt = self.task_name = ""
+        self.task_id = self.receipt = self.queue = self.task_name = ""
 
     def start(self, pid: int) -> None:
         self.pid = pid
         self._set(SlotState.STARTING)
 
     def idle(self) -> None:
-        self.task_id = self.receipt = self.task_name = ""
+        self.task_id = self.receipt = self.queue = self.task_name = ""
+        self.deadline = 0.0
         self._set(SlotState.IDLE)
 
-    def busy(self, task_id: str, task_name: str, receipt: str) -> None:
-        self.task_id, self.task_name, self.receipt = task_id, task_name, receipt
+    def busy(
+        self, task_id: str, task_name: str, receipt: str, queue: str, time_limit: float | None
+    ) -> None:
+        self.task_id, self.task_name, self.receipt, self.queue = task_id, task_name, receipt, queue
         self.started_at = time.time()
+        self.deadline = time.monotonic() + time_limit if time_limit else 0.0
         self._set(SlotState.BUSY)
 
     def finished(self, failed: bool) -> None:
@@ -114,10 +123,12 @@ class SlotWriter:
             state,
             self.started_at,
             time.time(),
+            self.deadline,
             self.done,
             self.failed,
             self.task_id.encode()[:48],
             self.receipt.encode()[:64],
+            self.queue.encode()[:64],
             self.task_name.encode()[:160],
         )
         _SEQ.pack_into(self._map, self._offset, self._seq + 1)  # odd: write in progress
@@ -127,16 +138,18 @@ class SlotWriter:
 
 
 def _view(fields: tuple[Any, ...]) -> SlotView:
-    _, pid, state, started, beat, done, failed, task_id, receipt, name = fields
+    _, pid, state, started, beat, deadline, done, failed, task_id, receipt, queue, name = fields
     return SlotView(
         pid=pid,
         state=SlotState(state),
         started_at=started,
         heartbeat=beat,
+        deadline=deadline,
         done=done,
         failed=failed,
         task_id=_text(task_id),
         receipt=_text(receipt),
+        queue=_text(queue),
         task_name=_text(name),
     )
 

@@ -31,6 +31,7 @@ from forkq.result import (
 )
 from forkq.states import FAILURE, RETRY, STARTED
 from forkq.task import Request, Task
+from forkq.worker.limits import TimeLimits, soft_time_limit
 
 log = logging.getLogger("forkq.worker")
 
@@ -43,8 +44,10 @@ class Executor:
         backend: ResultBackend,
         consumer: Consumer,
         slot: SlotWriter,
+        limits: TimeLimits | None = None,
     ) -> None:
         self.app = app
+        self.limits = limits or TimeLimits()
         self.broker = broker
         self.backend = backend
         self.consumer = consumer
@@ -57,8 +60,9 @@ class Executor:
         except MessageRejected as rejected:
             self._reject(delivery, rejected)
             return
-        self.slot.busy(message.id, message.task, delivery.receipt)
-        record = self._run(task, message, delivery)
+        limits = self.limits.for_task(task)
+        self.slot.busy(message.id, message.task, delivery.receipt, delivery.queue, limits.hard)
+        record = self._run(task, message, delivery, limits.soft)
         if record.state == RETRY:
             self._publish_retry(message, record)
         # Failures are stored even for ignore_result tasks: errors must stay visible.
@@ -90,7 +94,9 @@ class Executor:
             self._store(rejected.task_id, failure_record(kind, rejected.reason))
         self.broker.dead_letter(self.consumer, delivery, rejected.reason)
 
-    def _run(self, task: Task, message: Message, delivery: Delivery) -> ResultRecord:
+    def _run(
+        self, task: Task, message: Message, delivery: Delivery, soft_limit: float | None
+    ) -> ResultRecord:
         if self.app.settings.track_started and not self._ignores_result(task):
             self._store(message.id, msgspec.structs.replace(success_record(None), state=STARTED))
         task.request = Request(
@@ -98,7 +104,8 @@ class Executor:
         )
         started = time.perf_counter()
         try:
-            value = task(*message.args, **message.kwargs)
+            with soft_time_limit(soft_limit):
+                value = task(*message.args, **message.kwargs)
         except Stopping:
             raise
         except Retry as retry:

@@ -6,14 +6,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, field
 
 from forkq.app import Forkq
-from forkq.brokers import Consumer
+from forkq.brokers import Consumer, Delivery
+from forkq.exceptions import TimeLimitExceeded
 from forkq.pool.child import EXIT_BOOT_FAILED, EXIT_OK, Stopping, StopSignal
 from forkq.pool.master import ChildExit
-from forkq.pool.scoreboard import SlotState, SlotWriter
+from forkq.pool.scoreboard import SlotState, SlotView, SlotWriter
+from forkq.pool.watch import TIME_LIMIT
+from forkq.result import encode_record, failure_record
 from forkq.worker.executor import Executor
+from forkq.worker.limits import TimeLimits
 
 log = logging.getLogger("forkq.worker")
 
@@ -26,6 +31,16 @@ class ConsumeOptions:
     worker_id: str
     queues: tuple[str, ...]
     prefetch: int
+    limits: TimeLimits = field(default_factory=TimeLimits)
+    max_tasks: int | None = None  # recycle the child after about this many tasks
+
+
+def task_budget(max_tasks: int | None) -> int | None:
+    """This child's share of max_tasks, plus up to 10% jitter so that children started
+    together do not all recycle together."""
+    if max_tasks is None:
+        return None
+    return max_tasks + random.randint(0, max_tasks // 10)
 
 
 def consumer_name(worker_id: str, index: int, pid: int) -> str:
@@ -62,17 +77,22 @@ class ConsumeProgram:
         broker, backend = self.app.broker, self.app.backend  # this child's own connections
         for hook in self.app.after_fork_hooks:
             hook()
-        return Executor(self.app, broker, backend, consumer, slot)
+        return Executor(self.app, broker, backend, consumer, slot, self.options.limits)
 
     def _consume(self, executor: Executor, stop: StopSignal) -> None:
         queues, prefetch = self.options.queues, self.options.prefetch
-        while not stop.requested:
+        budget = task_budget(self.options.max_tasks)
+        while not stop.requested and budget != 0:
+            # Never prefetch more than the child will run before it is recycled.
+            limit = prefetch if budget is None else min(prefetch, budget)
             with stop.interruptible():
-                batch = executor.broker.fetch(executor.consumer, queues, prefetch, FETCH_WAIT)
+                batch = executor.broker.fetch(executor.consumer, queues, limit, FETCH_WAIT)
             for delivery in batch:
                 if stop.requested:
                     return
                 executor.handle(delivery)
+                if budget is not None:
+                    budget -= 1
 
 
 class WorkerSupervision:
@@ -86,6 +106,9 @@ class WorkerSupervision:
         seen = exit.last_seen
         running = [seen.receipt] if seen.state == SlotState.BUSY and seen.receipt else []
         name = consumer_name(self.worker_id, exit.index, exit.pid)
+        if exit.reason == TIME_LIMIT and running:
+            self._fail_timed_out(Consumer(self.worker_id, name), seen)
+            running = []
         released = self.app.broker.release(name, running)
         if released:
             log.warning(
@@ -95,6 +118,15 @@ class WorkerSupervision:
                 exit.pid,
                 f"; {seen.task_name}[{seen.task_id}] was running" if running else "",
             )
+
+    def _fail_timed_out(self, consumer: Consumer, seen: SlotView) -> None:
+        """The task, not the process, was at fault: fail it rather than run it again."""
+        reason = f"hard time limit exceeded: the process running {seen.task_name} was killed"
+        record = failure_record(TimeLimitExceeded.__name__, reason)
+        self.app.backend.store(
+            seen.task_id, record.state, encode_record(record), self.app.settings.result_ttl
+        )
+        self.app.broker.dead_letter(consumer, Delivery(seen.receipt, seen.queue, b"", 0), reason)
 
     def tick(self) -> None:
         self.app.broker.heartbeat(self.worker_id)

@@ -13,11 +13,12 @@ import os
 import socket
 import sys
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from forkq import exitcodes
 from forkq.app import Forkq
 from forkq.pool.master import Master, PoolConfig
+from forkq.worker.limits import TimeLimits
 from forkq.worker.program import ConsumeOptions, ConsumeProgram, WorkerSupervision
 
 log = logging.getLogger("forkq.worker")
@@ -33,6 +34,9 @@ class WorkerConfig:
     shutdown_timeout: float = 60.0
     loglevel: str = "INFO"
     pidfile: str | None = None
+    limits: TimeLimits = field(default_factory=TimeLimits)
+    max_tasks_per_child: int | None = None
+    max_memory_per_child: int | None = None  # bytes of USS
 
 
 def new_worker_id() -> str:
@@ -49,13 +53,17 @@ def run_worker(app: Forkq, config: WorkerConfig) -> int:
         return exitcodes.APP_LOAD_FAILED
     app.broker.size(config.queues[0])  # fail here, once, if the broker cannot be reached
     worker_id = new_worker_id()
-    program = ConsumeProgram(app, ConsumeOptions(worker_id, config.queues, config.prefetch))
+    options = ConsumeOptions(
+        worker_id, config.queues, config.prefetch, config.limits, config.max_tasks_per_child
+    )
+    program = ConsumeProgram(app, options)
     supervision = WorkerSupervision(app, worker_id)
     pool = PoolConfig(
         concurrency=config.concurrency,
         title=f"forkq: {app.main}",
         shutdown_timeout=config.shutdown_timeout,
         tick_interval=app.broker.lease_ttl / 3,
+        max_memory_per_child=config.max_memory_per_child,
     )
     # Everything loaded so far is shared copy-on-write with the children; freezing it keeps
     # the collector from writing to those pages (and so copying them) in every child.

@@ -1,0 +1,112 @@
+"""`forkq worker`: options to a typed WorkerConfig, then the service."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from forkq.cli.main import app_options, cli, resolve_app
+
+
+@cli.command()
+@app_options
+@click.option(
+    "-c",
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=os.cpu_count() or 1,
+    show_default=True,
+    help="Child processes.",
+)
+@click.option("-Q", "--queues", help="Comma-separated queues to consume [default: the app's].")
+@click.option(
+    "-l",
+    "--loglevel",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+)
+@click.option(
+    "--prefetch",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Messages a child fetches at once.",
+)
+@click.option(
+    "--shutdown-timeout",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="Seconds running tasks get on warm shutdown.",
+)
+@click.option(
+    "--time-limit",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Hard limit in seconds: the child is killed and the task fails.",
+)
+@click.option(
+    "--soft-time-limit",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Soft limit in seconds: SoftTimeLimitExceeded is raised in the task.",
+)
+@click.option(
+    "--max-tasks-per-child",
+    type=click.IntRange(min=1),
+    help="Replace a child after this many tasks (plus up to 10%% jitter).",
+)
+@click.option(
+    "--max-memory-per-child",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="MB",
+    help="Replace a child whose private memory (USS) passes this.",
+)
+@click.option(
+    "--max-deliveries",
+    type=click.IntRange(min=1),
+    help="Times a task's process may die before it fails as WorkerLost [default: 3].",
+)
+@click.option("--pidfile", type=click.Path(dir_okay=False), help="Write the master's pid here.")
+def worker(
+    app_spec: str | None,
+    broker: str | None,
+    backend: str | None,
+    concurrency: int,
+    queues: str | None,
+    loglevel: str,
+    prefetch: int,
+    shutdown_timeout: float,
+    time_limit: float | None,
+    soft_time_limit: float | None,
+    max_tasks_per_child: int | None,
+    max_memory_per_child: float | None,
+    max_deliveries: int | None,
+    pidfile: str | None,
+) -> None:
+    """Start a prefork worker: forkq worker -A proj.tasks -c 4 -Q high,default."""
+    from forkq.worker.limits import TimeLimits
+    from forkq.worker.service import WorkerConfig, run_worker
+
+    if not (app_spec or click.get_current_context().find_root().params.get("app_spec")):
+        raise click.UsageError("worker needs the app: -A module[:attribute]")
+    app = resolve_app(app_spec, broker, backend)
+    app.configure(max_deliveries=max_deliveries)
+    names = tuple(q.strip() for q in (queues or app.settings.default_queue).split(",") if q.strip())
+    if not names:
+        raise click.BadParameter("give at least one queue name", param_hint="-Q")
+    config = WorkerConfig(
+        concurrency=concurrency,
+        queues=names,
+        prefetch=prefetch,
+        shutdown_timeout=shutdown_timeout,
+        loglevel=loglevel,
+        pidfile=pidfile,
+        limits=TimeLimits(hard=time_limit, soft=soft_time_limit),
+        max_tasks_per_child=max_tasks_per_child,
+        max_memory_per_child=None
+        if max_memory_per_child is None
+        else int(max_memory_per_child * 2**20),
+    )
+    sys.exit(run_worker(app, config))

@@ -1,0 +1,55 @@
+"""Per-task time limits, inside a child.
+
+The soft limit is an interval timer whose SIGALRM raises `SoftTimeLimitExceeded` in the task,
+which may catch it to clean up. The hard limit is not enforced here: the child writes the
+deadline into its scoreboard slot and the master kills the child when it passes, because a
+task stuck in C code or ignoring exceptions cannot be stopped from inside.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import FrameType
+
+from forkq.exceptions import ConfigurationError, SoftTimeLimitExceeded
+from forkq.task import Task
+
+
+@dataclass(frozen=True)
+class TimeLimits:
+    """Worker-wide defaults; a task's own options win."""
+
+    hard: float | None = None
+    soft: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("hard", "soft"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigurationError(f"{name} time limit must be > 0 seconds, got {value}")
+
+    def for_task(self, task: Task) -> TimeLimits:
+        return TimeLimits(
+            task.options.time_limit or self.hard, task.options.soft_time_limit or self.soft
+        )
+
+
+@contextmanager
+def soft_time_limit(seconds: float | None) -> Iterator[None]:
+    if not seconds:
+        yield
+        return
+
+    def expire(signum: int, frame: FrameType | None) -> None:
+        raise SoftTimeLimitExceeded(f"soft time limit ({seconds:g}s) exceeded")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

@@ -1,0 +1,72 @@
+"""Time limits and recycling, on a real worker."""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+import pytest
+
+from forkq import Forkq, TaskFailed
+from tests.conftest import wait_until_serving
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_soft_time_limit_raises_inside_the_task(client: Forkq, start_worker: Any) -> None:
+    worker = start_worker("-c", "1", "--soft-time-limit", "0.3", "-l", "warning")
+    wait_until_serving(client, worker)
+    assert client.send_task("e2eapp.sleep_soft", (30,)).get(timeout=20) == "cleaned up"
+    with pytest.raises(TaskFailed) as failed:
+        client.send_task("e2eapp.slow_add", (1, 2, 30)).get(timeout=20)
+    assert failed.value.exc_type == "SoftTimeLimitExceeded"
+    assert client.send_task("e2eapp.add", (1, 2)).get(timeout=20) == 3
+
+
+@pytest.mark.parametrize(
+    ("worker_args", "task", "args"),
+    [
+        (("--time-limit", "0.5"), "e2eapp.slow_add", (1, 2, 60)),
+        ((), "e2eapp.capped_sleep", (60,)),  # the task's own time_limit=0.5
+    ],
+)
+def test_hard_time_limit_kills_the_child_and_fails_the_task(
+    client: Forkq, start_worker: Any, worker_args: tuple[str, ...], task: str, args: tuple[Any]
+) -> None:
+    worker = start_worker("-c", "1", *worker_args, "-l", "warning")
+    wait_until_serving(client, worker)
+    before = worker.children()
+    with pytest.raises(TaskFailed) as failed:
+        client.send_task(task, args).get(timeout=30)
+    assert failed.value.exc_type == "TimeLimitExceeded"
+    # The next task runs in a fresh child, unaffected.
+    assert client.send_task("e2eapp.add", (1, 2)).get(timeout=30) == 3
+    assert worker.children() != before
+    [letter] = client.broker.dead_letters()
+    assert letter.reason.startswith("hard time limit exceeded")
+    assert "past its hard time limit: killing it" in worker.log()
+
+
+def test_max_tasks_per_child_recycles_on_count(client: Forkq, start_worker: Any) -> None:
+    worker = start_worker("-c", "1", "--max-tasks-per-child", "5", "-l", "warning")
+    pids = [client.send_task("e2eapp.ping").get(timeout=30) for _ in range(30)]
+    # 5 // 10 leaves no room for jitter: exactly 5 tasks per child, in order.
+    assert [pids[i : i + 5] == [pids[i]] * 5 for i in range(0, 30, 5)] == [True] * 6
+    assert len(set(pids)) == 6
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+
+
+def test_fork_per_task(client: Forkq, start_worker: Any) -> None:
+    start_worker("-c", "2", "--max-tasks-per-child", "1", "-l", "warning")
+    results = [client.send_task("e2eapp.ping") for _ in range(20)]
+    assert len({r.get(timeout=60) for r in results}) == 20
+
+
+def test_max_memory_per_child_recycles_by_private_memory(client: Forkq, start_worker: Any) -> None:
+    worker = start_worker("-c", "1", "--max-memory-per-child", "48", "-l", "info")
+    wait_until_serving(client, worker)
+    hog_pid = client.send_task("e2eapp.hog", (64,)).get(timeout=30)
+    worker.wait_for_log(f"pid {hog_pid}): USS")
+    assert "recycling child 0" in worker.log()
+    assert client.send_task("e2eapp.ping").get(timeout=30) != hog_pid
