@@ -53,7 +53,7 @@ E2E_APP = textwrap.dedent(
     @app.task
     def announce_then_sleep(fifo, seconds):
         with open(fifo, "w") as announce:
-            announce.write("started\\n")
+            announce.write(f"started {os.getpid()}\\n")
         time.sleep(seconds)
 
     @app.task
@@ -140,10 +140,12 @@ class WorkerProcess:
         with self._changed:
             return "".join(self._lines)
 
-    def wait_for_log(self, text: str, timeout: float = 30.0) -> None:
+    def wait_for_log(self, text: str, timeout: float = 30.0, count: int = 1) -> None:
         with self._changed:
-            found = self._changed.wait_for(lambda: text in "".join(self._lines), timeout)
-        assert found, f"{text!r} not logged within {timeout}s:\n{self.log()}"
+            found = self._changed.wait_for(
+                lambda: "".join(self._lines).count(text) >= count, timeout
+            )
+        assert found, f"{text!r} not logged {count}x within {timeout}s:\n{self.log()}"
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -190,11 +192,14 @@ class StartedSignal:
         os.mkfifo(self.path)
         self._fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
 
-    def wait(self, timeout: float = 30.0) -> None:
+    def wait(self, timeout: float = 30.0) -> int:
+        """Returns the pid of the process running the task."""
         try:
             readable, _, _ = select.select([self._fd], [], [], timeout)
             assert readable, f"task did not start within {timeout}s"
-            assert os.read(self._fd, 100).startswith(b"started")
+            word, pid = os.read(self._fd, 100).split()
+            assert word == b"started"
+            return int(pid)
         finally:
             os.close(self._fd)
 

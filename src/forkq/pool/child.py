@@ -7,6 +7,7 @@ A child never returns into the master's code: whatever happens, it leaves throug
 from __future__ import annotations
 
 import ctypes
+import faulthandler
 import os
 import signal
 import sys
@@ -19,6 +20,7 @@ from typing import NoReturn, Protocol
 from setproctitle import setproctitle
 
 from forkq.pool.scoreboard import SlotWriter
+from forkq.pool.signals import CHILD_IGNORES
 
 EXIT_OK = 0
 EXIT_BOOT_FAILED = 3  # the program failed before it could take work (hook, connection)
@@ -103,8 +105,10 @@ def _reset_inherited_state(
         os.close(fd)
     for signum in master_signals:
         signal.signal(signum, signal.SIG_DFL)
-    # Ctrl-C reaches the whole process group; only the master decides what it means.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for signum in CHILD_IGNORES:
+        signal.signal(signum, signal.SIG_IGN)
+    # USR1 writes every thread's stack to stderr from C, safe at any moment.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     _die_with_parent()
     if os.getppid() != master_pid:  # the master died before prctl took effect
         os._exit(EXIT_BOOT_FAILED)

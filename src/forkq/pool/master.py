@@ -19,6 +19,7 @@ import os
 import selectors
 import signal
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -27,11 +28,11 @@ from setproctitle import setproctitle
 
 from forkq.pool.child import EXIT_BOOT_FAILED, ChildProgram, child_main
 from forkq.pool.scoreboard import Scoreboard, SlotState, SlotView
-from forkq.pool.watch import TIME_LIMIT, Verdict, Watch
+from forkq.pool.signals import MASTER_SIGNALS, SignalPipe
+from forkq.pool.watch import SHRINK, TIME_LIMIT, Verdict, Watch
 
 log = logging.getLogger("forkq.master")
 
-HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD)
 EXIT_CHILDREN_CANNOT_BOOT = 4  # forkq.exitcodes.CHILDREN_CANNOT_BOOT
 _BOOT_FAILURES_BEFORE_GIVING_UP = 5
 _MAX_RESPAWN_DELAY = 10.0
@@ -92,7 +93,9 @@ class Master:
         self.supervision = supervision
         self.config = config
         self.children: dict[int, _Child] = {}  # by pid
-        self.scoreboard = Scoreboard(capacity=config.concurrency)
+        self.concurrency = config.concurrency  # TTIN/TTOU change it
+        self.scoreboard = Scoreboard(capacity=max(4 * config.concurrency, config.concurrency + 16))
+        self.reload_requested = False
         self.stopping = False
         self.exit_code = 0
         self._shutdown_deadline: float | None = None
@@ -104,61 +107,46 @@ class Master:
         self.watch = Watch(config.max_memory_per_child)
         self._verdicts: dict[int, Verdict] = {}  # by pid: what the master did to it and why
         self._int_count = 0
-        self._wake_fds: tuple[int, int] = (-1, -1)  # the signal wake-up pipe, made by run()
+        self._signals: SignalPipe | None = None  # made by run()
         self._actions: dict[int, Callable[[], None]] = {
             signal.SIGTERM: self.stop_warm,
             signal.SIGINT: self._on_interrupt,
             signal.SIGQUIT: self.stop_cold,
+            signal.SIGHUP: self.reload,
+            signal.SIGTTIN: self.grow,
+            signal.SIGTTOU: self.shrink,
+            signal.SIGUSR1: self.dump_stacks,
             signal.SIGCHLD: lambda: None,  # reaping happens on every loop turn
         }
 
     # -- the loop ---------------------------------------------------------------------------
 
     def run(self) -> int:
-        wake_r, wake_w = self._install_signals()
-        self._wake_fds = (wake_r, wake_w)
+        self._signals = signals = SignalPipe()
         selector = selectors.DefaultSelector()
-        selector.register(wake_r, selectors.EVENT_READ)
+        selector.register(signals, selectors.EVENT_READ)
         self._set_title()
-        log.info("master %d starting %d children", os.getpid(), self.config.concurrency)
+        log.info("master %d starting %d children", os.getpid(), self.concurrency)
         try:
             while self.children or not self.stopping:
                 self.manage()
                 selector.select(self._timeout())
-                self._handle_signals(wake_r)
+                for signum in signals.received():
+                    self._actions.get(signum, lambda: None)()
                 self.reap()
                 self._run_timers()
         finally:
             selector.close()
-            signal.set_wakeup_fd(-1)
-            for fd in self._wake_fds:
-                os.close(fd)
+            signals.close()
         log.info("master %d exiting with code %d", os.getpid(), self.exit_code)
         return self.exit_code
-
-    def _install_signals(self) -> tuple[int, int]:
-        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
-        for signum in HANDLED_SIGNALS:
-            signal.signal(signum, _record_only)
-        return wake_r, wake_w
-
-    def _handle_signals(self, wake_r: int) -> None:
-        try:
-            received = os.read(wake_r, 4096)
-        except BlockingIOError:
-            return
-        for signum in received:
-            action = self._actions.get(signum)
-            if action is not None:
-                action()
 
     def _timeout(self) -> float:
         now = time.monotonic()
         due = [self._next_tick, self._next_scan]
         if self._shutdown_deadline is not None:
             due.append(self._shutdown_deadline)
-        if not self.stopping and len(self.children) < self.config.concurrency:
+        if not self.stopping and len(self.children) < self.concurrency:
             due.append(self._respawn_at)
         return max(0.0, min(due) - now)
 
@@ -181,26 +169,73 @@ class Master:
     # -- verbs ------------------------------------------------------------------------------
 
     def manage(self) -> None:
-        """Spawn children until the pool is full, unless stopping or backing off."""
-        if self.stopping or time.monotonic() < self._respawn_at:
+        """Retire idle children over the pool size; spawn until the pool is full, unless
+        stopping or backing off."""
+        if self.stopping:
             return
-        used = {child.index for child in self.children.values()}
-        for index in range(self.config.concurrency):
-            if index not in used:
-                try:
-                    self.spawn(index)
-                except OSError as exc:  # EAGAIN/ENOMEM: out of processes or memory for now
-                    log.error("cannot fork child %d: %s", index, exc)
-                    self._quick_crashes += 1
-                    self._back_off("could not be forked")
-                    return
+        self.retire_excess()
+        while (
+            not self.stopping
+            and len(self.children) < self.concurrency
+            and time.monotonic() >= self._respawn_at
+        ):
+            used = {child.index for child in self.children.values()}
+            index = min(set(range(self.scoreboard.capacity)) - used)
+            try:
+                self.spawn(index)
+            except OSError as exc:  # EAGAIN/ENOMEM: out of processes or memory for now
+                log.error("cannot fork child %d: %s", index, exc)
+                self._quick_crashes += 1
+                self._back_off("could not be forked")
+
+    def retire_excess(self) -> None:
+        """After TTOU: TERM idle children until the pool fits; a busy one is never touched."""
+        excess = len(self.children) - len(self._verdicts) - self.concurrency
+        if excess <= 0:
+            return
+        staying = [c for c in self.children.values() if c.pid not in self._verdicts]
+        idle = [
+            c
+            for c in sorted(staying, key=lambda c: -c.index)
+            if self.scoreboard.read(c.index).state == SlotState.IDLE
+        ]
+        self.enforce([Verdict(c.pid, signal.SIGTERM, SHRINK) for c in idle[:excess]])
+
+    def grow(self) -> None:
+        """TTIN: one child more."""
+        if self.stopping or self.concurrency >= self.scoreboard.capacity:
+            log.warning("cannot grow past %d children", self.scoreboard.capacity)
+            return
+        self.concurrency += 1
+        log.info("TTIN: pool grows to %d children", self.concurrency)
+
+    def shrink(self) -> None:
+        """TTOU: one child fewer, retired when idle."""
+        if self.stopping or self.concurrency <= 1:
+            return
+        self.concurrency -= 1
+        log.info("TTOU: pool shrinks to %d children", self.concurrency)
+
+    def dump_stacks(self) -> None:
+        """USR1: the master's stack to the log, and every child's (via faulthandler)."""
+        log.warning("USR1: master %d stack:\n%s", os.getpid(), "".join(traceback.format_stack()))
+        self.kill_all(signal.SIGUSR1)
+
+    def reload(self) -> None:
+        """HUP: let running tasks finish, then `run()` returns and the worker re-executes
+        itself in this same process (same PID and pidfile), loading the new code."""
+        if self.stopping:
+            return
+        log.info("HUP: reloading once running tasks finish")
+        self.reload_requested = True
+        self.stop_warm()
 
     def spawn(self, index: int) -> None:
         self.scoreboard.clear(index)
         slot = self.scoreboard.writer(index)
         master_pid = os.getpid()
         # Block our signals across fork so the child cannot run the master's handlers.
-        signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
+        signal.pthread_sigmask(signal.SIG_BLOCK, MASTER_SIGNALS)
         try:
             pid = os.fork()
             if pid == 0:
@@ -209,12 +244,12 @@ class Master:
                     index,
                     slot,
                     master_pid,
-                    HANDLED_SIGNALS,
-                    self._wake_fds,
+                    MASTER_SIGNALS,
+                    self._signals.fds if self._signals else (),
                     self.config.title,
                 )
         finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, MASTER_SIGNALS)
         self.children[pid] = _Child(index, pid, time.monotonic())
         log.debug("spawned child %d (pid %d)", index, pid)
         self._set_title()
@@ -302,7 +337,9 @@ class Master:
     def enforce(self, verdicts: list[Verdict]) -> None:
         for verdict in verdicts:
             child = self.children[verdict.pid]
-            if verdict.reason == TIME_LIMIT:
+            if verdict.reason == SHRINK:
+                log.info("retiring idle child %d (pid %d)", child.index, child.pid)
+            elif verdict.reason == TIME_LIMIT:
                 log.warning(
                     "child %d (pid %d) ran %s past its hard time limit: killing it",
                     child.index,
@@ -327,7 +364,3 @@ class Master:
 
     def _set_title(self) -> None:
         setproctitle(f"{self.config.title} master [{len(self.children)} children]")
-
-
-def _record_only(signum: int, frame: object) -> None:
-    """The wake-up fd already carries the signal number; nothing else happens here."""

@@ -21,6 +21,7 @@ from forkq.pool.scoreboard import Scoreboard, SlotState
 
 TIME_LIMIT = "time limit"
 MEMORY = "memory"
+SHRINK = "shrink"  # TTOU: an idle child retired
 
 
 @dataclass(frozen=True)

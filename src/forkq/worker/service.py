@@ -14,6 +14,7 @@ import socket
 import sys
 import uuid
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from forkq import exitcodes
 from forkq.app import Forkq
@@ -69,7 +70,8 @@ def run_worker(app: Forkq, config: WorkerConfig) -> int:
     # the collector from writing to those pages (and so copying them) in every child.
     gc.collect()
     gc.freeze()
-    with _pidfile(config.pidfile):
+    master = Master(program, supervision, pool)
+    with PidFile(config.pidfile) as pidfile:
         log.info(
             "worker %s: %d children, queues %s, broker %s",
             worker_id,
@@ -77,22 +79,39 @@ def run_worker(app: Forkq, config: WorkerConfig) -> int:
             ",".join(config.queues),
             app.settings.broker_url,
         )
-        return Master(program, supervision, pool).run()
+        code = master.run()
+        if master.reload_requested:
+            pidfile.keep = True
+            _reexec(app)
+    return code
+
+
+def _reexec(app: Forkq) -> NoReturn:
+    """HUP: the same process, PID and pidfile, running the code as it is on disk now."""
+    log.info("re-executing %s", " ".join(sys.orig_argv))
+    app.close()
+    logging.shutdown()
+    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
 
 
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True)
 
 
-class _pidfile:
+class PidFile:
+    """Writes the master's pid on entry and removes the file on exit, unless `keep` is set
+    (the process re-executes itself: the pid stays the same)."""
+
     def __init__(self, path: str | None) -> None:
         self.path = path
+        self.keep = False
 
-    def __enter__(self) -> None:
+    def __enter__(self) -> PidFile:
         if self.path:
             with open(self.path, "w") as handle:
                 handle.write(f"{os.getpid()}\n")
+        return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.path and os.path.exists(self.path):
+        if self.path and not self.keep and os.path.exists(self.path):
             os.unlink(self.path)
