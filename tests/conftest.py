@@ -75,6 +75,12 @@ E2E_APP = textwrap.dedent(
         return os.getpid()
 
     @app.task
+    def shout(char, length, times):
+        for _ in range(times):
+            print(char * length)
+        return times
+
+    @app.task
     def die():
         os._exit(1)
 

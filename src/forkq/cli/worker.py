@@ -69,6 +69,8 @@ from forkq.cli.main import app_options, cli, resolve_app
     help="Times a task's process may die before it fails as WorkerLost [default: 3].",
 )
 @click.option("--pidfile", type=click.Path(dir_okay=False), help="Write the master's pid here.")
+@click.option("--logfile", type=click.Path(dir_okay=False), help="Log here instead of stderr.")
+@click.option("--log-json", is_flag=True, help="One JSON object per log line.")
 def worker(
     app_spec: str | None,
     broker: str | None,
@@ -84,6 +86,8 @@ def worker(
     max_memory_per_child: float | None,
     max_deliveries: int | None,
     pidfile: str | None,
+    logfile: str | None,
+    log_json: bool,
 ) -> None:
     """Start a prefork worker: forkq worker -A proj.tasks -c 4 -Q high,default."""
     from forkq.worker.limits import TimeLimits
@@ -103,6 +107,8 @@ def worker(
         shutdown_timeout=shutdown_timeout,
         loglevel=loglevel,
         pidfile=pidfile,
+        logfile=logfile,
+        log_json=log_json,
         limits=TimeLimits(hard=time_limit, soft=soft_time_limit),
         max_tasks_per_child=max_tasks_per_child,
         max_memory_per_child=None

@@ -19,6 +19,7 @@ from typing import NoReturn, Protocol
 
 from setproctitle import setproctitle
 
+from forkq.logs import configure_child
 from forkq.pool.scoreboard import SlotWriter
 from forkq.pool.signals import CHILD_IGNORES
 
@@ -77,11 +78,14 @@ def child_main(
     master_pid: int,
     master_signals: Sequence[signal.Signals],
     inherited_fds: Sequence[int],
+    output_fd: int,
     title: str,
 ) -> NoReturn:
-    """Entered right after fork, with `master_signals` still blocked."""
+    """Entered right after fork, with `master_signals` still blocked. `output_fd` becomes the
+    child's stdout and stderr: a pipe the master reads."""
     code = EXIT_CRASHED
     try:
+        _redirect_output(output_fd, slot)
         _reset_inherited_state(master_pid, master_signals, inherited_fds)
         slot.start(os.getpid())
         setproctitle(f"{title} child {index}")
@@ -95,6 +99,13 @@ def child_main(
     finally:
         _flush_std_streams()
         os._exit(code)
+
+
+def _redirect_output(output_fd: int, slot: SlotWriter) -> None:
+    os.dup2(output_fd, 1)
+    os.dup2(output_fd, 2)
+    os.close(output_fd)
+    configure_child(lambda: (slot.task_id, slot.task_name))
 
 
 def _reset_inherited_state(

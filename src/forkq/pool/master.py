@@ -18,15 +18,18 @@ import logging
 import os
 import selectors
 import signal
+import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from setproctitle import setproctitle
 
+from forkq.logs import Origin, relay
 from forkq.pool.child import EXIT_BOOT_FAILED, ChildProgram, child_main
+from forkq.pool.output import LineBuffer, read_available
 from forkq.pool.scoreboard import Scoreboard, SlotState, SlotView
 from forkq.pool.signals import MASTER_SIGNALS, SignalPipe
 from forkq.pool.watch import SHRINK, TIME_LIMIT, Verdict, Watch
@@ -85,6 +88,9 @@ class _Child:
     index: int
     pid: int
     spawned_at: float
+    output_fd: int  # read end of the pipe carrying the child's stdout and stderr
+    lines: LineBuffer = field(default_factory=LineBuffer)
+    output_closed: bool = False
 
 
 class Master:
@@ -108,6 +114,7 @@ class Master:
         self._verdicts: dict[int, Verdict] = {}  # by pid: what the master did to it and why
         self._int_count = 0
         self._signals: SignalPipe | None = None  # made by run()
+        self._selector = selectors.DefaultSelector()
         self._actions: dict[int, Callable[[], None]] = {
             signal.SIGTERM: self.stop_warm,
             signal.SIGINT: self._on_interrupt,
@@ -123,20 +130,21 @@ class Master:
 
     def run(self) -> int:
         self._signals = signals = SignalPipe()
-        selector = selectors.DefaultSelector()
-        selector.register(signals, selectors.EVENT_READ)
+        self._selector.register(signals, selectors.EVENT_READ)
         self._set_title()
         log.info("master %d starting %d children", os.getpid(), self.concurrency)
         try:
             while self.children or not self.stopping:
                 self.manage()
-                selector.select(self._timeout())
+                for key, _ in self._selector.select(self._timeout()):
+                    if isinstance(key.data, _Child):
+                        self.relay_output(key.data)
                 for signum in signals.received():
                     self._actions.get(signum, lambda: None)()
                 self.reap()
                 self._run_timers()
         finally:
-            selector.close()
+            self._selector.close()
             signals.close()
         log.info("master %d exiting with code %d", os.getpid(), self.exit_code)
         return self.exit_code
@@ -234,6 +242,12 @@ class Master:
         self.scoreboard.clear(index)
         slot = self.scoreboard.writer(index)
         master_pid = os.getpid()
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        # The child must not keep the master's own pipes open (signals, other children's).
+        inherited = [*(self._signals.fds if self._signals else ()), out_r]
+        inherited += [child.output_fd for child in self.children.values()]
+        for stream in (sys.stdout, sys.stderr):  # or the child would write it out again
+            stream.flush()
         # Block our signals across fork so the child cannot run the master's handlers.
         signal.pthread_sigmask(signal.SIG_BLOCK, MASTER_SIGNALS)
         try:
@@ -245,14 +259,44 @@ class Master:
                     slot,
                     master_pid,
                     MASTER_SIGNALS,
-                    self._signals.fds if self._signals else (),
+                    inherited,
+                    out_w,
                     self.config.title,
                 )
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, MASTER_SIGNALS)
-        self.children[pid] = _Child(index, pid, time.monotonic())
+            os.close(out_w)
+        os.set_blocking(out_r, False)
+        child = _Child(index, pid, time.monotonic(), out_r)
+        self.children[pid] = child
+        self._selector.register(out_r, selectors.EVENT_READ, child)
         log.debug("spawned child %d (pid %d)", index, pid)
         self._set_title()
+
+    def relay_output(self, child: _Child) -> bool:
+        """Log the whole lines the child has written; True once its pipe is closed."""
+        data, closed = read_available(child.output_fd)
+        lines = child.lines.feed(data) + (child.lines.flush() if closed else [])
+        if lines:
+            seen = self.scoreboard.read(child.index)
+            origin = Origin(f"child {child.index}", child.pid)
+            if seen.pid == child.pid and seen.state == SlotState.BUSY:
+                origin = Origin(origin.label, child.pid, seen.task_id, seen.task_name)
+            for line in lines:
+                relay(line, origin)
+        if closed:
+            self._selector.unregister(child.output_fd)
+            child.output_closed = True
+        return closed
+
+    def _close_output(self, child: _Child) -> None:
+        """At reap: what is left in the pipe, then close it (a grandchild that inherited the
+        write end may keep it open; its later output is not waited for)."""
+        if not child.output_closed and not self.relay_output(child):
+            self._selector.unregister(child.output_fd)
+            for line in child.lines.flush():
+                relay(line, Origin(f"child {child.index}", child.pid))
+        os.close(child.output_fd)
 
     def reap(self) -> None:
         """Collect every exited child and tell the worker layer about it."""
@@ -266,6 +310,7 @@ class Master:
             child = self.children.pop(pid, None)
             if child is None:
                 continue
+            self._close_output(child)
             seen = self.scoreboard.read(child.index)
             verdict = self._verdicts.pop(pid, None)
             # A time limit names one task; if the child moved on before the kill landed,

@@ -16,15 +16,13 @@ import uuid
 from dataclasses import dataclass, field
 from typing import NoReturn
 
-from forkq import exitcodes
+from forkq import exitcodes, logs
 from forkq.app import Forkq
 from forkq.pool.master import Master, PoolConfig
 from forkq.worker.limits import TimeLimits
 from forkq.worker.program import ConsumeOptions, ConsumeProgram, WorkerSupervision
 
 log = logging.getLogger("forkq.worker")
-
-LOG_FORMAT = "[%(asctime)s] [%(process)d] %(levelname)s %(name)s: %(message)s"
 
 
 @dataclass(frozen=True)
@@ -38,6 +36,8 @@ class WorkerConfig:
     limits: TimeLimits = field(default_factory=TimeLimits)
     max_tasks_per_child: int | None = None
     max_memory_per_child: int | None = None  # bytes of USS
+    logfile: str | None = None
+    log_json: bool = False
 
 
 def new_worker_id() -> str:
@@ -45,7 +45,7 @@ def new_worker_id() -> str:
 
 
 def run_worker(app: Forkq, config: WorkerConfig) -> int:
-    configure_logging(config.loglevel)
+    logs.configure_master(config.loglevel, config.log_json, config.logfile, os.getpid())
     try:
         for hook in app.before_fork_hooks:
             hook()
@@ -92,10 +92,6 @@ def _reexec(app: Forkq) -> NoReturn:
     app.close()
     logging.shutdown()
     os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True)
 
 
 class PidFile:
