@@ -11,7 +11,8 @@ from contextlib import contextmanager
 import pytest
 
 from forkq.pool.child import StopSignal
-from forkq.pool.master import ChildExit, Master, PoolConfig
+from forkq.pool.exits import ChildExit
+from forkq.pool.master import Master, PoolConfig
 from forkq.pool.scoreboard import SlotWriter
 
 pytestmark = pytest.mark.timeout(60)

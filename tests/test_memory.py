@@ -10,11 +10,12 @@ from contextlib import contextmanager
 import pytest
 from rich.console import Console
 
-from forkq.cli.memory_report import memory_json, memory_summary, memory_table
+from forkq.cli.memory_report import memory_summary, memory_table
 from forkq.memory import (
     ProcessMemory,
     child_pids,
     format_bytes,
+    memory_json,
     process_tree_memory,
     read_process_memory,
     totals,

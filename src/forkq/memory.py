@@ -14,8 +14,9 @@ Sum of RSS minus sum of PSS is the memory that naive accounting claims but fork 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 _KIB = 1024
 _USS_FIELDS = ("Private_Clean", "Private_Dirty", "Private_Hugetlb")
@@ -124,3 +125,12 @@ def format_bytes(n: int) -> str:
     if abs(n) < 1024 * 1024:
         return f"{n / 1024:.1f} KiB"
     return f"{n / (1024 * 1024):.1f} MiB"
+
+
+def memory_json(rows: Sequence[ProcessMemory]) -> dict[str, Any]:
+    """Per-process figures and totals (with the copy-on-write saving), in bytes."""
+    total = totals(rows)
+    return {
+        "processes": [asdict(row) for row in rows],
+        "totals": {**asdict(total), "cow_saving": total.cow_saving},
+    }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from rich.table import Table
 
@@ -38,27 +37,3 @@ def memory_summary(rows: Sequence[ProcessMemory]) -> str:
         f"Sum of PSS (real footprint):   {format_bytes(total.pss)} — fork shared "
         f"{format_bytes(total.cow_saving)} ({share:.0f}% of RSS)"
     )
-
-
-def memory_json(rows: Sequence[ProcessMemory]) -> dict[str, Any]:
-    total = totals(rows)
-    return {
-        "processes": [
-            {
-                "pid": r.pid,
-                "role": r.role,
-                "rss": r.rss,
-                "pss": r.pss,
-                "uss": r.uss,
-                "shared": r.shared,
-            }
-            for r in rows
-        ],
-        "totals": {
-            "rss": total.rss,
-            "pss": total.pss,
-            "uss": total.uss,
-            "shared": total.shared,
-            "cow_saving": total.cow_saving,
-        },
-    }

@@ -14,6 +14,7 @@ blocks in `select` until a signal arrives or the next timer is due.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import selectors
@@ -21,25 +22,26 @@ import signal
 import sys
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from setproctitle import setproctitle
 
 from forkq.logs import Origin, relay
-from forkq.pool.child import EXIT_BOOT_FAILED, ChildProgram, child_main
-from forkq.pool.output import LineBuffer, read_available
-from forkq.pool.scoreboard import Scoreboard, SlotState, SlotView
+from forkq.pool import inspect
+from forkq.pool.child import ChildProgram, child_main
+from forkq.pool.control import ControlServer
+from forkq.pool.exits import ChildExit, RespawnPolicy
+from forkq.pool.output import ChildOutput
+from forkq.pool.scoreboard import Scoreboard, SlotState
 from forkq.pool.signals import MASTER_SIGNALS, SignalPipe
 from forkq.pool.watch import SHRINK, TIME_LIMIT, Verdict, Watch
 
 log = logging.getLogger("forkq.master")
 
 EXIT_CHILDREN_CANNOT_BOOT = 4  # forkq.exitcodes.CHILDREN_CANNOT_BOOT
-_BOOT_FAILURES_BEFORE_GIVING_UP = 5
-_MAX_RESPAWN_DELAY = 10.0
-_HEALTHY_LIFETIME = 1.0  # seconds; an idle child dying sooner makes the master back off
 
 
 @dataclass(frozen=True)
@@ -50,25 +52,6 @@ class PoolConfig:
     tick_interval: float = 1.0  # how often Supervision.tick runs
     scan_interval: float = 0.25  # how often the scoreboard is read for time limits
     max_memory_per_child: int | None = None  # bytes of USS; over it, a child is recycled
-
-
-@dataclass(frozen=True)
-class ChildExit:
-    index: int
-    pid: int
-    status: int  # as returned by waitpid
-    last_seen: SlotView  # the child's slot just before it went away
-    reason: str = ""  # why the master ended it: watch.TIME_LIMIT, watch.MEMORY, or ""
-
-    @property
-    def description(self) -> str:
-        if os.WIFSIGNALED(self.status):
-            return f"killed by {signal.Signals(os.WTERMSIG(self.status)).name}"
-        return f"exit code {os.waitstatus_to_exitcode(self.status)}"
-
-    @property
-    def boot_failed(self) -> bool:
-        return os.WIFEXITED(self.status) and os.WEXITSTATUS(self.status) == EXIT_BOOT_FAILED
 
 
 class Supervision(Protocol):
@@ -88,9 +71,7 @@ class _Child:
     index: int
     pid: int
     spawned_at: float
-    output_fd: int  # read end of the pipe carrying the child's stdout and stderr
-    lines: LineBuffer = field(default_factory=LineBuffer)
-    output_closed: bool = False
+    output: ChildOutput  # the pipe carrying the child's stdout and stderr
 
 
 class Master:
@@ -100,14 +81,15 @@ class Master:
         self.config = config
         self.children: dict[int, _Child] = {}  # by pid
         self.concurrency = config.concurrency  # TTIN/TTOU change it
+        self.title = config.title
+        self.started_at = time.time()
+        self.restarts: Counter[int] = Counter()  # children replaced, by slot index
         self.scoreboard = Scoreboard(capacity=max(4 * config.concurrency, config.concurrency + 16))
         self.reload_requested = False
         self.stopping = False
         self.exit_code = 0
         self._shutdown_deadline: float | None = None
-        self._boot_failures = 0  # children in a row that failed before taking work
-        self._quick_crashes = 0  # children in a row that died idle, soon after starting
-        self._respawn_at = 0.0
+        self.respawn = RespawnPolicy()
         self._next_tick = 0.0
         self._next_scan = 0.0
         self.watch = Watch(config.max_memory_per_child)
@@ -115,6 +97,7 @@ class Master:
         self._int_count = 0
         self._signals: SignalPipe | None = None  # made by run()
         self._selector = selectors.DefaultSelector()
+        self._control: ControlServer | None = None  # made by run()
         self._actions: dict[int, Callable[[], None]] = {
             signal.SIGTERM: self.stop_warm,
             signal.SIGINT: self._on_interrupt,
@@ -131,6 +114,7 @@ class Master:
     def run(self) -> int:
         self._signals = signals = SignalPipe()
         self._selector.register(signals, selectors.EVENT_READ)
+        self._control = ControlServer(self._inspection(), self._selector)
         self._set_title()
         log.info("master %d starting %d children", os.getpid(), self.concurrency)
         try:
@@ -139,15 +123,32 @@ class Master:
                 for key, _ in self._selector.select(self._timeout()):
                     if isinstance(key.data, _Child):
                         self.relay_output(key.data)
+                    elif isinstance(key.data, ControlServer):
+                        key.data.on_readable(key.fileobj)
                 for signum in signals.received():
                     self._actions.get(signum, lambda: None)()
                 self.reap()
                 self._run_timers()
         finally:
             self._selector.close()
+            self._control.close()
             signals.close()
         log.info("master %d exiting with code %d", os.getpid(), self.exit_code)
         return self.exit_code
+
+    def _inspection(self) -> dict[str, Callable[[], dict[str, Any]]]:
+        return {
+            name: functools.partial(handler, self)
+            for name, handler in (
+                ("ping", inspect.ping),
+                ("stats", inspect.stats),
+                ("active", inspect.active),
+                ("memory", inspect.memory),
+            )
+        }
+
+    def child_slots(self) -> list[tuple[int, int]]:
+        return [(child.index, child.pid) for child in self.children.values()]
 
     def _timeout(self) -> float:
         now = time.monotonic()
@@ -155,7 +156,7 @@ class Master:
         if self._shutdown_deadline is not None:
             due.append(self._shutdown_deadline)
         if not self.stopping and len(self.children) < self.concurrency:
-            due.append(self._respawn_at)
+            due.append(self.respawn.not_before)
         return max(0.0, min(due) - now)
 
     def _run_timers(self) -> None:
@@ -185,16 +186,14 @@ class Master:
         while (
             not self.stopping
             and len(self.children) < self.concurrency
-            and time.monotonic() >= self._respawn_at
+            and time.monotonic() >= self.respawn.not_before
         ):
             used = {child.index for child in self.children.values()}
             index = min(set(range(self.scoreboard.capacity)) - used)
             try:
                 self.spawn(index)
             except OSError as exc:  # EAGAIN/ENOMEM: out of processes or memory for now
-                log.error("cannot fork child %d: %s", index, exc)
-                self._quick_crashes += 1
-                self._back_off("could not be forked")
+                log.error("cannot fork child %d: %s; %s", index, exc, self.respawn.fork_failed())
 
     def retire_excess(self) -> None:
         """After TTOU: TERM idle children until the pool fits; a busy one is never touched."""
@@ -245,7 +244,9 @@ class Master:
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         # The child must not keep the master's own pipes open (signals, other children's).
         inherited = [*(self._signals.fds if self._signals else ()), out_r]
-        inherited += [child.output_fd for child in self.children.values()]
+        if self._control is not None:
+            inherited.append(self._control.listener.fileno())
+        inherited += [child.output.fd for child in self.children.values()]
         for stream in (sys.stdout, sys.stderr):  # or the child would write it out again
             stream.flush()
         # Block our signals across fork so the child cannot run the master's handlers.
@@ -266,37 +267,35 @@ class Master:
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, MASTER_SIGNALS)
             os.close(out_w)
-        os.set_blocking(out_r, False)
-        child = _Child(index, pid, time.monotonic(), out_r)
+        child = _Child(index, pid, time.monotonic(), ChildOutput(out_r))
         self.children[pid] = child
         self._selector.register(out_r, selectors.EVENT_READ, child)
         log.debug("spawned child %d (pid %d)", index, pid)
         self._set_title()
 
-    def relay_output(self, child: _Child) -> bool:
-        """Log the whole lines the child has written; True once its pipe is closed."""
-        data, closed = read_available(child.output_fd)
-        lines = child.lines.feed(data) + (child.lines.flush() if closed else [])
+    def relay_output(self, child: _Child) -> None:
+        """Log the whole lines the child has written, tagged with what it is running."""
+        lines = child.output.drain()
+        if child.output.closed:
+            self._selector.unregister(child.output.fd)
         if lines:
             seen = self.scoreboard.read(child.index)
-            origin = Origin(f"child {child.index}", child.pid)
-            if seen.pid == child.pid and seen.state == SlotState.BUSY:
-                origin = Origin(origin.label, child.pid, seen.task_id, seen.task_name)
+            busy = seen.pid == child.pid and seen.state == SlotState.BUSY
+            task = (seen.task_id, seen.task_name) if busy else ("", "")
+            origin = Origin(f"child {child.index}", child.pid, *task)
             for line in lines:
                 relay(line, origin)
-        if closed:
-            self._selector.unregister(child.output_fd)
-            child.output_closed = True
-        return closed
 
     def _close_output(self, child: _Child) -> None:
         """At reap: what is left in the pipe, then close it (a grandchild that inherited the
         write end may keep it open; its later output is not waited for)."""
-        if not child.output_closed and not self.relay_output(child):
-            self._selector.unregister(child.output_fd)
-            for line in child.lines.flush():
+        if not child.output.closed:
+            self.relay_output(child)
+        if not child.output.closed:
+            self._selector.unregister(child.output.fd)
+            for line in child.output.leftover():
                 relay(line, Origin(f"child {child.index}", child.pid))
-        os.close(child.output_fd)
+        os.close(child.output.fd)
 
     def reap(self) -> None:
         """Collect every exited child and tell the worker layer about it."""
@@ -321,37 +320,25 @@ class Master:
             self._on_child_exit(exit, time.monotonic() - child.spawned_at)
 
     def _on_child_exit(self, exit: ChildExit, lifetime: float) -> None:
-        clean = os.WIFEXITED(exit.status) and os.WEXITSTATUS(exit.status) == 0
-        if not (clean and self.stopping):
-            level = logging.INFO if clean else logging.WARNING
+        if not self.stopping:
+            self.restarts[exit.index] += 1
+        if not (exit.clean and self.stopping):
+            level = logging.INFO if exit.clean else logging.WARNING
             log.log(level, "child %d (pid %d) %s", exit.index, exit.pid, exit.description)
         try:
             self.supervision.child_exited(exit)
         except Exception:
             log.exception("could not release what child %d held", exit.index)
-        state = exit.last_seen.state
-        if exit.boot_failed or (not clean and state == SlotState.STARTING):
-            self._boot_failures += 1
-            self._back_off("failed while booting")
-        elif not clean and state != SlotState.BUSY and lifetime < _HEALTHY_LIFETIME:
-            # Not a task's fault (that is the redelivery limit's business) and not booting:
-            # the environment is failing, e.g. the broker. Slow down, but do not give up.
-            self._quick_crashes += 1
-            self._back_off("crashed soon after starting")
-        else:
-            self._boot_failures = self._quick_crashes = 0
-        self._set_title()
-
-    def _back_off(self, why: str) -> None:
-        if self._boot_failures >= _BOOT_FAILURES_BEFORE_GIVING_UP:
-            log.error("children cannot boot: %d failed in a row; stopping", self._boot_failures)
+        delayed = self.respawn.child_exited(exit, lifetime)
+        if self.respawn.gave_up:
+            log.error(
+                "children cannot boot: %d failed in a row; stopping", self.respawn.boot_failures
+            )
             self.exit_code = EXIT_CHILDREN_CANNOT_BOOT
             self.stop_cold()
-            return
-        failures = self._boot_failures + self._quick_crashes
-        delay = min(_MAX_RESPAWN_DELAY, 0.1 * 2**failures)
-        self._respawn_at = time.monotonic() + delay
-        log.warning("child %s; next spawn in %.1fs", why, delay)
+        elif delayed:
+            log.warning(delayed)
+        self._set_title()
 
     def stop_warm(self) -> None:
         """TERM: stop taking work, let running tasks finish, then exit."""

@@ -27,6 +27,25 @@ class LineBuffer:
         return [rest.decode(errors="replace")] if rest else []
 
 
+class ChildOutput:
+    """The master's end of one child's output pipe."""
+
+    def __init__(self, fd: int) -> None:
+        os.set_blocking(fd, False)
+        self.fd = fd
+        self.closed = False  # the child (and anything that inherited the pipe) closed it
+        self._lines = LineBuffer()
+
+    def drain(self) -> list[str]:
+        """Whole lines readable now (and the last partial one once the pipe is closed)."""
+        data, self.closed = read_available(self.fd)
+        return self._lines.feed(data) + (self._lines.flush() if self.closed else [])
+
+    def leftover(self) -> list[str]:
+        """At reap, when a grandchild still holds the pipe open: the unterminated line."""
+        return self._lines.flush()
+
+
 def read_available(fd: int) -> tuple[bytes, bool]:
     """Everything readable now from a non-blocking fd; and whether it reached end of file."""
     parts: list[bytes] = []

@@ -13,7 +13,7 @@ from forkq.app import Forkq
 from forkq.brokers import Consumer, Delivery
 from forkq.exceptions import TimeLimitExceeded
 from forkq.pool.child import EXIT_BOOT_FAILED, EXIT_OK, Stopping, StopSignal
-from forkq.pool.master import ChildExit
+from forkq.pool.exits import ChildExit
 from forkq.pool.scoreboard import SlotState, SlotView, SlotWriter
 from forkq.pool.watch import TIME_LIMIT
 from forkq.result import encode_record, failure_record

@@ -1,0 +1,82 @@
+"""A child's exit, and what it means for the next fork.
+
+exit while STARTING (or code 3) ─► boot failure  ─► back off; five in a row: give up
+crash while IDLE, < 1 s old     ─► quick crash   ─► back off, never give up
+crash while BUSY                ─► the task's business (redelivery limit): respawn now
+clean exit (recycled, retired)  ─► respawn now, reset the back-off
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass
+
+from forkq.pool.child import EXIT_BOOT_FAILED
+from forkq.pool.scoreboard import SlotState, SlotView
+
+BOOT_FAILURES_BEFORE_GIVING_UP = 5
+HEALTHY_LIFETIME = 1.0  # seconds; an idle child dying sooner makes the master back off
+MAX_RESPAWN_DELAY = 10.0
+
+
+@dataclass(frozen=True)
+class ChildExit:
+    index: int
+    pid: int
+    status: int  # as returned by waitpid
+    last_seen: SlotView  # the child's slot just before it went away
+    reason: str = ""  # why the master ended it: watch.TIME_LIMIT, watch.MEMORY, or ""
+
+    @property
+    def clean(self) -> bool:
+        return os.WIFEXITED(self.status) and os.WEXITSTATUS(self.status) == 0
+
+    @property
+    def description(self) -> str:
+        if os.WIFSIGNALED(self.status):
+            return f"killed by {signal.Signals(os.WTERMSIG(self.status)).name}"
+        return f"exit code {os.waitstatus_to_exitcode(self.status)}"
+
+    @property
+    def boot_failed(self) -> bool:
+        exited_3 = os.WIFEXITED(self.status) and os.WEXITSTATUS(self.status) == EXIT_BOOT_FAILED
+        return exited_3 or (not self.clean and self.last_seen.state == SlotState.STARTING)
+
+
+class RespawnPolicy:
+    """When the next child may be forked."""
+
+    def __init__(self) -> None:
+        self.boot_failures = 0  # children in a row that failed before taking work
+        self.quick_crashes = 0  # children in a row that died idle, soon after starting
+        self.not_before = 0.0  # monotonic
+
+    @property
+    def gave_up(self) -> bool:
+        return self.boot_failures >= BOOT_FAILURES_BEFORE_GIVING_UP
+
+    def child_exited(self, exit: ChildExit, lifetime: float) -> str | None:
+        """Returns why the next fork is delayed, or None when it may happen now."""
+        if exit.boot_failed:
+            self.boot_failures += 1
+            return self._delay("failed while booting")
+        if (
+            not exit.clean
+            and exit.last_seen.state != SlotState.BUSY
+            and lifetime < HEALTHY_LIFETIME
+        ):
+            self.quick_crashes += 1
+            return self._delay("crashed soon after starting")
+        self.boot_failures = self.quick_crashes = 0
+        return None
+
+    def fork_failed(self) -> str:
+        self.quick_crashes += 1
+        return self._delay("could not be forked")
+
+    def _delay(self, why: str) -> str:
+        delay = min(MAX_RESPAWN_DELAY, 0.1 * 2 ** (self.boot_failures + self.quick_crashes))
+        self.not_before = time.monotonic() + delay
+        return f"child {why}; next spawn in {delay:.1f}s"
