@@ -80,6 +80,15 @@ E2E_APP = textwrap.dedent(
             print(char * length)
         return times
 
+    if os.environ.get("E2E_PRELOAD_MB"):  # GC-tracked containers, ~100 bytes each
+        PRELOADED = [[i, i + 1] for i in range(int(os.environ["E2E_PRELOAD_MB"]) * 10_000)]
+
+    @app.task
+    def full_collection():
+        import gc
+        gc.collect()
+        return os.getpid()
+
     @app.task
     def die():
         os._exit(1)

@@ -187,6 +187,6 @@ def _print_result(get: Callable[..., Any], timeout: float) -> None:
 
 
 def main() -> None:
-    from forkq.cli import dead, demo, worker  # noqa: F401 - registers the subcommands
+    from forkq.cli import dead, demo, inspect, worker  # noqa: F401 - registers them
 
     cli(prog_name="forkq")

@@ -17,8 +17,6 @@ from contextlib import contextmanager, suppress
 from types import FrameType
 from typing import NoReturn, Protocol
 
-from setproctitle import setproctitle
-
 from forkq.logs import configure_child
 from forkq.pool.scoreboard import SlotWriter
 from forkq.pool.signals import CHILD_IGNORES
@@ -87,8 +85,8 @@ def child_main(
     try:
         _redirect_output(output_fd, slot)
         _reset_inherited_state(master_pid, master_signals, inherited_fds)
+        slot.title = f"{title} child {index}"
         slot.start(os.getpid())
-        setproctitle(f"{title} child {index}")
         stop = StopSignal()
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
         code = program.run_child(index, slot, stop)

@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from setproctitle import setproctitle
+
 _SLOT = struct.Struct("<Ii B 7x ddd QQ 48s 64s 64s 160s")
 _SEQ = struct.Struct("<I")
 
@@ -79,10 +81,12 @@ class Scoreboard:
 
 
 class SlotWriter:
-    """The owning child's view of its slot; keeps the fields and rewrites the whole slot."""
+    """The owning child's view of its slot; keeps the fields and rewrites the whole slot.
+    With a `title`, each change also shows in `ps` (about 0.5 µs a call)."""
 
     def __init__(self, shared: mmap.mmap, offset: int) -> None:
         self._map, self._offset = shared, offset
+        self.title = ""  # e.g. "forkq: proj child 2"; set by the child
         self._seq = _SEQ.unpack_from(shared, offset)[0] & ~1
         self.pid = 0
         self.state = SlotState.EMPTY
@@ -135,6 +139,9 @@ class SlotWriter:
         self._map[self._offset + _SEQ.size : self._offset + _SLOT.size] = packed[_SEQ.size :]
         self._seq += 2
         _SEQ.pack_into(self._map, self._offset, self._seq)
+        if self.title:
+            busy = f" {self.task_name}" if state == SlotState.BUSY else ""
+            setproctitle(f"{self.title} {state.name.lower()}{busy}")
 
 
 def _view(fields: tuple[Any, ...]) -> SlotView:
