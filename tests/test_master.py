@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +16,7 @@ from forkq.pool.child import StopSignal
 from forkq.pool.exits import ChildExit
 from forkq.pool.master import Master, PoolConfig
 from forkq.pool.scoreboard import SlotWriter
+from forkq.pool.signals import pidfds_work
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -102,4 +105,19 @@ def test_a_killed_child_is_replaced() -> None:
         survivors = children_of(pid)
         assert victim not in survivors and len(survivors) == 2
         os.kill(pid, signal.SIGQUIT)
+        assert os.waitpid(pid, 0)[1] == 0
+
+
+@pytest.mark.skipif(not pidfds_work(), reason="this kernel has no pidfds")
+def test_child_exits_are_watched_through_pidfds() -> None:
+    with master_process(concurrency=2) as (pid, reports):
+        read_reports(reports, b"c", 2)
+        watched = set()
+        for info in Path(f"/proc/{pid}/fdinfo").iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                for line in info.read_text().splitlines():
+                    if line.startswith("Pid:"):
+                        watched.add(int(line.split()[1]))
+        assert watched == set(children_of(pid))
+        os.kill(pid, signal.SIGTERM)
         assert os.waitpid(pid, 0)[1] == 0

@@ -1,14 +1,15 @@
 """The master: one single-threaded loop that forks, watches and replaces children.
 
-    signals ──► handlers do nothing ──► wake-up fd ──┐
-                                                     ▼
-    timers (monotonic) ──► selector.select(timeout) ──► handle signals ──► reap ──► manage
-                                                                             │
-    children exit ──► SIGCHLD ──► wake-up fd                  spawn missing ◄┘ (with backoff)
+    signals ─► handlers do nothing ─► wake-up pipe ─┐
+    child exits ─► pidfds (SIGCHLD without them) ───┤
+    children's stdout/stderr ─► one pipe each ──────┼─► selector.select(timeout)
+    forkq inspect ─► control socket ────────────────┤        │
+    timers (monotonic): tick, scan, back-off, ──────┘        ▼
+    shutdown deadline                           relay lines, answer, handle signals,
+                                                reap, run timers, manage (spawn/retire)
 
-Signal handlers only let the signal write its number to the wake-up pipe; the loop reads the
-numbers and acts on them. There are no threads here and nothing sleeps to poll: the loop
-blocks in `select` until a signal arrives or the next timer is due.
+Nothing here sleeps to poll and there are no threads: the loop blocks in `select` until one
+of its sources has something, or the next timer is due.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from forkq.pool.control import ControlServer
 from forkq.pool.exits import ChildExit, RespawnPolicy
 from forkq.pool.output import ChildOutput
 from forkq.pool.scoreboard import Scoreboard, SlotState
-from forkq.pool.signals import MASTER_SIGNALS, SignalPipe
+from forkq.pool.signals import MASTER_SIGNALS, SignalPipe, pidfds_work
 from forkq.pool.watch import SHRINK, TIME_LIMIT, Verdict, Watch
 
 log = logging.getLogger("forkq.master")
@@ -72,6 +73,10 @@ class _Child:
     pid: int
     spawned_at: float
     output: ChildOutput  # the pipe carrying the child's stdout and stderr
+    pidfd: int | None = None  # readable when the child exits (Linux 5.3+)
+
+
+_EXITED = "exited"  # selector data of a child's pidfd: the loop reaps after every wake-up
 
 
 class Master:
@@ -97,6 +102,7 @@ class Master:
         self._int_count = 0
         self._signals: SignalPipe | None = None  # made by run()
         self._selector = selectors.DefaultSelector()
+        self._pidfds = pidfds_work()
         self._control: ControlServer | None = None  # made by run()
         self._actions: dict[int, Callable[[], None]] = {
             signal.SIGTERM: self.stop_warm,
@@ -112,7 +118,7 @@ class Master:
     # -- the loop ---------------------------------------------------------------------------
 
     def run(self) -> int:
-        self._signals = signals = SignalPipe()
+        self._signals = signals = SignalPipe(catch_sigchld=not self._pidfds)
         self._selector.register(signals, selectors.EVENT_READ)
         self._control = ControlServer(self._inspection(), self._selector)
         self._set_title()
@@ -246,7 +252,8 @@ class Master:
         inherited = [*(self._signals.fds if self._signals else ()), out_r]
         if self._control is not None:
             inherited.append(self._control.listener.fileno())
-        inherited += [child.output.fd for child in self.children.values()]
+        for other in self.children.values():
+            inherited += [other.output.fd] + ([other.pidfd] if other.pidfd is not None else [])
         for stream in (sys.stdout, sys.stderr):  # or the child would write it out again
             stream.flush()
         # Block our signals across fork so the child cannot run the master's handlers.
@@ -270,6 +277,9 @@ class Master:
         child = _Child(index, pid, time.monotonic(), ChildOutput(out_r))
         self.children[pid] = child
         self._selector.register(out_r, selectors.EVENT_READ, child)
+        if self._pidfds:
+            child.pidfd = os.pidfd_open(pid)
+            self._selector.register(child.pidfd, selectors.EVENT_READ, _EXITED)
         log.debug("spawned child %d (pid %d)", index, pid)
         self._set_title()
 
@@ -310,6 +320,9 @@ class Master:
             if child is None:
                 continue
             self._close_output(child)
+            if child.pidfd is not None:
+                self._selector.unregister(child.pidfd)
+                os.close(child.pidfd)
             seen = self.scoreboard.read(child.index)
             verdict = self._verdicts.pop(pid, None)
             # A time limit names one task; if the child moved on before the kill landed,

@@ -29,13 +29,15 @@ CHILD_IGNORES = (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGTTIN, s
 
 
 class SignalPipe:
-    """The master's signal wake-up pipe: `fileno()` for the selector, `received()` to drain."""
+    """The master's signal wake-up pipe: `fileno()` for the selector, `received()` to drain.
+    SIGCHLD is caught only when child exits are not watched through pidfds."""
 
-    def __init__(self) -> None:
+    def __init__(self, catch_sigchld: bool) -> None:
         self._read, self._write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
         for signum in MASTER_SIGNALS:
-            signal.signal(signum, _record_only)
+            if signum != signal.SIGCHLD or catch_sigchld:
+                signal.signal(signum, _record_only)
 
     def fileno(self) -> int:
         return self._read
@@ -58,3 +60,14 @@ class SignalPipe:
 
 def _record_only(signum: int, frame: FrameType | None) -> None:
     """The wake-up fd already carries the signal number; nothing else happens here."""
+
+
+def pidfds_work() -> bool:
+    """Whether this kernel gives pidfds (Linux 5.3+) that a selector can wait on."""
+    if not hasattr(os, "pidfd_open"):
+        return False
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:
+        return False
+    return True
