@@ -3,9 +3,10 @@ so inspecting a busy worker costs its children nothing."""
 
 from __future__ import annotations
 
+import functools
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from forkq.memory import memory_json, process_tree_memory
@@ -26,6 +27,19 @@ class PoolView(Protocol):
     def child_slots(self) -> Sequence[tuple[int, int]]:
         """(index, pid) of every live child."""
         ...
+
+
+def handlers(pool: PoolView) -> dict[str, Callable[[], dict[str, Any]]]:
+    """The control socket's commands, bound to this pool."""
+    return {
+        name: functools.partial(answer, pool)
+        for name, answer in (
+            ("ping", ping),
+            ("stats", stats),
+            ("active", active),
+            ("memory", memory),
+        )
+    }
 
 
 def ping(pool: PoolView) -> dict[str, Any]:

@@ -15,7 +15,6 @@ of its sources has something, or the next timer is due.
 from __future__ import annotations
 
 import errno
-import functools
 import logging
 import os
 import selectors
@@ -26,7 +25,7 @@ import traceback
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from setproctitle import setproctitle
 
@@ -120,7 +119,7 @@ class Master:
     def run(self) -> int:
         self._signals = signals = SignalPipe(catch_sigchld=not self._pidfds)
         self._selector.register(signals, selectors.EVENT_READ)
-        self._control = ControlServer(self._inspection(), self._selector)
+        self._control = ControlServer(inspect.handlers(self), self._selector)
         self._set_title()
         log.info("master %d starting %d children", os.getpid(), self.concurrency)
         try:
@@ -141,17 +140,6 @@ class Master:
             signals.close()
         log.info("master %d exiting with code %d", os.getpid(), self.exit_code)
         return self.exit_code
-
-    def _inspection(self) -> dict[str, Callable[[], dict[str, Any]]]:
-        return {
-            name: functools.partial(handler, self)
-            for name, handler in (
-                ("ping", inspect.ping),
-                ("stats", inspect.stats),
-                ("active", inspect.active),
-                ("memory", inspect.memory),
-            )
-        }
 
     def child_slots(self) -> list[tuple[int, int]]:
         return [(child.index, child.pid) for child in self.children.values()]
