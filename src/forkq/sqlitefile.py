@@ -8,6 +8,7 @@ the WAL file being deleted and created again.
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import time
@@ -38,6 +39,7 @@ def path_from_url(url: str) -> str:
 
 def connect(path: str) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit) with WAL enabled."""
+    _load_inotify()
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise ConfigurationError(f"directory for sqlite database does not exist: {directory}")
@@ -48,6 +50,22 @@ def connect(path: str) -> sqlite3.Connection:
     # last transactions. That is the durability a task queue on one host needs.
     conn.execute("PRAGMA synchronous=NORMAL")
     return conn
+
+
+def ensure_schema(conn: sqlite3.Connection, table: str, script: str) -> None:
+    """Create the tables unless `table` exists. The script runs in one transaction, so a
+    table that exists means the whole script ran: later connections skip it with one read."""
+    found = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (table,)).fetchone()
+    if found is None:
+        conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nCOMMIT;")
+
+
+@functools.cache
+def _load_inotify() -> None:
+    """inotify_simple finds libc on first use by running `ldconfig -p` (about 14 ms). Do it
+    once, in the process that opens the database first (the worker's master, before it
+    forks), so that no child pays for it again."""
+    INotify().close()
 
 
 class ChangeWaiter:

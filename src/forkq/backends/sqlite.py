@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 from forkq.backends.base import ResultBackend, StoredResult
 from forkq.exceptions import BackendError
-from forkq.sqlitefile import ChangeWaiter, connect, path_from_url
+from forkq.sqlitefile import ChangeWaiter, connect, ensure_schema, path_from_url
 from forkq.states import READY_STATES
 
 _SCHEMA = """
@@ -36,7 +36,7 @@ class SQLiteBackend(ResultBackend):
         self.path = path_from_url(url)
         try:
             self._conn = connect(self.path)
-            self._conn.executescript(_SCHEMA)
+            ensure_schema(self._conn, "forkq_results", _SCHEMA)
         except sqlite3.Error as exc:
             raise BackendError(f"cannot open sqlite result backend {self.path}: {exc}") from exc
         self._waiter: ChangeWaiter | None = None

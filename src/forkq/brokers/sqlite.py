@@ -22,7 +22,7 @@ from contextlib import contextmanager
 
 from forkq.brokers.base import Broker, Consumer, DeadLetter, Delivery, lease_ttl_from_url
 from forkq.exceptions import BrokerError
-from forkq.sqlitefile import ChangeWaiter, connect, path_from_url
+from forkq.sqlitefile import ChangeWaiter, connect, ensure_schema, path_from_url
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS forkq_messages (
@@ -62,10 +62,10 @@ class SQLiteBroker(Broker):
         self.lease_ttl = lease_ttl_from_url(url)
         try:
             self._conn = connect(self.path)
-            self._conn.executescript(_SCHEMA)
+            ensure_schema(self._conn, "forkq_messages", _SCHEMA)
         except sqlite3.Error as exc:
             raise BrokerError(f"cannot open sqlite broker {self.path}: {exc}") from exc
-        self._waiter: ChangeWaiter | None = None  # made on first fetch: publishers need none
+        self._waiter: ChangeWaiter | None = None  # made when a fetch first has to wait
         self._next_recovery = 0.0
 
     def publish(self, queue: str, body: bytes, *, priority: int = 0, delay: float = 0.0) -> None:
@@ -90,11 +90,10 @@ class SQLiteBroker(Broker):
     ) -> list[Delivery]:
         if not queues or limit < 1:
             raise ValueError("fetch needs at least one queue and a limit >= 1")
-        if self._waiter is None:
-            self._waiter = ChangeWaiter(self.path)
         deadline = time.monotonic() + timeout
         while True:
-            self._waiter.arm()
+            if self._waiter is not None:
+                self._waiter.arm()
             with self._errors():
                 self._recover_expired_leases()
                 deliveries = self._claim(consumer, queues, limit)
@@ -104,6 +103,11 @@ class SQLiteBroker(Broker):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return []
+            if self._waiter is None:
+                # Made only once a fetch has to wait, then looked again before waiting: a
+                # child with work queued never pays for an inotify watch (~5 ms to close).
+                self._waiter = ChangeWaiter(self.path)
+                continue
             # Wake for the next delayed message, and to take back leases that may have expired.
             wake_at = (
                 self._next_recovery if next_due is None else min(next_due, self._next_recovery)

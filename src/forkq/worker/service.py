@@ -52,7 +52,10 @@ def run_worker(app: Forkq, config: WorkerConfig) -> int:
     except Exception:
         log.exception("a before-fork hook failed")
         return exitcodes.APP_LOAD_FAILED
-    app.broker.size(config.queues[0])  # fail here, once, if the broker cannot be reached
+    # Fail here, once, if the broker or backend cannot be reached; and load their modules
+    # before forking so that no child imports them again.
+    app.broker.size(config.queues[0])
+    app.backend.get("forkq-startup-check")
     worker_id = new_worker_id()
     options = ConsumeOptions(
         worker_id, config.queues, config.prefetch, config.limits, config.max_tasks_per_child

@@ -1,0 +1,46 @@
+"""What only the SQLite engine promises, beyond the conformance suite."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from forkq.brokers import Consumer
+from forkq.brokers.sqlite import SQLiteBroker
+
+C = Consumer("w", "w/0")
+
+
+def inotify_fds() -> int:
+    return sum(
+        1
+        for fd in os.listdir("/proc/self/fd")
+        if os.path.exists(f"/proc/self/fd/{fd}")
+        and os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:inotify"
+    )
+
+
+def test_a_fetch_that_finds_work_opens_no_watch(tmp_path: Path) -> None:
+    # Closing an inotify watch costs milliseconds in the kernel; a short-lived child with work
+    # waiting for it must not pay that.
+    broker = SQLiteBroker(f"sqlite:///{tmp_path}/q.sqlite3")
+    before = inotify_fds()
+    broker.publish("q", b"x")
+    assert len(broker.fetch(C, ["q"], 1, 5.0)) == 1
+    assert inotify_fds() == before
+    assert broker.fetch(C, ["q"], 1, 0.05) == []  # had to wait: now it watches
+    assert inotify_fds() == before + 1
+    broker.close()
+    assert inotify_fds() == before
+
+
+def test_schema_is_created_once_and_whole(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/q.sqlite3"
+    first = SQLiteBroker(url)
+    first.publish("q", b"kept")
+    second = SQLiteBroker(url)  # sees the tables, does not recreate or empty them
+    assert second.size("q") == 1
+    names = {row[0] for row in second._conn.execute("SELECT name FROM sqlite_master").fetchall()}
+    assert {"forkq_messages", "forkq_dead", "forkq_messages_ready"} <= names
+    first.close()
+    second.close()
