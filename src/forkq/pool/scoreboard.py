@@ -135,10 +135,13 @@ class SlotWriter:
             self.queue.encode()[:64],
             self.task_name.encode()[:160],
         )
-        _SEQ.pack_into(self._map, self._offset, self._seq + 1)  # odd: write in progress
-        self._map[self._offset + _SEQ.size : self._offset + _SLOT.size] = packed[_SEQ.size :]
+        seq_field = slice(self._offset, self._offset + _SEQ.size)
+        # Slice copies, not struct.pack_into: pack_into zeroes its target before writing,
+        # and a reader seeing that transient 0 at both ends would accept a torn slot.
+        self._map[seq_field] = _SEQ.pack(self._seq + 1)  # odd: write in progress
+        self._map[seq_field.stop : self._offset + _SLOT.size] = packed[_SEQ.size :]
         self._seq += 2
-        _SEQ.pack_into(self._map, self._offset, self._seq)
+        self._map[seq_field] = _SEQ.pack(self._seq)
         if self.title:
             busy = f" {self.task_name}" if state == SlotState.BUSY else ""
             setproctitle(f"{self.title} {state.name.lower()}{busy}")
