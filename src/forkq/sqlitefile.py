@@ -12,6 +12,8 @@ import functools
 import os
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import unquote, urlsplit
 
 from inotify_simple import INotify, flags
@@ -58,6 +60,24 @@ def ensure_schema(conn: sqlite3.Connection, table: str, script: str) -> None:
     found = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (table,)).fetchone()
     if found is None:
         conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nCOMMIT;")
+
+
+@contextmanager
+def driver_errors_as(error: type[Exception], label: str) -> Iterator[None]:
+    """Translate sqlite3 errors at the engine's edge, keeping the driver's as the cause."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise error(f"{label}: {exc}") from exc
+
+
+_ABANDONED: list[sqlite3.Connection] = []
+
+
+def abandon(conn: sqlite3.Connection) -> None:
+    """In a forked child, for a connection the parent opened: closing it could checkpoint or
+    delete the parent's WAL, so keep the object alive and untouched until the child exits."""
+    _ABANDONED.append(conn)
 
 
 @functools.cache

@@ -12,12 +12,18 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 from forkq.backends.base import ResultBackend, StoredResult
 from forkq.exceptions import BackendError
-from forkq.sqlitefile import ChangeWaiter, connect, ensure_schema, path_from_url
+from forkq.sqlitefile import (
+    ChangeWaiter,
+    abandon,
+    connect,
+    driver_errors_as,
+    ensure_schema,
+    path_from_url,
+)
 from forkq.states import READY_STATES
 
 _SCHEMA = """
@@ -83,14 +89,7 @@ class SQLiteBackend(ResultBackend):
         self._conn.close()
 
     def abandon(self) -> None:
-        _ABANDONED.append(self._conn)  # see SQLiteBroker.abandon
+        abandon(self._conn)
 
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise BackendError(f"sqlite result backend {self.path}: {exc}") from exc
-
-
-_ABANDONED: list[sqlite3.Connection] = []
+    def _errors(self) -> AbstractContextManager[None]:
+        return driver_errors_as(BackendError, f"sqlite result backend {self.path}")

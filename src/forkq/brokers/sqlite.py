@@ -18,11 +18,18 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Collection, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 from forkq.brokers.base import Broker, Consumer, DeadLetter, Delivery, lease_ttl_from_url
 from forkq.exceptions import BrokerError
-from forkq.sqlitefile import ChangeWaiter, connect, ensure_schema, path_from_url
+from forkq.sqlitefile import (
+    ChangeWaiter,
+    abandon,
+    connect,
+    driver_errors_as,
+    ensure_schema,
+    path_from_url,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS forkq_messages (
@@ -240,9 +247,7 @@ class SQLiteBroker(Broker):
         self._conn.close()
 
     def abandon(self) -> None:
-        # Closing a SQLite connection in a forked child can checkpoint or delete the parent's
-        # WAL; keep the object alive and untouched until the child exits.
-        _ABANDONED.append(self._conn)
+        abandon(self._conn)
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -254,15 +259,8 @@ class SQLiteBroker(Broker):
             raise
         self._conn.execute("COMMIT")
 
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise BrokerError(f"sqlite broker {self.path}: {exc}") from exc
-
-
-_ABANDONED: list[sqlite3.Connection] = []
+    def _errors(self) -> AbstractContextManager[None]:
+        return driver_errors_as(BrokerError, f"sqlite broker {self.path}")
 
 
 def _clamp_priority(priority: int) -> int:
