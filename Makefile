@@ -9,6 +9,7 @@ demo: $(VENV)/.installed
 	$(BIN)/forkq demo
 
 test: $(VENV)/.dev-installed lint typecheck
+	scripts/ensure-services
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.dev-installed

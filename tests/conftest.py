@@ -15,6 +15,7 @@ import sys
 import textwrap
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +24,46 @@ import pytest
 from forkq import Forkq, ResultTimeout
 
 PING_TIMEOUT = 30.0
+
+
+REDIS = "redis://127.0.0.1:6379/15"  # a database of the tests' own; keys under a unique prefix
+
+
+def redis_test_url(**params: object) -> str:
+    query = "&".join(
+        f"{k}={v}" for k, v in {"prefix": f"forkq-test-{uuid.uuid4().hex[:10]}", **params}.items()
+    )
+    return f"{REDIS}?{query}"
+
+
+def redis_reachable() -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(REDIS, socket_timeout=2).ping())
+    except redis.RedisError:
+        return False
+
+
+def engine_url(engine: str, url: str) -> Iterator[str]:
+    """Yield the URL if its server is up (with CI=true a missing server fails), then delete
+    whatever the test left under its key prefix."""
+    if engine != "redis":
+        yield url
+        return
+    if not redis_reachable():
+        if os.environ.get("CI") == "true":
+            pytest.fail("Redis is not reachable on 127.0.0.1:6379 (CI=true: no skipping)")
+        pytest.skip("no Redis on 127.0.0.1:6379 (scripts/ensure-services starts one)")
+    yield url
+    import redis
+
+    prefix = url.split("prefix=")[1].split("&")[0]
+    client = redis.Redis.from_url(REDIS)
+    for pattern in (f"{{{prefix}:*", f"{prefix}:*"):
+        for key in client.scan_iter(match=pattern, count=1000):
+            client.delete(key)
+    client.close()
 
 
 @pytest.fixture

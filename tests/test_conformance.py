@@ -18,17 +18,25 @@ import pytest
 from forkq.backends import ResultBackend, open_backend
 from forkq.brokers import Broker, Consumer, open_broker
 from forkq.states import RETRY, SUCCESS
+from tests.conftest import engine_url, redis_test_url
 
-ENGINES: dict[str, Callable[[Path], str]] = {
+BROKERS: dict[str, Callable[[Path], str]] = {
     "sqlite": lambda tmp: f"sqlite:///{tmp}/conformance.sqlite3?lease_ttl=1",
     "memory": lambda tmp: f"memory://{uuid.uuid4().hex}?lease_ttl=1",
+    "redis": lambda tmp: redis_test_url(lease_ttl=1),
 }
+BACKENDS = {name: BROKERS[name] for name in ("sqlite", "memory")}
 Q = "conformance"
 
 
-@pytest.fixture(params=sorted(ENGINES))
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return ENGINES[request.param](tmp_path)
+@pytest.fixture(params=sorted(BROKERS))
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    yield from engine_url(request.param, BROKERS[request.param](tmp_path))
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    yield from engine_url(request.param, BACKENDS[request.param](tmp_path))
 
 
 @pytest.fixture
@@ -39,8 +47,8 @@ def broker(url: str) -> Iterator[Broker]:
 
 
 @pytest.fixture
-def backend(url: str) -> Iterator[ResultBackend]:
-    b = open_backend(url)
+def backend(backend_url: str) -> Iterator[ResultBackend]:
+    b = open_backend(backend_url)
     yield b
     b.close()
 
@@ -273,10 +281,10 @@ class TestResultBackend:
         assert time.monotonic() - started < 1
 
     def test_wait_skips_non_ready_states_and_wakes_on_store(
-        self, url: str, backend: ResultBackend
+        self, backend_url: str, backend: ResultBackend
     ) -> None:
         backend.store("t1", RETRY, b"r", 60)
-        store = _on_own_connection(open_backend, url, "store", "t1", SUCCESS, b"done", 60)
+        store = _on_own_connection(open_backend, backend_url, "store", "t1", SUCCESS, b"done", 60)
         timer = threading.Timer(0.2, store)
         timer.start()
         try:

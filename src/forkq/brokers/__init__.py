@@ -16,10 +16,15 @@ def open_broker(url: str) -> Broker:
         from forkq.brokers.sqlite import SQLiteBroker
 
         return SQLiteBroker(url)
+    if scheme in ("redis", "rediss"):
+        from forkq.brokers.redis import RedisBroker
+
+        return RedisBroker(url)
     if scheme == "memory":
         from forkq.brokers.memory import MemoryBroker
 
         return MemoryBroker(url)
     raise ConfigurationError(
-        f"unsupported broker URL scheme {scheme!r} in {url!r}: use sqlite:///PATH or memory://"
+        f"unsupported broker URL scheme {scheme!r} in {url!r}: "
+        "use sqlite:///PATH, redis://HOST:PORT/DB or memory://"
     )

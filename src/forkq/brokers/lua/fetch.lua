@@ -1,0 +1,51 @@
+-- fetch.lua: move due delayed messages of one queue into its streams, then read up to LIMIT
+-- new entries for CONSUMER, highest priority band first.
+--
+-- KEYS[1]      {prefix:queue}:delayed   sorted set; score = due time (ms), member =
+--                                       "<nonce>|<priority>|<deliveries>|<body>"
+-- KEYS[2..5]   {prefix:queue}:b3 .. b0  streams, one per priority band (b3 first); entry
+--                                       fields: b = body, d = times started before, p = priority
+-- ARGV[1] group   ARGV[2] consumer   ARGV[3] limit   ARGV[4] now (ms)   ARGV[5] max to move
+--
+-- Returns { next_due_ms or false, band, id, body, deliveries, band, id, body, ... }
+local function split(member)
+  local a = string.find(member, "|", 1, true)
+  local b = string.find(member, "|", a + 1, true)
+  local c = string.find(member, "|", b + 1, true)
+  return tonumber(string.sub(member, a + 1, b - 1)), string.sub(member, b + 1, c - 1),
+         string.sub(member, c + 1)
+end
+
+local due = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", ARGV[4], "LIMIT", 0, ARGV[5])
+for _, member in ipairs(due) do
+  local priority, deliveries, body = split(member)
+  local band = math.min(3, math.floor(priority / 3))
+  redis.call("XADD", KEYS[5 - band], "*", "b", body, "d", deliveries, "p", priority)
+  redis.call("ZREM", KEYS[1], member)
+end
+
+local out = { false }
+local remaining = tonumber(ARGV[3])
+for i = 2, 5 do
+  if remaining <= 0 then break end
+  local read = redis.call("XREADGROUP", "GROUP", ARGV[1], ARGV[2], "COUNT", remaining,
+                          "STREAMS", KEYS[i], ">")
+  if read then
+    for _, entry in ipairs(read[1][2]) do
+      local fields = entry[2]
+      local body, deliveries = "", "0"
+      for f = 1, #fields, 2 do
+        if fields[f] == "b" then body = fields[f + 1] elseif fields[f] == "d" then deliveries = fields[f + 1] end
+      end
+      table.insert(out, 5 - i)
+      table.insert(out, entry[1])
+      table.insert(out, body)
+      table.insert(out, deliveries)
+      remaining = remaining - 1
+    end
+  end
+end
+
+local nxt = redis.call("ZRANGE", KEYS[1], 0, 0, "WITHSCORES")
+if nxt[2] then out[1] = nxt[2] end
+return out

@@ -1,0 +1,40 @@
+-- release.lua: make everything CONSUMER holds in one queue available again, at the back of its
+-- band, and forget the consumer. Entries listed as running count as started once more; the
+-- others (prefetched, never started) keep their count.
+--
+-- KEYS[1..4]   {prefix:queue}:b3 .. b0   the queue's band streams
+-- ARGV[1] group   ARGV[2] consumer   ARGV[3] min idle (ms) an entry must have to be taken
+-- ARGV[4] "1": count every entry as started (a dead worker: which one ran is unknown)
+-- ARGV[5..]    receipts "<band>-<id>" of running entries
+--
+-- Returns the number of entries released.
+local running = {}
+for i = 5, #ARGV do running[ARGV[i]] = true end
+local count_all = ARGV[4] == "1"
+local released = 0
+for k = 1, 4 do
+  local band = 4 - k
+  local pending = redis.call("XPENDING", KEYS[k], ARGV[1], "IDLE", ARGV[3], "-", "+", 100000, ARGV[2])
+  for _, p in ipairs(pending) do
+    local id = p[1]
+    local entry = redis.call("XRANGE", KEYS[k], id, id)
+    if entry[1] then
+      local fields = entry[1][2]
+      local body, deliveries, priority = "", 0, "0"
+      for f = 1, #fields, 2 do
+        if fields[f] == "b" then body = fields[f + 1]
+        elseif fields[f] == "d" then deliveries = tonumber(fields[f + 1])
+        elseif fields[f] == "p" then priority = fields[f + 1] end
+      end
+      if count_all or running[band .. "-" .. id] then deliveries = deliveries + 1 end
+      redis.call("XADD", KEYS[k], "*", "b", body, "d", deliveries, "p", priority)
+      released = released + 1
+    end
+    redis.call("XACK", KEYS[k], ARGV[1], id)
+    redis.call("XDEL", KEYS[k], id)
+  end
+  if tonumber(ARGV[3]) == 0 then
+    redis.call("XGROUP", "DELCONSUMER", KEYS[k], ARGV[1], ARGV[2])
+  end
+end
+return released

@@ -1,0 +1,309 @@
+"""The Redis broker: streams with a consumer group, at-least-once with prompt recovery.
+
+Fetch: a Lua script moves due delayed messages into the queue's streams and reads up to N new
+entries for the consumer, highest band first (one round trip); only when there is nothing does
+the consumer block in XREADGROUP (no polling; an idle consumer costs nothing). An entry stays
+pending for its consumer until it is settled (ack, requeue, dead-letter) or released.
+
+Recovery: when a child dies its master releases what it held at once (`release.lua` puts the
+entries back at the end of their band). When a whole worker dies its `worker:` key expires;
+any consumer of the same queue then releases the dead worker's entries that have been idle
+for longer than lease_ttl. A long task is never taken from a live worker.
+
+Key schema: `forkq.brokers.redis_keys`. Driver errors become `BrokerError` here.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis
+
+from forkq.brokers.base import Broker, Consumer, DeadLetter, Delivery, lease_ttl_from_url
+from forkq.brokers.redis_keys import GROUP, QueueKeys, band_of, worker_key
+from forkq.exceptions import BrokerError
+
+_OWN_PARAMS = ("prefix", "lease_ttl")
+_MOVE_AT_ONCE = 1000  # delayed messages moved per fetch call
+
+
+def client_from_url(url: str) -> tuple[redis.Redis, str]:
+    """A client for the URL without forkq's own query parameters, and the key prefix."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query)
+    prefix = dict(query).get("prefix", "forkq")
+    rest = urlencode([(k, v) for k, v in query if k not in _OWN_PARAMS])
+    return redis.Redis.from_url(urlunsplit(parts._replace(query=rest))), prefix
+
+
+def _script(name: str) -> str:
+    return resources.files("forkq.brokers.lua").joinpath(name).read_text()
+
+
+class RedisBroker(Broker):
+    def __init__(self, url: str) -> None:
+        self.lease_ttl = lease_ttl_from_url(url)
+        self.client, self.prefix = client_from_url(url)
+        self._fetch = self.client.register_script(_script("fetch.lua"))
+        self._settle = self.client.register_script(_script("settle.lua"))
+        self._release = self.client.register_script(_script("release.lua"))
+        self._purge = self.client.register_script(_script("purge.lua"))
+        self._ready_queues: set[str] = set()  # queues whose streams and groups exist
+        self._next_recovery = 0.0
+        self.url = url
+
+    def _keys(self, queue: str) -> QueueKeys:
+        return QueueKeys(self.prefix, queue)
+
+    def _ensure(self, queue: str) -> QueueKeys:
+        keys = self._keys(queue)
+        if queue not in self._ready_queues:
+            for stream in keys.bands_high_first:
+                try:
+                    self.client.xgroup_create(stream, GROUP, id="0", mkstream=True)
+                except redis.ResponseError as exc:
+                    if "BUSYGROUP" not in str(exc):
+                        raise
+            self._ready_queues.add(queue)
+        return keys
+
+    def publish(self, queue: str, body: bytes, *, priority: int = 0, delay: float = 0.0) -> None:
+        self.publish_many([(queue, body, priority, delay)])
+
+    def publish_many(self, items: Sequence[tuple[str, bytes, int, float]]) -> None:
+        now_ms = int(time.time() * 1000)
+        with self._errors():
+            for queue in {item[0] for item in items}:
+                self._ensure(queue)
+            pipe = self.client.pipeline(transaction=False)
+            for queue, body, priority, delay in items:
+                keys, priority = self._keys(queue), min(9, max(0, int(priority)))
+                if delay > 0:
+                    member = b"%s|%d|0|%s" % (os.urandom(8).hex().encode(), priority, body)
+                    pipe.zadd(keys.delayed, {member: now_ms + int(delay * 1000)})
+                else:
+                    pipe.xadd(keys.band(band_of(priority)), {"b": body, "d": 0, "p": priority})
+            pipe.execute()
+
+    def fetch(
+        self, consumer: Consumer, queues: Sequence[str], limit: int, timeout: float
+    ) -> list[Delivery]:
+        if not queues or limit < 1:
+            raise ValueError("fetch needs at least one queue and a limit >= 1")
+        deadline = time.monotonic() + timeout
+        with self._errors():
+            keys = [self._ensure(q) for q in queues]
+            while True:
+                self._recover_dead_workers(keys)
+                got, next_due = self._claim(consumer, keys, limit)
+                remaining = deadline - time.monotonic()
+                if got or remaining <= 0:
+                    return got
+                wake_at = (
+                    self._next_recovery if next_due is None else min(next_due, self._next_recovery)
+                )
+                block = min(remaining, max(0.001, wake_at - time.time()))
+                got = self._block(consumer, keys, limit, block)
+                if got:
+                    return got
+
+    def _claim(
+        self, consumer: Consumer, keys: list[QueueKeys], limit: int
+    ) -> tuple[list[Delivery], float | None]:
+        got: list[Delivery] = []
+        next_due: float | None = None
+        for k in keys:
+            reply = self._fetch(
+                keys=[k.delayed, *k.bands_high_first],
+                args=[
+                    GROUP,
+                    consumer.name,
+                    limit - len(got),
+                    int(time.time() * 1000),
+                    _MOVE_AT_ONCE,
+                ],
+            )
+            if reply[0]:
+                due = float(reply[0]) / 1000
+                next_due = due if next_due is None else min(next_due, due)
+            for i in range(1, len(reply), 4):
+                band, entry_id, body, deliveries = reply[i : i + 4]
+                got.append(_delivery(k.queue, int(band), entry_id, body, int(deliveries)))
+            if len(got) >= limit:
+                break
+        return got, next_due
+
+    def _block(
+        self, consumer: Consumer, keys: list[QueueKeys], limit: int, seconds: float
+    ) -> list[Delivery]:
+        streams: dict[Any, Any] = {stream: ">" for k in keys for stream in k.bands_high_first}
+        reply: Any = self.client.xreadgroup(
+            GROUP, consumer.name, streams, count=limit, block=max(1, int(seconds * 1000))
+        )
+        got = []
+        for stream, entries in reply or []:
+            name = stream.decode()
+            queue = next(k.queue for k in keys if name.startswith(k.tag))
+            band = int(name.rsplit(":b", 1)[1])
+            for entry_id, fields in entries:
+                deliveries = int(fields.get(b"d", b"0"))
+                got.append(_delivery(queue, band, entry_id, fields.get(b"b", b""), deliveries))
+        return got
+
+    def _recover_dead_workers(self, keys: list[QueueKeys]) -> None:
+        """Every lease_ttl / 4: release what consumers of workers without a live `worker:`
+        key have held for longer than lease_ttl."""
+        now = time.time()
+        if now < self._next_recovery:
+            return
+        self._next_recovery = now + self.lease_ttl / 4
+        consumers = {
+            c["name"].decode()
+            for k in keys
+            for stream in k.bands_high_first
+            for c in self.client.xinfo_consumers(stream, GROUP)
+            if c["pending"]
+        }
+        workers = {name.split("/", 1)[0] for name in consumers}
+        pipe = self.client.pipeline(transaction=False)
+        for worker in sorted(workers):
+            pipe.exists(worker_key(self.prefix, worker))
+        alive = {w for w, up in zip(sorted(workers), pipe.execute(), strict=True) if up}
+        idle_ms = int(self.lease_ttl * 1000)
+        for name in consumers:
+            if name.split("/", 1)[0] not in alive:
+                for k in keys:
+                    self._release(keys=k.bands_high_first, args=[GROUP, name, idle_ms, "1"])
+
+    def ack(self, consumer: Consumer, delivery: Delivery) -> None:
+        self._settle_one(consumer, delivery, "ack", 0)
+
+    def requeue(self, consumer: Consumer, delivery: Delivery, delay: float = 0.0) -> None:
+        self._settle_one(consumer, delivery, "requeue", int(max(0.0, delay) * 1000))
+
+    def dead_letter(self, consumer: Consumer, delivery: Delivery, reason: str) -> None:
+        self._settle_one(consumer, delivery, "dead", reason)
+
+    def _settle_one(self, consumer: Consumer, delivery: Delivery, action: str, arg: Any) -> None:
+        band, entry_id = delivery.receipt.split("-", 1)
+        k = self._keys(delivery.queue)
+        with self._errors():
+            self._settle(
+                keys=[k.band(int(band)), k.delayed, k.dead],
+                args=[
+                    GROUP,
+                    consumer.name,
+                    entry_id,
+                    action,
+                    arg,
+                    int(time.time() * 1000),
+                    band,
+                    os.urandom(8).hex(),
+                ],
+            )
+
+    def release(self, consumer_name: str, running: Collection[str] = ()) -> int:
+        released = 0
+        with self._errors():
+            for queue in self._queues_of(consumer_name):
+                k = self._keys(queue)
+                released += int(
+                    self._release(
+                        keys=k.bands_high_first, args=[GROUP, consumer_name, 0, "0", *running]
+                    )
+                )
+        return released
+
+    def _queues_of(self, consumer_name: str) -> list[str]:
+        """Queues in which the consumer is known to the group: every queue of this prefix."""
+        found = set()
+        for key in self.client.scan_iter(match=f"{{{self.prefix}:*}}:b0", count=1000):
+            found.add(key.decode()[len(self.prefix) + 2 : -len("}:b0")])
+        return sorted(found)
+
+    def heartbeat(self, worker: str) -> None:
+        with self._errors():
+            self.client.set(worker_key(self.prefix, worker), 1, px=int(self.lease_ttl * 1000))
+
+    def purge(self, queue: str) -> int:
+        with self._errors():
+            k = self._ensure(queue)
+            return int(self._purge(keys=[*k.bands_high_first, k.delayed], args=[GROUP]))
+
+    def size(self, queue: str) -> int:
+        k = self._keys(queue)
+        with self._errors():
+            pipe = self.client.pipeline(transaction=False)
+            for stream in k.bands_high_first:
+                pipe.xlen(stream)
+            pipe.zcard(k.delayed)
+            return sum(pipe.execute())
+
+    def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        letters: list[DeadLetter] = []
+        with self._errors():
+            for name in [queue] if queue else self._dead_queues():
+                entries: Any = self.client.xrange(self._keys(name).dead, count=limit)
+                for entry_id, f in entries:
+                    letters.append(
+                        DeadLetter(
+                            f"{entry_id.decode()}@{name}",
+                            name,
+                            f[b"b"],
+                            f[b"r"].decode(errors="replace"),
+                            int(f[b"t"]) / 1000,
+                            int(f[b"p"]),
+                        )
+                    )
+        return sorted(letters, key=lambda d: d.failed_at)[:limit]
+
+    def _dead_queues(self) -> list[str]:
+        return sorted(
+            key.decode()[len(self.prefix) + 2 : -len("}:dead")]
+            for key in self.client.scan_iter(match=f"{{{self.prefix}:*}}:dead", count=1000)
+        )
+
+    def requeue_dead(self, receipts: Collection[str] | None = None) -> int:
+        chosen = self.dead_letters(limit=1_000_000)
+        if receipts is not None:
+            chosen = [d for d in chosen if d.receipt in receipts]
+        with self._errors():
+            for letter in chosen:
+                self.publish(letter.queue, letter.body, priority=letter.priority)
+                self.client.xdel(self._keys(letter.queue).dead, letter.receipt.split("@", 1)[0])
+        return len(chosen)
+
+    def purge_dead(self, queue: str | None = None) -> int:
+        with self._errors():
+            names = [queue] if queue else self._dead_queues()
+            count = sum(self.client.xlen(self._keys(n).dead) for n in names)
+            for name in names:
+                self.client.delete(self._keys(name).dead)
+        return count
+
+    def close(self) -> None:
+        self.client.close()
+
+    def abandon(self) -> None:
+        # redis-py notices the pid change and never shuts down the parent's sockets; dropping
+        # the pool is enough for this process to open its own on next use.
+        self.client.connection_pool.reset()
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except redis.RedisError as exc:
+            raise BrokerError(f"redis broker: {exc}") from exc
+
+
+def _delivery(queue: str, band: int, entry_id: Any, body: Any, deliveries: int) -> Delivery:
+    entry = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    payload = body if isinstance(body, bytes) else str(body).encode()
+    return Delivery(f"{band}-{entry}", queue, payload, deliveries + 1)

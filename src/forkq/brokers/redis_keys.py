@@ -1,0 +1,72 @@
+"""Every Redis key forkq uses, in one place. `prefix` defaults to "forkq" (URL `?prefix=`).
+
+Per queue Q (all share the hash tag {prefix:Q}, so one queue's keys live in one Cluster slot
+and its Lua scripts touch a single slot):
+
+    {prefix:Q}:b0 .. b3   streams, one per priority band: 0-2, 3-5, 6-8, 9 (b3 runs first);
+                          consumer group "forkq"; entry fields b = message body,
+                          d = times started before, p = priority (0-9)
+    {prefix:Q}:delayed    sorted set of messages not yet due; score = due time in ms,
+                          member = "<nonce>|<priority>|<d>|<body>"
+    {prefix:Q}:dead       stream of dead letters; fields b = body, r = reason,
+                          t = time (ms), p = priority
+
+Per worker W:
+
+    prefix:worker:W       exists while W is alive: its master sets it every lease_ttl / 3
+                          with an expiry of lease_ttl
+
+Per task T (result backend; both keys share the hash tag {prefix:T}):
+
+    {prefix:T}:result     "<state>\\n<record>", expires after the result TTL
+    {prefix:T}:ready      a list that receives one element when T reaches a ready state, so
+                          waiters block on BLPOP instead of polling
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+GROUP = "forkq"
+BANDS = 4  # priorities 0-2, 3-5, 6-8 and 9
+
+
+def band_of(priority: int) -> int:
+    return min(BANDS - 1, max(0, int(priority)) // 3)
+
+
+@dataclass(frozen=True)
+class QueueKeys:
+    prefix: str
+    queue: str
+
+    @property
+    def tag(self) -> str:
+        return f"{{{self.prefix}:{self.queue}}}"
+
+    def band(self, band: int) -> str:
+        return f"{self.tag}:b{band}"
+
+    @property
+    def bands_high_first(self) -> list[str]:
+        return [self.band(b) for b in reversed(range(BANDS))]
+
+    @property
+    def delayed(self) -> str:
+        return f"{self.tag}:delayed"
+
+    @property
+    def dead(self) -> str:
+        return f"{self.tag}:dead"
+
+
+def worker_key(prefix: str, worker: str) -> str:
+    return f"{prefix}:worker:{worker}"
+
+
+def result_key(prefix: str, task_id: str) -> str:
+    return f"{{{prefix}:{task_id}}}:result"
+
+
+def ready_key(prefix: str, task_id: str) -> str:
+    return f"{{{prefix}:{task_id}}}:ready"
