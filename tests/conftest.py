@@ -220,18 +220,28 @@ def e2e_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def client(e2e_dir: Path, sqlite_url: str) -> Iterator[Forkq]:
-    app = Forkq("e2e", broker=sqlite_url)
+def broker_url(sqlite_url: str) -> str:
+    """The broker end-to-end tests run on; a test module may run them on every engine."""
+    return sqlite_url
+
+
+def with_param(url: str, name: str, value: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}{name}={value}"
+
+
+@pytest.fixture
+def client(e2e_dir: Path, broker_url: str) -> Iterator[Forkq]:
+    app = Forkq("e2e", broker=broker_url)
     yield app
     app.close()
 
 
 @pytest.fixture
-def start_worker(e2e_dir: Path, sqlite_url: str) -> Iterator[object]:
+def start_worker(e2e_dir: Path, broker_url: str) -> Iterator[object]:
     started: list[WorkerProcess] = []
 
     def start(*args: str, env: dict[str, str] | None = None) -> WorkerProcess:
-        worker = WorkerProcess(e2e_dir, sqlite_url, *args, env=env)
+        worker = WorkerProcess(e2e_dir, broker_url, *args, env=env)
         started.append(worker)
         return worker
 

@@ -25,7 +25,7 @@ BROKERS: dict[str, Callable[[Path], str]] = {
     "memory": lambda tmp: f"memory://{uuid.uuid4().hex}?lease_ttl=1",
     "redis": lambda tmp: redis_test_url(lease_ttl=1),
 }
-BACKENDS = {name: BROKERS[name] for name in ("sqlite", "memory")}
+BACKENDS = BROKERS
 Q = "conformance"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,9 +13,22 @@ from forkq import Forkq, TaskFailed
 from forkq.brokers import Consumer
 from forkq.envelope import make_message
 from forkq.result import AsyncResult
-from tests.conftest import StartedSignal, wait_until_serving
+from tests.conftest import (
+    StartedSignal,
+    engine_url,
+    redis_test_url,
+    wait_until_serving,
+    with_param,
+)
 
 pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def broker_url(request: pytest.FixtureRequest, sqlite_url: str) -> Iterator[str]:
+    """Every test here runs on the embedded SQLite broker and on the real Redis."""
+    url = sqlite_url if request.param == "sqlite" else redis_test_url()
+    yield from engine_url(request.param, url)
 
 
 def publish(client: Forkq, task: str, calls: list[tuple[Any, ...]]) -> list[AsyncResult]:
@@ -198,11 +212,11 @@ def test_cold_shutdown_kills_now_and_releases(
 
 
 def test_a_dead_workers_messages_are_taken_over_after_its_lease_expires(
-    e2e_dir: Any, sqlite_url: str, client: Forkq
+    e2e_dir: Any, broker_url: str, client: Forkq
 ) -> None:
     from tests.conftest import WorkerProcess
 
-    url = sqlite_url + "?lease_ttl=2"
+    url = with_param(broker_url, "lease_ttl", "2")
     first = WorkerProcess(e2e_dir, url, "-c", "2", "-l", "warning")
     second: WorkerProcess | None = None
     try:

@@ -16,11 +16,15 @@ def open_backend(url: str) -> ResultBackend:
         from forkq.backends.sqlite import SQLiteBackend
 
         return SQLiteBackend(url)
+    if scheme in ("redis", "rediss"):
+        from forkq.backends.redis import RedisBackend
+
+        return RedisBackend(url)
     if scheme == "memory":
         from forkq.backends.memory import MemoryBackend
 
         return MemoryBackend(url)
     raise ConfigurationError(
         f"unsupported result backend URL scheme {scheme!r} in {url!r}: "
-        "use sqlite:///PATH or memory://"
+        "use sqlite:///PATH, redis://HOST:PORT/DB or memory://"
     )

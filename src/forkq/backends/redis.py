@@ -1,0 +1,77 @@
+"""The Redis result backend: results with a TTL, and waits that block instead of polling.
+
+Storing a ready state also pushes one element to the task's `ready` list; a waiter blocks in
+BLPOP on that list and, when woken, pushes the element back for any other waiter. So `get()`
+returns about one round trip after the worker stored the result. Keys:
+`forkq.brokers.redis_keys`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+
+from forkq.backends.base import ResultBackend, StoredResult
+from forkq.brokers.redis import client_from_url
+from forkq.brokers.redis_keys import ready_key, result_key
+from forkq.exceptions import BackendError
+from forkq.states import READY_STATES
+
+
+class RedisBackend(ResultBackend):
+    def __init__(self, url: str) -> None:
+        self.client, self.prefix = client_from_url(url)
+
+    def store(self, task_id: str, state: str, payload: bytes, ttl: float) -> None:
+        ttl_ms = max(1, int(ttl * 1000))
+        with self._errors():
+            pipe = self.client.pipeline(transaction=True)
+            pipe.set(result_key(self.prefix, task_id), state.encode() + b"\n" + payload, px=ttl_ms)
+            if state in READY_STATES:
+                ready = ready_key(self.prefix, task_id)
+                pipe.delete(ready)
+                pipe.rpush(ready, 1)
+                pipe.pexpire(ready, ttl_ms)
+            pipe.execute()
+
+    def get(self, task_id: str) -> StoredResult | None:
+        with self._errors():
+            raw: Any = self.client.get(result_key(self.prefix, task_id))
+        if raw is None:
+            return None
+        state, _, payload = bytes(raw).partition(b"\n")
+        return StoredResult(state.decode(), payload)
+
+    def wait(self, task_id: str, timeout: float) -> StoredResult | None:
+        deadline = time.monotonic() + timeout
+        ready = ready_key(self.prefix, task_id)
+        while True:
+            result = self.get(task_id)
+            remaining = deadline - time.monotonic()
+            if (result is not None and result.state in READY_STATES) or remaining <= 0:
+                return result
+            with self._errors():
+                popped = self.client.blpop([ready], timeout=max(0.01, remaining))
+                if popped:
+                    self.client.rpush(ready, 1)  # leave the signal for other waiters
+
+    def forget(self, task_id: str) -> None:
+        with self._errors():
+            self.client.delete(result_key(self.prefix, task_id), ready_key(self.prefix, task_id))
+
+    def close(self) -> None:
+        self.client.close()
+
+    def abandon(self) -> None:
+        self.client.connection_pool.reset()  # see RedisBroker.abandon
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except redis.RedisError as exc:
+            raise BackendError(f"redis result backend: {exc}") from exc
