@@ -7,18 +7,20 @@ import contextlib
 import logging
 import os
 import random
+import time
 from dataclasses import dataclass, field
 
 from forkq.app import Forkq
 from forkq.brokers import Consumer, Delivery
-from forkq.exceptions import TimeLimitExceeded
-from forkq.pool.child import EXIT_BOOT_FAILED, EXIT_OK, Stopping, StopSignal
+from forkq.exceptions import BackendError, BrokerError, TimeLimitExceeded
+from forkq.pool.child import EXIT_BOOT_FAILED, EXIT_CRASHED, EXIT_OK, Stopping, StopSignal
 from forkq.pool.exits import ChildExit
 from forkq.pool.scoreboard import SlotState, SlotView, SlotWriter
 from forkq.pool.watch import TIME_LIMIT
 from forkq.result import encode_record, failure_record
 from forkq.worker.executor import Executor
 from forkq.worker.limits import TimeLimits
+from forkq.worker.outage import Outage
 
 log = logging.getLogger("forkq.worker")
 
@@ -64,11 +66,18 @@ class ConsumeProgram:
             log.exception("child %d failed to boot", index)
             return EXIT_BOOT_FAILED
         slot.idle()
-        with contextlib.suppress(Stopping):
-            self._consume(executor, stop)
+        try:
+            with contextlib.suppress(Stopping):
+                self._consume(executor, stop)
+        except (BrokerError, BackendError) as exc:
+            # Mid-task: the result or the ack may be lost. Leave, so that the master releases
+            # what this child held and the task runs again (at least once, never lost).
+            log.warning("child %d lost its connection mid-task (%s); leaving", index, exc)
+            return EXIT_CRASHED
         slot.exiting()
         # Prefetched messages not started yet go back now rather than at lease expiry.
-        executor.broker.release(consumer.name)
+        with contextlib.suppress(BrokerError):
+            executor.broker.release(consumer.name)
         self.app.close()
         return EXIT_OK
 
@@ -82,11 +91,19 @@ class ConsumeProgram:
     def _consume(self, executor: Executor, stop: StopSignal) -> None:
         queues, prefetch = self.options.queues, self.options.prefetch
         budget = task_budget(self.options.max_tasks)
+        outage = Outage("broker", log)
         while not stop.requested and budget != 0:
             # Never prefetch more than the child will run before it is recycled.
             limit = prefetch if budget is None else min(prefetch, budget)
-            with stop.interruptible():
-                batch = executor.broker.fetch(executor.consumer, queues, limit, FETCH_WAIT)
+            try:
+                with stop.interruptible():
+                    batch = executor.broker.fetch(executor.consumer, queues, limit, FETCH_WAIT)
+            except BrokerError as exc:
+                pause = outage.failed(exc)
+                with stop.interruptible():
+                    time.sleep(pause)  # back-off between reconnection attempts
+                continue
+            outage.succeeded()
             for delivery in batch:
                 if stop.requested:
                     return
@@ -101,8 +118,19 @@ class WorkerSupervision:
     def __init__(self, app: Forkq, worker_id: str) -> None:
         self.app = app
         self.worker_id = worker_id
+        self.outage = Outage("broker (from the master)", log)
+        self.unreleased: list[ChildExit] = []  # exits whose release failed: retried each tick
 
     def child_exited(self, exit: ChildExit) -> None:
+        try:
+            self._release(exit)
+        except (BrokerError, BackendError) as exc:
+            self.outage.failed(exc)
+            self.unreleased.append(exit)
+        else:
+            self.outage.succeeded()
+
+    def _release(self, exit: ChildExit) -> None:
         seen = exit.last_seen
         running = [seen.receipt] if seen.state == SlotState.BUSY and seen.receipt else []
         name = consumer_name(self.worker_id, exit.index, exit.pid)
@@ -129,4 +157,13 @@ class WorkerSupervision:
         self.app.broker.dead_letter(consumer, Delivery(seen.receipt, seen.queue, b"", 0), reason)
 
     def tick(self) -> None:
-        self.app.broker.heartbeat(self.worker_id)
+        """Heartbeat, and retry releases that failed during an outage."""
+        try:
+            self.app.broker.heartbeat(self.worker_id)
+            while self.unreleased:
+                self._release(self.unreleased[0])
+                self.unreleased.pop(0)
+        except (BrokerError, BackendError) as exc:
+            self.outage.failed(exc)
+        else:
+            self.outage.succeeded()
