@@ -130,6 +130,13 @@ E2E_APP = textwrap.dedent(
         gc.collect()
         return os.getpid()
 
+    @app.task(bind=True)
+    def counted(self, counter_url, seconds):
+        import redis
+        redis.Redis.from_url(counter_url).hincrby("runs", self.request.id, 1)
+        time.sleep(seconds)
+        return self.request.id
+
     @app.task
     def die():
         os._exit(1)

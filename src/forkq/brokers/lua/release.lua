@@ -1,5 +1,5 @@
--- release.lua: make everything CONSUMER holds in one queue available again, at the back of its
--- band, and forget the consumer. Entries listed as running count as started once more; the
+-- release.lua: make everything CONSUMER holds in one queue (and has held for at least the
+-- given idle time) available again, at the back of its band; forget a consumer left empty. Entries listed as running count as started once more; the
 -- others (prefetched, never started) keep their count.
 --
 -- KEYS[1..4]   {prefix:queue}:b3 .. b0   the queue's band streams
@@ -33,7 +33,8 @@ for k = 1, 4 do
     redis.call("XACK", KEYS[k], ARGV[1], id)
     redis.call("XDEL", KEYS[k], id)
   end
-  if tonumber(ARGV[3]) == 0 then
+  -- A consumer that holds nothing more is gone for good (its process has exited).
+  if #redis.call("XPENDING", KEYS[k], ARGV[1], "-", "+", 1, ARGV[2]) == 0 then
     redis.call("XGROUP", "DELCONSUMER", KEYS[k], ARGV[1], ARGV[2])
   end
 end
