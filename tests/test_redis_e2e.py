@@ -10,6 +10,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -149,4 +150,34 @@ def test_kill_9_of_children_and_of_a_whole_worker_under_load(
         first.stop()
         if second is not None:
             second.stop()
+        client.close()
+
+
+def test_hostile_entries_pushed_straight_into_the_streams(
+    private_redis: PrivateRedis, e2e_dir: Path
+) -> None:
+    url = private_redis.url
+    client = Forkq("e2e", broker=url)
+    raw = redis.Redis.from_url(url)
+    client.broker.size("default")  # the queue's streams and group exist
+    stream = "{forkq:default}:b0"
+    hostile: list[dict[str, Any]] = [
+        {"x": "no body at all"},
+        {"b": b"\xff\xfe\x00 not json", "d": "many"},
+        {"b": b'{"id": "h-1", "task": 7}', "d": "-3", "p": "urgent"},
+        {"b": b"[]", "d": "1e99"},
+    ]
+    for fields in hostile:
+        raw.xadd(stream, fields)
+    valid = [client.send_task("e2eapp.add", (i, 1)) for i in range(20)]
+    worker = WorkerProcess(e2e_dir, url, "-c", "1", "-l", "warning")
+    try:
+        assert [r.get(timeout=60) for r in valid] == [i + 1 for i in range(20)]
+        letters = client.broker.dead_letters("default")
+        assert len(letters) == len(hostile)
+        assert all(letter.reason.startswith("malformed message") for letter in letters)
+        assert client.AsyncResult("h-1").state == "FAILURE"
+        assert "exit code" not in worker.log() and "killed by" not in worker.log()
+    finally:
+        worker.stop()
         client.close()

@@ -134,7 +134,7 @@ class RedisBroker(Broker):
                 next_due = due if next_due is None else min(next_due, due)
             for i in range(1, len(reply), 4):
                 band, entry_id, body, deliveries = reply[i : i + 4]
-                got.append(_delivery(k.queue, int(band), entry_id, body, int(deliveries)))
+                got.append(_delivery(k.queue, int(band), entry_id, body, _count(deliveries)))
             if len(got) >= limit:
                 break
         return got, next_due
@@ -152,7 +152,7 @@ class RedisBroker(Broker):
             queue = next(k.queue for k in keys if name.startswith(k.tag))
             band = int(name.rsplit(":b", 1)[1])
             for entry_id, fields in entries:
-                deliveries = int(fields.get(b"d", b"0"))
+                deliveries = _count(fields.get(b"d"))
                 got.append(_delivery(queue, band, entry_id, fields.get(b"b", b""), deliveries))
         return got
 
@@ -301,6 +301,14 @@ class RedisBroker(Broker):
             yield
         except redis.RedisError as exc:
             raise BrokerError(f"redis broker: {exc}") from exc
+
+
+def _count(raw: Any) -> int:
+    """A start count from an entry anyone may have written: junk counts as 0."""
+    try:
+        return max(0, int(raw))
+    except (TypeError, ValueError):
+        return 0
 
 
 def _delivery(queue: str, band: int, entry_id: Any, body: Any, deliveries: int) -> Delivery:

@@ -33,9 +33,10 @@ for i = 2, 5 do
   if read then
     for _, entry in ipairs(read[1][2]) do
       local fields = entry[2]
-      local body, deliveries = "", "0"
-      for f = 1, #fields, 2 do
-        if fields[f] == "b" then body = fields[f + 1] elseif fields[f] == "d" then deliveries = fields[f + 1] end
+      local body, deliveries = "", 0
+      for f = 1, #fields, 2 do  -- entries pushed by anyone: missing or junk fields default
+        if fields[f] == "b" then body = fields[f + 1]
+        elseif fields[f] == "d" then deliveries = math.min(1000000, math.max(0, math.floor(tonumber(fields[f + 1]) or 0))) end
       end
       table.insert(out, 5 - i)
       table.insert(out, entry[1])

@@ -23,8 +23,8 @@ for k = 1, 4 do
       local body, deliveries, priority = "", 0, "0"
       for f = 1, #fields, 2 do
         if fields[f] == "b" then body = fields[f + 1]
-        elseif fields[f] == "d" then deliveries = tonumber(fields[f + 1])
-        elseif fields[f] == "p" then priority = fields[f + 1] end
+        elseif fields[f] == "d" then deliveries = tonumber(fields[f + 1]) or 0
+        elseif fields[f] == "p" then priority = tostring(math.min(9, math.max(0, tonumber(fields[f + 1]) or 0))) end
       end
       if count_all or running[band .. "-" .. id] then deliveries = deliveries + 1 end
       redis.call("XADD", KEYS[k], "*", "b", body, "d", deliveries, "p", priority)

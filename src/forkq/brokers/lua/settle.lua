@@ -16,8 +16,8 @@ if action ~= "ack" then
     local fields = entry[1][2]
     for f = 1, #fields, 2 do
       if fields[f] == "b" then body = fields[f + 1]
-      elseif fields[f] == "d" then deliveries = fields[f + 1]
-      elseif fields[f] == "p" then priority = fields[f + 1] end
+      elseif fields[f] == "d" then deliveries = tonumber(fields[f + 1]) or 0
+      elseif fields[f] == "p" then priority = tostring(math.min(9, math.max(0, tonumber(fields[f + 1]) or 0))) end
     end
   end
   if action == "requeue" then
