@@ -60,6 +60,8 @@ def test_decode_rejects_oversized_message_with_its_id() -> None:
             "a5",
         ),
         (b'{"id": 7, "task": "t", "queue": "q"}', "malformed", None),
+        (b'"\x80"', "malformed", None),  # found by hypothesis: invalid UTF-8 in a JSON string
+        (b'{"id": "a6", "task": "\xff", "queue": "q", "created_at": 1}', "malformed", None),
     ],
 )
 def test_malformed_messages_are_rejected_with_reason_and_id(
@@ -126,6 +128,8 @@ def test_arbitrary_bytes_never_raise_anything_but_rejection(data: bytes) -> None
     _decodes_or_rejects(codec(), data)
     _decodes_or_rejects(codec("s3cret"), data)
     _decodes_or_rejects(codec("s3cret"), b"fq1." + data)
+    # Arbitrary bytes inside JSON strings: invalid UTF-8 there once escaped as UnicodeDecodeError.
+    _decodes_or_rejects(codec(), b'{"id": "' + data.replace(b'"', b"") + b'", "task": "t"}')
 
 
 json_values = st.recursive(

@@ -28,6 +28,8 @@ from forkq.exceptions import MessageRejected
 
 VERSION = 1
 _SIGNED_PREFIX = b"fq1."
+# msgspec raises UnicodeDecodeError, not DecodeError, for a JSON string holding invalid UTF-8.
+_UNDECODABLE = (msgspec.DecodeError, UnicodeDecodeError)
 _SIG_LEN = 64  # hex digits of a SHA-256 HMAC
 
 
@@ -121,7 +123,7 @@ class Codec:
         body = self._verified_body(data)
         try:
             message = self._decoder.decode(body)
-        except msgspec.DecodeError as exc:
+        except _UNDECODABLE as exc:
             raise MessageRejected(f"malformed message: {exc}", _peek_id(body)) from None
         _validate(message)
         return message
@@ -167,7 +169,7 @@ def _peek_id(body: bytes) -> str | None:
     """Best-effort task id from a message that failed validation, for its FAILURE result."""
     try:
         raw = msgspec.json.decode(body)
-    except msgspec.DecodeError:
+    except _UNDECODABLE:
         return None
     task_id = raw.get("id") if isinstance(raw, dict) else None
     return task_id if isinstance(task_id, str) and 0 < len(task_id) <= 200 else None
