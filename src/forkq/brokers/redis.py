@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import redis
 
 from forkq.brokers.base import Broker, Consumer, DeadLetter, Delivery, lease_ttl_from_url
-from forkq.brokers.redis_keys import GROUP, QueueKeys, band_of, worker_key
+from forkq.brokers.redis_keys import GROUP, QueueKeys, band_of, queues_key, worker_key
 from forkq.exceptions import BrokerError
 
 _OWN_PARAMS = ("prefix", "lease_ttl")
@@ -64,6 +64,7 @@ class RedisBroker(Broker):
     def _ensure(self, queue: str) -> QueueKeys:
         keys = self._keys(queue)
         if queue not in self._ready_queues:
+            self.client.sadd(queues_key(self.prefix), queue)
             for stream in keys.bands_high_first:
                 try:
                     self.client.xgroup_create(stream, GROUP, id="0", mkstream=True)
@@ -221,11 +222,12 @@ class RedisBroker(Broker):
         return released
 
     def _queues_of(self, consumer_name: str) -> list[str]:
-        """Queues in which the consumer is known to the group: every queue of this prefix."""
-        found = set()
-        for key in self.client.scan_iter(match=f"{{{self.prefix}:*}}:b0", count=1000):
-            found.add(key.decode()[len(self.prefix) + 2 : -len("}:b0")])
-        return sorted(found)
+        """Queues the consumer may hold messages of: every queue used under this prefix."""
+        return self._known_queues()
+
+    def _known_queues(self) -> list[str]:
+        members: Any = self.client.smembers(queues_key(self.prefix))
+        return sorted(m.decode() for m in members)
 
     def heartbeat(self, worker: str) -> None:
         with self._errors():
@@ -264,10 +266,7 @@ class RedisBroker(Broker):
         return sorted(letters, key=lambda d: d.failed_at)[:limit]
 
     def _dead_queues(self) -> list[str]:
-        return sorted(
-            key.decode()[len(self.prefix) + 2 : -len("}:dead")]
-            for key in self.client.scan_iter(match=f"{{{self.prefix}:*}}:dead", count=1000)
-        )
+        return self._known_queues()
 
     def requeue_dead(self, receipts: Collection[str] | None = None) -> int:
         chosen = self.dead_letters(limit=1_000_000)

@@ -11,6 +11,11 @@ and its Lua scripts touch a single slot):
     {prefix:Q}:dead       stream of dead letters; fields b = body, r = reason,
                           t = time (ms), p = priority
 
+Per prefix:
+
+    prefix:queues         set of every queue name used, so that releases and dead-letter
+                          listings never scan the keyspace
+
 Per worker W:
 
     prefix:worker:W       exists while W is alive: its master sets it every lease_ttl / 3
@@ -58,6 +63,10 @@ class QueueKeys:
     @property
     def dead(self) -> str:
         return f"{self.tag}:dead"
+
+
+def queues_key(prefix: str) -> str:
+    return f"{prefix}:queues"
 
 
 def worker_key(prefix: str, worker: str) -> str:
