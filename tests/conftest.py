@@ -232,6 +232,14 @@ def broker_url(sqlite_url: str) -> str:
     return sqlite_url
 
 
+@pytest.fixture(params=["sqlite", "redis"])
+def every_broker_url(request: pytest.FixtureRequest, sqlite_url: str) -> Iterator[str]:
+    """For modules whose end-to-end tests run on every engine: they define
+    `broker_url` to return this."""
+    url = sqlite_url if request.param == "sqlite" else redis_test_url()
+    yield from engine_url(request.param, url)
+
+
 def with_param(url: str, name: str, value: str) -> str:
     return f"{url}{'&' if '?' in url else '?'}{name}={value}"
 

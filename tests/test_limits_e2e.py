@@ -13,6 +13,12 @@ from tests.conftest import wait_until_serving
 pytestmark = pytest.mark.timeout(120)
 
 
+@pytest.fixture
+def broker_url(every_broker_url: str) -> str:
+    """Every test here runs on the embedded SQLite broker and on the real Redis."""
+    return every_broker_url
+
+
 def test_soft_time_limit_raises_inside_the_task(client: Forkq, start_worker: Any) -> None:
     worker = start_worker("-c", "1", "--soft-time-limit", "0.3", "-l", "warning")
     wait_until_serving(client, worker)

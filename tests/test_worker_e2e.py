@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,8 +14,6 @@ from forkq.envelope import make_message
 from forkq.result import AsyncResult
 from tests.conftest import (
     StartedSignal,
-    engine_url,
-    redis_test_url,
     wait_until_serving,
     with_param,
 )
@@ -24,11 +21,10 @@ from tests.conftest import (
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def broker_url(request: pytest.FixtureRequest, sqlite_url: str) -> Iterator[str]:
+@pytest.fixture
+def broker_url(every_broker_url: str) -> str:
     """Every test here runs on the embedded SQLite broker and on the real Redis."""
-    url = sqlite_url if request.param == "sqlite" else redis_test_url()
-    yield from engine_url(request.param, url)
+    return every_broker_url
 
 
 def publish(client: Forkq, task: str, calls: list[tuple[Any, ...]]) -> list[AsyncResult]:
