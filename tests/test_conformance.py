@@ -135,6 +135,18 @@ class TestBroker:
         finally:
             timer.join()
 
+    def test_a_woken_fetch_takes_no_more_than_its_limit(self, url: str, broker: Broker) -> None:
+        # Three bands at once, while the consumer waits: it takes one; the others stay free.
+        items = [(Q, b"low", 0, 0.0), (Q, b"mid", 5, 0.0), (Q, b"top", 9, 0.0)]
+        timer = threading.Timer(0.2, _on_own_connection(open_broker, url, "publish_many", items))
+        timer.start()
+        try:
+            got = broker.fetch(consumer("waiter"), [Q], 1, 10.0)
+        finally:
+            timer.join()
+        assert len(got) == 1
+        assert len(broker.fetch(consumer("other"), [Q], 10, 0)) == 2
+
     def test_requeue_makes_it_available_again(self, broker: Broker) -> None:
         broker.publish(Q, b"x")
         [d] = broker.fetch(consumer(), [Q], 1, 0)

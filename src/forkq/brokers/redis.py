@@ -155,7 +155,11 @@ class RedisBroker(Broker):
             for entry_id, fields in entries:
                 deliveries = _count(fields.get(b"d"))
                 got.append(_delivery(queue, band, entry_id, fields.get(b"b", b""), deliveries))
-        return got
+        # COUNT applies per stream: entries that landed in several bands at once can exceed
+        # the limit. Keep the highest bands (replies come in request order), give back the rest.
+        for extra in got[limit:]:
+            self.requeue(consumer, extra)
+        return got[:limit]
 
     def _recover_dead_workers(self, keys: list[QueueKeys]) -> None:
         """Every lease_ttl / 4: release what consumers of workers without a live `worker:`
