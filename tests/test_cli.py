@@ -16,6 +16,12 @@ from tests.conftest import wait_until_serving
 pytestmark = pytest.mark.timeout(60)
 
 
+@pytest.fixture
+def broker_url(every_broker_url: str) -> str:
+    """Tests that talk to a broker run on SQLite and on the real Redis."""
+    return every_broker_url
+
+
 def forkq(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "forkq", *args],
@@ -67,9 +73,9 @@ def test_help_works_everywhere(e2e_dir: Path) -> None:
 
 
 def test_call_result_purge_dead_round_trip(
-    e2e_dir: Path, sqlite_url: str, client: Forkq, start_worker: Any
+    e2e_dir: Path, broker_url: str, client: Forkq, start_worker: Any
 ) -> None:
-    base = ["-A", "e2eapp", "--broker", sqlite_url]
+    base = ["-A", "e2eapp", "--broker", broker_url]
     worker = start_worker("-c", "1", "-l", "warning")
     wait_until_serving(client, worker)
 
