@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
+
+import pytest
 
 from forkq.brokers import Consumer
 from forkq.brokers.sqlite import SQLiteBroker
+from forkq.exceptions import ConfigurationError
 
 C = Consumer("w", "w/0")
 
@@ -44,3 +48,13 @@ def test_schema_is_created_once_and_whole(tmp_path: Path) -> None:
     assert {"forkq_messages", "forkq_dead", "forkq_messages_ready"} <= names
     first.close()
     second.close()
+
+
+def test_a_file_of_another_schema_version_is_refused_clearly(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/q.sqlite3"
+    SQLiteBroker(url).close()
+    conn = sqlite3.connect(tmp_path / "q.sqlite3")
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    with pytest.raises(ConfigurationError, match="schema version 99"):
+        SQLiteBroker(url)

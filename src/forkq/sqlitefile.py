@@ -54,12 +54,25 @@ def connect(path: str) -> sqlite3.Connection:
     return conn
 
 
+SCHEMA_VERSION = 1  # stamped in the file's user_version; bump when a table changes
+
+
 def ensure_schema(conn: sqlite3.Connection, table: str, script: str) -> None:
     """Create the tables unless `table` exists. The script runs in one transaction, so a
-    table that exists means the whole script ran: later connections skip it with one read."""
+    table that exists means the whole script ran: later connections skip it with one read.
+    A file stamped by another schema version is refused, not misread."""
     found = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (table,)).fetchone()
     if found is None:
-        conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nCOMMIT;")
+        conn.executescript(
+            f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
+        )
+        return
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version != SCHEMA_VERSION:
+        raise ConfigurationError(
+            f"this sqlite file has forkq schema version {version}, this forkq uses "
+            f"{SCHEMA_VERSION}: drain and delete it, or give another path"
+        )
 
 
 @contextmanager
