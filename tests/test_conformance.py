@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from forkq.backends import ResultBackend, open_backend
+from forkq.backends import ResultBackend, ResultWrite, open_backend
 from forkq.brokers import Broker, Consumer, open_broker
 from forkq.states import RETRY, SUCCESS
 from tests.conftest import engine_url, redis_test_url
@@ -146,6 +146,20 @@ class TestBroker:
             timer.join()
         assert len(got) == 1
         assert len(broker.fetch(consumer("other"), [Q], 10, 0)) == 2
+
+    def test_finish_stores_the_result_then_acks(self, url: str, broker: Broker) -> None:
+        backend = open_backend(url)
+        try:
+            broker.publish(Q, b"one")
+            broker.publish(Q, b"two")
+            first, second = broker.fetch(consumer(), [Q], 2, 0)
+            broker.finish(consumer(), first, ResultWrite("t-1", SUCCESS, b"r", 60), backend)
+            stored = backend.get("t-1")
+            assert stored is not None and (stored.state, stored.payload) == (SUCCESS, b"r")
+            broker.finish(consumer(), second, None, backend)  # ignore_result: just the ack
+            assert broker.size(Q) == 0
+        finally:
+            backend.close()
 
     def test_requeue_makes_it_available_again(self, broker: Broker) -> None:
         broker.publish(Q, b"x")

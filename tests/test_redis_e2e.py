@@ -181,3 +181,28 @@ def test_hostile_entries_pushed_straight_into_the_streams(
     finally:
         worker.stop()
         client.close()
+
+
+def test_result_and_ack_go_in_one_round_trip(private_redis: PrivateRedis) -> None:
+    from forkq.backends import ResultWrite, open_backend
+    from forkq.brokers import Consumer, open_broker
+
+    broker, backend = open_broker(private_redis.url), open_backend(private_redis.url)
+    holder = Consumer("w", "w/0")
+    broker.publish("q", b"x")
+    [delivery] = broker.fetch(holder, ["q"], 1, 0)
+    sent: list[int] = []
+    real_pipeline = broker.client.pipeline  # type: ignore[attr-defined]
+
+    def counting_pipeline(*args: Any, **kwargs: Any) -> Any:
+        pipe = real_pipeline(*args, **kwargs)
+        real_execute = pipe.execute
+        pipe.execute = lambda *a, **k: sent.append(len(pipe.command_stack)) or real_execute(*a, **k)
+        return pipe
+
+    broker.client.pipeline = counting_pipeline  # type: ignore[attr-defined]
+    broker.finish(holder, delivery, ResultWrite("t-9", "SUCCESS", b"r", 60), backend)
+    assert len(sent) == 1 and sent[0] >= 2  # one round trip: the result's writes and the ack
+    assert backend.get("t-9") is not None and broker.size("q") == 0
+    broker.close()
+    backend.close()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from forkq.backends.base import ResultBackend, StoredResult
+from forkq.backends.base import ResultBackend, ResultWrite, StoredResult
 from forkq.exceptions import ConfigurationError
 
-__all__ = ["ResultBackend", "StoredResult", "open_backend"]
+__all__ = ["ResultBackend", "ResultWrite", "StoredResult", "open_backend"]
 
 
 def open_backend(url: str) -> ResultBackend:

@@ -15,6 +15,16 @@ class StoredResult:
     payload: bytes
 
 
+@dataclass(frozen=True)
+class ResultWrite:
+    """A result waiting to be stored, handed to `Broker.finish` with the ack it goes with."""
+
+    task_id: str
+    state: str
+    payload: bytes
+    ttl: float
+
+
 class ResultBackend(abc.ABC):
     """One connection to a result store. Not shared across processes: open one after fork."""
 

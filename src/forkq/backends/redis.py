@@ -15,7 +15,7 @@ from typing import Any
 
 import redis
 
-from forkq.backends.base import ResultBackend, StoredResult
+from forkq.backends.base import ResultBackend, ResultWrite, StoredResult
 from forkq.brokers.redis import client_from_url
 from forkq.brokers.redis_keys import ready_key, result_key
 from forkq.exceptions import BackendError
@@ -27,16 +27,21 @@ class RedisBackend(ResultBackend):
         self.client, self.prefix = client_from_url(url)
 
     def store(self, task_id: str, state: str, payload: bytes, ttl: float) -> None:
-        ttl_ms = max(1, int(ttl * 1000))
         with self._errors():
             pipe = self.client.pipeline(transaction=True)
-            pipe.set(result_key(self.prefix, task_id), state.encode() + b"\n" + payload, px=ttl_ms)
-            if state in READY_STATES:
-                ready = ready_key(self.prefix, task_id)
-                pipe.delete(ready)
-                pipe.rpush(ready, 1)
-                pipe.pexpire(ready, ttl_ms)
+            self.queue_store(pipe, ResultWrite(task_id, state, payload, ttl))
             pipe.execute()
+
+    def queue_store(self, pipe: Any, write: ResultWrite) -> None:
+        """Add the writes of `store` to a pipeline on the same server (see RedisBroker.finish)."""
+        ttl_ms = max(1, int(write.ttl * 1000))
+        value = write.state.encode() + b"\n" + write.payload
+        pipe.set(result_key(self.prefix, write.task_id), value, px=ttl_ms)
+        if write.state in READY_STATES:
+            ready = ready_key(self.prefix, write.task_id)
+            pipe.delete(ready)
+            pipe.rpush(ready, 1)
+            pipe.pexpire(ready, ttl_ms)
 
     def get(self, task_id: str) -> StoredResult | None:
         with self._errors():

@@ -15,6 +15,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
+from forkq.backends.base import ResultBackend, ResultWrite
 from forkq.exceptions import ConfigurationError
 
 
@@ -71,6 +72,20 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     def ack(self, consumer: Consumer, delivery: Delivery) -> None:
         """The message is done: delete it."""
+
+    def finish(
+        self,
+        consumer: Consumer,
+        delivery: Delivery,
+        result: ResultWrite | None,
+        backend: ResultBackend,
+    ) -> None:
+        """Store the task's result (when there is one to keep), then ack: in this order, so
+        that a crash in between runs the task again rather than losing its result. Engines
+        that share a server with the backend do both in one round trip."""
+        if result is not None:
+            backend.store(result.task_id, result.state, result.payload, result.ttl)
+        self.ack(consumer, delivery)
 
     @abc.abstractmethod
     def requeue(self, consumer: Consumer, delivery: Delivery, delay: float = 0.0) -> None:

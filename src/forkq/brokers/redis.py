@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 
+from forkq.backends.base import ResultBackend, ResultWrite
 from forkq.brokers.base import Broker, Consumer, DeadLetter, Delivery, lease_ttl_from_url
 from forkq.brokers.redis_keys import GROUP, QueueKeys, band_of, queues_key, worker_key
 from forkq.exceptions import BrokerError
@@ -189,17 +190,48 @@ class RedisBroker(Broker):
     def ack(self, consumer: Consumer, delivery: Delivery) -> None:
         self._settle_one(consumer, delivery, "ack", 0)
 
+    def finish(
+        self,
+        consumer: Consumer,
+        delivery: Delivery,
+        result: ResultWrite | None,
+        backend: ResultBackend,
+    ) -> None:
+        """With the results on the same Redis server and database: the result write and the
+        ack in one pipeline, one round trip (result first, on the same connection)."""
+        queue_store = getattr(backend, "queue_store", None)
+        if result is None or queue_store is None or not self._same_server(backend):
+            super().finish(consumer, delivery, result, backend)
+            return
+        with self._errors():
+            pipe = self.client.pipeline(transaction=False)
+            queue_store(pipe, result)
+            self._settle_one(consumer, delivery, "ack", 0, client=pipe)
+            pipe.execute()
+
+    def _same_server(self, backend: ResultBackend) -> bool:
+        other = getattr(backend, "client", None)
+        if not isinstance(other, redis.Redis):
+            return False
+        mine = self.client.connection_pool.connection_kwargs
+        theirs = other.connection_pool.connection_kwargs
+        fields = ("host", "port", "db", "path", "username")
+        return all(mine.get(f) == theirs.get(f) for f in fields)
+
     def requeue(self, consumer: Consumer, delivery: Delivery, delay: float = 0.0) -> None:
         self._settle_one(consumer, delivery, "requeue", int(max(0.0, delay) * 1000))
 
     def dead_letter(self, consumer: Consumer, delivery: Delivery, reason: str) -> None:
         self._settle_one(consumer, delivery, "dead", reason)
 
-    def _settle_one(self, consumer: Consumer, delivery: Delivery, action: str, arg: Any) -> None:
+    def _settle_one(
+        self, consumer: Consumer, delivery: Delivery, action: str, arg: Any, client: Any = None
+    ) -> None:
         band, entry_id = delivery.receipt.split("-", 1)
         k = self._keys(delivery.queue)
         with self._errors():
             self._settle(
+                client=client,
                 keys=[k.band(int(band)), k.delayed, k.dead],
                 args=[
                     GROUP,

@@ -16,7 +16,7 @@ import time
 import msgspec
 
 from forkq.app import Forkq
-from forkq.backends import ResultBackend
+from forkq.backends import ResultBackend, ResultWrite
 from forkq.brokers import Broker, Consumer, Delivery
 from forkq.envelope import Message
 from forkq.exceptions import MessageRejected, Retry
@@ -65,10 +65,11 @@ class Executor:
         record = self._run(task, message, delivery, limits.soft)
         if record.state == RETRY:
             self._publish_retry(message, record)
+        write = None
         # Failures are stored even for ignore_result tasks: errors must stay visible.
         if record.state == FAILURE or not self._ignores_result(task):
-            record = self._store(message.id, record)
-        self.broker.ack(self.consumer, delivery)
+            record, write = self._result_write(message.id, record)
+        self.broker.finish(self.consumer, delivery, write, self.backend)
         self.slot.finished(failed=record.state == FAILURE)
 
     def _accept(self, delivery: Delivery) -> tuple[Message, Task]:
@@ -144,8 +145,13 @@ class Executor:
         own = task.options.ignore_result
         return self.app.settings.ignore_result if own is None else own
 
-    def _store(self, task_id: str, record: ResultRecord) -> ResultRecord:
-        """Store the record; a return value JSON cannot hold is stored as a FAILURE instead."""
+    def _store(self, task_id: str, record: ResultRecord) -> None:
+        _, write = self._result_write(task_id, record)
+        self.backend.store(write.task_id, write.state, write.payload, write.ttl)
+
+    def _result_write(self, task_id: str, record: ResultRecord) -> tuple[ResultRecord, ResultWrite]:
+        """The record as it will be stored: a return value JSON cannot hold becomes a
+        FAILURE instead."""
         try:
             payload = encode_record(record)
         except (TypeError, msgspec.EncodeError) as exc:
@@ -153,5 +159,4 @@ class Executor:
                 "ResultNotSerializable", f"the task returned a value JSON cannot hold: {exc}"
             )
             payload = encode_record(record)
-        self.backend.store(task_id, record.state, payload, self.ttl)
-        return record
+        return record, ResultWrite(task_id, record.state, payload, self.ttl)
