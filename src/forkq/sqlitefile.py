@@ -54,6 +54,19 @@ def connect(path: str) -> sqlite3.Connection:
     return conn
 
 
+def open_database(
+    url: str, table: str, schema: str, error: type[Exception], what: str
+) -> tuple[str, sqlite3.Connection]:
+    """The path and a ready connection for an engine: WAL on, its tables made if need be."""
+    path = path_from_url(url)
+    try:
+        conn = connect(path)
+        ensure_schema(conn, table, schema)
+    except sqlite3.Error as exc:
+        raise error(f"cannot open {what} {path}: {exc}") from exc
+    return path, conn
+
+
 SCHEMA_VERSION = 1  # stamped in the file's user_version; bump when a table changes
 
 

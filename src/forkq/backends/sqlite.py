@@ -10,20 +10,12 @@ Expired rows read as missing and are deleted in passing, at most once a minute p
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from contextlib import AbstractContextManager
 
 from forkq.backends.base import ResultBackend, StoredResult
 from forkq.exceptions import BackendError
-from forkq.sqlitefile import (
-    ChangeWaiter,
-    abandon,
-    connect,
-    driver_errors_as,
-    ensure_schema,
-    path_from_url,
-)
+from forkq.sqlitefile import ChangeWaiter, abandon, driver_errors_as, open_database
 from forkq.states import READY_STATES
 
 _SCHEMA = """
@@ -39,12 +31,9 @@ _CLEANUP_EVERY = 60.0
 
 class SQLiteBackend(ResultBackend):
     def __init__(self, url: str) -> None:
-        self.path = path_from_url(url)
-        try:
-            self._conn = connect(self.path)
-            ensure_schema(self._conn, "forkq_results", _SCHEMA)
-        except sqlite3.Error as exc:
-            raise BackendError(f"cannot open sqlite result backend {self.path}: {exc}") from exc
+        self.path, self._conn = open_database(
+            url, "forkq_results", _SCHEMA, BackendError, "sqlite result backend"
+        )
         self._waiter: ChangeWaiter | None = None
         self._next_cleanup = time.time() + _CLEANUP_EVERY
 

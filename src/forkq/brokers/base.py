@@ -136,6 +136,11 @@ class Broker(abc.ABC):
         touching the parent's session (no close handshake, no flush)."""
 
 
+def check_fetch_args(queues: Sequence[str], limit: int) -> None:
+    if not queues or limit < 1:
+        raise ValueError("fetch needs at least one queue and a limit >= 1")
+
+
 DEFAULT_LEASE_TTL = 30.0
 
 

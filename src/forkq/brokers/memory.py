@@ -12,7 +12,14 @@ import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
-from forkq.brokers.base import Broker, Consumer, DeadLetter, Delivery, lease_ttl_from_url
+from forkq.brokers.base import (
+    Broker,
+    Consumer,
+    DeadLetter,
+    Delivery,
+    check_fetch_args,
+    lease_ttl_from_url,
+)
 
 
 @dataclass
@@ -53,8 +60,7 @@ class MemoryBroker(Broker):
     def fetch(
         self, consumer: Consumer, queues: Sequence[str], limit: int, timeout: float
     ) -> list[Delivery]:
-        if not queues or limit < 1:
-            raise ValueError("fetch needs at least one queue and a limit >= 1")
+        check_fetch_args(queues, limit)
         s, deadline = self._store, time.monotonic() + timeout
         with s.cond:
             while True:

@@ -26,7 +26,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import redis
 
 from forkq.backends.base import ResultBackend, ResultWrite
-from forkq.brokers.base import Broker, Consumer, DeadLetter, Delivery, lease_ttl_from_url
+from forkq.brokers.base import (
+    Broker,
+    Consumer,
+    DeadLetter,
+    Delivery,
+    check_fetch_args,
+    lease_ttl_from_url,
+)
 from forkq.brokers.redis_keys import GROUP, QueueKeys, band_of, queues_key, worker_key
 from forkq.exceptions import BrokerError
 
@@ -96,8 +103,7 @@ class RedisBroker(Broker):
     def fetch(
         self, consumer: Consumer, queues: Sequence[str], limit: int, timeout: float
     ) -> list[Delivery]:
-        if not queues or limit < 1:
-            raise ValueError("fetch needs at least one queue and a limit >= 1")
+        check_fetch_args(queues, limit)
         deadline = time.monotonic() + timeout
         with self._errors():
             keys = [self._ensure(q) for q in queues]

@@ -15,21 +15,20 @@ message. Waiting for work is a blocking inotify wait on the database's WAL (`Cha
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 
-from forkq.brokers.base import Broker, Consumer, DeadLetter, Delivery, lease_ttl_from_url
-from forkq.exceptions import BrokerError
-from forkq.sqlitefile import (
-    ChangeWaiter,
-    abandon,
-    connect,
-    driver_errors_as,
-    ensure_schema,
-    path_from_url,
+from forkq.brokers.base import (
+    Broker,
+    Consumer,
+    DeadLetter,
+    Delivery,
+    check_fetch_args,
+    lease_ttl_from_url,
 )
+from forkq.exceptions import BrokerError
+from forkq.sqlitefile import ChangeWaiter, abandon, driver_errors_as, open_database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS forkq_messages (
@@ -65,13 +64,10 @@ _UNHOLD = "owner = NULL, worker = NULL, lease_until = NULL"
 
 class SQLiteBroker(Broker):
     def __init__(self, url: str) -> None:
-        self.path = path_from_url(url)
         self.lease_ttl = lease_ttl_from_url(url)
-        try:
-            self._conn = connect(self.path)
-            ensure_schema(self._conn, "forkq_messages", _SCHEMA)
-        except sqlite3.Error as exc:
-            raise BrokerError(f"cannot open sqlite broker {self.path}: {exc}") from exc
+        self.path, self._conn = open_database(
+            url, "forkq_messages", _SCHEMA, BrokerError, "sqlite broker"
+        )
         self._waiter: ChangeWaiter | None = None  # made when a fetch first has to wait
         self._next_recovery = 0.0
 
@@ -95,8 +91,7 @@ class SQLiteBroker(Broker):
     def fetch(
         self, consumer: Consumer, queues: Sequence[str], limit: int, timeout: float
     ) -> list[Delivery]:
-        if not queues or limit < 1:
-            raise ValueError("fetch needs at least one queue and a limit >= 1")
+        check_fetch_args(queues, limit)
         deadline = time.monotonic() + timeout
         while True:
             if self._waiter is not None:

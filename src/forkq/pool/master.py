@@ -29,6 +29,7 @@ from typing import Protocol
 
 from setproctitle import setproctitle
 
+from forkq import exitcodes
 from forkq.logs import Origin, relay
 from forkq.pool import inspect
 from forkq.pool.child import ChildProgram, child_main
@@ -40,8 +41,6 @@ from forkq.pool.signals import MASTER_SIGNALS, SignalPipe, pidfds_work
 from forkq.pool.watch import SHRINK, TIME_LIMIT, Verdict, Watch
 
 log = logging.getLogger("forkq.master")
-
-EXIT_CHILDREN_CANNOT_BOOT = 4  # forkq.exitcodes.CHILDREN_CANNOT_BOOT
 
 
 @dataclass(frozen=True)
@@ -335,7 +334,7 @@ class Master:
             log.error(
                 "children cannot boot: %d failed in a row; stopping", self.respawn.boot_failures
             )
-            self.exit_code = EXIT_CHILDREN_CANNOT_BOOT
+            self.exit_code = exitcodes.CHILDREN_CANNOT_BOOT
             self.stop_cold()
         elif delayed:
             log.warning(delayed)
