@@ -206,3 +206,40 @@ def test_result_and_ack_go_in_one_round_trip(private_redis: PrivateRedis) -> Non
     assert backend.get("t-9") is not None and broker.size("q") == 0
     broker.close()
     backend.close()
+
+
+def test_the_last_ack_of_a_batch_rides_with_the_next_fetch(private_redis: PrivateRedis) -> None:
+    from forkq.backends import open_backend
+    from forkq.brokers import Consumer, open_broker
+
+    broker, observer = open_broker(private_redis.url), open_broker(private_redis.url)
+    backend = open_backend(private_redis.url)
+    holder = Consumer("w", "w/0")
+    sent: list[str] = []
+    real_execute = broker.client.execute_command  # type: ignore[attr-defined]
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        sent.append(str(args[0]))
+        return real_execute(*args, **kwargs)
+
+    broker.publish("q", b"0")  # a first round loads the scripts into this server
+    [warm] = broker.fetch(holder, ["q"], 1, 0)
+    broker.ack(holder, warm)
+    broker.publish_many([("q", b"1", 0, 0.0), ("q", b"2", 0, 0.0)])
+    first, second = broker.fetch(holder, ["q"], 2, 0)
+    broker.client.execute_command = counting  # type: ignore[attr-defined]
+    broker.finish(holder, first, None, backend)
+    assert len(sent) == 1  # not the last of its batch: acked at once
+    broker.finish(holder, second, None, backend)
+    assert len(sent) == 1 and observer.size("q") == 1  # the last: deferred
+    assert broker.fetch(holder, ["q"], 1, 0) == []
+    assert len(sent) == 2 and observer.size("q") == 0  # acked by the fetch script itself
+
+    broker.publish("q", b"3")
+    [third] = broker.fetch(holder, ["q"], 1, 0)
+    broker.finish(holder, third, None, backend)
+    assert observer.size("q") == 1
+    assert broker.release(holder.name) == 0  # the deferred ack goes first: nothing runs twice
+    assert observer.size("q") == 0
+    for engine in (broker, observer, backend):
+        engine.close()

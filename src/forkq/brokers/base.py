@@ -82,7 +82,9 @@ class Broker(abc.ABC):
     ) -> None:
         """Store the task's result (when there is one to keep), then ack: in this order, so
         that a crash in between runs the task again rather than losing its result. Engines
-        that share a server with the backend do both in one round trip."""
+        that share a server with the backend do both in one round trip. An engine may send an
+        ack with this process's next call on the broker instead (Redis sends the last ack of a
+        fetched batch with the next fetch), but always before a release or close."""
         if result is not None:
             backend.store(result.task_id, result.state, result.payload, result.ttl)
         self.ack(consumer, delivery)

@@ -1,11 +1,13 @@
--- fetch.lua: move due delayed messages of one queue into its streams, then read up to LIMIT
--- new entries for CONSUMER, highest priority band first.
+-- fetch.lua: ack the consumer's previous entry when one is given (the ack rides with the next
+-- fetch: one round trip for both), move due delayed messages of one queue into its streams,
+-- then read up to LIMIT new entries for CONSUMER, highest priority band first.
 --
 -- KEYS[1]      {prefix:queue}:delayed   sorted set; score = due time (ms), member =
 --                                       "<nonce>|<priority>|<deliveries>|<body>"
 -- KEYS[2..5]   {prefix:queue}:b3 .. b0  streams, one per priority band (b3 first); entry
 --                                       fields: b = body, d = times started before, p = priority
 -- ARGV[1] group   ARGV[2] consumer   ARGV[3] limit   ARGV[4] now (ms)   ARGV[5] max to move
+-- ARGV[6] band (0-3) of the entry to ack first, or ""   ARGV[7] its id
 --
 -- Returns { next_due_ms or false, band, id, body, deliveries, band, id, body, ... }
 local function split(member)
@@ -14,6 +16,14 @@ local function split(member)
   local c = string.find(member, "|", b + 1, true)
   return tonumber(string.sub(member, a + 1, b - 1)), string.sub(member, b + 1, c - 1),
          string.sub(member, c + 1)
+end
+
+if ARGV[6] ~= "" then
+  local stream = KEYS[5 - tonumber(ARGV[6])]
+  if #redis.call("XPENDING", stream, ARGV[1], ARGV[7], ARGV[7], 1, ARGV[2]) == 1 then
+    redis.call("XACK", stream, ARGV[1], ARGV[7])
+    redis.call("XDEL", stream, ARGV[7])
+  end
 end
 
 local due = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", ARGV[4], "LIMIT", 0, ARGV[5])

@@ -1,5 +1,6 @@
 -- settle.lua: finish with one entry held by CONSUMER: ack it, requeue it, or dead-letter it.
--- An entry this consumer does not hold (acked already, or reclaimed from it) is left alone.
+-- An entry this consumer does not hold (acked already, released from it, or another
+-- consumer's) is left alone.
 --
 -- KEYS[1] the entry's band stream   KEYS[2] {prefix:queue}:delayed   KEYS[3] {prefix:queue}:dead
 -- ARGV[1] group   ARGV[2] consumer   ARGV[3] entry id   ARGV[4] action: ack | requeue | dead
@@ -8,6 +9,7 @@
 -- Returns 1 when settled, 0 when the consumer did not hold the entry.
 local pending = redis.call("XPENDING", KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2])
 if #pending == 0 then return 0 end
+redis.call("XACK", KEYS[1], ARGV[1], ARGV[3])
 local action = ARGV[4]
 if action ~= "ack" then
   local entry = redis.call("XRANGE", KEYS[1], ARGV[3], ARGV[3])
@@ -32,6 +34,5 @@ if action ~= "ack" then
     redis.call("XADD", KEYS[3], "*", "b", body, "r", ARGV[5], "t", ARGV[6], "p", priority)
   end
 end
-redis.call("XACK", KEYS[1], ARGV[1], ARGV[3])
 redis.call("XDEL", KEYS[1], ARGV[3])
 return 1

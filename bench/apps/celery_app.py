@@ -1,0 +1,38 @@
+"""Celery's side: the Redis or RabbitMQ broker (BENCH_BROKER_URL), the stock prefork pool,
+results ignored."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import counter
+from celery import Celery
+
+app = Celery("bench", broker=os.environ["BENCH_BROKER_URL"])
+app.conf.broker_connection_retry_on_startup = True
+
+
+@app.task(ignore_result=True)
+def incr() -> None:
+    counter.incr()
+
+
+@app.task(ignore_result=True)
+def ping() -> None:
+    counter.ping()
+
+
+def worker_command(concurrency: int) -> list[str]:
+    cli = str(Path(sys.executable).parent / "celery")
+    return [cli, "-A", "celery_app", "worker", "-c", str(concurrency), "-l", "warning"]
+
+
+def enqueue(count: int, bulk: bool) -> None:
+    for _ in range(count):  # Celery's groups still publish one message per task
+        incr.delay()
+
+
+def send_ping() -> None:
+    ping.delay()

@@ -1,0 +1,42 @@
+"""forkq's side of the comparison. The broker comes from BENCH_BROKER_URL (Redis, RabbitMQ or
+SQLite); results are ignored, as in every system here."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import counter
+
+from forkq import Forkq
+
+app = Forkq("bench", broker=os.environ["BENCH_BROKER_URL"])
+
+
+@app.task(ignore_result=True)
+def incr() -> None:
+    counter.incr()
+
+
+@app.task(ignore_result=True)
+def ping() -> None:
+    counter.ping()
+
+
+def worker_command(concurrency: int) -> list[str]:
+    url = os.environ["BENCH_BROKER_URL"]
+    return [sys.executable, "-m", "forkq", "worker", "-A", "forkq_app", "--broker", url,
+            "-c", str(concurrency), "-l", "warning"]  # fmt: skip
+
+
+def enqueue(count: int, bulk: bool) -> None:
+    if bulk:
+        for start in range(0, count, 1000):
+            incr.map([()] * min(1000, count - start))
+    else:
+        for _ in range(count):
+            incr.delay()
+
+
+def send_ping() -> None:
+    ping.delay()

@@ -1,0 +1,226 @@
+"""forkq against Huey, Dramatiq, Celery and RQ on Redis, in one run, on this machine.
+
+    .venv/bin/python bench/compare.py [--rounds 3] [--tasks 10000] [--systems forkq,huey,...]
+
+Installs the pinned peers (bench/peers.txt) into bench/.peers-venv on first use. Every system
+runs the same tasks (bench/apps/counter.py: one INCR, or one LPUSH for latency) at
+concurrency 2 with results ignored, on Redis database 14, which the harness flushes before
+each system's turn. Rounds interleave the systems in a new random order each time, so that the
+machine's drift hits all of them alike; figures are medians over rounds (min-max).
+
+Throughput: N tasks are enqueued one call each (timed; and with the system's bulk call where
+it has one, timed separately), then the worker starts and drains them; the drain rate runs
+from the first completion to the last, and worker CPU per task is the worker process tree's
+CPU time over that span. Latency: with the worker idle, ping tasks sent one after another,
+each awaited by BLPOP on the list its body pushes to: back to back, and with 100 ms gaps.
+Commands per task: one extra pass per system under Redis MONITOR, counting the commands
+clients sent (not those Lua scripts ran inside Redis) over 2,000 tasks, enqueue included,
+without the task bodies and the harness's own reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import redis
+from harness import (
+    HERE,
+    System,
+    count_commands,
+    drive,
+    ensure_peers_venv,
+    peer_versions,
+    redis_monitor,
+    tree_cpu_seconds,
+    worker,
+)
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+DB = 14
+REDIS = f"redis://127.0.0.1:6379/{DB}"
+COUNTER, DONE = "bench:count", "bench:done"
+CONCURRENCY = 2
+DRAIN_TIMEOUT = 600.0
+
+
+def redis_systems(peers: str) -> list[System]:
+    common = {"BENCH_REDIS_URL": REDIS, "BENCH_BROKER_URL": REDIS}
+    return [
+        System("forkq", "forkq_app", sys.executable, common, bulk=True),
+        System("huey", "huey_app", peers, common),
+        System("dramatiq", "dramatiq_app", peers, common),
+        System("dramatiq-p64", "dramatiq_app", peers, {**common, "dramatiq_queue_prefetch": "64"}),
+        System("celery", "celery_app", peers, common),
+        System("rq", "rq_app", peers, common, bulk=True, tasks_scale=0.05),
+    ]
+
+
+@dataclass
+class Runs:
+    """Every figure of one system, one entry per round."""
+
+    drain: list[float] = field(default_factory=list)
+    enqueue: list[float] = field(default_factory=list)
+    bulk_enqueue: list[float] = field(default_factory=list)
+    cpu_us: list[float] = field(default_factory=list)
+    p50: list[float] = field(default_factory=list)
+    p99: list[float] = field(default_factory=list)
+    gap_p50: list[float] = field(default_factory=list)
+    gap_p99: list[float] = field(default_factory=list)
+    commands: float | None = None
+    scripted: float | None = None
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def wait_count(client: redis.Redis, at_least: int, deadline: float) -> tuple[int, float]:
+    """Poll the counter every 2 ms (the harness's own clock) until it reaches `at_least`."""
+    while True:
+        now = time.perf_counter()
+        done = int(client.get(COUNTER) or 0)
+        if done >= at_least:
+            return done, now
+        if now > deadline:
+            raise TimeoutError(f"{done} of {at_least} tasks done before the deadline")
+        time.sleep(0.002)
+
+
+def one_round(system: System, tasks: int, samples: int, gaps: int, runs: Runs, log: IO[bytes]):
+    client = redis.Redis.from_url(REDIS)
+    if system.bulk:
+        client.flushdb()
+        runs.bulk_enqueue.append(tasks / drive(system, "enqueue", str(tasks), "--bulk")["seconds"])
+    client.flushdb()
+    runs.enqueue.append(tasks / drive(system, "enqueue", str(tasks))["seconds"])
+    with worker(system, CONCURRENCY, log) as process:
+        deadline = time.perf_counter() + DRAIN_TIMEOUT
+        first, started = wait_count(client, 1, deadline)
+        cpu_before = tree_cpu_seconds(process.pid)
+        _, finished = wait_count(client, tasks, deadline)
+        cpu = tree_cpu_seconds(process.pid) - cpu_before
+        runs.drain.append((tasks - first) / (finished - started))
+        runs.cpu_us.append(cpu / (tasks - first) * 1e6)
+        back_to_back = drive(system, "latency", str(samples), "0")["ms"]
+        runs.p50.append(percentile(back_to_back, 0.5))
+        runs.p99.append(percentile(back_to_back, 0.99))
+        if gaps:
+            gapped = drive(system, "latency", str(gaps), "100")["ms"]
+            runs.gap_p50.append(percentile(gapped, 0.5))
+            runs.gap_p99.append(percentile(gapped, 0.99))
+    client.close()
+
+
+def count_pass(system: System, tasks: int, runs: Runs, log: IO[bytes], scratch: Path) -> None:
+    client = redis.Redis.from_url(REDIS)
+    client.flushdb()
+    with worker(system, CONCURRENCY, log):
+        drive(system, "latency", "1", "0", "--timeout", "120")  # serving
+        trace = scratch / f"{system.label}.monitor"
+        with redis_monitor(trace):
+            drive(system, "enqueue", str(tasks))
+            wait_count(client, tasks, time.perf_counter() + DRAIN_TIMEOUT)
+        ignore = (f'"GET" "{COUNTER}"', f'"INCR" "{COUNTER}"', DONE)
+        sent, scripted = count_commands(trace, DB, ignore)
+    runs.commands, runs.scripted = sent / tasks, scripted / tasks
+    client.close()
+
+
+def spread(values: list[float], fmt: str) -> str:
+    if not values:
+        return "-"
+    median = format(statistics.median(values), fmt)
+    if len(values) == 1:
+        return median
+    return f"{median} ({format(min(values), fmt)}-{format(max(values), fmt)})"
+
+
+def report(results: dict[str, Runs], console: Console) -> None:
+    table = Table(title=f"Redis, {CONCURRENCY} workers, results ignored: medians (min-max)")
+    for column in ("system", "drain/s", "enqueue/s", "bulk/s", "CPU µs/task",
+                   "p50 ms", "p99 ms", "gap p50", "gap p99", "cmds/task"):  # fmt: skip
+        table.add_column(column, justify="right")
+    for label, r in results.items():
+        table.add_row(
+            label,
+            spread(r.drain, ",.0f"),
+            spread(r.enqueue, ",.0f"),
+            spread(r.bulk_enqueue, ",.0f"),
+            spread(r.cpu_us, ",.0f"),
+            spread(r.p50, ".2f"),
+            spread(r.p99, ".2f"),
+            spread(r.gap_p50, ".2f"),
+            spread(r.gap_p99, ".2f"),
+            "-" if r.commands is None else f"{r.commands:.2f} (+{r.scripted:.1f} in Lua)",
+        )
+    console.print(table)
+    ours = results.get("forkq")
+    if ours is None:
+        return
+    for label, r in results.items():
+        if label != "forkq" and r.drain:
+            drain = statistics.median(ours.drain) / statistics.median(r.drain)
+            p50 = statistics.median(ours.p50) / statistics.median(r.p50)
+            console.print(f"forkq / {label}: drain x{drain:.2f}, latency p50 x{p50:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--latency-samples", type=int, default=200)
+    parser.add_argument("--gap-samples", type=int, default=50)
+    parser.add_argument("--count-tasks", type=int, default=2_000)
+    parser.add_argument("--systems", default="", help="comma-separated labels (default: all)")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "redis.json")
+    options = parser.parse_args()
+    console = Console(width=max(160, Console().width))
+    options.out.parent.mkdir(parents=True, exist_ok=True)
+    logs = options.out.with_suffix(".log")
+    with logs.open("w") as text_log:
+        console.print("installing the peers into bench/.peers-venv (first run only)")
+        peers = ensure_peers_venv(text_log)
+    chosen = [s for s in redis_systems(peers)
+              if not options.systems or s.label in options.systems.split(",")]  # fmt: skip
+    results = {s.label: Runs() for s in chosen}
+    steps = options.rounds * len(chosen) + len(chosen)
+    with logs.open("ab") as log, Progress(console=console) as progress, \
+            tempfile.TemporaryDirectory() as scratch:  # fmt: skip
+        bar = progress.add_task("benchmarks", total=steps)
+        for n in range(options.rounds):
+            for system in random.sample(chosen, len(chosen)):
+                progress.update(bar, description=f"round {n + 1}: {system.label}")
+                tasks = max(100, int(options.tasks * system.tasks_scale))
+                one_round(system, tasks, options.latency_samples, options.gap_samples,
+                          results[system.label], log)  # fmt: skip
+                progress.advance(bar)
+        for system in chosen:
+            progress.update(bar, description=f"commands: {system.label}")
+            tasks = max(100, int(options.count_tasks * system.tasks_scale))
+            count_pass(system, tasks, results[system.label], log, Path(scratch))
+            progress.advance(bar)
+    report(results, console)
+    record: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d"),
+        "versions": peer_versions(peers),
+        "results": {label: vars(r) for label, r in results.items()},
+    }
+    options.out.write_text(json.dumps(record, indent=1))
+    console.print(f"raw figures: {options.out}")
+
+
+if __name__ == "__main__":
+    main()

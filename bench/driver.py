@@ -1,0 +1,61 @@
+"""The client half of the comparison, run in the venv of the system it drives.
+
+    python driver.py APP command CONCURRENCY       the worker's command line, as JSON
+    python driver.py APP enqueue COUNT [--bulk]    enqueue COUNT incr tasks; JSON seconds
+    python driver.py APP latency COUNT GAP_MS      COUNT ping tasks one after another, each
+                                                   awaited with BLPOP; JSON milliseconds
+
+APP is a module of bench/apps exposing worker_command, enqueue and send_ping. This file
+imports nothing of forkq, so that it runs in the peers' virtualenv as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "apps"))
+
+import counter
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("app")
+    parser.add_argument("action", choices=["command", "enqueue", "latency"])
+    parser.add_argument("count", type=int)
+    parser.add_argument("gap_ms", type=float, nargs="?", default=0.0)
+    parser.add_argument("--bulk", action="store_true")
+    parser.add_argument("--timeout", type=float, default=30.0)
+    options = parser.parse_args()
+    app = importlib.import_module(options.app)
+    if options.action == "command":
+        print(json.dumps(app.worker_command(options.count)))
+    elif options.action == "enqueue":
+        started = time.perf_counter()
+        app.enqueue(options.count, options.bulk)
+        print(json.dumps({"seconds": time.perf_counter() - started}))
+    else:
+        print(json.dumps({"ms": latencies(app, options)}))
+
+
+def latencies(app: object, options: argparse.Namespace) -> list[float]:
+    waiter = counter.client()
+    samples = []
+    for _ in range(options.count):
+        if options.gap_ms:
+            time.sleep(options.gap_ms / 1000)  # an idle gap is the workload here
+        sent = time.perf_counter()
+        app.send_ping()  # type: ignore[attr-defined]
+        if waiter.blpop([counter.DONE], timeout=options.timeout) is None:
+            raise SystemExit(f"a ping task did not run within {options.timeout} s")
+        samples.append((time.perf_counter() - sent) * 1000)
+    return samples
+
+
+if __name__ == "__main__":
+    main()

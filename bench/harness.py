@@ -1,0 +1,182 @@
+"""What every benchmark suite needs: the peers' virtualenv, the systems under test, their
+workers as child processes of this one, the CPU time of a process tree, and a Redis MONITOR
+that counts the commands clients send.
+
+Each worker runs in its own session and is stopped by signalling that session's process group
+only: the harness never touches a process it did not start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import time
+import venv
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+HERE = Path(__file__).resolve().parent
+APPS = HERE / "apps"
+PEERS_VENV = HERE / ".peers-venv"
+PEERS_PINS = HERE / "peers.txt"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class System:
+    """One system under test: which app module drives it, in which interpreter."""
+
+    label: str
+    app: str
+    python: str
+    env: dict[str, str] = field(default_factory=dict)
+    bulk: bool = False  # has a bulk enqueue worth measuring
+    tasks_scale: float = 1.0  # slow systems drain a fraction of the tasks
+
+    def environment(self) -> dict[str, str]:
+        return {**os.environ, "PYTHONPATH": str(APPS), **self.env}
+
+
+def ensure_peers_venv(log: IO[str]) -> str:
+    """The peers' interpreter, (re)installing bench/peers.txt when the pins changed."""
+    stamp = PEERS_VENV / ".pins"
+    wanted = hashlib.sha256(PEERS_PINS.read_bytes()).hexdigest()
+    python = PEERS_VENV / "bin" / "python"
+    if not python.exists() or not stamp.exists() or stamp.read_text() != wanted:
+        venv.create(PEERS_VENV, with_pip=True, clear=True)
+        subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                "-r",
+                str(PEERS_PINS),
+            ],
+            check=True,
+            stdout=log,
+            stderr=log,
+        )
+        stamp.write_text(wanted)
+    return str(python)
+
+
+def peer_versions(python: str) -> dict[str, str]:
+    code = (
+        "import importlib.metadata as m, json;"
+        "print(json.dumps({p: m.version(p) for p in ('celery','dramatiq','huey','rq','redis')}))"
+    )
+    return dict(json.loads(subprocess.check_output([python, "-c", code], text=True)))
+
+
+def drive(system: System, *args: str, timeout: float = 600) -> Any:
+    """Run bench/driver.py for `system` and return what it printed (JSON)."""
+    out = subprocess.run(
+        [system.python, str(HERE / "driver.py"), system.app, *args],
+        env=system.environment(),
+        cwd=APPS,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"{system.label}: driver {' '.join(args)} failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@contextmanager
+def worker(system: System, concurrency: int, log: IO[bytes]) -> Iterator[subprocess.Popen[bytes]]:
+    command = drive(system, "command", str(concurrency))
+    process = subprocess.Popen(
+        command,
+        env=system.environment(),
+        cwd=APPS,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        yield process
+    finally:
+        stop_group(process)
+
+
+def stop_group(process: subprocess.Popen[bytes], grace: float = 20.0) -> None:
+    """SIGTERM to the worker's own process group, SIGKILL to it after `grace` seconds."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    except ProcessLookupError:
+        return
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # stragglers of the group, if any
+    process.wait()
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU of `root` and its live descendants, plus what `root` reaped."""
+    parents: dict[int, int] = {}
+    times: dict[int, tuple[int, int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+        pid = int(entry)
+        parents[pid] = int(fields[1])
+        times[pid] = (int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14]))
+    tree, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [p for p, pp in parents.items() if pp == parent and p not in tree]
+        tree.update(children)
+        frontier.extend(children)
+    own = sum(times[p][0] for p in tree if p in times)
+    reaped = times.get(root, (0, 0))[1]
+    return (own + reaped) / TICKS
+
+
+@contextmanager
+def redis_monitor(path: Path) -> Iterator[None]:
+    """Every command the server receives, written to `path` while inside the block."""
+    with path.open("wb") as out:
+        process = subprocess.Popen(
+            ["redis-cli", "-h", "127.0.0.1", "-p", "6379", "monitor"], stdout=out
+        )
+        try:
+            deadline = time.monotonic() + 10
+            while path.stat().st_size == 0:  # "OK" once MONITOR is on
+                if time.monotonic() > deadline:
+                    raise RuntimeError("redis-cli monitor did not start")
+                time.sleep(0.01)
+            yield
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def count_commands(path: Path, db: int, ignore: tuple[str, ...]) -> tuple[int, int]:
+    """(commands clients sent, commands Lua scripts ran) in `db`, without lines that contain
+    any of `ignore` (the harness's own reads and the tasks' bodies)."""
+    sent = scripted = 0
+    for line in path.read_text(errors="replace").splitlines():
+        if f"[{db} " not in line or any(marker in line for marker in ignore):
+            continue
+        if f"[{db} lua]" in line:
+            scripted += 1
+        else:
+            sent += 1
+    return sent, scripted
