@@ -13,9 +13,9 @@ it has one, timed separately), then the worker starts and drains them; the drain
 from the first completion to the last, and worker CPU per task is the worker process tree's
 CPU time over that span. Latency: with the worker idle, ping tasks sent one after another,
 each awaited by BLPOP on the list its body pushes to: back to back, and with 100 ms gaps.
-Commands per task: one extra pass per system under Redis MONITOR, counting the commands
-clients sent (not those Lua scripts ran inside Redis) over 2,000 tasks, enqueue included,
-without the task bodies and the harness's own reads.
+Commands per task: one extra pass of the throughput workload per system under Redis MONITOR,
+counting the commands clients sent (not those Lua scripts ran inside Redis) from the first
+enqueue to the last completion, without the task bodies and the harness's own reads.
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ class Runs:
     enqueue: list[float] = field(default_factory=list)
     bulk_enqueue: list[float] = field(default_factory=list)
     cpu_us: list[float] = field(default_factory=list)
+    redis_cpu_us: list[float] = field(default_factory=list)
     p50: list[float] = field(default_factory=list)
     p99: list[float] = field(default_factory=list)
     gap_p50: list[float] = field(default_factory=list)
@@ -99,7 +100,15 @@ def wait_count(client: redis.Redis, at_least: int, deadline: float) -> tuple[int
         time.sleep(0.002)
 
 
-def one_round(system: System, tasks: int, samples: int, gaps: int, runs: Runs, log: IO[bytes]):
+def server_cpu(client: redis.Redis) -> float:
+    """CPU seconds the Redis server has used (its main thread and the others)."""
+    info: Any = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def one_round(
+    system: System, tasks: int, samples: int, gaps: int, runs: Runs, log: IO[bytes]
+) -> None:
     client = redis.Redis.from_url(REDIS)
     if system.bulk:
         client.flushdb()
@@ -109,11 +118,13 @@ def one_round(system: System, tasks: int, samples: int, gaps: int, runs: Runs, l
     with worker(system, CONCURRENCY, log) as process:
         deadline = time.perf_counter() + DRAIN_TIMEOUT
         first, started = wait_count(client, 1, deadline)
-        cpu_before = tree_cpu_seconds(process.pid)
+        cpu_before, redis_before = tree_cpu_seconds(process.pid), server_cpu(client)
         _, finished = wait_count(client, tasks, deadline)
         cpu = tree_cpu_seconds(process.pid) - cpu_before
+        redis_cpu = server_cpu(client) - redis_before
         runs.drain.append((tasks - first) / (finished - started))
         runs.cpu_us.append(cpu / (tasks - first) * 1e6)
+        runs.redis_cpu_us.append(redis_cpu / (tasks - first) * 1e6)
         back_to_back = drive(system, "latency", str(samples), "0")["ms"]
         runs.p50.append(percentile(back_to_back, 0.5))
         runs.p99.append(percentile(back_to_back, 0.99))
@@ -125,16 +136,17 @@ def one_round(system: System, tasks: int, samples: int, gaps: int, runs: Runs, l
 
 
 def count_pass(system: System, tasks: int, runs: Runs, log: IO[bytes], scratch: Path) -> None:
+    """The throughput workload under MONITOR, from the first enqueue to the last completion,
+    the worker's start included."""
     client = redis.Redis.from_url(REDIS)
     client.flushdb()
-    with worker(system, CONCURRENCY, log):
-        drive(system, "latency", "1", "0", "--timeout", "120")  # serving
-        trace = scratch / f"{system.label}.monitor"
-        with redis_monitor(trace):
-            drive(system, "enqueue", str(tasks))
+    trace = scratch / f"{system.label}.monitor"
+    with redis_monitor(trace):
+        drive(system, "enqueue", str(tasks))
+        with worker(system, CONCURRENCY, log):
             wait_count(client, tasks, time.perf_counter() + DRAIN_TIMEOUT)
-        ignore = (f'"GET" "{COUNTER}"', f'"INCR" "{COUNTER}"', DONE)
-        sent, scripted = count_commands(trace, DB, ignore)
+    ignore = (f'"{COUNTER}"', '"FLUSHDB"')  # the task bodies and the harness's reads
+    sent, scripted = count_commands(trace, DB, ignore)
     runs.commands, runs.scripted = sent / tasks, scripted / tasks
     client.close()
 
@@ -150,7 +162,7 @@ def spread(values: list[float], fmt: str) -> str:
 
 def report(results: dict[str, Runs], console: Console) -> None:
     table = Table(title=f"Redis, {CONCURRENCY} workers, results ignored: medians (min-max)")
-    for column in ("system", "drain/s", "enqueue/s", "bulk/s", "CPU µs/task",
+    for column in ("system", "drain/s", "enqueue/s", "bulk/s", "CPU µs/task", "Redis µs/task",
                    "p50 ms", "p99 ms", "gap p50", "gap p99", "cmds/task"):  # fmt: skip
         table.add_column(column, justify="right")
     for label, r in results.items():
@@ -160,6 +172,7 @@ def report(results: dict[str, Runs], console: Console) -> None:
             spread(r.enqueue, ",.0f"),
             spread(r.bulk_enqueue, ",.0f"),
             spread(r.cpu_us, ",.0f"),
+            spread(r.redis_cpu_us, ",.0f"),
             spread(r.p50, ".2f"),
             spread(r.p99, ".2f"),
             spread(r.gap_p50, ".2f"),
@@ -183,7 +196,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--latency-samples", type=int, default=200)
     parser.add_argument("--gap-samples", type=int, default=50)
-    parser.add_argument("--count-tasks", type=int, default=2_000)
+    parser.add_argument("--count-tasks", type=int, default=10_000)
     parser.add_argument("--systems", default="", help="comma-separated labels (default: all)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "redis.json")
     options = parser.parse_args()
