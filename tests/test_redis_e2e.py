@@ -23,25 +23,46 @@ pytestmark = pytest.mark.timeout(180)
 
 
 class PrivateRedis:
-    """A redis-server of the test's own on a spare port, persisting every write (AOF)."""
+    """A redis-server of the test's own on a spare port, persisting every write (AOF); with
+    `tls`, it speaks only TLS, with a certificate from a throwaway CA."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, tls: bool = False) -> None:
         self.directory = directory
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
         self.proc: subprocess.Popen[bytes] | None = None
+        self.tls = make_certificates(directory) if tls else None
 
     @property
     def url(self) -> str:
+        if self.tls is not None:
+            return f"rediss://127.0.0.1:{self.port}/0?ssl_ca_certs={self.tls['ca']}"
         return f"redis://127.0.0.1:{self.port}/0"
+
+    def _listen_args(self) -> list[str]:
+        if self.tls is None:
+            return ["--port", str(self.port)]
+        return [
+            "--port",
+            "0",
+            "--tls-port",
+            str(self.port),
+            "--tls-cert-file",
+            self.tls["cert"],
+            "--tls-key-file",
+            self.tls["key"],
+            "--tls-ca-cert-file",
+            self.tls["ca"],
+            "--tls-auth-clients",
+            "no",
+        ]
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [
                 "redis-server",
-                "--port",
-                str(self.port),
+                *self._listen_args(),
                 "--bind",
                 "127.0.0.1",
                 "--save",
@@ -56,7 +77,7 @@ class PrivateRedis:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:  # a server that just started has no other signal
             try:
@@ -72,13 +93,44 @@ class PrivateRedis:
             self.proc.wait(timeout=20)
 
 
+def make_certificates(directory: Path) -> dict[str, str]:
+    """A CA and a server certificate for 127.0.0.1 signed by it, made with the openssl CLI."""
+    paths = {name: str(directory / f"{name}.pem") for name in ("ca", "ca-key", "cert", "key")}
+    csr, ext = directory / "server.csr", directory / "san.ext"
+    ext.write_text("subjectAltName = IP:127.0.0.1\n")
+    for command in (
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test-ca",
+         "-keyout", paths["ca-key"], "-out", paths["ca"]],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+         "-keyout", paths["key"], "-out", str(csr)],
+        ["x509", "-req", "-in", str(csr), "-CA", paths["ca"], "-CAkey", paths["ca-key"],
+         "-CAcreateserial", "-days", "1", "-extfile", str(ext), "-out", paths["cert"]],
+    ):  # fmt: skip
+        subprocess.run(["openssl", *command], check=True, capture_output=True, timeout=60)
+    return paths
+
+
+def _need(*programs: str) -> None:
+    for program in programs:
+        if shutil.which(program) is None:
+            if os.environ.get("CI") == "true":
+                pytest.fail(f"{program} is not installed (CI=true: no skipping)")
+            pytest.skip(f"{program} is not installed")
+
+
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    if shutil.which("redis-server") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server is not installed (CI=true: no skipping)")
-        pytest.skip("redis-server is not installed")
+    _need("redis-server")
     server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def private_tls_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    _need("redis-server", "openssl")
+    server = PrivateRedis(tmp_path, tls=True)
     server.start()
     yield server
     server.stop()
@@ -243,3 +295,19 @@ def test_the_last_ack_of_a_batch_rides_with_the_next_fetch(private_redis: Privat
     assert observer.size("q") == 0
     for engine in (broker, observer, backend):
         engine.close()
+
+
+def test_a_worker_serves_over_tls(private_tls_redis: PrivateRedis, e2e_dir: Path) -> None:
+    url = private_tls_redis.url
+    plain = redis.Redis(port=private_tls_redis.port, socket_connect_timeout=1)
+    with pytest.raises(redis.ConnectionError):
+        plain.ping()  # the server speaks nothing but TLS: the test cannot pass in clear
+    client = Forkq("e2e", broker=url)
+    worker = WorkerProcess(e2e_dir, url, "-c", "2")
+    try:
+        wait_until_serving(client, worker)
+        results = [client.send_task("e2eapp.add", args=[i, i]) for i in range(20)]
+        assert [r.get(timeout=30) for r in results] == [2 * i for i in range(20)]
+    finally:
+        worker.stop()
+        client.close()
