@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck clean
+.PHONY: demo test bench lint typecheck clean
 
 demo: $(VENV)/.installed
 	$(BIN)/forkq demo
@@ -11,6 +11,12 @@ demo: $(VENV)/.installed
 test: $(VENV)/.dev-installed lint typecheck
 	scripts/ensure-services
 	$(BIN)/python -m pytest
+
+# forkq against Huey, Dramatiq, Celery and RQ on this machine (about 10 minutes); writes
+# docs/benchmarks.md. The peers go into bench/.peers-venv, never into .venv.
+bench: $(VENV)/.dev-installed
+	scripts/ensure-services
+	$(BIN)/python bench/compare.py
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check src tests examples bench

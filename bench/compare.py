@@ -43,6 +43,7 @@ from harness import (
     tree_cpu_seconds,
     worker,
 )
+from report import machine, render
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -190,6 +191,17 @@ def report(results: dict[str, Runs], console: Console) -> None:
             console.print(f"forkq / {label}: drain x{drain:.2f}, latency p50 x{p50:.2f}")
 
 
+def method_text() -> str:
+    """The docstring's description of the method, for the generated page."""
+    paragraphs = (__doc__ or "").split("\n\n")[2:]
+    return "\n\n".join(p.strip() for p in paragraphs)
+
+
+def write_doc(record: dict[str, Any], doc: Path, console: Console) -> None:
+    doc.write_text(render(record, method_text()))
+    console.print(f"wrote {doc}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -199,8 +211,13 @@ def main() -> None:
     parser.add_argument("--count-tasks", type=int, default=10_000)
     parser.add_argument("--systems", default="", help="comma-separated labels (default: all)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "redis.json")
+    parser.add_argument("--doc", type=Path, default=HERE.parent / "docs" / "benchmarks.md")
+    parser.add_argument("--render-only", action="store_true", help="rewrite --doc from --out")
     options = parser.parse_args()
     console = Console(width=max(160, Console().width))
+    if options.render_only:
+        write_doc(json.loads(options.out.read_text()), options.doc, console)
+        return
     options.out.parent.mkdir(parents=True, exist_ok=True)
     logs = options.out.with_suffix(".log")
     with logs.open("w") as text_log:
@@ -208,6 +225,25 @@ def main() -> None:
         peers = ensure_peers_venv(text_log)
     chosen = [s for s in redis_systems(peers)
               if not options.systems or s.label in options.systems.split(",")]  # fmt: skip
+    results = run_all(chosen, options, logs, console)
+    report(results, console)
+    server: Any = redis.Redis.from_url(REDIS).info("server")
+    record: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": {**machine(), "redis": server["redis_version"]},
+        "versions": peer_versions(peers),
+        "rounds": options.rounds,
+        "tasks": options.tasks,
+        "results": {label: vars(r) for label, r in results.items()},
+    }
+    options.out.write_text(json.dumps(record, indent=1))
+    console.print(f"raw figures: {options.out}")
+    write_doc(record, options.doc, console)
+
+
+def run_all(
+    chosen: list[System], options: argparse.Namespace, logs: Path, console: Console
+) -> dict[str, Runs]:
     results = {s.label: Runs() for s in chosen}
     steps = options.rounds * len(chosen) + len(chosen)
     with logs.open("ab") as log, Progress(console=console) as progress, \
@@ -225,14 +261,7 @@ def main() -> None:
             tasks = max(100, int(options.count_tasks * system.tasks_scale))
             count_pass(system, tasks, results[system.label], log, Path(scratch))
             progress.advance(bar)
-    report(results, console)
-    record: dict[str, Any] = {
-        "date": time.strftime("%Y-%m-%d"),
-        "versions": peer_versions(peers),
-        "results": {label: vars(r) for label, r in results.items()},
-    }
-    options.out.write_text(json.dumps(record, indent=1))
-    console.print(f"raw figures: {options.out}")
+    return results
 
 
 if __name__ == "__main__":
