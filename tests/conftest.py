@@ -36,6 +36,24 @@ def redis_test_url(**params: object) -> str:
     return f"{REDIS}?{query}"
 
 
+AMQP = "amqp://guest:guest@127.0.0.1:5672/%2F"  # queues under a unique prefix, x-expires set
+
+
+def amqp_test_url(**params: object) -> str:
+    settings = {"prefix": f"forkq-test-{uuid.uuid4().hex[:10]}", "expires": 300, **params}
+    return f"{AMQP}?" + "&".join(f"{k}={v}" for k, v in settings.items())
+
+
+def amqp_reachable() -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", 5672), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
 def redis_reachable() -> bool:
     import redis
 
@@ -48,6 +66,13 @@ def redis_reachable() -> bool:
 def engine_url(engine: str, url: str) -> Iterator[str]:
     """Yield the URL if its server is up (with CI=true a missing server fails), then delete
     whatever the test left under its key prefix."""
+    if engine == "amqp":
+        if not amqp_reachable():
+            if os.environ.get("CI") == "true":
+                pytest.fail("RabbitMQ is not reachable on 127.0.0.1:5672 (CI=true: no skipping)")
+            pytest.skip("no RabbitMQ on 127.0.0.1:5672 (scripts/ensure-services starts one)")
+        yield url  # its queues expire on their own (x-expires) once unused
+        return
     if engine != "redis":
         yield url
         return

@@ -24,6 +24,11 @@ def open_backend(url: str) -> ResultBackend:
         from forkq.backends.memory import MemoryBackend
 
         return MemoryBackend(url)
+    if scheme in ("amqp", "amqps"):
+        raise ConfigurationError(
+            "RabbitMQ keeps no results: set the result backend (Forkq(backend=...), --backend or "
+            "FORKQ_RESULT_BACKEND) to a sqlite:/// or redis:// URL"
+        )
     raise ConfigurationError(
         f"unsupported result backend URL scheme {scheme!r} in {url!r}: "
         "use sqlite:///PATH, redis://HOST:PORT/DB or memory://"

@@ -20,11 +20,16 @@ def open_broker(url: str) -> Broker:
         from forkq.brokers.redis import RedisBroker
 
         return RedisBroker(url)
+    if scheme in ("amqp", "amqps"):
+        from forkq.brokers.amqp import AMQPBroker
+
+        return AMQPBroker(url)
     if scheme == "memory":
         from forkq.brokers.memory import MemoryBroker
 
         return MemoryBroker(url)
     raise ConfigurationError(
         f"unsupported broker URL scheme {scheme!r} in {url!r}: "
-        "use sqlite:///PATH, redis://HOST:PORT/DB or memory://"
+        "use sqlite:///PATH, redis://HOST:PORT/DB, amqp://USER:PASSWORD@HOST:PORT/VHOST "
+        "or memory://"
     )

@@ -52,6 +52,9 @@ class Broker(abc.ABC):
 
     #: Seconds a worker's holds outlive its last heartbeat; workers beat every third of it.
     lease_ttl: float = 30.0
+    #: How the holds of a dead worker come back: "lease" (they expire after lease_ttl without
+    #: heartbeats) or "connection" (the server redelivers when the holder's connection drops).
+    recovers_by: str = "lease"
 
     @abc.abstractmethod
     def publish(self, queue: str, body: bytes, *, priority: int = 0, delay: float = 0.0) -> None:

@@ -1,0 +1,509 @@
+"""The RabbitMQ broker (AMQP 0-9-1, through pika): durable queues, persistent messages,
+publisher confirms, manual acks after the result is stored.
+
+    publish ─► confirm channel ─► P.Q                     (due now; mandatory, confirmed)
+                               └► P.delay ─► P.delay.MS ─(TTL expires)─► P.Q   (countdown, eta)
+    fetch   ─► one channel per consumer, basic.qos = held + limit, basic.consume on each queue;
+               deliveries wait in the channel's buffer until fetch hands them out
+    ack     ─► basic.ack          requeue / dead-letter ─► publish (confirmed), then basic.ack
+
+Recovery is RabbitMQ's: when a child dies its connection closes and RabbitMQ redelivers what
+it held. A redelivered message is published again with x-forkq-starts + 1 before it runs, so
+the worker-lost limit applies (conservatively: every message the dead child held counts). A
+process that releases its own consumer (a child leaving) publishes back what it held with
+the right counts instead. Leases and worker heartbeats are not needed here.
+
+Long tasks: while the child's main thread runs a task, a keeper thread answers AMQP
+heartbeats on the child's connection, so it is not dropped and nothing is redelivered while
+the task runs. Only processes that fetch start it (the master never fetches, never forks
+with it running). Every use of the connection holds one lock.
+
+Names and arguments: `forkq.brokers.amqp_topology`. Driver errors become `BrokerError` here.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import pika
+import pika.exceptions
+from pika.adapters.blocking_connection import BlockingChannel
+
+from forkq.brokers.amqp_topology import DECLARE_AGAIN_AFTER, Topology, bucket_ms
+from forkq.brokers.base import (
+    Broker,
+    Consumer,
+    DeadLetter,
+    Delivery,
+    check_fetch_args,
+    lease_ttl_from_url,
+)
+from forkq.exceptions import BrokerError, ConfigurationError
+
+_OWN_PARAMS = ("prefix", "lease_ttl", "queue_type", "expires")
+EARLY_MS = 5  # a message arriving this close to its due time runs now
+KEEPER_INTERVAL = 1.0  # seconds between the keeper thread's looks at the connection
+
+
+@dataclass
+class _Message:
+    queue: str  # forkq queue name
+    tag: int
+    body: bytes
+    properties: pika.BasicProperties
+    redelivered: bool
+
+    @property
+    def headers(self) -> dict[str, Any]:
+        return dict(self.properties.headers or {})
+
+    @property
+    def starts(self) -> int:
+        try:
+            return max(0, int(self.headers.get("x-forkq-starts", 0)))
+        except (TypeError, ValueError):
+            return 0
+
+
+@dataclass
+class _Session:
+    """One forkq consumer: its own channel, what RabbitMQ pushed to it, what it handed out."""
+
+    channel: BlockingChannel
+    consuming: dict[str, str] = field(default_factory=dict)  # consumer tag -> forkq queue
+    buffer: deque[_Message] = field(default_factory=deque)
+    held: dict[str, _Message] = field(default_factory=dict)  # receipt -> message
+    qos: int = 0
+
+
+def _split_url(url: str) -> tuple[str, dict[str, str]]:
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query)
+    own = {k: v for k, v in query if k in _OWN_PARAMS}
+    rest = urlencode([(k, v) for k, v in query if k not in _OWN_PARAMS])
+    return urlunsplit(parts._replace(query=rest)), own
+
+
+def _topology(own: dict[str, str], url: str) -> Topology:
+    queue_type = own.get("queue_type", "classic")
+    if queue_type not in ("classic", "quorum"):
+        raise ConfigurationError(f"queue_type in {url!r} must be classic or quorum")
+    expires = own.get("expires")
+    return Topology(
+        own.get("prefix", "forkq"),
+        quorum=queue_type == "quorum",
+        expires_ms=int(float(expires) * 1000) if expires else None,
+    )
+
+
+class AMQPBroker(Broker):
+    recovers_by = "connection"
+
+    def __init__(self, url: str) -> None:
+        self.lease_ttl = lease_ttl_from_url(url)
+        pika_url, own = _split_url(url)
+        self.topology = _topology(own, url)
+        self._parameters = pika.URLParameters(pika_url)
+        self._connection: pika.BlockingConnection | None = None
+        self._publisher: BlockingChannel | None = None
+        self._sessions: dict[str, _Session] = {}
+        self._declared: dict[str, float] = {}  # AMQP queue -> when this connection declared it
+        self._lock = threading.RLock()
+        self._keeper: threading.Thread | None = None
+        self._keeper_stop = threading.Event()
+        self.url = url
+
+    # -- connection ------------------------------------------------------------------------
+
+    def _open(self) -> pika.BlockingConnection:
+        if self._connection is None or not self._connection.is_open:
+            self._forget_connection()
+            self._connection = pika.BlockingConnection(self._parameters)
+        return self._connection
+
+    def _forget_connection(self) -> None:
+        self._connection, self._publisher = None, None
+        self._sessions.clear()  # their channels died with the connection: RabbitMQ requeues
+        self._declared.clear()
+
+    def _channel(self) -> BlockingChannel:
+        if self._publisher is None or not self._publisher.is_open:
+            self._publisher = self._open().channel()
+            self._publisher.confirm_delivery()
+        return self._publisher
+
+    @contextmanager
+    def _using(self) -> Iterator[None]:
+        with self._lock:
+            try:
+                yield
+            except pika.exceptions.AMQPConnectionError as exc:
+                self._forget_connection()
+                raise BrokerError(f"rabbitmq broker: connection lost ({exc!r})") from exc
+            except (pika.exceptions.AMQPError, OSError) as exc:
+                self._publisher = None
+                raise BrokerError(f"rabbitmq broker: {exc!r}") from exc
+
+    def _declare(self, amqp_queue: str, arguments: dict[str, Any]) -> None:
+        declared = self._declared.get(amqp_queue)
+        if declared is not None and time.monotonic() - declared < DECLARE_AGAIN_AFTER:
+            return
+        self._channel().queue_declare(amqp_queue, durable=True, arguments=arguments)
+        self._declared[amqp_queue] = time.monotonic()
+
+    def _declare_work(self, queue: str) -> str:
+        name = self.topology.queue(queue)
+        self._declare(self.topology.dead, self.topology.dead_arguments())
+        self._declare(name, self.topology.work_arguments())
+        return name
+
+    # -- publishing --------------------------------------------------------------------------
+
+    def publish(self, queue: str, body: bytes, *, priority: int = 0, delay: float = 0.0) -> None:
+        self.publish_many([(queue, body, priority, delay)])
+
+    def publish_many(self, items: Sequence[tuple[str, bytes, int, float]]) -> None:
+        with self._using():
+            for queue, body, priority, delay in items:
+                headers = {"x-forkq-starts": 0}
+                self._send(queue, body, min(9, max(0, int(priority))), headers, delay)
+
+    def _send(
+        self, queue: str, body: bytes, priority: int, headers: dict[str, Any], delay: float
+    ) -> None:
+        """Publish with a confirm: returns once RabbitMQ has the message, raises if not."""
+        name = self._declare_work(queue)
+        properties = pika.BasicProperties(
+            delivery_mode=pika.DeliveryMode.Persistent, priority=priority, headers=headers
+        )
+        if delay <= 0:
+            self._channel().basic_publish("", name, body, properties, mandatory=True)
+            return
+        due_ms = int((time.time() + delay) * 1000)
+        self._send_delayed(name, body, properties, due_ms)
+
+    def _send_delayed(
+        self, name: str, body: bytes, properties: pika.BasicProperties, due_ms: int
+    ) -> None:
+        bucket = bucket_ms(due_ms - int(time.time() * 1000))
+        self._declare_bucket(bucket)
+        headers = {**(properties.headers or {}), "x-forkq-due": due_ms, "forkq-bucket": bucket}
+        delayed = pika.BasicProperties(
+            delivery_mode=pika.DeliveryMode.Persistent,
+            priority=properties.priority,
+            headers=headers,
+        )
+        exchange = self.topology.delay_exchange
+        self._channel().basic_publish(exchange, name, body, delayed, mandatory=True)
+
+    def _declare_bucket(self, bucket: int) -> None:
+        queue = self.topology.delay_queue(bucket)
+        declared = self._declared.get(queue)
+        if declared is not None and time.monotonic() - declared < DECLARE_AGAIN_AFTER:
+            return
+        channel, exchange = self._channel(), self.topology.delay_exchange
+        channel.exchange_declare(exchange, "headers", durable=True)
+        channel.queue_declare(queue, durable=True, arguments=self.topology.delay_arguments(bucket))
+        arguments = {"x-match": "all", "forkq-bucket": bucket}
+        channel.queue_bind(queue, exchange, routing_key="", arguments=arguments)
+        self._declared[queue] = time.monotonic()
+
+    # -- consuming ---------------------------------------------------------------------------
+
+    def fetch(
+        self, consumer: Consumer, queues: Sequence[str], limit: int, timeout: float
+    ) -> list[Delivery]:
+        """With a timeout, the consumer's channel consumes (RabbitMQ pushes up to basic.qos
+        messages, fetch hands them out); with none, it pulls with basic.get, so a caller that
+        only polls never has messages pushed to it that it will not take."""
+        check_fetch_args(queues, limit)
+        deadline = time.monotonic() + timeout
+        with self._using():
+            session = self._session(consumer)
+            got = self._take(session, limit)
+            if not got and timeout <= 0:
+                self._pull(session, queues, limit)
+                got = self._take(session, limit)
+            elif not got:
+                self._set_qos(session, len(session.held) + limit)  # before consuming
+                self._consume(session, queues)
+                while not (got := self._take(session, limit)):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    # Returns as soon as RabbitMQ pushes something (or the time is up).
+                    self._open().process_data_events(time_limit=min(remaining, 1.0))
+        if timeout > 0:
+            self._start_keeper()
+        return got
+
+    def _session(self, consumer: Consumer) -> _Session:
+        session = self._sessions.get(consumer.name)
+        if session is None or not session.channel.is_open:
+            session = _Session(self._open().channel())
+            self._sessions[consumer.name] = session
+        return session
+
+    def _consume(self, session: _Session, queues: Sequence[str]) -> None:
+        for queue in sorted(set(queues) - set(session.consuming.values())):
+
+            def received(_ch: Any, method: Any, props: Any, body: bytes, q: str = queue) -> None:
+                message = _Message(q, method.delivery_tag, body, props, method.redelivered)
+                session.buffer.append(message)
+
+            tag = session.channel.basic_consume(self._declare_work(queue), received)
+            session.consuming[tag] = queue
+
+    def _pull(self, session: _Session, queues: Sequence[str], limit: int) -> None:
+        for queue in queues:
+            name = self._declare_work(queue)
+            while len(session.buffer) < limit:
+                method, props, body = session.channel.basic_get(name)
+                if method is None:
+                    break
+                message = _Message(queue, method.delivery_tag, body, props, method.redelivered)
+                session.buffer.append(message)
+
+    def _set_qos(self, session: _Session, prefetch: int) -> None:
+        # Classic queues: one limit for the channel, changed on the fly. Quorum queues only
+        # take a per-consumer limit, fixed when each consumer starts.
+        if session.qos != prefetch:
+            quorum = self.topology.quorum
+            session.channel.basic_qos(prefetch_count=prefetch, global_qos=not quorum)
+            session.qos = prefetch
+
+    def _take(self, session: _Session, limit: int) -> list[Delivery]:
+        got: list[Delivery] = []
+        now_ms = int(time.time() * 1000)
+        while session.buffer and len(got) < limit:
+            message = session.buffer.popleft()
+            due = message.headers.get("x-forkq-due")
+            if message.redelivered:
+                # Its holder died (or lost its connection): count the start, run it later.
+                self._republish(session, message, starts=message.starts + 1)
+            elif isinstance(due, int) and due > now_ms + EARLY_MS:
+                self._republish(session, message, due_ms=due)  # rounded early: the rest
+            else:
+                receipt = f"{session.channel.channel_number}.{message.tag}"
+                session.held[receipt] = message
+                got.append(Delivery(receipt, message.queue, message.body, message.starts + 1))
+        return got
+
+    def _republish(
+        self,
+        session: _Session,
+        message: _Message,
+        *,
+        starts: int | None = None,
+        due_ms: int | None = None,
+        priority: int | None = None,
+    ) -> None:
+        """Publish the message again (confirmed), then ack this copy: at least once."""
+        headers = message.headers
+        headers.pop("forkq-bucket", None)
+        headers["x-forkq-starts"] = message.starts if starts is None else starts
+        if due_ms is None:
+            headers.pop("x-forkq-due", None)
+        properties = pika.BasicProperties(
+            delivery_mode=pika.DeliveryMode.Persistent,
+            priority=message.properties.priority if priority is None else priority,
+            headers=headers,
+        )
+        name = self._declare_work(message.queue)
+        if due_ms is None:
+            self._channel().basic_publish("", name, message.body, properties, mandatory=True)
+        else:
+            self._send_delayed(name, message.body, properties, due_ms)
+        session.channel.basic_ack(message.tag)
+
+    # -- settling ----------------------------------------------------------------------------
+
+    def _held(self, consumer: Consumer, delivery: Delivery) -> tuple[_Session, _Message] | None:
+        session = self._sessions.get(consumer.name)
+        if session is None or delivery.receipt not in session.held:
+            return None  # not this process's to settle: RabbitMQ redelivers it if need be
+        return session, session.held.pop(delivery.receipt)
+
+    def ack(self, consumer: Consumer, delivery: Delivery) -> None:
+        with self._using():
+            if found := self._held(consumer, delivery):
+                session, message = found
+                session.channel.basic_ack(message.tag)
+
+    def requeue(self, consumer: Consumer, delivery: Delivery, delay: float = 0.0) -> None:
+        with self._using():
+            if found := self._held(consumer, delivery):
+                session, message = found
+                due = int((time.time() + delay) * 1000) if delay > 0 else None
+                self._republish(session, message, due_ms=due)
+
+    def dead_letter(self, consumer: Consumer, delivery: Delivery, reason: str) -> None:
+        with self._using():
+            if found := self._held(consumer, delivery):
+                session, message = found
+                headers = {
+                    "x-forkq-queue": message.queue,
+                    "x-forkq-reason": reason,
+                    "x-forkq-failed-at": int(time.time() * 1000),
+                }
+                properties = pika.BasicProperties(
+                    delivery_mode=pika.DeliveryMode.Persistent,
+                    priority=message.properties.priority,
+                    headers=headers,
+                    message_id=uuid.uuid4().hex,
+                )
+                self._declare(self.topology.dead, self.topology.dead_arguments())
+                channel = self._channel()
+                channel.basic_publish("", self.topology.dead, message.body, properties)
+                session.channel.basic_ack(message.tag)
+
+    def release(self, consumer_name: str, running: Collection[str] = ()) -> int:
+        """Only this process's own consumers: another process's (a dead child's) messages
+        come back when its connection closes."""
+        with self._using():
+            session = self._sessions.pop(consumer_name, None)
+            if session is None or not session.channel.is_open:
+                return 0
+            for tag in list(session.consuming):
+                session.channel.basic_cancel(tag)
+            held = list(session.held.items())
+            for receipt, message in held:
+                starts = message.starts + (1 if receipt in running else 0)
+                self._republish(session, message, starts=starts)
+            for message in session.buffer:
+                self._republish(session, message)
+            session.channel.close()
+            return len(held) + len(session.buffer)
+
+    def heartbeat(self, worker: str) -> None:
+        """Nothing to renew (RabbitMQ watches connections); answer AMQP heartbeats if open."""
+        with self._using():
+            if self._connection is not None and self._connection.is_open:
+                self._connection.process_data_events(time_limit=0)
+
+    # -- queues and dead letters -------------------------------------------------------------
+
+    def purge(self, queue: str) -> int:
+        with self._using():
+            name = self._declare_work(queue)
+            return int(self._channel().queue_purge(name).method.message_count)
+
+    def size(self, queue: str) -> int:
+        """Ready messages, plus those this process holds. Delayed messages sit in the shared
+        delay queues and are not counted."""
+        with self._using():
+            name = self._declare_work(queue)
+            ready = self._channel().queue_declare(name, passive=True).method.message_count
+            mine = sum(
+                1
+                for s in self._sessions.values()
+                for m in [*s.held.values(), *s.buffer]
+                if m.queue == queue
+            )
+            return int(ready) + mine
+
+    def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        with self._using(), self._browsing_dead() as letters:
+            chosen = [letter for _, letter in letters if queue in (None, letter.queue)]
+        return chosen[:limit]
+
+    def requeue_dead(self, receipts: Collection[str] | None = None) -> int:
+        return self._take_dead(lambda d: receipts is None or d.receipt in receipts, True)
+
+    def purge_dead(self, queue: str | None = None) -> int:
+        return self._take_dead(lambda d: queue in (None, d.queue), False)
+
+    def _take_dead(self, chosen: Any, republish: bool) -> int:
+        taken = 0
+        with self._using(), self._browsing_dead() as letters:
+            for tag, letter in letters:
+                if chosen(letter):
+                    if republish:
+                        self._send(letter.queue, letter.body, letter.priority, {}, 0.0)
+                    self._browser.basic_ack(tag)
+                    taken += 1
+        return taken
+
+    @contextmanager
+    def _browsing_dead(self) -> Iterator[list[tuple[int, DeadLetter]]]:
+        """Every dead letter, read without ack on a channel of its own; closing it puts back
+        (in order) whatever was not acked."""
+        self._declare(self.topology.dead, self.topology.dead_arguments())
+        self._browser = self._open().channel()
+        letters: list[tuple[int, DeadLetter]] = []
+        try:
+            while True:
+                method, properties, body = self._browser.basic_get(self.topology.dead)
+                if method is None:
+                    break
+                letters.append((method.delivery_tag, _letter(properties, body)))
+            yield letters
+        finally:
+            if self._browser.is_open:
+                self._browser.close()
+
+    # -- lifetime ----------------------------------------------------------------------------
+
+    def _start_keeper(self) -> None:
+        if self._keeper is None:
+            self._keeper = threading.Thread(target=self._keep, name="forkq-amqp-keeper")
+            self._keeper.daemon = True
+            self._keeper.start()
+
+    def _keep(self) -> None:
+        """Answer heartbeats while the main thread runs a task (it then holds no lock)."""
+        while not self._keeper_stop.wait(KEEPER_INTERVAL):
+            if self._lock.acquire(blocking=False):
+                try:
+                    if self._connection is not None and self._connection.is_open:
+                        self._connection.process_data_events(time_limit=0)
+                except Exception:  # the main thread sees the same failure on its next call
+                    pass
+                finally:
+                    self._lock.release()
+
+    def close(self) -> None:
+        self._keeper_stop.set()
+        with self._lock:
+            connection, self._connection = self._connection, None
+            self._forget_connection()
+            if connection is not None and connection.is_open:
+                with suppress(pika.exceptions.AMQPError, OSError):
+                    connection.close()
+
+    def abandon(self) -> None:
+        # In a forked child: the socket belongs to the parent's session; drop it unsaid.
+        self._connection, self._publisher = None, None
+        self._sessions = {}
+        self._declared = {}
+        self._lock = threading.RLock()
+        self._keeper, self._keeper_stop = None, threading.Event()
+
+
+def _letter(properties: pika.BasicProperties, body: bytes) -> DeadLetter:
+    headers = dict(properties.headers or {})
+
+    def text(key: str) -> str:
+        value = headers.get(key, "")
+        return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+    try:
+        failed_at = int(headers.get("x-forkq-failed-at", 0)) / 1000
+    except (TypeError, ValueError):
+        failed_at = 0.0
+    return DeadLetter(
+        properties.message_id or "",
+        text("x-forkq-queue"),
+        body,
+        text("x-forkq-reason") or "rejected by RabbitMQ",
+        failed_at,
+        properties.priority or 0,
+    )
