@@ -188,6 +188,8 @@ class WorkerProcess:
 
     def __init__(self, app_dir: Path, url: str, *args: str, env: dict[str, str] | None = None):
         env = {**os.environ, "FORKQ_BROKER_URL": url, "PYTHONUNBUFFERED": "1", **(env or {})}
+        if results := results_url_for(url, app_dir):
+            env["FORKQ_RESULT_BACKEND"] = results
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "forkq", "worker", "-A", "e2eapp", *args],
             cwd=app_dir,
@@ -257,12 +259,19 @@ def broker_url(sqlite_url: str) -> str:
     return sqlite_url
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "amqp"])
 def every_broker_url(request: pytest.FixtureRequest, sqlite_url: str) -> Iterator[str]:
     """For modules whose end-to-end tests run on every engine: they define
     `broker_url` to return this."""
-    url = sqlite_url if request.param == "sqlite" else redis_test_url()
-    yield from engine_url(request.param, url)
+    urls = {"sqlite": lambda: sqlite_url, "redis": redis_test_url, "amqp": amqp_test_url}
+    yield from engine_url(request.param, urls[request.param]())
+
+
+def results_url_for(broker_url: str, app_dir: Path) -> str | None:
+    """RabbitMQ keeps no results: its tests keep them in a SQLite file beside the app."""
+    if broker_url.startswith("amqp"):
+        return f"sqlite:///{app_dir}/results.sqlite3"
+    return None
 
 
 def with_param(url: str, name: str, value: str) -> str:
@@ -271,7 +280,7 @@ def with_param(url: str, name: str, value: str) -> str:
 
 @pytest.fixture
 def client(e2e_dir: Path, broker_url: str) -> Iterator[Forkq]:
-    app = Forkq("e2e", broker=broker_url)
+    app = Forkq("e2e", broker=broker_url, backend=results_url_for(broker_url, e2e_dir))
     yield app
     app.close()
 

@@ -229,9 +229,9 @@ class AMQPBroker(Broker):
         with self._using():
             session = self._session(consumer)
             got = self._take(session, limit)
-            if not got and timeout <= 0:
-                self._pull(session, queues, limit)
-                got = self._take(session, limit)
+            if timeout <= 0:
+                while len(got) < limit and self._pull(session, queues, limit - len(got)):
+                    got += self._take(session, limit - len(got))
             elif not got:
                 self._set_qos(session, len(session.held) + limit)  # before consuming
                 self._consume(session, queues)
@@ -262,7 +262,8 @@ class AMQPBroker(Broker):
             tag = session.channel.basic_consume(self._declare_work(queue), received)
             session.consuming[tag] = queue
 
-    def _pull(self, session: _Session, queues: Sequence[str], limit: int) -> None:
+    def _pull(self, session: _Session, queues: Sequence[str], limit: int) -> int:
+        before = len(session.buffer)
         for queue in queues:
             name = self._declare_work(queue)
             while len(session.buffer) < limit:
@@ -271,6 +272,7 @@ class AMQPBroker(Broker):
                     break
                 message = _Message(queue, method.delivery_tag, body, props, method.redelivered)
                 session.buffer.append(message)
+        return len(session.buffer) - before
 
     def _set_qos(self, session: _Session, prefetch: int) -> None:
         # Classic queues: one limit for the channel, changed on the fly. Quorum queues only
@@ -372,6 +374,14 @@ class AMQPBroker(Broker):
             session = self._sessions.pop(consumer_name, None)
             if session is None or not session.channel.is_open:
                 return 0
+            # pika rejects what is in flight at the cancel, and RabbitMQ redelivers that as if
+            # this process had died (a start counted). So: no credit left (qos = what is
+            # outstanding; nothing is acked before the cancel), and what was already sent
+            # goes into the buffer first.
+            outstanding = len(session.held) + len(session.buffer)
+            if outstanding and session.consuming and not self.topology.quorum:
+                self._set_qos(session, outstanding)
+            self._open().process_data_events(time_limit=0)
             for tag in list(session.consuming):
                 session.channel.basic_cancel(tag)
             held = list(session.held.items())
