@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from forkq import Forkq
-from tests.conftest import wait_until_serving
+from tests.conftest import results_url_for, wait_until_serving
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -76,6 +76,8 @@ def test_call_result_purge_dead_round_trip(
     e2e_dir: Path, broker_url: str, client: Forkq, start_worker: Any
 ) -> None:
     base = ["-A", "e2eapp", "--broker", broker_url]
+    if results := results_url_for(broker_url, e2e_dir):
+        base += ["--backend", results]
     worker = start_worker("-c", "1", "-l", "warning")
     wait_until_serving(client, worker)
 

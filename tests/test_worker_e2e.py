@@ -68,7 +68,11 @@ def test_sigterm_mid_run_drains_with_nothing_lost(client: Forkq, start_worker: A
     # Nothing is left held by the stopped worker: a new consumer can take all of it now.
     held = client.broker.fetch(Consumer("t", "t/0"), [client.settings.default_queue], total, 0)
     assert len(held) == waiting
-    assert {d.delivery_count for d in held} == {1}  # a graceful stop counts no start
+    counts = {d.delivery_count for d in held}
+    if client.broker.recovers_by == "lease":
+        assert counts == {1}  # a graceful stop counts no start
+    else:  # RabbitMQ: what it pushed in the instant a child left comes back "redelivered"
+        assert counts <= {1, 2}
     client.broker.release("t/0")
     again = start_worker("-c", "2", "-l", "warning")
     assert [r.get(timeout=60) for r in results] == list(range(total))

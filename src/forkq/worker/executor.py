@@ -19,11 +19,12 @@ from forkq.app import Forkq
 from forkq.backends import ResultBackend, ResultWrite
 from forkq.brokers import Broker, Consumer, Delivery
 from forkq.envelope import Message
-from forkq.exceptions import MessageRejected, Retry
+from forkq.exceptions import MessageRejected, Retry, TimeLimitExceeded
 from forkq.pool.child import Stopping
 from forkq.pool.scoreboard import SlotWriter
 from forkq.result import (
     ResultRecord,
+    decode_record,
     encode_record,
     exception_record,
     failure_record,
@@ -79,6 +80,8 @@ class Executor:
             raise MessageRejected(f"unknown task {message.task!r}", message.id)
         if message.expires is not None and message.expires < time.time():
             raise MessageRejected(f"expired at {message.expires:.3f}", message.id)
+        if delivery.delivery_count > 1:
+            self._refuse_if_killed_for_time(message)
         limit = task.options.max_deliveries or self.app.settings.max_deliveries
         if delivery.delivery_count > limit:
             raise MessageRejected(
@@ -87,6 +90,18 @@ class Executor:
                 message.id,
             )
         return message, task
+
+    def _refuse_if_killed_for_time(self, message: Message) -> None:
+        """A message back after its process was killed for its hard time limit: the master
+        stored that FAILURE. Engines that recover by connection (RabbitMQ) bring the message
+        back; it is dead-lettered here instead of running again."""
+        stored = self.backend.get(message.id)
+        if stored is None or stored.state != FAILURE:
+            return
+        record = decode_record(stored.payload)
+        if record.exc_type == TimeLimitExceeded.__name__:
+            reason = record.exc_message or "hard time limit exceeded"
+            raise MessageRejected(reason, None)  # its FAILURE is stored already
 
     def _reject(self, delivery: Delivery, rejected: MessageRejected) -> None:
         log.warning("dead-lettering message %s: %s", delivery.receipt, rejected.reason)
