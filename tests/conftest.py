@@ -156,9 +156,9 @@ E2E_APP = textwrap.dedent(
         return os.getpid()
 
     @app.task(bind=True)
-    def counted(self, counter_url, seconds):
+    def counted(self, counter_url, seconds, key="runs"):
         import redis
-        redis.Redis.from_url(counter_url).hincrby("runs", self.request.id, 1)
+        redis.Redis.from_url(counter_url).hincrby(key, self.request.id, 1)
         time.sleep(seconds)
         return self.request.id
 

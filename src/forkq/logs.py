@@ -70,6 +70,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+QUIET_DRIVERS = ("pika",)
+
+
 def configure_master(level: str, json_lines: bool, logfile: str | None, pid: int) -> None:
     handler: logging.Handler = (
         logging.FileHandler(logfile) if logfile else logging.StreamHandler(sys.stderr)
@@ -77,6 +80,11 @@ def configure_master(level: str, json_lines: bool, logfile: str | None, pid: int
     handler.setFormatter(JsonFormatter() if json_lines else logging.Formatter(TEXT_FORMAT))
     handler.addFilter(_OriginFilter(Origin("master", pid)))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    # Drivers narrate every connection, and log each lost one with a traceback; forkq logs
+    # one line per outage itself. With --loglevel debug, they speak.
+    quiet = logging.DEBUG if level.lower() == "debug" else logging.CRITICAL
+    for driver in QUIET_DRIVERS:
+        logging.getLogger(driver).setLevel(quiet)
 
 
 RunningTask = Callable[[], tuple[str, str]]  # (task id, task name), empty when idle

@@ -171,10 +171,20 @@ class AMQPBroker(Broker):
         self.publish_many([(queue, body, priority, delay)])
 
     def publish_many(self, items: Sequence[tuple[str, bytes, int, float]]) -> None:
-        with self._using():
-            for queue, body, priority, delay in items:
-                headers = {"x-forkq-starts": 0}
-                self._send(queue, body, min(9, max(0, int(priority))), headers, delay)
+        """A connection found dead (a client idle past its heartbeats, a restarted server) is
+        opened again once, and the unconfirmed rest sent on it: at least once."""
+        sent = 0
+        for attempt in (1, 2):
+            try:
+                with self._using():
+                    for queue, body, priority, delay in items[sent:]:
+                        headers = {"x-forkq-starts": 0}
+                        self._send(queue, body, min(9, max(0, int(priority))), headers, delay)
+                        sent += 1
+                return
+            except BrokerError:
+                if attempt == 2 or self._connection is not None:  # not a lost connection
+                    raise
 
     def _send(
         self, queue: str, body: bytes, priority: int, headers: dict[str, Any], delay: float

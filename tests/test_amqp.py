@@ -1,0 +1,188 @@
+"""RabbitMQ-specific behaviour: recovery by connection, heartbeats during long tasks, a
+RabbitMQ restart mid-run, hostile messages, kill -9 under a run of thousands of tasks.
+
+The conformance suite and the worker end-to-end tests also run on RabbitMQ; these cover what
+is particular to it. Queues live under a unique prefix and expire once unused (x-expires).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pika
+import pytest
+import redis
+
+from forkq import Forkq
+from forkq.brokers import Consumer, open_broker
+from forkq.envelope import make_message
+from tests.conftest import (
+    REDIS,
+    WorkerProcess,
+    amqp_test_url,
+    engine_url,
+    redis_reachable,
+    results_url_for,
+    wait_until_serving,
+)
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture
+def url() -> Iterator[str]:
+    yield from engine_url("amqp", amqp_test_url())
+
+
+@pytest.fixture
+def runs_key() -> Iterator[str]:
+    """A Redis hash of its own (tests' database 15) where `e2eapp.counted` counts its runs."""
+    if not redis_reachable():
+        if os.environ.get("CI") == "true":
+            pytest.fail("Redis is not reachable on 127.0.0.1:6379 (CI=true: no skipping)")
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    key = f"forkq-test-runs-{uuid.uuid4().hex[:10]}"
+    yield key
+    redis.Redis.from_url(REDIS).delete(key)
+
+
+def client_for(url: str, e2e_dir: Path) -> Forkq:
+    return Forkq("e2e", broker=url, backend=results_url_for(url, e2e_dir))
+
+
+def runs(key: str) -> dict[bytes, bytes]:
+    return redis.Redis.from_url(REDIS).hgetall(key)  # type: ignore[return-value]
+
+
+def test_a_dead_consumers_messages_come_back_counted(url: str) -> None:
+    broker = open_broker(url)
+    broker.publish_many([("q", b"running", 0, 0.0), ("q", b"prefetched", 0, 0.0)])
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the holder, which dies holding both
+        mine = open_broker(url)
+        got = mine.fetch(Consumer("dead", "dead/0"), ["q"], 2, 10.0)
+        os._exit(0 if len(got) == 2 else 1)
+    assert os.waitpid(pid, 0)[1] == 0  # exited without ack: RabbitMQ saw the socket close
+    again, deadline = [], time.monotonic() + 10
+    while len(again) < 2 and time.monotonic() < deadline:  # each fetch waits for a push
+        again += broker.fetch(Consumer("w", "w/0"), ["q"], 2 - len(again), 10.0)
+    # RabbitMQ cannot tell which one ran: each redelivery counts as a start.
+    assert {d.body: d.delivery_count for d in again} == {b"running": 2, b"prefetched": 2}
+    broker.close()
+
+
+def test_a_task_longer_than_three_heartbeats_runs_once(
+    url: str, e2e_dir: Path, runs_key: str
+) -> None:
+    url += "&heartbeat=1"  # RabbitMQ drops a connection silent for about two intervals
+    client = client_for(url, e2e_dir)
+    worker = WorkerProcess(e2e_dir, url, "-c", "1", "-l", "info")
+    try:
+        wait_until_serving(client, worker)
+        task_id = client.send_task("e2eapp.counted", (REDIS, 4.5, runs_key)).get(timeout=60)
+        # A dropped connection would have put it back, and the next fetch would run it again.
+        assert client.send_task("e2eapp.add", (1, 1)).get(timeout=30) == 2
+        assert runs(runs_key) == {task_id.encode(): b"1"}
+        assert "lost its connection" not in worker.log()
+    finally:
+        worker.stop()
+        client.close()
+
+
+def test_hostile_messages_published_straight_to_the_queue(url: str, e2e_dir: Path) -> None:
+    client = client_for(url, e2e_dir)
+    queue = client.settings.default_queue
+    client.broker.size(queue)  # declares the queue with forkq's arguments
+    prefix = url.split("prefix=")[1].split("&")[0]
+    connection = pika.BlockingConnection(pika.URLParameters(url.split("?")[0]))
+    channel = connection.channel()
+    hostile = [
+        (b"not json", {}),
+        (b"\xff\xfe\x00", {"x-forkq-starts": "many"}),
+        (b'{"v": 1}', {"x-forkq-due": "soon"}),
+        (b"{}", {"x-forkq-starts": -5, "x-forkq-due": -1}),
+    ]
+    for body, headers in hostile:
+        properties = pika.BasicProperties(headers=headers, priority=200)
+        channel.basic_publish("", f"{prefix}.{queue}", body, properties)
+    connection.close()
+    worker = WorkerProcess(e2e_dir, url, "-c", "2", "-l", "warning")
+    try:
+        valid = [client.send_task("e2eapp.add", (i, i)) for i in range(20)]
+        assert [r.get(timeout=60) for r in valid] == [2 * i for i in range(20)]
+        deadline = time.monotonic() + 30
+        while len(client.broker.dead_letters()) < len(hostile) and time.monotonic() < deadline:
+            client.send_task("e2eapp.add", (0, 0)).get(timeout=30)  # an event to wait on
+        letters = client.broker.dead_letters()
+        assert sorted(d.body for d in letters) == sorted(body for body, _ in hostile)
+        assert all(d.reason for d in letters)
+        assert worker.proc.poll() is None and "Traceback" not in worker.log()
+    finally:
+        worker.stop()
+        client.close()
+
+
+def test_kill_9_of_busy_children_under_thousands_of_tasks(
+    url: str, e2e_dir: Path, runs_key: str
+) -> None:
+    client = client_for(url, e2e_dir)
+    worker = WorkerProcess(e2e_dir, url, "-c", "2", "-l", "warning")
+    try:
+        wait_until_serving(client, worker)
+        queue, total = client.settings.default_queue, 2000
+        args = [REDIS, 0.001, runs_key]
+        calls = [make_message("e2eapp.counted", args, {}, queue=queue) for _ in range(total)]
+        results = client.publish_many(calls)
+        for step in (300, 700, 1100):
+            results[step].get(timeout=90)
+            os.kill(worker.children()[0], signal.SIGKILL)
+        assert {r.get(timeout=120) for r in results} == {r.id for r in results}
+        counts = runs(runs_key)
+        assert len(counts) == total
+        duplicates = sum(int(n) - 1 for n in counts.values())
+        print(f"\n{total} tasks on RabbitMQ, 3 busy children killed: {duplicates} ran twice")
+        assert duplicates <= 3  # only the task running in each killed child runs again
+    finally:
+        worker.stop()
+        client.close()
+
+
+@pytest.fixture
+def rabbitmqctl() -> str:
+    path = shutil.which("rabbitmqctl")
+    if path is None or os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("restarting RabbitMQ needs rabbitmqctl, run as root (CI=true)")
+        pytest.skip("restarting RabbitMQ needs rabbitmqctl, run as root")
+    return path
+
+
+def test_worker_survives_a_rabbitmq_restart(url: str, e2e_dir: Path, rabbitmqctl: str) -> None:
+    client = client_for(url, e2e_dir)
+    worker = WorkerProcess(e2e_dir, url, "-c", "2", "-l", "info")
+    try:
+        wait_until_serving(client, worker)
+        queue = client.settings.default_queue
+        calls = [make_message("e2eapp.slow_add", [i, 0, 0.01], {}, queue=queue) for i in range(300)]
+        results = client.publish_many(calls)
+        results[30].get(timeout=60)
+        subprocess.run([rabbitmqctl, "stop_app"], check=True, capture_output=True, timeout=60)
+        try:
+            worker.wait_for_log("unreachable")
+        finally:
+            subprocess.run([rabbitmqctl, "start_app"], check=True, capture_output=True, timeout=120)
+        assert [r.get(timeout=120) for r in results] == list(range(300))
+        log = worker.log()
+        assert "reachable again" in log
+        assert log.count("unreachable") <= 3, log  # one line per outage and process
+        assert worker.proc.poll() is None
+    finally:
+        worker.stop()
+        client.close()
