@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,22 @@ def test_a_file_of_another_schema_version_is_refused_clearly(tmp_path: Path) -> 
     conn.close()
     with pytest.raises(ConfigurationError, match="schema version 99"):
         SQLiteBroker(url)
+
+
+def test_a_change_seen_just_before_a_look_brings_short_waits_then_blocking(tmp_path: Path) -> None:
+    """A commit's WAL write (the event) comes a moment before the commit is visible: a reader
+    that drained the event and found nothing must look again soon, not sleep to its timeout."""
+    from forkq.sqlitefile import ChangeWaiter
+
+    waiter = ChangeWaiter(str(tmp_path / "db.sqlite3"))
+    (tmp_path / "db.sqlite3-wal").write_bytes(b"frames")  # the commit's write
+    waiter.arm()  # drained, as a reader does right before it looks (and finds nothing yet)
+    started = time.monotonic()
+    assert waiter.wait(5.0) is True
+    assert time.monotonic() - started < 0.5
+    for _ in ChangeWaiter.SETTLE_STEPS:  # the short looks run out...
+        waiter.wait(5.0)
+    started = time.monotonic()
+    assert waiter.wait(0.3) is False  # ...then, with nothing new, it blocks to its timeout
+    assert time.monotonic() - started >= 0.25
+    waiter.close()
