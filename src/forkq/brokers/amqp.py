@@ -26,18 +26,23 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
-from forkq.brokers.amqp_topology import DECLARE_AGAIN_AFTER, Topology, bucket_ms
+from forkq.brokers.amqp_session import (
+    Keeper,
+    Message,
+    Session,
+    letter_from,
+    split_url,
+    topology_from,
+)
+from forkq.brokers.amqp_topology import DECLARE_AGAIN_AFTER, bucket_ms
 from forkq.brokers.base import (
     Broker,
     Consumer,
@@ -46,62 +51,9 @@ from forkq.brokers.base import (
     check_fetch_args,
     lease_ttl_from_url,
 )
-from forkq.exceptions import BrokerError, ConfigurationError
+from forkq.exceptions import BrokerError
 
-_OWN_PARAMS = ("prefix", "lease_ttl", "queue_type", "expires")
 EARLY_MS = 5  # a message arriving this close to its due time runs now
-KEEPER_INTERVAL = 1.0  # seconds between the keeper thread's looks at the connection
-
-
-@dataclass
-class _Message:
-    queue: str  # forkq queue name
-    tag: int
-    body: bytes
-    properties: pika.BasicProperties
-    redelivered: bool
-
-    @property
-    def headers(self) -> dict[str, Any]:
-        return dict(self.properties.headers or {})
-
-    @property
-    def starts(self) -> int:
-        try:
-            return max(0, int(self.headers.get("x-forkq-starts", 0)))
-        except (TypeError, ValueError):
-            return 0
-
-
-@dataclass
-class _Session:
-    """One forkq consumer: its own channel, what RabbitMQ pushed to it, what it handed out."""
-
-    channel: BlockingChannel
-    consuming: dict[str, str] = field(default_factory=dict)  # consumer tag -> forkq queue
-    buffer: deque[_Message] = field(default_factory=deque)
-    held: dict[str, _Message] = field(default_factory=dict)  # receipt -> message
-    qos: int = 0
-
-
-def _split_url(url: str) -> tuple[str, dict[str, str]]:
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query)
-    own = {k: v for k, v in query if k in _OWN_PARAMS}
-    rest = urlencode([(k, v) for k, v in query if k not in _OWN_PARAMS])
-    return urlunsplit(parts._replace(query=rest)), own
-
-
-def _topology(own: dict[str, str], url: str) -> Topology:
-    queue_type = own.get("queue_type", "classic")
-    if queue_type not in ("classic", "quorum"):
-        raise ConfigurationError(f"queue_type in {url!r} must be classic or quorum")
-    expires = own.get("expires")
-    return Topology(
-        own.get("prefix", "forkq"),
-        quorum=queue_type == "quorum",
-        expires_ms=int(float(expires) * 1000) if expires else None,
-    )
 
 
 class AMQPBroker(Broker):
@@ -109,16 +61,15 @@ class AMQPBroker(Broker):
 
     def __init__(self, url: str) -> None:
         self.lease_ttl = lease_ttl_from_url(url)
-        pika_url, own = _split_url(url)
-        self.topology = _topology(own, url)
+        pika_url, own = split_url(url)
+        self.topology = topology_from(own, url)
         self._parameters = pika.URLParameters(pika_url)
         self._connection: pika.BlockingConnection | None = None
         self._publisher: BlockingChannel | None = None
-        self._sessions: dict[str, _Session] = {}
+        self._sessions: dict[str, Session] = {}
         self._declared: dict[str, float] = {}  # AMQP queue -> when this connection declared it
         self._lock = threading.RLock()
-        self._keeper: threading.Thread | None = None
-        self._keeper_stop = threading.Event()
+        self._keeper: Keeper | None = None
         self.url = url
 
     # -- connection ------------------------------------------------------------------------
@@ -255,24 +206,24 @@ class AMQPBroker(Broker):
             self._start_keeper()
         return got
 
-    def _session(self, consumer: Consumer) -> _Session:
+    def _session(self, consumer: Consumer) -> Session:
         session = self._sessions.get(consumer.name)
         if session is None or not session.channel.is_open:
-            session = _Session(self._open().channel())
+            session = Session(self._open().channel())
             self._sessions[consumer.name] = session
         return session
 
-    def _consume(self, session: _Session, queues: Sequence[str]) -> None:
+    def _consume(self, session: Session, queues: Sequence[str]) -> None:
         for queue in sorted(set(queues) - set(session.consuming.values())):
 
             def received(_ch: Any, method: Any, props: Any, body: bytes, q: str = queue) -> None:
-                message = _Message(q, method.delivery_tag, body, props, method.redelivered)
+                message = Message(q, method.delivery_tag, body, props, method.redelivered)
                 session.buffer.append(message)
 
             tag = session.channel.basic_consume(self._declare_work(queue), received)
             session.consuming[tag] = queue
 
-    def _pull(self, session: _Session, queues: Sequence[str], limit: int) -> int:
+    def _pull(self, session: Session, queues: Sequence[str], limit: int) -> int:
         before = len(session.buffer)
         for queue in queues:
             name = self._declare_work(queue)
@@ -280,11 +231,11 @@ class AMQPBroker(Broker):
                 method, props, body = session.channel.basic_get(name)
                 if method is None:
                     break
-                message = _Message(queue, method.delivery_tag, body, props, method.redelivered)
+                message = Message(queue, method.delivery_tag, body, props, method.redelivered)
                 session.buffer.append(message)
         return len(session.buffer) - before
 
-    def _set_qos(self, session: _Session, prefetch: int) -> None:
+    def _set_qos(self, session: Session, prefetch: int) -> None:
         # Classic queues: one limit for the channel, changed on the fly. Quorum queues only
         # take a per-consumer limit, fixed when each consumer starts.
         if session.qos != prefetch:
@@ -292,7 +243,7 @@ class AMQPBroker(Broker):
             session.channel.basic_qos(prefetch_count=prefetch, global_qos=not quorum)
             session.qos = prefetch
 
-    def _take(self, session: _Session, limit: int) -> list[Delivery]:
+    def _take(self, session: Session, limit: int) -> list[Delivery]:
         got: list[Delivery] = []
         now_ms = int(time.time() * 1000)
         while session.buffer and len(got) < limit:
@@ -311,8 +262,8 @@ class AMQPBroker(Broker):
 
     def _republish(
         self,
-        session: _Session,
-        message: _Message,
+        session: Session,
+        message: Message,
         *,
         starts: int | None = None,
         due_ms: int | None = None,
@@ -338,7 +289,7 @@ class AMQPBroker(Broker):
 
     # -- settling ----------------------------------------------------------------------------
 
-    def _held(self, consumer: Consumer, delivery: Delivery) -> tuple[_Session, _Message] | None:
+    def _held(self, consumer: Consumer, delivery: Delivery) -> tuple[Session, Message] | None:
         session = self._sessions.get(consumer.name)
         if session is None or delivery.receipt not in session.held:
             return None  # not this process's to settle: RabbitMQ redelivers it if need be
@@ -464,7 +415,7 @@ class AMQPBroker(Broker):
                 method, properties, body = self._browser.basic_get(self.topology.dead)
                 if method is None:
                     break
-                letters.append((method.delivery_tag, _letter(properties, body)))
+                letters.append((method.delivery_tag, letter_from(properties, body)))
             yield letters
         finally:
             if self._browser.is_open:
@@ -474,24 +425,11 @@ class AMQPBroker(Broker):
 
     def _start_keeper(self) -> None:
         if self._keeper is None:
-            self._keeper = threading.Thread(target=self._keep, name="forkq-amqp-keeper")
-            self._keeper.daemon = True
-            self._keeper.start()
-
-    def _keep(self) -> None:
-        """Answer heartbeats while the main thread runs a task (it then holds no lock)."""
-        while not self._keeper_stop.wait(KEEPER_INTERVAL):
-            if self._lock.acquire(blocking=False):
-                try:
-                    if self._connection is not None and self._connection.is_open:
-                        self._connection.process_data_events(time_limit=0)
-                except Exception:  # the main thread sees the same failure on its next call
-                    pass
-                finally:
-                    self._lock.release()
+            self._keeper = Keeper(self._lock, lambda: self._connection)
 
     def close(self) -> None:
-        self._keeper_stop.set()
+        if self._keeper is not None:
+            self._keeper.stop()
         with self._lock:
             connection, self._connection = self._connection, None
             self._forget_connection()
@@ -505,25 +443,4 @@ class AMQPBroker(Broker):
         self._sessions = {}
         self._declared = {}
         self._lock = threading.RLock()
-        self._keeper, self._keeper_stop = None, threading.Event()
-
-
-def _letter(properties: pika.BasicProperties, body: bytes) -> DeadLetter:
-    headers = dict(properties.headers or {})
-
-    def text(key: str) -> str:
-        value = headers.get(key, "")
-        return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
-
-    try:
-        failed_at = int(headers.get("x-forkq-failed-at", 0)) / 1000
-    except (TypeError, ValueError):
-        failed_at = 0.0
-    return DeadLetter(
-        properties.message_id or "",
-        text("x-forkq-queue"),
-        body,
-        text("x-forkq-reason") or "rejected by RabbitMQ",
-        failed_at,
-        properties.priority or 0,
-    )
+        self._keeper = None  # the parent's thread does not exist in this process

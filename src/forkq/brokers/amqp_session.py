@@ -1,0 +1,120 @@
+"""What the RabbitMQ broker keeps per consumer and message, the thread that answers heartbeats
+while a task runs, and the URL's own parameters. See `forkq.brokers.amqp`."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import pika
+from pika.adapters.blocking_connection import BlockingChannel
+
+from forkq.brokers.amqp_topology import Topology
+from forkq.brokers.base import DeadLetter
+from forkq.exceptions import ConfigurationError
+
+OWN_PARAMS = ("prefix", "lease_ttl", "queue_type", "expires")
+KEEPER_INTERVAL = 1.0  # seconds between the keeper thread's looks at the connection
+
+
+@dataclass
+class Message:
+    queue: str  # forkq queue name
+    tag: int
+    body: bytes
+    properties: pika.BasicProperties
+    redelivered: bool
+
+    @property
+    def headers(self) -> dict[str, Any]:
+        return dict(self.properties.headers or {})
+
+    @property
+    def starts(self) -> int:
+        try:
+            return max(0, int(self.headers.get("x-forkq-starts", 0)))
+        except (TypeError, ValueError):
+            return 0
+
+
+@dataclass
+class Session:
+    """One forkq consumer: its own channel, what RabbitMQ pushed to it, what it handed out."""
+
+    channel: BlockingChannel
+    consuming: dict[str, str] = field(default_factory=dict)  # consumer tag -> forkq queue
+    buffer: deque[Message] = field(default_factory=deque)
+    held: dict[str, Message] = field(default_factory=dict)  # receipt -> message
+    qos: int = 0
+
+
+def split_url(url: str) -> tuple[str, dict[str, str]]:
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query)
+    own = {k: v for k, v in query if k in OWN_PARAMS}
+    rest = urlencode([(k, v) for k, v in query if k not in OWN_PARAMS])
+    return urlunsplit(parts._replace(query=rest)), own
+
+
+def topology_from(own: dict[str, str], url: str) -> Topology:
+    queue_type = own.get("queue_type", "classic")
+    if queue_type not in ("classic", "quorum"):
+        raise ConfigurationError(f"queue_type in {url!r} must be classic or quorum")
+    expires = own.get("expires")
+    return Topology(
+        own.get("prefix", "forkq"),
+        quorum=queue_type == "quorum",
+        expires_ms=int(float(expires) * 1000) if expires else None,
+    )
+
+
+class Keeper:
+    """A thread that, once a second, answers AMQP heartbeats on a connection nobody else is
+    using (it only takes the lock when free: while the main thread runs a task)."""
+
+    def __init__(self, lock: threading.RLock, connection: Callable[[], Any]) -> None:
+        self._lock = lock
+        self._connection = connection
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="forkq-amqp-keeper", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(KEEPER_INTERVAL):
+            if self._lock.acquire(blocking=False):
+                try:
+                    connection = self._connection()
+                    if connection is not None and connection.is_open:
+                        connection.process_data_events(time_limit=0)
+                except Exception:  # the main thread sees the same failure on its next call
+                    pass
+                finally:
+                    self._lock.release()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def letter_from(properties: pika.BasicProperties, body: bytes) -> DeadLetter:
+    headers = dict(properties.headers or {})
+
+    def text(key: str) -> str:
+        value = headers.get(key, "")
+        return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+    try:
+        failed_at = int(headers.get("x-forkq-failed-at", 0)) / 1000
+    except (TypeError, ValueError):
+        failed_at = 0.0
+    return DeadLetter(
+        properties.message_id or "",
+        text("x-forkq-queue"),
+        body,
+        text("x-forkq-reason") or "rejected by RabbitMQ",
+        failed_at,
+        properties.priority or 0,
+    )
