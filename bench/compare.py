@@ -1,12 +1,14 @@
-"""forkq against Huey, Dramatiq, Celery and RQ on Redis, in one run, on this machine.
+"""forkq against Huey, Dramatiq, Celery and RQ on Redis, and Celery on RabbitMQ, in one run.
 
     .venv/bin/python bench/compare.py [--rounds 3] [--tasks 10000] [--systems forkq,huey,...]
 
 Installs the pinned peers (bench/peers.txt) into bench/.peers-venv on first use. Every system
 runs the same tasks (bench/apps/counter.py: one INCR, or one LPUSH for latency) at
-concurrency 2 with results ignored, on Redis database 14, which the harness flushes before
-each system's turn. Rounds interleave the systems in a new random order each time, so that the
-machine's drift hits all of them alike; figures are medians over rounds (min-max).
+concurrency 2 with results ignored; the brokers are Redis database 14, which the harness
+flushes before each system's turn, and RabbitMQ (vhost /, queues named for the run); the
+task bodies' counter is always in Redis. Rounds interleave the systems in a new random order
+each time, so that the machine's drift hits all of them alike; figures are medians over rounds
+(min-max).
 
 Throughput: N tasks are enqueued one call each (timed; and with the system's bulk call where
 it has one, timed separately), then the worker starts and drains them; the drain rate runs
@@ -27,6 +29,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -50,13 +53,20 @@ from rich.table import Table
 
 DB = 14
 REDIS = f"redis://127.0.0.1:6379/{DB}"
+AMQP = "amqp://guest:guest@127.0.0.1:5672/%2F"
 COUNTER, DONE = "bench:count", "bench:done"
 CONCURRENCY = 2
 DRAIN_TIMEOUT = 600.0
 
 
-def redis_systems(peers: str) -> list[System]:
+def all_systems(peers: str) -> list[System]:
     common = {"BENCH_REDIS_URL": REDIS, "BENCH_BROKER_URL": REDIS}
+    run = uuid.uuid4().hex[:8]  # RabbitMQ queues of this run only
+    amqp = {
+        "BENCH_REDIS_URL": REDIS,  # the task bodies' counter
+        "FORKQ_RESULT_BACKEND": REDIS,  # forkq needs one for failures; results are ignored
+        "BENCH_CELERY_QUEUE": f"bench-{run}",
+    }
     return [
         System("forkq", "forkq_app", sys.executable, common, bulk=True),
         System("huey", "huey_app", peers, common),
@@ -64,6 +74,21 @@ def redis_systems(peers: str) -> list[System]:
         System("dramatiq-p64", "dramatiq_app", peers, {**common, "dramatiq_queue_prefetch": "64"}),
         System("celery", "celery_app", peers, common),
         System("rq", "rq_app", peers, common, bulk=True, tasks_scale=0.05),
+        System(
+            "forkq-rabbitmq",
+            "forkq_app",
+            sys.executable,
+            {**amqp, "BENCH_BROKER_URL": f"{AMQP}?prefix=bench-{run}"},
+            bulk=True,
+            on_redis=False,
+        ),
+        System(
+            "celery-rabbitmq",
+            "celery_app",
+            peers,
+            {**amqp, "BENCH_BROKER_URL": AMQP},
+            on_redis=False,
+        ),
     ]
 
 
@@ -162,7 +187,7 @@ def spread(values: list[float], fmt: str) -> str:
 
 
 def report(results: dict[str, Runs], console: Console) -> None:
-    table = Table(title=f"Redis, {CONCURRENCY} workers, results ignored: medians (min-max)")
+    table = Table(title=f"{CONCURRENCY} workers, results ignored: medians (min-max)")
     for column in ("system", "drain/s", "enqueue/s", "bulk/s", "CPU µs/task", "Redis µs/task",
                    "p50 ms", "p99 ms", "gap p50", "gap p99", "cmds/task"):  # fmt: skip
         table.add_column(column, justify="right")
@@ -223,7 +248,7 @@ def main() -> None:
     with logs.open("w") as text_log:
         console.print("installing the peers into bench/.peers-venv (first run only)")
         peers = ensure_peers_venv(text_log)
-    chosen = [s for s in redis_systems(peers)
+    chosen = [s for s in all_systems(peers)
               if not options.systems or s.label in options.systems.split(",")]  # fmt: skip
     results = run_all(chosen, options, logs, console)
     report(results, console)
@@ -245,7 +270,7 @@ def run_all(
     chosen: list[System], options: argparse.Namespace, logs: Path, console: Console
 ) -> dict[str, Runs]:
     results = {s.label: Runs() for s in chosen}
-    steps = options.rounds * len(chosen) + len(chosen)
+    steps = options.rounds * len(chosen) + sum(s.on_redis for s in chosen)
     with logs.open("ab") as log, Progress(console=console) as progress, \
             tempfile.TemporaryDirectory() as scratch:  # fmt: skip
         bar = progress.add_task("benchmarks", total=steps)
@@ -256,7 +281,7 @@ def run_all(
                 one_round(system, tasks, options.latency_samples, options.gap_samples,
                           results[system.label], log)  # fmt: skip
                 progress.advance(bar)
-        for system in chosen:
+        for system in [s for s in chosen if s.on_redis]:  # MONITOR sees Redis only
             progress.update(bar, description=f"commands: {system.label}")
             tasks = max(100, int(options.count_tasks * system.tasks_scale))
             count_pass(system, tasks, results[system.label], log, Path(scratch))

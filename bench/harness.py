@@ -38,6 +38,7 @@ class System:
     env: dict[str, str] = field(default_factory=dict)
     bulk: bool = False  # has a bulk enqueue worth measuring
     tasks_scale: float = 1.0  # slow systems drain a fraction of the tasks
+    on_redis: bool = True  # its broker is Redis (else RabbitMQ)
 
     def environment(self) -> dict[str, str]:
         return {**os.environ, "PYTHONPATH": str(APPS), **self.env}

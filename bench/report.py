@@ -46,6 +46,7 @@ def cell(values: list[float], fmt: str) -> str:
 
 def table(results: dict[str, dict[str, Any]]) -> list[str]:
     lines = ["| system | " + " | ".join(h for _, h, _, _ in COLUMNS) + " | Redis commands/task |"]
+    # (rows named *-rabbitmq run on RabbitMQ; their Redis CPU is the task bodies' INCR only)
     lines.append("|" + " --- |" * (len(COLUMNS) + 2))
     for label, r in results.items():
         cells = [cell(r[key], fmt) for key, _, fmt, _ in COLUMNS]
@@ -79,7 +80,7 @@ def _median(r: dict[str, Any], key: str) -> float:
 
 
 def targets(results: dict[str, dict[str, Any]]) -> list[str]:
-    """Issue 4's targets for forkq on Redis, each marked met or missed."""
+    """Issues 4 and 5's targets, each marked met or missed."""
     ours, lines = results.get("forkq"), []
     if ours is None:
         return lines
@@ -98,6 +99,13 @@ def targets(results: dict[str, dict[str, Any]]) -> list[str]:
         check("latency p50 at most Huey's", p50 <= huey, f"{p50:.2f} ms vs {huey:.2f} ms")
     p99 = _median(ours, "p99")
     check("latency p99 at most 2 ms", p99 <= 2.0, f"{p99:.2f} ms")
+    rabbit, celery_rabbit = results.get("forkq-rabbitmq"), results.get("celery-rabbitmq")
+    if rabbit and celery_rabbit:
+        ratio = _median(rabbit, "drain") / _median(celery_rabbit, "drain")
+        check("on RabbitMQ, drain at least 2x Celery (issue 5)", ratio >= 2, f"x{ratio:.2f}")
+        p50, theirs = _median(rabbit, "p50"), _median(celery_rabbit, "p50")
+        check("on RabbitMQ, latency p50 at most Celery's (issue 5)", p50 <= theirs,
+              f"{p50:.2f} ms vs {theirs:.2f} ms")  # fmt: skip
     if ours["commands"] is not None:
         commands = ours["commands"]
         check("at most 2 Redis commands per task, amortised, enqueue included",
@@ -118,7 +126,7 @@ def render(record: dict[str, Any], method: str) -> str:
         f"{record['rounds']} rounds of {record['tasks']:,} tasks (RQ: a twentieth), "
         "systems interleaved in a new random order each round.",
         "",
-        "## Redis: throughput, CPU, latency, commands",
+        "## Throughput, CPU, latency, commands (Redis and RabbitMQ)",
         "",
         method,
         "",
@@ -129,7 +137,7 @@ def render(record: dict[str, Any], method: str) -> str:
         "",
         *ratios(results),
         "",
-        "Against issue 4's targets:",
+        "Against the targets of issues 4 (Redis) and 5 (RabbitMQ):",
         "",
         *targets(results),
         "",

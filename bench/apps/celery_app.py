@@ -12,6 +12,7 @@ from celery import Celery
 
 app = Celery("bench", broker=os.environ["BENCH_BROKER_URL"])
 app.conf.broker_connection_retry_on_startup = True
+app.conf.task_default_queue = os.environ.get("BENCH_CELERY_QUEUE", "celery")
 
 
 @app.task(ignore_result=True)
