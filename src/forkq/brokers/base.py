@@ -107,6 +107,10 @@ class Broker(abc.ABC):
         Messages whose receipt is in `running` had started, so their delivery count stands;
         the others were only prefetched and are not counted as run."""
 
+    def stop_fetching(self, consumer: Consumer) -> None:  # noqa: B027 - most engines pull
+        """`consumer` will not fetch again (its child takes no more work): engines that push
+        messages to consumers stop now, before its last ack frees room for another."""
+
     @abc.abstractmethod
     def heartbeat(self, worker: str) -> None:
         """Keep `worker`'s holds for `lease_ttl` more seconds. Holds of a worker that stops

@@ -107,6 +107,8 @@ class ConsumeProgram:
             for delivery in batch:
                 if stop.requested:
                     return
+                if budget == 1:  # the last task of this child: take no more work
+                    executor.broker.stop_fetching(executor.consumer)
                 executor.handle(delivery)
                 if budget is not None:
                     budget -= 1
