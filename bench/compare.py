@@ -46,7 +46,7 @@ from harness import (
     tree_cpu_seconds,
     worker,
 )
-from report import machine, render
+from report import cell, machine, render
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -178,12 +178,7 @@ def count_pass(system: System, tasks: int, runs: Runs, log: IO[bytes], scratch: 
 
 
 def spread(values: list[float], fmt: str) -> str:
-    if not values:
-        return "-"
-    median = format(statistics.median(values), fmt)
-    if len(values) == 1:
-        return median
-    return f"{median} ({format(min(values), fmt)}-{format(max(values), fmt)})"
+    return cell(values, fmt, dash="-")
 
 
 def report(results: dict[str, Runs], console: Console) -> None:
@@ -206,14 +201,13 @@ def report(results: dict[str, Runs], console: Console) -> None:
             "-" if r.commands is None else f"{r.commands:.2f} (+{r.scripted:.1f} in Lua)",
         )
     console.print(table)
-    ours = results.get("forkq")
-    if ours is None:
-        return
     for label, r in results.items():
-        if label != "forkq" and r.drain:
+        reference = "forkq-rabbitmq" if label.endswith("-rabbitmq") else "forkq"
+        ours = results.get(reference)
+        if ours is not None and label != reference and r.drain and ours.drain:
             drain = statistics.median(ours.drain) / statistics.median(r.drain)
             p50 = statistics.median(ours.p50) / statistics.median(r.p50)
-            console.print(f"forkq / {label}: drain x{drain:.2f}, latency p50 x{p50:.2f}")
+            console.print(f"{reference} / {label}: drain x{drain:.2f}, latency p50 x{p50:.2f}")
 
 
 def method_text() -> str:

@@ -35,13 +35,14 @@ def machine() -> dict[str, str]:
     }
 
 
-def cell(values: list[float], fmt: str) -> str:
+def cell(values: list[float], fmt: str, dash: str = "\u2013") -> str:
+    """Median (min-max) of the rounds."""
     if not values:
-        return "\u2013"
+        return dash
     median = format(statistics.median(values), fmt)
     if len(values) == 1:
         return median
-    return f"{median} ({format(min(values), fmt)}\u2013{format(max(values), fmt)})"
+    return f"{median} ({format(min(values), fmt)}{dash}{format(max(values), fmt)})"
 
 
 def table(results: dict[str, dict[str, Any]]) -> list[str]:
@@ -56,18 +57,18 @@ def table(results: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def ratios(results: dict[str, dict[str, Any]]) -> list[str]:
-    ours = results.get("forkq")
-    if ours is None:
-        return []
-    keys = [c for c in COLUMNS if ours[c[0]]]
-    lines = ["| forkq ÷ peer | " + " | ".join(h for _, h, _, _ in keys) + " |"]
+    """forkq on the same broker divided by each peer."""
+    keys = [c for c in COLUMNS if any(r[c[0]] for r in results.values())]
+    lines = ["| forkq ÷ peer, same broker | " + " | ".join(h for _, h, _, _ in keys) + " |"]
     lines.append("|" + " --- |" * (len(keys) + 1))
     for label, r in results.items():
-        if label == "forkq":
+        reference = "forkq-rabbitmq" if label.endswith("-rabbitmq") else "forkq"
+        ours = results.get(reference)
+        if ours is None or label == reference:
             continue
         cells = []
         for key, _, _, _ in keys:
-            if r[key]:
+            if r[key] and ours[key]:
                 cells.append(f"{statistics.median(ours[key]) / statistics.median(r[key]):.2f}")
             else:
                 cells.append("\u2013")
@@ -96,7 +97,7 @@ def targets(results: dict[str, dict[str, Any]]) -> list[str]:
     check("worker CPU per task at most 250 µs", cpu <= 250, f"{cpu:.0f} µs")
     if "huey" in results:
         p50, huey = _median(ours, "p50"), _median(results["huey"], "p50")
-        check("latency p50 at most Huey's", p50 <= huey, f"{p50:.2f} ms vs {huey:.2f} ms")
+        check("latency p50 at most Huey's", p50 <= huey, f"{p50:.3f} ms vs {huey:.3f} ms")
     p99 = _median(ours, "p99")
     check("latency p99 at most 2 ms", p99 <= 2.0, f"{p99:.2f} ms")
     rabbit, celery_rabbit = results.get("forkq-rabbitmq"), results.get("celery-rabbitmq")

@@ -16,7 +16,7 @@ import textwrap
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -330,3 +330,27 @@ def wait_until_serving(client: Forkq, worker: WorkerProcess) -> None:
             ping.get(timeout=0.5)
             return
     pytest.fail(f"worker not serving after {PING_TIMEOUT}s:\n{worker.log()}")
+
+
+def survive_outage(
+    client: Forkq, worker: WorkerProcess, stop: Callable[[], object], start: Callable[[], object]
+) -> None:
+    """300 tasks in flight when the broker stops, then starts again: every task completes, the
+    worker stays up and logs one line per outage and process, not one per attempt."""
+    from forkq.envelope import make_message
+
+    wait_until_serving(client, worker)
+    queue = client.settings.default_queue
+    calls = [make_message("e2eapp.slow_add", [i, 0, 0.01], {}, queue=queue) for i in range(300)]
+    results = client.publish_many(calls)
+    results[30].get(timeout=60)
+    stop()
+    try:
+        worker.wait_for_log("unreachable")
+    finally:
+        start()
+    assert [r.get(timeout=120) for r in results] == list(range(300))
+    log = worker.log()
+    assert "reachable again" in log
+    assert log.count("unreachable") <= 3, log
+    assert worker.proc.poll() is None

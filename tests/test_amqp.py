@@ -30,6 +30,7 @@ from tests.conftest import (
     engine_url,
     redis_reachable,
     results_url_for,
+    survive_outage,
     wait_until_serving,
 )
 
@@ -167,22 +168,12 @@ def rabbitmqctl() -> str:
 def test_worker_survives_a_rabbitmq_restart(url: str, e2e_dir: Path, rabbitmqctl: str) -> None:
     client = client_for(url, e2e_dir)
     worker = WorkerProcess(e2e_dir, url, "-c", "2", "-l", "info")
+
+    def app(action: str) -> None:
+        subprocess.run([rabbitmqctl, action], check=True, capture_output=True, timeout=120)
+
     try:
-        wait_until_serving(client, worker)
-        queue = client.settings.default_queue
-        calls = [make_message("e2eapp.slow_add", [i, 0, 0.01], {}, queue=queue) for i in range(300)]
-        results = client.publish_many(calls)
-        results[30].get(timeout=60)
-        subprocess.run([rabbitmqctl, "stop_app"], check=True, capture_output=True, timeout=60)
-        try:
-            worker.wait_for_log("unreachable")
-        finally:
-            subprocess.run([rabbitmqctl, "start_app"], check=True, capture_output=True, timeout=120)
-        assert [r.get(timeout=120) for r in results] == list(range(300))
-        log = worker.log()
-        assert "reachable again" in log
-        assert log.count("unreachable") <= 3, log  # one line per outage and process
-        assert worker.proc.poll() is None
+        survive_outage(client, worker, lambda: app("stop_app"), lambda: app("start_app"))
     finally:
         worker.stop()
         client.close()

@@ -17,7 +17,7 @@ import redis
 
 from forkq import Forkq
 from forkq.envelope import make_message
-from tests.conftest import WorkerProcess, wait_until_serving
+from tests.conftest import WorkerProcess, survive_outage, wait_until_serving
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -143,20 +143,7 @@ def test_worker_survives_a_redis_restart_and_loses_nothing(
     client = Forkq("e2e", broker=url)
     worker = WorkerProcess(e2e_dir, url, "-c", "2", "-l", "info")
     try:
-        wait_until_serving(client, worker)
-        queue = client.settings.default_queue
-        calls = [make_message("e2eapp.slow_add", [i, 0, 0.01], {}, queue=queue) for i in range(300)]
-        results = client.publish_many(calls)
-        results[30].get(timeout=60)
-        private_redis.stop()
-        worker.wait_for_log("unreachable")
-        private_redis.start()
-        assert [r.get(timeout=120) for r in results] == list(range(300))
-        log = worker.log()
-        assert "reachable again" in log
-        # One line per outage and process, not one per attempt.
-        assert log.count("unreachable") <= 3, log
-        assert worker.proc.poll() is None
+        survive_outage(client, worker, private_redis.stop, private_redis.start)
     finally:
         worker.stop()
         client.close()
