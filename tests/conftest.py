@@ -66,7 +66,7 @@ def redis_reachable() -> bool:
 def engine_url(engine: str, url: str) -> Iterator[str]:
     """Yield the URL if its server is up (with CI=true a missing server fails), then delete
     whatever the test left under its key prefix."""
-    if engine == "amqp":
+    if engine.startswith("amqp"):
         if not amqp_reachable():
             if os.environ.get("CI") == "true":
                 pytest.fail("RabbitMQ is not reachable on 127.0.0.1:5672 (CI=true: no skipping)")

@@ -65,6 +65,7 @@ class AMQPBroker(Broker):
         self.lease_ttl = lease_ttl_from_url(url)
         pika_url, own = split_url(url)
         self.topology = topology_from(own, url)
+        self.has_priorities = not self.topology.quorum
         self._parameters = pika.URLParameters(pika_url)
         self._connection: pika.BlockingConnection | None = None
         self._publisher: BlockingChannel | None = None  # confirm mode

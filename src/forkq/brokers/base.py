@@ -55,6 +55,8 @@ class Broker(abc.ABC):
     #: How the holds of a dead worker come back: "lease" (they expire after lease_ttl without
     #: heartbeats) or "connection" (the server redelivers when the holder's connection drops).
     recovers_by: str = "lease"
+    #: Whether priority 0-9 orders delivery (RabbitMQ quorum queues before 3.12: no).
+    has_priorities: bool = True
 
     @abc.abstractmethod
     def publish(self, queue: str, body: bytes, *, priority: int = 0, delay: float = 0.0) -> None:
