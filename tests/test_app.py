@@ -207,3 +207,31 @@ def test_a_forked_child_opens_its_own_connection(tmp_path: Any) -> None:
     assert os.waitpid(pid, 0)[1] == 0
     assert app.broker is parents  # the parent's is untouched and still works
     assert app.broker.size("default") == 1
+
+
+def test_get_rides_out_a_backend_outage_until_its_deadline() -> None:
+    from forkq.exceptions import BackendError
+
+    app = Forkq("t", broker=f"memory://{uuid.uuid4().hex}")
+    backend = app.backend
+    backend.store("t-1", "SUCCESS", encode_record(success_record(5)), 60)
+    real_wait, failures = backend.wait, []
+
+    def wait(task_id: str, timeout: float) -> Any:
+        if len(failures) < 2:  # the server restarts: two failed attempts, then it answers
+            failures.append(task_id)
+            raise BackendError("connection refused")
+        return real_wait(task_id, timeout)
+
+    backend.wait = wait  # type: ignore[method-assign]
+    assert app.AsyncResult("t-1").get(timeout=10) == 5
+    assert len(failures) == 2
+
+    def down(task_id: str, timeout: float) -> Any:
+        raise BackendError("down")
+
+    backend.wait = down  # type: ignore[method-assign]
+    started = time.monotonic()
+    with pytest.raises(BackendError):  # still down at the deadline: the error, not a hang
+        app.AsyncResult("t-1").get(timeout=0.5)
+    assert time.monotonic() - started < 2

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import traceback as tb
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from forkq.exceptions import ResultTimeout, TaskFailed
+from forkq.exceptions import BackendError, ResultTimeout, TaskFailed
+from forkq.outage import Outage
 from forkq.states import FAILURE, PENDING, READY_STATES, SUCCESS
+
+log = logging.getLogger("forkq.client")
 
 if TYPE_CHECKING:
     from forkq.app import Forkq
@@ -107,9 +111,19 @@ class AsyncResult:
         """
         limit = float("inf") if timeout is None else timeout
         deadline = time.monotonic() + limit
+        outage = Outage("result backend", log)
         while True:
-            # Wait in slices so that an unbounded get() still re-arms against lost wake-ups.
-            stored = self.app.backend.wait(self.id, min(60.0, deadline - time.monotonic()))
+            remaining = deadline - time.monotonic()
+            try:
+                # In slices, so that an unbounded get() still re-arms against lost wake-ups.
+                stored = self.app.backend.wait(self.id, min(60.0, max(0.0, remaining)))
+            except BackendError as exc:  # a restarting server: ride it out until the deadline
+                pause = outage.failed(exc)
+                if time.monotonic() + pause >= deadline:
+                    raise
+                time.sleep(pause)
+                continue
+            outage.succeeded()
             if stored is not None and stored.state in READY_STATES:
                 break
             if time.monotonic() >= deadline:

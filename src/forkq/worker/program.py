@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from forkq.app import Forkq
 from forkq.brokers import Consumer, Delivery
 from forkq.exceptions import BackendError, BrokerError, TimeLimitExceeded
+from forkq.outage import Outage
 from forkq.pool.child import EXIT_BOOT_FAILED, EXIT_CRASHED, EXIT_OK, Stopping, StopSignal
 from forkq.pool.exits import ChildExit
 from forkq.pool.scoreboard import SlotState, SlotView, SlotWriter
@@ -20,7 +21,6 @@ from forkq.pool.watch import TIME_LIMIT
 from forkq.result import encode_record, failure_record
 from forkq.worker.executor import Executor
 from forkq.worker.limits import TimeLimits
-from forkq.worker.outage import Outage
 
 log = logging.getLogger("forkq.worker")
 
