@@ -15,6 +15,7 @@ test: $(VENV)/.dev-installed lint typecheck
 # forkq against Huey, Dramatiq, Celery and RQ on this machine (about 10 minutes); writes
 # docs/benchmarks.md. The peers go into bench/.peers-venv, never into .venv.
 bench: $(VENV)/.dev-installed
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	scripts/ensure-services
 	$(BIN)/python bench/compare.py
 

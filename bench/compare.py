@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import redis
+from charts import draw
 from harness import (
     HERE,
     System,
@@ -217,8 +218,9 @@ def method_text() -> str:
 
 
 def write_doc(record: dict[str, Any], doc: Path, console: Console) -> None:
-    doc.write_text(render(record, method_text()))
-    console.print(f"wrote {doc}")
+    charts = draw(record, doc.parent / "benchmarks")
+    doc.write_text(render(record, method_text(), [c.relative_to(doc.parent) for c in charts]))
+    console.print(f"wrote {doc} and {len(charts)} charts")
 
 
 def main() -> None:

@@ -114,7 +114,7 @@ def targets(results: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
-def render(record: dict[str, Any], method: str) -> str:
+def render(record: dict[str, Any], method: str, charts: list[Path] | None = None) -> str:
     info, results = record["machine"], record["results"]
     versions = ", ".join(f"{name} {version}" for name, version in record["versions"].items())
     parts = [
@@ -132,6 +132,8 @@ def render(record: dict[str, Any], method: str) -> str:
         method,
         "",
         *table(results),
+        "",
+        *[f"![{chart.stem}]({chart})" for chart in charts or []],
         "",
         "Ratios of medians (above 1 means forkq's figure is higher; for CPU and latency, "
         "lower is better):",

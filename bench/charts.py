@@ -1,0 +1,69 @@
+"""PNG charts for docs/benchmarks.md: drain throughput and latency per system, medians with
+min-max bars, drawn from the raw figures bench/compare.py saves."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+
+import matplotlib.pyplot as plt
+
+FORKQ_COLOR, PEER_COLOR = "#1f6feb", "#9aa4b2"
+
+
+def _spread(values: list[float]) -> tuple[float, float, float]:
+    median = statistics.median(values)
+    return median, median - min(values), max(values) - median
+
+
+def _bars(ax: Any, results: dict[str, dict[str, Any]], key: str, offset: float, width: float,
+          label: str, hatch: str = "") -> None:  # fmt: skip
+    labels = [name for name, r in results.items() if r[key]]
+    figures = [_spread(results[name][key]) for name in labels]
+    colors = [FORKQ_COLOR if name.startswith("forkq") else PEER_COLOR for name in labels]
+    positions = [i + offset for i in range(len(labels))]
+    ax.bar(
+        positions,
+        [f[0] for f in figures],
+        width,
+        yerr=[[f[1] for f in figures], [f[2] for f in figures]],
+        color=colors,
+        hatch=hatch,
+        edgecolor="black",
+        linewidth=0.5,
+        capsize=3,
+        label=label,
+    )
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+
+
+def draw(record: dict[str, Any], folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    results = record["results"]
+    drawn = []
+
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    _bars(ax, results, "drain", 0.0, 0.7, "drain")
+    ax.set_ylabel("tasks per second (higher is better)")
+    ax.set_title(f"Drain: {record['tasks']:,} INCR tasks, 2 workers, results ignored")
+    fig.tight_layout()
+    drawn.append(folder / "throughput.png")
+    fig.savefig(drawn[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    _bars(ax, results, "p50", -0.2, 0.4, "p50")
+    _bars(ax, results, "p99", 0.2, 0.4, "p99", hatch="//")
+    ax.set_yscale("log")
+    ax.set_ylabel("ms, enqueue to done (lower is better; log scale)")
+    ax.set_title("Latency, idle worker, tasks back to back: p50 (plain) and p99 (hatched)")
+    fig.tight_layout()
+    drawn.append(folder / "latency.png")
+    fig.savefig(drawn[-1], dpi=110)
+    plt.close(fig)
+    return drawn
