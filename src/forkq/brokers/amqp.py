@@ -32,8 +32,8 @@ from typing import Any
 
 import pika
 import pika.exceptions
-from pika.adapters.blocking_connection import BlockingChannel
 
+from forkq.brokers.amqp_publish import Publisher
 from forkq.brokers.amqp_session import (
     Keeper,
     Message,
@@ -42,7 +42,6 @@ from forkq.brokers.amqp_session import (
     split_url,
     topology_from,
 )
-from forkq.brokers.amqp_topology import DECLARE_AGAIN_AFTER, bucket_ms
 from forkq.brokers.base import (
     Broker,
     Consumer,
@@ -68,11 +67,8 @@ class AMQPBroker(Broker):
         self.has_priorities = not self.topology.quorum
         self._parameters = pika.URLParameters(pika_url)
         self._connection: pika.BlockingConnection | None = None
-        self._publisher: BlockingChannel | None = None  # confirm mode
-        self._bulk: BlockingChannel | None = None  # transaction mode, for publish_many
-        self._returned: list[str] = []  # unroutable messages RabbitMQ sent back in a batch
+        self.publisher = Publisher(self.topology, self._open)
         self._sessions: dict[str, Session] = {}
-        self._declared: dict[str, float] = {}  # AMQP queue -> when this connection declared it
         self._lock = threading.RLock()
         self._keeper: Keeper | None = None
         self.url = url
@@ -86,15 +82,9 @@ class AMQPBroker(Broker):
         return self._connection
 
     def _forget_connection(self) -> None:
-        self._connection, self._publisher, self._bulk = None, None, None
+        self._connection = None
+        self.publisher.forget()
         self._sessions.clear()  # their channels died with the connection: RabbitMQ requeues
-        self._declared.clear()
-
-    def _channel(self) -> BlockingChannel:
-        if self._publisher is None or not self._publisher.is_open:
-            self._publisher = self._open().channel()
-            self._publisher.confirm_delivery()
-        return self._publisher
 
     @contextmanager
     def _using(self) -> Iterator[None]:
@@ -105,21 +95,8 @@ class AMQPBroker(Broker):
                 self._forget_connection()
                 raise BrokerError(f"rabbitmq broker: connection lost ({exc!r})") from exc
             except (pika.exceptions.AMQPError, OSError) as exc:
-                self._publisher = self._bulk = None  # a channel error closes the channel
+                self.publisher.forget_channels()  # a channel error closes the channel
                 raise BrokerError(f"rabbitmq broker: {exc!r}") from exc
-
-    def _declare(self, amqp_queue: str, arguments: dict[str, Any]) -> None:
-        declared = self._declared.get(amqp_queue)
-        if declared is not None and time.monotonic() - declared < DECLARE_AGAIN_AFTER:
-            return
-        self._channel().queue_declare(amqp_queue, durable=True, arguments=arguments)
-        self._declared[amqp_queue] = time.monotonic()
-
-    def _declare_work(self, queue: str) -> str:
-        name = self.topology.queue(queue)
-        self._declare(self.topology.dead, self.topology.dead_arguments())
-        self._declare(name, self.topology.work_arguments())
-        return name
 
     # -- publishing --------------------------------------------------------------------------
 
@@ -138,85 +115,11 @@ class AMQPBroker(Broker):
             for attempt in (1, 2):
                 try:
                     with self._using():
-                        self._publish_chunk(chunk)
+                        self.publisher.publish_chunk(chunk)
                     break
                 except BrokerError:
                     if attempt == 2 or self._connection is not None:  # not a lost connection
                         raise
-
-    def _publish_chunk(self, chunk: Sequence[tuple[str, bytes, int, float]]) -> None:
-        channel = self._channel() if len(chunk) == 1 else self._tx_channel()
-        for queue, body, priority, delay in chunk:
-            headers = {"x-forkq-starts": 0}
-            self._send(queue, body, min(9, max(0, int(priority))), headers, delay, channel)
-        if channel is not self._publisher:
-            channel.tx_commit()
-            self._open().process_data_events(time_limit=0)  # returns come before commit-ok
-            if self._returned:
-                returned, self._returned = self._returned, []
-                raise BrokerError(f"rabbitmq broker: {len(returned)} unroutable: {returned[0]}")
-
-    def _tx_channel(self) -> BlockingChannel:
-        if self._bulk is None or not self._bulk.is_open:
-            self._bulk = self._open().channel()
-            self._bulk.tx_select()
-            self._bulk.add_on_return_callback(
-                lambda _ch, method, _props, _body: self._returned.append(method.reply_text)
-            )
-        return self._bulk
-
-    def _send(
-        self,
-        queue: str,
-        body: bytes,
-        priority: int,
-        headers: dict[str, Any],
-        delay: float,
-        channel: BlockingChannel | None = None,
-    ) -> None:
-        """On the confirm channel (the default): returns once RabbitMQ has the message, raises
-        if not. On the transaction channel: the commit tells."""
-        channel = channel or self._channel()
-        name = self._declare_work(queue)
-        properties = pika.BasicProperties(
-            delivery_mode=pika.DeliveryMode.Persistent, priority=priority, headers=headers
-        )
-        if delay <= 0:
-            channel.basic_publish("", name, body, properties, mandatory=True)
-            return
-        due_ms = int((time.time() + delay) * 1000)
-        self._send_delayed(name, body, properties, due_ms, channel)
-
-    def _send_delayed(
-        self,
-        name: str,
-        body: bytes,
-        properties: pika.BasicProperties,
-        due_ms: int,
-        channel: BlockingChannel | None = None,
-    ) -> None:
-        bucket = bucket_ms(due_ms - int(time.time() * 1000))
-        self._declare_bucket(bucket)
-        headers = {**(properties.headers or {}), "x-forkq-due": due_ms, "forkq-bucket": bucket}
-        delayed = pika.BasicProperties(
-            delivery_mode=pika.DeliveryMode.Persistent,
-            priority=properties.priority,
-            headers=headers,
-        )
-        exchange = self.topology.delay_exchange
-        (channel or self._channel()).basic_publish(exchange, name, body, delayed, mandatory=True)
-
-    def _declare_bucket(self, bucket: int) -> None:
-        queue = self.topology.delay_queue(bucket)
-        declared = self._declared.get(queue)
-        if declared is not None and time.monotonic() - declared < DECLARE_AGAIN_AFTER:
-            return
-        channel, exchange = self._channel(), self.topology.delay_exchange
-        channel.exchange_declare(exchange, "headers", durable=True)
-        channel.queue_declare(queue, durable=True, arguments=self.topology.delay_arguments(bucket))
-        arguments = {"x-match": "all", "forkq-bucket": bucket}
-        channel.queue_bind(queue, exchange, routing_key="", arguments=arguments)
-        self._declared[queue] = time.monotonic()
 
     # -- consuming ---------------------------------------------------------------------------
 
@@ -261,13 +164,13 @@ class AMQPBroker(Broker):
                 message = Message(q, method.delivery_tag, body, props, method.redelivered)
                 session.buffer.append(message)
 
-            tag = session.channel.basic_consume(self._declare_work(queue), received)
+            tag = session.channel.basic_consume(self.publisher.declare_work(queue), received)
             session.consuming[tag] = queue
 
     def _pull(self, session: Session, queues: Sequence[str], limit: int) -> int:
         before = len(session.buffer)
         for queue in queues:
-            name = self._declare_work(queue)
+            name = self.publisher.declare_work(queue)
             while len(session.buffer) < limit:
                 method, props, body = session.channel.basic_get(name)
                 if method is None:
@@ -321,11 +224,13 @@ class AMQPBroker(Broker):
             priority=message.properties.priority if priority is None else priority,
             headers=headers,
         )
-        name = self._declare_work(message.queue)
+        name = self.publisher.declare_work(message.queue)
         if due_ms is None:
-            self._channel().basic_publish("", name, message.body, properties, mandatory=True)
+            self.publisher.channel().basic_publish(
+                "", name, message.body, properties, mandatory=True
+            )
         else:
-            self._send_delayed(name, message.body, properties, due_ms)
+            self.publisher.send_delayed(name, message.body, properties, due_ms)
         session.channel.basic_ack(message.tag)
 
     # -- settling ----------------------------------------------------------------------------
@@ -364,8 +269,8 @@ class AMQPBroker(Broker):
                     headers=headers,
                     message_id=uuid.uuid4().hex,
                 )
-                self._declare(self.topology.dead, self.topology.dead_arguments())
-                channel = self._channel()
+                self.publisher.declare(self.topology.dead, self.topology.dead_arguments())
+                channel = self.publisher.channel()
                 channel.basic_publish("", self.topology.dead, message.body, properties)
                 session.channel.basic_ack(message.tag)
 
@@ -415,15 +320,15 @@ class AMQPBroker(Broker):
 
     def purge(self, queue: str) -> int:
         with self._using():
-            name = self._declare_work(queue)
-            return int(self._channel().queue_purge(name).method.message_count)
+            name = self.publisher.declare_work(queue)
+            return int(self.publisher.channel().queue_purge(name).method.message_count)
 
     def size(self, queue: str) -> int:
         """Ready messages, plus those this process holds. Delayed messages sit in the shared
         delay queues and are not counted."""
         with self._using():
-            name = self._declare_work(queue)
-            ready = self._channel().queue_declare(name, passive=True).method.message_count
+            name = self.publisher.declare_work(queue)
+            ready = self.publisher.channel().queue_declare(name, passive=True).method.message_count
             mine = sum(
                 1
                 for s in self._sessions.values()
@@ -449,7 +354,7 @@ class AMQPBroker(Broker):
             for tag, letter in letters:
                 if chosen(letter):
                     if republish:
-                        self._send(letter.queue, letter.body, letter.priority, {}, 0.0)
+                        self.publisher.send(letter.queue, letter.body, letter.priority, {}, 0.0)
                     self._browser.basic_ack(tag)
                     taken += 1
         return taken
@@ -458,7 +363,7 @@ class AMQPBroker(Broker):
     def _browsing_dead(self) -> Iterator[list[tuple[int, DeadLetter]]]:
         """Every dead letter, read without ack on a channel of its own; closing it puts back
         (in order) whatever was not acked."""
-        self._declare(self.topology.dead, self.topology.dead_arguments())
+        self.publisher.declare(self.topology.dead, self.topology.dead_arguments())
         self._browser = self._open().channel()
         letters: list[tuple[int, DeadLetter]] = []
         try:
@@ -490,8 +395,8 @@ class AMQPBroker(Broker):
 
     def abandon(self) -> None:
         # In a forked child: the socket belongs to the parent's session; drop it unsaid.
-        self._connection, self._publisher, self._bulk = None, None, None
+        self._connection = None
+        self.publisher = Publisher(self.topology, self._open)
         self._sessions = {}
-        self._declared = {}
         self._lock = threading.RLock()
         self._keeper = None  # the parent's thread does not exist in this process

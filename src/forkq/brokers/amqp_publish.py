@@ -1,0 +1,127 @@
+"""Publishing to RabbitMQ for `forkq.brokers.amqp`: a confirm channel for single messages, a
+transaction channel for batches, and the declarations a publish needs (work queues, the dead
+queue, delay buckets), each made once per connection and again every ten minutes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pika
+from pika.adapters.blocking_connection import BlockingChannel
+
+from forkq.brokers.amqp_topology import DECLARE_AGAIN_AFTER, Topology, bucket_ms
+from forkq.exceptions import BrokerError
+
+
+class Publisher:
+    def __init__(self, topology: Topology, connection: Callable[[], Any]) -> None:
+        self.topology = topology
+        self._connection = connection  # opens the broker's connection when it is not open
+        self._confirming: BlockingChannel | None = None
+        self._bulk: BlockingChannel | None = None  # transaction mode, for batches
+        self._returned: list[str] = []  # unroutable messages RabbitMQ sent back in a batch
+        self._declared: dict[str, float] = {}  # AMQP queue -> when this connection declared it
+
+    def forget(self) -> None:
+        """The connection is gone: its channels and declarations with it."""
+        self.forget_channels()
+        self._declared.clear()
+
+    def forget_channels(self) -> None:
+        self._confirming = self._bulk = None
+
+    def channel(self) -> BlockingChannel:
+        """The confirm channel: a publish on it returns once RabbitMQ has the message."""
+        if self._confirming is None or not self._confirming.is_open:
+            self._confirming = self._connection().channel()
+            self._confirming.confirm_delivery()
+        return self._confirming
+
+    def declare(self, amqp_queue: str, arguments: dict[str, Any]) -> None:
+        declared = self._declared.get(amqp_queue)
+        if declared is not None and time.monotonic() - declared < DECLARE_AGAIN_AFTER:
+            return
+        self.channel().queue_declare(amqp_queue, durable=True, arguments=arguments)
+        self._declared[amqp_queue] = time.monotonic()
+
+    def declare_work(self, queue: str) -> str:
+        name = self.topology.queue(queue)
+        self.declare(self.topology.dead, self.topology.dead_arguments())
+        self.declare(name, self.topology.work_arguments())
+        return name
+
+    def publish_chunk(self, chunk: Sequence[tuple[str, bytes, int, float]]) -> None:
+        channel = self.channel() if len(chunk) == 1 else self._tx_channel()
+        for queue, body, priority, delay in chunk:
+            headers = {"x-forkq-starts": 0}
+            self.send(queue, body, min(9, max(0, int(priority))), headers, delay, channel)
+        if channel is not self._confirming:
+            channel.tx_commit()
+            self._connection().process_data_events(time_limit=0)  # returns come before commit-ok
+            if self._returned:
+                returned, self._returned = self._returned, []
+                raise BrokerError(f"rabbitmq broker: {len(returned)} unroutable: {returned[0]}")
+
+    def _tx_channel(self) -> BlockingChannel:
+        if self._bulk is None or not self._bulk.is_open:
+            self._bulk = self._connection().channel()
+            self._bulk.tx_select()
+            self._bulk.add_on_return_callback(
+                lambda _ch, method, _props, _body: self._returned.append(method.reply_text)
+            )
+        return self._bulk
+
+    def send(
+        self,
+        queue: str,
+        body: bytes,
+        priority: int,
+        headers: dict[str, Any],
+        delay: float,
+        channel: BlockingChannel | None = None,
+    ) -> None:
+        """On the confirm channel (the default): returns once RabbitMQ has the message, raises
+        if not. On the transaction channel: the commit tells."""
+        channel = channel or self.channel()
+        name = self.declare_work(queue)
+        properties = pika.BasicProperties(
+            delivery_mode=pika.DeliveryMode.Persistent, priority=priority, headers=headers
+        )
+        if delay <= 0:
+            channel.basic_publish("", name, body, properties, mandatory=True)
+            return
+        due_ms = int((time.time() + delay) * 1000)
+        self.send_delayed(name, body, properties, due_ms, channel)
+
+    def send_delayed(
+        self,
+        name: str,
+        body: bytes,
+        properties: pika.BasicProperties,
+        due_ms: int,
+        channel: BlockingChannel | None = None,
+    ) -> None:
+        bucket = bucket_ms(due_ms - int(time.time() * 1000))
+        self._declare_bucket(bucket)
+        headers = {**(properties.headers or {}), "x-forkq-due": due_ms, "forkq-bucket": bucket}
+        delayed = pika.BasicProperties(
+            delivery_mode=pika.DeliveryMode.Persistent,
+            priority=properties.priority,
+            headers=headers,
+        )
+        exchange = self.topology.delay_exchange
+        (channel or self.channel()).basic_publish(exchange, name, body, delayed, mandatory=True)
+
+    def _declare_bucket(self, bucket: int) -> None:
+        queue = self.topology.delay_queue(bucket)
+        declared = self._declared.get(queue)
+        if declared is not None and time.monotonic() - declared < DECLARE_AGAIN_AFTER:
+            return
+        channel, exchange = self.channel(), self.topology.delay_exchange
+        channel.exchange_declare(exchange, "headers", durable=True)
+        channel.queue_declare(queue, durable=True, arguments=self.topology.delay_arguments(bucket))
+        arguments = {"x-match": "all", "forkq-bucket": bucket}
+        channel.queue_bind(queue, exchange, routing_key="", arguments=arguments)
+        self._declared[queue] = time.monotonic()
