@@ -47,7 +47,7 @@ from harness import (
     tree_cpu_seconds,
     worker,
 )
-from report import cell, machine, render
+from report import cell, machine, reference_for, render
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -75,6 +75,22 @@ def all_systems(peers: str) -> list[System]:
         System("dramatiq-p64", "dramatiq_app", peers, {**common, "dramatiq_queue_prefetch": "64"}),
         System("celery", "celery_app", peers, common),
         System("rq", "rq_app", peers, common, bulk=True, tasks_scale=0.05),
+        System(  # fork per task: a new child for every task
+            "forkq-fork1",
+            "forkq_app",
+            sys.executable,
+            {**common, "BENCH_MAX_TASKS_PER_CHILD": "1"},
+            tasks_scale=0.02,
+            measures_latency=False,
+        ),
+        System(
+            "celery-fork1",
+            "celery_app",
+            peers,
+            {**common, "BENCH_MAX_TASKS_PER_CHILD": "1"},
+            tasks_scale=0.02,
+            measures_latency=False,
+        ),
         System(
             "forkq-rabbitmq",
             "forkq_app",
@@ -98,6 +114,7 @@ class Runs:
     """Every figure of one system, one entry per round."""
 
     drain: list[float] = field(default_factory=list)
+    startup: list[float] = field(default_factory=list)  # launch to first task done, seconds
     enqueue: list[float] = field(default_factory=list)
     bulk_enqueue: list[float] = field(default_factory=list)
     cpu_us: list[float] = field(default_factory=list)
@@ -145,6 +162,7 @@ def one_round(
     with worker(system, CONCURRENCY, log) as process:
         deadline = time.perf_counter() + DRAIN_TIMEOUT
         first, started = wait_count(client, 1, deadline)
+        runs.startup.append(started - process.launched_at)
         cpu_before, redis_before = tree_cpu_seconds(process.pid), server_cpu(client)
         _, finished = wait_count(client, tasks, deadline)
         cpu = tree_cpu_seconds(process.pid) - cpu_before
@@ -152,6 +170,8 @@ def one_round(
         runs.drain.append((tasks - first) / (finished - started))
         runs.cpu_us.append(cpu / (tasks - first) * 1e6)
         runs.redis_cpu_us.append(redis_cpu / (tasks - first) * 1e6)
+        if not system.measures_latency:
+            return
         back_to_back = drive(system, "latency", str(samples), "0")["ms"]
         runs.p50.append(percentile(back_to_back, 0.5))
         runs.p99.append(percentile(back_to_back, 0.99))
@@ -184,13 +204,15 @@ def spread(values: list[float], fmt: str) -> str:
 
 def report(results: dict[str, Runs], console: Console) -> None:
     table = Table(title=f"{CONCURRENCY} workers, results ignored: medians (min-max)")
-    for column in ("system", "drain/s", "enqueue/s", "bulk/s", "CPU µs/task", "Redis µs/task",
-                   "p50 ms", "p99 ms", "gap p50", "gap p99", "cmds/task"):  # fmt: skip
+    columns = ("system", "drain/s", "start s", "enqueue/s", "bulk/s", "CPU µs/task",
+               "Redis µs/task", "p50 ms", "p99 ms", "gap p50", "gap p99", "cmds/task")  # fmt: skip
+    for column in columns:
         table.add_column(column, justify="right")
     for label, r in results.items():
         table.add_row(
             label,
             spread(r.drain, ",.0f"),
+            spread(r.startup, ".2f"),
             spread(r.enqueue, ",.0f"),
             spread(r.bulk_enqueue, ",.0f"),
             spread(r.cpu_us, ",.0f"),
@@ -203,12 +225,15 @@ def report(results: dict[str, Runs], console: Console) -> None:
         )
     console.print(table)
     for label, r in results.items():
-        reference = "forkq-rabbitmq" if label.endswith("-rabbitmq") else "forkq"
+        reference = reference_for(label, results)
         ours = results.get(reference)
-        if ours is not None and label != reference and r.drain and ours.drain:
-            drain = statistics.median(ours.drain) / statistics.median(r.drain)
-            p50 = statistics.median(ours.p50) / statistics.median(r.p50)
-            console.print(f"{reference} / {label}: drain x{drain:.2f}, latency p50 x{p50:.2f}")
+        if ours is None or label.startswith("forkq") or not (r.drain and ours.drain):
+            continue
+        drain = statistics.median(ours.drain) / statistics.median(r.drain)
+        text = f"{reference} / {label}: drain x{drain:.2f}"
+        if r.p50 and ours.p50:
+            text += f", latency p50 x{statistics.median(ours.p50) / statistics.median(r.p50):.2f}"
+        console.print(text)
 
 
 def method_text() -> str:
@@ -266,7 +291,7 @@ def run_all(
     chosen: list[System], options: argparse.Namespace, logs: Path, console: Console
 ) -> dict[str, Runs]:
     results = {s.label: Runs() for s in chosen}
-    steps = options.rounds * len(chosen) + sum(s.on_redis for s in chosen)
+    steps = options.rounds * len(chosen) + sum(s.on_redis and s.measures_latency for s in chosen)
     with logs.open("ab") as log, Progress(console=console) as progress, \
             tempfile.TemporaryDirectory() as scratch:  # fmt: skip
         bar = progress.add_task("benchmarks", total=steps)
@@ -277,7 +302,8 @@ def run_all(
                 one_round(system, tasks, options.latency_samples, options.gap_samples,
                           results[system.label], log)  # fmt: skip
                 progress.advance(bar)
-        for system in [s for s in chosen if s.on_redis]:  # MONITOR sees Redis only
+        counted = [s for s in chosen if s.on_redis and s.measures_latency]  # MONITOR: Redis
+        for system in counted:
             progress.update(bar, description=f"commands: {system.label}")
             tasks = max(100, int(options.count_tasks * system.tasks_scale))
             count_pass(system, tasks, results[system.label], log, Path(scratch))

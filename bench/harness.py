@@ -39,6 +39,7 @@ class System:
     bulk: bool = False  # has a bulk enqueue worth measuring
     tasks_scale: float = 1.0  # slow systems drain a fraction of the tasks
     on_redis: bool = True  # its broker is Redis (else RabbitMQ)
+    measures_latency: bool = True  # and commands per task, when on Redis
 
     def environment(self) -> dict[str, str]:
         return {**os.environ, "PYTHONPATH": str(APPS), **self.env}
@@ -96,6 +97,7 @@ def drive(system: System, *args: str, timeout: float = 600) -> Any:
 @contextmanager
 def worker(system: System, concurrency: int, log: IO[bytes]) -> Iterator[subprocess.Popen[bytes]]:
     command = drive(system, "command", str(concurrency))
+    launched = time.perf_counter()
     process = subprocess.Popen(
         command,
         env=system.environment(),
@@ -104,6 +106,7 @@ def worker(system: System, concurrency: int, log: IO[bytes]) -> Iterator[subproc
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    process.launched_at = launched  # type: ignore[attr-defined]
     try:
         yield process
     finally:

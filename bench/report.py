@@ -10,6 +10,7 @@ from typing import Any
 
 COLUMNS = [  # (key, heading, format, higher is better)
     ("drain", "drain tasks/s", ",.0f", True),
+    ("startup", "start to first task done, s", ".2f", False),
     ("enqueue", "enqueue/s, one call each", ",.0f", True),
     ("bulk_enqueue", "enqueue/s, bulk", ",.0f", True),
     ("cpu_us", "worker CPU µs/task", ",.0f", False),
@@ -56,15 +57,25 @@ def table(results: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def reference_for(label: str, labels: Any) -> str:
+    """The forkq row a peer's row is compared with: same broker, same fork-per-task mode (RQ
+    forks a work horse per job, so it meets forkq forking per task)."""
+    if label.endswith("-rabbitmq"):
+        return "forkq-rabbitmq"
+    if (label.endswith("-fork1") or label == "rq") and "forkq-fork1" in labels:
+        return "forkq-fork1"
+    return "forkq"
+
+
 def ratios(results: dict[str, dict[str, Any]]) -> list[str]:
     """forkq on the same broker divided by each peer."""
     keys = [c for c in COLUMNS if any(r[c[0]] for r in results.values())]
     lines = ["| forkq ÷ peer, same broker | " + " | ".join(h for _, h, _, _ in keys) + " |"]
     lines.append("|" + " --- |" * (len(keys) + 1))
     for label, r in results.items():
-        reference = "forkq-rabbitmq" if label.endswith("-rabbitmq") else "forkq"
+        reference = reference_for(label, results)
         ours = results.get(reference)
-        if ours is None or label == reference:
+        if ours is None or label == reference or label.startswith("forkq"):
             continue
         cells = []
         for key, _, _, _ in keys:
@@ -100,6 +111,10 @@ def targets(results: dict[str, dict[str, Any]]) -> list[str]:
         check("latency p50 at most Huey's", p50 <= huey, f"{p50:.3f} ms vs {huey:.3f} ms")
     p99 = _median(ours, "p99")
     check("latency p99 at most 2 ms", p99 <= 2.0, f"{p99:.2f} ms")
+    forking, rq = results.get("forkq-fork1"), results.get("rq")
+    if forking and rq:
+        ratio = _median(forking, "drain") / _median(rq, "drain")
+        check("fork per task at least 4x RQ (issue 6)", ratio >= 4, f"x{ratio:.2f}")
     rabbit, celery_rabbit = results.get("forkq-rabbitmq"), results.get("celery-rabbitmq")
     if rabbit and celery_rabbit:
         ratio = _median(rabbit, "drain") / _median(celery_rabbit, "drain")

@@ -27,7 +27,10 @@ def ping() -> None:
 
 def worker_command(concurrency: int) -> list[str]:
     cli = str(Path(sys.executable).parent / "celery")
-    return [cli, "-A", "celery_app", "worker", "-c", str(concurrency), "-l", "warning"]
+    command = [cli, "-A", "celery_app", "worker", "-c", str(concurrency), "-l", "warning"]
+    if per_child := os.environ.get("BENCH_MAX_TASKS_PER_CHILD"):
+        command += ["--max-tasks-per-child", per_child]
+    return command
 
 
 def enqueue(count: int, bulk: bool) -> None:

@@ -25,8 +25,11 @@ def ping() -> None:
 
 def worker_command(concurrency: int) -> list[str]:
     url = os.environ["BENCH_BROKER_URL"]
-    return [sys.executable, "-m", "forkq", "worker", "-A", "forkq_app", "--broker", url,
-            "-c", str(concurrency), "-l", "warning"]  # fmt: skip
+    command = [sys.executable, "-m", "forkq", "worker", "-A", "forkq_app", "--broker", url,
+               "-c", str(concurrency), "-l", "warning"]  # fmt: skip
+    if per_child := os.environ.get("BENCH_MAX_TASKS_PER_CHILD"):
+        command += ["--max-tasks-per-child", per_child]
+    return command
 
 
 def enqueue(count: int, bulk: bool) -> None:
