@@ -81,13 +81,15 @@ class RedisBroker(Broker):
     def _ensure(self, queue: str) -> QueueKeys:
         keys = self._keys(queue)
         if queue not in self._ready_queues:
-            self.client.sadd(queues_key(self.prefix), queue)
+            # One round trip (a new child does this on its first fetch): BUSYGROUP, the group
+            # exists already, is the usual answer and not an error.
+            pipe = self.client.pipeline(transaction=False)
+            pipe.sadd(queues_key(self.prefix), queue)
             for stream in keys.bands_high_first:
-                try:
-                    self.client.xgroup_create(stream, GROUP, id="0", mkstream=True)
-                except redis.ResponseError as exc:
-                    if "BUSYGROUP" not in str(exc):
-                        raise
+                pipe.xgroup_create(stream, GROUP, id="0", mkstream=True)
+            for reply in pipe.execute(raise_on_error=False):
+                if isinstance(reply, redis.ResponseError) and "BUSYGROUP" not in str(reply):
+                    raise reply
             self._ready_queues.add(queue)
         return keys
 
@@ -202,14 +204,21 @@ class RedisBroker(Broker):
 
     def _recover_dead_workers(self, keys: list[QueueKeys]) -> None:
         """Every lease_ttl / 4: release what consumers of workers without a live `worker:`
-        key have held for longer than lease_ttl."""
+        key have held for longer than lease_ttl. One consumer per queue does it in each
+        period (the one that sets the queue's `recovering` key first), so many consumers, or
+        a child forked per task, cost one SET per queue, not a scan each."""
         now = time.time()
         if now < self._next_recovery:
             return
-        self._next_recovery = now + self.lease_ttl / 4
+        period_ms = max(1, int(self.lease_ttl * 1000 / 4))
+        self._next_recovery = now + period_ms / 1000
+        pipe = self.client.pipeline(transaction=False)
+        for k in keys:
+            pipe.set(k.recovering, 1, nx=True, px=period_ms)
+        mine = [k for k, won in zip(keys, pipe.execute(), strict=True) if won]
         consumers = {
             c["name"].decode()
-            for k in keys
+            for k in mine
             for stream in k.bands_high_first
             for c in self.client.xinfo_consumers(stream, GROUP)
             if c["pending"]
@@ -222,7 +231,7 @@ class RedisBroker(Broker):
         idle_ms = int(self.lease_ttl * 1000)
         for name in consumers:
             if name.split("/", 1)[0] not in alive:
-                for k in keys:
+                for k in mine:
                     self._release(keys=k.bands_high_first, args=[GROUP, name, idle_ms, "1"])
 
     def ack(self, consumer: Consumer, delivery: Delivery) -> None:

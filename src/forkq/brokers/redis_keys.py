@@ -10,6 +10,8 @@ and its Lua scripts touch a single slot):
                           member = "<nonce>|<priority>|<d>|<body>"
     {prefix:Q}:dead       stream of dead letters; fields b = body, r = reason,
                           t = time (ms), p = priority
+    {prefix:Q}:recovering set (NX, expiry lease_ttl / 4) by the one consumer that looks for
+                          dead workers' entries of Q in this period
 
 Per prefix:
 
@@ -63,6 +65,10 @@ class QueueKeys:
     @property
     def dead(self) -> str:
         return f"{self.tag}:dead"
+
+    @property
+    def recovering(self) -> str:
+        return f"{self.tag}:recovering"
 
 
 def queues_key(prefix: str) -> str:
