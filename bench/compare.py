@@ -253,7 +253,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--latency-samples", type=int, default=200)
-    parser.add_argument("--gap-samples", type=int, default=50)
+    parser.add_argument("--gap-samples", type=int, default=200)
     parser.add_argument("--count-tasks", type=int, default=10_000)
     parser.add_argument("--systems", default="", help="comma-separated labels (default: all)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "redis.json")
@@ -280,6 +280,8 @@ def main() -> None:
         "versions": peer_versions(peers),
         "rounds": options.rounds,
         "tasks": options.tasks,
+        "latency_samples": options.latency_samples,
+        "gap_samples": options.gap_samples,
         "results": {label: vars(r) for label, r in results.items()},
     }
     options.out.write_text(json.dumps(record, indent=1))

@@ -139,8 +139,10 @@ def render(record: dict[str, Any], method: str, charts: list[Path] | None = None
         "",
         f"Run on {record['date']}: {info['cpu']}, Linux {info['kernel']}, Python "
         f"{info['python']}, Redis {info['redis']}. Peers: {versions}. "
-        f"{record['rounds']} rounds of {record['tasks']:,} tasks (RQ: a twentieth), "
-        "systems interleaved in a new random order each round.",
+        f"{record['rounds']} rounds of {record['tasks']:,} tasks (RQ: a twentieth; forking a "
+        "child per task: a fiftieth), systems interleaved in a new random order each round; "
+        f"latency from {record.get('latency_samples', 200)} tasks back to back and "
+        f"{record.get('gap_samples', 50)} with 100 ms gaps per round.",
         "",
         "## Throughput, CPU, latency, commands (Redis and RabbitMQ)",
         "",
