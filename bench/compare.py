@@ -236,6 +236,18 @@ def report(results: dict[str, Runs], console: Console) -> None:
         console.print(text)
 
 
+def rabbitmq_version() -> str:
+    """What the server says of itself when a client connects."""
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP))
+    try:
+        version = connection._impl.server_properties.get("version", b"?")  # no public accessor
+    finally:
+        connection.close()
+    return version.decode() if isinstance(version, bytes) else str(version)
+
+
 def method_text() -> str:
     """The docstring's description of the method, for the generated page."""
     paragraphs = (__doc__ or "").split("\n\n")[2:]
@@ -276,7 +288,7 @@ def main() -> None:
     server: Any = redis.Redis.from_url(REDIS).info("server")
     record: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d"),
-        "machine": {**machine(), "redis": server["redis_version"]},
+        "machine": {**machine(), "redis": server["redis_version"], "rabbitmq": rabbitmq_version()},
         "versions": peer_versions(peers),
         "rounds": options.rounds,
         "tasks": options.tasks,
