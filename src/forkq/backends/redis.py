@@ -16,9 +16,9 @@ from typing import Any
 import redis
 
 from forkq.backends.base import ResultBackend, ResultWrite, StoredResult
-from forkq.brokers.redis import client_from_url
 from forkq.brokers.redis_keys import ready_key, result_key
 from forkq.exceptions import BackendError
+from forkq.redisclient import client_from_url
 from forkq.states import READY_STATES
 
 

@@ -275,32 +275,34 @@ class AMQPBroker(Broker):
                 session.channel.basic_ack(message.tag)
 
     def stop_fetching(self, consumer: Consumer) -> None:
+        with self._using():
+            session = self._sessions.get(consumer.name)
+            if session is not None:
+                self._cancel(session)
+
+    def _cancel(self, session: Session) -> None:
         """Cancel the consumer while it still holds a message: pika rejects what is in flight
         at a cancel, and RabbitMQ redelivers that as if this process had died (a start
         counted). So first no credit (qos = what is outstanding), and what was already sent
         goes into the buffer. With nothing outstanding a push can still cross the cancel."""
-        with self._using():
-            session = self._sessions.get(consumer.name)
-            if session is None or not session.consuming or not session.channel.is_open:
-                return
-            outstanding = len(session.held) + len(session.buffer)
-            if outstanding and not self.topology.quorum:
-                self._set_qos(session, outstanding)
-            self._open().process_data_events(time_limit=0)
-            for tag in list(session.consuming):
-                session.channel.basic_cancel(tag)
-            session.consuming.clear()
+        if not session.consuming or not session.channel.is_open:
+            return
+        outstanding = len(session.held) + len(session.buffer)
+        if outstanding and not self.topology.quorum:
+            self._set_qos(session, outstanding)
+        self._open().process_data_events(time_limit=0)
+        for tag in list(session.consuming):
+            session.channel.basic_cancel(tag)
+        session.consuming.clear()
 
     def release(self, consumer_name: str, running: Collection[str] = ()) -> int:
         """Only this process's own consumers: another process's (a dead child's) messages
         come back when its connection closes."""
-        session = self._sessions.get(consumer_name)
-        if session is not None:
-            self.stop_fetching(Consumer("", consumer_name))
         with self._using():
             session = self._sessions.pop(consumer_name, None)
             if session is None or not session.channel.is_open:
                 return 0
+            self._cancel(session)
             held = list(session.held.items())
             for receipt, message in held:
                 starts = message.starts + (1 if receipt in running else 0)

@@ -28,7 +28,6 @@ from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 
@@ -43,18 +42,9 @@ from forkq.brokers.base import (
 )
 from forkq.brokers.redis_keys import GROUP, QueueKeys, band_of, queues_key, worker_key
 from forkq.exceptions import BrokerError
+from forkq.redisclient import client_from_url
 
-_OWN_PARAMS = ("prefix", "lease_ttl")
 _MOVE_AT_ONCE = 1000  # delayed messages moved per fetch call
-
-
-def client_from_url(url: str) -> tuple[redis.Redis, str]:
-    """A client for the URL without forkq's own query parameters, and the key prefix."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query)
-    prefix = dict(query).get("prefix", "forkq")
-    rest = urlencode([(k, v) for k, v in query if k not in _OWN_PARAMS])
-    return redis.Redis.from_url(urlunsplit(parts._replace(query=rest))), prefix
 
 
 def _script(name: str) -> str:
