@@ -23,6 +23,7 @@ Names and arguments: `forkq.brokers.amqp_topology`. Driver errors become `Broker
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 import uuid
@@ -38,6 +39,7 @@ from forkq.brokers.amqp_session import (
     Keeper,
     Message,
     Session,
+    connection_parameters,
     letter_from,
     split_url,
     topology_from,
@@ -65,7 +67,7 @@ class AMQPBroker(Broker):
         pika_url, own = split_url(url)
         self.topology = topology_from(own, url)
         self.has_priorities = not self.topology.quorum
-        self._parameters = pika.URLParameters(pika_url)
+        self._parameters = connection_parameters(pika_url, own)
         self._connection: pika.BlockingConnection | None = None
         self.publisher = Publisher(self.topology, self._open)
         self._sessions: dict[str, Session] = {}
@@ -94,9 +96,22 @@ class AMQPBroker(Broker):
             except pika.exceptions.AMQPConnectionError as exc:
                 self._forget_connection()
                 raise BrokerError(f"rabbitmq broker: connection lost ({exc!r})") from exc
+            except ssl.SSLError as exc:  # pika raises a failed TLS handshake as it is
+                self._forget_connection()
+                raise BrokerError(self._tls_failure(exc)) from exc
             except (pika.exceptions.AMQPError, OSError) as exc:
                 self.publisher.forget_channels()  # a channel error closes the channel
                 raise BrokerError(f"rabbitmq broker: {exc!r}") from exc
+
+    def _tls_failure(self, exc: ssl.SSLError) -> str:
+        where = f"{self._parameters.host}:{self._parameters.port}"
+        text = f"rabbitmq broker: TLS with {where} failed: {exc.strerror or repr(exc)}"
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            text += (
+                " (ssl_ca_certs must name the CA that signed RabbitMQ's certificate, and the "
+                "certificate must name the URL's host)"
+            )
+        return text
 
     # -- publishing --------------------------------------------------------------------------
 

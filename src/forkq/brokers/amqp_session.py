@@ -1,8 +1,10 @@
 """What the RabbitMQ broker keeps per consumer and message, the thread that answers heartbeats
-while a task runs, and the URL's own parameters. See `forkq.brokers.amqp`."""
+while a task runs, and the URL's own parameters (TLS included). See `forkq.brokers.amqp`."""
 
 from __future__ import annotations
 
+import os
+import ssl
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -17,7 +19,8 @@ from forkq.brokers.amqp_topology import Topology
 from forkq.brokers.base import DeadLetter
 from forkq.exceptions import ConfigurationError
 
-OWN_PARAMS = ("prefix", "lease_ttl", "queue_type", "expires")
+TLS_PARAMS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")  # the names rediss:// URLs use
+OWN_PARAMS = ("prefix", "lease_ttl", "queue_type", "expires", *TLS_PARAMS)
 KEEPER_INTERVAL = 1.0  # seconds between the keeper thread's looks at the connection
 
 
@@ -70,6 +73,63 @@ def topology_from(own: dict[str, str], url: str) -> Topology:
         quorum=queue_type == "quorum",
         expires_ms=int(float(expires) * 1000) if expires else None,
     )
+
+
+def connection_parameters(pika_url: str, own: dict[str, str]) -> pika.URLParameters:
+    """pika's parameters for the URL without forkq's own parameters. `amqps://` verifies the
+    server's certificate and host name, against `ssl_ca_certs` or else the system's CAs, and
+    presents `ssl_certfile`/`ssl_keyfile` when given. A bad parameter is one ConfigurationError
+    (never the URL itself: it may hold a password)."""
+    parts = urlsplit(pika_url)
+    pikas_tls = "ssl_options" in dict(parse_qsl(parts.query))
+    tls = {k: v for k, v in own.items() if k in TLS_PARAMS}
+    if tls and parts.scheme.lower() != "amqps":
+        raise ConfigurationError(
+            f"RabbitMQ URL: TLS parameters ({', '.join(tls)}) need an amqps:// URL, "
+            f"not {parts.scheme}://"
+        )
+    if tls and pikas_tls:
+        raise ConfigurationError(
+            "RabbitMQ URL: give either ssl_ca_certs/ssl_certfile/ssl_keyfile or pika's "
+            "ssl_options, not both"
+        )
+    try:
+        # pika reads its own ssl_options as a Python literal and loads the files it names
+        parameters = pika.URLParameters(pika_url)
+    except (ValueError, TypeError, SyntaxError, AttributeError, OSError) as exc:
+        where = "ssl_options: " if pikas_tls and not isinstance(exc, ValueError) else ""
+        raise ConfigurationError(f"RabbitMQ URL: {where}{exc}") from None
+    if tls:
+        parameters.ssl_options = pika.SSLOptions(tls_context(tls))
+    return parameters
+
+
+def tls_context(tls: dict[str, str]) -> ssl.SSLContext:
+    ca, certfile, keyfile = (tls.get(name) for name in TLS_PARAMS)
+    if keyfile and not certfile:
+        raise ConfigurationError("RabbitMQ URL: ssl_keyfile needs ssl_certfile (its certificate)")
+    for name, path in tls.items():
+        if not os.path.isfile(path):
+            raise ConfigurationError(f"RabbitMQ URL: {name}={path}: no such file")
+
+    def no_password() -> bytes:  # OpenSSL would ask on the terminal instead
+        raise ConfigurationError(f"RabbitMQ URL: ssl_keyfile={keyfile or certfile} is encrypted")
+
+    try:
+        context = ssl.create_default_context(cafile=ca)  # CERT_REQUIRED, check_hostname
+    except OSError as exc:  # ssl.SSLError too: not PEM, say
+        raise ConfigurationError(
+            f"RabbitMQ URL: ssl_ca_certs={ca}: {exc.strerror or exc}"
+        ) from None
+    if certfile:
+        try:
+            context.load_cert_chain(certfile, keyfile, password=no_password)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"RabbitMQ URL: ssl_certfile={certfile}, ssl_keyfile={keyfile or certfile}: "
+                f"{exc.strerror or exc}"
+            ) from None
+    return context
 
 
 class Keeper:
