@@ -162,6 +162,16 @@ E2E_APP = textwrap.dedent(
         time.sleep(seconds)
         return self.request.id
 
+    COUNTERS = {}  # one connection per child: these tasks must be quick
+
+    @app.task(bind=True, ignore_result=True)
+    def counted_quietly(self, counter_url, seconds):
+        import redis
+        counter = COUNTERS.setdefault(counter_url, redis.Redis.from_url(counter_url))
+        counter.hincrby("runs", self.request.id, 1)
+        time.sleep(seconds)
+        counter.rpush("done", self.request.id)
+
     @app.task
     def die():
         os._exit(1)

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import redis
 
@@ -176,6 +177,42 @@ def test_kill_9_of_children_and_of_a_whole_worker_under_load(
         client.close()
 
 
+def test_kill_9_of_children_runs_again_only_what_was_running(
+    private_redis: PrivateRedis, e2e_dir: Path
+) -> None:
+    """Tasks without results have their acks kept back to ride with the next fetch; a child
+    killed with SIGKILL leaves them unsent. Its master acks them from the scoreboard, so only
+    the task that was running runs again."""
+    url = private_redis.url
+    counter_url = private_redis.url.replace("/0", "/1")
+    counter = redis.Redis.from_url(counter_url)
+    client = Forkq("e2e", broker=url)
+    # A batch of 32: up to 31 finished tasks' acks kept back when a child is killed.
+    worker = WorkerProcess(e2e_dir, url, "-c", "2", "--prefetch", "32", "-l", "warning")
+    try:
+        wait_until_serving(client, worker)
+        queue, total = client.settings.default_queue, 1000
+        message = make_message("e2eapp.counted_quietly", [counter_url, 0.0], {}, queue=queue)
+        client.publish_many([msgspec.structs.replace(message, id=f"t{n}") for n in range(total)])
+        seen: set[str] = set()
+        kills = {150, 300, 450}
+        while len(seen) < total:
+            popped = counter.blpop(["done"], timeout=60)
+            assert popped is not None, f"{len(seen)} of {total} tasks done within 60 s"
+            seen.add(popped[1].decode())
+            if len(seen) in kills:
+                kills.discard(len(seen))
+                os.kill(worker.children()[0], signal.SIGKILL)
+        runs = counter.hgetall("runs")
+        duplicates = sum(int(n) - 1 for n in runs.values())
+        print(f"\n{total} tasks without results, 3 busy children killed: {duplicates} ran twice")
+        print(worker.log())
+        assert len(runs) == total and duplicates <= 3  # at most the one running per kill
+    finally:
+        worker.stop()
+        client.close()
+
+
 def test_hostile_entries_pushed_straight_into_the_streams(
     private_redis: PrivateRedis, e2e_dir: Path
 ) -> None:
@@ -231,7 +268,7 @@ def test_result_and_ack_go_in_one_round_trip(private_redis: PrivateRedis) -> Non
     backend.close()
 
 
-def test_the_last_ack_of_a_batch_rides_with_the_next_fetch(private_redis: PrivateRedis) -> None:
+def test_the_acks_of_a_batch_ride_with_the_next_fetch(private_redis: PrivateRedis) -> None:
     from forkq.backends import open_backend
     from forkq.brokers import Consumer, open_broker
 
@@ -252,19 +289,46 @@ def test_the_last_ack_of_a_batch_rides_with_the_next_fetch(private_redis: Privat
     first, second = broker.fetch(holder, ["q"], 2, 0)
     broker.client.execute_command = counting  # type: ignore[attr-defined]
     broker.finish(holder, first, None, backend)
-    assert len(sent) == 1  # not the last of its batch: acked at once
     broker.finish(holder, second, None, backend)
-    assert len(sent) == 1 and observer.size("q") == 1  # the last: deferred
+    assert sent == [] and observer.size("q") == 2  # both acks kept back
+    assert broker.kept_acks() == [("q", first.receipt), ("q", second.receipt)]
     assert broker.fetch(holder, ["q"], 1, 0) == []
-    assert len(sent) == 2 and observer.size("q") == 0  # acked by the fetch script itself
+    assert len(sent) == 1 and observer.size("q") == 0  # both acked by the fetch script itself
+    assert broker.kept_acks() == []
 
     broker.publish("q", b"3")
     [third] = broker.fetch(holder, ["q"], 1, 0)
     broker.finish(holder, third, None, backend)
     assert observer.size("q") == 1
-    assert broker.release(holder.name) == 0  # the deferred ack goes first: nothing runs twice
+    assert broker.release(holder.name) == 0  # the kept ack goes first: nothing runs twice
     assert observer.size("q") == 0
     for engine in (broker, observer, backend):
+        engine.close()
+
+
+def test_a_dead_consumers_finished_tasks_are_acked_not_released(
+    private_redis: PrivateRedis,
+) -> None:
+    """What a child finished but had not acked when it died (read by its master from the
+    scoreboard) does not run again; what it had not finished does."""
+    from forkq.backends import open_backend
+    from forkq.brokers import Consumer, open_broker
+
+    child, master = open_broker(private_redis.url), open_broker(private_redis.url)
+    backend = open_backend(private_redis.url)
+    holder = Consumer("w", "w/0")
+    master.publish_many([("q", b"%d" % n, 0, 0.0) for n in range(4)])
+    batch = child.fetch(holder, ["q"], 4, 0)
+    for delivery in batch[:2]:
+        child.finish(holder, delivery, None, backend)
+    kept = child.kept_acks()
+    child.abandon()  # the child dies: its kept acks are never sent
+    released = master.release(holder.name, [batch[2].receipt], kept)
+    assert released == 2 and master.size("q") == 2
+    again = master.fetch(Consumer("w", "w/1"), ["q"], 4, 0)
+    assert sorted(d.body for d in again) == [b"2", b"3"]
+    assert [d.delivery_count for d in again if d.body == b"2"] == [2]  # it had started
+    for engine in (child, master, backend):
         engine.close()
 
 

@@ -36,6 +36,34 @@ def test_round_trip_of_each_state() -> None:
     assert board.read(1).pid == 0
 
 
+def test_unacked_pairs_survive_until_the_next_finish_and_only_whole_ones_are_kept() -> None:
+    board = Scoreboard(1)
+    slot = board.writer(0)
+    slot.start(1)
+    pairs = [("emails", "0-1732550000000-1"), ("q with spaces", "3-1732550000000-2")]
+    slot.finished(failed=False, unacked=pairs)
+    slot.busy("id-2", "proj.add", "0-1732550000000-3", "emails", None)
+    assert board.read(0).unacked == tuple(pairs)  # still there while the next task runs
+    many = [("q", f"0-1732550000000-{n}") for n in range(200)]  # more than the field holds
+    slot.finished(failed=False, unacked=many)
+    kept = board.read(0).unacked
+    assert 50 < len(kept) < 200 and kept == tuple(many[: len(kept)])
+    slot.finished(failed=False)
+    assert board.read(0).unacked == ()
+
+
+def test_a_write_cut_short_by_death_neither_hangs_the_reader_nor_yields_unacked() -> None:
+    board = Scoreboard(1)
+    slot = board.writer(0)
+    slot.start(7)
+    slot.finished(failed=False, unacked=[("q", "0-1-1")])
+    board._map[0:4] = (slot._seq + 1).to_bytes(4, "little")  # odd: the child died mid-write
+    for view in (board.read(0), board.read_final(0)):
+        assert view.pid == 7 and view.unacked == ()
+    slot.finished(failed=False, unacked=[("q", "0-1-2")])  # a write that completes
+    assert board.read_final(0).unacked == (("q", "0-1-2"),)
+
+
 def test_long_fields_are_truncated() -> None:
     board = Scoreboard(1)
     board.writer(0).busy("i" * 100, "n" * 500, "r" * 100, "q" * 100, None)

@@ -310,7 +310,12 @@ class AMQPBroker(Broker):
             session.channel.basic_cancel(tag)
         session.consuming.clear()
 
-    def release(self, consumer_name: str, running: Collection[str] = ()) -> int:
+    def release(
+        self,
+        consumer_name: str,
+        running: Collection[str] = (),
+        finished: Collection[tuple[str, str]] = (),  # this engine keeps no acks back
+    ) -> int:
         """Only this process's own consumers: another process's (a dead child's) messages
         come back when its connection closes."""
         with self._using():

@@ -87,9 +87,10 @@ class Broker(abc.ABC):
     ) -> None:
         """Store the task's result (when there is one to keep), then ack: in this order, so
         that a crash in between runs the task again rather than losing its result. Engines
-        that share a server with the backend do both in one round trip. An engine may send an
-        ack with this process's next call on the broker instead (Redis sends the last ack of a
-        fetched batch with the next fetch), but always before a release or close."""
+        that share a server with the backend do both in one round trip. An engine may keep the
+        ack back and send it with this process's next call on the broker (Redis sends the acks
+        of a fetched batch with the next fetch), but always before a release or close; until
+        then `kept_acks` lists it."""
         if result is not None:
             backend.store(result.task_id, result.state, result.payload, result.ttl)
         self.ack(consumer, delivery)
@@ -102,12 +103,23 @@ class Broker(abc.ABC):
     def dead_letter(self, consumer: Consumer, delivery: Delivery, reason: str) -> None:
         """Move the message to its queue's dead letters with the reason."""
 
+    def kept_acks(self) -> list[tuple[str, str]]:
+        """(queue, receipt) of each message this process finished but has not acked yet."""
+        return []
+
     @abc.abstractmethod
-    def release(self, consumer_name: str, running: Collection[str] = ()) -> int:
+    def release(
+        self,
+        consumer_name: str,
+        running: Collection[str] = (),
+        finished: Collection[tuple[str, str]] = (),
+    ) -> int:
         """Make everything `consumer_name` holds available again at once; return how many.
 
         Messages whose receipt is in `running` had started, so their delivery count stands;
-        the others were only prefetched and are not counted as run."""
+        the others were only prefetched and are not counted as run. `finished` lists what the
+        consumer had finished without acking (its `kept_acks`, read from the scoreboard after
+        it died): those are acked, not released."""
 
     def stop_fetching(self, consumer: Consumer) -> None:  # noqa: B027 - most engines pull
         """`consumer` will not fetch again (its child takes no more work): engines that push

@@ -118,7 +118,12 @@ class MemoryBroker(Broker):
                     str(dead_id), entry.queue, entry.body, reason, time.time(), entry.priority
                 )
 
-    def release(self, consumer_name: str, running: Collection[str] = ()) -> int:
+    def release(
+        self,
+        consumer_name: str,
+        running: Collection[str] = (),
+        finished: Collection[tuple[str, str]] = (),  # this engine keeps no acks back
+    ) -> int:
         s, count = self._store, 0
         with s.cond:
             for msg_id, entry in s.messages.items():

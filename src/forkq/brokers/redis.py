@@ -5,10 +5,10 @@ entries for the consumer, highest band first (one round trip); only when there i
 the consumer block in XREADGROUP (no polling; an idle consumer costs nothing). An entry stays
 pending for its consumer until it is settled (ack, requeue, dead-letter) or released.
 
-Round trips: a task whose result is kept has its result write and ack in one pipeline. The ack
-of the last task of a fetched batch, when there is no result to write, rides with the next
-fetch script, which the consumer sends right after it: a worker spends one command per task.
-Every other call of the process (release, close, any settle) sends a deferred ack first, so a
+Round trips: a task whose result is kept has its result write and ack in one pipeline. A task
+without a result to write has its ack kept back (`forkq.brokers.redis_acks`): the kept acks
+ride with the consumer's next fetch, so a batch of such tasks costs one round trip in all.
+Every other call of the process (release, close, any settle) sends kept acks first, so a
 consumer never releases an entry it has finished.
 
 Recovery: when a child dies its master releases what it held at once (`release.lua` puts the
@@ -40,6 +40,7 @@ from forkq.brokers.base import (
     check_fetch_args,
     lease_ttl_from_url,
 )
+from forkq.brokers.redis_acks import WaitingAcks
 from forkq.brokers.redis_keys import GROUP, QueueKeys, band_of, queues_key, worker_key
 from forkq.exceptions import BrokerError
 from forkq.redisclient import client_from_url
@@ -61,8 +62,7 @@ class RedisBroker(Broker):
         self._purge = self.client.register_script(_script("purge.lua"))
         self._ready_queues: set[str] = set()  # queues whose streams and groups exist
         self._next_recovery = 0.0
-        self._unsettled: set[str] = set()  # receipts fetched by this process, not settled yet
-        self._deferred: tuple[Consumer, Delivery] | None = None  # an ack for the next fetch
+        self._waiting = WaitingAcks()  # acks kept back for the next fetch
         self.url = url
 
     def _keys(self, queue: str) -> QueueKeys:
@@ -111,8 +111,7 @@ class RedisBroker(Broker):
             while True:
                 self._recover_dead_workers(keys)
                 got, next_due = self._claim(consumer, keys, limit)
-                self._flush_deferred()  # when its queue was not among those read
-                self._unsettled.update(d.receipt for d in got)
+                self._send_waiting()  # those of queues that were not read
                 remaining = deadline - time.monotonic()
                 if got or remaining <= 0:
                     return got
@@ -122,7 +121,6 @@ class RedisBroker(Broker):
                 block = min(remaining, max(0.001, wake_at - time.time()))
                 got = self._block(consumer, keys, limit, block)
                 if got:
-                    self._unsettled.update(d.receipt for d in got)
                     return got
 
     def _claim(
@@ -131,7 +129,6 @@ class RedisBroker(Broker):
         got: list[Delivery] = []
         next_due: float | None = None
         for k in keys:
-            ack_band, ack_id = self._take_deferred(consumer, k.queue)
             reply = self._fetch(
                 keys=[k.delayed, *k.bands_high_first],
                 args=[
@@ -140,8 +137,7 @@ class RedisBroker(Broker):
                     limit - len(got),
                     int(time.time() * 1000),
                     _MOVE_AT_ONCE,
-                    ack_band,
-                    ack_id,
+                    *self._waiting.take(consumer, k.queue),
                 ],
             )
             if reply[0]:
@@ -154,22 +150,16 @@ class RedisBroker(Broker):
                 break
         return got, next_due
 
-    def _take_deferred(self, consumer: Consumer, queue: str) -> tuple[str, str]:
-        """The deferred ack's (band, entry id) when it belongs in this fetch; ("", "") if not."""
-        if self._deferred is None:
-            return "", ""
-        held_by, delivery = self._deferred
-        if held_by != consumer or delivery.queue != queue:
-            return "", ""
-        self._deferred = None
-        band, entry_id = delivery.receipt.split("-", 1)
-        return band, entry_id
-
-    def _flush_deferred(self) -> None:
-        if self._deferred is not None:
-            consumer, delivery = self._deferred
-            self._deferred = None
-            self._settle_one(consumer, delivery, "ack", 0)
+    def _send_waiting(self, waiting: WaitingAcks | None = None) -> None:
+        """The kept acks, one fetch script per queue that reads nothing."""
+        with self._errors():
+            for consumer, queue, acks in (self._waiting if waiting is None else waiting).take_all():
+                k = self._keys(queue)
+                now_ms = int(time.time() * 1000)
+                self._fetch(
+                    keys=[k.delayed, *k.bands_high_first],
+                    args=[GROUP, consumer.name, 0, now_ms, 0, *acks],
+                )
 
     def _block(
         self, consumer: Consumer, keys: list[QueueKeys], limit: int, seconds: float
@@ -236,10 +226,12 @@ class RedisBroker(Broker):
     ) -> None:
         """With the results on the same Redis server and database: the result write and the
         ack in one pipeline, one round trip (result first, on the same connection)."""
-        self._flush_deferred()
-        if result is None and self._is_last_of_batch(delivery):
-            self._deferred = (consumer, delivery)  # sent with the fetch that comes next
+        if result is None:
+            self._waiting.add(consumer, delivery)  # sent with the fetch that comes next
+            if self._waiting.overdue():
+                self._send_waiting()
             return
+        self._send_waiting()
         queue_store = getattr(backend, "queue_store", None)
         if result is None or queue_store is None or not self._same_server(backend):
             super().finish(consumer, delivery, result, backend)
@@ -249,12 +241,6 @@ class RedisBroker(Broker):
             queue_store(pipe, result)
             self._settle_one(consumer, delivery, "ack", 0, client=pipe)
             pipe.execute()
-
-    def _is_last_of_batch(self, delivery: Delivery) -> bool:
-        if delivery.receipt not in self._unsettled:
-            return False
-        self._unsettled.discard(delivery.receipt)
-        return not self._unsettled
 
     def _same_server(self, backend: ResultBackend) -> bool:
         other = getattr(backend, "client", None)
@@ -275,8 +261,7 @@ class RedisBroker(Broker):
         self, consumer: Consumer, delivery: Delivery, action: str, arg: Any, client: Any = None
     ) -> None:
         if client is None:
-            self._flush_deferred()
-        self._unsettled.discard(delivery.receipt)
+            self._send_waiting()
         band, entry_id = delivery.receipt.split("-", 1)
         k = self._keys(delivery.queue)
         with self._errors():
@@ -295,10 +280,25 @@ class RedisBroker(Broker):
                 ],
             )
 
-    def release(self, consumer_name: str, running: Collection[str] = ()) -> int:
+    def kept_acks(self) -> list[tuple[str, str]]:
+        return self._waiting.pairs()
+
+    def release(
+        self,
+        consumer_name: str,
+        running: Collection[str] = (),
+        finished: Collection[tuple[str, str]] = (),
+    ) -> int:
         released = 0
         with self._errors():
-            self._flush_deferred()
+            self._send_waiting()
+            dead = WaitingAcks()  # what the consumer (a dead child) finished: ack, not release
+            for queue, receipt in finished:
+                dead.add(
+                    Consumer(consumer_name.split("/")[0], consumer_name),
+                    Delivery(receipt, queue, b"", 0),
+                )
+            self._send_waiting(dead)
             for queue in self._queues_of(consumer_name):
                 k = self._keys(queue)
                 released += int(
@@ -322,14 +322,14 @@ class RedisBroker(Broker):
 
     def purge(self, queue: str) -> int:
         with self._errors():
-            self._flush_deferred()
+            self._send_waiting()
             k = self._ensure(queue)
             return int(self._purge(keys=[*k.bands_high_first, k.delayed], args=[GROUP]))
 
     def size(self, queue: str) -> int:
         k = self._keys(queue)
         with self._errors():
-            self._flush_deferred()  # this process's own count includes its finished tasks
+            self._send_waiting()  # this process's own count includes its finished tasks
             pipe = self.client.pipeline(transaction=False)
             for stream in k.bands_high_first:
                 pipe.xlen(stream)
@@ -377,7 +377,7 @@ class RedisBroker(Broker):
 
     def close(self) -> None:
         with contextlib.suppress(BrokerError):
-            self._flush_deferred()
+            self._send_waiting()
         self.client.close()
 
     def abandon(self) -> None:

@@ -179,7 +179,12 @@ class SQLiteBroker(Broker):
                     "DELETE FROM forkq_messages WHERE id = ?", (int(delivery.receipt),)
                 )
 
-    def release(self, consumer_name: str, running: Collection[str] = ()) -> int:
+    def release(
+        self,
+        consumer_name: str,
+        running: Collection[str] = (),
+        finished: Collection[tuple[str, str]] = (),  # this engine keeps no acks back
+    ) -> int:
         started = [int(r) for r in running]
         marks = ",".join("?" * len(started)) or "NULL"
         with self._errors():

@@ -310,7 +310,7 @@ class Master:
             if child.pidfd is not None:
                 self._selector.unregister(child.pidfd)
                 os.close(child.pidfd)
-            seen = self.scoreboard.read(child.index)
+            seen = self.scoreboard.read_final(child.index)
             verdict = self._verdicts.pop(pid, None)
             # A time limit names one task; if the child moved on before the kill landed,
             # the kill is an ordinary death for the task it was running instead.

@@ -9,6 +9,12 @@ Slot layout (little-endian, `_SLOT`)::
 
     seq u32 | pid i32 | state u8 | started_at f64 | heartbeat f64 | deadline f64
     | done u64 | failed u64 | task_id 48s | receipt 64s | queue 64s | task_name 160s
+    | unacked 2048s
+
+`unacked` lists the (queue, receipt) pairs of messages the child finished but whose acks its
+broker kept back to send with its next call (`Broker.kept_acks`); when the child dies the
+master acks them instead of releasing them, so that they do not run again. Only whole pairs
+are written: one that does not fit is left out, and would at worst run twice.
 
 `deadline` is on the monotonic clock (system-wide on Linux, so the master can compare it with
 its own): the moment the running task passes its hard time limit, 0 when it has none.
@@ -16,17 +22,22 @@ its own): the moment the running task passes its hard time limit, 0 when it has 
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import mmap
 import struct
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from setproctitle import setproctitle
 
-_SLOT = struct.Struct("<Ii B 7x ddd QQ 48s 64s 64s 160s")
+_SLOT = struct.Struct("<Ii B 7x ddd QQ 48s 64s 64s 160s 2048s")
 _SEQ = struct.Struct("<I")
+_UNACKED = 2048
+_READ_PATIENCE = 0.1  # seconds; a live writer finishes a write in microseconds
+_PAIR, _NEXT = "\x1f", "\x1e"  # ASCII unit and record separators
 
 
 class SlotState(enum.IntEnum):
@@ -52,6 +63,7 @@ class SlotView:
     receipt: str
     queue: str
     task_name: str
+    unacked: tuple[tuple[str, str], ...] = ()
 
 
 class Scoreboard:
@@ -63,13 +75,28 @@ class Scoreboard:
         return SlotWriter(self._map, index * _SLOT.size)
 
     def read(self, index: int) -> SlotView:
+        """A consistent snapshot; if none comes within `_READ_PATIENCE` seconds the child
+        died in the middle of a write (it has not been reaped yet): its final state."""
         offset = index * _SLOT.size
-        while True:
+        give_up = time.monotonic() + _READ_PATIENCE
+        while time.monotonic() < give_up:
             before = _SEQ.unpack_from(self._map, offset)[0]
             raw = self._map[offset : offset + _SLOT.size]
             after = _SEQ.unpack_from(self._map, offset)[0]
             if before == after and not before & 1:
                 return _view(_SLOT.unpack(raw))
+        return self.read_final(index)
+
+    def read_final(self, index: int) -> SlotView:
+        """The last state of a slot whose child has exited, so no write is coming. A child
+        killed in the middle of a write leaves an odd sequence and a slot that may mix two
+        writes: it is returned as it is but without `unacked`, whose pairs could be torn (a
+        finished task then runs again rather than an unfinished one being acked)."""
+        offset = index * _SLOT.size
+        view = _view(_SLOT.unpack(self._map[offset : offset + _SLOT.size]))
+        if _SEQ.unpack_from(self._map, offset)[0] & 1:
+            return dataclasses.replace(view, unacked=())
+        return view
 
     def clear(self, index: int) -> None:
         """Master only, for a slot whose child is gone and before a new one is forked."""
@@ -93,6 +120,7 @@ class SlotWriter:
         self.started_at = self.deadline = 0.0
         self.done = self.failed = 0
         self.task_id = self.receipt = self.queue = self.task_name = ""
+        self.unacked = b""
 
     def start(self, pid: int) -> None:
         self.pid = pid
@@ -111,9 +139,10 @@ class SlotWriter:
         self.deadline = time.monotonic() + time_limit if time_limit else 0.0
         self._set(SlotState.BUSY)
 
-    def finished(self, failed: bool) -> None:
+    def finished(self, failed: bool, unacked: Sequence[tuple[str, str]] = ()) -> None:
         self.done += 1
         self.failed += int(failed)
+        self.unacked = _encode_pairs(unacked)
         self.idle()
 
     def exiting(self) -> None:
@@ -134,6 +163,7 @@ class SlotWriter:
             self.receipt.encode()[:64],
             self.queue.encode()[:64],
             self.task_name.encode()[:160],
+            self.unacked,
         )
         seq_field = slice(self._offset, self._offset + _SEQ.size)
         # Slice copies, not struct.pack_into: pack_into zeroes its target before writing,
@@ -148,7 +178,7 @@ class SlotWriter:
 
 
 def _view(fields: tuple[Any, ...]) -> SlotView:
-    _, pid, state, started, beat, deadline, done, failed, task_id, receipt, queue, name = fields
+    _, pid, state, started, beat, deadline, done, failed, task_id, receipt, queue, name, un = fields
     return SlotView(
         pid=pid,
         state=SlotState(state),
@@ -161,7 +191,23 @@ def _view(fields: tuple[Any, ...]) -> SlotView:
         receipt=_text(receipt),
         queue=_text(queue),
         task_name=_text(name),
+        unacked=_decode_pairs(_text(un)),
     )
+
+
+def _encode_pairs(pairs: Sequence[tuple[str, str]]) -> bytes:
+    out = b""
+    for queue, receipt in pairs:
+        record = f"{queue}{_PAIR}{receipt}{_NEXT}".encode()
+        if len(out) + len(record) > _UNACKED:
+            break
+        out += record
+    return out
+
+
+def _decode_pairs(text: str) -> tuple[tuple[str, str], ...]:
+    records = (r.split(_PAIR, 1) for r in text.split(_NEXT) if _PAIR in r)
+    return tuple((queue, receipt) for queue, receipt in records)
 
 
 def _text(raw: bytes) -> str:

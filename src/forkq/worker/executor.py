@@ -71,7 +71,7 @@ class Executor:
         if record.state == FAILURE or not self._ignores_result(task):
             record, write = self._result_write(message.id, record)
         self.broker.finish(self.consumer, delivery, write, self.backend)
-        self.slot.finished(failed=record.state == FAILURE)
+        self.slot.finished(failed=record.state == FAILURE, unacked=self.broker.kept_acks())
 
     def _accept(self, delivery: Delivery) -> tuple[Message, Task]:
         message = self.app.codec.decode(delivery.body)

@@ -139,7 +139,7 @@ class WorkerSupervision:
         if exit.reason == TIME_LIMIT and running:
             self._fail_timed_out(Consumer(self.worker_id, name), seen)
             running = []
-        released = self.app.broker.release(name, running)
+        released = self.app.broker.release(name, running, seen.unacked)
         if released:
             log.warning(
                 "released %d message(s) held by child %d (pid %d)%s",

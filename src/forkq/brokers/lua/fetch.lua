@@ -1,13 +1,15 @@
--- fetch.lua: ack the consumer's previous entry when one is given (the ack rides with the next
--- fetch: one round trip for both), move due delayed messages of one queue into its streams,
--- then read up to LIMIT new entries for CONSUMER, highest priority band first.
+-- fetch.lua: ack the entries given (acks the consumer has kept back ride with its next fetch:
+-- one round trip for all), move due delayed messages of one queue into its streams, then read
+-- up to LIMIT new entries for CONSUMER, highest priority band first. With LIMIT 0 and
+-- nothing to move it only acks.
 --
 -- KEYS[1]      {prefix:queue}:delayed   sorted set; score = due time (ms), member =
 --                                       "<nonce>|<priority>|<deliveries>|<body>"
 -- KEYS[2..5]   {prefix:queue}:b3 .. b0  streams, one per priority band (b3 first); entry
 --                                       fields: b = body, d = times started before, p = priority
 -- ARGV[1] group   ARGV[2] consumer   ARGV[3] limit   ARGV[4] now (ms)   ARGV[5] max to move
--- ARGV[6] band (0-3) of the entry to ack first, or ""   ARGV[7] its id
+-- ARGV[6], ARGV[7], ...   pairs: band (0-3) and id of each entry to ack first; an entry the
+--                         consumer does not hold (released from it meanwhile) is left alone
 --
 -- Returns { next_due_ms or false, band, id, body, deliveries, band, id, body, ... }
 local function split(member)
@@ -18,11 +20,11 @@ local function split(member)
          string.sub(member, c + 1)
 end
 
-if ARGV[6] ~= "" then
-  local stream = KEYS[5 - tonumber(ARGV[6])]
-  if #redis.call("XPENDING", stream, ARGV[1], ARGV[7], ARGV[7], 1, ARGV[2]) == 1 then
-    redis.call("XACK", stream, ARGV[1], ARGV[7])
-    redis.call("XDEL", stream, ARGV[7])
+for a = 6, #ARGV - 1, 2 do
+  local stream, id = KEYS[5 - tonumber(ARGV[a])], ARGV[a + 1]
+  if #redis.call("XPENDING", stream, ARGV[1], id, id, 1, ARGV[2]) == 1 then
+    redis.call("XACK", stream, ARGV[1], id)
+    redis.call("XDEL", stream, id)
   end
 end
 
