@@ -165,12 +165,12 @@ E2E_APP = textwrap.dedent(
     COUNTERS = {}  # one connection per child: these tasks must be quick
 
     @app.task(bind=True, ignore_result=True)
-    def counted_quietly(self, counter_url, seconds):
+    def counted_quietly(self, counter_url, seconds, key="runs"):
         import redis
         counter = COUNTERS.setdefault(counter_url, redis.Redis.from_url(counter_url))
-        counter.hincrby("runs", self.request.id, 1)
+        counter.hincrby(key, self.request.id, 1)
         time.sleep(seconds)
-        counter.rpush("done", self.request.id)
+        counter.rpush(f"{key}:done", self.request.id)
 
     @app.task
     def die():

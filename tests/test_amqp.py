@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pika
 import pytest
 import redis
@@ -153,6 +154,38 @@ def test_kill_9_of_busy_children_under_thousands_of_tasks(
     finally:
         worker.stop()
         client.close()
+
+
+def test_kill_9_of_children_running_tasks_without_results(
+    url: str, e2e_dir: Path, runs_key: str
+) -> None:
+    """Their acks are kept back to go as one per batch: a killed child's finished tasks of
+    the batch it was in come back and run again, at most --prefetch per kill."""
+    client = client_for(url, e2e_dir)
+    worker = WorkerProcess(e2e_dir, url, "-c", "2", "--prefetch", "4", "-l", "warning")
+    counter = redis.Redis.from_url(REDIS)
+    try:
+        wait_until_serving(client, worker)
+        queue, total = client.settings.default_queue, 1000
+        message = make_message("e2eapp.counted_quietly", [REDIS, 0.0, runs_key], {}, queue=queue)
+        client.publish_many([msgspec.structs.replace(message, id=f"t{n}") for n in range(total)])
+        seen: set[str] = set()
+        kills = {150, 300, 450}
+        while len(seen) < total:
+            popped = counter.blpop([f"{runs_key}:done"], timeout=60)
+            assert popped is not None, f"{len(seen)} of {total} tasks done within 60 s"
+            seen.add(popped[1].decode())
+            if len(seen) in kills:
+                kills.discard(len(seen))
+                os.kill(worker.children()[0], signal.SIGKILL)
+        counts = runs(runs_key)
+        duplicates = sum(int(n) - 1 for n in counts.values())
+        print(f"\n{total} tasks without results, 3 busy children killed: {duplicates} ran twice")
+        assert len(counts) == total and duplicates <= 3 * 4
+    finally:
+        worker.stop()
+        client.close()
+        counter.delete(f"{runs_key}:done")
 
 
 @pytest.fixture

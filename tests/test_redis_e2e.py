@@ -197,7 +197,7 @@ def test_kill_9_of_children_runs_again_only_what_was_running(
         seen: set[str] = set()
         kills = {150, 300, 450}
         while len(seen) < total:
-            popped = counter.blpop(["done"], timeout=60)
+            popped = counter.blpop(["runs:done"], timeout=60)
             assert popped is not None, f"{len(seen)} of {total} tasks done within 60 s"
             seen.add(popped[1].decode())
             if len(seen) in kills:

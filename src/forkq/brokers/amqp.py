@@ -6,6 +6,9 @@ publisher confirms, manual acks after the result is stored.
     fetch   ─► one channel per consumer, basic.qos = held + limit, basic.consume on each queue;
                deliveries wait in the channel's buffer until fetch hands them out
     ack     ─► basic.ack          requeue / dead-letter ─► publish (confirmed), then basic.ack
+    finish  ─► no result to store: the ack is kept back; one basic.ack (multiple) for the
+               batch with the next fetch, by the keeper thread during a long task, or before
+               any other call (see "Kept acks" in docs/architecture.md)
 
 Recovery is RabbitMQ's: when a child dies its connection closes and RabbitMQ redelivers what
 it held. A redelivered message is published again with x-forkq-starts + 1 before it runs, so
@@ -34,6 +37,7 @@ from typing import Any
 import pika
 import pika.exceptions
 
+from forkq.backends.base import ResultBackend, ResultWrite
 from forkq.brokers.amqp_publish import Publisher
 from forkq.brokers.amqp_session import (
     Keeper,
@@ -148,6 +152,7 @@ class AMQPBroker(Broker):
         deadline = time.monotonic() + timeout
         with self._using():
             session = self._session(consumer)
+            session.send_kept()
             got = self._take(session, limit)
             if timeout <= 0:
                 while len(got) < limit and self._pull(session, queues, limit - len(got)):
@@ -260,12 +265,30 @@ class AMQPBroker(Broker):
         with self._using():
             if found := self._held(consumer, delivery):
                 session, message = found
+                session.send_kept()
                 session.channel.basic_ack(message.tag)
+
+    def finish(
+        self,
+        consumer: Consumer,
+        delivery: Delivery,
+        result: ResultWrite | None,
+        backend: ResultBackend,
+    ) -> None:
+        """Without a result to store the ack is kept back, to go with the batch's others."""
+        if result is not None:
+            super().finish(consumer, delivery, result, backend)
+            return
+        with self._using():
+            if found := self._held(consumer, delivery):
+                session, message = found
+                session.keep(message.tag)
 
     def requeue(self, consumer: Consumer, delivery: Delivery, delay: float = 0.0) -> None:
         with self._using():
             if found := self._held(consumer, delivery):
                 session, message = found
+                session.send_kept()
                 due = int((time.time() + delay) * 1000) if delay > 0 else None
                 self._republish(session, message, due_ms=due)
 
@@ -273,6 +296,7 @@ class AMQPBroker(Broker):
         with self._using():
             if found := self._held(consumer, delivery):
                 session, message = found
+                session.send_kept()
                 headers = {
                     "x-forkq-queue": message.queue,
                     "x-forkq-reason": reason,
@@ -302,6 +326,7 @@ class AMQPBroker(Broker):
         goes into the buffer. With nothing outstanding a push can still cross the cancel."""
         if not session.consuming or not session.channel.is_open:
             return
+        session.send_kept()
         outstanding = len(session.held) + len(session.buffer)
         if outstanding and not self.topology.quorum:
             self._set_qos(session, outstanding)
@@ -323,6 +348,7 @@ class AMQPBroker(Broker):
             if session is None or not session.channel.is_open:
                 return 0
             self._cancel(session)
+            session.send_kept()  # with no consumer left to cancel, _cancel sent none
             held = list(session.held.items())
             for receipt, message in held:
                 starts = message.starts + (1 if receipt in running else 0)
@@ -403,11 +429,21 @@ class AMQPBroker(Broker):
 
     def _start_keeper(self) -> None:
         if self._keeper is None:
-            self._keeper = Keeper(self._lock, lambda: self._connection)
+            self._keeper = Keeper(self._lock, self._tend)
+
+    def _tend(self) -> None:
+        """From the keeper thread, while a task runs: kept acks go, heartbeats are answered."""
+        if self._connection is not None and self._connection.is_open:
+            for session in self._sessions.values():
+                session.send_kept()
+            self._connection.process_data_events(time_limit=0)
 
     def close(self) -> None:
         if self._keeper is not None:
             self._keeper.stop()
+        with self._lock, suppress(pika.exceptions.AMQPError, OSError):
+            for session in self._sessions.values():
+                session.send_kept()
         with self._lock:
             connection, self._connection = self._connection, None
             self._forget_connection()

@@ -53,6 +53,23 @@ class Session:
     buffer: deque[Message] = field(default_factory=deque)
     held: dict[str, Message] = field(default_factory=dict)  # receipt -> message
     qos: int = 0
+    kept_tag: int = 0  # the highest finished delivery tag whose ack is kept back; 0: none
+
+    def keep(self, tag: int) -> None:
+        """A finished message's ack waits, to go with the rest of its batch, as one ack with
+        `multiple`, which covers every tag below it. A child settles its messages in tag
+        order, so that is safe; a message settled out of order is acked at once instead."""
+        if any(held.tag < tag for held in self.held.values()):
+            self.send_kept()
+            self.channel.basic_ack(tag)
+        else:
+            self.kept_tag = max(self.kept_tag, tag)
+
+    def send_kept(self) -> None:
+        """One basic.ack (multiple) for every message kept back."""
+        if self.kept_tag and self.channel.is_open:
+            self.channel.basic_ack(self.kept_tag, multiple=True)
+        self.kept_tag = 0
 
 
 def split_url(url: str) -> tuple[str, dict[str, str]]:
@@ -133,12 +150,13 @@ def tls_context(tls: dict[str, str]) -> ssl.SSLContext:
 
 
 class Keeper:
-    """A thread that, once a second, answers AMQP heartbeats on a connection nobody else is
-    using (it only takes the lock when free: while the main thread runs a task)."""
+    """A thread that, once a second, tends a connection nobody else is using (it only takes
+    the lock when free: while the main thread runs a task): `tend` sends kept acks and
+    answers AMQP heartbeats."""
 
-    def __init__(self, lock: threading.RLock, connection: Callable[[], Any]) -> None:
+    def __init__(self, lock: threading.RLock, tend: Callable[[], None]) -> None:
         self._lock = lock
-        self._connection = connection
+        self._tend = tend
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="forkq-amqp-keeper", daemon=True)
         self._thread.start()
@@ -147,9 +165,7 @@ class Keeper:
         while not self._stop.wait(KEEPER_INTERVAL):
             if self._lock.acquire(blocking=False):
                 try:
-                    connection = self._connection()
-                    if connection is not None and connection.is_open:
-                        connection.process_data_events(time_limit=0)
+                    self._tend()
                 except Exception:  # the main thread sees the same failure on its next call
                     pass
                 finally:
