@@ -235,3 +235,21 @@ def test_get_rides_out_a_backend_outage_until_its_deadline() -> None:
     with pytest.raises(BackendError):  # still down at the deadline: the error, not a hang
         app.AsyncResult("t-1").get(timeout=0.5)
     assert time.monotonic() - started < 2
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("amqp://guest:s3cret@host:5672/%2F?prefix=p", "amqp://guest:***@host:5672/%2F?prefix=p"),
+        ("redis://:s3cret@host:6379/0", "redis://:***@host:6379/0"),
+        ("redis://host:6379/0", "redis://host:6379/0"),
+    ],
+)
+def test_urls_in_logs_and_errors_never_show_the_password(url: str, shown: str) -> None:
+    from forkq.brokers import open_broker
+    from forkq.settings import redacted
+
+    assert redacted(url) == shown
+    with pytest.raises(ConfigurationError) as error:
+        open_broker(url.replace("://", "x://", 1))  # an unknown scheme, named in the error
+    assert "s3cret" not in str(error.value)

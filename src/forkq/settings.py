@@ -11,11 +11,22 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from forkq.exceptions import ConfigurationError
 
 DEFAULT_URL = "sqlite:///forkq.sqlite3"
 DEFAULT_QUEUE = "default"
+
+
+def redacted(url: str) -> str:
+    """The URL as logs and error messages show it: with its password, if any, as ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
 
 _ENV_NAMES: dict[str, str] = {
     "broker_url": "FORKQ_BROKER_URL",

@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 
 from forkq.backends.base import ResultBackend, ResultWrite, StoredResult
 from forkq.exceptions import ConfigurationError
+from forkq.settings import redacted
 
 __all__ = ["ResultBackend", "ResultWrite", "StoredResult", "open_backend"]
 
@@ -30,6 +31,6 @@ def open_backend(url: str) -> ResultBackend:
             "FORKQ_RESULT_BACKEND) to a sqlite:/// or redis:// URL"
         )
     raise ConfigurationError(
-        f"unsupported result backend URL scheme {scheme!r} in {url!r}: "
+        f"unsupported result backend URL scheme {scheme!r} in {redacted(url)!r}: "
         "use sqlite:///PATH, redis://HOST:PORT/DB or memory://"
     )

@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 
 from forkq.brokers.base import Broker, Consumer, DeadLetter, Delivery
 from forkq.exceptions import ConfigurationError
+from forkq.settings import redacted
 
 __all__ = ["Broker", "Consumer", "DeadLetter", "Delivery", "open_broker"]
 
@@ -29,7 +30,7 @@ def open_broker(url: str) -> Broker:
 
         return MemoryBroker(url)
     raise ConfigurationError(
-        f"unsupported broker URL scheme {scheme!r} in {url!r}: "
+        f"unsupported broker URL scheme {scheme!r} in {redacted(url)!r}: "
         "use sqlite:///PATH, redis://HOST:PORT/DB, amqp://USER:PASSWORD@HOST:PORT/VHOST "
         "or memory://"
     )

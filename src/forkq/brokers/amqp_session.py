@@ -18,6 +18,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 from forkq.brokers.amqp_topology import Topology
 from forkq.brokers.base import DeadLetter
 from forkq.exceptions import ConfigurationError
+from forkq.settings import redacted
 
 TLS_PARAMS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")  # the names rediss:// URLs use
 OWN_PARAMS = ("prefix", "lease_ttl", "queue_type", "expires", *TLS_PARAMS)
@@ -83,7 +84,7 @@ def split_url(url: str) -> tuple[str, dict[str, str]]:
 def topology_from(own: dict[str, str], url: str) -> Topology:
     queue_type = own.get("queue_type", "classic")
     if queue_type not in ("classic", "quorum"):
-        raise ConfigurationError(f"queue_type in {url!r} must be classic or quorum")
+        raise ConfigurationError(f"queue_type in {redacted(url)!r} must be classic or quorum")
     expires = own.get("expires")
     return Topology(
         own.get("prefix", "forkq"),

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from forkq.backends.base import ResultBackend, ResultWrite
 from forkq.exceptions import ConfigurationError
+from forkq.settings import redacted
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,8 @@ def lease_ttl_from_url(url: str) -> float:
     try:
         ttl = float(raw)
     except ValueError:
-        raise ConfigurationError(f"lease_ttl in {url!r} must be a number of seconds") from None
+        shown = redacted(url)
+        raise ConfigurationError(f"lease_ttl in {shown!r} must be a number of seconds") from None
     if ttl <= 0:
-        raise ConfigurationError(f"lease_ttl in {url!r} must be > 0")
+        raise ConfigurationError(f"lease_ttl in {redacted(url)!r} must be > 0")
     return ttl

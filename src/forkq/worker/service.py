@@ -19,6 +19,7 @@ from typing import NoReturn
 from forkq import exitcodes, logs
 from forkq.app import Forkq
 from forkq.pool.master import Master, PoolConfig
+from forkq.settings import redacted
 from forkq.worker.limits import TimeLimits
 from forkq.worker.program import ConsumeOptions, ConsumeProgram, WorkerSupervision
 
@@ -80,7 +81,7 @@ def run_worker(app: Forkq, config: WorkerConfig) -> int:
             worker_id,
             config.concurrency,
             ",".join(config.queues),
-            app.settings.broker_url,
+            redacted(app.settings.broker_url),
         )
         code = master.run()
         if master.reload_requested:
