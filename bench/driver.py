@@ -5,8 +5,12 @@
     python driver.py APP latency COUNT GAP_MS      COUNT ping tasks one after another, each
                                                    awaited with BLPOP, after 4 untimed ones;
                                                    JSON milliseconds
+    python driver.py APP scan COUNT                COUNT scan tasks (parts 0, 1, ...), one
+                                                   call each; JSON seconds
+    python driver.py APP warm COUNT                COUNT warm-up tasks; JSON seconds
 
-APP is a module of bench/apps exposing worker_command, enqueue and send_ping. This file
+APP is a module of bench/apps exposing worker_command, enqueue, send_ping, send_scans and
+send_warm. This file
 imports nothing of forkq, so that it runs in the peers' virtualenv as well.
 """
 
@@ -29,7 +33,7 @@ WARM_UP = 4
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("app")
-    parser.add_argument("action", choices=["command", "enqueue", "latency"])
+    parser.add_argument("action", choices=["command", "enqueue", "latency", "scan", "warm"])
     parser.add_argument("count", type=int)
     parser.add_argument("gap_ms", type=float, nargs="?", default=0.0)
     parser.add_argument("--bulk", action="store_true")
@@ -38,9 +42,14 @@ def main() -> None:
     app = importlib.import_module(options.app)
     if options.action == "command":
         print(json.dumps(app.worker_command(options.count)))
-    elif options.action == "enqueue":
+    elif options.action in ("enqueue", "scan", "warm"):
         started = time.perf_counter()
-        app.enqueue(options.count, options.bulk)
+        if options.action == "enqueue":
+            app.enqueue(options.count, options.bulk)
+        elif options.action == "scan":
+            app.send_scans(options.count)
+        else:
+            app.send_warm(options.count)
         print(json.dumps({"seconds": time.perf_counter() - started}))
     else:
         print(json.dumps({"ms": latencies(app, options)}))

@@ -25,6 +25,16 @@ def ping() -> None:
     counter.ping()
 
 
+@app.task(ignore_result=True)
+def scan(part: int) -> None:
+    counter.scan(part)
+
+
+@app.task(ignore_result=True)
+def warm() -> None:
+    counter.warm()
+
+
 def worker_command(concurrency: int) -> list[str]:
     cli = str(Path(sys.executable).parent / "celery")
     command = [cli, "-A", "celery_app", "worker", "-c", str(concurrency), "-l", "warning"]
@@ -40,3 +50,13 @@ def enqueue(count: int, bulk: bool) -> None:
 
 def send_ping() -> None:
     ping.delay()
+
+
+def send_scans(count: int) -> None:
+    for n in range(count):
+        scan.delay(n)
+
+
+def send_warm(count: int) -> None:
+    for _ in range(count):
+        warm.delay()

@@ -23,6 +23,16 @@ def ping() -> None:
     counter.ping()
 
 
+@huey.task()
+def scan(part: int) -> None:
+    counter.scan(part)
+
+
+@huey.task()
+def warm() -> None:
+    counter.warm()
+
+
 def worker_command(concurrency: int) -> list[str]:
     consumer = str(Path(sys.executable).parent / "huey_consumer")
     return [consumer, "huey_app.huey", "-w", str(concurrency), "-k", "process", "-q"]
@@ -35,3 +45,13 @@ def enqueue(count: int, bulk: bool) -> None:
 
 def send_ping() -> None:
     ping()
+
+
+def send_scans(count: int) -> None:
+    for n in range(count):
+        scan(n)
+
+
+def send_warm(count: int) -> None:
+    for _ in range(count):
+        warm()

@@ -1,5 +1,10 @@
 """RQ's side: `rq worker-pool` with `concurrency` workers, each forking a work horse per job
-(BENCH_RQ_WORKER=simple runs SimpleWorker, which does not fork)."""
+(BENCH_RQ_WORKER=simple runs SimpleWorker, which does not fork).
+
+The pool imports a job's module only in the work horse, when the job runs; with BENCH_PRELOAD
+(the memory suite) the command goes through preload.py, which imports this module (and so the
+preloaded structure) in the pool's parent, before it forks its workers and they their horses.
+"""
 
 from __future__ import annotations
 
@@ -15,11 +20,14 @@ queue = Queue("bench", connection=Redis.from_url(os.environ["BENCH_REDIS_URL"]))
 
 
 def worker_command(concurrency: int) -> list[str]:
-    cli = str(Path(sys.executable).parent / "rq")
-    command = [cli, "worker-pool", "-n", str(concurrency), "-u", os.environ["BENCH_REDIS_URL"]]
+    args = ["worker-pool", "-n", str(concurrency), "-u", os.environ["BENCH_REDIS_URL"]]
     if os.environ.get("BENCH_RQ_WORKER") == "simple":
-        command += ["-w", "rq.worker.SimpleWorker"]
-    return [*command, "-q", "bench"]
+        args += ["-w", "rq.worker.SimpleWorker"]
+    args += ["-q", "bench"]
+    if os.environ.get("BENCH_PRELOAD"):
+        return [sys.executable, str(Path(__file__).with_name("preload.py")), "rq_app", "rq",
+                *args]  # fmt: skip
+    return [str(Path(sys.executable).parent / "rq"), *args]
 
 
 def enqueue(count: int, bulk: bool) -> None:
@@ -35,3 +43,13 @@ def enqueue(count: int, bulk: bool) -> None:
 
 def send_ping() -> None:
     queue.enqueue(counter.ping)
+
+
+def send_scans(count: int) -> None:
+    for n in range(count):
+        queue.enqueue(counter.scan, n)
+
+
+def send_warm(count: int) -> None:
+    for _ in range(count):
+        queue.enqueue(counter.warm)
