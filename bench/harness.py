@@ -21,7 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import redis
+
 HERE = Path(__file__).resolve().parent
+DB = 14
+REDIS = f"redis://127.0.0.1:6379/{DB}"
+AMQP = "amqp://guest:guest@127.0.0.1:5672/%2F"
 APPS = HERE / "apps"
 PEERS_VENV = HERE / ".peers-venv"
 PEERS_PINS = HERE / "peers.txt"
@@ -38,7 +43,7 @@ class System:
     env: dict[str, str] = field(default_factory=dict)
     bulk: bool = False  # has a bulk enqueue worth measuring
     tasks_scale: float = 1.0  # slow systems drain a fraction of the tasks
-    on_redis: bool = True  # its broker is Redis (else RabbitMQ)
+    on_redis: bool = True  # its broker is Redis (else RabbitMQ or SQLite)
     measures_latency: bool = True  # and commands per task, when on Redis
 
     def environment(self) -> dict[str, str]:
@@ -95,12 +100,16 @@ def drive(system: System, *args: str, timeout: float = 600) -> Any:
 
 
 @contextmanager
-def worker(system: System, concurrency: int, log: IO[bytes]) -> Iterator[subprocess.Popen[bytes]]:
+def worker(
+    system: System, concurrency: int, log: IO[bytes], env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """The system's worker in a session of its own; `env` goes to the worker only (not to the
+    driver that computes its command line)."""
     command = drive(system, "command", str(concurrency))
     launched = time.perf_counter()
     process = subprocess.Popen(
         command,
-        env=system.environment(),
+        env={**system.environment(), **(env or {})},
         cwd=APPS,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -111,6 +120,28 @@ def worker(system: System, concurrency: int, log: IO[bytes]) -> Iterator[subproc
         yield process
     finally:
         stop_group(process)
+
+
+def clear(system: System) -> None:
+    """An empty broker and counter before an enqueue: flush the Redis database (the counter,
+    and the queues of the Redis brokers), delete forkq's SQLite file, and purge forkq's
+    RabbitMQ queue (which outlives a round: a bulk pass's tasks would stay ahead of the next)."""
+    client = redis.Redis.from_url(REDIS)
+    client.flushdb()
+    client.close()
+    url = system.env.get("BENCH_BROKER_URL", REDIS)
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        for suffix in ("", "-wal", "-shm"):
+            path.with_name(path.name + suffix).unlink(missing_ok=True)
+    elif url.startswith("amqp") and system.app == "forkq_app":
+        subprocess.run(
+            [system.python, "-m", "forkq", "--broker", url, "purge", "--yes"],
+            env=system.environment(),
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
 
 
 def stop_group(process: subprocess.Popen[bytes], grace: float = 20.0) -> None:
@@ -127,10 +158,10 @@ def stop_group(process: subprocess.Popen[bytes], grace: float = 20.0) -> None:
     process.wait()
 
 
-def tree_cpu_seconds(root: int) -> float:
-    """User + system CPU of `root` and its live descendants, plus what `root` reaped."""
-    parents: dict[int, int] = {}
-    times: dict[int, tuple[int, int]] = {}
+def _proc_stats() -> dict[int, list[str]]:
+    """/proc/PID/stat of every process, as fields after the command name (which may hold
+    spaces): [state, ppid, ...]."""
+    stats = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -138,17 +169,28 @@ def tree_cpu_seconds(root: int) -> float:
             stat = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
-        fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
-        pid = int(entry)
-        parents[pid] = int(fields[1])
-        times[pid] = (int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14]))
-    tree, frontier = {root}, [root]
+        stats[int(entry)] = stat.rsplit(")", 1)[1].split()
+    return stats
+
+
+def process_tree(root: int, stats: dict[int, list[str]] | None = None) -> dict[int, int]:
+    """`root` and its live descendants, each mapped to its parent's pid."""
+    stats = _proc_stats() if stats is None else stats
+    parents = {pid: int(fields[1]) for pid, fields in stats.items()}
+    tree, frontier = {root: parents.get(root, 0)}, [root]
     while frontier:
         parent = frontier.pop()
         children = [p for p, pp in parents.items() if pp == parent and p not in tree]
-        tree.update(children)
+        tree.update((child, parent) for child in children)
         frontier.extend(children)
-    own = sum(times[p][0] for p in tree if p in times)
+    return tree
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU of `root` and its live descendants, plus what `root` reaped."""
+    stats = _proc_stats()
+    times = {pid: (int(f[11]) + int(f[12]), int(f[13]) + int(f[14])) for pid, f in stats.items()}
+    own = sum(times[p][0] for p in process_tree(root, stats) if p in times)
     reaped = times.get(root, (0, 0))[1]
     return (own + reaped) / TICKS
 
