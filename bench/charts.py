@@ -1,5 +1,5 @@
-"""PNG charts for docs/benchmarks.md: drain throughput and latency per system, medians with
-min-max bars, drawn from the raw figures bench/compare.py saves."""
+"""PNG charts for docs/benchmarks.md: drain throughput, latency and copy-on-write memory per
+system, medians with min-max bars, drawn from the raw figures bench/compare.py saves."""
 
 from __future__ import annotations
 
@@ -66,4 +66,29 @@ def draw(record: dict[str, Any], folder: Path) -> list[Path]:
     drawn.append(folder / "latency.png")
     fig.savefig(drawn[-1], dpi=110)
     plt.close(fig)
+    if record.get("memory"):
+        drawn.append(_memory(record["memory"], folder / "memory.png"))
     return drawn
+
+
+def _memory(memory: dict[str, Any], path: Path) -> Path:
+    """Tree PSS idle, after and peak beside tasks/s: what the memory costs, and what it buys."""
+    results = memory["results"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), width_ratios=(2, 1))
+    _bars(left, results, "idle_tree_pss", -0.27, 0.27, "idle", hatch="..")
+    _bars(left, results, "after_tree_pss", 0.0, 0.27, "after the run")
+    _bars(left, results, "peak_tree_pss", 0.27, 0.27, "peak", hatch="//")
+    left.set_ylabel("MiB, whole worker tree (lower is better)")
+    left.set_title(
+        f"Tree PSS, {memory['concurrency']} children, {memory['tasks']:,} scans of a "
+        f"{memory['structure']['bytes'] / 2**20:,.0f} MiB structure:\nidle (dotted), "
+        "after (plain), peak (hatched)",
+        fontsize=10,
+    )
+    _bars(right, results, "drain", 0.0, 0.7, "tasks/s")
+    right.set_ylabel("scans per second (higher is better)")
+    right.set_title("Throughput of the same runs", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,23 +1,33 @@
-"""forkq against Huey, Dramatiq, Celery and RQ on Redis, and Celery on RabbitMQ, in one run.
+"""forkq against Huey, Dramatiq, Celery and RQ on Redis, Celery on RabbitMQ, and forkq on
+SQLite, in one run: throughput, latency, fork per task, start-up, and copy-on-write memory.
 
     .venv/bin/python bench/compare.py [--rounds 3] [--tasks 10000] [--systems forkq,huey,...]
+                                      [--memory-rounds 3] [--memory-systems forkq,celery,...]
+
+Suites 1, 2, 3 and 5 (below) run first; suite 4, copy-on-write memory, runs after them with
+its own rounds and progress bar, and bench/memory.py describes its method. `--rounds 0` or
+`--memory-rounds 0` skips either part.
 
 Installs the pinned peers (bench/peers.txt) into bench/.peers-venv on first use. Every system
 runs the same tasks (bench/apps/counter.py: one INCR, or one LPUSH for latency) at
-concurrency 2 with results ignored; the brokers are Redis database 14, which the harness
-flushes before each system's turn, and RabbitMQ (vhost /, queues named for the run); the
-task bodies' counter is always in Redis. Rounds interleave the systems in a new random order
-each time, so that the machine's drift hits all of them alike; figures are medians over rounds
-(min-max).
+concurrency 2 with results ignored; the brokers are Redis database 14, RabbitMQ (vhost /,
+queues named for the run) and, for forkq-sqlite, a SQLite file (forkq's embedded default
+broker); before each enqueue the harness flushes that database, deletes the SQLite file and
+purges forkq's RabbitMQ queue. The task bodies' counter is always in Redis. Rounds interleave
+the systems in a new random order each time, so that the machine's drift hits all of them
+alike; figures are medians over rounds (min-max).
 
 Throughput: N tasks are enqueued one call each (timed; and with the system's bulk call where
 it has one, timed separately), then the worker starts and drains them; the drain rate runs
 from the first completion to the last, and worker CPU per task is the worker process tree's
-CPU time over that span. Latency: with the worker idle, ping tasks sent one after another,
-each awaited by BLPOP on the list its body pushes to: back to back, and with 100 ms gaps.
-Commands per task: one extra pass of the throughput workload per system under Redis MONITOR,
-counting the commands clients sent (not those Lua scripts ran inside Redis) from the first
-enqueue to the last completion, without the task bodies and the harness's own reads.
+CPU time over that span. Start-up: from launching the worker to the first of those tasks
+counted. Fork per task: forkq and Celery with `--max-tasks-per-child 1` (rows *-fork1),
+against RQ, which forks a work horse per job. Latency: with the worker idle, ping tasks sent
+one after another, each awaited by BLPOP on the list its body pushes to: back to back, and
+with 100 ms gaps. Commands per task: one extra pass of the throughput workload per system
+under Redis MONITOR, counting the commands clients sent (not those Lua scripts ran inside
+Redis) from the first enqueue to the last completion, without the task bodies and the
+harness's own reads; not for the systems on RabbitMQ or SQLite.
 """
 
 from __future__ import annotations
@@ -37,8 +47,12 @@ from typing import IO, Any
 import redis
 from charts import draw
 from harness import (
+    AMQP,
+    DB,
     HERE,
+    REDIS,
     System,
+    clear,
     count_commands,
     drive,
     ensure_peers_venv,
@@ -47,20 +61,20 @@ from harness import (
     tree_cpu_seconds,
     worker,
 )
+from memory import __doc__ as memory_doc
+from memory import console_table as memory_report
+from memory import run_memory
 from report import cell, machine, reference_for, render
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-DB = 14
-REDIS = f"redis://127.0.0.1:6379/{DB}"
-AMQP = "amqp://guest:guest@127.0.0.1:5672/%2F"
 COUNTER, DONE = "bench:count", "bench:done"
 CONCURRENCY = 2
 DRAIN_TIMEOUT = 600.0
 
 
-def all_systems(peers: str) -> list[System]:
+def all_systems(peers: str, sqlite: Path) -> list[System]:
     common = {"BENCH_REDIS_URL": REDIS, "BENCH_BROKER_URL": REDIS}
     run = uuid.uuid4().hex[:8]  # RabbitMQ queues of this run only
     amqp = {
@@ -104,6 +118,14 @@ def all_systems(peers: str) -> list[System]:
             "celery_app",
             peers,
             {**amqp, "BENCH_BROKER_URL": AMQP},
+            on_redis=False,
+        ),
+        System(  # the embedded default broker; the task bodies' counter stays in Redis
+            "forkq-sqlite",
+            "forkq_app",
+            sys.executable,
+            {**common, "BENCH_BROKER_URL": f"sqlite:///{sqlite}"},
+            bulk=True,
             on_redis=False,
         ),
     ]
@@ -155,9 +177,9 @@ def one_round(
 ) -> None:
     client = redis.Redis.from_url(REDIS)
     if system.bulk:
-        client.flushdb()
+        clear(system)
         runs.bulk_enqueue.append(tasks / drive(system, "enqueue", str(tasks), "--bulk")["seconds"])
-    client.flushdb()
+    clear(system)
     runs.enqueue.append(tasks / drive(system, "enqueue", str(tasks))["seconds"])
     with worker(system, CONCURRENCY, log) as process:
         deadline = time.perf_counter() + DRAIN_TIMEOUT
@@ -186,7 +208,7 @@ def count_pass(system: System, tasks: int, runs: Runs, log: IO[bytes], scratch: 
     """The throughput workload under MONITOR, from the first enqueue to the last completion,
     the worker's start included."""
     client = redis.Redis.from_url(REDIS)
-    client.flushdb()
+    clear(system)
     trace = scratch / f"{system.label}.monitor"
     with redis_monitor(trace):
         drive(system, "enqueue", str(tasks))
@@ -250,13 +272,14 @@ def rabbitmq_version() -> str:
 
 def method_text() -> str:
     """The docstring's description of the method, for the generated page."""
-    paragraphs = (__doc__ or "").split("\n\n")[2:]
+    paragraphs = (__doc__ or "").split("\n\n")[3:]
     return "\n\n".join(p.strip() for p in paragraphs)
 
 
 def write_doc(record: dict[str, Any], doc: Path, console: Console) -> None:
-    charts = draw(record, doc.parent / "benchmarks")
-    doc.write_text(render(record, method_text(), [c.relative_to(doc.parent) for c in charts]))
+    charts = [c.relative_to(doc.parent) for c in draw(record, doc.parent / "benchmarks")]
+    memory_method = "\n\n".join(p.strip() for p in (memory_doc or "").split("\n\n")[1:])
+    doc.write_text(render(record, method_text(), charts, memory_method))
     console.print(f"wrote {doc} and {len(charts)} charts")
 
 
@@ -268,6 +291,10 @@ def main() -> None:
     parser.add_argument("--gap-samples", type=int, default=200)
     parser.add_argument("--count-tasks", type=int, default=10_000)
     parser.add_argument("--systems", default="", help="comma-separated labels (default: all)")
+    parser.add_argument("--memory-rounds", type=int, default=3, help="suite 4; 0 skips it")
+    parser.add_argument("--memory-tasks", type=int, default=2_000)
+    parser.add_argument("--memory-mb", type=float, default=300, help="the preloaded structure")
+    parser.add_argument("--memory-systems", default="", help="labels of suite 4 (default: all)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "redis.json")
     parser.add_argument("--doc", type=Path, default=HERE.parent / "docs" / "benchmarks.md")
     parser.add_argument("--render-only", action="store_true", help="rewrite --doc from --out")
@@ -281,10 +308,14 @@ def main() -> None:
     with logs.open("w") as text_log:
         console.print("installing the peers into bench/.peers-venv (first run only)")
         peers = ensure_peers_venv(text_log)
-    chosen = [s for s in all_systems(peers)
-              if not options.systems or s.label in options.systems.split(",")]  # fmt: skip
-    results = run_all(chosen, options, logs, console)
-    report(results, console)
+    sqlite = options.out.parent / "broker.sqlite3"  # deleted before every enqueue
+    chosen = [s for s in all_systems(peers, sqlite) if options.rounds
+              and (not options.systems or s.label in options.systems.split(","))]  # fmt: skip
+    results, memory = run_all(chosen, peers, options, logs, console)
+    if results:
+        report(results, console)
+    if memory:
+        memory_report(memory, console)
     server: Any = redis.Redis.from_url(REDIS).info("server")
     record: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d"),
@@ -295,6 +326,7 @@ def main() -> None:
         "latency_samples": options.latency_samples,
         "gap_samples": options.gap_samples,
         "results": {label: vars(r) for label, r in results.items()},
+        "memory": memory,
     }
     options.out.write_text(json.dumps(record, indent=1))
     console.print(f"raw figures: {options.out}")
@@ -302,13 +334,17 @@ def main() -> None:
 
 
 def run_all(
-    chosen: list[System], options: argparse.Namespace, logs: Path, console: Console
-) -> dict[str, Runs]:
+    chosen: list[System], peers: str, options: argparse.Namespace, logs: Path, console: Console
+) -> tuple[dict[str, Runs], dict[str, Any] | None]:
+    """Suites 1, 2, 3 and 5 (rounds of every system, then the MONITOR passes), then suite 4;
+    each has its own bar."""
     results = {s.label: Runs() for s in chosen}
-    steps = options.rounds * len(chosen) + sum(s.on_redis and s.measures_latency for s in chosen)
+    counted = [s for s in chosen if s.on_redis and s.measures_latency]  # MONITOR: Redis
+    memory = None
     with logs.open("ab") as log, Progress(console=console) as progress, \
             tempfile.TemporaryDirectory() as scratch:  # fmt: skip
-        bar = progress.add_task("benchmarks", total=steps)
+        steps = options.rounds * len(chosen) + len(counted)
+        bar = progress.add_task("benchmarks", total=steps, visible=bool(chosen))
         for n in range(options.rounds):
             for system in random.sample(chosen, len(chosen)):
                 progress.update(bar, description=f"round {n + 1}: {system.label}")
@@ -316,13 +352,14 @@ def run_all(
                 one_round(system, tasks, options.latency_samples, options.gap_samples,
                           results[system.label], log)  # fmt: skip
                 progress.advance(bar)
-        counted = [s for s in chosen if s.on_redis and s.measures_latency]  # MONITOR: Redis
         for system in counted:
             progress.update(bar, description=f"commands: {system.label}")
             tasks = max(100, int(options.count_tasks * system.tasks_scale))
             count_pass(system, tasks, results[system.label], log, Path(scratch))
             progress.advance(bar)
-    return results
+        if options.memory_rounds:
+            memory = run_memory(peers, options, progress, log, Path(scratch))
+    return results, memory
 
 
 if __name__ == "__main__":

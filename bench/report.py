@@ -48,7 +48,8 @@ def cell(values: list[float], fmt: str, dash: str = "\u2013") -> str:
 
 def table(results: dict[str, dict[str, Any]]) -> list[str]:
     lines = ["| system | " + " | ".join(h for _, h, _, _ in COLUMNS) + " | Redis commands/task |"]
-    # (rows named *-rabbitmq run on RabbitMQ; their Redis CPU is the task bodies' INCR only)
+    # (rows *-rabbitmq and *-sqlite run on another broker: their Redis CPU is the task
+    # bodies' INCR only)
     lines.append("|" + " --- |" * (len(COLUMNS) + 2))
     for label, r in results.items():
         cells = [cell(r[key], fmt) for key, _, fmt, _ in COLUMNS]
@@ -92,7 +93,7 @@ def _median(r: dict[str, Any], key: str) -> float:
 
 
 def targets(results: dict[str, dict[str, Any]]) -> list[str]:
-    """Issues 4 and 5's targets, each marked met or missed."""
+    """Issues 4, 5 and 6's targets (but memory's), each marked met or missed."""
     ours, lines = results.get("forkq"), []
     if ours is None:
         return lines
@@ -111,6 +112,10 @@ def targets(results: dict[str, dict[str, Any]]) -> list[str]:
         check("latency p50 at most Huey's", p50 <= huey, f"{p50:.3f} ms vs {huey:.3f} ms")
     p99 = _median(ours, "p99")
     check("latency p99 at most 2 ms", p99 <= 2.0, f"{p99:.2f} ms")
+    if "huey" in results:
+        startup, huey = _median(ours, "startup"), _median(results["huey"], "startup")
+        check("start-up at most Huey's (issue 6)", startup <= huey,
+              f"{startup:.2f} s vs {huey:.2f} s")  # fmt: skip
     forking, rq = results.get("forkq-fork1"), results.get("rq")
     if forking and rq:
         ratio = _median(forking, "drain") / _median(rq, "drain")
@@ -129,7 +134,117 @@ def targets(results: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
-def render(record: dict[str, Any], method: str, charts: list[Path] | None = None) -> str:
+MEMORY_COLUMNS = [  # (key, heading, format)
+    ("drain", "tasks/s", ",.0f"),
+    ("idle_tree_pss", "tree PSS idle", ",.0f"),
+    ("after_tree_pss", "tree PSS after", ",.0f"),
+    ("peak_tree_pss", "tree PSS peak", ",.0f"),
+    ("idle_uss", "child USS idle", ",.1f"),
+    ("idle_pss", "child PSS idle", ",.1f"),
+    ("idle_shared", "child shared idle", ",.0f"),
+    ("after_uss", "child USS after", ",.0f"),
+    ("after_pss", "child PSS after", ",.0f"),
+    ("after_shared", "child shared after", ",.0f"),
+    ("processes", "processes that ran scans", ",.0f"),
+    ("ready", "launch to all children warm, s", ".2f"),
+]
+
+
+def memory_table(results: dict[str, dict[str, Any]]) -> list[str]:
+    lines = ["| system | " + " | ".join(h for _, h, _ in MEMORY_COLUMNS) + " |"]
+    lines.append("|" + " --- |" * (len(MEMORY_COLUMNS) + 1))
+    for label, r in results.items():
+        cells = [cell(r[key], fmt) for key, _, fmt in MEMORY_COLUMNS]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def memory_ratios(results: dict[str, dict[str, Any]]) -> list[str]:
+    """Each forkq row's tree PSS after the run and tasks/s, divided by each peer's."""
+    ours = [label for label in results if label.startswith("forkq")]
+    headings = [f"{o}: {what}" for o in ours for what in ("tree PSS after", "tasks/s")]
+    lines = ["| forkq ÷ peer | " + " | ".join(headings) + " |"]
+    lines.append("|" + " --- |" * (len(headings) + 1))
+    for label, r in results.items():
+        if label in ours:
+            continue
+        cells = [
+            f"{_median(results[o], key) / _median(r, key):.2f}"
+            for o in ours
+            for key in ("after_tree_pss", "drain")
+        ]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def memory_targets(memory: dict[str, Any]) -> list[str]:
+    """Issue 6's memory target, for forkq with the limit on Redis (and, as well, on SQLite),
+    with the verdict against each peer."""
+    results, lines = memory["results"], []
+    peers = {label: _median(r, "after_tree_pss") for label, r in results.items()
+             if not label.startswith("forkq")}  # fmt: skip
+    for ours, where in (("forkq-maxmem", ""), ("forkq-sqlite-maxmem", " (also on SQLite)")):
+        if ours not in results or not peers:
+            continue
+        pss = _median(results[ours], "after_tree_pss")
+        verdicts = ", ".join(
+            f"x{pss / theirs:.2f} of {label}'s {theirs:,.0f} MiB "
+            f"({'met' if pss <= theirs / 2 else 'missed'})"
+            for label, theirs in peers.items()
+        )
+        met = all(pss <= theirs / 2 for theirs in peers.values())
+        lines.append(
+            f"- {'met' if met else '**missed**'}{where}: with `--max-memory-per-child "
+            f"{memory['limit_mb']}` (a quarter of the structure), tree PSS after the run at "
+            f"most half of every peer's: {ours} {pss:,.0f} MiB is {verdicts}"
+        )
+    if "rq" in results and "forkq-maxmem" in results:
+        lines += [
+            "",
+            "RQ's tree stays near its idle size because its 4 workers never run a task: each "
+            "job runs in a work horse forked for it, which exits after the job, taking the "
+            f"pages it dirtied with it. It pays with a fork per job: "
+            f"{_median(results['rq'], 'drain'):,.0f} tasks/s here, against "
+            f"{_median(results['forkq-maxmem'], 'drain'):,.0f} for forkq-maxmem.",
+        ]
+    return lines
+
+
+def memory_section(memory: dict[str, Any], method: str, charts: list[Path]) -> list[str]:
+    structure = memory["structure"]
+    return [
+        "## Copy-on-write memory (suite 4)",
+        "",
+        method,
+        "",
+        f"The structure: {structure['records']:,.0f} records; importing it added "
+        f"{structure['bytes'] / 2**20:,.0f} MiB of private memory to the process that built it, "
+        f"in {structure['seconds']:.1f} s; the limit, a quarter of that, is "
+        f"`--max-memory-per-child {memory['limit_mb']}` (forkq's MB are MiB). "
+        f"Rounds: {memory['rounds']}, of {memory['tasks']:,} tasks (RQ: a quarter); the suite "
+        f"took {memory['seconds'] / 60:.0f} minutes. Memory in MiB; per child: the median child.",
+        "",
+        *memory_table(memory["results"]),
+        "",
+        *[f"![{chart.stem}]({chart})" for chart in charts],
+        "",
+        "Ratios of medians (below 1 means forkq's tree is smaller, above 1 that it is faster):",
+        "",
+        *memory_ratios(memory["results"]),
+        "",
+        "Against issue 6's memory target:",
+        "",
+        *memory_targets(memory),
+        "",
+    ]
+
+
+def render(
+    record: dict[str, Any],
+    method: str,
+    charts: list[Path] | None = None,
+    memory_method: str = "",
+) -> str:
     info, results = record["machine"], record["results"]
     versions = ", ".join(f"{name} {version}" for name, version in record["versions"].items())
     parts = [
@@ -145,22 +260,25 @@ def render(record: dict[str, Any], method: str, charts: list[Path] | None = None
         f"latency from {record.get('latency_samples', 200)} tasks back to back and "
         f"{record.get('gap_samples', 50)} with 100 ms gaps per round.",
         "",
-        "## Throughput, CPU, latency, commands (Redis and RabbitMQ)",
+        "## Throughput, CPU, latency, commands, start-up (Redis, RabbitMQ, SQLite)",
         "",
         method,
         "",
         *table(results),
         "",
-        *[f"![{chart.stem}]({chart})" for chart in charts or []],
+        *[f"![{chart.stem}]({chart})" for chart in charts or [] if chart.stem != "memory"],
         "",
         "Ratios of medians (above 1 means forkq's figure is higher; for CPU and latency, "
         "lower is better):",
         "",
         *ratios(results),
         "",
-        "Against the targets of issues 4 (Redis) and 5 (RabbitMQ):",
+        "Against the targets of issues 4 (Redis), 5 (RabbitMQ) and 6:",
         "",
         *targets(results),
         "",
     ]
+    if record.get("memory"):
+        memory_charts = [c for c in charts or [] if c.stem == "memory"]
+        parts += memory_section(record["memory"], memory_method, memory_charts)
     return "\n".join(parts)
