@@ -312,6 +312,8 @@ def main() -> None:
     chosen = [s for s in all_systems(peers, sqlite) if options.rounds
               and (not options.systems or s.label in options.systems.split(","))]  # fmt: skip
     results, memory = run_all(chosen, peers, options, logs, console)
+    for suffix in ("", "-wal", "-shm"):  # forkq-sqlite's broker, of no use after the run
+        sqlite.with_name(sqlite.name + suffix).unlink(missing_ok=True)
     if results:
         report(results, console)
     if memory:

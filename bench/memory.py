@@ -17,9 +17,10 @@ call each, while the worker runs; task n reads part n mod 100 of the structure (
 every record's tuple, str, int and float get a reference taken and dropped), so each child
 reads most parts several times. Tasks count themselves with one Redis INCR, results ignored;
 tasks/s runs from the first completion to the last, as in suite 1. After: the tree is
-measured once the last task is counted (for RQ, once its last horses have exited: a process
-that is exiting no longer reports the pages it still shares); peak: the largest tree PSS
-seen by sampling every 0.5 s during the run.
+measured once the last task is counted (for RQ, once its last horses have exited); peak: the
+largest tree PSS seen by sampling every 0.5 s during the run. A process that is exiting
+still holds its pages but no longer reports them, which would make its sharers' PSS look
+smaller: every reading is taken again until no process in the tree is exiting.
 
 Figures come from /proc/PID/smaps_rollup: USS (Private_Clean + Private_Dirty), PSS, and
 shared (Shared_Clean + Shared_Dirty). Per child: the median over the processes that ran
@@ -129,8 +130,25 @@ def smaps(pid: int) -> dict[str, int] | None:
     return fields
 
 
+def tree_figures(root: int) -> tuple[dict[int, int], dict[int, dict[str, int]]]:
+    """The tree (pid: parent) and the smaps_rollup figures of its live processes, read again
+    until none of them is exiting. An exiting process still holds its pages, so they still
+    count against its sharers' PSS, but its own smaps_rollup is already empty: the tree's
+    PSS would look smaller than it is (by hundreds of MiB when forkq recycles its children
+    together). Zombies hold nothing and are left out."""
+    deadline = time.perf_counter() + 10
+    while True:
+        tree = process_tree(root)
+        figures = {pid: f for pid in tree if alive(pid) and (f := smaps(pid)) is not None}
+        if all(f.get("Rss") for f in figures.values()):
+            return tree, figures
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"processes of {root}'s tree still exiting after 10 s")
+        time.sleep(0.005)
+
+
 def tree_pss(root: int) -> int:
-    return sum((smaps(pid) or {}).get("Pss", 0) for pid in process_tree(root))
+    return sum(f.get("Pss", 0) for f in tree_figures(root)[1].values())
 
 
 @dataclass(frozen=True)
@@ -142,10 +160,9 @@ class Snapshot:
 
 
 def snapshot(root: int, runners: set[int]) -> Snapshot:
-    tree = process_tree(root)
-    figures = {pid: smaps(pid) for pid in tree}
+    tree, figures = tree_figures(root)
     children = [
-        f for pid, f in figures.items() if f and tree[pid] == root and pid in runners
+        f for pid, f in figures.items() if tree[pid] == root and pid in runners
     ]  # a fresh fork that has not run a task yet counts in the tree only
     if not children:
         raise RuntimeError(f"no child of {root} that ran a task is alive: {sorted(tree)}")
@@ -154,7 +171,7 @@ def snapshot(root: int, runners: set[int]) -> Snapshot:
         return statistics.median(sum(f.get(n, 0) for n in names) for f in children) / MIB
 
     return Snapshot(
-        tree_pss=sum((f or {}).get("Pss", 0) for f in figures.values()) / MIB,
+        tree_pss=sum(f.get("Pss", 0) for f in figures.values()) / MIB,
         uss=median("Private_Clean", "Private_Dirty"),
         pss=median("Pss"),
         shared=median("Shared_Clean", "Shared_Dirty"),
@@ -167,8 +184,7 @@ def runners(client: redis.Redis) -> set[int]:
 
 def settle(client: redis.Redis, process: subprocess.Popen[bytes]) -> None:
     """Wait until every process that ran a task but is not a long-lived runner (RQ's work
-    horses) has exited. One that is exiting still maps its pages but no longer reports them
-    in smaps_rollup, so its sharers' PSS would look smaller than it is."""
+    horses) has exited, so that no task is running when the tree is measured."""
     horses = {int(p) for p in client.sunion([counter.PIDS, counter.WARM_PIDS])} - runners(client)
     deadline = time.perf_counter() + 10
     while any(alive(pid) for pid in set(process_tree(process.pid)) & horses):
