@@ -12,8 +12,9 @@ test: $(VENV)/.dev-installed lint typecheck
 	scripts/ensure-services
 	$(BIN)/python -m pytest
 
-# forkq against Huey, Dramatiq, Celery and RQ on this machine (about 10 minutes); writes
-# docs/benchmarks.md. The peers go into bench/.peers-venv, never into .venv.
+# forkq against Huey, Dramatiq, Celery and RQ on this machine, suites 1-5 (about 28 minutes on
+# 2 vCPUs, the memory suite about 6 of them); writes docs/benchmarks.md. The peers go into
+# bench/.peers-venv, never into .venv.
 bench: $(VENV)/.dev-installed
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	scripts/ensure-services
