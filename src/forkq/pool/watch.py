@@ -1,12 +1,19 @@
 """The master's watch over its children: read the scoreboard and /proc, return verdicts.
 
     every scan (0.25 s): busy slot past its deadline ─► Verdict(SIGKILL, "time limit")
-    every memory scan:   child USS over the limit   ─► Verdict(SIGTERM, "memory")
+    each child's memory check: USS over the limit   ─► Verdict(SIGTERM, "memory")
 
 A verdict is carried out by the master; the reason travels with the child's exit so the
 worker layer can tell a task killed for its time limit (FAILURE) from a crash (redelivery).
 Memory is measured as USS, the child's private pages: RSS would count the pages it still
-shares with the master, and recycling a child frees only its private ones.
+shares with the master, and recycling a child frees only its private ones. Reading a child's
+USS walks its page tables (about 5 ms for a child of a 300 MB master), so each child is read
+every `memory_interval` seconds, or sooner when it grows: by its growth since the last
+reading, the next comes when it would be halfway from there to the limit, but not more often
+than every scan (a new child is read at two scans in a row, for a first rate). A child that
+reads a large preloaded structure copies it page by page (reference counts are writes) and
+can grow by 100 MiB a second; a fixed 2 s period let such children pass a 75 MiB limit by
+150 MiB before they were recycled.
 """
 
 from __future__ import annotations
@@ -33,18 +40,25 @@ class Verdict:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class _Reading:
+    uss: int
+    at: float
+    next_at: float
+
+
 class Watch:
     def __init__(self, max_memory: int | None = None, memory_interval: float = 2.0) -> None:
         self.max_memory = max_memory  # bytes of USS
         self.memory_interval = memory_interval
-        self._next_memory_check = 0.0
+        self._readings: dict[int, _Reading] = {}  # pid -> its last memory reading
 
     def check(self, children: Iterable[tuple[int, int]], board: Scoreboard) -> list[Verdict]:
         """Verdicts for (index, pid) children; the caller skips pids it already judged."""
         now = time.monotonic()
-        check_memory = self.max_memory is not None and now >= self._next_memory_check
-        if check_memory:
-            self._next_memory_check = now + self.memory_interval
+        children = list(children)
+        alive = {pid for _, pid in children}
+        self._readings = {p: r for p, r in self._readings.items() if p in alive}
         verdicts = []
         for index, pid in children:
             seen = board.read(index)
@@ -60,17 +74,36 @@ class Watch:
                         f"{seen.task_name}[{seen.task_id}]",
                     )
                 )
-            elif check_memory and seen.state in (SlotState.IDLE, SlotState.BUSY):
-                verdict = self._memory_verdict(pid)
+            elif self._memory_due(pid, now) and seen.state in (SlotState.IDLE, SlotState.BUSY):
+                verdict = self._memory_verdict(pid, now)
                 if verdict is not None:
                     verdicts.append(verdict)
         return verdicts
 
-    def _memory_verdict(self, pid: int) -> Verdict | None:
+    def _memory_due(self, pid: int, now: float) -> bool:
+        reading = self._readings.get(pid)
+        return self.max_memory is not None and (reading is None or now >= reading.next_at)
+
+    def _memory_verdict(self, pid: int, now: float) -> Verdict | None:
         assert self.max_memory is not None
         usage = read_process_memory(pid)
-        if usage is None or usage.uss <= self.max_memory:
+        if usage is None:
+            return None
+        last = self._readings.get(pid)
+        self._readings[pid] = _Reading(usage.uss, now, now + self._wait(usage.uss, last, now))
+        if usage.uss <= self.max_memory:
             return None
         detail = f"USS {usage.uss / 2**20:.1f} MiB > {self.max_memory / 2**20:.1f} MiB"
         # TERM: the child finishes its current task, then leaves; a fresh fork replaces it.
         return Verdict(pid, signal.SIGTERM, MEMORY, detail=detail)
+
+    def _wait(self, uss: int, last: _Reading | None, now: float) -> float:
+        """Seconds until this child's next memory reading."""
+        assert self.max_memory is not None
+        if last is None:
+            return 0.0  # a second reading at the next scan gives a rate
+        if uss <= last.uss or now <= last.at:
+            return self.memory_interval
+        rate = (uss - last.uss) / (now - last.at)  # bytes a second
+        halfway = (self.max_memory - uss) / rate / 2
+        return min(self.memory_interval, max(0.0, halfway))
