@@ -5,7 +5,7 @@ written only by the child that owns it and read by the master on its tick, witho
 trip. Writes are guarded by a sequence counter (a seqlock): the writer makes it odd, writes,
 makes it even; a reader retries when it saw an odd value or the value changed under it.
 
-Slot layout (little-endian, `_SLOT`)::
+Slot layout (little-endian; `_HEAD`, then `unacked`)::
 
     seq u32 | pid i32 | state u8 | started_at f64 | heartbeat f64 | deadline f64
     | done u64 | failed u64 | task_id 48s | receipt 64s | queue 64s | task_name 160s
@@ -14,7 +14,8 @@ Slot layout (little-endian, `_SLOT`)::
 `unacked` lists the (queue, receipt) pairs of messages the child finished but whose acks its
 broker kept back to send with its next call (`Broker.kept_acks`); when the child dies the
 master acks them instead of releasing them, so that they do not run again. Only whole pairs
-are written: one that does not fit is left out, and would at worst run twice.
+are written: one that does not fit is left out, and would at worst run twice. A write copies
+`unacked` only when it changed: the 2 KiB would otherwise be most of a slot write's cost.
 
 `deadline` is on the monotonic clock (system-wide on Linux, so the master can compare it with
 its own): the moment the running task passes its hard time limit, 0 when it has none.
@@ -29,13 +30,13 @@ import struct
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from setproctitle import setproctitle
 
-_SLOT = struct.Struct("<Ii B 7x ddd QQ 48s 64s 64s 160s 2048s")
+_HEAD = struct.Struct("<Ii B 7x ddd QQ 48s 64s 64s 160s")  # every field but unacked
 _SEQ = struct.Struct("<I")
 _UNACKED = 2048
+_SLOT_SIZE = _HEAD.size + _UNACKED
 _READ_PATIENCE = 0.1  # seconds; a live writer finishes a write in microseconds
 _PAIR, _NEXT = "\x1f", "\x1e"  # ASCII unit and record separators
 
@@ -69,22 +70,22 @@ class SlotView:
 class Scoreboard:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._map = mmap.mmap(-1, _SLOT.size * capacity, flags=mmap.MAP_SHARED)
+        self._map = mmap.mmap(-1, _SLOT_SIZE * capacity, flags=mmap.MAP_SHARED)
 
     def writer(self, index: int) -> SlotWriter:
-        return SlotWriter(self._map, index * _SLOT.size)
+        return SlotWriter(self._map, index * _SLOT_SIZE)
 
     def read(self, index: int) -> SlotView:
         """A consistent snapshot; if none comes within `_READ_PATIENCE` seconds the child
         died in the middle of a write (it has not been reaped yet): its final state."""
-        offset = index * _SLOT.size
+        offset = index * _SLOT_SIZE
         give_up = time.monotonic() + _READ_PATIENCE
         while time.monotonic() < give_up:
             before = _SEQ.unpack_from(self._map, offset)[0]
-            raw = self._map[offset : offset + _SLOT.size]
+            raw = self._map[offset : offset + _SLOT_SIZE]
             after = _SEQ.unpack_from(self._map, offset)[0]
             if before == after and not before & 1:
-                return _view(_SLOT.unpack(raw))
+                return _view(raw)
         return self.read_final(index)
 
     def read_final(self, index: int) -> SlotView:
@@ -92,16 +93,16 @@ class Scoreboard:
         killed in the middle of a write leaves an odd sequence and a slot that may mix two
         writes: it is returned as it is but without `unacked`, whose pairs could be torn (a
         finished task then runs again rather than an unfinished one being acked)."""
-        offset = index * _SLOT.size
-        view = _view(_SLOT.unpack(self._map[offset : offset + _SLOT.size]))
+        offset = index * _SLOT_SIZE
+        view = _view(self._map[offset : offset + _SLOT_SIZE])
         if _SEQ.unpack_from(self._map, offset)[0] & 1:
             return dataclasses.replace(view, unacked=())
         return view
 
     def clear(self, index: int) -> None:
         """Master only, for a slot whose child is gone and before a new one is forked."""
-        offset = index * _SLOT.size
-        self._map[offset : offset + _SLOT.size] = bytes(_SLOT.size)
+        offset = index * _SLOT_SIZE
+        self._map[offset : offset + _SLOT_SIZE] = bytes(_SLOT_SIZE)
 
     def close(self) -> None:
         self._map.close()
@@ -121,6 +122,7 @@ class SlotWriter:
         self.done = self.failed = 0
         self.task_id = self.receipt = self.queue = self.task_name = ""
         self.unacked = b""
+        self._unacked_written = _UNACKED  # bytes to overwrite: all, the first time
 
     def start(self, pid: int) -> None:
         self.pid = pid
@@ -142,7 +144,10 @@ class SlotWriter:
     def finished(self, failed: bool, unacked: Sequence[tuple[str, str]] = ()) -> None:
         self.done += 1
         self.failed += int(failed)
-        self.unacked = _encode_pairs(unacked)
+        encoded = _encode_pairs(unacked)
+        if encoded != self.unacked:
+            self._unacked_written = max(len(self.unacked), 1)  # what to overwrite or clear
+            self.unacked = encoded
         self.idle()
 
     def exiting(self) -> None:
@@ -150,7 +155,7 @@ class SlotWriter:
 
     def _set(self, state: SlotState) -> None:
         self.state = state
-        packed = _SLOT.pack(
+        packed = _HEAD.pack(
             self._seq + 1,
             self.pid,
             state,
@@ -163,13 +168,17 @@ class SlotWriter:
             self.receipt.encode()[:64],
             self.queue.encode()[:64],
             self.task_name.encode()[:160],
-            self.unacked,
         )
         seq_field = slice(self._offset, self._offset + _SEQ.size)
         # Slice copies, not struct.pack_into: pack_into zeroes its target before writing,
         # and a reader seeing that transient 0 at both ends would accept a torn slot.
         self._map[seq_field] = _SEQ.pack(self._seq + 1)  # odd: write in progress
-        self._map[seq_field.stop : self._offset + _SLOT.size] = packed[_SEQ.size :]
+        self._map[seq_field.stop : self._offset + _HEAD.size] = memoryview(packed)[_SEQ.size :]
+        if self._unacked_written:  # the 2 KiB of unacked only when it changed
+            start = self._offset + _HEAD.size
+            length = max(len(self.unacked), self._unacked_written)
+            self._map[start : start + length] = self.unacked.ljust(length, b"\0")
+            self._unacked_written = 0
         self._seq += 2
         self._map[seq_field] = _SEQ.pack(self._seq)
         if self.title:
@@ -177,8 +186,11 @@ class SlotWriter:
             setproctitle(f"{self.title} {state.name.lower()}{busy}")
 
 
-def _view(fields: tuple[Any, ...]) -> SlotView:
-    _, pid, state, started, beat, deadline, done, failed, task_id, receipt, queue, name, un = fields
+def _view(raw: bytes) -> SlotView:
+    _, pid, state, started, beat, deadline, done, failed, task_id, receipt, queue, name = (
+        _HEAD.unpack_from(raw)
+    )
+    un = raw[_HEAD.size :]
     return SlotView(
         pid=pid,
         state=SlotState(state),
@@ -196,13 +208,11 @@ def _view(fields: tuple[Any, ...]) -> SlotView:
 
 
 def _encode_pairs(pairs: Sequence[tuple[str, str]]) -> bytes:
-    out = b""
-    for queue, receipt in pairs:
-        record = f"{queue}{_PAIR}{receipt}{_NEXT}".encode()
-        if len(out) + len(record) > _UNACKED:
-            break
-        out += record
-    return out
+    out = "".join(f"{queue}{_PAIR}{receipt}{_NEXT}" for queue, receipt in pairs).encode()
+    if len(out) <= _UNACKED:
+        return out
+    cut = out.rfind(_NEXT.encode(), 0, _UNACKED + 1)  # only whole pairs
+    return out[: cut + 1] if cut >= 0 else b""
 
 
 def _decode_pairs(text: str) -> tuple[tuple[str, str], ...]:
