@@ -29,8 +29,7 @@ from __future__ import annotations
 import ssl
 import threading
 import time
-import uuid
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -38,14 +37,15 @@ import pika
 import pika.exceptions
 
 from forkq.backends.base import ResultBackend, ResultWrite
+from forkq.brokers.amqp_dead import browsing_dead, publish_dead
 from forkq.brokers.amqp_publish import Publisher
 from forkq.brokers.amqp_session import (
     Keeper,
     Message,
     Session,
     connection_parameters,
-    letter_from,
     split_url,
+    tls_failure,
     topology_from,
 )
 from forkq.brokers.base import (
@@ -102,20 +102,10 @@ class AMQPBroker(Broker):
                 raise BrokerError(f"rabbitmq broker: connection lost ({exc!r})") from exc
             except ssl.SSLError as exc:  # pika raises a failed TLS handshake as it is
                 self._forget_connection()
-                raise BrokerError(self._tls_failure(exc)) from exc
+                raise BrokerError(tls_failure(self._parameters, exc)) from exc
             except (pika.exceptions.AMQPError, OSError) as exc:
                 self.publisher.forget_channels()  # a channel error closes the channel
                 raise BrokerError(f"rabbitmq broker: {exc!r}") from exc
-
-    def _tls_failure(self, exc: ssl.SSLError) -> str:
-        where = f"{self._parameters.host}:{self._parameters.port}"
-        text = f"rabbitmq broker: TLS with {where} failed: {exc.strerror or repr(exc)}"
-        if isinstance(exc, ssl.SSLCertVerificationError):
-            text += (
-                " (ssl_ca_certs must name the CA that signed RabbitMQ's certificate, and the "
-                "certificate must name the URL's host)"
-            )
-        return text
 
     # -- publishing --------------------------------------------------------------------------
 
@@ -297,20 +287,8 @@ class AMQPBroker(Broker):
             if found := self._held(consumer, delivery):
                 session, message = found
                 session.send_kept()
-                headers = {
-                    "x-forkq-queue": message.queue,
-                    "x-forkq-reason": reason,
-                    "x-forkq-failed-at": int(time.time() * 1000),
-                }
-                properties = pika.BasicProperties(
-                    delivery_mode=pika.DeliveryMode.Persistent,
-                    priority=message.properties.priority,
-                    headers=headers,
-                    message_id=uuid.uuid4().hex,
-                )
-                self.publisher.declare(self.topology.dead, self.topology.dead_arguments())
-                channel = self.publisher.channel()
-                channel.basic_publish("", self.topology.dead, message.body, properties)
+                priority = message.properties.priority
+                publish_dead(self.publisher, message.queue, message.body, priority, reason)
                 session.channel.basic_ack(message.tag)
 
     def stop_fetching(self, consumer: Consumer) -> None:
@@ -386,7 +364,7 @@ class AMQPBroker(Broker):
             return int(ready) + mine
 
     def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
-        with self._using(), self._browsing_dead() as letters:
+        with self._using(), browsing_dead(self.publisher, self._open) as (_, letters):
             chosen = [letter for _, letter in letters if queue in (None, letter.queue)]
         return chosen[:limit]
 
@@ -396,34 +374,16 @@ class AMQPBroker(Broker):
     def purge_dead(self, queue: str | None = None) -> int:
         return self._take_dead(lambda d: queue in (None, d.queue), False)
 
-    def _take_dead(self, chosen: Any, republish: bool) -> int:
+    def _take_dead(self, chosen: Callable[[DeadLetter], bool], republish: bool) -> int:
         taken = 0
-        with self._using(), self._browsing_dead() as letters:
+        with self._using(), browsing_dead(self.publisher, self._open) as (browser, letters):
             for tag, letter in letters:
                 if chosen(letter):
                     if republish:
                         self.publisher.send(letter.queue, letter.body, letter.priority, {}, 0.0)
-                    self._browser.basic_ack(tag)
+                    browser.basic_ack(tag)
                     taken += 1
         return taken
-
-    @contextmanager
-    def _browsing_dead(self) -> Iterator[list[tuple[int, DeadLetter]]]:
-        """Every dead letter, read without ack on a channel of its own; closing it puts back
-        (in order) whatever was not acked."""
-        self.publisher.declare(self.topology.dead, self.topology.dead_arguments())
-        self._browser = self._open().channel()
-        letters: list[tuple[int, DeadLetter]] = []
-        try:
-            while True:
-                method, properties, body = self._browser.basic_get(self.topology.dead)
-                if method is None:
-                    break
-                letters.append((method.delivery_tag, letter_from(properties, body)))
-            yield letters
-        finally:
-            if self._browser.is_open:
-                self._browser.close()
 
     # -- lifetime ----------------------------------------------------------------------------
 

@@ -16,7 +16,6 @@ import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
 from forkq.brokers.amqp_topology import Topology
-from forkq.brokers.base import DeadLetter
 from forkq.exceptions import ConfigurationError
 from forkq.settings import redacted
 
@@ -176,22 +175,13 @@ class Keeper:
         self._stop.set()
 
 
-def letter_from(properties: pika.BasicProperties, body: bytes) -> DeadLetter:
-    headers = dict(properties.headers or {})
-
-    def text(key: str) -> str:
-        value = headers.get(key, "")
-        return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
-
-    try:
-        failed_at = int(headers.get("x-forkq-failed-at", 0)) / 1000
-    except (TypeError, ValueError):
-        failed_at = 0.0
-    return DeadLetter(
-        properties.message_id or "",
-        text("x-forkq-queue"),
-        body,
-        text("x-forkq-reason") or "rejected by RabbitMQ",
-        failed_at,
-        properties.priority or 0,
-    )
+def tls_failure(parameters: pika.ConnectionParameters, exc: ssl.SSLError) -> str:
+    """What a refused TLS handshake means; pika raises it as it is, not as a connection error."""
+    where = f"{parameters.host}:{parameters.port}"
+    text = f"rabbitmq broker: TLS with {where} failed: {exc.strerror or repr(exc)}"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        text += (
+            " (ssl_ca_certs must name the CA that signed RabbitMQ's certificate, and the "
+            "certificate must name the URL's host)"
+        )
+    return text
