@@ -292,13 +292,8 @@ class RedisBroker(Broker):
         released = 0
         with self._errors():
             self._send_waiting()
-            dead = WaitingAcks()  # what the consumer (a dead child) finished: ack, not release
-            for queue, receipt in finished:
-                dead.add(
-                    Consumer(consumer_name.split("/")[0], consumer_name),
-                    Delivery(receipt, queue, b"", 0),
-                )
-            self._send_waiting(dead)
+            # What the consumer (a dead child) had finished: acked, not released.
+            self._send_waiting(WaitingAcks.of(consumer_name, finished))
             for queue in self._queues_of(consumer_name):
                 k = self._keys(queue)
                 released += int(
@@ -339,7 +334,7 @@ class RedisBroker(Broker):
     def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
         letters: list[DeadLetter] = []
         with self._errors():
-            for name in [queue] if queue else self._dead_queues():
+            for name in [queue] if queue else self._known_queues():
                 entries: Any = self.client.xrange(self._keys(name).dead, count=limit)
                 for entry_id, f in entries:
                     letters.append(
@@ -354,9 +349,6 @@ class RedisBroker(Broker):
                     )
         return sorted(letters, key=lambda d: d.failed_at)[:limit]
 
-    def _dead_queues(self) -> list[str]:
-        return self._known_queues()
-
     def requeue_dead(self, receipts: Collection[str] | None = None) -> int:
         chosen = self.dead_letters(limit=1_000_000)
         if receipts is not None:
@@ -369,7 +361,7 @@ class RedisBroker(Broker):
 
     def purge_dead(self, queue: str | None = None) -> int:
         with self._errors():
-            names = [queue] if queue else self._dead_queues()
+            names = [queue] if queue else self._known_queues()
             count = sum(self.client.xlen(self._keys(n).dead) for n in names)
             for name in names:
                 self.client.delete(self._keys(name).dead)

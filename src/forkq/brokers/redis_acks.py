@@ -11,7 +11,7 @@ of a child that dies acks, from the scoreboard, what the child had finished
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from forkq.brokers.base import Consumer, Delivery
@@ -25,6 +25,15 @@ class WaitingAcks:
     consumer: Consumer | None = None
     by_queue: dict[str, list[str]] = field(default_factory=dict)  # queue -> receipts
     oldest: float = 0.0  # monotonic time of the first waiting ack
+
+    @classmethod
+    def of(cls, consumer_name: str, finished: Iterable[tuple[str, str]]) -> WaitingAcks:
+        """The acks a consumer (a dead child) owed for its finished (queue, receipt) pairs."""
+        waiting = cls()
+        owner = Consumer(consumer_name.split("/")[0], consumer_name)
+        for queue, receipt in finished:
+            waiting.add(owner, Delivery(receipt, queue, b"", 0))
+        return waiting
 
     def add(self, consumer: Consumer, delivery: Delivery) -> None:
         if not self.by_queue:
