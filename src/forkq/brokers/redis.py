@@ -150,8 +150,9 @@ class RedisBroker(Broker):
                 break
         return got, next_due
 
-    def _send_waiting(self, waiting: WaitingAcks | None = None) -> None:
-        """The kept acks, one fetch script per queue that reads nothing."""
+    def _send_waiting(self, waiting: WaitingAcks | None = None, client: Any = None) -> None:
+        """The kept acks, one fetch script per queue that reads nothing (queued on `client`,
+        a pipeline, when given)."""
         with self._errors():
             for consumer, queue, acks in (self._waiting if waiting is None else waiting).take_all():
                 k = self._keys(queue)
@@ -159,6 +160,7 @@ class RedisBroker(Broker):
                 self._fetch(
                     keys=[k.delayed, *k.bands_high_first],
                     args=[GROUP, consumer.name, 0, now_ms, 0, *acks],
+                    client=client,
                 )
 
     def _block(
@@ -231,14 +233,14 @@ class RedisBroker(Broker):
             if self._waiting.overdue():
                 self._send_waiting()
             return
-        self._send_waiting()
         queue_store = getattr(backend, "queue_store", None)
-        if result is None or queue_store is None or not self._same_server(backend):
-            super().finish(consumer, delivery, result, backend)
+        if queue_store is None or not self._same_server(backend):
+            super().finish(consumer, delivery, result, backend)  # its ack sends kept ones
             return
         with self._errors():
             pipe = self.client.pipeline(transaction=False)
             queue_store(pipe, result)
+            self._send_waiting(client=pipe)  # kept acks in the same round trip
             self._settle_one(consumer, delivery, "ack", 0, client=pipe)
             pipe.execute()
 
