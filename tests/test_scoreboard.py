@@ -52,12 +52,18 @@ def test_unacked_pairs_survive_until_the_next_finish_and_only_whole_ones_are_kep
     assert board.read(0).unacked == ()
 
 
-def test_a_write_cut_short_by_death_neither_hangs_the_reader_nor_yields_unacked() -> None:
+def test_a_write_cut_short_by_death_never_hangs_the_reader_and_drops_only_a_torn_list() -> None:
+    from forkq.pool.scoreboard import _HEAD
+
     board = Scoreboard(1)
     slot = board.writer(0)
     slot.start(7)
     slot.finished(failed=False, unacked=[("q", "0-1-1")])
-    board._map[0:4] = (slot._seq + 1).to_bytes(4, "little")  # odd: the child died mid-write
+    board._map[0:4] = (slot._seq + 1).to_bytes(4, "little")  # odd: died mid-write
+    for view in (board.read(0), board.read_final(0)):  # the list itself was not being written
+        assert view.pid == 7 and view.unacked == (("q", "0-1-1"),)
+    list_seq = slice(_HEAD.size, _HEAD.size + 4)
+    board._map[list_seq] = (1).to_bytes(4, "little")  # died while rewriting the list
     for view in (board.read(0), board.read_final(0)):
         assert view.pid == 7 and view.unacked == ()
     slot.finished(failed=False, unacked=[("q", "0-1-2")])  # a write that completes

@@ -5,17 +5,19 @@ written only by the child that owns it and read by the master on its tick, witho
 trip. Writes are guarded by a sequence counter (a seqlock): the writer makes it odd, writes,
 makes it even; a reader retries when it saw an odd value or the value changed under it.
 
-Slot layout (little-endian; `_HEAD`, then `unacked`)::
+Slot layout (little-endian; `_HEAD`, then `unacked` with a sequence of its own)::
 
     seq u32 | pid i32 | state u8 | started_at f64 | heartbeat f64 | deadline f64
     | done u64 | failed u64 | task_id 48s | receipt 64s | queue 64s | task_name 160s
-    | unacked 2048s
+    | unacked_seq u32 | unacked 2048s
 
 `unacked` lists the (queue, receipt) pairs of messages the child finished but whose acks its
 broker kept back to send with its next call (`Broker.kept_acks`); when the child dies the
 master acks them instead of releasing them, so that they do not run again. Only whole pairs
 are written: one that does not fit is left out, and would at worst run twice. A write copies
-`unacked` only when it changed: the 2 KiB would otherwise be most of a slot write's cost.
+`unacked` only when it changed: the 2 KiB would otherwise be most of a slot write's cost. Its
+own sequence (odd while it is rewritten) tells a dead child's master whether the list, not
+only the slot, was cut short.
 
 `deadline` is on the monotonic clock (system-wide on Linux, so the master can compare it with
 its own): the moment the running task passes its hard time limit, 0 when it has none.
@@ -36,7 +38,8 @@ from setproctitle import setproctitle
 _HEAD = struct.Struct("<Ii B 7x ddd QQ 48s 64s 64s 160s")  # every field but unacked
 _SEQ = struct.Struct("<I")
 _UNACKED = 2048
-_SLOT_SIZE = _HEAD.size + _UNACKED
+_UNACKED_AT = _HEAD.size + _SEQ.size  # unacked has a sequence of its own, just before it
+_SLOT_SIZE = _UNACKED_AT + _UNACKED
 _READ_PATIENCE = 0.1  # seconds; a live writer finishes a write in microseconds
 _PAIR, _NEXT = "\x1f", "\x1e"  # ASCII unit and record separators
 
@@ -91,11 +94,12 @@ class Scoreboard:
     def read_final(self, index: int) -> SlotView:
         """The last state of a slot whose child has exited, so no write is coming. A child
         killed in the middle of a write leaves an odd sequence and a slot that may mix two
-        writes: it is returned as it is but without `unacked`, whose pairs could be torn (a
-        finished task then runs again rather than an unfinished one being acked)."""
+        writes: it is returned as it is. `unacked` has its own sequence, odd only if the kill
+        came while it was being rewritten: then it is dropped, since its pairs could be torn
+        (a finished task then runs again rather than an unfinished one being acked)."""
         offset = index * _SLOT_SIZE
         view = _view(self._map[offset : offset + _SLOT_SIZE])
-        if _SEQ.unpack_from(self._map, offset)[0] & 1:
+        if _SEQ.unpack_from(self._map, offset + _HEAD.size)[0] & 1:
             return dataclasses.replace(view, unacked=())
         return view
 
@@ -175,9 +179,12 @@ class SlotWriter:
         self._map[seq_field] = _SEQ.pack(self._seq + 1)  # odd: write in progress
         self._map[seq_field.stop : self._offset + _HEAD.size] = memoryview(packed)[_SEQ.size :]
         if self._unacked_written:  # the 2 KiB of unacked only when it changed
-            start = self._offset + _HEAD.size
+            useq = slice(self._offset + _HEAD.size, self._offset + _UNACKED_AT)
+            start = useq.stop
             length = max(len(self.unacked), self._unacked_written)
+            self._map[useq] = _SEQ.pack(1)  # odd: being rewritten
             self._map[start : start + length] = self.unacked.ljust(length, b"\0")
+            self._map[useq] = _SEQ.pack(0)
             self._unacked_written = 0
         self._seq += 2
         self._map[seq_field] = _SEQ.pack(self._seq)
@@ -190,7 +197,7 @@ def _view(raw: bytes) -> SlotView:
     _, pid, state, started, beat, deadline, done, failed, task_id, receipt, queue, name = (
         _HEAD.unpack_from(raw)
     )
-    un = raw[_HEAD.size :]
+    un = raw[_UNACKED_AT:]
     return SlotView(
         pid=pid,
         state=SlotState(state),
