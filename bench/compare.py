@@ -17,16 +17,18 @@ purges forkq's RabbitMQ queue. The task bodies' counter is always in Redis. Roun
 the systems in a new random order each time, so that the machine's drift hits all of them
 alike; figures are medians over rounds (min-max).
 
-Throughput: N tasks are enqueued one call each (timed; and with the system's bulk call where
-it has one, timed separately), then the worker starts and drains them; the drain rate runs
-from the first completion to the last, and worker CPU per task is the worker process tree's
-CPU time over that span. Start-up: from launching the worker to the first of those tasks
-counted. Fork per task: forkq and Celery with `--max-tasks-per-child 1` (rows *-fork1),
-against RQ, which forks a work horse per job. Latency: with the worker idle, ping tasks sent
-one after another, each awaited by BLPOP on the list its body pushes to: back to back, and
-with 100 ms gaps. Commands per task: one extra pass of the throughput workload per system
-under Redis MONITOR, counting the commands clients sent (not those Lua scripts ran inside
-Redis) from the first enqueue to the last completion, without the task bodies and the
+Throughput: N tasks are enqueued one call each (timed; and with the system's bulk call where it
+has one, timed separately), then the worker starts and drains them; the drain rate runs from
+the first completion to the last, and worker CPU per task is the worker process tree's CPU time
+over that span. Start-up: from launching the worker to the first of those tasks counted. Fork
+per task: forkq and Celery with `--max-tasks-per-child 1` (rows *-fork1), against RQ, which
+forks a work horse per job; forkq's child forks a process per task (each runs the after-fork
+hooks), Celery replaces its child. Worker CPU counts what every process of the worker's tree
+used, work horses and task processes included once reaped. Latency: with the worker idle, ping
+tasks sent one after another, each awaited by BLPOP on the list its body pushes to: back to
+back, and with 100 ms gaps. Commands per task: one extra pass of the throughput workload per
+system under Redis MONITOR, counting the commands clients sent (not those Lua scripts ran
+inside Redis) from the first enqueue to the last completion, without the task bodies and the
 harness's own reads; not for the systems on RabbitMQ or SQLite.
 """
 
@@ -89,12 +91,12 @@ def all_systems(peers: str, sqlite: Path) -> list[System]:
         System("dramatiq-p64", "dramatiq_app", peers, {**common, "dramatiq_queue_prefetch": "64"}),
         System("celery", "celery_app", peers, common),
         System("rq", "rq_app", peers, common, bulk=True, tasks_scale=0.05),
-        System(  # fork per task: a new child for every task
+        System(  # fork per task: a new process for every task
             "forkq-fork1",
             "forkq_app",
             sys.executable,
             {**common, "BENCH_MAX_TASKS_PER_CHILD": "1"},
-            tasks_scale=0.02,
+            tasks_scale=0.1,
             measures_latency=False,
         ),
         System(

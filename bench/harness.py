@@ -187,12 +187,12 @@ def process_tree(root: int, stats: dict[int, list[str]] | None = None) -> dict[i
 
 
 def tree_cpu_seconds(root: int) -> float:
-    """User + system CPU of `root` and its live descendants, plus what `root` reaped."""
+    """User + system CPU of `root` and its live descendants, plus what each of them reaped (a
+    process that has exited counts in its parent's, once that parent has waited for it: RQ's
+    work horses, forkq's task processes)."""
     stats = _proc_stats()
     times = {pid: (int(f[11]) + int(f[12]), int(f[13]) + int(f[14])) for pid, f in stats.items()}
-    own = sum(times[p][0] for p in process_tree(root, stats) if p in times)
-    reaped = times.get(root, (0, 0))[1]
-    return (own + reaped) / TICKS
+    return sum(sum(times[p]) for p in process_tree(root, stats) if p in times) / TICKS
 
 
 @contextmanager

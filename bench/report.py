@@ -255,8 +255,9 @@ def render(
         f"Run on {record['date']}: {info['cpu']}, Linux {info['kernel']}, Python "
         f"{info['python']}, Redis {info['redis']}, RabbitMQ {info.get('rabbitmq', 'unknown')}. "
         f"Peers: {versions}. "
-        f"{record['rounds']} rounds of {record['tasks']:,} tasks (RQ: a twentieth; forking a "
-        "child per task: a fiftieth), systems interleaved in a new random order each round; "
+        f"{record['rounds']} rounds of {record['tasks']:,} tasks (RQ: a twentieth; forkq "
+        "forking per task: a tenth; Celery forking per task: a fiftieth), systems "
+        "interleaved in a new random order each round; "
         f"latency from {record.get('latency_samples', 200)} tasks back to back and "
         f"{record.get('gap_samples', 50)} with 100 ms gaps per round.",
         "",

@@ -176,6 +176,20 @@ E2E_APP = textwrap.dedent(
     def die():
         os._exit(1)
 
+    HOOKED = []  # pids of the processes that ran the after-fork hooks
+
+    @app.on_after_fork
+    def note_hook():
+        HOOKED.append(os.getpid())
+
+    @app.task
+    def where():
+        return {"pid": os.getpid(), "parent": os.getppid(), "hooked": HOOKED}
+
+    @app.task
+    def unstorable():
+        return object()
+
     if os.environ.get("E2E_CRASH_IDLE"):
         import signal
 

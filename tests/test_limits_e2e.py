@@ -20,8 +20,18 @@ def broker_url(every_broker_url: str) -> str:
     return every_broker_url
 
 
-def test_soft_time_limit_raises_inside_the_task(client: Forkq, start_worker: Any) -> None:
-    worker = start_worker("-c", "1", "--soft-time-limit", "0.3", "-l", "warning")
+FORK_PER_TASK = ("--max-tasks-per-child", "1")
+# Each limit holds the same whether the task runs in the child or in a process of its own.
+in_child_or_own_process = pytest.mark.parametrize(
+    "mode", [(), FORK_PER_TASK], ids=["in-child", "fork-per-task"]
+)
+
+
+@in_child_or_own_process
+def test_soft_time_limit_raises_inside_the_task(
+    client: Forkq, start_worker: Any, mode: tuple[str, ...]
+) -> None:
+    worker = start_worker("-c", "1", "--soft-time-limit", "0.3", "-l", "warning", *mode)
     wait_until_serving(client, worker)
     assert client.send_task("e2eapp.sleep_soft", (30,)).get(timeout=20) == "cleaned up"
     with pytest.raises(TaskFailed) as failed:
@@ -30,6 +40,7 @@ def test_soft_time_limit_raises_inside_the_task(client: Forkq, start_worker: Any
     assert client.send_task("e2eapp.add", (1, 2)).get(timeout=20) == 3
 
 
+@in_child_or_own_process
 @pytest.mark.parametrize(
     ("worker_args", "task", "args"),
     [
@@ -38,9 +49,14 @@ def test_soft_time_limit_raises_inside_the_task(client: Forkq, start_worker: Any
     ],
 )
 def test_hard_time_limit_kills_the_child_and_fails_the_task(
-    client: Forkq, start_worker: Any, worker_args: tuple[str, ...], task: str, args: tuple[Any]
+    client: Forkq,
+    start_worker: Any,
+    worker_args: tuple[str, ...],
+    task: str,
+    args: tuple[Any],
+    mode: tuple[str, ...],
 ) -> None:
-    worker = start_worker("-c", "1", *worker_args, "-l", "warning")
+    worker = start_worker("-c", "1", *worker_args, "-l", "warning", *mode)
     wait_until_serving(client, worker)
     before = worker.children()
     with pytest.raises(TaskFailed) as failed:
@@ -69,10 +85,53 @@ def test_max_tasks_per_child_recycles_on_count(client: Forkq, start_worker: Any)
     assert worker.wait(timeout=30) == 0
 
 
-def test_fork_per_task(client: Forkq, start_worker: Any) -> None:
-    start_worker("-c", "2", "--max-tasks-per-child", "1", "-l", "warning")
-    results = [client.send_task("e2eapp.ping") for _ in range(20)]
-    assert len({r.get(timeout=60) for r in results}) == 20
+def test_fork_per_task_runs_each_task_and_the_hooks_in_a_process_of_its_own(
+    client: Forkq, start_worker: Any
+) -> None:
+    worker = start_worker("-c", "2", *FORK_PER_TASK, "-l", "warning")
+    wait_until_serving(client, worker)
+    children = worker.children()
+    seen = [r.get(timeout=60) for r in [client.send_task("e2eapp.where") for _ in range(20)]]
+    assert len({where["pid"] for where in seen}) == 20
+    # Forked by the children, which stay: no task ran in a child, no child was replaced.
+    assert {where["parent"] for where in seen} <= set(children)
+    assert not {where["pid"] for where in seen} & set(children)
+    assert worker.children() == children
+    # The after-fork hooks ran in each task's process, once, and not in the child.
+    assert all(where["hooked"] == [where["pid"]] for where in seen)
+
+
+def test_in_a_child_the_hooks_run_once_per_child(client: Forkq, start_worker: Any) -> None:
+    worker = start_worker("-c", "1", "-l", "warning")
+    wait_until_serving(client, worker)
+    [child] = worker.children()
+    seen = [client.send_task("e2eapp.where").get(timeout=30) for _ in range(3)]
+    assert seen == [{"pid": child, "parent": worker.pid, "hooked": [child]}] * 3
+
+
+def test_fork_per_task_a_task_process_that_dies_is_lost_like_a_child(
+    client: Forkq, start_worker: Any
+) -> None:
+    worker = start_worker("-c", "1", *FORK_PER_TASK, "-l", "warning")
+    wait_until_serving(client, worker)
+    with pytest.raises(TaskFailed) as failed:
+        client.send_task("e2eapp.die").get(timeout=60)
+    assert failed.value.exc_type == "WorkerLost"
+    assert client.send_task("e2eapp.add", (1, 2)).get(timeout=30) == 3
+    [letter] = client.broker.dead_letters(client.settings.default_queue)
+    assert letter.reason.startswith("worker lost")
+    died = "the task's process died (exit code 1)"
+    assert worker.log().count(died) == client.settings.max_deliveries
+
+
+def test_fork_per_task_a_result_json_cannot_hold_fails_the_task(
+    client: Forkq, start_worker: Any
+) -> None:
+    start_worker("-c", "1", *FORK_PER_TASK, "-l", "warning")
+    with pytest.raises(TaskFailed) as failed:
+        client.send_task("e2eapp.unstorable").get(timeout=60)
+    assert failed.value.exc_type == "ResultNotSerializable"
+    assert client.send_task("e2eapp.add", (2, 2)).get(timeout=30) == 4
 
 
 def test_max_memory_per_child_recycles_by_private_memory(client: Forkq, start_worker: Any) -> None:

@@ -65,6 +65,17 @@ def exception_record(exc: BaseException, retries: int = 0) -> ResultRecord:
     return failure_record(type(exc).__qualname__, str(exc), text, retries)
 
 
+def encode_storable(record: ResultRecord) -> tuple[ResultRecord, bytes]:
+    """The record as it will be stored, and its bytes: a return value JSON cannot hold makes
+    it a FAILURE instead."""
+    try:
+        return record, _encoder.encode(record)
+    except (TypeError, msgspec.EncodeError) as exc:
+        reason = f"the task returned a value JSON cannot hold: {exc}"
+        failure = failure_record("ResultNotSerializable", reason, retries=record.retries)
+        return failure, _encoder.encode(failure)
+
+
 class AsyncResult:
     """A handle on a task's outcome, by id. Cheap to create; every property reads the backend."""
 

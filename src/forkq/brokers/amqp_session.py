@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import ssl
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -158,8 +159,25 @@ class Keeper:
         self._lock = lock
         self._tend = tend
         self._stop = threading.Event()
+        self._held_for_fork = False
         self._thread = threading.Thread(target=self._run, name="forkq-amqp-keeper", daemon=True)
         self._thread.start()
+        # A child forking a task's process (--max-tasks-per-child 1) must not copy this
+        # thread's connection state halfway through a send: the lock is held across fork.
+        ref = weakref.ref(self)
+        os.register_at_fork(
+            before=lambda: _call_if_alive(ref, Keeper._hold_for_fork),
+            after_in_parent=lambda: _call_if_alive(ref, Keeper._let_go_after_fork),
+        )
+
+    def _hold_for_fork(self) -> None:
+        if not self._stop.is_set():
+            self._held_for_fork = self._lock.acquire()
+
+    def _let_go_after_fork(self) -> None:
+        if self._held_for_fork:
+            self._held_for_fork = False
+            self._lock.release()
 
     def _run(self) -> None:
         while not self._stop.wait(KEEPER_INTERVAL):
@@ -173,6 +191,12 @@ class Keeper:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+def _call_if_alive(ref: weakref.ref[Keeper], method: Callable[[Keeper], None]) -> None:
+    keeper = ref()
+    if keeper is not None:
+        method(keeper)
 
 
 def tls_failure(parameters: pika.ConnectionParameters, exc: ssl.SSLError) -> str:

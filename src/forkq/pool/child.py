@@ -95,7 +95,7 @@ def child_main(
     except BaseException:
         traceback.print_exc()
     finally:
-        _flush_std_streams()
+        flush_std_streams()
         os._exit(code)
 
 
@@ -118,18 +118,22 @@ def _reset_inherited_state(
         signal.signal(signum, signal.SIG_IGN)
     # USR1 writes every thread's stack to stderr from C, safe at any moment.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
-    _die_with_parent()
-    if os.getppid() != master_pid:  # the master died before prctl took effect
+    die_with_parent(master_pid)
+
+
+_libc = ctypes.CDLL(None, use_errno=True)  # loaded in the master, before any fork
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """SIGKILL this process when the process that forked it dies (the kernel sends it);
+    exit now if that already happened, before prctl took effect."""
+    if _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent_pid:
         os._exit(EXIT_BOOT_FAILED)
 
 
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-
-
-def _flush_std_streams() -> None:
+def flush_std_streams() -> None:
     for stream in (sys.stdout, sys.stderr):
         with suppress(OSError, ValueError):
             stream.flush()

@@ -1,17 +1,21 @@
 """Turning one delivery into one outcome, inside a child.
 
-    delivery ─► decode ─► checks ─► run task ─► store result ─► ack
+    delivery ─► decode ─► checks ─► run task* ─► store result ─► ack
                   │          │           ├─► Retry: publish the next try ─► store RETRY ─► ack
                   └──────────┴─► rejected: store FAILURE (if the id is trusted) ─► dead letter
 
 A task's exception never leaves `handle`: it becomes a FAILURE record. The result is stored
 before the ack, so a crash between the two redelivers the task rather than losing its result.
+(*) in the child itself, or with `--max-tasks-per-child 1` in a process of its own
+(task_process.py).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from functools import partial
 
 import msgspec
 
@@ -25,7 +29,7 @@ from forkq.pool.scoreboard import SlotWriter
 from forkq.result import (
     ResultRecord,
     decode_record,
-    encode_record,
+    encode_storable,
     exception_record,
     failure_record,
     success_record,
@@ -35,6 +39,13 @@ from forkq.task import Request, Task
 from forkq.worker.limits import TimeLimits, soft_time_limit
 
 log = logging.getLogger("forkq.worker")
+
+TaskRunner = Callable[[Callable[[], ResultRecord]], ResultRecord]
+
+
+def run_here(call: Callable[[], ResultRecord]) -> ResultRecord:
+    """The default `TaskRunner`: the task runs in the child itself."""
+    return call()
 
 
 class Executor:
@@ -46,8 +57,10 @@ class Executor:
         consumer: Consumer,
         slot: SlotWriter,
         limits: TimeLimits | None = None,
+        run_task: TaskRunner = run_here,
     ) -> None:
         self.app = app
+        self.run_task = run_task
         self.limits = limits or TimeLimits()
         self.broker = broker
         self.backend = backend
@@ -118,6 +131,13 @@ class Executor:
         task.request = Request(
             message.id, message.retries, message.queue, delivery.delivery_count, message.headers
         )
+        try:
+            return self.run_task(partial(self._call, task, message, soft_limit))
+        finally:
+            task.request = Request()
+
+    def _call(self, task: Task, message: Message, soft_limit: float | None) -> ResultRecord:
+        """The task itself: in this process, or in one of its own (`run_task`)."""
         started = time.perf_counter()
         try:
             with soft_time_limit(soft_limit):
@@ -131,8 +151,6 @@ class Executor:
                 "task %s[%s] raised %s: %s", message.task, message.id, type(exc).__name__, exc
             )
             return exception_record(exc, message.retries)
-        finally:
-            task.request = Request()
         log.info(
             "task %s[%s] succeeded in %.4fs",
             message.task,
@@ -165,13 +183,5 @@ class Executor:
         self.backend.store(write.task_id, write.state, write.payload, write.ttl)
 
     def _result_write(self, task_id: str, record: ResultRecord) -> tuple[ResultRecord, ResultWrite]:
-        """The record as it will be stored: a return value JSON cannot hold becomes a
-        FAILURE instead."""
-        try:
-            payload = encode_record(record)
-        except (TypeError, msgspec.EncodeError) as exc:
-            record = failure_record(
-                "ResultNotSerializable", f"the task returned a value JSON cannot hold: {exc}"
-            )
-            payload = encode_record(record)
+        record, payload = encode_storable(record)
         return record, ResultWrite(task_id, record.state, payload, self.ttl)

@@ -9,6 +9,7 @@ import os
 import random
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 from forkq.app import Forkq
 from forkq.brokers import Consumer, Delivery
@@ -21,6 +22,7 @@ from forkq.pool.watch import TIME_LIMIT
 from forkq.result import encode_record, failure_record
 from forkq.worker.executor import Executor
 from forkq.worker.limits import TimeLimits
+from forkq.worker.task_process import TaskProcessDied, run_in_own_process
 
 log = logging.getLogger("forkq.worker")
 
@@ -35,6 +37,12 @@ class ConsumeOptions:
     prefetch: int
     limits: TimeLimits = field(default_factory=TimeLimits)
     max_tasks: int | None = None  # recycle the child after about this many tasks
+
+    @property
+    def fork_per_task(self) -> bool:
+        """One task per process: rather than being replaced after every task, the child
+        forks a process for each (task_process.py)."""
+        return self.max_tasks == 1
 
 
 def task_budget(max_tasks: int | None) -> int | None:
@@ -69,6 +77,10 @@ class ConsumeProgram:
         try:
             with contextlib.suppress(Stopping):
                 self._consume(executor, stop)
+        except TaskProcessDied as died:
+            # Its task stays marked running: the master releases it as a dead child's.
+            log.warning("child %d leaving: %s", index, died)
+            return died.exit_code
         except (BrokerError, BackendError) as exc:
             # Mid-task: the result or the ack may be lost. Leave, so that the master releases
             # what this child held and the task runs again (at least once, never lost).
@@ -84,13 +96,24 @@ class ConsumeProgram:
     def _boot(self, consumer: Consumer, slot: SlotWriter) -> Executor:
         self.app.drop_inherited_connections()
         broker, backend = self.app.broker, self.app.backend  # this child's own connections
+        limits = self.options.limits
+        if self.options.fork_per_task:  # the hooks run where the tasks run
+            runner = partial(run_in_own_process, self._prepare_task_process)
+            return Executor(self.app, broker, backend, consumer, slot, limits, runner)
+        self._run_after_fork_hooks()
+        return Executor(self.app, broker, backend, consumer, slot, limits)
+
+    def _run_after_fork_hooks(self) -> None:
         for hook in self.app.after_fork_hooks:
             hook()
-        return Executor(self.app, broker, backend, consumer, slot, self.options.limits)
+
+    def _prepare_task_process(self) -> None:
+        self.app.drop_inherited_connections()  # a task that publishes opens its own
+        self._run_after_fork_hooks()
 
     def _consume(self, executor: Executor, stop: StopSignal) -> None:
         queues, prefetch = self.options.queues, self.options.prefetch
-        budget = task_budget(self.options.max_tasks)
+        budget = None if self.options.fork_per_task else task_budget(self.options.max_tasks)
         outage = Outage("broker", log)
         while not stop.requested and budget != 0:
             # Never prefetch more than the child will run before it is recycled.
