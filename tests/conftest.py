@@ -187,6 +187,10 @@ E2E_APP = textwrap.dedent(
         return {"pid": os.getpid(), "parent": os.getppid(), "hooked": HOOKED}
 
     @app.task
+    def add_later(x, y):  # publishes from inside a task
+        return add.delay(x, y).id
+
+    @app.task
     def unstorable():
         return object()
 

@@ -101,6 +101,19 @@ def test_fork_per_task_runs_each_task_and_the_hooks_in_a_process_of_its_own(
     assert all(where["hooked"] == [where["pid"]] for where in seen)
 
 
+def test_fork_per_task_a_task_that_publishes_uses_a_connection_of_its_own(
+    client: Forkq, start_worker: Any
+) -> None:
+    worker = start_worker("-c", "1", *FORK_PER_TASK, "-l", "warning")
+    wait_until_serving(client, worker)
+    # Had a task process written on the child's connection, the child's next fetch or ack on
+    # it would fail or read the task's replies.
+    for n in range(5):
+        task_id = client.send_task("e2eapp.add_later", (n, 1)).get(timeout=30)
+        assert client.AsyncResult(task_id).get(timeout=30) == n + 1
+    assert "lost its connection" not in worker.log()
+
+
 def test_in_a_child_the_hooks_run_once_per_child(client: Forkq, start_worker: Any) -> None:
     worker = start_worker("-c", "1", "-l", "warning")
     wait_until_serving(client, worker)

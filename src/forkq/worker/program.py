@@ -98,7 +98,9 @@ class ConsumeProgram:
         broker, backend = self.app.broker, self.app.backend  # this child's own connections
         limits = self.options.limits
         if self.options.fork_per_task:  # the hooks run where the tasks run
-            runner = partial(run_in_own_process, self._prepare_task_process)
+            # The task's process never uses the child's connections: `app.broker` and
+            # `app.backend` see the new pid and open their own if the task publishes.
+            runner = partial(run_in_own_process, self._run_after_fork_hooks)
             return Executor(self.app, broker, backend, consumer, slot, limits, runner)
         self._run_after_fork_hooks()
         return Executor(self.app, broker, backend, consumer, slot, limits)
@@ -106,10 +108,6 @@ class ConsumeProgram:
     def _run_after_fork_hooks(self) -> None:
         for hook in self.app.after_fork_hooks:
             hook()
-
-    def _prepare_task_process(self) -> None:
-        self.app.drop_inherited_connections()  # a task that publishes opens its own
-        self._run_after_fork_hooks()
 
     def _consume(self, executor: Executor, stop: StopSignal) -> None:
         queues, prefetch = self.options.queues, self.options.prefetch
