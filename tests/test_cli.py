@@ -72,6 +72,21 @@ def test_help_works_everywhere(e2e_dir: Path) -> None:
         assert done.returncode == 0 and "Usage:" in done.stdout, args
 
 
+def test_every_command_is_listed_but_the_worker_loads_only_its_own(e2e_dir: Path) -> None:
+    listing = forkq(e2e_dir, "--help").stdout
+    for name in ("call", "dead", "demo", "inspect", "purge", "result", "worker"):
+        assert f"  {name} " in listing, name
+    # rich and the other commands' modules cost a worker tens of ms at start-up.
+    code = (
+        "import sys; from forkq.cli.main import main; sys.argv = ['forkq', 'worker', '--help']\n"
+        "try: main()\n"
+        "except SystemExit: pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('rich', 'forkq.cli.'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert done.stdout.strip().splitlines()[-1] == "['forkq.cli.main', 'forkq.cli.worker']"
+
+
 def test_call_result_purge_dead_round_trip(
     e2e_dir: Path, broker_url: str, client: Forkq, start_worker: Any
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from collections.abc import Callable
@@ -35,7 +36,25 @@ def resolve_app(app_spec: str | None, broker: str | None, backend: str | None) -
     return app
 
 
+# Commands with a module of their own, imported only when named or listed (--help): a worker
+# then starts without loading rich (inspect, demo) or the dead-letter tools.
+LAZY_COMMANDS = {
+    "dead": "forkq.cli.dead",
+    "demo": "forkq.cli.demo",
+    "inspect": "forkq.cli.inspect",
+    "worker": "forkq.cli.worker",
+}
+
+
 class OneLineErrors(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY_COMMANDS and cmd_name not in self.commands:
+            importlib.import_module(LAZY_COMMANDS[cmd_name])  # its decorator registers it here
+        return super().get_command(ctx, cmd_name)
+
     def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs["standalone_mode"] = False
         try:
@@ -187,6 +206,4 @@ def _print_result(get: Callable[..., Any], timeout: float) -> None:
 
 
 def main() -> None:
-    from forkq.cli import dead, demo, inspect, worker  # noqa: F401 - registers them
-
     cli(prog_name="forkq")
