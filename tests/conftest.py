@@ -150,6 +150,11 @@ E2E_APP = textwrap.dedent(
         PRELOADED = [[i, i + 1] for i in range(int(os.environ["E2E_PRELOAD_MB"]) * 10_000)]
 
     @app.task
+    def collector():
+        import gc
+        return {"enabled": gc.isenabled(), "frozen": gc.get_freeze_count()}
+
+    @app.task
     def full_collection():
         import gc
         gc.collect()

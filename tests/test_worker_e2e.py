@@ -41,6 +41,16 @@ def test_a_thousand_tasks_through_four_children(client: Forkq, start_worker: Any
     assert os.getpid() not in {r.get() for r in publish(client, "e2eapp.ping", [()] * 8)}
 
 
+def test_children_collect_garbage_and_share_a_frozen_heap(client: Forkq, start_worker: Any) -> None:
+    # The collector is paused while the worker starts (collector_paused): the children must
+    # have it on again, with what the master loaded frozen (shared copy-on-write).
+    worker = start_worker("-c", "2", "-l", "warning")
+    wait_until_serving(client, worker)
+    state = client.send_task("e2eapp.collector").get(timeout=30)
+    assert state["enabled"] is True
+    assert state["frozen"] > 10_000
+
+
 def test_kill_9_of_a_busy_child_loses_nothing(client: Forkq, start_worker: Any) -> None:
     worker = start_worker("-c", "4", "-l", "warning")
     wait_until_serving(client, worker)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -90,6 +91,8 @@ def worker(
     log_json: bool,
 ) -> None:
     """Start a prefork worker: forkq worker -A proj.tasks -c 4 -Q high,default."""
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # until the freeze, from before the app loads: see collector_paused
     from forkq.worker.limits import TimeLimits
     from forkq.worker.service import WorkerConfig, run_worker
 
@@ -115,4 +118,4 @@ def worker(
         if max_memory_per_child is None
         else int(max_memory_per_child * 2**20),
     )
-    sys.exit(run_worker(app, config))
+    sys.exit(run_worker(app, config, gc_was_enabled=gc_was_enabled))
