@@ -20,13 +20,14 @@ alike; figures are medians over rounds (min-max).
 Throughput: N tasks are enqueued one call each (timed; and with the system's bulk call where it
 has one, timed separately), then the worker starts and drains them; the drain rate runs from
 the first completion to the last, and worker CPU per task is the worker process tree's CPU time
-over that span. Start-up: from launching the worker to the first of those tasks counted. Fork
-per task: forkq and Celery with `--max-tasks-per-child 1` (rows *-fork1), against RQ, which
-forks a work horse per job; forkq's child forks a process per task (each runs the after-fork
-hooks), Celery replaces its child. Worker CPU counts what every process of the worker's tree
-used, work horses and task processes included once reaped. Latency: with the worker idle, ping
-tasks sent one after another, each awaited by BLPOP on the list its body pushes to: back to
-back, and with 100 ms gaps. Commands per task: one extra pass of the throughput workload per
+over that span. Start-up: from launching the worker to the first of those tasks counted (forkq
+runs from its source tree, its bytecode compiled first as pip compiles an installed package's).
+Fork per task: forkq and Celery with `--max-tasks-per-child 1` (rows *-fork1), against RQ,
+which forks a work horse per job; forkq's child forks a process per task (each runs the after-
+fork hooks), Celery replaces its child. Worker CPU counts what every process of the worker's
+tree used, work horses and task processes included once reaped. Latency: with the worker idle,
+ping tasks sent one after another, each awaited by BLPOP on the list its body pushes to: back
+to back, and with 100 ms gaps. Commands per task: one extra pass of the throughput workload per
 system under Redis MONITOR, counting the commands clients sent (not those Lua scripts ran
 inside Redis) from the first enqueue to the last completion, without the task bodies and the
 harness's own reads; not for the systems on RabbitMQ or SQLite.
@@ -55,6 +56,7 @@ from harness import (
     REDIS,
     System,
     clear,
+    compile_bytecode,
     count_commands,
     drive,
     ensure_peers_venv,
@@ -310,6 +312,7 @@ def main() -> None:
     with logs.open("w") as text_log:
         console.print("installing the peers into bench/.peers-venv (first run only)")
         peers = ensure_peers_venv(text_log)
+        compile_bytecode()
     sqlite = options.out.parent / "broker.sqlite3"  # deleted before every enqueue
     chosen = [s for s in all_systems(peers, sqlite) if options.rounds
               and (not options.systems or s.label in options.systems.split(","))]  # fmt: skip
