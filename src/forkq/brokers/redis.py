@@ -198,13 +198,13 @@ class RedisBroker(Broker):
         for k in keys:
             pipe.set(k.recovering, 1, nx=True, px=period_ms)
         mine = [k for k, won in zip(keys, pipe.execute(), strict=True) if won]
-        consumers = {
-            c["name"].decode()
-            for k in mine
-            for stream in k.bands_high_first
-            for c in self.client.xinfo_consumers(stream, GROUP)
-            if c["pending"]
-        }
+        if not mine:
+            return
+        pipe = self.client.pipeline(transaction=False)  # one round trip, not one a stream
+        for k in mine:
+            for stream in k.bands_high_first:
+                pipe.xinfo_consumers(stream, GROUP)
+        consumers = {c["name"].decode() for cs in pipe.execute() for c in cs if c["pending"]}
         workers = {name.split("/", 1)[0] for name in consumers}
         pipe = self.client.pipeline(transaction=False)
         for worker in sorted(workers):

@@ -82,7 +82,8 @@ def run_worker(app: Forkq, config: WorkerConfig, *, gc_was_enabled: bool | None 
         # would leave holes in shared pages that the children's allocations then fill (and
         # copy); what it would free is small (570 objects for the bench app) and it costs
         # 6-15 ms of start-up.
-        _warm_package_metadata()
+        if options.fork_per_task:
+            _warm_package_metadata()
         gc.freeze()
     master = Master(program, supervision, pool)
     with PidFile(config.pidfile) as pidfile:
@@ -117,9 +118,10 @@ def collector_paused(resume: bool) -> Iterator[None]:
 
 def _warm_package_metadata() -> None:
     """Libraries look their own version up at run time (redis-py for every new connection it
-    makes), and a process's first lookup scans sys.path: about 3 ms. Done once here, the
-    caches it fills are shared by every child, and by every task process of
-    `--max-tasks-per-child 1`, which would otherwise each scan again."""
+    makes), and a process's first lookup scans sys.path: 2-3 ms. With a process per task
+    (`--max-tasks-per-child 1`) that would be 2-3 ms of every task whose code opens such a
+    connection; done once here, the caches it fills are shared by all of them. (A long-lived
+    child pays it once at most, so the other modes skip it: it is start-up time.)"""
     with suppress(metadata.PackageNotFoundError):  # running from a bare checkout
         metadata.version("forkq")
 
