@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar, overload
+
+import msgspec
 
 from forkq.backends import ResultBackend, open_backend
 from forkq.brokers import Broker, open_broker
@@ -156,7 +157,7 @@ class Forkq:
     def configure(self, **overrides: Any) -> None:
         """Replace settings (e.g. `broker_url` from the command line); reopens connections."""
         self.close()
-        self.settings = dataclasses.replace(
+        self.settings = msgspec.structs.replace(
             self.settings, **{k: v for k, v in overrides.items() if v is not None}
         )
         self.codec = Codec(secret=self.settings.secret, max_bytes=self.settings.max_message_bytes)

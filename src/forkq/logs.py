@@ -18,15 +18,15 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 TEXT_FORMAT = "[%(asctime)s] [%(origin)s] %(levelname)s %(name)s: %(message)s"
 _RECORD_MARK = '{"forkq":1,'
 
 
-@dataclass(frozen=True)
-class Origin:
+class Origin(msgspec.Struct, frozen=True):
     """Which process a line came from, and what it was running."""
 
     label: str  # "master" or "child 2"

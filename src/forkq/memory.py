@@ -14,17 +14,17 @@ Sum of RSS minus sum of PSS is the memory that naive accounting claims but fork 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 _KIB = 1024
 _USS_FIELDS = ("Private_Clean", "Private_Dirty", "Private_Hugetlb")
 _SHARED_FIELDS = ("Shared_Clean", "Shared_Dirty", "Shared_Hugetlb")
 
 
-@dataclass(frozen=True)
-class ProcessMemory:
+class ProcessMemory(msgspec.Struct, frozen=True):
     """Figures in bytes."""
 
     pid: int
@@ -35,8 +35,7 @@ class ProcessMemory:
     shared: int
 
 
-@dataclass(frozen=True)
-class MemoryTotals:
+class MemoryTotals(msgspec.Struct, frozen=True):
     rss: int
     pss: int
     uss: int
@@ -131,6 +130,6 @@ def memory_json(rows: Sequence[ProcessMemory]) -> dict[str, Any]:
     """Per-process figures and totals (with the copy-on-write saving), in bytes."""
     total = totals(rows)
     return {
-        "processes": [asdict(row) for row in rows],
-        "totals": {**asdict(total), "cow_saving": total.cow_saving},
+        "processes": [msgspec.structs.asdict(row) for row in rows],
+        "totals": {**msgspec.structs.asdict(total), "cow_saving": total.cow_saving},
     }

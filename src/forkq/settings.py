@@ -6,12 +6,12 @@ so tests and embedding programs control it. Explicit arguments always win over t
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+import msgspec
 
 from forkq.exceptions import ConfigurationError
 
@@ -39,8 +39,7 @@ _ENV_NAMES: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(msgspec.Struct, frozen=True):
     broker_url: str = DEFAULT_URL
     result_backend: str | None = None  # None: the same URL as the broker
     default_queue: str = DEFAULT_QUEUE
@@ -71,7 +70,7 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str], **explicit: Any) -> Settings:
         """Environment values under the explicit ones; `None` explicit values are ignored."""
         values: dict[str, Any] = {}
-        fields = {f.name: f for f in dataclasses.fields(cls)}
+        fields = {f.name: f for f in msgspec.structs.fields(cls)}
         for name, env_name in _ENV_NAMES.items():
             raw = environ.get(env_name)
             if raw is not None and raw != "":
@@ -84,7 +83,7 @@ class Settings:
 
 
 def _convert(env_name: str, raw: str, annotation: object) -> object:
-    kind = str(annotation)
+    kind = getattr(annotation, "__name__", str(annotation))  # a class, or `str | None`
     try:
         if kind.startswith("bool"):
             if raw.lower() in ("1", "true", "yes", "on"):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from forkq.envelope import make_message
 from forkq.exceptions import ConfigurationError, MaxRetriesExceeded, Retry
@@ -17,8 +18,7 @@ if TYPE_CHECKING:
     from forkq.result import AsyncResult
 
 
-@dataclass(frozen=True)
-class TaskOptions:
+class TaskOptions(msgspec.Struct, frozen=True):
     name: str
     queue: str | None = None  # None: the app's default queue
     priority: int = 0  # 0-9, 9 runs first
@@ -44,15 +44,14 @@ class TaskOptions:
                 raise ConfigurationError(f"task {self.name}: {limit} must be > 0 seconds")
 
 
-@dataclass
-class Request:
+class Request(msgspec.Struct):
     """What a running task knows about its own invocation (`self.request` when bound)."""
 
     id: str = ""
     retries: int = 0
     queue: str = ""
     delivery_count: int = 0
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class Task:

@@ -6,17 +6,16 @@ Backends store an opaque encoded record next to its state; `forkq.result` owns t
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+
+import msgspec
 
 
-@dataclass(frozen=True)
-class StoredResult:
+class StoredResult(msgspec.Struct, frozen=True):
     state: str
     payload: bytes
 
 
-@dataclass(frozen=True)
-class ResultWrite:
+class ResultWrite(msgspec.Struct, frozen=True):
     """A result waiting to be stored, handed to `Broker.finish` with the ack it goes with."""
 
     task_id: str

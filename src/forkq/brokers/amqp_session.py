@@ -9,10 +9,10 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import msgspec
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
@@ -25,8 +25,7 @@ OWN_PARAMS = ("prefix", "lease_ttl", "queue_type", "expires", *TLS_PARAMS)
 KEEPER_INTERVAL = 1.0  # seconds between the keeper thread's looks at the connection
 
 
-@dataclass
-class Message:
+class Message(msgspec.Struct):
     queue: str  # forkq queue name
     tag: int
     body: bytes
@@ -45,14 +44,13 @@ class Message:
             return 0
 
 
-@dataclass
-class Session:
+class Session(msgspec.Struct):
     """One forkq consumer: its own channel, what RabbitMQ pushed to it, what it handed out."""
 
     channel: BlockingChannel
-    consuming: dict[str, str] = field(default_factory=dict)  # consumer tag -> forkq queue
-    buffer: deque[Message] = field(default_factory=deque)
-    held: dict[str, Message] = field(default_factory=dict)  # receipt -> message
+    consuming: dict[str, str] = msgspec.field(default_factory=dict)  # consumer tag -> forkq queue
+    buffer: deque[Message] = msgspec.field(default_factory=deque)
+    held: dict[str, Message] = msgspec.field(default_factory=dict)  # receipt -> message
     qos: int = 0
     kept_tag: int = 0  # the highest finished delivery tag whose ack is kept back; 0: none
 

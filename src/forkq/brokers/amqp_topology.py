@@ -23,8 +23,9 @@ rounding, goes round the delay queues again for the rest).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 MAX_PRIORITY = 9
 MAX_HOP_MS = 2**31 - 1  # the largest x-message-ttl: longer delays take several hops
@@ -42,8 +43,7 @@ def bucket_ms(delay_ms: int) -> int:
     return int((delay_ms // scale) * scale)
 
 
-@dataclass(frozen=True)
-class Topology:
+class Topology(msgspec.Struct, frozen=True):
     prefix: str
     quorum: bool = False
     expires_ms: int | None = None  # x-expires of work and dead queues (tests: unused ones go)

@@ -12,24 +12,23 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
+
+import msgspec
 
 from forkq.backends.base import ResultBackend, ResultWrite
 from forkq.exceptions import ConfigurationError
 from forkq.settings import redacted
 
 
-@dataclass(frozen=True)
-class Consumer:
+class Consumer(msgspec.Struct, frozen=True):
     """Who holds fetched messages: one per child process incarnation."""
 
     worker: str  # the worker (master process) whose heartbeat keeps the holds alive
     name: str  # unique across every worker sharing the broker
 
 
-@dataclass(frozen=True)
-class Delivery:
+class Delivery(msgspec.Struct, frozen=True):
     """A fetched message. `receipt` is the engine's handle for ack/requeue/dead_letter."""
 
     receipt: str
@@ -38,8 +37,7 @@ class Delivery:
     delivery_count: int  # 1 on first delivery; counts the times a process started it
 
 
-@dataclass(frozen=True)
-class DeadLetter:
+class DeadLetter(msgspec.Struct, frozen=True):
     receipt: str
     queue: str
     body: bytes

@@ -10,7 +10,8 @@ import itertools
 import threading
 import time
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+
+import msgspec
 
 from forkq.brokers.base import (
     Broker,
@@ -22,8 +23,7 @@ from forkq.brokers.base import (
 )
 
 
-@dataclass
-class _Entry:
+class _Entry(msgspec.Struct):
     queue: str
     body: bytes
     priority: int
@@ -34,12 +34,11 @@ class _Entry:
     lease_until: float = 0.0
 
 
-@dataclass
-class _Store:
-    cond: threading.Condition = field(default_factory=threading.Condition)
-    messages: dict[int, _Entry] = field(default_factory=dict)
-    dead: dict[int, DeadLetter] = field(default_factory=dict)
-    ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+class _Store(msgspec.Struct):
+    cond: threading.Condition = msgspec.field(default_factory=threading.Condition)
+    messages: dict[int, _Entry] = msgspec.field(default_factory=dict)
+    dead: dict[int, DeadLetter] = msgspec.field(default_factory=dict)
+    ids: itertools.count[int] = msgspec.field(default_factory=lambda: itertools.count(1))
 
 
 _STORES: dict[str, _Store] = {}

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+
+import msgspec
 
 from forkq.brokers.base import Consumer, Delivery
 
@@ -20,10 +21,9 @@ MAX_WAITING = 64  # acks: beyond this they are sent at once
 MAX_WAIT = 0.05  # seconds the oldest may wait before the acks are sent at once
 
 
-@dataclass
-class WaitingAcks:
+class WaitingAcks(msgspec.Struct):
     consumer: Consumer | None = None
-    by_queue: dict[str, list[str]] = field(default_factory=dict)  # queue -> receipts
+    by_queue: dict[str, list[str]] = msgspec.field(default_factory=dict)  # queue -> receipts
     oldest: float = 0.0  # monotonic time of the first waiting ack
 
     @classmethod

@@ -32,7 +32,7 @@ Per task T (result backend; both keys share the hash tag {prefix:T}):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 GROUP = "forkq"
 BANDS = 4  # priorities 0-2, 3-5, 6-8 and 9
@@ -42,8 +42,7 @@ def band_of(priority: int) -> int:
     return min(BANDS - 1, max(0, int(priority)) // 3)
 
 
-@dataclass(frozen=True)
-class QueueKeys:
+class QueueKeys(msgspec.Struct, frozen=True):
     prefix: str
     queue: str
 

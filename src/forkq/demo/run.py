@@ -8,9 +8,9 @@ from __future__ import annotations
 import random
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
 from rich.console import Console
 from rich.progress import Progress
 
@@ -27,8 +27,7 @@ TASK = "forkq.demo.app.basket_total"
 READY_TASK = "forkq.demo.app.ready"
 
 
-@dataclass(frozen=True)
-class DemoOptions:
+class DemoOptions(msgspec.Struct, frozen=True):
     tasks: int = 3000
     concurrency: int = 4
     timeout: float = 300.0

@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import signal
 import time
-from dataclasses import dataclass
+
+import msgspec
 
 from forkq.pool.child import EXIT_BOOT_FAILED
 from forkq.pool.scoreboard import SlotState, SlotView
@@ -21,8 +22,7 @@ HEALTHY_LIFETIME = 1.0  # seconds; an idle child dying sooner makes the master b
 MAX_RESPAWN_DELAY = 10.0
 
 
-@dataclass(frozen=True)
-class ChildExit:
+class ChildExit(msgspec.Struct, frozen=True):
     index: int
     pid: int
     status: int  # as returned by waitpid

@@ -24,9 +24,9 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
+import msgspec
 from setproctitle import setproctitle
 
 from forkq import exitcodes
@@ -43,8 +43,7 @@ from forkq.pool.watch import SHRINK, TIME_LIMIT, Verdict, Watch
 log = logging.getLogger("forkq.master")
 
 
-@dataclass(frozen=True)
-class PoolConfig:
+class PoolConfig(msgspec.Struct, frozen=True):
     concurrency: int
     title: str = "forkq"
     shutdown_timeout: float = 60.0  # warm shutdown: how long running tasks may still take
@@ -65,8 +64,7 @@ class Supervision(Protocol):
         ...
 
 
-@dataclass
-class _Child:
+class _Child(msgspec.Struct):
     index: int
     pid: int
     spawned_at: float

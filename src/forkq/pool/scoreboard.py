@@ -25,14 +25,13 @@ its own): the moment the running task passes its hard time limit, 0 when it has 
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import mmap
 import struct
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
+import msgspec
 from setproctitle import setproctitle
 
 _HEAD = struct.Struct("<Ii B 7x ddd QQ 48s 64s 64s 160s")  # every field but unacked
@@ -52,8 +51,7 @@ class SlotState(enum.IntEnum):
     EXITING = 4
 
 
-@dataclass(frozen=True)
-class SlotView:
+class SlotView(msgspec.Struct, frozen=True):
     """A consistent snapshot of one slot."""
 
     pid: int
@@ -100,7 +98,7 @@ class Scoreboard:
         offset = index * _SLOT_SIZE
         view = _view(self._map[offset : offset + _SLOT_SIZE])
         if _SEQ.unpack_from(self._map, offset + _HEAD.size)[0] & 1:
-            return dataclasses.replace(view, unacked=())
+            return msgspec.structs.replace(view, unacked=())
         return view
 
     def clear(self, index: int) -> None:

@@ -21,7 +21,8 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+
+import msgspec
 
 from forkq.memory import read_process_memory
 from forkq.pool.scoreboard import Scoreboard, SlotState
@@ -31,8 +32,7 @@ MEMORY = "memory"
 SHRINK = "shrink"  # TTOU: an idle child retired
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(msgspec.Struct, frozen=True):
     pid: int
     signum: int
     reason: str
@@ -40,8 +40,7 @@ class Verdict:
     detail: str = ""
 
 
-@dataclass(frozen=True)
-class _Reading:
+class _Reading(msgspec.Struct, frozen=True):
     uss: int
     at: float
     next_at: float

@@ -11,15 +11,15 @@ from __future__ import annotations
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from types import FrameType
+
+import msgspec
 
 from forkq.exceptions import ConfigurationError, SoftTimeLimitExceeded
 from forkq.task import Task
 
 
-@dataclass(frozen=True)
-class TimeLimits:
+class TimeLimits(msgspec.Struct, frozen=True):
     """Worker-wide defaults; a task's own options win."""
 
     hard: float | None = None

@@ -8,8 +8,9 @@ import logging
 import os
 import random
 import time
-from dataclasses import dataclass, field
 from functools import partial
+
+import msgspec
 
 from forkq.app import Forkq
 from forkq.brokers import Consumer, Delivery
@@ -30,12 +31,11 @@ log = logging.getLogger("forkq.worker")
 FETCH_WAIT = 5.0
 
 
-@dataclass(frozen=True)
-class ConsumeOptions:
+class ConsumeOptions(msgspec.Struct, frozen=True):
     worker_id: str
     queues: tuple[str, ...]
     prefetch: int
-    limits: TimeLimits = field(default_factory=TimeLimits)
+    limits: TimeLimits = msgspec.field(default_factory=TimeLimits)
     max_tasks: int | None = None  # recycle the child after about this many tasks
 
     @property

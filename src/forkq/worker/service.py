@@ -15,9 +15,10 @@ import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
 from importlib import metadata
 from typing import NoReturn
+
+import msgspec
 
 from forkq import exitcodes, logs
 from forkq.app import Forkq
@@ -29,15 +30,14 @@ from forkq.worker.program import ConsumeOptions, ConsumeProgram, WorkerSupervisi
 log = logging.getLogger("forkq.worker")
 
 
-@dataclass(frozen=True)
-class WorkerConfig:
+class WorkerConfig(msgspec.Struct, frozen=True):
     concurrency: int
     queues: tuple[str, ...]
     prefetch: int = 4
     shutdown_timeout: float = 60.0
     loglevel: str = "INFO"
     pidfile: str | None = None
-    limits: TimeLimits = field(default_factory=TimeLimits)
+    limits: TimeLimits = msgspec.field(default_factory=TimeLimits)
     max_tasks_per_child: int | None = None
     max_memory_per_child: int | None = None  # bytes of USS
     logfile: str | None = None
