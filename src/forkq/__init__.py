@@ -1,7 +1,5 @@
 """forkq: a distributed task queue whose worker is a prefork pool done right."""
 
-__version__ = "0.1.0"  # before the imports: modules they load may read it
-
 from forkq.app import Forkq
 from forkq.exceptions import (
     ConfigurationError,
@@ -17,6 +15,7 @@ from forkq.result import AsyncResult
 from forkq.states import FAILURE, PENDING, RETRY, STARTED, SUCCESS
 from forkq.task import Task
 
+__version__ = "0.1.0"
 __all__ = [
     "FAILURE",
     "PENDING",

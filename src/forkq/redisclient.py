@@ -8,8 +8,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 
-from forkq import __version__
-
 _OWN_PARAMS = ("prefix", "lease_ttl")
 
 
@@ -24,12 +22,11 @@ def client_from_url(url: str) -> tuple[redis.Redis, str]:
 
 
 def _identity() -> dict[str, Any]:
-    """How the client names itself to the server. Given its version, redis-py no longer reads
-    its own package metadata from disk for every new connection (importlib.metadata): 0.5-1 ms
-    of CPU each, in every child's start-up."""
+    """No CLIENT SETINFO: redis-py would send it as two more round trips on every new
+    connection (the worker's start-up opens several in a row), and to fill it in, read its
+    own package metadata from disk each time (0.5-1 ms of CPU)."""
     try:
-        from redis.driver_info import DriverInfo
-    except ImportError:  # redis-py before DriverInfo: the older keyword does the same
-        return {"lib_version": redis.__version__}
-    driver = DriverInfo(lib_version=redis.__version__).add_upstream_driver("forkq", __version__)
-    return {"driver_info": driver}
+        from redis.driver_info import DriverInfo  # noqa: F401 - only whether it exists
+    except ImportError:  # redis-py before DriverInfo: the older keywords do the same
+        return {"lib_name": None, "lib_version": None}
+    return {"driver_info": None}
