@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,6 +25,8 @@ import redis
 from forkq import Forkq
 from forkq.brokers import Consumer, open_broker
 from forkq.envelope import make_message
+from forkq.result import ResultRecord, success_record
+from forkq.worker.task_process import run_in_own_process
 from tests.conftest import (
     REDIS,
     WorkerProcess,
@@ -210,3 +213,30 @@ def test_worker_survives_a_rabbitmq_restart(url: str, e2e_dir: Path, rabbitmqctl
     finally:
         worker.stop()
         client.close()
+
+
+def test_a_task_process_may_fork_from_a_thread_of_its_own(url: str) -> None:
+    """The keeper's lock is held across the child's fork of a task process: the copy must
+    let go of it, or a fork from any thread but the copy's main one waits on it forever."""
+    broker = open_broker(url)
+    try:
+        broker.fetch(Consumer("w", "w/0/1"), ["q"], 1, 0.1)  # starts the keeper, as a child's
+        forked: list[str] = []
+
+        def call() -> ResultRecord:
+            def fork_and_wait() -> None:
+                pid = os.fork()
+                if pid == 0:
+                    os._exit(0)
+                os.waitpid(pid, 0)
+                forked.append("forked")
+
+            helper = threading.Thread(target=fork_and_wait)
+            helper.start()
+            helper.join(10)
+            return success_record(list(forked))
+
+        record = run_in_own_process(lambda: None, call)
+        assert msgspec.json.decode(record.result) == ["forked"]
+    finally:
+        broker.close()

@@ -137,6 +137,20 @@ def test_fork_per_task_a_task_process_that_dies_is_lost_like_a_child(
     assert worker.log().count(died) == client.settings.max_deliveries
 
 
+def test_fork_per_task_a_failing_hook_stops_the_worker_and_charges_no_task(
+    client: Forkq, start_worker: Any
+) -> None:
+    # The hooks run in each task's process: failing there is the child failing to boot, as
+    # it is without fork per task, not the task dying; its message goes back uncounted.
+    worker = start_worker("-c", "1", *FORK_PER_TASK, "-l", "warning", env={"E2E_FAIL_BOOT": "1"})
+    client.send_task("e2eapp.add", (1, 2))
+    assert worker.wait(timeout=90) == 4
+    log = worker.log()
+    assert "cannot connect to the database" in log and "children cannot boot" in log
+    assert client.broker.dead_letters() == []
+    assert client.broker.size(client.settings.default_queue) == 1
+
+
 def test_fork_per_task_a_result_json_cannot_hold_fails_the_task(
     client: Forkq, start_worker: Any
 ) -> None:

@@ -162,17 +162,21 @@ class Keeper:
         self._thread.start()
         # A child forking a task's process (--max-tasks-per-child 1) must not copy this
         # thread's connection state halfway through a send: the lock is held across fork.
+        self._owner = os.getpid()  # in a forked copy the thread does not exist
         ref = weakref.ref(self)
         os.register_at_fork(
             before=lambda: _call_if_alive(ref, Keeper._hold_for_fork),
             after_in_parent=lambda: _call_if_alive(ref, Keeper._let_go_after_fork),
+            after_in_child=lambda: _call_if_alive(ref, Keeper._let_go_after_fork),
         )
 
     def _hold_for_fork(self) -> None:
-        if not self._stop.is_set():
+        if os.getpid() == self._owner and not self._stop.is_set():
             self._held_for_fork = self._lock.acquire()
 
     def _let_go_after_fork(self) -> None:
+        """In the parent, and in the forked copy too (the forking thread is its one thread
+        and owns the copied lock): released, so nothing there waits on it forever."""
         if self._held_for_fork:
             self._held_for_fork = False
             self._lock.release()

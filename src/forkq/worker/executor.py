@@ -37,6 +37,7 @@ from forkq.result import (
 from forkq.states import FAILURE, RETRY, STARTED
 from forkq.task import Request, Task
 from forkq.worker.limits import TimeLimits, soft_time_limit
+from forkq.worker.task_process import TaskProcessDied
 
 log = logging.getLogger("forkq.worker")
 
@@ -76,7 +77,13 @@ class Executor:
             return
         limits = self.limits.for_task(task)
         self.slot.busy(message.id, message.task, delivery.receipt, delivery.queue, limits.hard)
-        record = self._run(task, message, delivery, limits.soft)
+        try:
+            record = self._run(task, message, delivery, limits.soft)
+        except TaskProcessDied as died:
+            if not died.charged:  # it never ran (a hook failed): back, not counted as run
+                self.broker.requeue(self.consumer, delivery)
+                self.slot.idle()
+            raise
         if record.state == RETRY:
             self._publish_retry(message, record)
         write = None

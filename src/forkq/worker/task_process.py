@@ -1,19 +1,25 @@
-"""Fork per task (`--max-tasks-per-child 1`): the child keeps its connections and its
-prefetched batch, and runs each task in a process forked for that task alone.
+"""Fork per task (`--max-tasks-per-child 1`): the child keeps its connections and runs each
+task in a process forked for that task alone.
 
-    child ─ fetch batch ─► (STARTED) ─► fork ────────────────────────► read record ─► store ─► ack
-                                          └─► task process: die with the child, drop inherited
-                                              connections, after-fork hooks, run the task,
-                                              record ─► pipe ─► _exit
+    child ─ fetch ─► (STARTED) ─► memfd ─► fork ───────────────────────► waitpid ─► read memfd
+                                            └─► task process: die with the child, after-fork
+                                                hooks, run the task, record ─► memfd ─► _exit
+          ─► store ─► ack
 
 Each task runs in a process that has run nothing before it and ends with it, as with a new
 child per task, but without a child's start-up (logs, signals, connections, first fetch) and
 without the master in the loop for every task; RQ's work horse is the same idea.
 
+The record comes back in an anonymous memory file rather than a pipe: the child waits for the
+task's process to exit (`waitpid`), never for an end of file that any process the task left
+running (a multiprocessing helper, a daemon) would hold off. Its `result` stays encoded
+(`msgspec.Raw`): the child stores those bytes as they are, without building the value.
+
 Errors travel as data: a task's exception is a FAILURE record like any other. A task process
-that dies without handing back a record (a signal, `os._exit`, a failed hook) makes the child
-leave with the task still marked running in its slot, so the master releases the message
-exactly as when a child dies.
+that dies without handing back a record (a signal, `os._exit`) makes the child leave with the
+task still marked running, so the master releases the message exactly as when a child dies.
+A failed after-fork hook, or a fork that fails, is the child's failure to boot, not the task's:
+`TaskProcessDied.charged` is False and the message goes back uncounted.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import traceback
 from collections.abc import Callable
 from typing import NoReturn
 
+import msgspec
+
 from forkq.pool.child import (
     EXIT_BOOT_FAILED,
     EXIT_CRASHED,
@@ -30,64 +38,74 @@ from forkq.pool.child import (
     die_with_parent,
     flush_std_streams,
 )
-from forkq.result import ResultRecord, decode_record, encode_storable
+from forkq.result import ResultRecord, encode_storable
 
-_READ_SIZE = 65536
+_HOOK_FAILED = b"!"  # the memory file's content when an after-fork hook raised
+
+
+class _EncodedResult(ResultRecord, frozen=True, kw_only=True):
+    """A record as the task's process sent it, its value still JSON."""
+
+    result: msgspec.Raw = msgspec.Raw(b"null")
+
+
+_decoder = msgspec.json.Decoder(_EncodedResult)
 
 
 class TaskProcessDied(Exception):
-    """The task's process ended without a record; `exit_code` is what the child should exit
-    with (a failed after-fork hook counts as a failed boot)."""
+    """The task's process ended without a record. `charged`: whether the task itself is to
+    blame (it ran and died), so that its message counts a delivery; `exit_code`: what the
+    child should exit with."""
 
-    def __init__(self, status: int) -> None:
-        self.status = status
-        code = os.waitstatus_to_exitcode(status)
-        self.exit_code = EXIT_BOOT_FAILED if code == EXIT_BOOT_FAILED else EXIT_CRASHED
-        how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-        super().__init__(f"the task's process died ({how}) before handing back its result")
+    def __init__(self, reason: str, *, charged: bool) -> None:
+        super().__init__(reason)
+        self.charged = charged
+        self.exit_code = EXIT_CRASHED if charged else EXIT_BOOT_FAILED
 
 
 def run_in_own_process(
     prepare: Callable[[], None], call: Callable[[], ResultRecord]
 ) -> ResultRecord:
-    """`prepare()` then `call()` in a forked process; its record, back through a pipe."""
+    """`prepare()` then `call()` in a forked process; its record, once that process exited."""
     flush_std_streams()  # or the task process would write the child's buffered output again
-    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
-    parent = os.getpid()
-    pid = os.fork()
-    if pid == 0:
-        _task_process(parent, read_fd, write_fd, prepare, call)
-    os.close(write_fd)
+    record_fd = os.memfd_create("forkq-task-record", os.MFD_CLOEXEC)
     try:
-        payload = _read_all(read_fd)
+        parent = os.getpid()
+        try:
+            pid = os.fork()
+        except OSError as exc:  # EAGAIN, ENOMEM: out of processes or memory for now
+            raise TaskProcessDied(f"cannot fork the task's process: {exc}", charged=False) from exc
+        if pid == 0:
+            _task_process(parent, record_fd, prepare, call)
+        _, status = os.waitpid(pid, 0)
+        payload = os.pread(record_fd, os.fstat(record_fd).st_size, 0)
     finally:
-        os.close(read_fd)
-    _, status = os.waitpid(pid, 0)
+        os.close(record_fd)
+    if payload == _HOOK_FAILED:
+        raise TaskProcessDied("an after-fork hook failed in the task's process", charged=False)
     if status != 0 or not payload:
-        raise TaskProcessDied(status)
-    return decode_record(payload)
+        code = os.waitstatus_to_exitcode(status)
+        how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+        raise TaskProcessDied(
+            f"the task's process died ({how}) before handing back its result", charged=True
+        )
+    return _decoder.decode(payload)
 
 
 def _task_process(
-    parent: int,
-    read_fd: int,
-    write_fd: int,
-    prepare: Callable[[], None],
-    call: Callable[[], ResultRecord],
+    parent: int, record_fd: int, prepare: Callable[[], None], call: Callable[[], ResultRecord]
 ) -> NoReturn:
     code = EXIT_CRASHED
     try:
-        os.close(read_fd)
         die_with_parent(parent)  # a child killed for a time limit takes its task with it
         try:
             prepare()
         except BaseException:
+            _write_all(record_fd, _HOOK_FAILED)
             code = EXIT_BOOT_FAILED
             raise
         _, payload = encode_storable(call())
-        view = memoryview(payload)
-        while view:
-            view = view[os.write(write_fd, view) :]
+        _write_all(record_fd, payload)
         code = EXIT_OK
     except BaseException:
         traceback.print_exc()
@@ -96,8 +114,7 @@ def _task_process(
         os._exit(code)
 
 
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    while chunk := os.read(fd, _READ_SIZE):
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
