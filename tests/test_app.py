@@ -253,3 +253,11 @@ def test_urls_in_logs_and_errors_never_show_the_password(url: str, shown: str) -
     with pytest.raises(ConfigurationError) as error:
         open_broker(url.replace("://", "x://", 1))  # an unknown scheme, named in the error
     assert "s3cret" not in str(error.value)
+
+
+def test_a_task_may_keep_its_own_attributes_on_its_request() -> None:
+    from forkq.task import Request
+
+    request = Request("id-1")
+    request.attempt_note = "second try"  # type: ignore[attr-defined]
+    assert (request.id, request.attempt_note) == ("id-1", "second try")  # type: ignore[attr-defined]

@@ -136,3 +136,18 @@ def test_pending_result_of_unknown_id(e2e_dir: Path, sqlite_url: str) -> None:
     )
     assert waited.returncode == 1
     assert waited.stderr.strip() == "forkq: error: task no-such-id not ready after 0.2s"
+
+
+def test_a_worker_command_that_fails_early_gives_the_collector_back() -> None:
+    """The worker pauses the collector before it loads the app; a caller in the same process
+    (a test, an embedding program) must not be left without it when the command fails."""
+    import gc
+
+    from click.testing import CliRunner
+
+    from forkq.cli.main import cli
+
+    assert gc.isenabled()
+    result = CliRunner().invoke(cli, ["worker", "-A", "no_such_module_here"])
+    assert result.exit_code != 0
+    assert gc.isenabled()

@@ -44,8 +44,9 @@ class TaskOptions(msgspec.Struct, frozen=True):
                 raise ConfigurationError(f"task {self.name}: {limit} must be > 0 seconds")
 
 
-class Request(msgspec.Struct):
-    """What a running task knows about its own invocation (`self.request` when bound)."""
+class Request(msgspec.Struct, dict=True):
+    """What a running task knows about its own invocation (`self.request` when bound); a
+    task may set attributes of its own on it (`dict=True`), as on Celery's."""
 
     id: str = ""
     retries: int = 0

@@ -93,29 +93,35 @@ def worker(
     """Start a prefork worker: forkq worker -A proj.tasks -c 4 -Q high,default."""
     gc_was_enabled = gc.isenabled()
     gc.disable()  # until the freeze, from before the app loads: see collector_paused
-    from forkq.worker.limits import TimeLimits
-    from forkq.worker.service import WorkerConfig, run_worker
+    try:
+        from forkq.worker.limits import TimeLimits
+        from forkq.worker.service import WorkerConfig, run_worker
 
-    if not (app_spec or click.get_current_context().find_root().params.get("app_spec")):
-        raise click.UsageError("worker needs the app: -A module[:attribute]")
-    app = resolve_app(app_spec, broker, backend)
-    app.configure(max_deliveries=max_deliveries)
-    names = tuple(q.strip() for q in (queues or app.settings.default_queue).split(",") if q.strip())
-    if not names:
-        raise click.BadParameter("give at least one queue name", param_hint="-Q")
-    config = WorkerConfig(
-        concurrency=concurrency,
-        queues=names,
-        prefetch=prefetch,
-        shutdown_timeout=shutdown_timeout,
-        loglevel=loglevel,
-        pidfile=pidfile,
-        logfile=logfile,
-        log_json=log_json,
-        limits=TimeLimits(hard=time_limit, soft=soft_time_limit),
-        max_tasks_per_child=max_tasks_per_child,
-        max_memory_per_child=None
-        if max_memory_per_child is None
-        else int(max_memory_per_child * 2**20),
-    )
+        if not (app_spec or click.get_current_context().find_root().params.get("app_spec")):
+            raise click.UsageError("worker needs the app: -A module[:attribute]")
+        app = resolve_app(app_spec, broker, backend)
+        app.configure(max_deliveries=max_deliveries)
+        listed = (queues or app.settings.default_queue).split(",")
+        names = tuple(q.strip() for q in listed if q.strip())
+        if not names:
+            raise click.BadParameter("give at least one queue name", param_hint="-Q")
+        config = WorkerConfig(
+            concurrency=concurrency,
+            queues=names,
+            prefetch=prefetch,
+            shutdown_timeout=shutdown_timeout,
+            loglevel=loglevel,
+            pidfile=pidfile,
+            logfile=logfile,
+            log_json=log_json,
+            limits=TimeLimits(hard=time_limit, soft=soft_time_limit),
+            max_tasks_per_child=max_tasks_per_child,
+            max_memory_per_child=None
+            if max_memory_per_child is None
+            else int(max_memory_per_child * 2**20),
+        )
+    except BaseException:
+        if gc_was_enabled:  # a caller in the same process (tests, embedding) gets it back
+            gc.enable()
+        raise
     sys.exit(run_worker(app, config, gc_was_enabled=gc_was_enabled))
