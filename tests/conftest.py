@@ -191,6 +191,10 @@ E2E_APP = textwrap.dedent(
     def where():
         return {"pid": os.getpid(), "parent": os.getppid(), "hooked": HOOKED}
 
+    @app.task(bind=True)
+    def deliveries(self):
+        return self.request.delivery_count
+
     @app.task
     def add_later(x, y):  # publishes from inside a task
         return add.delay(x, y).id

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from forkq import Forkq, TaskFailed
+from forkq.envelope import make_message
 from tests.conftest import wait_until_serving
 
 pytestmark = pytest.mark.timeout(120)
@@ -135,6 +136,19 @@ def test_fork_per_task_a_task_process_that_dies_is_lost_like_a_child(
     assert letter.reason.startswith("worker lost")
     died = "the task's process died (exit code 1)"
     assert worker.log().count(died) == client.settings.max_deliveries
+
+
+def test_fork_per_task_a_dying_task_charges_only_itself(client: Forkq, start_worker: Any) -> None:
+    # One batch: the task that kills its process, then three more. Each time it dies, the
+    # child leaves and gives back the three it had prefetched, uncounted.
+    queue = client.settings.default_queue
+    calls = [make_message("e2eapp.die", [], {}, queue=queue)]
+    calls += [make_message("e2eapp.deliveries", [], {}, queue=queue) for _ in range(3)]
+    results = client.publish_many(calls)
+    start_worker("-c", "1", *FORK_PER_TASK, "--prefetch", "4", "-l", "warning")
+    with pytest.raises(TaskFailed):
+        results[0].get(timeout=60)
+    assert [r.get(timeout=60) for r in results[1:]] == [1, 1, 1]
 
 
 def test_fork_per_task_a_failing_hook_stops_the_worker_and_charges_no_task(

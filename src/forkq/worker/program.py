@@ -78,11 +78,12 @@ class ConsumeProgram:
             with contextlib.suppress(Stopping):
                 self._consume(executor, stop)
         except TaskProcessDied as died:
-            # Charged: the task stays marked running, and the master (on RabbitMQ, RabbitMQ
-            # once this connection closes) gives it back counted. Not charged (a hook, a
-            # fork): the executor gave it back uncounted. Either way the kept acks go first.
+            # Charged: its message goes back counted, the prefetched ones uncounted (and the
+            # kept acks go). Not charged (a hook, a fork): the executor gave it back already.
             log.warning("child %d leaving: %s", index, died)
             with contextlib.suppress(BrokerError, BackendError):
+                running = [slot.receipt] if died.charged and slot.receipt else []
+                executor.broker.release(consumer.name, running)
                 self.app.close()
             return died.exit_code
         except (BrokerError, BackendError) as exc:
@@ -115,11 +116,6 @@ class ConsumeProgram:
 
     def _consume(self, executor: Executor, stop: StopSignal) -> None:
         queues, prefetch = self.options.queues, self.options.prefetch
-        if self.options.fork_per_task:
-            # One message at a time, as when the child itself was replaced after each task: a
-            # task process that dies takes its child along, and the child must hold no other
-            # message then (RabbitMQ would count a delivery against each it gave back).
-            prefetch = 1
         budget = None if self.options.fork_per_task else task_budget(self.options.max_tasks)
         outage = Outage("broker", log)
         while not stop.requested and budget != 0:
