@@ -95,8 +95,14 @@ def child_main(
     except BaseException:
         traceback.print_exc()
     finally:
-        flush_std_streams()
-        os._exit(code)
+        leave(code)
+
+
+def leave(code: int) -> NoReturn:
+    """How a forked process ends: what it printed goes out, then `_exit`, so that nothing it
+    inherited (finalizers, atexit hooks, buffered connections) runs a second time."""
+    flush_std_streams()
+    os._exit(code)
 
 
 def _redirect_output(output_fd: int, slot: SlotWriter) -> None:

@@ -37,6 +37,7 @@ from forkq.pool.child import (
     EXIT_OK,
     die_with_parent,
     flush_std_streams,
+    leave,
 )
 from forkq.result import ResultRecord, encode_storable
 
@@ -110,8 +111,7 @@ def _task_process(
     except BaseException:
         traceback.print_exc()
     finally:
-        flush_std_streams()
-        os._exit(code)
+        leave(code)
 
 
 def _write_all(fd: int, data: bytes) -> None:
