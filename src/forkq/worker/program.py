@@ -81,10 +81,11 @@ class ConsumeProgram:
             # Charged: its message goes back counted, the prefetched ones uncounted (and the
             # kept acks go). Not charged (a hook, a fork): the executor gave it back already.
             log.warning("child %d leaving: %s", index, died)
-            with contextlib.suppress(BrokerError, BackendError):
-                running = [slot.receipt] if died.charged and slot.receipt else []
+            running = [slot.receipt] if died.charged and slot.receipt else []
+            with contextlib.suppress(BrokerError):
                 executor.broker.release(consumer.name, running)
-                self.app.close()
+            with contextlib.suppress(BrokerError, BackendError):
+                self.app.close()  # even when the release failed: the kept acks still go
             return died.exit_code
         except (BrokerError, BackendError) as exc:
             # Mid-task: the result or the ack may be lost. Leave, so that the master releases
