@@ -43,7 +43,7 @@ from forkq.brokers.base import (
 from forkq.brokers.redis_acks import WaitingAcks
 from forkq.brokers.redis_keys import GROUP, QueueKeys, band_of, queues_key, worker_key
 from forkq.exceptions import BrokerError
-from forkq.redisclient import client_from_url
+from forkq.redisclient import Wire, client_from_url
 
 _MOVE_AT_ONCE = 1000  # delayed messages moved per fetch call
 
@@ -63,6 +63,7 @@ class RedisBroker(Broker):
         self._ready_queues: set[str] = set()  # queues whose streams and groups exist
         self._next_recovery = 0.0
         self._waiting = WaitingAcks()  # acks kept back for the next fetch
+        self._wire = Wire(self.client)  # publish, fetch and the blocking read
         self.url = url
 
     def _keys(self, queue: str) -> QueueKeys:
@@ -91,6 +92,12 @@ class RedisBroker(Broker):
         with self._errors():
             for queue in {item[0] for item in items}:
                 self._ensure(queue)
+            if len(items) == 1 and items[0][3] <= 0:  # .delay(): no pipeline for one XADD
+                queue, body, priority, _ = items[0]
+                priority = min(9, max(0, int(priority)))
+                stream = self._keys(queue).band(band_of(priority))
+                self._wire.call("XADD", stream, "*", "b", body, "d", 0, "p", priority)
+                return
             pipe = self.client.pipeline(transaction=False)
             for queue, body, priority, delay in items:
                 keys, priority = self._keys(queue), min(9, max(0, int(priority)))
@@ -129,9 +136,10 @@ class RedisBroker(Broker):
         got: list[Delivery] = []
         next_due: float | None = None
         for k in keys:
-            reply = self._fetch(
-                keys=[k.delayed, *k.bands_high_first],
-                args=[
+            reply = self._wire.script(
+                self._fetch,
+                [k.delayed, *k.bands_high_first],
+                [
                     GROUP,
                     consumer.name,
                     limit - len(got),
@@ -156,26 +164,29 @@ class RedisBroker(Broker):
         with self._errors():
             for consumer, queue, acks in (self._waiting if waiting is None else waiting).take_all():
                 k = self._keys(queue)
-                now_ms = int(time.time() * 1000)
-                self._fetch(
-                    keys=[k.delayed, *k.bands_high_first],
-                    args=[GROUP, consumer.name, 0, now_ms, 0, *acks],
-                    client=client,
-                )
+                keys = [k.delayed, *k.bands_high_first]
+                args: list[Any] = [GROUP, consumer.name, 0, int(time.time() * 1000), 0, *acks]
+                if client is None:
+                    self._wire.script(self._fetch, keys, args)
+                else:
+                    self._fetch(keys=keys, args=args, client=client)
 
     def _block(
         self, consumer: Consumer, keys: list[QueueKeys], limit: int, seconds: float
     ) -> list[Delivery]:
-        streams: dict[Any, Any] = {stream: ">" for k in keys for stream in k.bands_high_first}
-        reply: Any = self.client.xreadgroup(
-            GROUP, consumer.name, streams, count=limit, block=max(1, int(seconds * 1000))
-        )
+        streams = [stream for k in keys for stream in k.bands_high_first]
+        reply: Any = self._wire.call(
+            "XREADGROUP", "GROUP", GROUP, consumer.name, "COUNT", limit,
+            "BLOCK", max(1, int(seconds * 1000)), "STREAMS", *streams, *[">"] * len(streams),
+        )  # fmt: skip
         got = []
-        for stream, entries in reply or []:
+        # RESP3 (redis-py 8's default) replies with a map, RESP2 with a list of pairs.
+        for stream, entries in reply.items() if isinstance(reply, dict) else reply or []:
             name = stream.decode()
             queue = next(k.queue for k in keys if name.startswith(k.tag))
             band = int(name.rsplit(":b", 1)[1])
-            for entry_id, fields in entries:
+            for entry_id, flat in entries:
+                fields = dict(zip(flat[::2], flat[1::2], strict=True)) if flat else {}
                 deliveries = _count(fields.get(b"d"))
                 got.append(_delivery(queue, band, entry_id, fields.get(b"b", b""), deliveries))
         # COUNT applies per stream: entries that landed in several bands at once can exceed
