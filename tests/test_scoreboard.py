@@ -110,3 +110,28 @@ def test_a_forked_child_writes_and_the_parent_never_reads_a_torn_slot() -> None:
             os.waitpid(pid, 0)
         except (ProcessLookupError, ChildProcessError):
             pass
+
+
+def test_the_title_changes_once_per_batch_of_one_task_not_twice_per_task(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    shown: list[str] = []
+    monkeypatch.setattr("forkq.pool.scoreboard.setproctitle", shown.append)
+    board = Scoreboard(1)
+    writer = board.writer(0)
+    writer.title = "forkq: app child 0"
+    writer.waiting()
+    for n in range(3):  # one batch of the same task
+        writer.busy(f"id-{n}", "app.add", f"r{n}", "default", None)
+        writer.finished(failed=False)
+        assert board.read(0).state == SlotState.IDLE  # the master sees every finish at once
+    writer.busy("id-3", "app.mul", "r3", "default", None)
+    writer.finished(failed=False)
+    writer.waiting()
+    assert shown == [
+        "forkq: app child 0 idle",
+        "forkq: app child 0 busy app.add",
+        "forkq: app child 0 busy app.mul",
+        "forkq: app child 0 idle",
+    ]
+    board.close()

@@ -122,6 +122,7 @@ class ConsumeProgram:
         while not stop.requested and budget != 0:
             # Never prefetch more than the child will run before it is recycled.
             limit = prefetch if budget is None else min(prefetch, budget)
+            executor.slot.waiting()
             try:
                 with stop.interruptible():
                     batch = executor.broker.fetch(executor.consumer, queues, limit, FETCH_WAIT)
