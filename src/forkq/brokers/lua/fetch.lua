@@ -9,7 +9,7 @@
 --                                       fields: b = body, d = times started before, p = priority
 -- ARGV[1] group   ARGV[2] consumer   ARGV[3] limit   ARGV[4] now (ms)   ARGV[5] max to move
 -- ARGV[6], ARGV[7], ...   pairs: band (0-3) and id of each entry to ack first; an entry the
---                         consumer does not hold (released from it meanwhile) is left alone
+--                         consumer no longer holds (released from it meanwhile) is gone already
 --
 -- Returns { next_due_ms or false, band, id, body, deliveries, band, id, body, ... }
 local function split(member)
@@ -20,20 +20,31 @@ local function split(member)
          string.sub(member, c + 1)
 end
 
+-- Acks: one XACK and one XDEL per band, for all its ids. No check that the consumer holds
+-- them: an id never passes to another consumer (release and settle re-add the message under a
+-- new id and delete the old one), so an id released meanwhile is gone and both calls skip it.
+local to_ack = {}
 for a = 6, #ARGV - 1, 2 do
-  local stream, id = KEYS[5 - tonumber(ARGV[a])], ARGV[a + 1]
-  if #redis.call("XPENDING", stream, ARGV[1], id, id, 1, ARGV[2]) == 1 then
-    redis.call("XACK", stream, ARGV[1], id)
-    redis.call("XDEL", stream, id)
-  end
+  local k = 5 - tonumber(ARGV[a])
+  to_ack[k] = to_ack[k] or {}
+  table.insert(to_ack[k], ARGV[a + 1])
+end
+for k, ids in pairs(to_ack) do
+  redis.call("XACK", KEYS[k], ARGV[1], unpack(ids))
+  redis.call("XDEL", KEYS[k], unpack(ids))
 end
 
-local due = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", ARGV[4], "LIMIT", 0, ARGV[5])
-for _, member in ipairs(due) do
-  local priority, deliveries, body = split(member)
-  local band = math.min(3, math.floor(priority / 3))
-  redis.call("XADD", KEYS[5 - band], "*", "b", body, "d", deliveries, "p", priority)
-  redis.call("ZREM", KEYS[1], member)
+-- Due delayed messages: looked for only when the earliest is due.
+local first = redis.call("ZRANGE", KEYS[1], 0, 0, "WITHSCORES")
+if first[2] and tonumber(first[2]) <= tonumber(ARGV[4]) then
+  local due = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", ARGV[4], "LIMIT", 0, ARGV[5])
+  for _, member in ipairs(due) do
+    local priority, deliveries, body = split(member)
+    local band = math.min(3, math.floor(priority / 3))
+    redis.call("XADD", KEYS[5 - band], "*", "b", body, "d", deliveries, "p", priority)
+    redis.call("ZREM", KEYS[1], member)
+  end
+  first = redis.call("ZRANGE", KEYS[1], 0, 0, "WITHSCORES")
 end
 
 local out = { false }
@@ -59,6 +70,5 @@ for i = 2, 5 do
   end
 end
 
-local nxt = redis.call("ZRANGE", KEYS[1], 0, 0, "WITHSCORES")
-if nxt[2] then out[1] = nxt[2] end
+if first[2] then out[1] = first[2] end
 return out
