@@ -11,6 +11,19 @@ import click
 from forkq.cli.main import app_options, cli, resolve_app
 
 
+def prefetch_option(_ctx: click.Context, _param: click.Parameter, value: str) -> int | None:
+    """`auto` (None: sized to the tasks, worker/prefetch.py) or a whole number from 1."""
+    if value == "auto":
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise click.BadParameter(f"{value!r}: give auto or a whole number from 1")
+    return number
+
+
 @cli.command()
 @app_options
 @click.option(
@@ -31,10 +44,11 @@ from forkq.cli.main import app_options, cli, resolve_app
 )
 @click.option(
     "--prefetch",
-    type=click.IntRange(min=1),
-    default=4,
+    metavar="auto|N",
+    default="auto",
+    callback=prefetch_option,
     show_default=True,
-    help="Messages a child fetches at once.",
+    help="Messages a child fetches at once: N, or auto (about 20 ms of its tasks, 1 to 16).",
 )
 @click.option(
     "--shutdown-timeout",
@@ -79,7 +93,7 @@ def worker(
     concurrency: int,
     queues: str | None,
     loglevel: str,
-    prefetch: int,
+    prefetch: int | None,
     shutdown_timeout: float,
     time_limit: float | None,
     soft_time_limit: float | None,

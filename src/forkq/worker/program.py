@@ -23,6 +23,7 @@ from forkq.pool.watch import TIME_LIMIT
 from forkq.result import encode_record, failure_record
 from forkq.worker.executor import Executor
 from forkq.worker.limits import TimeLimits
+from forkq.worker.prefetch import PrefetchSizer
 from forkq.worker.task_process import TaskProcessDied, run_in_own_process
 
 log = logging.getLogger("forkq.worker")
@@ -34,7 +35,7 @@ FETCH_WAIT = 5.0
 class ConsumeOptions(msgspec.Struct, frozen=True):
     worker_id: str
     queues: tuple[str, ...]
-    prefetch: int
+    prefetch: int | None  # None: sized to the tasks (prefetch.py)
     limits: TimeLimits = msgspec.field(default_factory=TimeLimits)
     max_tasks: int | None = None  # recycle the child after about this many tasks
 
@@ -116,12 +117,12 @@ class ConsumeProgram:
             hook()
 
     def _consume(self, executor: Executor, stop: StopSignal) -> None:
-        queues, prefetch = self.options.queues, self.options.prefetch
+        queues, prefetch = self.options.queues, PrefetchSizer(self.options.prefetch)
         budget = None if self.options.fork_per_task else task_budget(self.options.max_tasks)
         outage = Outage("broker", log)
         while not stop.requested and budget != 0:
             # Never prefetch more than the child will run before it is recycled.
-            limit = prefetch if budget is None else min(prefetch, budget)
+            limit = prefetch.size() if budget is None else min(prefetch.size(), budget)
             executor.slot.waiting()
             try:
                 with stop.interruptible():
@@ -132,6 +133,7 @@ class ConsumeProgram:
                     time.sleep(pause)  # back-off between reconnection attempts
                 continue
             outage.succeeded()
+            started = time.monotonic()
             for delivery in batch:
                 if stop.requested:
                     return
@@ -140,6 +142,7 @@ class ConsumeProgram:
                 executor.handle(delivery)
                 if budget is not None:
                     budget -= 1
+            prefetch.ran(len(batch), time.monotonic() - started)
 
 
 class WorkerSupervision:

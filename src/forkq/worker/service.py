@@ -37,7 +37,7 @@ COLLECT_BEFORE_FREEZE_AFTER = 1_000_000
 class WorkerConfig(msgspec.Struct, frozen=True):
     concurrency: int
     queues: tuple[str, ...]
-    prefetch: int = 4
+    prefetch: int | None = None  # None: sized to the tasks (worker/prefetch.py)
     shutdown_timeout: float = 60.0
     loglevel: str = "INFO"
     pidfile: str | None = None
