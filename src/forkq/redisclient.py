@@ -51,7 +51,8 @@ class Wire:
 
     One thread at a time uses the held connection; a thread that finds it busy takes one from
     the pool for the call. After a fork the child holds its own (the parent's socket is left
-    alone, as redis-py's pool does)."""
+    alone, as redis-py's pool does). The held connection stays checked out of the pool, so a
+    process that also uses the ordinary client (pipelines, settles) has two connections."""
 
     def __init__(self, client: redis.Redis) -> None:
         self._pool = client.connection_pool
@@ -78,19 +79,22 @@ class Wire:
     def _on_connection(self, use: Callable[[Any], Any]) -> Any:
         if self._pid != os.getpid():
             self._pid, self._held, self._busy = os.getpid(), None, threading.Lock()
-        if not self._busy.acquire(blocking=False):
-            conn = self._pool.get_connection()
-            try:
-                return use(conn)
-            finally:
-                self._pool.release(conn)
+        held = False
         try:
+            held = self._busy.acquire(blocking=False)
+            if not held:
+                conn = self._pool.get_connection()
+                try:
+                    return use(conn)
+                finally:
+                    self._pool.release(conn)
             if self._held is None:
                 self._held = self._pool.get_connection()  # closed with the pool
             _make_ready(self._held)
             return use(self._held)
         finally:
-            self._busy.release()
+            if held:
+                self._busy.release()
 
 
 def _make_ready(conn: Any) -> None:
@@ -106,7 +110,14 @@ def _make_ready(conn: Any) -> None:
 
 
 def _send_read(conn: Any, args: Sequence[Any]) -> Any:
-    """One command; a connection error leaves the connection closed (redis-py closes it), to be
-    opened again by the next call."""
-    conn.send_packed_command(conn.pack_command(*args))
-    return conn.read_response()
+    """One command. Anything but an error reply (a lost connection, or an exception a signal
+    handler raised, even between the send and the read) closes the connection, to be opened
+    again by the next call: a reply left unread would be taken for the next command's."""
+    try:
+        conn.send_packed_command(conn.pack_command(*args))
+        return conn.read_response()
+    except redis.ResponseError:
+        raise
+    except BaseException:
+        conn.disconnect()
+        raise
