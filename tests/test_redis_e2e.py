@@ -313,6 +313,34 @@ def test_the_acks_of_a_batch_ride_with_the_next_fetch(private_redis: PrivateRedi
         engine.close()
 
 
+def test_kept_acks_outlive_a_fetch_that_failed(private_redis: PrivateRedis) -> None:
+    """Redis gone when the fetch that carries the kept acks is sent: they wait for the next one
+    (and stay in the child's scoreboard slot meanwhile), rather than leaving two finished
+    tasks pending to run again."""
+    from forkq.backends import open_backend
+    from forkq.brokers import Consumer, open_broker
+    from forkq.exceptions import BrokerError
+
+    broker, backend = open_broker(private_redis.url), open_backend(private_redis.url)
+    holder = Consumer("w", "w/0")
+    broker.publish_many([("q", b"1", 0, 0.0), ("q", b"2", 0, 0.0)])
+    for delivery in broker.fetch(holder, ["q"], 2, 0):
+        broker.finish(holder, delivery, None, backend)
+    kept = broker.kept_acks()
+    assert len(kept) == 2
+    private_redis.stop()
+    with pytest.raises(BrokerError):
+        broker.fetch(holder, ["q"], 1, 0)
+    assert broker.kept_acks() == kept
+    private_redis.start()
+    assert broker.fetch(holder, ["q"], 1, 0) == []
+    assert broker.kept_acks() == []
+    observer = open_broker(private_redis.url)
+    assert observer.size("q") == 0  # both acked once Redis was back
+    for engine in (broker, backend, observer):
+        engine.close()
+
+
 def test_a_dead_consumers_finished_tasks_are_acked_not_released(
     private_redis: PrivateRedis,
 ) -> None:

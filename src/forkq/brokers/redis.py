@@ -136,18 +136,15 @@ class RedisBroker(Broker):
         got: list[Delivery] = []
         next_due: float | None = None
         for k in keys:
-            reply = self._wire.script(
-                self._fetch,
-                [k.delayed, *k.bands_high_first],
-                [
-                    GROUP,
-                    consumer.name,
-                    limit - len(got),
-                    int(time.time() * 1000),
-                    _MOVE_AT_ONCE,
-                    *self._waiting.take(consumer, k.queue),
-                ],
-            )
+            acks = self._waiting.take(consumer, k.queue)
+            args = [GROUP, consumer.name, limit - len(got), int(time.time() * 1000), _MOVE_AT_ONCE]
+            try:
+                reply = self._wire.script(
+                    self._fetch, [k.delayed, *k.bands_high_first], args + acks
+                )
+            except BaseException:
+                self._waiting.restore(consumer, k.queue, acks)  # not lost with the call
+                raise
             if reply[0]:
                 due = float(reply[0]) / 1000
                 next_due = due if next_due is None else min(next_due, due)
@@ -166,10 +163,14 @@ class RedisBroker(Broker):
                 k = self._keys(queue)
                 keys = [k.delayed, *k.bands_high_first]
                 args: list[Any] = [GROUP, consumer.name, 0, int(time.time() * 1000), 0, *acks]
-                if client is None:
-                    self._wire.script(self._fetch, keys, args)
-                else:
+                if client is not None:  # a pipeline: its caller sends it
                     self._fetch(keys=keys, args=args, client=client)
+                    continue
+                try:
+                    self._wire.script(self._fetch, keys, args)
+                except BaseException:
+                    self._waiting.restore(consumer, queue, acks)
+                    raise
 
     def _block(
         self, consumer: Consumer, keys: list[QueueKeys], limit: int, seconds: float

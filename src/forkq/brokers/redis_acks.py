@@ -54,6 +54,16 @@ class WaitingAcks(msgspec.Struct):
             return []
         return [part for receipt in self.by_queue.pop(queue) for part in receipt.split("-", 1)]
 
+    def restore(self, consumer: Consumer, queue: str, taken: list[str]) -> None:
+        """Acks `take` returned whose send failed wait again: the script may not have run, and
+        running it twice is harmless (XACK and XDEL skip what is gone)."""
+        if not taken or (self.by_queue and consumer != self.consumer):
+            return
+        if not self.by_queue:
+            self.consumer, self.oldest = consumer, time.monotonic()
+        receipts = [f"{band}-{entry}" for band, entry in zip(taken[::2], taken[1::2], strict=True)]
+        self.by_queue.setdefault(queue, [])[:0] = receipts
+
     def take_all(self) -> Iterator[tuple[Consumer, str, list[str]]]:
         while self.consumer is not None and self.by_queue:
             consumer, queue = self.consumer, next(iter(self.by_queue))
