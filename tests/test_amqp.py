@@ -240,3 +240,28 @@ def test_a_task_process_may_fork_from_a_thread_of_its_own(url: str) -> None:
         assert msgspec.json.decode(record.result) == ["forked"]
     finally:
         broker.close()
+
+
+def test_the_channel_limit_follows_a_smaller_fetch_even_while_rabbitmq_refills(url: str) -> None:
+    """--prefetch auto going from 16 to 1 (tasks turned long): acks let RabbitMQ push more into
+    the child's buffer, which never empties; the limit must still drop, or the child keeps
+    taking 15 messages more behind each long task that other children could run."""
+    broker, outsider = open_broker(url), open_broker(url)
+    for n in range(40):
+        broker.publish("q", b"%d" % n)
+    child = Consumer("w", "w/0/1")
+    for delivery in broker.fetch(child, ["q"], 16, 5.0):
+        broker.ack(child, delivery)
+        broker._open().process_data_events(time_limit=0.05)  # pushes arrive during a task
+    for _ in range(5):
+        taken = broker.fetch(child, ["q"], 1, 5.0)
+        broker._open().process_data_events(time_limit=0.2)  # as the keeper does, mid-task
+        for delivery in taken:
+            broker.ack(child, delivery)
+    free = outsider.fetch(Consumer("o", "o/0/1"), ["q"], 40, 0)
+    # 21 ran. What RabbitMQ had pushed before the limit fell (up to 16) drains one a fetch, but
+    # nothing more is pushed: at most 16 - 5 = 11 left in the child (without the new limit,
+    # RabbitMQ kept its buffer at 16 and 3 were free).
+    assert len(free) >= 40 - 21 - 11
+    for engine in (broker, outsider):
+        engine.close()

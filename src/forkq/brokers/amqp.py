@@ -143,12 +143,13 @@ class AMQPBroker(Broker):
         with self._using():
             session = self._session(consumer)
             session.send_kept()
+            if timeout > 0:  # at every fetch, so that a buffer never empty follows the limit
+                self._set_qos(session, len(session.held) + limit)
             got = self._take(session, limit)
             if timeout <= 0:
                 while len(got) < limit and self._pull(session, queues, limit - len(got)):
                     got += self._take(session, limit - len(got))
             elif not got:
-                self._set_qos(session, len(session.held) + limit)  # before consuming
                 self._consume(session, queues)
                 while not (got := self._take(session, limit)):
                     remaining = deadline - time.monotonic()

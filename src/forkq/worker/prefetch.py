@@ -8,9 +8,10 @@ of work, judged by how long its recent tasks took:
     tasks of 20 ms+ ─► 1              (a child never sits on messages another could run)
 
 A long task thus holds nothing back behind it, which a fixed prefetch does (Celery's users
-lower its prefetch multiplier by hand for that). The first fetch takes `START`, today's fixed
-default, and sizes move in powers of two so that RabbitMQ's basic.qos seldom changes (quorum
-queues keep the size their consumer started with).
+lower its prefetch multiplier by hand for that). The first fetch of each child takes `START`,
+the old fixed default, and sizes move in powers of two so that RabbitMQ's basic.qos seldom
+changes. On RabbitMQ quorum queues (`?queue_type=quorum`) a consumer keeps the limit it started
+with, so there the size stays at `START`.
 """
 
 from __future__ import annotations
