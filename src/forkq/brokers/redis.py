@@ -158,8 +158,9 @@ class RedisBroker(Broker):
     def _send_waiting(self, waiting: WaitingAcks | None = None, client: Any = None) -> None:
         """The kept acks, one fetch script per queue that reads nothing (queued on `client`,
         a pipeline, when given)."""
+        waiting = self._waiting if waiting is None else waiting
         with self._errors():
-            for consumer, queue, acks in (self._waiting if waiting is None else waiting).take_all():
+            for consumer, queue, acks in waiting.take_all():
                 k = self._keys(queue)
                 keys = [k.delayed, *k.bands_high_first]
                 args: list[Any] = [GROUP, consumer.name, 0, int(time.time() * 1000), 0, *acks]
@@ -169,7 +170,7 @@ class RedisBroker(Broker):
                 try:
                     self._wire.script(self._fetch, keys, args)
                 except BaseException:
-                    self._waiting.restore(consumer, queue, acks)
+                    waiting.restore(consumer, queue, acks)  # where they were taken from
                     raise
 
     def _block(
