@@ -41,6 +41,7 @@ from forkq.brokers.base import (
     lease_ttl_from_url,
 )
 from forkq.brokers.redis_acks import WaitingAcks
+from forkq.brokers.redis_dead import delete_dead, purge_dead_letters, read_dead
 from forkq.brokers.redis_keys import GROUP, QueueKeys, band_of, queues_key, worker_key
 from forkq.exceptions import BrokerError
 from forkq.redisclient import Wire, client_from_url
@@ -347,22 +348,8 @@ class RedisBroker(Broker):
             return sum(pipe.execute())
 
     def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
-        letters: list[DeadLetter] = []
         with self._errors():
-            for name in [queue] if queue else self._known_queues():
-                entries: Any = self.client.xrange(self._keys(name).dead, count=limit)
-                for entry_id, f in entries:
-                    letters.append(
-                        DeadLetter(
-                            f"{entry_id.decode()}@{name}",
-                            name,
-                            f[b"b"],
-                            f[b"r"].decode(errors="replace"),
-                            int(f[b"t"]) / 1000,
-                            int(f[b"p"]),
-                        )
-                    )
-        return sorted(letters, key=lambda d: d.failed_at)[:limit]
+            return read_dead(self.client, self.prefix, self._named(queue), limit)
 
     def requeue_dead(self, receipts: Collection[str] | None = None) -> int:
         chosen = self.dead_letters(limit=1_000_000)
@@ -371,16 +358,15 @@ class RedisBroker(Broker):
         with self._errors():
             for letter in chosen:
                 self.publish(letter.queue, letter.body, priority=letter.priority)
-                self.client.xdel(self._keys(letter.queue).dead, letter.receipt.split("@", 1)[0])
+                delete_dead(self.client, self.prefix, letter)
         return len(chosen)
 
     def purge_dead(self, queue: str | None = None) -> int:
         with self._errors():
-            names = [queue] if queue else self._known_queues()
-            count = sum(self.client.xlen(self._keys(n).dead) for n in names)
-            for name in names:
-                self.client.delete(self._keys(name).dead)
-        return count
+            return purge_dead_letters(self.client, self.prefix, self._named(queue))
+
+    def _named(self, queue: str | None) -> list[str]:
+        return [queue] if queue else self._known_queues()
 
     def close(self) -> None:
         with contextlib.suppress(BrokerError):
