@@ -14,7 +14,8 @@ test: $(VENV)/.dev-installed lint typecheck
 
 # forkq against Huey, Dramatiq, Celery and RQ on this machine, suites 1-5 (about 28 minutes on
 # 2 vCPUs, the memory suite about 6 of them); writes docs/benchmarks.md. The peers go into
-# bench/.peers-venv, never into .venv.
+# bench/.peers-venv and forkq with its runtime dependencies only into bench/.forkq-venv, as
+# users install them; .venv runs the harness.
 bench: $(VENV)/.dev-installed
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	scripts/ensure-services

@@ -14,6 +14,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 
 FORKQ_COLOR, PEER_COLOR = "#1f6feb", "#9aa4b2"
+NOT_SYSTEMS = {"fork-floor"}  # a ceiling measured beside the workers, not one of them
 
 
 def _spread(values: list[float]) -> tuple[float, float, float]:
@@ -23,7 +24,7 @@ def _spread(values: list[float]) -> tuple[float, float, float]:
 
 def _bars(ax: Any, results: dict[str, dict[str, Any]], key: str, offset: float, width: float,
           label: str, hatch: str = "") -> None:  # fmt: skip
-    labels = [name for name, r in results.items() if r[key]]
+    labels = [name for name, r in results.items() if r[key] and name not in NOT_SYSTEMS]
     figures = [_spread(results[name][key]) for name in labels]
     colors = [FORKQ_COLOR if name.startswith("forkq") else PEER_COLOR for name in labels]
     positions = [i + offset for i in range(len(labels))]

@@ -8,7 +8,9 @@ Suites 1, 2, 3 and 5 (below) run first; suite 4, copy-on-write memory, runs afte
 its own rounds and progress bar, and bench/memory.py describes its method. `--rounds 0` or
 `--memory-rounds 0` skips either part.
 
-Installs the pinned peers (bench/peers.txt) into bench/.peers-venv on first use. Every system
+Installs the pinned peers (bench/peers.txt) into bench/.peers-venv on first use, and forkq,
+editable from this tree with its runtime dependencies only (no dev tools), into
+bench/.forkq-venv: each system runs as its users install it. Every system
 runs the same tasks (bench/apps/counter.py: one INCR, or one LPUSH for latency) at
 concurrency 2 with results ignored; the brokers are Redis database 14, RabbitMQ (vhost /,
 queues named for the run) and, for forkq-sqlite, a SQLite file (forkq's embedded default
@@ -20,18 +22,20 @@ alike; figures are medians over rounds (min-max).
 Throughput: N tasks are enqueued one call each (timed; and with the system's bulk call where it
 has one, timed separately), then the worker starts and drains them; the drain rate runs from
 the first completion to the last, and worker CPU per task is the worker process tree's CPU time
-over that span. Start-up: from launching the worker to the first of those tasks counted (forkq
-runs from its source tree, its bytecode compiled first as pip compiles an installed package's).
-Fork per task: forkq and Celery with `--max-tasks-per-child 1` (rows *-fork1), against RQ,
-which forks a work horse per job; forkq's child forks a process per task (each runs the after-
-fork hooks), Celery replaces its child. Worker CPU counts what every process of the worker's
-tree used, work horses and task processes included once reaped. Latency: with the worker idle,
+over that span. Start-up: from launching the worker to the first of those tasks counted
+(forkq's bytecode is compiled first, as pip compiles an installed package's). Fork per task:
+forkq and Celery with `--max-tasks-per-child 1` (rows *-fork1), against RQ, which forks a work
+horse per job; forkq's child forks a process per task (each runs the after-fork hooks), Celery
+replaces its child. Worker CPU counts what every process of the worker's tree used, work horses
+and task processes included once reaped. Row fork-floor is no worker: one process holding what
+a forkq child holds forks a process per task, two at a time, that runs the task body and exits,
+with no broker, messages or results (bench/apps/forkfloor.py); its rate is the most that
+forking per task allows on the machine, whatever the worker. Latency: with the worker idle,
 ping tasks sent one after another, each awaited by BLPOP on the list its body pushes to: back
 to back, and with 100 ms gaps. Commands per task: one extra pass of the throughput workload per
 system under Redis MONITOR, counting the commands clients sent (not those Lua scripts ran
 inside Redis) from the first enqueue to the last completion, without the task bodies and the
-harness's own reads; not for the systems on RabbitMQ or SQLite.
-"""
+harness's own reads; not for the systems on RabbitMQ or SQLite."""
 
 from __future__ import annotations
 
@@ -39,7 +43,7 @@ import argparse
 import json
 import random
 import statistics
-import sys
+import subprocess
 import tempfile
 import time
 import uuid
@@ -51,15 +55,17 @@ import redis
 from charts import draw
 from harness import (
     AMQP,
+    APPS,
     DB,
     HERE,
     REDIS,
+    Interpreters,
     System,
     clear,
     compile_bytecode,
     count_commands,
     drive,
-    ensure_peers_venv,
+    ensure_interpreters,
     peer_versions,
     redis_monitor,
     tree_cpu_seconds,
@@ -74,11 +80,13 @@ from rich.progress import Progress
 from rich.table import Table
 
 COUNTER, DONE = "bench:count", "bench:done"
+FLOOR = "fork-floor"
 CONCURRENCY = 2
 DRAIN_TIMEOUT = 600.0
 
 
-def all_systems(peers: str, sqlite: Path) -> list[System]:
+def all_systems(pythons: Interpreters, sqlite: Path) -> list[System]:
+    forkq, peers = pythons.forkq, pythons.peers
     common = {"BENCH_REDIS_URL": REDIS, "BENCH_BROKER_URL": REDIS}
     run = uuid.uuid4().hex[:8]  # RabbitMQ queues of this run only
     amqp = {
@@ -87,7 +95,7 @@ def all_systems(peers: str, sqlite: Path) -> list[System]:
         "BENCH_CELERY_QUEUE": f"bench-{run}",
     }
     return [
-        System("forkq", "forkq_app", sys.executable, common, bulk=True),
+        System("forkq", "forkq_app", forkq, common, bulk=True),
         System("huey", "huey_app", peers, common),
         System("dramatiq", "dramatiq_app", peers, common),
         System("dramatiq-p64", "dramatiq_app", peers, {**common, "dramatiq_queue_prefetch": "64"}),
@@ -96,8 +104,16 @@ def all_systems(peers: str, sqlite: Path) -> list[System]:
         System(  # fork per task: a new process for every task
             "forkq-fork1",
             "forkq_app",
-            sys.executable,
+            forkq,
             {**common, "BENCH_MAX_TASKS_PER_CHILD": "1"},
+            tasks_scale=0.1,
+            measures_latency=False,
+        ),
+        System(  # no worker: forking alone, fork per task's ceiling (bench/apps/forkfloor.py)
+            FLOOR,
+            "forkq_app",
+            forkq,
+            common,
             tasks_scale=0.1,
             measures_latency=False,
         ),
@@ -112,7 +128,7 @@ def all_systems(peers: str, sqlite: Path) -> list[System]:
         System(
             "forkq-rabbitmq",
             "forkq_app",
-            sys.executable,
+            forkq,
             {**amqp, "BENCH_BROKER_URL": f"{AMQP}?prefix=bench-{run}"},
             bulk=True,
             on_redis=False,
@@ -127,7 +143,7 @@ def all_systems(peers: str, sqlite: Path) -> list[System]:
         System(  # the embedded default broker; the task bodies' counter stays in Redis
             "forkq-sqlite",
             "forkq_app",
-            sys.executable,
+            forkq,
             {**common, "BENCH_BROKER_URL": f"sqlite:///{sqlite}"},
             bulk=True,
             on_redis=False,
@@ -176,9 +192,28 @@ def server_cpu(client: redis.Redis) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
+def floor_round(system: System, tasks: int, runs: Runs) -> None:
+    out = subprocess.run(
+        [system.python, str(APPS / "forkfloor.py"), str(tasks)],
+        env=system.environment(),
+        cwd=APPS,
+        capture_output=True,
+        text=True,
+        timeout=DRAIN_TIMEOUT,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"{FLOOR} failed:\n{out.stderr}")
+    figures = json.loads(out.stdout)
+    runs.drain.append(figures["drain"])
+    runs.cpu_us.append(figures["cpu_us"])
+
+
 def one_round(
     system: System, tasks: int, samples: int, gaps: int, runs: Runs, log: IO[bytes]
 ) -> None:
+    if system.label == FLOOR:
+        floor_round(system, tasks, runs)
+        return
     client = redis.Redis.from_url(REDIS)
     if system.bulk:
         clear(system)
@@ -310,13 +345,14 @@ def main() -> None:
     options.out.parent.mkdir(parents=True, exist_ok=True)
     logs = options.out.with_suffix(".log")
     with logs.open("w") as text_log:
-        console.print("installing the peers into bench/.peers-venv (first run only)")
-        peers = ensure_peers_venv(text_log)
+        console.print("installing forkq and the peers into bench/.forkq-venv and .peers-venv"
+                      " (first run only)")  # fmt: skip
+        pythons = ensure_interpreters(text_log)
         compile_bytecode()
     sqlite = options.out.parent / "broker.sqlite3"  # deleted before every enqueue
-    chosen = [s for s in all_systems(peers, sqlite) if options.rounds
+    chosen = [s for s in all_systems(pythons, sqlite) if options.rounds
               and (not options.systems or s.label in options.systems.split(","))]  # fmt: skip
-    results, memory = run_all(chosen, peers, options, logs, console)
+    results, memory = run_all(chosen, pythons, options, logs, console)
     for suffix in ("", "-wal", "-shm"):  # forkq-sqlite's broker, of no use after the run
         sqlite.with_name(sqlite.name + suffix).unlink(missing_ok=True)
     if results:
@@ -327,7 +363,7 @@ def main() -> None:
     record: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": {**machine(), "redis": server["redis_version"], "rabbitmq": rabbitmq_version()},
-        "versions": peer_versions(peers),
+        "versions": peer_versions(pythons.peers),
         "rounds": options.rounds,
         "tasks": options.tasks,
         "latency_samples": options.latency_samples,
@@ -341,7 +377,11 @@ def main() -> None:
 
 
 def run_all(
-    chosen: list[System], peers: str, options: argparse.Namespace, logs: Path, console: Console
+    chosen: list[System],
+    pythons: Interpreters,
+    options: argparse.Namespace,
+    logs: Path,
+    console: Console,
 ) -> tuple[dict[str, Runs], dict[str, Any] | None]:
     """Suites 1, 2, 3 and 5 (rounds of every system, then the MONITOR passes), then suite 4;
     each has its own bar."""
@@ -365,7 +405,7 @@ def run_all(
             count_pass(system, tasks, results[system.label], log, Path(scratch))
             progress.advance(bar)
         if options.memory_rounds:
-            memory = run_memory(peers, options, progress, log, Path(scratch))
+            memory = run_memory(pythons, options, progress, log, Path(scratch))
     return results, memory
 
 

@@ -30,6 +30,8 @@ REDIS = f"redis://127.0.0.1:6379/{DB}"
 AMQP = "amqp://guest:guest@127.0.0.1:5672/%2F"
 APPS = HERE / "apps"
 PEERS_VENV = HERE / ".peers-venv"
+FORKQ_VENV = HERE / ".forkq-venv"
+ROOT = HERE.parent
 PEERS_PINS = HERE / "peers.txt"
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -51,28 +53,35 @@ class System:
         return {**os.environ, "PYTHONPATH": str(APPS), **self.env}
 
 
-def ensure_peers_venv(log: IO[str]) -> str:
-    """The peers' interpreter, (re)installing bench/peers.txt when the pins changed."""
-    stamp = PEERS_VENV / ".pins"
-    wanted = hashlib.sha256(PEERS_PINS.read_bytes()).hexdigest()
-    python = PEERS_VENV / "bin" / "python"
+@dataclass(frozen=True)
+class Interpreters:
+    """forkq's and the peers' Pythons, each in a virtualenv of its own."""
+
+    forkq: str
+    peers: str
+
+
+def ensure_interpreters(log: IO[str]) -> Interpreters:
+    """Both virtualenvs, each (re)installed when what it is built from changed.
+
+    forkq runs from bench/.forkq-venv: this tree (editable, so the run measures the code as it
+    is) with its runtime dependencies only, as `pip install forkq` leaves a user's environment,
+    and as the peers run from theirs. Not from .venv: its dev tools change what forkq imports
+    (mypy brings typing_extensions, which msgspec then imports, 16 ms of every start-up)."""
+    return Interpreters(
+        forkq=_ensure_venv(FORKQ_VENV, ["-e", str(ROOT)], ROOT / "pyproject.toml", log),
+        peers=_ensure_venv(PEERS_VENV, ["-r", str(PEERS_PINS)], PEERS_PINS, log),
+    )
+
+
+def _ensure_venv(path: Path, requirements: list[str], source: Path, log: IO[str]) -> str:
+    stamp = path / ".pins"
+    wanted = hashlib.sha256(source.read_bytes()).hexdigest()
+    python = path / "bin" / "python"
     if not python.exists() or not stamp.exists() or stamp.read_text() != wanted:
-        venv.create(PEERS_VENV, with_pip=True, clear=True)
-        subprocess.run(
-            [
-                str(python),
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "--disable-pip-version-check",
-                "-r",
-                str(PEERS_PINS),
-            ],
-            check=True,
-            stdout=log,
-            stderr=log,
-        )
+        venv.create(path, with_pip=True, clear=True)
+        pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        subprocess.run([*pip, *requirements], check=True, stdout=log, stderr=log)
         stamp.write_text(wanted)
     return str(python)
 

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import redis
-from harness import APPS, REDIS, System, clear, drive, process_tree, worker
+from harness import APPS, REDIS, Interpreters, System, clear, drive, process_tree, worker
 from report import cell
 from rich.console import Console
 from rich.progress import Progress
@@ -84,15 +84,16 @@ class MemoryRuns:
     tasks: int = 0
 
 
-def memory_systems(peers: str, limit_mb: int, scratch: Path) -> list[System]:
+def memory_systems(pythons: Interpreters, limit_mb: int, scratch: Path) -> list[System]:
+    forkq, peers = pythons.forkq, pythons.peers
     common = {"BENCH_REDIS_URL": REDIS, "BENCH_BROKER_URL": REDIS, "BENCH_PRELOAD": "1"}
     sqlite = {**common, "BENCH_BROKER_URL": f"sqlite:///{scratch / 'memory.sqlite3'}"}
     limit = {"BENCH_MAX_MEMORY_PER_CHILD": str(limit_mb)}
     return [
-        System("forkq", "forkq_app", sys.executable, common),
-        System("forkq-maxmem", "forkq_app", sys.executable, {**common, **limit}),
-        System("forkq-sqlite", "forkq_app", sys.executable, sqlite),
-        System("forkq-sqlite-maxmem", "forkq_app", sys.executable, {**sqlite, **limit}),
+        System("forkq", "forkq_app", forkq, common),
+        System("forkq-maxmem", "forkq_app", forkq, {**common, **limit}),
+        System("forkq-sqlite", "forkq_app", forkq, sqlite),
+        System("forkq-sqlite-maxmem", "forkq_app", forkq, {**sqlite, **limit}),
         System("celery", "celery_app", peers, common),
         System("huey", "huey_app", peers, common),
         System("dramatiq", "dramatiq_app", peers, common),
@@ -275,12 +276,16 @@ def drain(
 
 
 def run_memory(
-    peers: str, options: argparse.Namespace, progress: Progress, log: IO[bytes], scratch: Path
+    pythons: Interpreters,
+    options: argparse.Namespace,
+    progress: Progress,
+    log: IO[bytes],
+    scratch: Path,
 ) -> dict[str, Any]:
     """Every round of suite 4; the record's "memory" section."""
     structure = measure_structure(options.memory_mb)
     limit_mb = round(structure["bytes"] / 4 / MIB)  # forkq's MB are MiB (2**20 bytes)
-    every = memory_systems(peers, limit_mb, scratch)
+    every = memory_systems(pythons, limit_mb, scratch)
     wanted = options.memory_systems.split(",") if options.memory_systems else None
     chosen = [s for s in every if not wanted or s.label in wanted]
     results = {s.label: MemoryRuns() for s in chosen}

@@ -63,7 +63,7 @@ def reference_for(label: str, labels: Any) -> str:
     forks a work horse per job, so it meets forkq forking per task)."""
     if label.endswith("-rabbitmq"):
         return "forkq-rabbitmq"
-    if (label.endswith("-fork1") or label == "rq") and "forkq-fork1" in labels:
+    if (label.endswith("-fork1") or label in ("rq", "fork-floor")) and "forkq-fork1" in labels:
         return "forkq-fork1"
     return "forkq"
 
@@ -120,6 +120,15 @@ def targets(results: dict[str, dict[str, Any]]) -> list[str]:
     if forking and rq:
         ratio = _median(forking, "drain") / _median(rq, "drain")
         check("fork per task at least 4x RQ (issue 6)", ratio >= 4, f"x{ratio:.2f}")
+        if floor := results.get("fork-floor"):
+            most = _median(floor, "drain") / _median(rq, "drain")
+            reached = _median(forking, "drain") / _median(floor, "drain")
+            lines.append(
+                f"  - forking alone (row fork-floor: fork, the task body, exit; nothing else) "
+                f"runs x{most:.2f} RQ's rate here: that is the most any fork-per-task worker "
+                f"could reach on this machine{', below the target' if most < 4 else ''}; "
+                f"forkq-fork1 runs at {reached:.0%} of it"
+            )
     rabbit, celery_rabbit = results.get("forkq-rabbitmq"), results.get("celery-rabbitmq")
     if rabbit and celery_rabbit:
         ratio = _median(rabbit, "drain") / _median(celery_rabbit, "drain")
@@ -197,6 +206,13 @@ def memory_targets(memory: dict[str, Any]) -> list[str]:
             f"- {'met' if met else '**missed**'}{where}: with `--max-memory-per-child "
             f"{memory['limit_mb']}` (a quarter of the structure), tree PSS after the run at "
             f"most half of every peer's: {ours} {pss:,.0f} MiB is {verdicts}"
+        )
+    structure = memory["structure"]["bytes"] / 2**20
+    if (rq := peers.get("rq")) is not None and rq / 2 < structure:
+        lines.append(
+            f"- half of rq's tree, {rq / 2:,.0f} MiB, is less than the structure itself "
+            f"({structure:,.0f} MiB), which the tree of every worker that preloads holds at "
+            "least once: against RQ, no preloading worker can meet the target on this workload"
         )
     if "rq" in results and "forkq-maxmem" in results:
         lines += [
