@@ -22,6 +22,7 @@ Key schema: `forkq.brokers.redis_keys`. Driver errors become `BrokerError` here.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
 from collections.abc import Collection, Iterator, Sequence
@@ -49,7 +50,9 @@ from forkq.redisclient import Wire, client_from_url
 _MOVE_AT_ONCE = 1000  # delayed messages moved per fetch call
 
 
+@functools.cache
 def _script(name: str) -> str:
+    """Read once per process tree: a child's or task process's broker reuses the master's."""
     return resources.files("forkq.brokers.lua").joinpath(name).read_text()
 
 
