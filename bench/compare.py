@@ -32,10 +32,10 @@ a forkq child holds forks a process per task, two at a time, that runs the task 
 with no broker, messages or results (bench/apps/forkfloor.py); its rate is the most that
 forking per task allows on the machine, whatever the worker. Latency: with the worker idle,
 ping tasks sent one after another, each awaited by BLPOP on the list its body pushes to: back
-to back, and with 100 ms gaps. Commands per task: one extra pass of the throughput workload per
-system under Redis MONITOR, counting the commands clients sent (not those Lua scripts ran
-inside Redis) from the first enqueue to the last completion, without the task bodies and the
-harness's own reads; not for the systems on RabbitMQ or SQLite."""
+to back, and with 100 ms gaps; p50, p90 and p99 of each. Commands per task: one extra pass of
+the throughput workload per system under Redis MONITOR, counting the commands clients sent (not
+those Lua scripts ran inside Redis) from the first enqueue to the last completion, without the
+task bodies and the harness's own reads; not for the systems on RabbitMQ or SQLite."""
 
 from __future__ import annotations
 
@@ -162,8 +162,10 @@ class Runs:
     cpu_us: list[float] = field(default_factory=list)
     redis_cpu_us: list[float] = field(default_factory=list)
     p50: list[float] = field(default_factory=list)
+    p90: list[float] = field(default_factory=list)
     p99: list[float] = field(default_factory=list)
     gap_p50: list[float] = field(default_factory=list)
+    gap_p90: list[float] = field(default_factory=list)
     gap_p99: list[float] = field(default_factory=list)
     commands: float | None = None
     scripted: float | None = None
@@ -235,10 +237,12 @@ def one_round(
             return
         back_to_back = drive(system, "latency", str(samples), "0")["ms"]
         runs.p50.append(percentile(back_to_back, 0.5))
+        runs.p90.append(percentile(back_to_back, 0.9))
         runs.p99.append(percentile(back_to_back, 0.99))
         if gaps:
             gapped = drive(system, "latency", str(gaps), "100")["ms"]
             runs.gap_p50.append(percentile(gapped, 0.5))
+            runs.gap_p90.append(percentile(gapped, 0.9))
             runs.gap_p99.append(percentile(gapped, 0.99))
     client.close()
 
@@ -266,7 +270,8 @@ def spread(values: list[float], fmt: str) -> str:
 def report(results: dict[str, Runs], console: Console) -> None:
     table = Table(title=f"{CONCURRENCY} workers, results ignored: medians (min-max)")
     columns = ("system", "drain/s", "start s", "enqueue/s", "bulk/s", "CPU µs/task",
-               "Redis µs/task", "p50 ms", "p99 ms", "gap p50", "gap p99", "cmds/task")  # fmt: skip
+               "Redis µs/task", "p50 ms", "p90 ms", "p99 ms", "gap p50", "gap p90", "gap p99",
+               "cmds/task")  # fmt: skip
     for column in columns:
         table.add_column(column, justify="right")
     for label, r in results.items():
@@ -279,8 +284,10 @@ def report(results: dict[str, Runs], console: Console) -> None:
             spread(r.cpu_us, ",.0f"),
             spread(r.redis_cpu_us, ",.0f"),
             spread(r.p50, ".2f"),
+            spread(r.p90, ".2f"),
             spread(r.p99, ".2f"),
             spread(r.gap_p50, ".2f"),
+            spread(r.gap_p90, ".2f"),
             spread(r.gap_p99, ".2f"),
             "-" if r.commands is None else f"{r.commands:.2f} (+{r.scripted:.1f} in Lua)",
         )

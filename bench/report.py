@@ -16,8 +16,10 @@ COLUMNS = [  # (key, heading, format, higher is better)
     ("cpu_us", "worker CPU µs/task", ",.0f", False),
     ("redis_cpu_us", "Redis CPU µs/task", ",.0f", False),
     ("p50", "latency p50 ms", ".2f", False),
+    ("p90", "latency p90 ms", ".2f", False),
     ("p99", "latency p99 ms", ".2f", False),
     ("gap_p50", "p50 ms, 100 ms gaps", ".2f", False),
+    ("gap_p90", "p90 ms, 100 ms gaps", ".2f", False),
     ("gap_p99", "p99 ms, 100 ms gaps", ".2f", False),
 ]
 
@@ -52,7 +54,7 @@ def table(results: dict[str, dict[str, Any]]) -> list[str]:
     # bodies' INCR only)
     lines.append("|" + " --- |" * (len(COLUMNS) + 2))
     for label, r in results.items():
-        cells = [cell(r[key], fmt) for key, _, fmt, _ in COLUMNS]
+        cells = [cell(r.get(key, []), fmt) for key, _, fmt, _ in COLUMNS]  # older records: no p90
         commands = "\u2013" if r["commands"] is None else f"{r['commands']:.2f}"
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {commands} |")
     return lines
@@ -70,7 +72,7 @@ def reference_for(label: str, labels: Any) -> str:
 
 def ratios(results: dict[str, dict[str, Any]]) -> list[str]:
     """forkq on the same broker divided by each peer."""
-    keys = [c for c in COLUMNS if any(r[c[0]] for r in results.values())]
+    keys = [c for c in COLUMNS if any(r.get(c[0]) for r in results.values())]
     lines = ["| forkq ÷ peer, same broker | " + " | ".join(h for _, h, _, _ in keys) + " |"]
     lines.append("|" + " --- |" * (len(keys) + 1))
     for label, r in results.items():
@@ -80,7 +82,7 @@ def ratios(results: dict[str, dict[str, Any]]) -> list[str]:
             continue
         cells = []
         for key, _, _, _ in keys:
-            if r[key] and ours[key]:
+            if r.get(key) and ours.get(key):
                 cells.append(f"{statistics.median(ours[key]) / statistics.median(r[key]):.2f}")
             else:
                 cells.append("\u2013")
