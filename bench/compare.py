@@ -27,15 +27,15 @@ over that span. Start-up: from launching the worker to the first of those tasks 
 forkq and Celery with `--max-tasks-per-child 1` (rows *-fork1), against RQ, which forks a work
 horse per job; forkq's child forks a process per task (each runs the after-fork hooks), Celery
 replaces its child. Worker CPU counts what every process of the worker's tree used, work horses
-and task processes included once reaped. Row fork-floor is no worker: one process holding what
-a forkq child holds forks a process per task, two at a time, that runs the task body and exits,
-with no broker, messages or results (bench/apps/forkfloor.py); its rate is the most that
-forking per task allows on the machine, whatever the worker. Latency: with the worker idle,
-ping tasks sent one after another, each awaited by BLPOP on the list its body pushes to: back
-to back, and with 100 ms gaps; p50, p90 and p99 of each. Commands per task: one extra pass of
-the throughput workload per system under Redis MONITOR, counting the commands clients sent (not
-those Lua scripts ran inside Redis) from the first enqueue to the last completion, without the
-task bodies and the harness's own reads; not for the systems on RabbitMQ or SQLite."""
+and task processes included once reaped. Row fork-floor is no worker: two processes holding
+what a forkq child holds each fork a process per task, one at a time, that runs the task body
+and exits, with no broker, messages or results (bench/apps/forkfloor.py); its rate is the most
+forkq could reach forking per task on the machine. Latency: with the worker idle, ping tasks
+sent one after another, each awaited by BLPOP on the list its body pushes to: back to back, and
+with 100 ms gaps; p50, p90 and p99 of each. Commands per task: one extra pass of the throughput
+workload per system under Redis MONITOR, counting the commands clients sent (not those Lua
+scripts ran inside Redis) from the first enqueue to the last completion, without the task
+bodies and the harness's own reads; not for the systems on RabbitMQ or SQLite."""
 
 from __future__ import annotations
 
@@ -57,6 +57,7 @@ from harness import (
     AMQP,
     APPS,
     DB,
+    FORKQ_DEPENDENCIES,
     HERE,
     REDIS,
     Interpreters,
@@ -371,6 +372,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d"),
         "machine": {**machine(), "redis": server["redis_version"], "rabbitmq": rabbitmq_version()},
         "versions": peer_versions(pythons.peers),
+        "forkq_versions": peer_versions(pythons.forkq, FORKQ_DEPENDENCIES),
         "rounds": options.rounds,
         "tasks": options.tasks,
         "latency_samples": options.latency_samples,

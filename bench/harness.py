@@ -12,8 +12,11 @@ import compileall
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
+import sys
+import tempfile
 import time
 import venv
 from collections.abc import Iterator
@@ -66,17 +69,28 @@ def ensure_interpreters(log: IO[str]) -> Interpreters:
 
     forkq runs from bench/.forkq-venv: this tree (editable, so the run measures the code as it
     is) with its runtime dependencies only, as `pip install forkq` leaves a user's environment,
-    and as the peers run from theirs. Not from .venv: its dev tools change what forkq imports
-    (mypy brings typing_extensions, which msgspec then imports, 16 ms of every start-up)."""
-    return Interpreters(
-        forkq=_ensure_venv(FORKQ_VENV, ["-e", str(ROOT)], ROOT / "pyproject.toml", log),
-        peers=_ensure_venv(PEERS_VENV, ["-r", str(PEERS_PINS)], PEERS_PINS, log),
-    )
+    and as the peers run from theirs; the peers' pins constrain it, so that both run the task
+    bodies on the same redis-py. Not from .venv: its dev tools change what forkq imports (mypy
+    brings typing_extensions, which msgspec then imports)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".txt") as constraints:
+        # pip takes no extras in a constraint: "redis[hiredis]==8.1.0" becomes "redis==8.1.0"
+        lines = PEERS_PINS.read_text().splitlines()
+        constraints.write("\n".join(re.sub(r"\[.*?\]", "", line) for line in lines))
+        constraints.flush()
+        forkq = ["-e", str(ROOT), "-c", constraints.name]
+        return Interpreters(
+            forkq=_ensure_venv(FORKQ_VENV, forkq, ROOT / "pyproject.toml", log),
+            peers=_ensure_venv(PEERS_VENV, ["-r", str(PEERS_PINS)], PEERS_PINS, log),
+        )
 
 
 def _ensure_venv(path: Path, requirements: list[str], source: Path, log: IO[str]) -> str:
+    """The virtualenv's interpreter, made anew when `source`, the pins, this checkout's place
+    (an editable install points at it) or the Python version changed."""
     stamp = path / ".pins"
-    wanted = hashlib.sha256(source.read_bytes()).hexdigest()
+    built_from = [source.read_bytes(), PEERS_PINS.read_bytes(), str(ROOT).encode(),
+                  sys.version.encode()]  # fmt: skip
+    wanted = hashlib.sha256(b"\0".join(built_from)).hexdigest()
     python = path / "bin" / "python"
     if not python.exists() or not stamp.exists() or stamp.read_text() != wanted:
         venv.create(path, with_pip=True, clear=True)
@@ -97,12 +111,16 @@ def compile_bytecode() -> None:
         compileall.compile_dir(directory, quiet=1)
 
 
-def peer_versions(python: str) -> dict[str, str]:
+PEERS = ("celery", "dramatiq", "huey", "rq", "redis")
+FORKQ_DEPENDENCIES = ("redis", "hiredis", "msgspec", "pika")
+
+
+def peer_versions(python: str, packages: tuple[str, ...] = PEERS) -> dict[str, str]:
     code = (
-        "import importlib.metadata as m, json;"
-        "print(json.dumps({p: m.version(p) for p in ('celery','dramatiq','huey','rq','redis')}))"
+        "import importlib.metadata as m, json, sys;"
+        "print(json.dumps({p: m.version(p) for p in sys.argv[1:]}))"
     )
-    return dict(json.loads(subprocess.check_output([python, "-c", code], text=True)))
+    return dict(json.loads(subprocess.check_output([python, "-c", code, *packages], text=True)))
 
 
 def drive(system: System, *args: str, timeout: float = 600) -> Any:

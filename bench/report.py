@@ -65,7 +65,9 @@ def reference_for(label: str, labels: Any) -> str:
     forks a work horse per job, so it meets forkq forking per task)."""
     if label.endswith("-rabbitmq"):
         return "forkq-rabbitmq"
-    if (label.endswith("-fork1") or label in ("rq", "fork-floor")) and "forkq-fork1" in labels:
+    if label == "fork-floor":  # forking alone: the ceiling of forkq forking per task
+        return "forkq-fork1"
+    if (label.endswith("-fork1") or label == "rq") and "forkq-fork1" in labels:
         return "forkq-fork1"
     return "forkq"
 
@@ -126,10 +128,11 @@ def targets(results: dict[str, dict[str, Any]]) -> list[str]:
             most = _median(floor, "drain") / _median(rq, "drain")
             reached = _median(forking, "drain") / _median(floor, "drain")
             lines.append(
-                f"  - forking alone (row fork-floor: fork, the task body, exit; nothing else) "
-                f"runs x{most:.2f} RQ's rate here: that is the most any fork-per-task worker "
-                f"could reach on this machine{', below the target' if most < 4 else ''}; "
-                f"forkq-fork1 runs at {reached:.0%} of it"
+                f"  - forking alone (row fork-floor: from a process holding what a forkq child "
+                f"holds, fork, the task body, exit; nothing else) runs x{most:.2f} RQ's rate "
+                f"here: the most forkq forking per task could reach on this machine"
+                f"{', below the target' if most < 4 else ''}; forkq-fork1 runs at "
+                f"{reached:.0%} of it"
             )
     rabbit, celery_rabbit = results.get("forkq-rabbitmq"), results.get("celery-rabbitmq")
     if rabbit and celery_rabbit:
@@ -265,6 +268,9 @@ def render(
 ) -> str:
     info, results = record["machine"], record["results"]
     versions = ", ".join(f"{name} {version}" for name, version in record["versions"].items())
+    forkq_versions = ", ".join(f"{n} {v}" for n, v in record.get("forkq_versions", {}).items())
+    if forkq_versions:
+        forkq_versions = f"forkq's: {forkq_versions}. "
     parts = [
         "# Benchmarks",
         "",
@@ -272,7 +278,7 @@ def render(
         "",
         f"Run on {record['date']}: {info['cpu']}, Linux {info['kernel']}, Python "
         f"{info['python']}, Redis {info['redis']}, RabbitMQ {info.get('rabbitmq', 'unknown')}. "
-        f"Peers: {versions}. "
+        f"Peers: {versions}. {forkq_versions}"
         f"{record['rounds']} rounds of {record['tasks']:,} tasks (RQ: a twentieth; forkq "
         "forking per task: a tenth; Celery forking per task: a fiftieth), systems "
         "interleaved in a new random order each round; "
