@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import select
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -282,6 +284,21 @@ class WorkerProcess:
         self._reader.join(timeout=5)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
+
+
+def server_port() -> int:
+    """A free port for a server of a test's own, below the kernel's range for outgoing
+    connections: a server the test stops and starts again must find its port still free, and
+    no client reconnecting meanwhile may be given it as its own source port."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for port in random.sample(range(max(1024, low - 10_000), low), 100):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 @pytest.fixture

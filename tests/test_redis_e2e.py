@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ import redis
 
 from forkq import Forkq
 from forkq.envelope import make_message
-from tests.conftest import WorkerProcess, survive_outage, wait_until_serving
+from tests.conftest import WorkerProcess, server_port, survive_outage, wait_until_serving
 from tests.tls import make_certificates
 
 pytestmark = pytest.mark.timeout(180)
@@ -30,9 +29,7 @@ class PrivateRedis:
 
     def __init__(self, directory: Path, tls: bool = False) -> None:
         self.directory = directory
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = server_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.tls = make_certificates(directory) if tls else None
 

@@ -4,6 +4,7 @@ from a forkq URL, with forkq's own query parameters taken out before redis-py se
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -25,6 +26,17 @@ def client_from_url(url: str) -> tuple[redis.Redis, str]:
     rest = urlencode([(k, v) for k, v in query if k not in _OWN_PARAMS])
     client = redis.Redis.from_url(urlunsplit(parts._replace(query=rest)), **_identity())
     return client, prefix
+
+
+def longest_block(client: redis.Redis) -> float:
+    """Seconds a blocking command (XREADGROUP BLOCK, BLPOP) may ask the server to wait, so that
+    the reply comes before the client's read times out: redis-py 8 reads with a 5 s timeout
+    by default (before it, with none), and a read that times out loses what the server sent
+    after, or, for a fetch, leaves what it delivered unknown to its consumer."""
+    timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
+    if not timeout:
+        return math.inf
+    return max(0.05, float(timeout) - min(1.0, float(timeout) / 5))
 
 
 def _identity() -> dict[str, Any]:

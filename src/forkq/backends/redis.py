@@ -18,13 +18,14 @@ import redis
 from forkq.backends.base import ResultBackend, ResultWrite, StoredResult
 from forkq.brokers.redis_keys import ready_key, result_key
 from forkq.exceptions import BackendError
-from forkq.redisclient import client_from_url
+from forkq.redisclient import client_from_url, longest_block
 from forkq.states import READY_STATES
 
 
 class RedisBackend(ResultBackend):
     def __init__(self, url: str) -> None:
         self.client, self.prefix = client_from_url(url)
+        self._longest_block = longest_block(self.client)
 
     def store(self, task_id: str, state: str, payload: bytes, ttl: float) -> None:
         with self._errors():
@@ -60,7 +61,8 @@ class RedisBackend(ResultBackend):
             if (result is not None and result.state in READY_STATES) or remaining <= 0:
                 return result
             with self._errors():
-                popped = self.client.blpop([ready], timeout=max(0.01, remaining))
+                wait = min(max(0.01, remaining), self._longest_block)
+                popped = self.client.blpop([ready], timeout=wait)
                 if popped:
                     self.client.rpush(ready, 1)  # leave the signal for other waiters
 

@@ -11,6 +11,10 @@ ride with the consumer's next fetch, so a batch of such tasks costs one round tr
 Every other call of the process (release, close, any settle) sends kept acks first, so a
 consumer never releases an entry it has finished.
 
+A fetch that fails after its request may have reached the server (a connection lost before
+the reply) may have delivered entries the consumer never learned of: its next fetch of those
+queues reads its own pending entries again before new ones.
+
 Recovery: when a child dies its master releases what it held at once (`release.lua` puts the
 entries back at the end of their band). When a whole worker dies its `worker:` key expires;
 any consumer of the same queue then releases the dead worker's entries that have been idle
@@ -45,7 +49,7 @@ from forkq.brokers.redis_acks import WaitingAcks
 from forkq.brokers.redis_dead import delete_dead, purge_dead_letters, read_dead
 from forkq.brokers.redis_keys import GROUP, QueueKeys, band_of, queues_key, worker_key
 from forkq.exceptions import BrokerError
-from forkq.redisclient import Wire, client_from_url
+from forkq.redisclient import Wire, client_from_url, longest_block
 
 _MOVE_AT_ONCE = 1000  # delayed messages moved per fetch call
 
@@ -67,7 +71,9 @@ class RedisBroker(Broker):
         self._ready_queues: set[str] = set()  # queues whose streams and groups exist
         self._next_recovery = 0.0
         self._waiting = WaitingAcks()  # acks kept back for the next fetch
+        self._reread: set[tuple[str, str]] = set()  # (consumer, queue): pending to read again
         self._wire = Wire(self.client)  # publish, fetch and the blocking read
+        self._longest_block = longest_block(self.client)
         self.url = url
 
     def _keys(self, queue: str) -> QueueKeys:
@@ -117,6 +123,15 @@ class RedisBroker(Broker):
     ) -> list[Delivery]:
         check_fetch_args(queues, limit)
         deadline = time.monotonic() + timeout
+        try:
+            return self._fetch_until(consumer, queues, limit, deadline)
+        except BaseException:
+            self._reread.update((consumer.name, q) for q in queues)
+            raise
+
+    def _fetch_until(
+        self, consumer: Consumer, queues: Sequence[str], limit: int, deadline: float
+    ) -> list[Delivery]:
         with self._errors():
             keys = [self._ensure(q) for q in queues]
             while True:
@@ -129,7 +144,7 @@ class RedisBroker(Broker):
                 wake_at = (
                     self._next_recovery if next_due is None else min(next_due, self._next_recovery)
                 )
-                block = min(remaining, max(0.001, wake_at - time.time()))
+                block = min(remaining, max(0.001, wake_at - time.time()), self._longest_block)
                 got = self._block(consumer, keys, limit, block)
                 if got:
                     return got
@@ -141,7 +156,9 @@ class RedisBroker(Broker):
         next_due: float | None = None
         for k in keys:
             acks = self._waiting.take(consumer, k.queue)
-            args = [GROUP, consumer.name, limit - len(got), int(time.time() * 1000), _MOVE_AT_ONCE]
+            reread = (consumer.name, k.queue) in self._reread
+            args = [GROUP, consumer.name, limit - len(got), int(time.time() * 1000), _MOVE_AT_ONCE,
+                    int(reread)]  # fmt: skip
             try:
                 reply = self._wire.script(
                     self._fetch, [k.delayed, *k.bands_high_first], args + acks
@@ -152,7 +169,9 @@ class RedisBroker(Broker):
             if reply[0]:
                 due = float(reply[0]) / 1000
                 next_due = due if next_due is None else min(next_due, due)
-            for i in range(1, len(reply), 4):
+            if reread and not reply[1]:  # it read all it held again
+                self._reread.discard((consumer.name, k.queue))
+            for i in range(2, len(reply), 4):
                 band, entry_id, body, deliveries = reply[i : i + 4]
                 got.append(_delivery(k.queue, int(band), entry_id, body, _count(deliveries)))
             if len(got) >= limit:
@@ -167,7 +186,7 @@ class RedisBroker(Broker):
             for consumer, queue, acks in waiting.take_all():
                 k = self._keys(queue)
                 keys = [k.delayed, *k.bands_high_first]
-                args: list[Any] = [GROUP, consumer.name, 0, int(time.time() * 1000), 0, *acks]
+                args: list[Any] = [GROUP, consumer.name, 0, int(time.time() * 1000), 0, 0, *acks]
                 if client is not None:  # a pipeline: its caller sends it
                     self._fetch(keys=keys, args=args, client=client)
                     continue

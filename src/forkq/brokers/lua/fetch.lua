@@ -8,10 +8,14 @@
 -- KEYS[2..5]   {prefix:queue}:b3 .. b0  streams, one per priority band (b3 first); entry
 --                                       fields: b = body, d = times started before, p = priority
 -- ARGV[1] group   ARGV[2] consumer   ARGV[3] limit   ARGV[4] now (ms)   ARGV[5] max to move
--- ARGV[6], ARGV[7], ...   pairs: band (0-3) and id of each entry to ack first; an entry the
+-- ARGV[6] "1": before new entries, read again those the consumer holds already (its pending
+--         entries, the kept acks being acked first): a call whose reply was lost delivered
+--         them to it without its knowing
+-- ARGV[7], ARGV[8], ...   pairs: band (0-3) and id of each entry to ack first; an entry the
 --                         consumer no longer holds (released from it meanwhile) is gone already
 --
--- Returns { next_due_ms or false, band, id, body, deliveries, band, id, body, ... }
+-- Returns { next_due_ms or false, 1 if it may hold more than it read again else 0,
+--           band, id, body, deliveries, band, id, body, ... }
 local function split(member)
   local a = string.find(member, "|", 1, true)
   local b = string.find(member, "|", a + 1, true)
@@ -24,7 +28,7 @@ end
 -- them: an id never passes to another consumer (release and settle re-add the message under a
 -- new id and delete the old one), so an id released meanwhile is gone and both calls skip it.
 local to_ack = {}
-for a = 6, #ARGV - 1, 2 do
+for a = 7, #ARGV - 1, 2 do
   local k = 5 - tonumber(ARGV[a])
   to_ack[k] = to_ack[k] or {}
   table.insert(to_ack[k], ARGV[a + 1])
@@ -47,26 +51,42 @@ if first[2] and tonumber(first[2]) <= tonumber(ARGV[4]) then
   first = redis.call("ZRANGE", KEYS[1], 0, 0, "WITHSCORES")
 end
 
-local out = { false }
+local out = { false, 0 }
 local remaining = tonumber(ARGV[3])
+
+local function take(i, entry)
+  local fields = entry[2]
+  local body, deliveries = "", 0
+  for f = 1, #fields, 2 do  -- entries pushed by anyone: missing or junk fields default
+    if fields[f] == "b" then body = fields[f + 1]
+    elseif fields[f] == "d" then deliveries = math.min(1000000, math.max(0, math.floor(tonumber(fields[f + 1]) or 0))) end
+  end
+  table.insert(out, 5 - i)
+  table.insert(out, entry[1])
+  table.insert(out, body)
+  table.insert(out, deliveries)
+  remaining = remaining - 1
+end
+
+if ARGV[6] == "1" then
+  for i = 2, 5 do
+    if remaining <= 0 then break end
+    local read = redis.call("XREADGROUP", "GROUP", ARGV[1], ARGV[2], "COUNT", remaining,
+                            "STREAMS", KEYS[i], "0")
+    for _, entry in ipairs(read and read[1][2] or {}) do
+      if entry[2] then take(i, entry)
+      else redis.call("XACK", KEYS[i], ARGV[1], entry[1]) end  -- deleted meanwhile: nothing to run
+    end
+  end
+  if remaining <= 0 then out[2] = 1 end  -- it filled the batch: more may be held
+end
+
 for i = 2, 5 do
   if remaining <= 0 then break end
   local read = redis.call("XREADGROUP", "GROUP", ARGV[1], ARGV[2], "COUNT", remaining,
                           "STREAMS", KEYS[i], ">")
   if read then
-    for _, entry in ipairs(read[1][2]) do
-      local fields = entry[2]
-      local body, deliveries = "", 0
-      for f = 1, #fields, 2 do  -- entries pushed by anyone: missing or junk fields default
-        if fields[f] == "b" then body = fields[f + 1]
-        elseif fields[f] == "d" then deliveries = math.min(1000000, math.max(0, math.floor(tonumber(fields[f + 1]) or 0))) end
-      end
-      table.insert(out, 5 - i)
-      table.insert(out, entry[1])
-      table.insert(out, body)
-      table.insert(out, deliveries)
-      remaining = remaining - 1
-    end
+    for _, entry in ipairs(read[1][2]) do take(i, entry) end
   end
 end
 
