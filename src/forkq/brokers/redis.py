@@ -48,6 +48,7 @@ from forkq.brokers.base import (
 from forkq.brokers.redis_acks import WaitingAcks
 from forkq.brokers.redis_dead import delete_dead, purge_dead_letters, read_dead
 from forkq.brokers.redis_keys import GROUP, QueueKeys, band_of, queues_key, worker_key
+from forkq.brokers.redis_replies import from_read, from_script
 from forkq.exceptions import BrokerError
 from forkq.redisclient import Wire, client_from_url, longest_block
 
@@ -171,9 +172,7 @@ class RedisBroker(Broker):
                 next_due = due if next_due is None else min(next_due, due)
             if reread and not reply[1]:  # it read all it held again
                 self._reread.discard((consumer.name, k.queue))
-            for i in range(2, len(reply), 4):
-                band, entry_id, body, deliveries = reply[i : i + 4]
-                got.append(_delivery(k.queue, int(band), entry_id, body, _count(deliveries)))
+            got += from_script(k.queue, reply)
             if len(got) >= limit:
                 break
         return got, next_due
@@ -204,16 +203,7 @@ class RedisBroker(Broker):
             "XREADGROUP", "GROUP", GROUP, consumer.name, "COUNT", limit,
             "BLOCK", max(1, int(seconds * 1000)), "STREAMS", *streams, *[">"] * len(streams),
         )  # fmt: skip
-        got = []
-        # RESP3 (redis-py 8's default) replies with a map, RESP2 with a list of pairs.
-        for stream, entries in reply.items() if isinstance(reply, dict) else reply or []:
-            name = stream.decode()
-            queue = next(k.queue for k in keys if name.startswith(k.tag))
-            band = int(name.rsplit(":b", 1)[1])
-            for entry_id, flat in entries:
-                fields = dict(zip(flat[::2], flat[1::2], strict=True)) if flat else {}
-                deliveries = _count(fields.get(b"d"))
-                got.append(_delivery(queue, band, entry_id, fields.get(b"b", b""), deliveries))
+        got = from_read(keys, reply)
         # COUNT applies per stream: entries that landed in several bands at once can exceed
         # the limit. Keep the highest bands (replies come in request order), give back the rest.
         for extra in got[limit:]:
@@ -406,17 +396,3 @@ class RedisBroker(Broker):
             yield
         except redis.RedisError as exc:
             raise BrokerError(f"redis broker: {exc}") from exc
-
-
-def _count(raw: Any) -> int:
-    """A start count from an entry anyone may have written: junk counts as 0."""
-    try:
-        return max(0, int(raw))
-    except (TypeError, ValueError):
-        return 0
-
-
-def _delivery(queue: str, band: int, entry_id: Any, body: Any, deliveries: int) -> Delivery:
-    entry = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-    payload = body if isinstance(body, bytes) else str(body).encode()
-    return Delivery(f"{band}-{entry}", queue, payload, deliveries + 1)
