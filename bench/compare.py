@@ -43,7 +43,6 @@ import argparse
 import json
 import random
 import statistics
-import subprocess
 import tempfile
 import time
 import uuid
@@ -69,6 +68,7 @@ from harness import (
     ensure_interpreters,
     peer_versions,
     redis_monitor,
+    run_script,
     tree_cpu_seconds,
     worker,
 )
@@ -196,17 +196,7 @@ def server_cpu(client: redis.Redis) -> float:
 
 
 def floor_round(system: System, tasks: int, runs: Runs) -> None:
-    out = subprocess.run(
-        [system.python, str(APPS / "forkfloor.py"), str(tasks)],
-        env=system.environment(),
-        cwd=APPS,
-        capture_output=True,
-        text=True,
-        timeout=DRAIN_TIMEOUT,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"{FLOOR} failed:\n{out.stderr}")
-    figures = json.loads(out.stdout)
+    figures = run_script(system, APPS / "forkfloor.py", str(tasks), timeout=DRAIN_TIMEOUT)
     runs.drain.append(figures["drain"])
     runs.cpu_us.append(figures["cpu_us"])
 

@@ -125,8 +125,13 @@ def peer_versions(python: str, packages: tuple[str, ...] = PEERS) -> dict[str, s
 
 def drive(system: System, *args: str, timeout: float = 600) -> Any:
     """Run bench/driver.py for `system` and return what it printed (JSON)."""
+    return run_script(system, HERE / "driver.py", system.app, *args, timeout=timeout)
+
+
+def run_script(system: System, script: Path, *args: str, timeout: float = 600) -> Any:
+    """Run `script` in `system`'s interpreter and environment; the JSON of its last line."""
     out = subprocess.run(
-        [system.python, str(HERE / "driver.py"), system.app, *args],
+        [system.python, str(script), *args],
         env=system.environment(),
         cwd=APPS,
         capture_output=True,
@@ -134,7 +139,7 @@ def drive(system: System, *args: str, timeout: float = 600) -> Any:
         timeout=timeout,
     )
     if out.returncode != 0:
-        raise RuntimeError(f"{system.label}: driver {' '.join(args)} failed:\n{out.stderr}")
+        raise RuntimeError(f"{system.label}: {script.name} {' '.join(args)} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
