@@ -8,14 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forkq.envelope import Codec, Message, make_message
+from forkq.envelope import Codec, Message, make_message, readable_time
 from forkq.exceptions import MessageRejected
 
 LIMIT = 4096
 
 
-def codec(secret: str | None = None) -> Codec:
-    return Codec(secret=secret, max_bytes=LIMIT)
+def codec(secret: str | None = None, max_bytes: int = LIMIT) -> Codec:
+    return Codec(secret=secret, max_bytes=max_bytes)
 
 
 def sample() -> Message:
@@ -77,6 +77,35 @@ def test_unknown_fields_are_tolerated_for_forward_compatibility() -> None:
     body = json.loads(codec().encode(sample()))
     body["added_in_a_later_version"] = True
     assert codec().decode(json.dumps(body).encode()).task == "proj.add"
+
+
+def nested_deeper_than_any_stack(task_id: str = "deep-1") -> bytes:
+    """A 20 KB message whose argument nests 10,000 levels: under every size limit, too deep
+    for any decoder that recurses."""
+    depth = 10_000
+    args = b"[" * depth + b"]" * depth
+    head = f'{{"id": "{task_id}", "task": "t", "queue": "q", "created_at": 1, "args": ['
+    return head.encode() + args + b"]}"
+
+
+def test_nesting_too_deep_to_decode_is_a_rejection_with_its_id() -> None:
+    with pytest.raises(MessageRejected, match="nested too deeply") as rejected:
+        codec(max_bytes=LIMIT * 10).decode(nested_deeper_than_any_stack())
+    assert rejected.value.task_id == "deep-1" and rejected.value.trusted
+
+
+def test_arguments_too_deep_to_encode_are_a_type_error() -> None:
+    deep: list[object] = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(TypeError, match="not JSON-serialisable"):
+        codec().encode(make_message("t", [deep], {}, queue="q"))
+
+
+def test_readable_time_says_when_a_time_is_impossible() -> None:
+    assert readable_time(0) == "1970-01-01T00:00:00.000Z"
+    assert readable_time(-1e30) == "an impossible time (-1e+30 s from 1970)"
+    assert readable_time(1e300).startswith("an impossible time")
 
 
 class TestSigning:

@@ -10,11 +10,13 @@ import pytest
 
 from forkq import Forkq, TaskFailed
 from forkq.brokers import Consumer, Delivery
+from forkq.envelope import Codec, Message
 from forkq.pool.scoreboard import Scoreboard
 from forkq.result import decode_record
 from forkq.states import FAILURE, RETRY, STARTED, SUCCESS
 from forkq.task import Task
 from forkq.worker.executor import Executor
+from tests.test_envelope import nested_deeper_than_any_stack
 
 CONSUMER = Consumer("w", "w/0")
 
@@ -195,3 +197,55 @@ def test_the_slot_shows_the_running_task(h: Harness) -> None:
     result = task(h, peek, bind=True).delay()
     h.run_next()
     assert seen == [("BUSY", result.id, "peek")]
+
+
+def test_a_message_nested_too_deeply_is_dead_lettered_and_failed(h: Harness) -> None:
+    h.app.broker.publish(h.queue, nested_deeper_than_any_stack("deep-7"))
+    result = task(h, lambda: "fine", name="ok").delay()
+    h.run_next()
+    h.run_next()
+    assert result.get(timeout=1) == "fine"
+    assert h.dead_reasons() == ["malformed message: nested too deeply to decode"]
+    assert h.record("deep-7").exc_type == "MessageRejected"
+    assert h.scoreboard.read(0).state.name == "IDLE"
+
+
+def test_an_absurd_expiry_is_reported_as_a_readable_time(h: Harness) -> None:
+    task(h, lambda: None, name="noop").apply_async(expires=-1e30)
+    h.run_next()
+    assert h.dead_reasons() == ["expired at an impossible time (-1e+30 s from 1970)"]
+
+
+class SlotWatchingCodec(Codec):
+    """Records the slot as decoding begins: what the master would read if the child died."""
+
+    def __init__(self, h: Harness) -> None:
+        super().__init__(secret=None, max_bytes=h.app.settings.max_message_bytes)
+        self.h, self.seen_slots, self.decoded = h, [], 0
+
+    def decode(self, data: bytes) -> Message:
+        self.seen_slots.append(self.h.scoreboard.read(0))
+        self.decoded += 1
+        return super().decode(data)
+
+
+def test_the_slot_holds_the_message_before_its_bytes_are_read(h: Harness) -> None:
+    h.app.codec = codec = SlotWatchingCodec(h)
+    task(h, lambda: None, name="noop").delay()
+    delivery = h.fetch()
+    h.executor.handle(delivery)
+    [slot] = codec.seen_slots
+    assert (slot.state.name, slot.receipt, slot.queue) == ("BUSY", delivery.receipt, h.queue)
+
+
+def test_a_message_over_every_limit_whose_rejection_died_is_not_read_again(h: Harness) -> None:
+    h.app.codec = codec = SlotWatchingCodec(h)
+    task(h, lambda: None, name="noop").delay()
+    limit = h.app.settings.max_deliveries
+    for _ in range(limit + 1):  # the last one died while it was being rejected
+        h.app.broker.release(CONSUMER.name, running=[h.fetch().receipt])
+    h.run_next()
+    assert codec.decoded == 0
+    assert h.dead_reasons() == [
+        f"worker lost: the process handling it died {limit + 1} time(s), the limit is {limit}"
+    ]

@@ -14,12 +14,15 @@ message and fail the task instead of crashing.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
+import re
 import socket
 import time
 import uuid
+from datetime import datetime, timezone
 from typing import Any
 
 import msgspec
@@ -28,8 +31,6 @@ from forkq.exceptions import MessageRejected
 
 VERSION = 1
 _SIGNED_PREFIX = b"fq1."
-# msgspec raises UnicodeDecodeError, not DecodeError, for a JSON string holding invalid UTF-8.
-_UNDECODABLE = (msgspec.DecodeError, UnicodeDecodeError)
 _SIG_LEN = 64  # hex digits of a SHA-256 HMAC
 
 
@@ -100,7 +101,7 @@ class Codec:
     def encode(self, message: Message) -> bytes:
         try:
             body = self._encoder.encode(message)
-        except (TypeError, msgspec.EncodeError) as exc:
+        except (TypeError, msgspec.EncodeError, RecursionError) as exc:
             raise TypeError(
                 f"task {message.task} arguments are not JSON-serialisable: {exc}"
             ) from None
@@ -123,8 +124,8 @@ class Codec:
         body = self._verified_body(data)
         try:
             message = self._decoder.decode(body)
-        except _UNDECODABLE as exc:
-            raise MessageRejected(f"malformed message: {exc}", _peek_id(body)) from None
+        except Exception as exc:  # whatever the bytes hold, the answer is a rejection
+            raise MessageRejected(f"malformed message: {_why(exc)}", _peek_id(body)) from None
         _validate(message)
         return message
 
@@ -165,11 +166,52 @@ def _validate(message: Message) -> None:
         raise MessageRejected(f"negative retries {message.retries}", message.id)
 
 
+def readable_time(timestamp: float) -> str:
+    """A Unix time as UTC ISO 8601, for reasons a person reads; out of range, said so."""
+    try:
+        moment = datetime.fromtimestamp(timestamp, timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return f"an impossible time ({timestamp:.6g} s from 1970)"
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply to decode"
+    return str(exc) or type(exc).__name__
+
+
 def _peek_id(body: bytes) -> str | None:
     """Best-effort task id from a message that failed validation, for its FAILURE result."""
     try:
         raw = msgspec.json.decode(body)
-    except _UNDECODABLE:
+    except RecursionError:
+        raw = {"id": _top_level_id(body)}
+    except Exception:  # undecodable: no id to report
         return None
     task_id = raw.get("id") if isinstance(raw, dict) else None
     return task_id if isinstance(task_id, str) and 0 < len(task_id) <= 200 else None
+
+
+_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[][{}:,]')
+
+
+def _top_level_id(body: bytes) -> str | None:
+    """The top-level "id" of a JSON object nested too deeply to decode, found by a flat scan
+    of its strings and brackets (no recursion, whatever the depth)."""
+    depth, previous, key = 0, b"", b""
+    for match in _TOKENS.finditer(body):
+        token = match.group()
+        if token in (b"{", b"["):
+            depth += 1
+        elif token in (b"}", b"]"):
+            depth -= 1
+        elif depth == 1 and token.startswith(b'"'):
+            if previous in (b"{", b","):
+                key = token
+            elif previous == b":" and key == b'"id"':
+                with contextlib.suppress(Exception):
+                    found = msgspec.json.decode(token)
+                    return found if isinstance(found, str) else None
+        previous = token
+    return None

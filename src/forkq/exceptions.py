@@ -24,13 +24,22 @@ class MessageRejected(ForkqError):
 
     `task_id` is set when the id could be read, so that a FAILURE result can be stored for it.
     `trusted` is False when the message failed authentication: such input may not write results.
+    `exc_type` names the failure in that result (`WorkerLost` for the redelivery limit).
     """
 
-    def __init__(self, reason: str, task_id: str | None = None, *, trusted: bool = True) -> None:
+    def __init__(
+        self,
+        reason: str,
+        task_id: str | None = None,
+        *,
+        trusted: bool = True,
+        exc_type: str = "MessageRejected",
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.task_id = task_id
         self.trusted = trusted
+        self.exc_type = exc_type
 
 
 class TaskFailed(ForkqError):

@@ -70,7 +70,7 @@ def encode_storable(record: ResultRecord) -> tuple[ResultRecord, bytes]:
     it a FAILURE instead."""
     try:
         return record, _encoder.encode(record)
-    except (TypeError, msgspec.EncodeError) as exc:
+    except (TypeError, msgspec.EncodeError, RecursionError) as exc:
         reason = f"the task returned a value JSON cannot hold: {exc}"
         failure = failure_record("ResultNotSerializable", reason, retries=record.retries)
         return failure, _encoder.encode(failure)

@@ -140,6 +140,14 @@ class SlotWriter:
         self.deadline = 0.0
         self._set(SlotState.IDLE)
 
+    def taken(self, receipt: str, queue: str) -> None:
+        """The child begins handling a message whose bytes it has not read yet: from now on
+        its death is charged to that message (the master releases it as running)."""
+        self.task_id, self.task_name, self.receipt, self.queue = "", "", receipt, queue
+        self.started_at = time.time()
+        self.deadline = 0.0
+        self._set(SlotState.BUSY, show=False)
+
     def busy(
         self, task_id: str, task_name: str, receipt: str, queue: str, time_limit: float | None
     ) -> None:

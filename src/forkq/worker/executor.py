@@ -1,12 +1,17 @@
 """Turning one delivery into one outcome, inside a child.
 
-    delivery ─► decode ─► checks ─► run task* ─► store result ─► ack
-                  │          │           ├─► Retry: publish the next try ─► store RETRY ─► ack
-                  └──────────┴─► rejected: store FAILURE (if the id is trusted) ─► dead letter
+    delivery ─► slot: taken ─► decode ─► checks ─► run task* ─► store result ─► ack
+                                 │          │           ├─► Retry: publish the next try ─► RETRY
+                                 └──────────┴─► rejected: store FAILURE (if the id is trusted)
+                                                          ─► dead letter
 
-A task's exception never leaves `handle`: it becomes a FAILURE record. The result is stored
-before the ack, so a crash between the two redelivers the task rather than losing its result.
-(*) in the child itself, or with `--max-tasks-per-child 1` in a process of its own
+A task's exception never leaves `handle`: it becomes a FAILURE record, and whatever the bytes
+hold, decoding ends in a rejection. The slot names the message before its bytes are read, so
+a child that dies at any stage of handling it (a crash in a C extension, the OOM killer) is
+charged with it: the master releases it counted, and the redelivery limit ends it. The limit
+is checked before decoding too, in case decoding itself is what kills the process. The result
+is stored before the ack, so a crash between the two redelivers the task rather than losing
+its result. (*) in the child itself, or with `--max-tasks-per-child 1` in a process of its own
 (task_process.py).
 """
 
@@ -22,7 +27,7 @@ import msgspec
 from forkq.app import Forkq
 from forkq.backends import ResultBackend, ResultWrite
 from forkq.brokers import Broker, Consumer, Delivery
-from forkq.envelope import Message
+from forkq.envelope import Message, readable_time
 from forkq.exceptions import MessageRejected, Retry, TimeLimitExceeded
 from forkq.pool.child import Stopping
 from forkq.pool.scoreboard import SlotWriter
@@ -70,10 +75,12 @@ class Executor:
         self.ttl = app.settings.result_ttl
 
     def handle(self, delivery: Delivery) -> None:
+        self.slot.taken(delivery.receipt, delivery.queue)
         try:
             message, task = self._accept(delivery)
         except MessageRejected as rejected:
             self._reject(delivery, rejected)
+            self.slot.finished(failed=True, unacked=self.broker.kept_acks())
             return
         limits = self.limits.for_task(task)
         self.slot.busy(message.id, message.task, delivery.receipt, delivery.queue, limits.hard)
@@ -94,22 +101,27 @@ class Executor:
         self.slot.finished(failed=record.state == FAILURE, unacked=self.broker.kept_acks())
 
     def _accept(self, delivery: Delivery) -> tuple[Message, Task]:
+        if delivery.delivery_count > 1 and delivery.delivery_count > self._most_deliveries() + 1:
+            # Over every task's limit, and the last try to reject it died too: decoding it
+            # may be what kills the process, so it goes without being read.
+            raise _worker_lost(delivery.delivery_count, self._most_deliveries(), None)
         message = self.app.codec.decode(delivery.body)
         task = self.app.tasks.get(message.task)
         if task is None:
             raise MessageRejected(f"unknown task {message.task!r}", message.id)
         if message.expires is not None and message.expires < time.time():
-            raise MessageRejected(f"expired at {message.expires:.3f}", message.id)
+            raise MessageRejected(f"expired at {readable_time(message.expires)}", message.id)
         if delivery.delivery_count > 1:
             self._refuse_if_killed_for_time(message)
         limit = task.options.max_deliveries or self.app.settings.max_deliveries
         if delivery.delivery_count > limit:
-            raise MessageRejected(
-                f"worker lost: the process running it died {delivery.delivery_count - 1} "
-                f"time(s), the limit is {limit}",
-                message.id,
-            )
+            raise _worker_lost(delivery.delivery_count, limit, message.id)
         return message, task
+
+    def _most_deliveries(self) -> int:
+        """The highest redelivery limit any registered task has."""
+        own = (t.options.max_deliveries or 0 for t in self.app.tasks.values())
+        return max([self.app.settings.max_deliveries, *own])
 
     def _refuse_if_killed_for_time(self, message: Message) -> None:
         """A message back after its process was killed for its hard time limit: the master
@@ -126,8 +138,7 @@ class Executor:
     def _reject(self, delivery: Delivery, rejected: MessageRejected) -> None:
         log.warning("dead-lettering message %s: %s", delivery.receipt, rejected.reason)
         if rejected.task_id is not None and rejected.trusted:
-            kind = "WorkerLost" if rejected.reason.startswith("worker lost") else "MessageRejected"
-            self._store(rejected.task_id, failure_record(kind, rejected.reason))
+            self._store(rejected.task_id, failure_record(rejected.exc_type, rejected.reason))
         self.broker.dead_letter(self.consumer, delivery, rejected.reason)
 
     def _run(
@@ -192,3 +203,11 @@ class Executor:
     def _result_write(self, task_id: str, record: ResultRecord) -> tuple[ResultRecord, ResultWrite]:
         record, payload = encode_storable(record)
         return record, ResultWrite(task_id, record.state, payload, self.ttl)
+
+
+def _worker_lost(deliveries: int, limit: int, task_id: str | None) -> MessageRejected:
+    return MessageRejected(
+        f"worker lost: the process handling it died {deliveries - 1} time(s), the limit is {limit}",
+        task_id,
+        exc_type="WorkerLost",
+    )
