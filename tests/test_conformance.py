@@ -338,3 +338,12 @@ class TestResultBackend:
         backend.store("t1", RETRY, b"r", 60)
         stored = backend.wait("t1", 0.2)
         assert stored is not None and stored.state == RETRY
+
+    def test_count_start_counts_per_key_and_forgets_after_its_ttl(
+        self, backend: ResultBackend
+    ) -> None:
+        assert [backend.count_start("m1", 60) for _ in range(3)] == [1, 2, 3]
+        assert backend.count_start("m2", 60) == 1
+        assert backend.count_start("m3", 0.2) == 1
+        backend.wait("never", 0.4)  # lets the TTL pass without a sleep
+        assert backend.count_start("m3", 60) == 1

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import msgspec
 import pytest
 
 from forkq import Forkq, TaskFailed
@@ -15,7 +16,7 @@ from forkq.pool.scoreboard import Scoreboard
 from forkq.result import decode_record
 from forkq.states import FAILURE, RETRY, STARTED, SUCCESS
 from forkq.task import Task
-from forkq.worker.executor import Executor
+from forkq.worker.executor import Executor, returned_key
 from tests.test_envelope import nested_deeper_than_any_stack
 
 CONSUMER = Consumer("w", "w/0")
@@ -248,4 +249,27 @@ def test_a_message_over_every_limit_whose_rejection_died_is_not_read_again(h: Ha
     assert codec.decoded == 0
     assert h.dead_reasons() == [
         f"worker lost: the process handling it died {limit + 1} time(s), the limit is {limit}"
+    ]
+
+
+def test_a_returned_delivery_is_charged_only_for_the_starts_counted(h: Harness) -> None:
+    """A returned delivery (RabbitMQ: its holder's connection dropped) counts the lost
+    delivery as a start; returned deliveries that started are counted in the result
+    backend, so one that came back many times without starting still runs."""
+    result = task(h, lambda: "ran", name="ok").delay()
+    delivery = msgspec.structs.replace(h.fetch(), delivery_count=2, returned=True)
+    h.executor.handle(delivery)
+    assert result.get(timeout=1) == "ran"
+    assert h.app.backend.count_start(returned_key(delivery.body), 60) == 2  # 1 counted
+
+
+def test_a_returned_delivery_that_keeps_starting_ends_as_worker_lost(h: Harness) -> None:
+    result = task(h, lambda: "ran", name="ok").delay()
+    delivery = msgspec.structs.replace(h.fetch(), delivery_count=2, returned=True)
+    for _ in range(2):  # two earlier returned deliveries started, and their processes died
+        h.app.backend.count_start(returned_key(delivery.body), 60)
+    h.executor.handle(delivery)
+    assert h.record(result.id).exc_type == "WorkerLost"
+    assert h.dead_reasons() == [
+        "worker lost: the process handling it died 3 time(s), the limit is 3"
     ]

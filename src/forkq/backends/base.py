@@ -45,6 +45,13 @@ class ResultBackend(abc.ABC):
         """Delete the task's record."""
 
     @abc.abstractmethod
+    def count_start(self, key: str, ttl: float) -> int:
+        """Count one more start of the message `key` (a digest of its bytes) and return how
+        many were counted, this one included; the count is forgotten `ttl` seconds after its
+        last start. Only messages whose broker cannot tell whether an earlier delivery started
+        are counted here (see `Delivery.returned`), so it costs nothing on the usual path."""
+
+    @abc.abstractmethod
     def close(self) -> None:
         """Close this process's connection."""
 

@@ -10,11 +10,13 @@ from forkq.states import READY_STATES
 
 _LOCK = threading.Condition()
 _STORES: dict[str, dict[str, tuple[StoredResult, float]]] = {}
+_STARTS: dict[str, dict[str, tuple[int, float]]] = {}
 
 
 class MemoryBackend(ResultBackend):
     def __init__(self, url: str = "memory://") -> None:
         self._rows = _STORES.setdefault(url, {})
+        self._starts = _STARTS.setdefault(url, {})
 
     def store(self, task_id: str, state: str, payload: bytes, ttl: float) -> None:
         with _LOCK:
@@ -39,6 +41,14 @@ class MemoryBackend(ResultBackend):
     def forget(self, task_id: str) -> None:
         with _LOCK:
             self._rows.pop(task_id, None)
+
+    def count_start(self, key: str, ttl: float) -> int:
+        now = time.time()
+        with _LOCK:
+            count, until = self._starts.get(key, (0, now))
+            count = count + 1 if until > now else 1
+            self._starts[key] = (count, now + ttl)
+        return count
 
     def close(self) -> None:
         pass

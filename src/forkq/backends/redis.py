@@ -16,7 +16,7 @@ from typing import Any
 import redis
 
 from forkq.backends.base import ResultBackend, ResultWrite, StoredResult
-from forkq.brokers.redis_keys import ready_key, result_key
+from forkq.brokers.redis_keys import ready_key, result_key, starts_key
 from forkq.exceptions import BackendError
 from forkq.redisclient import client_from_url, longest_block
 from forkq.states import READY_STATES
@@ -69,6 +69,15 @@ class RedisBackend(ResultBackend):
     def forget(self, task_id: str) -> None:
         with self._errors():
             self.client.delete(result_key(self.prefix, task_id), ready_key(self.prefix, task_id))
+
+    def count_start(self, key: str, ttl: float) -> int:
+        name = starts_key(self.prefix, key)
+        with self._errors():
+            pipe = self.client.pipeline(transaction=True)
+            pipe.incr(name)
+            pipe.pexpire(name, max(1, int(ttl * 1000)))
+            count, _ = pipe.execute()
+        return int(count)
 
     def close(self) -> None:
         self.client.close()

@@ -3,6 +3,7 @@
 Schema::
 
     forkq_results(task_id PRIMARY KEY, state, payload, expires_at)
+    forkq_starts(key PRIMARY KEY, count, expires_at)   made on first use (`count_start`)
 
 Expired rows read as missing and are deleted in passing, at most once a minute per process.
 `wait` blocks on the WAL (`ChangeWaiter`), so `AsyncResult.get()` wakes when a worker commits.
@@ -25,6 +26,13 @@ CREATE TABLE IF NOT EXISTS forkq_results (
     payload BLOB NOT NULL,
     expires_at REAL NOT NULL
 ) WITHOUT ROWID;
+"""
+_STARTS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS forkq_starts (
+    key TEXT PRIMARY KEY,
+    count INTEGER NOT NULL,
+    expires_at REAL NOT NULL
+) WITHOUT ROWID
 """
 _CLEANUP_EVERY = 60.0
 
@@ -71,6 +79,19 @@ class SQLiteBackend(ResultBackend):
     def forget(self, task_id: str) -> None:
         with self._errors():
             self._conn.execute("DELETE FROM forkq_results WHERE task_id = ?", (task_id,))
+
+    def count_start(self, key: str, ttl: float) -> int:
+        now = time.time()
+        with self._errors():
+            self._conn.execute(_STARTS_SCHEMA)  # rare (redeliveries only): made when needed
+            row = self._conn.execute(
+                """INSERT INTO forkq_starts VALUES (?, 1, ?) ON CONFLICT (key) DO UPDATE
+                   SET count = CASE WHEN expires_at < ? THEN 1 ELSE count + 1 END,
+                       expires_at = excluded.expires_at
+                   RETURNING count""",
+                (key, now + ttl, now),
+            ).fetchone()
+        return int(row[0])
 
     def close(self) -> None:
         if self._waiter is not None:

@@ -29,12 +29,20 @@ class Consumer(msgspec.Struct, frozen=True):
 
 
 class Delivery(msgspec.Struct, frozen=True):
-    """A fetched message. `receipt` is the engine's handle for ack/requeue/dead_letter."""
+    """A fetched message. `receipt` is the engine's handle for ack/requeue/dead_letter.
+
+    `delivery_count` counts the times a process started handling it, this time included.
+    `returned` marks a message that came back from a holder that vanished without saying
+    whether it had started it (RabbitMQ redelivers what a dropped connection held): its count
+    takes that lost delivery as a start, and the executor counts the starts of returned
+    deliveries in the result backend (`ResultBackend.count_start`), so a message that keeps
+    coming back without ever being started is not charged for it."""
 
     receipt: str
     queue: str
     body: bytes
-    delivery_count: int  # 1 on first delivery; counts the times a process started it
+    delivery_count: int
+    returned: bool = False
 
 
 class DeadLetter(msgspec.Struct, frozen=True):

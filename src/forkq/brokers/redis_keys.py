@@ -28,6 +28,11 @@ Per task T (result backend; both keys share the hash tag {prefix:T}):
     {prefix:T}:result     "<state>\\n<record>", expires after the result TTL
     {prefix:T}:ready      a list that receives one element when T reaches a ready state, so
                           waiters block on BLPOP instead of polling
+
+Per message M that a broker gave back without knowing whether it started (result backend):
+
+    {prefix:D}:starts     D = a digest of M's bytes; a counter of M's starts as a returned
+                          delivery, expiring a week after the last (`count_start`)
 """
 
 from __future__ import annotations
@@ -84,3 +89,7 @@ def result_key(prefix: str, task_id: str) -> str:
 
 def ready_key(prefix: str, task_id: str) -> str:
     return f"{{{prefix}:{task_id}}}:ready"
+
+
+def starts_key(prefix: str, digest: str) -> str:
+    return f"{{{prefix}:{digest}}}:starts"

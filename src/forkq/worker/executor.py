@@ -17,6 +17,7 @@ its result. (*) in the child itself, or with `--max-tasks-per-child 1` in a proc
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -45,6 +46,9 @@ from forkq.worker.limits import TimeLimits, soft_time_limit
 from forkq.worker.task_process import TaskProcessDied
 
 log = logging.getLogger("forkq.worker")
+
+# How long the starts of a returned message are remembered after its last one.
+RETURNED_STARTS_TTL = 7 * 24 * 3600.0
 
 TaskRunner = Callable[[Callable[[], ResultRecord]], ResultRecord]
 
@@ -76,6 +80,8 @@ class Executor:
 
     def handle(self, delivery: Delivery) -> None:
         self.slot.taken(delivery.receipt, delivery.queue)
+        if delivery.returned:
+            delivery = self._count_returned_start(delivery)
         try:
             message, task = self._accept(delivery)
         except MessageRejected as rejected:
@@ -117,6 +123,12 @@ class Executor:
         if delivery.delivery_count > limit:
             raise _worker_lost(delivery.delivery_count, limit, message.id)
         return message, task
+
+    def _count_returned_start(self, delivery: Delivery) -> Delivery:
+        """A returned delivery's count takes the delivery that did not come back as a start;
+        add the starts of the earlier returned ones, counted where the results are."""
+        earlier = self.backend.count_start(returned_key(delivery.body), RETURNED_STARTS_TTL) - 1
+        return msgspec.structs.replace(delivery, delivery_count=delivery.delivery_count + earlier)
 
     def _most_deliveries(self) -> int:
         """The highest redelivery limit any registered task has."""
@@ -211,3 +223,9 @@ def _worker_lost(deliveries: int, limit: int, task_id: str | None) -> MessageRej
         task_id,
         exc_type="WorkerLost",
     )
+
+
+def returned_key(body: bytes) -> str:
+    """What a returned message's starts are counted under: a digest of its bytes, which
+    stay the same however often it comes back."""
+    return hashlib.blake2b(body, digest_size=16).hexdigest()
