@@ -1,0 +1,105 @@
+"""One poison message among 200 valid tasks, on a real 4-child worker, on every broker: the
+poison ends dead-lettered with its reason within the redelivery limit, and every valid task
+completes. The engines' own malformed entries are in tests/test_hostile_*.py."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from forkq import Forkq, TaskFailed
+from forkq.brokers import DeadLetter
+from forkq.envelope import make_message
+from forkq.result import AsyncResult
+from tests.conftest import WorkerProcess, results_url_for, wait_until_serving
+
+SECRET = "poison-test-secret"
+VALID = 200
+
+
+@pytest.fixture
+def broker_url(every_broker_url: str) -> str:
+    return every_broker_url
+
+
+@pytest.fixture
+def signed_client(e2e_dir: Path, broker_url: str) -> Iterator[Forkq]:
+    app = Forkq(
+        "e2e", broker=broker_url, backend=results_url_for(broker_url, e2e_dir), secret=SECRET
+    )
+    yield app
+    app.close()
+
+
+def send_deeply_nested(app: Forkq) -> AsyncResult:
+    """Arguments nested as deeply as a client with a shallow stack can still encode (with
+    the client's secret): a worker's child, deeper in its own stack, cannot decode them."""
+    encoded: list[tuple[str, bytes]] = []
+
+    def encode() -> None:
+        for depth in range(1000, 0, -1):
+            nested: list[object] = []
+            for _ in range(depth):
+                nested = [nested]
+            message = make_message("e2eapp.add", [nested, 0], {}, queue=queue)
+            try:
+                encoded.append((message.id, app.codec.encode(message)))
+                return
+            except TypeError:  # too deep to encode here: one level less
+                continue
+
+    queue = app.settings.default_queue
+    thread = threading.Thread(target=encode)  # a fresh thread: the shallowest stack there is
+    thread.start()
+    thread.join(timeout=30)
+    [(task_id, body)] = encoded
+    app.broker.publish(queue, body)
+    return app.AsyncResult(task_id)
+
+
+def send_child_killer(app: Forkq) -> AsyncResult:
+    return app.send_task("e2eapp.die")
+
+
+def dead_letters_once_moved(app: Forkq, queue: str) -> list[DeadLetter]:
+    """The result is stored before the message moves to dead letters: the move follows within
+    a round trip or two, and no broker announces it."""
+    deadline = time.monotonic() + 10
+    while not (dead := app.broker.dead_letters(queue)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return dead
+
+
+POISONS: dict[str, tuple[Callable[[Forkq], AsyncResult], str, str]] = {
+    "nested": (send_deeply_nested, "MessageRejected", "nested too deeply to decode"),
+    "kills-its-child": (send_child_killer, "WorkerLost", "worker lost: the process handling"),
+}
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("poison", sorted(POISONS))
+def test_a_poison_among_valid_tasks_is_dead_lettered_and_the_rest_run(
+    poison: str, signed_client: Forkq, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    send_poison, exc_type, reason = POISONS[poison]
+    worker = start_worker("-c", "4", env={"FORKQ_SECRET": SECRET})
+    wait_until_serving(signed_client, worker)
+    queue = signed_client.settings.default_queue
+    before = [make_message("e2eapp.add", [i, 1], {}, queue=queue) for i in range(VALID // 2)]
+    after = [make_message("e2eapp.add", [i, 1], {}, queue=queue) for i in range(VALID // 2, VALID)]
+    results = signed_client.publish_many(before)
+    bad = send_poison(signed_client)
+    results += signed_client.publish_many(after)
+
+    assert [r.get(timeout=90) for r in results] == [i + 1 for i in range(VALID)]
+    with pytest.raises(TaskFailed) as failed:
+        bad.get(timeout=90)
+    assert failed.value.exc_type == exc_type
+    [dead] = dead_letters_once_moved(signed_client, queue)
+    assert reason in dead.reason, dead.reason
+    assert signed_client.broker.size(queue) == 0
+    assert worker.proc.poll() is None
