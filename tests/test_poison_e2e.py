@@ -65,13 +65,15 @@ def send_child_killer(app: Forkq) -> AsyncResult:
     return app.send_task("e2eapp.die")
 
 
-def dead_letters_once_moved(app: Forkq, queue: str) -> list[DeadLetter]:
-    """The result is stored before the message moves to dead letters: the move follows within
-    a round trip or two, and no broker announces it."""
+def settled(app: Forkq, queue: str) -> tuple[list[DeadLetter], int]:
+    """Dead letters and the queue's size once the last ack and dead-letter move are done: a
+    result is stored before its message is acked or moved, and no broker announces those."""
     deadline = time.monotonic() + 10
-    while not (dead := app.broker.dead_letters(queue)) and time.monotonic() < deadline:
+    while True:
+        dead, size = app.broker.dead_letters(queue), app.broker.size(queue)
+        if (dead and size == 0) or time.monotonic() > deadline:
+            return dead, size
         time.sleep(0.05)
-    return dead
 
 
 POISONS: dict[str, tuple[Callable[[Forkq], AsyncResult], str, str]] = {
@@ -99,7 +101,7 @@ def test_a_poison_among_valid_tasks_is_dead_lettered_and_the_rest_run(
     with pytest.raises(TaskFailed) as failed:
         bad.get(timeout=90)
     assert failed.value.exc_type == exc_type
-    [dead] = dead_letters_once_moved(signed_client, queue)
+    [dead], size = settled(signed_client, queue)
     assert reason in dead.reason, dead.reason
-    assert signed_client.broker.size(queue) == 0
+    assert size == 0
     assert worker.proc.poll() is None
