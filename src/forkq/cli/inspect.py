@@ -12,8 +12,16 @@ from rich.table import Table
 
 from forkq.cli.main import cli
 from forkq.cli.memory_report import memory_summary, memory_table
+from forkq.exceptions import ForkqError
 from forkq.memory import ProcessMemory
-from forkq.pool.control import ask, control_dir, socket_path
+from forkq.pool.control import ask, socket_name
+from forkq.pool.control_dir import (
+    SUFFIX,
+    ControlDir,
+    ForeignSocket,
+    open_inspect_dirs,
+    worker_dir_path,
+)
 
 COMMANDS = ("ping", "stats", "active", "memory")
 
@@ -40,7 +48,14 @@ def inspect(
     """Ask the workers running on this host (all of them, or the one named)."""
     if pidfile:
         pid = int(Path(pidfile).read_text().strip())
-    replies = [ask(path, command, timeout) for path in _targets(pid)]
+    dirs, skipped = open_inspect_dirs()
+    try:
+        for warning in skipped:
+            _warn(warning)
+        replies = _ask_all(dirs, pid, command, timeout)
+    finally:
+        for directory in dirs:
+            directory.close()
     if as_json:
         click.echo(json.dumps(replies, indent=2))
         return
@@ -49,26 +64,46 @@ def inspect(
         RENDER[command](reply, console)
 
 
-def _targets(pid: int | None) -> list[Path]:
+def _ask_all(
+    dirs: list[ControlDir], pid: int | None, command: str, timeout: float
+) -> list[dict[str, Any]]:
+    where = " or ".join(str(d.path) for d in dirs) or str(worker_dir_path())
     if pid is not None:
-        path = socket_path(pid)
-        if not path.exists():
-            raise click.UsageError(f"no worker with master pid {pid} here ({path} is missing)")
-        return [path]
-    paths = sorted(p for p in control_dir().glob("*.sock") if _alive(p))
-    if not paths:
-        raise click.UsageError(
-            f"no running worker found in {control_dir()}; start one or give --pid"
-        )
-    return paths
+        name = socket_name(pid)
+        for directory in dirs:
+            try:
+                return [ask(directory, name, command, timeout)]
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError) as exc:
+                raise ForkqError(f"no answer from {directory.path / name}: {exc}") from None
+        raise click.UsageError(f"no worker with master pid {pid} here (no {name} in {where})")
+    replies = []
+    for directory in dirs:
+        for name in directory.names():
+            if not _alive(name):
+                continue
+            try:
+                replies.append(ask(directory, name, command, timeout))
+            except ForeignSocket as exc:
+                _warn(str(exc))
+            except (OSError, ValueError) as exc:
+                _warn(f"no answer from {directory.path / name}: {exc}")
+    if not replies:
+        raise click.UsageError(f"no running worker found in {where}; start one or give --pid")
+    return replies
 
 
-def _alive(path: Path) -> bool:
+def _alive(name: str) -> bool:
     try:
-        Path(f"/proc/{int(path.stem)}").stat()
+        Path(f"/proc/{int(name.removesuffix(SUFFIX))}").stat()
     except (ValueError, FileNotFoundError):
         return False
     return True
+
+
+def _warn(message: str) -> None:
+    click.echo(f"forkq: warning: {message}", err=True)
 
 
 def _ping(reply: dict[str, Any], console: Console) -> None:

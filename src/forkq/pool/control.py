@@ -1,37 +1,44 @@
 """The master's control socket: `forkq inspect` asks, the master answers from what it has.
 
-One Unix socket per master, `<control dir>/<master pid>.sock`; the directory is
-$FORKQ_CONTROL_DIR or /tmp/forkq-<uid> (mode 0700). A request is one JSON line,
+One Unix socket per master, `<control dir>/<master pid>.sock` (control_dir.py: which
+directory, and the checks that make it ours alone). A request is one JSON line,
 `{"command": "stats"}`; the reply is one JSON line, then the master closes the connection.
-The listening socket and its connections are in the master's selector: answering never
-blocks the loop for longer than a reply's write to a local socket.
+Both ends check the other's user with SO_PEERCRED: the master answers only its own uid, and
+`ask` believes only a master of its own uid. The listening socket and its connections are in
+the master's selector: answering never blocks the loop for longer than a reply's write to a
+local socket.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import selectors
 import socket
+import struct
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
+
+from forkq.pool.control_dir import SUFFIX, ControlDir, ForeignSocket, open_worker_dir
+
+log = logging.getLogger("forkq.master")
 
 Handler = Callable[[], dict[str, Any]]
 _MAX_REQUEST = 4096
+_UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
-def control_dir() -> Path:
-    configured = os.environ.get("FORKQ_CONTROL_DIR")
-    path = Path(configured) if configured else Path(f"/tmp/forkq-{os.getuid()}")
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if path.stat().st_uid != os.getuid():
-        raise PermissionError(f"control directory {path} belongs to another user")
-    return path
+def socket_name(pid: int) -> str:
+    return f"{pid}{SUFFIX}"
 
 
-def socket_path(pid: int) -> Path:
-    return control_dir() / f"{pid}.sock"
+def peer_uid(conn: socket.socket) -> int:
+    """The uid of the process at the other end of a connected Unix socket (SO_PEERCRED)."""
+    _pid, uid, _gid = _UCRED.unpack(
+        conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+    )
+    return int(uid)
 
 
 class ControlServer:
@@ -41,12 +48,17 @@ class ControlServer:
     def __init__(self, handlers: dict[str, Handler], selector: selectors.BaseSelector) -> None:
         self.handlers = handlers
         self.selector = selector
-        self.path = socket_path(os.getpid())
-        self.path.unlink(missing_ok=True)  # ours from before a HUP re-exec, same pid
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(str(self.path))
-        self.listener.listen(16)
-        self.listener.setblocking(False)
+        self.directory = open_worker_dir()
+        self.name = socket_name(os.getpid())
+        try:
+            self.directory.unlink(self.name)  # ours from before a HUP re-exec, same pid
+            self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.listener.bind(self.directory.entry(self.name))
+            self.listener.listen(16)
+            self.listener.setblocking(False)
+        except BaseException:
+            self.directory.close()
+            raise
         selector.register(self.listener, selectors.EVENT_READ, self)
 
     def on_readable(self, source: object) -> None:
@@ -55,6 +67,11 @@ class ControlServer:
             try:
                 conn, _ = self.listener.accept()
             except BlockingIOError:
+                return
+            uid = peer_uid(conn)
+            if uid != os.getuid():
+                log.warning("control socket: refused a connection from uid %d", uid)
+                conn.close()
                 return
             conn.setblocking(False)
             self.selector.register(conn, selectors.EVENT_READ, self)
@@ -77,14 +94,24 @@ class ControlServer:
 
     def close(self) -> None:
         self.listener.close()
-        self.path.unlink(missing_ok=True)
+        self.directory.unlink(self.name)
+        self.directory.close()
 
 
-def ask(path: Path, command: str, timeout: float = 5.0) -> dict[str, Any]:
-    """Client side: one request to one master."""
+def ask(directory: ControlDir, name: str, command: str, timeout: float = 5.0) -> dict[str, Any]:
+    """Client side: one request to the master listening on `name` in `directory`. Raises
+    ForeignSocket if the socket or the process serving it is not ours, OSError if nothing
+    answers."""
+    directory.check_socket(name)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.settimeout(timeout)
-        conn.connect(str(path))
+        conn.connect(directory.entry(name))
+        uid = peer_uid(conn)
+        if uid != os.getuid():
+            raise ForeignSocket(
+                f"not trusting {directory.path / name}: it is served by uid {uid}, not by you "
+                f"(uid {os.getuid()}), so it is no worker of yours"
+            )
         conn.sendall(json.dumps({"command": command}).encode() + b"\n")
         data = b""
         while not data.endswith(b"\n"):

@@ -114,9 +114,9 @@ class Master:
     # -- the loop ---------------------------------------------------------------------------
 
     def run(self) -> int:
+        self._control = ControlServer(inspect.handlers(self), self._selector)
         self._signals = signals = SignalPipe(catch_sigchld=not self._pidfds)
         self._selector.register(signals, selectors.EVENT_READ)
-        self._control = ControlServer(inspect.handlers(self), self._selector)
         self._set_title()
         log.info("master %d starting %d children", os.getpid(), self.concurrency)
         try:
@@ -236,7 +236,7 @@ class Master:
         # The child must not keep the master's own pipes open (signals, other children's).
         inherited = [*(self._signals.fds if self._signals else ()), out_r]
         if self._control is not None:
-            inherited.append(self._control.listener.fileno())
+            inherited += [self._control.listener.fileno(), self._control.directory.fd]
         for other in self.children.values():
             inherited += [other.output.fd] + ([other.pidfd] if other.pidfd is not None else [])
         for stream in (sys.stdout, sys.stderr):  # or the child would write it out again

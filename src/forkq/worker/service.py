@@ -22,6 +22,7 @@ import msgspec
 
 from forkq import exitcodes, logs
 from forkq.app import Forkq
+from forkq.pool.control_dir import open_worker_dir
 from forkq.pool.master import Master, PoolConfig
 from forkq.settings import redacted
 from forkq.worker.limits import TimeLimits
@@ -57,6 +58,8 @@ def run_worker(app: Forkq, config: WorkerConfig, *, gc_was_enabled: bool | None 
     line does, before it loads the app); by default, whether it is on now."""
     logs.configure_master(config.loglevel, config.log_json, config.logfile, os.getpid())
     with collector_paused(gc.isenabled() if gc_was_enabled is None else gc_was_enabled):
+        with open_worker_dir():
+            pass  # an unsafe control directory is refused now, before anything is logged
         try:
             for hook in app.before_fork_hooks:
                 hook()
