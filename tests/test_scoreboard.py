@@ -135,3 +135,25 @@ def test_the_title_changes_once_per_batch_of_one_task_not_twice_per_task(
         "forkq: app child 0 idle",
     ]
     board.close()
+
+
+def test_taken_writes_the_receipt_in_place_and_busy_completes_it() -> None:
+    board = Scoreboard(2)
+    writer = board.writer(1)
+    writer.start(42)
+    writer.idle()
+    writer.taken("r-7", "q1")
+    slot = board.read(1)
+    assert (slot.pid, slot.state, slot.receipt, slot.queue, slot.task_id) == (
+        42,
+        SlotState.BUSY,
+        "r-7",
+        "q1",
+        "",
+    )
+    assert slot.started_at > 0 and slot.deadline == 0 and board.read(0).pid == 0
+    writer.busy("t-1", "proj.add", "r-7", "q1", 5.0)
+    slot = board.read(1)
+    assert (slot.task_id, slot.task_name, slot.receipt) == ("t-1", "proj.add", "r-7")
+    assert slot.deadline > 0
+    board.close()
