@@ -57,8 +57,9 @@ _MOVE_AT_ONCE = 1000  # delayed messages moved per fetch call
 
 @functools.cache
 def _script(name: str) -> str:
-    """Read once per process tree: a child's or task process's broker reuses the master's."""
-    return resources.files("forkq.brokers.lua").joinpath(name).read_text()
+    """Read once per process tree (children reuse the master's), after entries.lua."""
+    scripts = resources.files("forkq.brokers.lua")
+    return scripts.joinpath("entries.lua").read_text() + scripts.joinpath(name).read_text()
 
 
 class RedisBroker(Broker):
@@ -162,7 +163,7 @@ class RedisBroker(Broker):
                     int(reread)]  # fmt: skip
             try:
                 reply = self._wire.script(
-                    self._fetch, [k.delayed, *k.bands_high_first], args + acks
+                    self._fetch, [k.delayed, *k.bands_high_first, k.dead], args + acks
                 )
             except BaseException:
                 self._waiting.restore(consumer, k.queue, acks)  # not lost with the call
@@ -184,7 +185,7 @@ class RedisBroker(Broker):
         with self._errors():
             for consumer, queue, acks in waiting.take_all():
                 k = self._keys(queue)
-                keys = [k.delayed, *k.bands_high_first]
+                keys = [k.delayed, *k.bands_high_first, k.dead]
                 args: list[Any] = [GROUP, consumer.name, 0, int(time.time() * 1000), 0, 0, *acks]
                 if client is not None:  # a pipeline: its caller sends it
                     self._fetch(keys=keys, args=args, client=client)
@@ -203,7 +204,9 @@ class RedisBroker(Broker):
             "XREADGROUP", "GROUP", GROUP, consumer.name, "COUNT", limit,
             "BLOCK", max(1, int(seconds * 1000)), "STREAMS", *streams, *[">"] * len(streams),
         )  # fmt: skip
-        got = from_read(keys, reply)
+        got, bodiless = from_read(keys, reply)
+        for entry in bodiless:  # as fetch.lua does with them
+            self.dead_letter(consumer, entry.delivery, entry.reason)
         # COUNT applies per stream: entries that landed in several bands at once can exceed
         # the limit. Keep the highest bands (replies come in request order), give back the rest.
         for extra in got[limit:]:
