@@ -28,6 +28,22 @@ def client_from_url(url: str) -> tuple[redis.Redis, str]:
     return client, prefix
 
 
+def same_server(client: redis.Redis, other: redis.Redis) -> bool:
+    """Whether two clients reach the same server and database, as the same user."""
+    mine = client.connection_pool.connection_kwargs
+    theirs = other.connection_pool.connection_kwargs
+    fields = ("host", "port", "db", "path", "username")
+    return all(mine.get(f) == theirs.get(f) for f in fields)
+
+
+def unreachable(exc: redis.RedisError) -> bool:
+    """Whether a redis-py error is a connection problem (lost, refused, timed out, a server
+    still loading its data), expected to pass; not an error reply, nor a refused login."""
+    if isinstance(exc, (redis.AuthenticationError, redis.exceptions.AuthorizationError)):
+        return False
+    return isinstance(exc, (redis.ConnectionError, redis.TimeoutError))
+
+
 def longest_block(client: redis.Redis) -> float:
     """Seconds a blocking command (XREADGROUP BLOCK, BLPOP) may ask the server to wait, so that
     the reply comes before the client's read times out: redis-py 8 reads with a 5 s timeout

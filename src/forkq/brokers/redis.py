@@ -20,7 +20,8 @@ entries back at the end of their band). When a whole worker dies its `worker:` k
 any consumer of the same queue then releases the dead worker's entries that have been idle
 for longer than lease_ttl. A long task is never taken from a live worker.
 
-Key schema: `forkq.brokers.redis_keys`. Driver errors become `BrokerError` here.
+Key schema: `forkq.brokers.redis_keys`. Driver errors become `BrokerError` here,
+`BrokerUnavailable` for a connection problem.
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ from forkq.brokers.redis_acks import WaitingAcks
 from forkq.brokers.redis_dead import delete_dead, purge_dead_letters, read_dead
 from forkq.brokers.redis_keys import GROUP, QueueKeys, band_of, queues_key, worker_key
 from forkq.brokers.redis_replies import from_read, from_script
-from forkq.exceptions import BrokerError
-from forkq.redisclient import Wire, client_from_url, longest_block
+from forkq.exceptions import BrokerError, BrokerUnavailable
+from forkq.redisclient import Wire, client_from_url, longest_block, same_server, unreachable
 
 _MOVE_AT_ONCE = 1000  # delayed messages moved per fetch call
 
@@ -275,12 +276,7 @@ class RedisBroker(Broker):
 
     def _same_server(self, backend: ResultBackend) -> bool:
         other = getattr(backend, "client", None)
-        if not isinstance(other, redis.Redis):
-            return False
-        mine = self.client.connection_pool.connection_kwargs
-        theirs = other.connection_pool.connection_kwargs
-        fields = ("host", "port", "db", "path", "username")
-        return all(mine.get(f) == theirs.get(f) for f in fields)
+        return isinstance(other, redis.Redis) and same_server(self.client, other)
 
     def requeue(self, consumer: Consumer, delivery: Delivery, delay: float = 0.0) -> None:
         self._settle_one(consumer, delivery, "requeue", int(max(0.0, delay) * 1000))
@@ -398,4 +394,5 @@ class RedisBroker(Broker):
         try:
             yield
         except redis.RedisError as exc:
-            raise BrokerError(f"redis broker: {exc}") from exc
+            kind = BrokerUnavailable if unreachable(exc) else BrokerError
+            raise kind(f"redis broker: {exc}") from exc
