@@ -12,11 +12,28 @@ class ConfigurationError(ForkqError):
 
 
 class BrokerError(ForkqError):
-    """The broker failed; the driver's own exception is chained as __cause__."""
+    """The broker failed; the driver's own exception is chained as __cause__. Raised as it
+    is for a failure that is not a connection problem (a script error, a wrong type, a full
+    disk): retrying will not help until someone acts."""
 
 
 class BackendError(ForkqError):
-    """The result backend failed; the driver's own exception is chained as __cause__."""
+    """The result backend failed; the driver's own exception is chained as __cause__. Raised
+    as it is for a failure that is not a connection problem, like `BrokerError`."""
+
+
+class Unavailable(ForkqError):
+    """The broker or result backend could not be reached: a connection lost or refused, a
+    timeout, a server still loading or a database locked by another process. It is expected
+    to pass: the worker rides it out with back-off and calls it an outage."""
+
+
+class BrokerUnavailable(BrokerError, Unavailable):
+    """The broker could not be reached (see `Unavailable`)."""
+
+
+class BackendUnavailable(BackendError, Unavailable):
+    """The result backend could not be reached (see `Unavailable`)."""
 
 
 class MessageRejected(ForkqError):

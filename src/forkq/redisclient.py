@@ -28,15 +28,42 @@ def client_from_url(url: str) -> tuple[redis.Redis, str]:
     return client, prefix
 
 
+def same_server(client: redis.Redis, other: redis.Redis) -> bool:
+    """Whether two clients reach the same server and database, as the same user."""
+    mine = client.connection_pool.connection_kwargs
+    theirs = other.connection_pool.connection_kwargs
+    fields = ("host", "port", "db", "path", "username")
+    return all(mine.get(f) == theirs.get(f) for f in fields)
+
+
+def unreachable(exc: redis.RedisError) -> bool:
+    """Whether a redis-py error is a connection problem (lost, refused, timed out, a server
+    still loading its data), expected to pass; not an error reply, nor a refused login."""
+    if isinstance(exc, (redis.AuthenticationError, redis.exceptions.AuthorizationError)):
+        return False
+    return isinstance(exc, (redis.ConnectionError, redis.TimeoutError))
+
+
+def read_timeout(client: redis.Redis) -> float | None:
+    """The read timeout redis-py gives this client's connections (None: none). Taken from a
+    connection built as the pool builds them, not from the pool's settings: redis-py 8 reads
+    with 5 s when the URL names no socket_timeout (before 8, with none), and that default is
+    the Connection's, absent from `connection_kwargs`. Building one opens no socket."""
+    pool = client.connection_pool
+    timeout: float | None = pool.connection_class(**pool.connection_kwargs).socket_timeout
+    return timeout
+
+
 def longest_block(client: redis.Redis) -> float:
     """Seconds a blocking command (XREADGROUP BLOCK, BLPOP) may ask the server to wait, so that
-    the reply comes before the client's read times out: redis-py 8 reads with a 5 s timeout
-    by default (before it, with none), and a read that times out loses what the server sent
-    after, or, for a fetch, leaves what it delivered unknown to its consumer."""
-    timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
+    the reply comes before the client's read times out: a read that times out is taken for
+    an outage, loses what the server sent after, or, for a fetch, leaves what it delivered
+    unknown to its consumer. The margin (a fifth of the timeout up to 1 s, at least 0.25 s)
+    covers a server that answers a blocked client up to 1/hz (100 ms by default) late."""
+    timeout = read_timeout(client)
     if not timeout:
         return math.inf
-    return max(0.05, float(timeout) - min(1.0, float(timeout) / 5))
+    return max(0.01, timeout - min(1.0, max(0.25, timeout / 5)))
 
 
 def _identity() -> dict[str, Any]:

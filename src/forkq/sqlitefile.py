@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import sqlite3
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +20,13 @@ from urllib.parse import unquote, urlsplit
 
 from inotify_simple import INotify, flags
 
-from forkq.exceptions import ConfigurationError
+from forkq.exceptions import (
+    BackendError,
+    BackendUnavailable,
+    BrokerError,
+    BrokerUnavailable,
+    ConfigurationError,
+)
 
 BUSY_TIMEOUT_MS = 30_000
 _WATCH_MASK = flags.MODIFY | flags.CREATE | flags.MOVED_TO
@@ -91,11 +98,38 @@ def ensure_schema(conn: sqlite3.Connection, table: str, script: str) -> None:
 
 @contextmanager
 def driver_errors_as(error: type[Exception], label: str) -> Iterator[None]:
-    """Translate sqlite3 errors at the engine's edge, keeping the driver's as the cause."""
+    """Translate sqlite3 errors at the engine's edge, keeping the driver's as the cause: a
+    database busy or locked past the busy timeout is unavailable (BrokerUnavailable,
+    BackendUnavailable), anything else `error` as it is."""
     try:
         yield
     except sqlite3.Error as exc:
-        raise error(f"{label}: {exc}") from exc
+        kind = _UNAVAILABLE.get(error, error) if _busy(exc) else error
+        raise kind(f"{label}: {exc}") from exc
+
+
+_UNAVAILABLE: dict[type[Exception], type[Exception]] = {
+    BrokerError: BrokerUnavailable,
+    BackendError: BackendUnavailable,
+}
+
+if sys.version_info >= (3, 11):
+
+    def _busy(exc: sqlite3.Error) -> bool:
+        """SQLITE_BUSY or SQLITE_LOCKED, extended codes included (the low byte)."""
+        if not isinstance(exc, sqlite3.OperationalError):
+            return False
+        try:
+            code = exc.sqlite_errorcode
+        except AttributeError:  # raised by the sqlite3 module, not by SQLite: no code
+            return False
+        return (code & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+else:
+
+    def _busy(exc: sqlite3.Error) -> bool:
+        """Python 3.10 has no error codes: an OperationalError is the closest it says."""
+        return isinstance(exc, sqlite3.OperationalError)
 
 
 _ABANDONED: list[sqlite3.Connection] = []

@@ -17,8 +17,8 @@ import redis
 
 from forkq.backends.base import ResultBackend, ResultWrite, StoredResult
 from forkq.brokers.redis_keys import ready_key, result_key, starts_key
-from forkq.exceptions import BackendError
-from forkq.redisclient import client_from_url, longest_block
+from forkq.exceptions import BackendError, BackendUnavailable
+from forkq.redisclient import client_from_url, longest_block, unreachable
 from forkq.states import READY_STATES
 
 
@@ -90,4 +90,5 @@ class RedisBackend(ResultBackend):
         try:
             yield
         except redis.RedisError as exc:
-            raise BackendError(f"redis result backend: {exc}") from exc
+            kind = BackendUnavailable if unreachable(exc) else BackendError
+            raise kind(f"redis result backend: {exc}") from exc

@@ -56,7 +56,7 @@ from forkq.brokers.base import (
     check_fetch_args,
     lease_ttl_from_url,
 )
-from forkq.exceptions import BrokerError
+from forkq.exceptions import BrokerError, BrokerUnavailable
 
 BULK_CHUNK = 1000  # messages per transaction in publish_many
 
@@ -99,13 +99,14 @@ class AMQPBroker(Broker):
                 yield
             except pika.exceptions.AMQPConnectionError as exc:
                 self._forget_connection()
-                raise BrokerError(f"rabbitmq broker: connection lost ({exc!r})") from exc
+                raise BrokerUnavailable(f"rabbitmq broker: connection lost ({exc!r})") from exc
             except ssl.SSLError as exc:  # pika raises a failed TLS handshake as it is
                 self._forget_connection()
                 raise BrokerError(tls_failure(self._parameters, exc)) from exc
             except (pika.exceptions.AMQPError, OSError) as exc:
                 self.publisher.forget_channels()  # a channel error closes the channel
-                raise BrokerError(f"rabbitmq broker: {exc!r}") from exc
+                kind = BrokerUnavailable if isinstance(exc, OSError) else BrokerError
+                raise kind(f"rabbitmq broker: {exc!r}") from exc
 
     # -- publishing --------------------------------------------------------------------------
 

@@ -20,7 +20,8 @@ entries back at the end of their band). When a whole worker dies its `worker:` k
 any consumer of the same queue then releases the dead worker's entries that have been idle
 for longer than lease_ttl. A long task is never taken from a live worker.
 
-Key schema: `forkq.brokers.redis_keys`. Driver errors become `BrokerError` here.
+Key schema: `forkq.brokers.redis_keys`. Driver errors become `BrokerError` here,
+`BrokerUnavailable` for a connection problem.
 """
 
 from __future__ import annotations
@@ -49,16 +50,17 @@ from forkq.brokers.redis_acks import WaitingAcks
 from forkq.brokers.redis_dead import delete_dead, purge_dead_letters, read_dead
 from forkq.brokers.redis_keys import GROUP, QueueKeys, band_of, queues_key, worker_key
 from forkq.brokers.redis_replies import from_read, from_script
-from forkq.exceptions import BrokerError
-from forkq.redisclient import Wire, client_from_url, longest_block
+from forkq.exceptions import BrokerError, BrokerUnavailable
+from forkq.redisclient import Wire, client_from_url, longest_block, same_server, unreachable
 
 _MOVE_AT_ONCE = 1000  # delayed messages moved per fetch call
 
 
 @functools.cache
 def _script(name: str) -> str:
-    """Read once per process tree: a child's or task process's broker reuses the master's."""
-    return resources.files("forkq.brokers.lua").joinpath(name).read_text()
+    """Read once per process tree (children reuse the master's), after entries.lua."""
+    scripts = resources.files("forkq.brokers.lua")
+    return scripts.joinpath("entries.lua").read_text() + scripts.joinpath(name).read_text()
 
 
 class RedisBroker(Broker):
@@ -162,7 +164,7 @@ class RedisBroker(Broker):
                     int(reread)]  # fmt: skip
             try:
                 reply = self._wire.script(
-                    self._fetch, [k.delayed, *k.bands_high_first], args + acks
+                    self._fetch, [k.delayed, *k.bands_high_first, k.dead], args + acks
                 )
             except BaseException:
                 self._waiting.restore(consumer, k.queue, acks)  # not lost with the call
@@ -184,7 +186,7 @@ class RedisBroker(Broker):
         with self._errors():
             for consumer, queue, acks in waiting.take_all():
                 k = self._keys(queue)
-                keys = [k.delayed, *k.bands_high_first]
+                keys = [k.delayed, *k.bands_high_first, k.dead]
                 args: list[Any] = [GROUP, consumer.name, 0, int(time.time() * 1000), 0, 0, *acks]
                 if client is not None:  # a pipeline: its caller sends it
                     self._fetch(keys=keys, args=args, client=client)
@@ -203,7 +205,9 @@ class RedisBroker(Broker):
             "XREADGROUP", "GROUP", GROUP, consumer.name, "COUNT", limit,
             "BLOCK", max(1, int(seconds * 1000)), "STREAMS", *streams, *[">"] * len(streams),
         )  # fmt: skip
-        got = from_read(keys, reply)
+        got, bodiless = from_read(keys, reply)
+        for entry in bodiless:  # as fetch.lua does with them
+            self.dead_letter(consumer, entry.delivery, entry.reason)
         # COUNT applies per stream: entries that landed in several bands at once can exceed
         # the limit. Keep the highest bands (replies come in request order), give back the rest.
         for extra in got[limit:]:
@@ -272,12 +276,7 @@ class RedisBroker(Broker):
 
     def _same_server(self, backend: ResultBackend) -> bool:
         other = getattr(backend, "client", None)
-        if not isinstance(other, redis.Redis):
-            return False
-        mine = self.client.connection_pool.connection_kwargs
-        theirs = other.connection_pool.connection_kwargs
-        fields = ("host", "port", "db", "path", "username")
-        return all(mine.get(f) == theirs.get(f) for f in fields)
+        return isinstance(other, redis.Redis) and same_server(self.client, other)
 
     def requeue(self, consumer: Consumer, delivery: Delivery, delay: float = 0.0) -> None:
         self._settle_one(consumer, delivery, "requeue", int(max(0.0, delay) * 1000))
@@ -395,4 +394,5 @@ class RedisBroker(Broker):
         try:
             yield
         except redis.RedisError as exc:
-            raise BrokerError(f"redis broker: {exc}") from exc
+            kind = BrokerUnavailable if unreachable(exc) else BrokerError
+            raise kind(f"redis broker: {exc}") from exc

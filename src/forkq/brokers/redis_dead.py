@@ -1,10 +1,14 @@
 """Dead letters on Redis for `forkq.brokers.redis`: one stream per queue,
 `{prefix:queue}:dead` (settle.lua adds to it), whose entries carry the body (`b`), the reason
 (`r`), when the message failed in ms (`t`) and its priority (`p`). A letter's receipt is
-`<entry id>@<queue>`."""
+`<entry id>@<queue>`.
+
+Letters are read as anyone may have written them (`XADD` straight into the stream): a missing
+body is empty, a missing reason says so, a junk time is 0 and a junk priority 0."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,6 +16,9 @@ import redis
 
 from forkq.brokers.base import DeadLetter
 from forkq.brokers.redis_keys import QueueKeys
+
+_INTEGER = re.compile(rb"-?[0-9]{1,30}")
+_LATEST_MS = 253_402_300_799_000  # 9999-12-31: a time any datetime can show
 
 
 def read_dead(
@@ -21,13 +28,23 @@ def read_dead(
     letters: list[DeadLetter] = []
     for queue in queues:
         entries: Any = client.xrange(QueueKeys(prefix, queue).dead, count=limit)
-        for entry_id, f in entries:
-            receipt = f"{entry_id.decode()}@{queue}"
-            reason = f[b"r"].decode(errors="replace")
-            letters.append(
-                DeadLetter(receipt, queue, f[b"b"], reason, int(f[b"t"]) / 1000, int(f[b"p"]))
-            )
+        for entry_id, fields in entries:
+            letters.append(_letter(f"{entry_id.decode()}@{queue}", queue, fields or {}))
     return sorted(letters, key=lambda d: d.failed_at)[:limit]
+
+
+def _letter(receipt: str, queue: str, fields: dict[bytes, bytes]) -> DeadLetter:
+    reason = fields.get(b"r", b"").decode(errors="replace") or "(no reason stored)"
+    failed_ms = _integer(fields.get(b"t"), 0, _LATEST_MS)
+    priority = _integer(fields.get(b"p"), 0, 9)
+    return DeadLetter(receipt, queue, fields.get(b"b", b""), reason, failed_ms / 1000, priority)
+
+
+def _integer(raw: bytes | None, low: int, high: int) -> int:
+    """An integer field, clamped; junk (not decimal digits: "nan", "1e3", "") reads as `low`."""
+    if raw is None or not _INTEGER.fullmatch(raw):
+        return low
+    return min(high, max(low, int(raw)))
 
 
 def delete_dead(client: redis.Redis, prefix: str, letter: DeadLetter) -> None:

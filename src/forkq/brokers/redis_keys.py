@@ -9,7 +9,9 @@ and its Lua scripts touch a single slot):
     {prefix:Q}:delayed    sorted set of messages not yet due; score = due time in ms,
                           member = "<nonce>|<priority>|<d>|<body>"
     {prefix:Q}:dead       stream of dead letters; fields b = body, r = reason,
-                          t = time (ms), p = priority
+                          t = time (ms), p = priority; settle.lua adds to it, and fetch.lua
+                          moves there what it cannot read (a delayed member not of the form
+                          above, a stream entry without a body)
     {prefix:Q}:recovering set (NX, expiry lease_ttl / 4) by the one consumer that looks for
                           dead workers' entries of Q in this period
 

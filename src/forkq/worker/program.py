@@ -14,7 +14,7 @@ import msgspec
 
 from forkq.app import Forkq
 from forkq.brokers import Consumer, Delivery
-from forkq.exceptions import BackendError, BrokerError, TimeLimitExceeded
+from forkq.exceptions import BackendError, BrokerError, TimeLimitExceeded, Unavailable
 from forkq.outage import Outage
 from forkq.pool.child import EXIT_BOOT_FAILED, EXIT_CRASHED, EXIT_OK, Stopping, StopSignal
 from forkq.pool.exits import ChildExit
@@ -91,7 +91,8 @@ class ConsumeProgram:
         except (BrokerError, BackendError) as exc:
             # Mid-task: the result or the ack may be lost. Leave, so that the master releases
             # what this child held and the task runs again (at least once, never lost).
-            log.warning("child %d lost its connection mid-task (%s); leaving", index, exc)
+            lost = "lost its connection" if isinstance(exc, Unavailable) else "failed"
+            log.warning("child %d %s mid-task (%s); leaving", index, lost, exc)
             return EXIT_CRASHED
         slot.exiting()
         # Prefetched messages not started yet go back now rather than at lease expiry.

@@ -1,12 +1,14 @@
 -- fetch.lua: ack the entries given (acks the consumer has kept back ride with its next fetch:
 -- one round trip for all), move due delayed messages of one queue into its streams, then read
 -- up to LIMIT new entries for CONSUMER, highest priority band first. With LIMIT 0 and
--- nothing to move it only acks.
+-- nothing to move it only acks. Runs after entries.lua (how junk is read).
 --
 -- KEYS[1]      {prefix:queue}:delayed   sorted set; score = due time (ms), member =
 --                                       "<nonce>|<priority>|<deliveries>|<body>"
 -- KEYS[2..5]   {prefix:queue}:b3 .. b0  streams, one per priority band (b3 first); entry
 --                                       fields: b = body, d = times started before, p = priority
+-- KEYS[6]      {prefix:queue}:dead      stream of dead letters: b = body, r = reason,
+--                                       t = time (ms), p = priority
 -- ARGV[1] group   ARGV[2] consumer   ARGV[3] limit   ARGV[4] now (ms)   ARGV[5] max to move
 -- ARGV[6] "1": before new entries, read again those the consumer holds already (its pending
 --         entries, the kept acks being acked first): a call whose reply was lost delivered
@@ -14,15 +16,12 @@
 -- ARGV[7], ARGV[8], ...   pairs: band (0-3) and id of each entry to ack first; an entry the
 --                         consumer no longer holds (released from it meanwhile) is gone already
 --
+-- Malformed input never stops the script: a delayed member that cannot be read, and a stream
+-- entry without a body, go to KEYS[6] with the reason (removed from where they were) and the
+-- rest flows on.
+--
 -- Returns { next_due_ms or false, 1 if it may hold more than it read again else 0,
 --           band, id, body, deliveries, band, id, body, ... }
-local function split(member)
-  local a = string.find(member, "|", 1, true)
-  local b = string.find(member, "|", a + 1, true)
-  local c = string.find(member, "|", b + 1, true)
-  return tonumber(string.sub(member, a + 1, b - 1)), string.sub(member, b + 1, c - 1),
-         string.sub(member, c + 1)
-end
 
 -- Acks: one XACK and one XDEL per band, for all its ids. No check that the consumer holds
 -- them: an id never passes to another consumer (release and settle re-add the message under a
@@ -43,9 +42,13 @@ local first = redis.call("ZRANGE", KEYS[1], 0, 0, "WITHSCORES")
 if first[2] and tonumber(first[2]) <= tonumber(ARGV[4]) then
   local due = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", ARGV[4], "LIMIT", 0, ARGV[5])
   for _, member in ipairs(due) do
-    local priority, deliveries, body = split(member)
-    local band = math.min(3, math.floor(priority / 3))
-    redis.call("XADD", KEYS[5 - band], "*", "b", body, "d", deliveries, "p", priority)
+    local m = parse_member(member)
+    if m.reason then
+      add_dead(KEYS[6], m.kept, m.reason, ARGV[4], 0)
+    else
+      local band = math.min(3, math.floor(m.priority / 3))
+      redis.call("XADD", KEYS[5 - band], "*", "b", m.body, "d", m.starts, "p", m.priority)
+    end
     redis.call("ZREM", KEYS[1], member)
   end
   first = redis.call("ZRANGE", KEYS[1], 0, 0, "WITHSCORES")
@@ -54,17 +57,23 @@ end
 local out = { false, 0 }
 local remaining = tonumber(ARGV[3])
 
+-- An entry read for the consumer: delivered, or dead-lettered (acked and deleted) when it has
+-- no body to run; a junk start count is 0.
 local function take(i, entry)
-  local fields = entry[2]
-  local body, deliveries = "", 0
-  for f = 1, #fields, 2 do  -- entries pushed by anyone: missing or junk fields default
-    if fields[f] == "b" then body = fields[f + 1]
-    elseif fields[f] == "d" then deliveries = math.min(1000000, math.max(0, math.floor(tonumber(fields[f + 1]) or 0))) end
+  local fields = fields_of(entry[2])
+  local body = fields["b"]
+  if body == nil or body == "" then
+    local reason = body and "malformed stream entry: empty body (field b)"
+      or no_body_reason(entry[2])
+    add_dead(KEYS[6], "", reason, ARGV[4], priority_of(fields["p"], 0))
+    redis.call("XACK", KEYS[i], ARGV[1], entry[1])
+    redis.call("XDEL", KEYS[i], entry[1])
+    return
   end
   table.insert(out, 5 - i)
   table.insert(out, entry[1])
   table.insert(out, body)
-  table.insert(out, deliveries)
+  table.insert(out, starts_of(fields["d"]))
   remaining = remaining - 1
 end
 

@@ -1,6 +1,8 @@
 -- release.lua: make everything CONSUMER holds in one queue (and has held for at least the
--- given idle time) available again, at the back of its band; forget a consumer left empty. Entries listed as running count as started once more; the
--- others (prefetched, never started) keep their count.
+-- given idle time) available again, at the back of its band; forget a consumer left empty.
+-- Entries listed as running count as started once more; the others (prefetched, never
+-- started) keep their count. Runs after entries.lua: junk fields are read as settle.lua
+-- reads them (an entry left without a body is dead-lettered by the next fetch).
 --
 -- KEYS[1..4]   {prefix:queue}:b3 .. b0   the queue's band streams
 -- ARGV[1] group   ARGV[2] consumer   ARGV[3] min idle (ms) an entry must have to be taken
@@ -19,14 +21,13 @@ for k = 1, 4 do
     local id = p[1]
     local entry = redis.call("XRANGE", KEYS[k], id, id)
     if entry[1] then
-      local fields = entry[1][2]
-      local body, deliveries, priority = "", 0, "0"
-      for f = 1, #fields, 2 do
-        if fields[f] == "b" then body = fields[f + 1]
-        elseif fields[f] == "d" then deliveries = tonumber(fields[f + 1]) or 0
-        elseif fields[f] == "p" then priority = tostring(math.min(9, math.max(0, tonumber(fields[f + 1]) or 0))) end
+      local fields = fields_of(entry[1][2])
+      local body = fields["b"] or ""
+      local deliveries = starts_of(fields["d"])
+      local priority = priority_of(fields["p"], 3 * band)
+      if count_all or running[band .. "-" .. id] then
+        deliveries = math.min(MAX_STARTS, deliveries + 1)
       end
-      if count_all or running[band .. "-" .. id] then deliveries = deliveries + 1 end
       redis.call("XADD", KEYS[k], "*", "b", body, "d", deliveries, "p", priority)
       released = released + 1
     end

@@ -1,0 +1,122 @@
+"""Which kind of failure an engine reports: a connection problem (`BrokerUnavailable`,
+`BackendUnavailable`: an outage, ridden out) or anything else (`BrokerError`, `BackendError`:
+logged as an error naming what failed, never as "unreachable")."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from forkq import Forkq
+from forkq.backends import open_backend
+from forkq.brokers import Consumer, open_broker
+from forkq.brokers.redis_keys import QueueKeys
+from forkq.exceptions import (
+    BackendError,
+    BackendUnavailable,
+    BrokerError,
+    BrokerUnavailable,
+    Unavailable,
+)
+from forkq.outage import Outage
+from forkq.sqlitefile import driver_errors_as
+from tests.conftest import REDIS, engine_url, redis_test_url, server_port, wait_until_serving
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def broker_url() -> Iterator[str]:
+    yield from engine_url("redis", redis_test_url())
+
+
+def _wrong_type(url: str, queue: str) -> str:
+    """Makes the queue's delayed set a string: every fetch script call fails (WRONGTYPE)."""
+    key = QueueKeys(url.split("prefix=")[1], queue).delayed
+    redis.Redis.from_url(REDIS).set(key, "not a sorted set")
+    return key
+
+
+def test_redis_connection_problems_are_unavailable_and_error_replies_are_not(
+    broker_url: str,
+) -> None:
+    nowhere = f"redis://127.0.0.1:{server_port()}/0?socket_connect_timeout=1"
+    broker, backend = open_broker(nowhere), open_backend(nowhere)
+    with pytest.raises(BrokerUnavailable):
+        broker.size("q")
+    with pytest.raises(BackendUnavailable):
+        backend.get("t")
+
+    _wrong_type(broker_url, "q")
+    broker, backend = open_broker(broker_url), open_backend(broker_url)
+    with pytest.raises(BrokerError) as failed:
+        broker.fetch(Consumer("w", "w/0"), ["q"], 1, 0)
+    assert not isinstance(failed.value, Unavailable)
+    assert "WRONGTYPE" in str(failed.value)
+    redis.Redis.from_url(REDIS).set(f"{{{broker_url.split('prefix=')[1]}:t}}:ready", "x")
+    with pytest.raises(BackendError) as failed_too:
+        backend.wait("t", 0.1)  # BLPOP on a string
+    assert not isinstance(failed_too.value, Unavailable)
+    broker.close()
+    backend.close()
+
+
+def test_sqlite_busy_is_unavailable_and_a_type_error_is_not(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN EXCLUSIVE")
+    other = sqlite3.connect(path, timeout=0)
+    with pytest.raises(BrokerUnavailable), driver_errors_as(BrokerError, "sqlite broker"):
+        other.execute("SELECT * FROM t")
+    with pytest.raises(BackendUnavailable), driver_errors_as(BackendError, "sqlite backend"):
+        other.execute("SELECT * FROM t")
+    with pytest.raises(BrokerError) as failed, driver_errors_as(BrokerError, "sqlite broker"):
+        holder.execute("INSERT INTO t VALUES (?)", (object(),))
+    assert not isinstance(failed.value, Unavailable)
+    holder.close()
+    other.close()
+
+
+def test_rabbitmq_with_no_server_is_unavailable() -> None:
+    broker = open_broker(f"amqp://guest:guest@127.0.0.1:{server_port()}/%2F")
+    with pytest.raises(BrokerUnavailable):
+        broker.size("q")
+
+
+def test_outage_wording_follows_the_kind(caplog: pytest.LogCaptureFixture) -> None:
+    log = logging.getLogger("test.outage")
+    outage = Outage("broker", log)
+    with caplog.at_level(logging.WARNING, "test.outage"):
+        outage.failed(BrokerError("redis broker: script failed"))
+        outage.failed(BrokerError("redis broker: script failed"))  # once per failure, not try
+        outage.failed(BrokerUnavailable("redis broker: connection refused"))  # a new kind
+        outage.succeeded()
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("ERROR", "broker failed: redis broker: script failed; retrying with back-off"),
+        (
+            "WARNING",
+            "broker unreachable (redis broker: connection refused); retrying with back-off",
+        ),
+        ("WARNING", caplog.records[-1].getMessage()),
+    ]
+    assert caplog.records[-1].getMessage().startswith("broker reachable again after ")
+
+
+def test_a_script_error_in_a_worker_is_an_error_not_an_outage(
+    client: Forkq, start_worker: Any, broker_url: str
+) -> None:
+    worker = start_worker("-c", "1", "-l", "warning")
+    wait_until_serving(client, worker)
+    key = _wrong_type(broker_url, client.settings.default_queue)
+    worker.wait_for_log("broker failed: redis broker: WRONGTYPE")
+    redis.Redis.from_url(REDIS).delete(key)
+    assert client.send_task("e2eapp.add", (1, 2)).get(timeout=30) == 3
+    worker.wait_for_log("broker working again after")
+    assert "unreachable (redis broker: WRONGTYPE" not in worker.log()
