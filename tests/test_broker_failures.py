@@ -16,7 +16,7 @@ import redis
 from forkq import Forkq
 from forkq.backends import open_backend
 from forkq.brokers import Consumer, open_broker
-from forkq.brokers.redis_keys import QueueKeys
+from forkq.brokers.redis_keys import QueueKeys, result_key
 from forkq.exceptions import (
     BackendError,
     BackendUnavailable,
@@ -120,3 +120,16 @@ def test_a_script_error_in_a_worker_is_an_error_not_an_outage(
     assert client.send_task("e2eapp.add", (1, 2)).get(timeout=30) == 3
     worker.wait_for_log("broker working again after")
     assert "unreachable (redis broker: WRONGTYPE" not in worker.log()
+
+
+def test_get_raises_a_backend_failure_that_is_not_an_outage_at_once(broker_url: str) -> None:
+    """Waiting out an outage is right; waiting out a reply that will never change (here a
+    result key of the wrong type) would make `get()` without a timeout hang for ever."""
+    app = Forkq("t", broker=broker_url)
+    task_id = "wrong-type-result"
+    prefix = broker_url.split("prefix=")[1]
+    redis.Redis.from_url(REDIS).lpush(result_key(prefix, task_id), "x")
+    with pytest.raises(BackendError, match="WRONGTYPE") as failed:
+        app.AsyncResult(task_id).get(timeout=None)
+    assert not isinstance(failed.value, Unavailable)
+    app.close()

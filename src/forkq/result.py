@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from forkq.exceptions import BackendError, ResultTimeout, TaskFailed
+from forkq.exceptions import BackendUnavailable, ResultTimeout, TaskFailed
 from forkq.outage import Outage
 from forkq.states import FAILURE, PENDING, READY_STATES, SUCCESS
 
@@ -118,7 +118,9 @@ class AsyncResult:
         """Wait for the task to finish and return its value.
 
         A failed task raises `TaskFailed` (or returns it with propagate=False); waiting longer
-        than `timeout` seconds raises `ResultTimeout`, a `TimeoutError` naming the task id.
+        than `timeout` seconds raises `ResultTimeout`, a `TimeoutError` naming the task id. An
+        unreachable backend is waited out until then; any other failure of the backend (one
+        that waiting will not mend) is raised at once as `BackendError`.
         """
         limit = float("inf") if timeout is None else timeout
         deadline = time.monotonic() + limit
@@ -128,7 +130,7 @@ class AsyncResult:
             try:
                 # In slices, so that an unbounded get() still re-arms against lost wake-ups.
                 stored = self.app.backend.wait(self.id, min(60.0, max(0.0, remaining)))
-            except BackendError as exc:  # a restarting server: ride it out until the deadline
+            except BackendUnavailable as exc:  # a restarting server: ride it out
                 pause = outage.failed(exc)
                 if time.monotonic() + pause >= deadline:
                     raise
