@@ -59,6 +59,33 @@ def browsing_dead(
             browser.close()
 
 
+def list_dead(
+    publisher: Publisher, connection: Callable[[], Any], queue: str | None, limit: int
+) -> list[DeadLetter]:
+    with browsing_dead(publisher, connection) as (_, letters):
+        chosen = [letter for _, letter in letters if queue in (None, letter.queue)]
+    return chosen[:limit]
+
+
+def take_dead(
+    publisher: Publisher,
+    connection: Callable[[], Any],
+    chosen: Callable[[DeadLetter], bool],
+    *,
+    republish: bool,
+) -> int:
+    """Ack the chosen letters, each published back to its queue first when `republish`."""
+    taken = 0
+    with browsing_dead(publisher, connection) as (browser, letters):
+        for tag, letter in letters:
+            if chosen(letter):
+                if republish:
+                    publisher.send(letter.queue, letter.body, letter.priority, {}, 0.0)
+                browser.basic_ack(tag)
+                taken += 1
+    return taken
+
+
 def letter_from(properties: pika.BasicProperties, body: bytes) -> DeadLetter:
     headers = dict(properties.headers or {})
 

@@ -31,6 +31,7 @@ class Publisher:
 
     def forget_channels(self) -> None:
         self._confirming = self._bulk = None
+        self._returned = []  # a batch that failed is sent again whole: its returns with it
 
     def channel(self) -> BlockingChannel:
         """The confirm channel: a publish on it returns once RabbitMQ has the message."""
