@@ -31,7 +31,6 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from contextlib import suppress
 from functools import partial
-from typing import Any
 
 import pika
 import pika.exceptions
@@ -39,10 +38,10 @@ import pika.exceptions
 from forkq.backends.base import ResultBackend, ResultWrite
 from forkq.brokers.amqp_dead import list_dead, publish_dead, take_dead
 from forkq.brokers.amqp_link import Link
-from forkq.brokers.amqp_publish import Publisher
+from forkq.brokers.amqp_publish import Publisher, due_ms_after, now_ms
+from forkq.brokers.amqp_reading import Message
 from forkq.brokers.amqp_session import (
     Keeper,
-    Message,
     Session,
     connection_parameters,
     split_url,
@@ -56,6 +55,7 @@ from forkq.brokers.base import (
     check_fetch_args,
     lease_ttl_from_url,
 )
+from forkq.exceptions import ConfigurationError
 
 BULK_CHUNK = 1000  # messages per transaction in publish_many
 
@@ -102,6 +102,8 @@ class AMQPBroker(Broker):
         chunks = [items] if len(items) == 1 else [
             items[i : i + BULK_CHUNK] for i in range(0, len(items), BULK_CHUNK)
         ]  # fmt: skip
+        for *_, delay in items:  # before any is sent: a transaction holds what was
+            due_ms_after(delay)
         for chunk in chunks:
             self._link.run(partial(self.publisher.publish_chunk, chunk), repeatable=True)
 
@@ -129,13 +131,15 @@ class AMQPBroker(Broker):
         session = self._session(consumer)
         session.send_kept()
         if timeout > 0:  # at every fetch, so that a buffer never empty follows the limit
-            self._set_qos(session, len(session.held) + limit)
+            session.set_qos(len(session.held) + limit, self.topology.quorum)
         got = self._take(session, limit)
         if timeout <= 0:
-            while len(got) < limit and self._pull(session, queues, limit - len(got)):
+            while len(got) < limit and session.pull(
+                queues, limit - len(got), self.publisher.declare_work
+            ):
                 got += self._take(session, limit - len(got))
         elif not got:
-            self._consume(session, queues)
+            session.consume(queues, self.publisher.declare_work)
             while not (got := self._take(session, limit)):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -151,47 +155,18 @@ class AMQPBroker(Broker):
             self._sessions[consumer.name] = session
         return session
 
-    def _consume(self, session: Session, queues: Sequence[str]) -> None:
-        for queue in sorted(set(queues) - set(session.consuming.values())):
-
-            def received(_ch: Any, method: Any, props: Any, body: bytes, q: str = queue) -> None:
-                message = Message(q, method.delivery_tag, body, props, method.redelivered)
-                session.buffer.append(message)
-
-            tag = session.channel.basic_consume(self.publisher.declare_work(queue), received)
-            session.consuming[tag] = queue
-
-    def _pull(self, session: Session, queues: Sequence[str], limit: int) -> int:
-        before = len(session.buffer)
-        for queue in queues:
-            name = self.publisher.declare_work(queue)
-            while len(session.buffer) < limit:
-                method, props, body = session.channel.basic_get(name)
-                if method is None:
-                    break
-                message = Message(queue, method.delivery_tag, body, props, method.redelivered)
-                session.buffer.append(message)
-        return len(session.buffer) - before
-
-    def _set_qos(self, session: Session, prefetch: int) -> None:
-        # Classic queues: one limit for the channel, changed on the fly. Quorum queues only
-        # take a per-consumer limit, fixed when each consumer starts.
-        if session.qos != prefetch:
-            quorum = self.topology.quorum
-            session.channel.basic_qos(prefetch_count=prefetch, global_qos=not quorum)
-            session.qos = prefetch
-
     def _take(self, session: Session, limit: int) -> list[Delivery]:
         got: list[Delivery] = []
-        now_ms = int(time.time() * 1000)
+        now = now_ms()
         while session.buffer and len(got) < limit:
             message = session.buffer.popleft()
-            due = message.headers.get("x-forkq-due")
-            if message.redelivered:
+            if message.refused is not None:  # its headers or properties (amqp_reading)
+                self._bury(session, message, message.refused)
+            elif message.redelivered:
                 # Its holder died (or lost its connection): count the start, run it later.
                 self._republish(session, message, starts=message.starts + 1)
-            elif isinstance(due, int) and due > now_ms + EARLY_MS:
-                self._republish(session, message, due_ms=due)  # rounded early: the rest
+            elif message.due_ms is not None and message.due_ms > now + EARLY_MS:
+                self._republish(session, message, due_ms=message.due_ms)  # rounded early: the rest
             else:
                 receipt = f"{session.channel.channel_number}.{message.tag}"
                 session.held[receipt] = message
@@ -205,26 +180,15 @@ class AMQPBroker(Broker):
         *,
         starts: int | None = None,
         due_ms: int | None = None,
-        priority: int | None = None,
     ) -> None:
         """Publish the message again (confirmed), then ack this copy: at least once."""
-        headers = message.headers
-        headers.pop("forkq-bucket", None)
-        headers["x-forkq-starts"] = message.starts if starts is None else starts
-        if due_ms is None:
-            headers.pop("x-forkq-due", None)
-        properties = pika.BasicProperties(
-            delivery_mode=pika.DeliveryMode.Persistent,
-            priority=message.properties.priority if priority is None else priority,
-            headers=headers,
-        )
-        name = self.publisher.declare_work(message.queue)
-        if due_ms is None:
-            self.publisher.channel().basic_publish(
-                "", name, message.body, properties, mandatory=True
-            )
-        else:
-            self.publisher.send_delayed(name, message.body, properties, due_ms)
+        starts = message.starts if starts is None else starts
+        self.publisher.resend(message.queue, message.body, message.priority, starts, due_ms)
+        session.channel.basic_ack(message.tag)
+
+    def _bury(self, session: Session, message: Message, reason: str) -> None:
+        """Dead-letter the message (confirmed), then ack this copy."""
+        publish_dead(self.publisher, message.queue, message.body, message.priority, reason)
         session.channel.basic_ack(message.tag)
 
     # -- settling ----------------------------------------------------------------------------
@@ -270,17 +234,19 @@ class AMQPBroker(Broker):
     def requeue(self, consumer: Consumer, delivery: Delivery, delay: float = 0.0) -> None:
         def requeue(session: Session, message: Message) -> None:
             session.send_kept()
-            due = int((time.time() + delay) * 1000) if delay > 0 else None
-            self._republish(session, message, due_ms=due)
+            try:
+                due = due_ms_after(delay)
+            except ConfigurationError as exc:  # a retry's countdown, say
+                self._bury(session, message, f"requeued with {exc}")
+            else:
+                self._republish(session, message, due_ms=due)
 
         self._settle(consumer, delivery, requeue)
 
     def dead_letter(self, consumer: Consumer, delivery: Delivery, reason: str) -> None:
         def dead_letter(session: Session, message: Message) -> None:
             session.send_kept()
-            priority = message.properties.priority
-            publish_dead(self.publisher, message.queue, message.body, priority, reason)
-            session.channel.basic_ack(message.tag)
+            self._bury(session, message, reason)
 
         self._settle(consumer, delivery, dead_letter)
 
@@ -288,25 +254,9 @@ class AMQPBroker(Broker):
         def stop() -> None:
             session = self._sessions.get(consumer.name)
             if session is not None:
-                self._cancel(session)
+                session.cancel(self.topology.quorum, self._open)
 
         self._link.run(stop, repeatable=False)  # the consumer died with its connection
-
-    def _cancel(self, session: Session) -> None:
-        """Cancel the consumer while it still holds a message: pika rejects what is in flight
-        at a cancel, and RabbitMQ redelivers that as if this process had died (a start
-        counted). So first no credit (qos = what is outstanding), and what was already sent
-        goes into the buffer. With nothing outstanding a push can still cross the cancel."""
-        if not session.consuming or not session.channel.is_open:
-            return
-        session.send_kept()
-        outstanding = len(session.held) + len(session.buffer)
-        if outstanding and not self.topology.quorum:
-            self._set_qos(session, outstanding)
-        self._open().process_data_events(time_limit=0)
-        for tag in list(session.consuming):
-            session.channel.basic_cancel(tag)
-        session.consuming.clear()
 
     def release(
         self,
@@ -322,14 +272,17 @@ class AMQPBroker(Broker):
         session = self._sessions.pop(consumer_name, None)
         if session is None or not session.channel.is_open:
             return 0
-        self._cancel(session)
-        session.send_kept()  # with no consumer left to cancel, _cancel sent none
+        session.cancel(self.topology.quorum, self._open)
+        session.send_kept()  # with no consumer left to cancel, cancel sent none
         held = list(session.held.items())
         for receipt, message in held:
             starts = message.starts + (1 if receipt in running else 0)
             self._republish(session, message, starts=starts)
-        for message in session.buffer:
-            self._republish(session, message)
+        for message in session.buffer:  # not read yet: one that was refused is now
+            if message.refused is not None:
+                self._bury(session, message, message.refused)
+            else:
+                self._republish(session, message)
         session.channel.close()
         return len(held) + len(session.buffer)
 

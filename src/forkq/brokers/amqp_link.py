@@ -32,6 +32,7 @@ from typing import TypeVar
 import pika
 import pika.exceptions
 
+from forkq.brokers.amqp_reading import ReadingConnection
 from forkq.brokers.amqp_session import tls_failure
 from forkq.exceptions import BrokerError
 
@@ -64,7 +65,9 @@ class Link:
     def open(self) -> pika.BlockingConnection:
         if self.connection is None or not self.connection.is_open:
             self.forget()
-            self.connection = pika.BlockingConnection(self.parameters)
+            self.connection = pika.BlockingConnection(
+                self.parameters, _impl_class=ReadingConnection
+            )
         return self.connection
 
     def forget(self) -> None:
