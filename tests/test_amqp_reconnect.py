@@ -9,6 +9,7 @@ in this process (tests/proxy.py), and `cut()` closes its connection.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -105,6 +106,8 @@ SETTLE: dict[str, Callable[[Broker, Delivery], None]] = {
     "ack": lambda b, d: b.ack(CHILD, d),
     "requeue": lambda b, d: b.requeue(CHILD, d),
     "dead_letter": lambda b, d: b.dead_letter(CHILD, d, "no"),
+    "stop_fetching": lambda b, d: b.stop_fetching(CHILD),
+    "release": lambda b, d: (b.release(CHILD.name, [d.receipt]), None)[1],
 }
 
 
@@ -113,7 +116,8 @@ def test_settling_a_message_held_on_a_dropped_connection_fails_and_it_comes_back
     call: str, proxy: Proxy, proxied: Broker, direct: Broker
 ) -> None:
     """The delivery tag belongs to the channel that died: RabbitMQ has put the message back,
-    and settling it on a new connection would settle nothing (or another message)."""
+    and settling it on a new connection would settle nothing (or another message). So with
+    the consumer: it died with the connection, there is nothing to cancel or release."""
     (held,) = fetch_all(proxied, CHILD, 1)
     assert proxy.cut() == 1
     with pytest.raises(BrokerError, match="connection"):
@@ -132,3 +136,12 @@ def test_a_fetch_on_a_dropped_connection_fails_once_then_fetches_again(
     with pytest.raises(BrokerError, match="connection"):
         proxied.fetch(CHILD, ["q"], 1, 1.0)
     assert [d.body for d in fetch_all(proxied, CHILD, 1)] == [b"ready"]
+
+
+def test_the_proxy_delays_what_it_forwards(proxy: Proxy, proxied: Broker) -> None:
+    """tests/proxy.py's other knob, for tests of slow links: each chunk waits `delay`."""
+    proxied.size("q")
+    proxy.delay = 0.3
+    started = time.monotonic()
+    assert proxied.size("q") == 1
+    assert time.monotonic() - started >= 0.3 * 2  # the request, then the reply
