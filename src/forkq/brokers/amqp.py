@@ -11,41 +11,43 @@ publisher confirms, manual acks after the result is stored.
                any other call (see "Kept acks" in docs/architecture.md)
 
 Recovery is RabbitMQ's: when a child dies its connection closes and RabbitMQ redelivers what
-it held. A redelivered message is published again with x-forkq-starts + 1 before it runs, so
-the worker-lost limit applies (conservatively: every message the dead child held counts). A
-process that releases its own consumer (a child leaving) publishes back what it held with
-the right counts instead. Leases and worker heartbeats are not needed here.
+it held, flagged redelivered but with no word of whether it had started. Such a message is
+handed out as a returned delivery (`Delivery.returned`): its count takes the lost delivery
+as a start, and the executor counts the starts of returned deliveries in the result backend,
+so the worker-lost limit ends a message that kills its processes while one that only sat in
+a dead neighbour's buffer, or in a connection that dropped, is not charged for it. A process
+that releases its own consumer (a child leaving) publishes back what it held with the right
+counts instead. Leases and worker heartbeats are not needed here.
 
 Long tasks: while the child's main thread runs a task, a keeper thread answers AMQP
 heartbeats on the child's connection, so it is not dropped and nothing is redelivered while
 the task runs. Only processes that fetch start it (the master never fetches, never forks
 with it running). Every use of the connection holds one lock.
 
-Names and arguments: `forkq.brokers.amqp_topology`. Driver errors become `BrokerError` here.
+The connection, and what a call does when it finds it dropped: `forkq.brokers.amqp_link`
+(driver errors become `BrokerError` there). Names and arguments: `forkq.brokers.amqp_topology`.
 """
 
 from __future__ import annotations
 
-import ssl
-import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
-from contextlib import contextmanager, suppress
-from typing import Any
+from collections.abc import Callable, Collection, Sequence
+from contextlib import suppress
+from functools import partial
 
 import pika
 import pika.exceptions
 
 from forkq.backends.base import ResultBackend, ResultWrite
-from forkq.brokers.amqp_dead import browsing_dead, publish_dead
-from forkq.brokers.amqp_publish import Publisher
+from forkq.brokers.amqp_dead import list_dead, publish_dead, take_dead
+from forkq.brokers.amqp_link import Link
+from forkq.brokers.amqp_publish import Publisher, due_ms_after, now_ms
+from forkq.brokers.amqp_reading import Message
 from forkq.brokers.amqp_session import (
     Keeper,
-    Message,
     Session,
     connection_parameters,
     split_url,
-    tls_failure,
     topology_from,
 )
 from forkq.brokers.base import (
@@ -56,7 +58,7 @@ from forkq.brokers.base import (
     check_fetch_args,
     lease_ttl_from_url,
 )
-from forkq.exceptions import BrokerError, BrokerUnavailable
+from forkq.exceptions import ConfigurationError
 
 BULK_CHUNK = 1000  # messages per transaction in publish_many
 
@@ -71,42 +73,24 @@ class AMQPBroker(Broker):
         pika_url, own = split_url(url)
         self.topology = topology_from(own, url)
         self.has_priorities = not self.topology.quorum
-        self._parameters = connection_parameters(pika_url, own)
-        self._connection: pika.BlockingConnection | None = None
+        self._link = Link(
+            connection_parameters(pika_url, own),
+            on_lost=self._forget_connection,
+            on_channel_error=lambda: self.publisher.forget_channels(),
+        )
         self.publisher = Publisher(self.topology, self._open)
         self._sessions: dict[str, Session] = {}
-        self._lock = threading.RLock()
         self._keeper: Keeper | None = None
         self.url = url
 
-    # -- connection ------------------------------------------------------------------------
+    # -- connection: every call goes through Link.run, which says what is repeated and why --
 
     def _open(self) -> pika.BlockingConnection:
-        if self._connection is None or not self._connection.is_open:
-            self._forget_connection()
-            self._connection = pika.BlockingConnection(self._parameters)
-        return self._connection
+        return self._link.open()
 
     def _forget_connection(self) -> None:
-        self._connection = None
         self.publisher.forget()
         self._sessions.clear()  # their channels died with the connection: RabbitMQ requeues
-
-    @contextmanager
-    def _using(self) -> Iterator[None]:
-        with self._lock:
-            try:
-                yield
-            except pika.exceptions.AMQPConnectionError as exc:
-                self._forget_connection()
-                raise BrokerUnavailable(f"rabbitmq broker: connection lost ({exc!r})") from exc
-            except ssl.SSLError as exc:  # pika raises a failed TLS handshake as it is
-                self._forget_connection()
-                raise BrokerError(tls_failure(self._parameters, exc)) from exc
-            except (pika.exceptions.AMQPError, OSError) as exc:
-                self.publisher.forget_channels()  # a channel error closes the channel
-                kind = BrokerUnavailable if isinstance(exc, OSError) else BrokerError
-                raise kind(f"rabbitmq broker: {exc!r}") from exc
 
     # -- publishing --------------------------------------------------------------------------
 
@@ -121,15 +105,10 @@ class AMQPBroker(Broker):
         chunks = [items] if len(items) == 1 else [
             items[i : i + BULK_CHUNK] for i in range(0, len(items), BULK_CHUNK)
         ]  # fmt: skip
+        for *_, delay in items:  # before any is sent: a transaction holds what was
+            due_ms_after(delay)
         for chunk in chunks:
-            for attempt in (1, 2):
-                try:
-                    with self._using():
-                        self.publisher.publish_chunk(chunk)
-                    break
-                except BrokerError:
-                    if attempt == 2 or self._connection is not None:  # not a lost connection
-                        raise
+            self._link.run(partial(self.publisher.publish_chunk, chunk), repeatable=True)
 
     # -- consuming ---------------------------------------------------------------------------
 
@@ -140,26 +119,36 @@ class AMQPBroker(Broker):
         messages, fetch hands them out); with none, it pulls with basic.get, so a caller that
         only polls never has messages pushed to it that it will not take."""
         check_fetch_args(queues, limit)
-        deadline = time.monotonic() + timeout
-        with self._using():
-            session = self._session(consumer)
-            session.send_kept()
-            if timeout > 0:  # at every fetch, so that a buffer never empty follows the limit
-                self._set_qos(session, len(session.held) + limit)
-            got = self._take(session, limit)
-            if timeout <= 0:
-                while len(got) < limit and self._pull(session, queues, limit - len(got)):
-                    got += self._take(session, limit - len(got))
-            elif not got:
-                self._consume(session, queues)
-                while not (got := self._take(session, limit)):
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    # Returns as soon as RabbitMQ pushes something (or the time is up).
-                    self._open().process_data_events(time_limit=min(remaining, 1.0))
+        # Not repeated on a new connection: see forkq.brokers.amqp_link.
+        got = self._link.run(
+            partial(self._fetch, consumer, queues, limit, timeout), repeatable=False
+        )
         if timeout > 0:
             self._start_keeper()
+        return got
+
+    def _fetch(
+        self, consumer: Consumer, queues: Sequence[str], limit: int, timeout: float
+    ) -> list[Delivery]:
+        deadline = time.monotonic() + timeout
+        session = self._session(consumer)
+        session.send_kept()
+        if timeout > 0:  # at every fetch, so that a buffer never empty follows the limit
+            session.set_qos(len(session.held) + limit, self.topology.quorum)
+        got = self._take(session, limit)
+        if timeout <= 0:
+            while len(got) < limit and session.pull(
+                queues, limit - len(got), self.publisher.declare_work
+            ):
+                got += self._take(session, limit - len(got))
+        elif not got:
+            session.consume(queues, self.publisher.declare_work)
+            while not (got := self._take(session, limit)):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                # Returns as soon as RabbitMQ pushes something (or the time is up).
+                self._open().process_data_events(time_limit=min(remaining, 1.0))
         return got
 
     def _session(self, consumer: Consumer) -> Session:
@@ -169,52 +158,27 @@ class AMQPBroker(Broker):
             self._sessions[consumer.name] = session
         return session
 
-    def _consume(self, session: Session, queues: Sequence[str]) -> None:
-        for queue in sorted(set(queues) - set(session.consuming.values())):
-
-            def received(_ch: Any, method: Any, props: Any, body: bytes, q: str = queue) -> None:
-                message = Message(q, method.delivery_tag, body, props, method.redelivered)
-                session.buffer.append(message)
-
-            tag = session.channel.basic_consume(self.publisher.declare_work(queue), received)
-            session.consuming[tag] = queue
-
-    def _pull(self, session: Session, queues: Sequence[str], limit: int) -> int:
-        before = len(session.buffer)
-        for queue in queues:
-            name = self.publisher.declare_work(queue)
-            while len(session.buffer) < limit:
-                method, props, body = session.channel.basic_get(name)
-                if method is None:
-                    break
-                message = Message(queue, method.delivery_tag, body, props, method.redelivered)
-                session.buffer.append(message)
-        return len(session.buffer) - before
-
-    def _set_qos(self, session: Session, prefetch: int) -> None:
-        # Classic queues: one limit for the channel, changed on the fly. Quorum queues only
-        # take a per-consumer limit, fixed when each consumer starts.
-        if session.qos != prefetch:
-            quorum = self.topology.quorum
-            session.channel.basic_qos(prefetch_count=prefetch, global_qos=not quorum)
-            session.qos = prefetch
-
     def _take(self, session: Session, limit: int) -> list[Delivery]:
         got: list[Delivery] = []
-        now_ms = int(time.time() * 1000)
+        now = now_ms()
         while session.buffer and len(got) < limit:
             message = session.buffer.popleft()
-            due = message.headers.get("x-forkq-due")
-            if message.redelivered:
-                # Its holder died (or lost its connection): count the start, run it later.
-                self._republish(session, message, starts=message.starts + 1)
-            elif isinstance(due, int) and due > now_ms + EARLY_MS:
-                self._republish(session, message, due_ms=due)  # rounded early: the rest
+            if message.refused is not None:  # its headers or properties (amqp_reading)
+                self._bury(session, message, message.refused)
+            elif message.due_ms is not None and message.due_ms > now + EARLY_MS:
+                self._republish(session, message, due_ms=message.due_ms)  # rounded early: the rest
             else:
                 receipt = f"{session.channel.channel_number}.{message.tag}"
                 session.held[receipt] = message
-                got.append(Delivery(receipt, message.queue, message.body, message.starts + 1))
+                got.append(self._delivery(receipt, message))
         return got
+
+    @staticmethod
+    def _delivery(receipt: str, message: Message) -> Delivery:
+        """A redelivered message came back from a holder that vanished: returned, with that
+        lost delivery counted as a start (see `Delivery`)."""
+        count = message.starts + (2 if message.redelivered else 1)
+        return Delivery(receipt, message.queue, message.body, count, message.redelivered)
 
     def _republish(
         self,
@@ -223,26 +187,15 @@ class AMQPBroker(Broker):
         *,
         starts: int | None = None,
         due_ms: int | None = None,
-        priority: int | None = None,
     ) -> None:
         """Publish the message again (confirmed), then ack this copy: at least once."""
-        headers = message.headers
-        headers.pop("forkq-bucket", None)
-        headers["x-forkq-starts"] = message.starts if starts is None else starts
-        if due_ms is None:
-            headers.pop("x-forkq-due", None)
-        properties = pika.BasicProperties(
-            delivery_mode=pika.DeliveryMode.Persistent,
-            priority=message.properties.priority if priority is None else priority,
-            headers=headers,
-        )
-        name = self.publisher.declare_work(message.queue)
-        if due_ms is None:
-            self.publisher.channel().basic_publish(
-                "", name, message.body, properties, mandatory=True
-            )
-        else:
-            self.publisher.send_delayed(name, message.body, properties, due_ms)
+        starts = message.starts if starts is None else starts
+        self.publisher.resend(message.queue, message.body, message.priority, starts, due_ms)
+        session.channel.basic_ack(message.tag)
+
+    def _bury(self, session: Session, message: Message, reason: str) -> None:
+        """Dead-letter the message (confirmed), then ack this copy."""
+        publish_dead(self.publisher, message.queue, message.body, message.priority, reason)
         session.channel.basic_ack(message.tag)
 
     # -- settling ----------------------------------------------------------------------------
@@ -253,12 +206,24 @@ class AMQPBroker(Broker):
             return None  # not this process's to settle: RabbitMQ redelivers it if need be
         return session, session.held.pop(delivery.receipt)
 
-    def ack(self, consumer: Consumer, delivery: Delivery) -> None:
-        with self._using():
+    def _settle(
+        self, consumer: Consumer, delivery: Delivery, action: Callable[[Session, Message], None]
+    ) -> None:
+        """Never repeated on a new connection: the delivery tag is the old channel's, and
+        RabbitMQ puts the message back when that channel dies (see amqp_link)."""
+
+        def settle() -> None:
             if found := self._held(consumer, delivery):
-                session, message = found
-                session.send_kept()
-                session.channel.basic_ack(message.tag)
+                action(*found)
+
+        self._link.run(settle, repeatable=False)
+
+    def ack(self, consumer: Consumer, delivery: Delivery) -> None:
+        def ack(session: Session, message: Message) -> None:
+            session.send_kept()
+            session.channel.basic_ack(message.tag)
+
+        self._settle(consumer, delivery, ack)
 
     def finish(
         self,
@@ -271,49 +236,34 @@ class AMQPBroker(Broker):
         if result is not None:
             super().finish(consumer, delivery, result, backend)
             return
-        with self._using():
-            if found := self._held(consumer, delivery):
-                session, message = found
-                session.keep(message.tag)
+        self._settle(consumer, delivery, lambda session, message: session.keep(message.tag))
 
     def requeue(self, consumer: Consumer, delivery: Delivery, delay: float = 0.0) -> None:
-        with self._using():
-            if found := self._held(consumer, delivery):
-                session, message = found
-                session.send_kept()
-                due = int((time.time() + delay) * 1000) if delay > 0 else None
+        def requeue(session: Session, message: Message) -> None:
+            session.send_kept()
+            try:
+                due = due_ms_after(delay)
+            except ConfigurationError as exc:  # a retry's countdown, say
+                self._bury(session, message, f"requeued with {exc}")
+            else:
                 self._republish(session, message, due_ms=due)
 
+        self._settle(consumer, delivery, requeue)
+
     def dead_letter(self, consumer: Consumer, delivery: Delivery, reason: str) -> None:
-        with self._using():
-            if found := self._held(consumer, delivery):
-                session, message = found
-                session.send_kept()
-                priority = message.properties.priority
-                publish_dead(self.publisher, message.queue, message.body, priority, reason)
-                session.channel.basic_ack(message.tag)
+        def dead_letter(session: Session, message: Message) -> None:
+            session.send_kept()
+            self._bury(session, message, reason)
+
+        self._settle(consumer, delivery, dead_letter)
 
     def stop_fetching(self, consumer: Consumer) -> None:
-        with self._using():
+        def stop() -> None:
             session = self._sessions.get(consumer.name)
             if session is not None:
-                self._cancel(session)
+                session.cancel(self.topology.quorum, self._open)
 
-    def _cancel(self, session: Session) -> None:
-        """Cancel the consumer while it still holds a message: pika rejects what is in flight
-        at a cancel, and RabbitMQ redelivers that as if this process had died (a start
-        counted). So first no credit (qos = what is outstanding), and what was already sent
-        goes into the buffer. With nothing outstanding a push can still cross the cancel."""
-        if not session.consuming or not session.channel.is_open:
-            return
-        session.send_kept()
-        outstanding = len(session.held) + len(session.buffer)
-        if outstanding and not self.topology.quorum:
-            self._set_qos(session, outstanding)
-        self._open().process_data_events(time_limit=0)
-        for tag in list(session.consuming):
-            session.channel.basic_cancel(tag)
-        session.consuming.clear()
+        self._link.run(stop, repeatable=False)  # the consumer died with its connection
 
     def release(
         self,
@@ -322,39 +272,53 @@ class AMQPBroker(Broker):
         finished: Collection[tuple[str, str]] = (),  # this engine keeps no acks back
     ) -> int:
         """Only this process's own consumers: another process's (a dead child's) messages
-        come back when its connection closes."""
-        with self._using():
-            session = self._sessions.pop(consumer_name, None)
-            if session is None or not session.channel.is_open:
-                return 0
-            self._cancel(session)
-            session.send_kept()  # with no consumer left to cancel, _cancel sent none
-            held = list(session.held.items())
-            for receipt, message in held:
-                starts = message.starts + (1 if receipt in running else 0)
-                self._republish(session, message, starts=starts)
-            for message in session.buffer:
+        come back when its connection closes. Not repeated on a new connection: neither."""
+        return self._link.run(partial(self._release, consumer_name, running), repeatable=False)
+
+    def _release(self, consumer_name: str, running: Collection[str]) -> int:
+        session = self._sessions.pop(consumer_name, None)
+        if session is None or not session.channel.is_open:
+            return 0
+        session.cancel(self.topology.quorum, self._open)
+        session.send_kept()  # with no consumer left to cancel, cancel sent none
+        held = list(session.held.items())
+        for receipt, message in held:
+            # A returned one keeps the start its lost delivery was counted as.
+            starts = message.starts + (receipt in running) + message.redelivered
+            self._republish(session, message, starts=starts)
+        for message in session.buffer:  # not read yet: one that was refused is now
+            if message.refused is not None:
+                self._bury(session, message, message.refused)
+            else:
                 self._republish(session, message)
-            session.channel.close()
-            return len(held) + len(session.buffer)
+        session.channel.close()
+        return len(held) + len(session.buffer)
 
     def heartbeat(self, worker: str) -> None:
-        """Nothing to renew (RabbitMQ watches connections); answer AMQP heartbeats if open."""
-        with self._using():
-            if self._connection is not None and self._connection.is_open:
-                self._connection.process_data_events(time_limit=0)
+        """Nothing to renew (RabbitMQ watches connections); answer AMQP heartbeats if open.
+        A connection found dropped is forgotten, and the next call opens another."""
 
-    # -- queues and dead letters -------------------------------------------------------------
+        def answer() -> None:
+            connection = self._link.connection
+            if connection is not None and connection.is_open:
+                connection.process_data_events(time_limit=0)
+
+        self._link.run(answer, repeatable=True)
+
+    # -- queues and dead letters: all repeatable on a new connection (see amqp_link) ---------
 
     def purge(self, queue: str) -> int:
-        with self._using():
+        def purge() -> int:
             name = self.publisher.declare_work(queue)
             return int(self.publisher.channel().queue_purge(name).method.message_count)
+
+        return self._link.run(purge, repeatable=True)
 
     def size(self, queue: str) -> int:
         """Ready messages, plus those this process holds. Delayed messages sit in the shared
         delay queues and are not counted."""
-        with self._using():
+
+        def size() -> int:
             name = self.publisher.declare_work(queue)
             ready = self.publisher.channel().queue_declare(name, passive=True).method.message_count
             mine = sum(
@@ -365,58 +329,56 @@ class AMQPBroker(Broker):
             )
             return int(ready) + mine
 
+        return self._link.run(size, repeatable=True)
+
     def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
-        with self._using(), browsing_dead(self.publisher, self._open) as (_, letters):
-            chosen = [letter for _, letter in letters if queue in (None, letter.queue)]
-        return chosen[:limit]
+        return self._link.run(
+            partial(list_dead, self.publisher, self._open, queue, limit), repeatable=True
+        )
 
     def requeue_dead(self, receipts: Collection[str] | None = None) -> int:
-        return self._take_dead(lambda d: receipts is None or d.receipt in receipts, True)
+        def chosen(letter: DeadLetter) -> bool:
+            return receipts is None or letter.receipt in receipts
+
+        return self._link.run(
+            partial(take_dead, self.publisher, self._open, chosen, republish=True),
+            repeatable=True,
+        )
 
     def purge_dead(self, queue: str | None = None) -> int:
-        return self._take_dead(lambda d: queue in (None, d.queue), False)
+        def chosen(letter: DeadLetter) -> bool:
+            return queue in (None, letter.queue)
 
-    def _take_dead(self, chosen: Callable[[DeadLetter], bool], republish: bool) -> int:
-        taken = 0
-        with self._using(), browsing_dead(self.publisher, self._open) as (browser, letters):
-            for tag, letter in letters:
-                if chosen(letter):
-                    if republish:
-                        self.publisher.send(letter.queue, letter.body, letter.priority, {}, 0.0)
-                    browser.basic_ack(tag)
-                    taken += 1
-        return taken
+        return self._link.run(
+            partial(take_dead, self.publisher, self._open, chosen, republish=False),
+            repeatable=True,
+        )
 
     # -- lifetime ----------------------------------------------------------------------------
 
     def _start_keeper(self) -> None:
         if self._keeper is None:
-            self._keeper = Keeper(self._lock, self._tend)
+            self._keeper = Keeper(self._link.lock, self._tend)
 
     def _tend(self) -> None:
         """From the keeper thread, while a task runs: kept acks go, heartbeats are answered."""
-        if self._connection is not None and self._connection.is_open:
+        connection = self._link.connection
+        if connection is not None and connection.is_open:
             for session in self._sessions.values():
                 session.send_kept()
-            self._connection.process_data_events(time_limit=0)
+            connection.process_data_events(time_limit=0)
 
     def close(self) -> None:
         if self._keeper is not None:
             self._keeper.stop()
-        with self._lock, suppress(pika.exceptions.AMQPError, OSError):
+        with self._link.lock, suppress(pika.exceptions.AMQPError, OSError):
             for session in self._sessions.values():
                 session.send_kept()
-        with self._lock:
-            connection, self._connection = self._connection, None
-            self._forget_connection()
-            if connection is not None and connection.is_open:
-                with suppress(pika.exceptions.AMQPError, OSError):
-                    connection.close()
+        self._link.close()
 
     def abandon(self) -> None:
         # In a forked child: the socket belongs to the parent's session; drop it unsaid.
-        self._connection = None
+        self._link.abandon()
         self.publisher = Publisher(self.topology, self._open)
         self._sessions = {}
-        self._lock = threading.RLock()
         self._keeper = None  # the parent's thread does not exist in this process

@@ -15,13 +15,19 @@ import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
 from forkq.brokers.amqp_publish import Publisher
+from forkq.brokers.amqp_reading import UnreadableProperties, priority_of
+from forkq.brokers.amqp_topology import Topology
 from forkq.brokers.base import DeadLetter
 
+MAX_REASON = 2000  # characters of a reason kept in a letter's headers
+LAST_DATE_MS = 253_402_300_799_000  # 9999-12-31T23:59:59Z: a failed_at past it is not shown
 
-def publish_dead(
-    publisher: Publisher, queue: str, body: bytes, priority: int | None, reason: str
-) -> None:
-    """Confirmed, like every publish: the caller acks the original only after this."""
+
+def publish_dead(publisher: Publisher, queue: str, body: bytes, priority: int, reason: str) -> None:
+    """Confirmed, like every publish: the caller acks the original only after this. The
+    reason is cut to MAX_REASON characters: headers must fit in one AMQP frame."""
+    if len(reason) > MAX_REASON:
+        reason = reason[: MAX_REASON - 1] + "…"
     headers = {
         "x-forkq-queue": queue,
         "x-forkq-reason": reason,
@@ -52,29 +58,75 @@ def browsing_dead(
             method, properties, body = browser.basic_get(dead)
             if method is None:
                 break
-            letters.append((method.delivery_tag, letter_from(properties, body)))
+            letter = letter_from(publisher.topology, properties, body)
+            letters.append((method.delivery_tag, letter))
         yield browser, letters
     finally:
         if browser.is_open:
             browser.close()
 
 
-def letter_from(properties: pika.BasicProperties, body: bytes) -> DeadLetter:
-    headers = dict(properties.headers or {})
+def list_dead(
+    publisher: Publisher, connection: Callable[[], Any], queue: str | None, limit: int
+) -> list[DeadLetter]:
+    with browsing_dead(publisher, connection) as (_, letters):
+        chosen = [letter for _, letter in letters if queue in (None, letter.queue)]
+    return chosen[:limit]
 
-    def text(key: str) -> str:
-        value = headers.get(key, "")
-        return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
-    try:
-        failed_at = int(headers.get("x-forkq-failed-at", 0)) / 1000
-    except (TypeError, ValueError):
-        failed_at = 0.0
+def take_dead(
+    publisher: Publisher,
+    connection: Callable[[], Any],
+    chosen: Callable[[DeadLetter], bool],
+    *,
+    republish: bool,
+) -> int:
+    """Ack the chosen letters, each published back to its queue first when `republish`. A
+    letter whose queue is not known (published straight to P.dead by someone else) has
+    nowhere to go back to: it stays, for `purge_dead` to delete."""
+    taken = 0
+    with browsing_dead(publisher, connection) as (browser, letters):
+        for tag, letter in letters:
+            if chosen(letter) and (letter.queue or not republish):
+                if republish:
+                    publisher.send(letter.queue, letter.body, letter.priority, {}, 0.0)
+                browser.basic_ack(tag)
+                taken += 1
+    return taken
+
+
+def letter_from(topology: Topology, properties: pika.BasicProperties, body: bytes) -> DeadLetter:
+    """Read as forkq writes letters, and defensively: anyone may publish to P.dead, and
+    RabbitMQ itself moves there what a work queue rejects (x-death says from where)."""
+    headers = properties.headers if isinstance(properties.headers, dict) else {}
+    deaths = headers.get("x-death")
+    death = deaths[0] if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict) else {}
+    queue = text(headers.get("x-forkq-queue"))
+    if not queue and text(death.get("queue")).startswith(f"{topology.prefix}."):
+        queue = topology.name_of(text(death.get("queue")))
+    if not queue or len(topology.queue(queue).encode()) > 255:
+        queue = ""  # not a queue forkq could publish to
+    if isinstance(properties, UnreadableProperties):
+        reason = properties.reason
+    elif not (reason := text(headers.get("x-forkq-reason"))):
+        why = text(death.get("reason"))
+        reason = f"dead-lettered by RabbitMQ ({why})" if why else "dead-lettered by RabbitMQ"
+    failed_at = headers.get("x-forkq-failed-at")
+    if not (isinstance(failed_at, int) and 0 <= failed_at <= LAST_DATE_MS):
+        failed_at = 0
     return DeadLetter(
-        properties.message_id or "",
-        text("x-forkq-queue"),
+        text(properties.message_id),
+        queue,
         body,
-        text("x-forkq-reason") or "rejected by RabbitMQ",
-        failed_at,
-        properties.priority or 0,
+        reason,
+        failed_at / 1000,
+        priority_of(properties),
     )
+
+
+def text(value: object) -> str:
+    """A header's text: str as it is, bytes decoded, anything else (absent, a number, a
+    table) empty."""
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return value if isinstance(value, str) else ""

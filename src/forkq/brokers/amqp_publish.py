@@ -11,8 +11,30 @@ from typing import Any
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
-from forkq.brokers.amqp_topology import DECLARE_AGAIN_AFTER, Topology, bucket_ms
-from forkq.exceptions import BrokerError
+from forkq.brokers.amqp_topology import (
+    DECLARE_AGAIN_AFTER,
+    MAX_DELAY_MS,
+    YEAR_MS,
+    Topology,
+    bucket_ms,
+)
+from forkq.exceptions import BrokerError, ConfigurationError
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def due_ms_after(delay: float) -> int | None:
+    """When a message published with `delay` seconds is due (ms since the epoch); None: now.
+    A delay more than MAX_DELAY_MS long (or not a number) is refused: a message due later is
+    dead-lettered when it arrives (forkq.brokers.amqp_reading)."""
+    if delay <= 0:
+        return None
+    if not delay * 1000 <= MAX_DELAY_MS:
+        years = MAX_DELAY_MS // YEAR_MS
+        raise ConfigurationError(f"a delay of {delay:g} s: RabbitMQ takes at most {years} years")
+    return now_ms() + int(delay * 1000)
 
 
 class Publisher:
@@ -31,6 +53,7 @@ class Publisher:
 
     def forget_channels(self) -> None:
         self._confirming = self._bulk = None
+        self._returned = []  # a batch that failed is sent again whole: its returns with it
 
     def channel(self) -> BlockingChannel:
         """The confirm channel: a publish on it returns once RabbitMQ has the message."""
@@ -89,11 +112,27 @@ class Publisher:
         properties = pika.BasicProperties(
             delivery_mode=pika.DeliveryMode.Persistent, priority=priority, headers=headers
         )
-        if delay <= 0:
+        due_ms = due_ms_after(delay)
+        if due_ms is None:
             channel.basic_publish("", name, body, properties, mandatory=True)
-            return
-        due_ms = int((time.time() + delay) * 1000)
-        self.send_delayed(name, body, properties, due_ms, channel)
+        else:
+            self.send_delayed(name, body, properties, due_ms, channel)
+
+    def resend(
+        self, queue: str, body: bytes, priority: int, starts: int, due_ms: int | None
+    ) -> None:
+        """A message forkq publishes again (counted, early, requeued), on the confirm channel,
+        with forkq's own headers only: whatever else it carried is dropped."""
+        name = self.declare_work(queue)
+        properties = pika.BasicProperties(
+            delivery_mode=pika.DeliveryMode.Persistent,
+            priority=priority,
+            headers={"x-forkq-starts": starts},
+        )
+        if due_ms is None:
+            self.channel().basic_publish("", name, body, properties, mandatory=True)
+        else:
+            self.send_delayed(name, body, properties, due_ms)
 
     def send_delayed(
         self,
@@ -103,7 +142,7 @@ class Publisher:
         due_ms: int,
         channel: BlockingChannel | None = None,
     ) -> None:
-        bucket = bucket_ms(due_ms - int(time.time() * 1000))
+        bucket = bucket_ms(due_ms - now_ms())
         self._declare_bucket(bucket)
         headers = {**(properties.headers or {}), "x-forkq-due": due_ms, "forkq-bucket": bucket}
         delayed = pika.BasicProperties(

@@ -1,5 +1,6 @@
-"""What the RabbitMQ broker keeps per consumer and message, the thread that answers heartbeats
-while a task runs, and the URL's own parameters (TLS included). See `forkq.brokers.amqp`."""
+"""What the RabbitMQ broker keeps per consumer (its channel, buffer and held messages), the
+thread that answers heartbeats while a task runs, and the URL's own parameters (TLS
+included). See `forkq.brokers.amqp`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import ssl
 import threading
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -16,6 +17,7 @@ import msgspec
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
+from forkq.brokers.amqp_reading import Message, message_from
 from forkq.brokers.amqp_topology import Topology
 from forkq.exceptions import ConfigurationError
 from forkq.settings import redacted
@@ -23,25 +25,6 @@ from forkq.settings import redacted
 TLS_PARAMS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")  # the names rediss:// URLs use
 OWN_PARAMS = ("prefix", "lease_ttl", "queue_type", "expires", *TLS_PARAMS)
 KEEPER_INTERVAL = 1.0  # seconds between the keeper thread's looks at the connection
-
-
-class Message(msgspec.Struct):
-    queue: str  # forkq queue name
-    tag: int
-    body: bytes
-    properties: pika.BasicProperties
-    redelivered: bool
-
-    @property
-    def headers(self) -> dict[str, Any]:
-        return dict(self.properties.headers or {})
-
-    @property
-    def starts(self) -> int:
-        try:
-            return max(0, int(self.headers.get("x-forkq-starts", 0)))
-        except (TypeError, ValueError):
-            return 0
 
 
 class Session(msgspec.Struct):
@@ -69,6 +52,51 @@ class Session(msgspec.Struct):
         if self.kept_tag and self.channel.is_open:
             self.channel.basic_ack(self.kept_tag, multiple=True)
         self.kept_tag = 0
+
+    def consume(self, queues: Sequence[str], declare: Callable[[str], str]) -> None:
+        """Subscribe to each queue not subscribed yet (`declare` names its AMQP queue)."""
+        for queue in sorted(set(queues) - set(self.consuming.values())):
+
+            def received(_ch: Any, method: Any, props: Any, body: bytes, q: str = queue) -> None:
+                self.buffer.append(message_from(q, method, props, body))
+
+            tag = self.channel.basic_consume(declare(queue), received)
+            self.consuming[tag] = queue
+
+    def pull(self, queues: Sequence[str], limit: int, declare: Callable[[str], str]) -> int:
+        """basic.get into the buffer, up to `limit` in it; returns how many came."""
+        before = len(self.buffer)
+        for queue in queues:
+            name = declare(queue)
+            while len(self.buffer) < limit:
+                method, props, body = self.channel.basic_get(name)
+                if method is None:
+                    break
+                self.buffer.append(message_from(queue, method, props, body))
+        return len(self.buffer) - before
+
+    def set_qos(self, prefetch: int, quorum: bool) -> None:
+        # Classic queues: one limit for the channel, changed on the fly. Quorum queues only
+        # take a per-consumer limit, fixed when each consumer starts.
+        if self.qos != prefetch:
+            self.channel.basic_qos(prefetch_count=prefetch, global_qos=not quorum)
+            self.qos = prefetch
+
+    def cancel(self, quorum: bool, connection: Callable[[], Any]) -> None:
+        """Cancel the consumer while it still holds a message: pika rejects what is in flight
+        at a cancel, and RabbitMQ redelivers that as if this process had died (a start
+        counted). So first no credit (qos = what is outstanding), and what was already sent
+        goes into the buffer. With nothing outstanding a push can still cross the cancel."""
+        if not self.consuming or not self.channel.is_open:
+            return
+        self.send_kept()
+        outstanding = len(self.held) + len(self.buffer)
+        if outstanding and not quorum:
+            self.set_qos(outstanding, quorum)
+        connection().process_data_events(time_limit=0)
+        for tag in list(self.consuming):
+            self.channel.basic_cancel(tag)
+        self.consuming.clear()
 
 
 def split_url(url: str) -> tuple[str, dict[str, str]]:

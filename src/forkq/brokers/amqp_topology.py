@@ -17,7 +17,8 @@
 
 Message headers: x-forkq-starts (times a process started it and died: counted when RabbitMQ
 redelivers it), x-forkq-due (ms since the epoch; a message that arrives early, after the
-rounding, goes round the delay queues again for the rest).
+rounding, goes round the delay queues again for the rest; at most MAX_DELAY_MS ahead, about
+1,500 hops). Reading them: `forkq.brokers.amqp_reading`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ import msgspec
 
 MAX_PRIORITY = 9
 MAX_HOP_MS = 2**31 - 1  # the largest x-message-ttl: longer delays take several hops
+YEAR_MS = 31_557_600_000  # a Julian year
+MAX_DELAY_MS = 100 * YEAR_MS  # a message due later than this is refused
 DECLARE_AGAIN_AFTER = 600.0  # seconds; a bucket's x-expires is its delay plus an hour
 BUCKET_EXPIRES_MS = 3_600_000
 
