@@ -210,7 +210,7 @@ def test_a_forked_child_opens_its_own_connection(tmp_path: Any) -> None:
 
 
 def test_get_rides_out_a_backend_outage_until_its_deadline() -> None:
-    from forkq.exceptions import BackendError
+    from forkq.exceptions import BackendError, BackendUnavailable
 
     app = Forkq("t", broker=f"memory://{uuid.uuid4().hex}")
     backend = app.backend
@@ -220,7 +220,7 @@ def test_get_rides_out_a_backend_outage_until_its_deadline() -> None:
     def wait(task_id: str, timeout: float) -> Any:
         if len(failures) < 2:  # the server restarts: two failed attempts, then it answers
             failures.append(task_id)
-            raise BackendError("connection refused")
+            raise BackendUnavailable("connection refused")
         return real_wait(task_id, timeout)
 
     backend.wait = wait  # type: ignore[method-assign]
@@ -228,7 +228,7 @@ def test_get_rides_out_a_backend_outage_until_its_deadline() -> None:
     assert len(failures) == 2
 
     def down(task_id: str, timeout: float) -> Any:
-        raise BackendError("down")
+        raise BackendUnavailable("down")
 
     backend.wait = down  # type: ignore[method-assign]
     started = time.monotonic()
