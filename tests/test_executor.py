@@ -273,3 +273,11 @@ def test_a_returned_delivery_that_keeps_starting_ends_as_worker_lost(h: Harness)
     assert h.dead_reasons() == [
         "worker lost: the process handling it died 3 time(s), the limit is 3"
     ]
+
+
+def test_a_reason_quoting_a_huge_message_is_cut_short(h: Harness) -> None:
+    result = h.app.send_task("x" * 300_000)
+    h.run_next()
+    [reason] = h.dead_reasons()
+    assert reason.startswith("unknown task 'xxx") and reason.endswith("(300,015 characters in all)")
+    assert len(reason) <= 1000 and h.record(result.id).exc_message == reason

@@ -36,6 +36,9 @@ class BackendUnavailable(BackendError, Unavailable):
     """The result backend could not be reached (see `Unavailable`)."""
 
 
+MAX_REASON = 1000  # characters of a rejection's reason kept (logs, dead letters, results)
+
+
 class MessageRejected(ForkqError):
     """A message cannot be executed: it is dead-lettered with `reason`.
 
@@ -52,6 +55,8 @@ class MessageRejected(ForkqError):
         trusted: bool = True,
         exc_type: str = "MessageRejected",
     ) -> None:
+        if len(reason) > MAX_REASON:  # reasons quote the message: a hostile one can be huge
+            reason = f"{reason[: MAX_REASON - 40]}... ({len(reason):,} characters in all)"
         super().__init__(reason)
         self.reason = reason
         self.task_id = task_id
