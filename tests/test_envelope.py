@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from forkq.envelope import Codec, Message, make_message, readable_time
 from forkq.exceptions import MessageRejected
+from tests.bodies import nested_too_deeply
 
 LIMIT = 4096
 
@@ -79,18 +80,9 @@ def test_unknown_fields_are_tolerated_for_forward_compatibility() -> None:
     assert codec().decode(json.dumps(body).encode()).task == "proj.add"
 
 
-def nested_deeper_than_any_stack(task_id: str = "deep-1") -> bytes:
-    """A 20 KB message whose argument nests 10,000 levels: under every size limit, too deep
-    for any decoder that recurses."""
-    depth = 10_000
-    args = b"[" * depth + b"]" * depth
-    head = f'{{"id": "{task_id}", "task": "t", "queue": "q", "created_at": 1, "args": ['
-    return head.encode() + args + b"]}"
-
-
 def test_nesting_too_deep_to_decode_is_a_rejection_with_its_id() -> None:
     with pytest.raises(MessageRejected, match="nested too deeply") as rejected:
-        codec(max_bytes=LIMIT * 10).decode(nested_deeper_than_any_stack())
+        codec(max_bytes=LIMIT * 10).decode(nested_too_deeply("deep-1"))
     assert rejected.value.task_id == "deep-1" and rejected.value.trusted
 
 

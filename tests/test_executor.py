@@ -17,7 +17,7 @@ from forkq.result import decode_record
 from forkq.states import FAILURE, RETRY, STARTED, SUCCESS
 from forkq.task import Task
 from forkq.worker.executor import Executor, returned_key
-from tests.test_envelope import nested_deeper_than_any_stack
+from tests.bodies import nested_too_deeply
 
 CONSUMER = Consumer("w", "w/0")
 
@@ -201,7 +201,7 @@ def test_the_slot_shows_the_running_task(h: Harness) -> None:
 
 
 def test_a_message_nested_too_deeply_is_dead_lettered_and_failed(h: Harness) -> None:
-    h.app.broker.publish(h.queue, nested_deeper_than_any_stack("deep-7"))
+    h.app.broker.publish(h.queue, nested_too_deeply("deep-7", h.queue))
     result = task(h, lambda: "fine", name="ok").delay()
     h.run_next()
     h.run_next()

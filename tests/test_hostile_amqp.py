@@ -6,7 +6,7 @@ nothing is left in the queue.
 
 Raw messages are encoded byte by byte (tests/amqp_raw.py), so headers hold what pika never
 writes: doubles, out-of-range timestamps, tables nested past Python's recursion limit. Bodies
-are not nested deeply: the executor's RecursionError on deeply nested JSON is fixed apart.
+include tasks nested too deeply to decode.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from forkq.brokers.amqp_topology import MAX_DELAY_MS
 from forkq.envelope import make_message
 from forkq.result import decode_record
 from tests import amqp_raw as raw
+from tests.bodies import nested_too_deeply
 from tests.conftest import (
     E2E_APP,
     WorkerProcess,
@@ -149,8 +150,14 @@ def envelope_body(fields: dict[str, object]) -> Body:
     return body
 
 
+def nested_body(depth: int) -> Body:
+    """A task nested too deeply to decode, whose id is the marker."""
+    return lambda client, marker: nested_too_deeply(marker, client.settings.default_queue, depth)
+
+
 BODIES: st.SearchStrategy[Body] = st.one_of(
     st.just(task_body),
+    st.integers(1000, 20_000).map(nested_body),
     st.binary(max_size=200).map(bytes_body),
     JSON.map(json_body),
     st.dictionaries(
