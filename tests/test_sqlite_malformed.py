@@ -151,3 +151,22 @@ def test_a_failed_burial_gives_back_everything_the_fetch_claimed(broker: SQLiteB
         "SELECT COUNT(*) FROM forkq_messages WHERE owner IS NOT NULL OR deliveries != 0"
     ).fetchone()[0]
     assert held == 0
+
+
+@pytest.mark.parametrize(
+    ("state", "payload"),
+    [("CAST(X'ff' AS TEXT)", "X'00'"), ("'SUCCESS'", "9223372036854775807"), ("7", "'text'")],
+)
+def test_a_junk_result_row_reads_as_bytes(tmp_path: Path, state: str, payload: str) -> None:
+    # A child reads the stored result of a redelivered message: a junk row must not crash it.
+    from forkq.backends.sqlite import SQLiteBackend
+
+    backend = SQLiteBackend(f"sqlite:///{tmp_path}/r.sqlite3")
+    conn = sqlite3.connect(backend.path, isolation_level=None)
+    conn.execute(f"INSERT INTO forkq_results VALUES ('t', {state}, {payload}, 9e999)")
+    conn.close()
+    stored = backend.get("t")
+    assert stored is not None
+    assert isinstance(stored.state, str)
+    assert isinstance(stored.payload, bytes) and len(stored.payload) < 100
+    backend.close()
