@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
+import stat
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from forkq.backends.sqlite import SQLiteBackend
 from forkq.brokers import Consumer
 from forkq.brokers.sqlite import SQLiteBroker
 from forkq.exceptions import ConfigurationError
@@ -78,3 +82,69 @@ def test_a_change_seen_just_before_a_look_brings_short_waits_then_blocking(tmp_p
     assert waiter.wait(0.3) is False  # ...then, with nothing new, it blocks to its timeout
     assert time.monotonic() - started >= 0.25
     waiter.close()
+
+
+@contextlib.contextmanager
+def umask(mask: int) -> Iterator[None]:
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def open_engine(kind: str, url: str) -> SQLiteBroker | SQLiteBackend:
+    """Open the engine and make it write, so that SQLite has made its -wal and -shm files."""
+    if kind == "broker":
+        broker = SQLiteBroker(url)
+        broker.publish("q", b"x")
+        return broker
+    backend = SQLiteBackend(url)
+    backend.store("t", "SUCCESS", b"x", 60)
+    return backend
+
+
+def modes(path: Path) -> list[int]:
+    names = [path, Path(f"{path}-wal"), Path(f"{path}-shm")]
+    return [stat.S_IMODE(name.stat().st_mode) for name in names]
+
+
+@pytest.mark.parametrize("kind", ["broker", "backend"])
+def test_a_new_database_and_its_wal_and_shm_are_private_to_their_owner(
+    tmp_path: Path, kind: str
+) -> None:
+    # They hold every task's arguments and results: no other local user may read them.
+    with umask(0o022):
+        engine = open_engine(kind, f"sqlite:///{tmp_path}/q.sqlite3")
+    assert modes(tmp_path / "q.sqlite3") == [0o600, 0o600, 0o600]
+    engine.close()
+
+
+@pytest.mark.parametrize("kind", ["broker", "backend"])
+def test_mode_in_the_url_sets_a_new_files_permissions_whatever_the_umask(
+    tmp_path: Path, kind: str
+) -> None:
+    with umask(0o077):
+        engine = open_engine(kind, f"sqlite:///{tmp_path}/q.sqlite3?mode=0660&lease_ttl=10")
+    assert modes(tmp_path / "q.sqlite3") == [0o660, 0o660, 0o660]
+    engine.close()
+
+
+def test_an_existing_database_keeps_its_permissions(tmp_path: Path) -> None:
+    path = tmp_path / "q.sqlite3"
+    SQLiteBroker(f"sqlite:///{path}").close()
+    path.chmod(0o640)  # chosen by its owner
+    broker = open_engine("broker", f"sqlite:///{path}?mode=0600")
+    assert modes(path) == [0o640, 0o640, 0o640]
+    broker.close()
+
+
+@pytest.mark.parametrize("mode", ["ro", "rwc", "0777", "0700", "0400", "0200", "1600", "-600"])
+def test_a_mode_that_is_not_permissions_for_a_database_is_refused_in_one_line(
+    tmp_path: Path, mode: str
+) -> None:
+    for engine in (SQLiteBroker, SQLiteBackend):
+        with pytest.raises(ConfigurationError, match=r"^mode in .* must be octal") as refused:
+            engine(f"sqlite:///{tmp_path}/q.sqlite3?mode={mode}")
+        assert "\n" not in str(refused.value)
+    assert not (tmp_path / "q.sqlite3").exists()

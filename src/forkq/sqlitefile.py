@@ -4,6 +4,10 @@ SQLite has no notifications, so a waiting consumer watches the database's write-
 inotify: every commit by any process appends to `<db>-wal`, which wakes the waiter at once
 and costs nothing while the queue is idle. The watch is on the directory so that it survives
 the WAL file being deleted and created again.
+
+A database file forkq creates is private to its owner (0600: it holds every task's arguments
+and results), or has the permissions `?mode=` gives; SQLite creates the `-wal` and `-shm` files
+with the database file's permissions. An existing file keeps its own.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from inotify_simple import INotify, flags
 
@@ -27,6 +31,7 @@ from forkq.exceptions import (
     BrokerUnavailable,
     ConfigurationError,
 )
+from forkq.settings import redacted
 
 BUSY_TIMEOUT_MS = 30_000
 _WATCH_MASK = flags.MODIFY | flags.CREATE | flags.MOVED_TO
@@ -47,12 +52,50 @@ def path_from_url(url: str) -> str:
     return path
 
 
-def connect(path: str) -> sqlite3.Connection:
-    """A connection in autocommit mode (transactions are explicit) with WAL enabled."""
+DEFAULT_MODE = 0o600
+
+
+def mode_from_url(url: str) -> int:
+    """The `?mode=` URL parameter: octal permissions for a new database file (default 0600).
+    The owner must keep read and write; execute and special bits are refused."""
+    values = parse_qs(urlsplit(url).query).get("mode")
+    if values is None:
+        return DEFAULT_MODE
+    try:
+        mode = int(values[-1], 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o777 or mode & 0o600 != 0o600 or mode & 0o111:
+        raise ConfigurationError(
+            f"mode in {redacted(url)!r} must be octal permissions for the database file with "
+            f"read and write for its owner and no execute bits (e.g. 0600, 0640, 0660), "
+            f"got {values[-1]!r}"
+        )
+    return mode
+
+
+def create_private(path: str, mode: int) -> None:
+    """Create the database file with exactly `mode` (whatever the umask) unless it exists:
+    SQLite makes its -wal and -shm files with the database file's permissions."""
+    flags_ = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags_, mode)
+    except FileExistsError:
+        return  # existing files, and one another process has just made, keep their mode
+    try:
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+
+
+def connect(path: str, mode: int = DEFAULT_MODE) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit) with WAL enabled; the file
+    is created with `mode` if it does not exist."""
     _load_inotify()
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise ConfigurationError(f"directory for sqlite database does not exist: {directory}")
+    create_private(path, mode)
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
     conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA journal_mode=WAL")
@@ -66,11 +109,11 @@ def open_database(
     url: str, table: str, schema: str, error: type[Exception], what: str
 ) -> tuple[str, sqlite3.Connection]:
     """The path and a ready connection for an engine: WAL on, its tables made if need be."""
-    path = path_from_url(url)
+    path, mode = path_from_url(url), mode_from_url(url)
     try:
-        conn = connect(path)
+        conn = connect(path, mode)
         ensure_schema(conn, table, schema)
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, OSError) as exc:
         raise error(f"cannot open {what} {path}: {exc}") from exc
     return path, conn
 

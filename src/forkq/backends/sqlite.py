@@ -58,11 +58,14 @@ class SQLiteBackend(ResultBackend):
 
     def get(self, task_id: str) -> StoredResult | None:
         with self._errors():
+            # Read as bytes: a row another program wrote may hold any type (an integer
+            # "payload" would be bytes(n) zero bytes; text that is not UTF-8 fails to decode).
             row = self._conn.execute(
-                "SELECT state, payload FROM forkq_results WHERE task_id = ? AND expires_at >= ?",
+                """SELECT CAST(state AS BLOB), CAST(payload AS BLOB) FROM forkq_results
+                   WHERE task_id = ? AND expires_at >= ?""",
                 (task_id, time.time()),
             ).fetchone()
-        return None if row is None else StoredResult(row[0], bytes(row[1]))
+        return None if row is None else StoredResult(row[0].decode(errors="replace"), row[1])
 
     def wait(self, task_id: str, timeout: float) -> StoredResult | None:
         if self._waiter is None:

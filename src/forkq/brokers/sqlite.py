@@ -11,13 +11,19 @@ Schema (one table of messages, one of dead letters)::
 
 Fetching claims rows with one `UPDATE ... RETURNING`, so two consumers never hold the same
 message. Waiting for work is a blocking inotify wait on the database's WAL (`ChangeWaiter`).
+
+SQLite keeps whatever type a writer gives a column, so every read of a row checks types in SQL
+before Python sees a value: a claimed row that is malformed (see `_MALFORMED`) goes to the dead
+letters with the reason, in a second statement run only when there is one.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Collection, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
+from typing import Any
 
 from forkq.brokers.base import (
     Broker,
@@ -61,6 +67,34 @@ CREATE TABLE IF NOT EXISTS forkq_dead (
 
 _UNHOLD = "owner = NULL, worker = NULL, lease_until = NULL"
 
+# 9999-12-31T23:59:59Z, the last moment Python's datetime can show: a row due later than this
+# (or whose visible_at is text or a blob, which SQLite sorts after every number) is malformed.
+_LAST_MOMENT = 253402300799.0
+
+# Why a claimed row is malformed, NULL when it is well formed. It shows types and numbers only,
+# never a column's text, which may not even be UTF-8. `deliveries` is read after the claim:
+# the claim counts only a stored count (an INTEGER >= 0) and leaves anything else as it was.
+_MALFORMED = f"""CASE
+    WHEN typeof(body) != 'blob' THEN 'body is ' || upper(typeof(body)) || ', not BLOB'
+    WHEN typeof(priority) != 'integer'
+        THEN 'priority is ' || upper(typeof(priority)) || ', not INTEGER'
+    WHEN priority NOT BETWEEN 0 AND 9 THEN 'priority ' || priority || ' is not 0-9'
+    WHEN typeof(visible_at) NOT IN ('integer', 'real')
+        THEN 'visible_at is ' || upper(typeof(visible_at)) || ', not REAL'
+    WHEN visible_at > {_LAST_MOMENT} THEN 'visible_at ' || visible_at || ' is after year 9999'
+    WHEN typeof(deliveries) != 'integer'
+        THEN 'deliveries is ' || upper(typeof(deliveries)) || ', not INTEGER'
+    WHEN deliveries < 0 THEN 'deliveries ' || deliveries || ' is negative'
+END"""
+_COUNTED = (
+    "CASE WHEN typeof(deliveries) = 'integer' AND deliveries BETWEEN 0 AND 9223372036854775806"
+    " THEN deliveries + 1 ELSE deliveries END"
+)
+# A priority fit to store in the dead letters or to publish again: 0 when it is not one.
+_PRIORITY_OR_0 = (
+    "CASE WHEN typeof(priority) = 'integer' AND priority BETWEEN 0 AND 9 THEN priority ELSE 0 END"
+)
+
 
 class SQLiteBroker(Broker):
     def __init__(self, url: str) -> None:
@@ -98,9 +132,11 @@ class SQLiteBroker(Broker):
                 self._waiter.arm()
             with self._errors():
                 self._recover_expired_leases()
-                deliveries = self._claim(consumer, queues, limit)
+                deliveries, buried = self._claim(consumer, queues, limit)
                 if deliveries:
                     return deliveries
+                if buried:
+                    continue  # only malformed rows came: look again at once
                 next_due = self._next_due(queues)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -116,27 +152,68 @@ class SQLiteBroker(Broker):
             )
             self._waiter.wait(min(remaining, max(0.001, wake_at - time.time())))
 
-    def _claim(self, consumer: Consumer, queues: Sequence[str], limit: int) -> list[Delivery]:
+    def _claim(
+        self, consumer: Consumer, queues: Sequence[str], limit: int
+    ) -> tuple[list[Delivery], int]:
+        """Hold the best visible rows; return the well-formed ones, and how many were not
+        (those are dead-lettered). A row due after year 9999 or with a visible_at that is not a
+        number counts as visible, so that it is claimed and dead-lettered, not kept forever.
+        The casts keep junk in a malformed row from reaching Python's decoders."""
         now = time.time()
         marks = ",".join("?" * len(queues))
         rows = self._conn.execute(
             f"""UPDATE forkq_messages
-                SET owner = ?, worker = ?, lease_until = ?, deliveries = deliveries + 1
+                SET owner = ?, worker = ?, lease_until = ?, deliveries = {_COUNTED}
                 WHERE id IN (
                     SELECT id FROM forkq_messages
-                    WHERE owner IS NULL AND queue IN ({marks}) AND visible_at <= ?
+                    WHERE owner IS NULL AND queue IN ({marks})
+                        AND (visible_at <= ? OR visible_at > {_LAST_MOMENT})
                     ORDER BY priority DESC, visible_at, id LIMIT ?)
-                RETURNING id, queue, body, deliveries, priority, visible_at""",
+                RETURNING id, queue, CAST(body AS BLOB), CAST(deliveries AS INTEGER),
+                    CAST(priority AS INTEGER), CAST(visible_at AS REAL), {_MALFORMED}""",
             (consumer.name, consumer.worker, now + self.lease_ttl, *queues, now, limit),
         ).fetchall()
-        rows.sort(key=lambda r: (-r[4], r[5], r[0]))  # RETURNING order is unspecified
-        return [Delivery(str(r[0]), r[1], bytes(r[2]), r[3]) for r in rows]
+        good = [r for r in rows if r[6] is None]
+        if len(good) < len(rows):
+            self._bury(consumer, [r for r in rows if r[6] is not None], [r[0] for r in rows])
+        good.sort(key=lambda r: (-r[4], r[5], r[0]))  # RETURNING order is unspecified
+        return [Delivery(str(r[0]), r[1], r[2], r[3]) for r in good], len(rows) - len(good)
+
+    def _bury(self, consumer: Consumer, malformed: list[Any], claimed: list[int]) -> None:
+        """Move malformed claimed rows to the dead letters, each column made fit to read.
+        If that fails, everything this fetch claimed goes back before the error is raised."""
+        now = time.time()
+        try:
+            with self._transaction():
+                self._conn.executemany(
+                    f"""INSERT INTO forkq_dead
+                            (queue, priority, body, reason, failed_at, deliveries)
+                        SELECT queue, {_PRIORITY_OR_0}, CAST(body AS BLOB), ?, ?,
+                            CAST(deliveries AS INTEGER)
+                        FROM forkq_messages WHERE id = ? AND owner = ?""",
+                    [(f"malformed row: {r[6]}", now, r[0], consumer.name) for r in malformed],
+                )
+                self._conn.executemany(
+                    "DELETE FROM forkq_messages WHERE id = ? AND owner = ?",
+                    [(r[0], consumer.name) for r in malformed],
+                )
+        except sqlite3.Error:
+            marks = ",".join("?" * len(claimed))
+            with suppress(sqlite3.Error):
+                self._conn.execute(
+                    f"""UPDATE forkq_messages SET {_UNHOLD}, deliveries = MAX(deliveries - 1, 0)
+                        WHERE id IN ({marks}) AND owner = ?""",
+                    (*claimed, consumer.name),
+                )
+            raise
 
     def _next_due(self, queues: Sequence[str]) -> float | None:
+        """The earliest visible_at of the waiting rows; 0 for a malformed one (it is claimed,
+        and dead-lettered, by the next look)."""
         marks = ",".join("?" * len(queues))
         row = self._conn.execute(
-            "SELECT MIN(visible_at) FROM forkq_messages"
-            f" WHERE owner IS NULL AND queue IN ({marks})",
+            f"""SELECT MIN(CASE WHEN visible_at <= {_LAST_MOMENT} THEN visible_at ELSE 0.0 END)
+                FROM forkq_messages WHERE owner IS NULL AND queue IN ({marks})""",
             tuple(queues),
         ).fetchone()
         return None if row is None or row[0] is None else float(row[0])
@@ -146,8 +223,11 @@ class SQLiteBroker(Broker):
         if now < self._next_recovery:
             return
         self._next_recovery = now + self.lease_ttl / 4
+        # A lease that is not a number up to year 9999 (text, a blob, NULL, inf) never runs out
+        # by itself: it is taken back as if it had.
         self._conn.execute(
-            f"UPDATE forkq_messages SET {_UNHOLD} WHERE owner IS NOT NULL AND lease_until < ?",
+            f"""UPDATE forkq_messages SET {_UNHOLD} WHERE owner IS NOT NULL
+                AND (lease_until < ? OR lease_until > {_LAST_MOMENT} OR lease_until IS NULL)""",
             (now,),
         )
 
@@ -169,9 +249,10 @@ class SQLiteBroker(Broker):
     def dead_letter(self, consumer: Consumer, delivery: Delivery, reason: str) -> None:
         with self._errors(), self._transaction():
             moved = self._conn.execute(
-                """INSERT INTO forkq_dead (queue, priority, body, reason, failed_at, deliveries)
-                   SELECT queue, priority, body, ?, ?, deliveries FROM forkq_messages
-                   WHERE id = ? AND owner = ?""",
+                f"""INSERT INTO forkq_dead (queue, priority, body, reason, failed_at, deliveries)
+                    SELECT queue, {_PRIORITY_OR_0}, CAST(body AS BLOB), ?, ?,
+                        CAST(deliveries AS INTEGER)
+                    FROM forkq_messages WHERE id = ? AND owner = ?""",
                 (reason, time.time(), int(delivery.receipt), consumer.name),
             ).rowcount
             if moved:
@@ -219,18 +300,24 @@ class SQLiteBroker(Broker):
         where, params = ("WHERE queue = ?", (queue,)) if queue else ("", ())
         with self._errors():
             rows = self._conn.execute(
-                f"SELECT id, queue, body, reason, failed_at, priority FROM forkq_dead {where} "
-                "ORDER BY id LIMIT ?",
+                f"""SELECT id, CAST(queue AS BLOB), CAST(body AS BLOB), CAST(reason AS BLOB),
+                        CASE WHEN failed_at BETWEEN 0 AND {_LAST_MOMENT} THEN failed_at ELSE 0 END,
+                        {_PRIORITY_OR_0}
+                    FROM forkq_dead {where} ORDER BY id LIMIT ?""",
                 (*params, limit),
             ).fetchall()
-        return [DeadLetter(str(r[0]), r[1], bytes(r[2]), r[3], r[4], r[5]) for r in rows]
+        # Read as bytes and decoded here: a row written by another program may hold any type.
+        return [
+            DeadLetter(str(r[0]), _text(r[1]), r[2], _text(r[3]), float(r[4]), r[5]) for r in rows
+        ]
 
     def requeue_dead(self, receipts: Collection[str] | None = None) -> int:
         where, params = _id_filter(receipts)
         with self._errors(), self._transaction():
             moved = self._conn.execute(
                 f"""INSERT INTO forkq_messages (queue, priority, visible_at, body)
-                    SELECT queue, priority, ?, body FROM forkq_dead {where}""",
+                    SELECT CAST(queue AS TEXT), {_PRIORITY_OR_0}, ?, CAST(body AS BLOB)
+                    FROM forkq_dead {where}""",
                 (time.time(), *params),
             ).rowcount
             self._conn.execute(f"DELETE FROM forkq_dead {where}", params)
@@ -261,6 +348,10 @@ class SQLiteBroker(Broker):
 
     def _errors(self) -> AbstractContextManager[None]:
         return driver_errors_as(BrokerError, f"sqlite broker {self.path}")
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode(errors="replace")
 
 
 def _clamp_priority(priority: int) -> int:
