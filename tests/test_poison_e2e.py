@@ -1,21 +1,28 @@
 """One poison message among 200 valid tasks, on a real 4-child worker, on every broker: the
 poison ends dead-lettered with its reason within the redelivery limit, and every valid task
-completes. The engines' own malformed entries are in tests/test_hostile_*.py."""
+completes. Poisons: a task nested too deeply to decode, a task that kills its child, and an
+entry written straight into the engine's own structures (tests/test_hostile_*.py write every
+kind of those)."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from forkq import Forkq, TaskFailed
 from forkq.brokers import DeadLetter
+from forkq.brokers.redis_keys import QueueKeys
 from forkq.envelope import make_message
 from forkq.result import AsyncResult
-from tests.conftest import WorkerProcess, results_url_for, wait_until_serving
+from forkq.sqlitefile import path_from_url
+from tests import amqp_raw as raw
+from tests.conftest import REDIS, WorkerProcess, results_url_for, wait_until_serving
 
 SECRET = "poison-test-secret"
 VALID = 200
@@ -82,6 +89,14 @@ POISONS: dict[str, tuple[Callable[[Forkq], AsyncResult], str, str]] = {
 }
 
 
+def around_valid_tasks(app: Forkq, send_poison: Callable[[], object]) -> list[AsyncResult]:
+    queue = app.settings.default_queue
+    valid = [make_message("e2eapp.add", [i, 1], {}, queue=queue) for i in range(VALID)]
+    results = app.publish_many(valid[: VALID // 2])
+    send_poison()
+    return results + app.publish_many(valid[VALID // 2 :])
+
+
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("poison", sorted(POISONS))
 def test_a_poison_among_valid_tasks_is_dead_lettered_and_the_rest_run(
@@ -90,18 +105,63 @@ def test_a_poison_among_valid_tasks_is_dead_lettered_and_the_rest_run(
     send_poison, exc_type, reason = POISONS[poison]
     worker = start_worker("-c", "4", env={"FORKQ_SECRET": SECRET})
     wait_until_serving(signed_client, worker)
-    queue = signed_client.settings.default_queue
-    before = [make_message("e2eapp.add", [i, 1], {}, queue=queue) for i in range(VALID // 2)]
-    after = [make_message("e2eapp.add", [i, 1], {}, queue=queue) for i in range(VALID // 2, VALID)]
-    results = signed_client.publish_many(before)
-    bad = send_poison(signed_client)
-    results += signed_client.publish_many(after)
+    sent: list[AsyncResult] = []
+    results = around_valid_tasks(signed_client, lambda: sent.append(send_poison(signed_client)))
 
     assert [r.get(timeout=90) for r in results] == [i + 1 for i in range(VALID)]
     with pytest.raises(TaskFailed) as failed:
-        bad.get(timeout=90)
+        sent[0].get(timeout=90)
     assert failed.value.exc_type == exc_type
-    [dead], size = settled(signed_client, queue)
+    [dead], size = settled(signed_client, signed_client.settings.default_queue)
     assert reason in dead.reason, dead.reason
     assert size == 0
+    assert worker.proc.poll() is None
+
+
+def plant_in_sqlite(app: Forkq, queue: str) -> str:
+    with sqlite3.connect(path_from_url(app.settings.broker_url)) as conn:  # TEXT, not a BLOB
+        conn.execute(
+            "INSERT INTO forkq_messages (queue, priority, visible_at, body) VALUES (?, 0, 0, ?)",
+            (queue, "not a blob"),
+        )
+    return "malformed row: body is TEXT"
+
+
+def plant_in_redis(app: Forkq, queue: str) -> str:
+    prefix = app.settings.broker_url.split("prefix=")[1].split("&")[0]
+    redis.Redis.from_url(REDIS).zadd(QueueKeys(prefix, queue).delayed, {"no-pipes-at-all": 1})
+    return "malformed delayed entry"
+
+
+def plant_in_rabbitmq(app: Forkq, queue: str) -> str:
+    prefix = app.settings.broker_url.split("prefix=")[1].split("&")[0]
+    publisher = raw.RawPublisher(app.settings.broker_url)
+    try:  # a header pika cannot read: a timestamp past the year 9999
+        headers = raw.table([(b"sent", raw.timestamp(2**63))])
+        publisher.publish(f"{prefix}.{queue}", b"{}", raw.RawProperties(headers, None))
+    finally:
+        publisher.close()
+    return "unreadable AMQP properties"
+
+
+PLANTERS = {"sqlite": plant_in_sqlite, "redis": plant_in_redis, "amqp": plant_in_rabbitmq}
+
+
+@pytest.mark.timeout(180)
+def test_a_malformed_entry_among_valid_tasks_is_dead_lettered_and_the_rest_run(
+    signed_client: Forkq, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    queue = signed_client.settings.default_queue
+    signed_client.broker.size(queue)  # declares the queue where the engine has declarations
+    plant = PLANTERS[signed_client.settings.broker_url.split(":")[0]]
+    worker = start_worker("-c", "4", env={"FORKQ_SECRET": SECRET})
+    wait_until_serving(signed_client, worker)
+    reasons: list[str] = []
+    results = around_valid_tasks(signed_client, lambda: reasons.append(plant(signed_client, queue)))
+
+    assert [r.get(timeout=90) for r in results] == [i + 1 for i in range(VALID)]
+    [dead], size = settled(signed_client, queue)
+    assert reasons[0] in dead.reason, dead.reason
+    assert size == 0
+    assert "unreachable" not in worker.log() and "Traceback" not in worker.log()
     assert worker.proc.poll() is None
