@@ -257,6 +257,15 @@ class WorkerProcess:
         path = Path(f"/proc/{self.pid}/task/{self.pid}/children")
         return [int(p) for p in path.read_text().split()]
 
+    def all_children(self, count: int, timeout: float = 10.0) -> list[int]:
+        """The pids of its children once `count` are forked (serving one task says only
+        that one is up); sorted, to compare with a later look."""
+        deadline = time.monotonic() + timeout
+        while len(pids := self.children()) < count:
+            assert time.monotonic() < deadline, f"{len(pids)} of {count} children forked"
+            time.sleep(0.01)  # forks leave no event a test can wait on
+        return sorted(pids)
+
     def signal(self, signum: int) -> None:
         self.proc.send_signal(signum)
 

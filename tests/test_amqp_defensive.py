@@ -150,7 +150,7 @@ def test_raw_messages_among_valid_tasks_run_or_are_dead_lettered_with_a_reason(
     worker = WorkerProcess(e2e_dir, url, "-c", "2", "-l", "info")
     try:
         wait_until_serving(client, worker)
-        children = sorted(worker.children())
+        children = worker.all_children(2)
         for result, expected in valid:
             assert result.get(timeout=60) == expected
         dead = [c for c in all_cases if c.expect != RUNS]

@@ -195,7 +195,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
     worker = WorkerProcess(app_dir, url, "-c", "4", "-l", "warning")
     try:
         wait_until_serving(client, worker)
-        yield Worker(client, worker, f"{prefix}.{queue}", sorted(worker.children()))
+        yield Worker(client, worker, f"{prefix}.{queue}", worker.all_children(4))
     finally:
         worker.stop()
         client.close()

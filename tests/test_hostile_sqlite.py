@@ -132,7 +132,7 @@ def test_hostile_rows_among_valid_tasks_are_dead_lettered_and_the_queue_flows(
 ) -> None:
     worker = start_worker("-c", "4")
     wait_until_serving(client, worker)
-    children = sorted(worker.children())
+    children = worker.all_children(4)
     path = path_from_url(sqlite_url)
     conn = sqlite3.connect(path, isolation_level=None)
     dead_sql = "SELECT COUNT(*) FROM forkq_dead"
