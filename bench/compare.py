@@ -46,7 +46,7 @@ import statistics
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -65,6 +65,7 @@ from harness import (
     compile_bytecode,
     count_commands,
     drive,
+    ensure_baseline,
     ensure_interpreters,
     peer_versions,
     redis_monitor,
@@ -149,6 +150,15 @@ def all_systems(pythons: Interpreters, sqlite: Path) -> list[System]:
             bulk=True,
             on_redis=False,
         ),
+    ]
+
+
+def baseline_systems(systems: list[System], forkq: str, python: str, revision: str) -> list[System]:
+    """forkq's systems again, running the baseline's code: LABEL@REVISION."""
+    return [
+        replace(s, label=f"{s.label}@{revision}", python=python)
+        for s in systems
+        if s.python == forkq and s.label != FLOOR
     ]
 
 
@@ -335,6 +345,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "redis.json")
     parser.add_argument("--doc", type=Path, default=HERE.parent / "docs" / "benchmarks.md")
     parser.add_argument("--render-only", action="store_true", help="rewrite --doc from --out")
+    parser.add_argument(
+        "--baseline",
+        default="",
+        help="a git revision: forkq as it was there runs beside this tree (labels LABEL@REV)",
+    )
     options = parser.parse_args()
     console = Console(width=max(160, Console().width))
     if options.render_only:
@@ -346,9 +361,13 @@ def main() -> None:
         console.print("installing forkq and the peers into bench/.forkq-venv and .peers-venv"
                       " (first run only)")  # fmt: skip
         pythons = ensure_interpreters(text_log)
+        baseline = ensure_baseline(options.baseline, text_log) if options.baseline else None
         compile_bytecode()
     sqlite = options.out.parent / "broker.sqlite3"  # deleted before every enqueue
-    chosen = [s for s in all_systems(pythons, sqlite) if options.rounds
+    systems = all_systems(pythons, sqlite)
+    if baseline is not None:
+        systems += baseline_systems(systems, pythons.forkq, baseline, options.baseline)
+    chosen = [s for s in systems if options.rounds
               and (not options.systems or s.label in options.systems.split(","))]  # fmt: skip
     results, memory = run_all(chosen, pythons, options, logs, console)
     for suffix in ("", "-wal", "-shm"):  # forkq-sqlite's broker, of no use after the run

@@ -84,6 +84,32 @@ def ensure_interpreters(log: IO[str]) -> Interpreters:
         )
 
 
+BASELINES = HERE / ".baseline"
+
+
+def ensure_baseline(revision: str, log: IO[str]) -> str:
+    """The interpreter of a virtualenv running forkq as it was at `revision` (a git revision of
+    this repository): its tree exported into bench/.baseline/<commit>, installed editable with
+    the same pins as this tree's, so that a change is measured on and off in one run."""
+    commit = subprocess.check_output(
+        ["git", "-C", str(ROOT), "rev-parse", "--verify", f"{revision}^{{commit}}"], text=True
+    ).strip()
+    tree = BASELINES / commit
+    if not (tree / "pyproject.toml").exists():
+        tree.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", commit], check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+        compileall.compile_dir(tree / "src", quiet=1)  # as compile_bytecode does for this tree
+    with tempfile.NamedTemporaryFile("w", suffix=".txt") as constraints:
+        lines = PEERS_PINS.read_text().splitlines()
+        constraints.write("\n".join(re.sub(r"\[.*?\]", "", line) for line in lines))
+        constraints.flush()
+        wanted = ["-e", str(tree), "-c", constraints.name]
+        return _ensure_venv(BASELINES / f"venv-{commit[:12]}", wanted, tree / "pyproject.toml", log)
+
+
 def _ensure_venv(path: Path, requirements: list[str], source: Path, log: IO[str]) -> str:
     """The virtualenv's interpreter, made anew when `source`, the pins, this checkout's place
     (an editable install points at it) or the Python version changed."""

@@ -92,6 +92,27 @@ def ratios(results: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def against_baseline(results: dict[str, dict[str, Any]]) -> list[str]:
+    """Each forkq row divided by the same row running the baseline revision (LABEL@REV), when
+    the run had one (`--baseline`): a change measured on and off in the same run."""
+    pairs = [(label.split("@")[0], label) for label in results if "@" in label]
+    pairs = [(ours, base) for ours, base in pairs if ours in results]
+    if not pairs:
+        return []
+    keys = [c for c in COLUMNS if any(results[o].get(c[0]) for o, _ in pairs)]
+    lines = ["| this tree ÷ baseline | " + " | ".join(h for _, h, _, _ in keys) + " |"]
+    lines.append("|" + " --- |" * (len(keys) + 1))
+    for ours, base in pairs:
+        cells = []
+        for key, _, _, _ in keys:
+            a, b = results[ours].get(key), results[base].get(key)
+            cells.append(
+                f"{statistics.median(a) / statistics.median(b):.3f}" if a and b else "\u2013"
+            )
+        lines.append(f"| {ours} ÷ {base} | " + " | ".join(cells) + " |")
+    return ["", *lines]
+
+
 def _median(r: dict[str, Any], key: str) -> float:
     return float(statistics.median(r[key]))
 
@@ -297,6 +318,7 @@ def render(
         "lower is better):",
         "",
         *ratios(results),
+        *against_baseline(results),
         "",
         "Against the targets of issues 4 (Redis), 5 (RabbitMQ) and 6:",
         "",
