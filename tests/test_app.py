@@ -12,6 +12,7 @@ import pytest
 
 from forkq import ConfigurationError, Forkq, MaxRetriesExceeded, ResultTimeout, TaskFailed
 from forkq.brokers import Consumer
+from forkq.brokers.base import lease_ttl_from_url
 from forkq.result import encode_record, failure_record, success_record
 from forkq.settings import Settings
 from forkq.states import FAILURE, PENDING, SUCCESS
@@ -261,3 +262,19 @@ def test_a_task_may_keep_its_own_attributes_on_its_request() -> None:
     request = Request("id-1")
     request.attempt_note = "second try"  # type: ignore[attr-defined]
     assert (request.id, request.attempt_note) == ("id-1", "second try")  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("ttl", ["inf", "nan", "-1", "0", "1e9"])
+def test_a_lease_ttl_no_engine_can_keep_is_refused(ttl: str) -> None:
+    # An infinite or NaN lease read as "no lease" on SQLite: live holds were taken back.
+    with pytest.raises(ConfigurationError, match="lease_ttl"):
+        lease_ttl_from_url(f"memory://{uuid.uuid4().hex}?lease_ttl={ttl}")
+
+
+@pytest.mark.parametrize("countdown", [1e12, float("inf")])
+def test_a_delay_no_engine_can_hold_is_refused_before_sending(countdown: float) -> None:
+    app = Forkq("t", broker=f"memory://{uuid.uuid4().hex}")
+    add = app.task(name="add")(lambda x, y: x + y)
+    with pytest.raises(ConfigurationError, match="cannot be scheduled"):
+        add.apply_async((1, 2), countdown=countdown)
+    assert app.broker.size(app.settings.default_queue) == 0

@@ -347,3 +347,6 @@ class TestResultBackend:
         assert backend.count_start("m3", 0.2) == 1
         backend.wait("never", 0.4)  # lets the TTL pass without a sleep
         assert backend.count_start("m3", 60) == 1
+        backend.forget_starts("m1")
+        assert backend.count_start("m1", 60) == 1
+        assert backend.count_start("m2", 60) == 2

@@ -241,12 +241,13 @@ def test_the_slot_holds_the_message_before_its_bytes_are_read(h: Harness) -> Non
 
 def test_a_message_over_every_limit_whose_rejection_died_is_not_read_again(h: Harness) -> None:
     h.app.codec = codec = SlotWatchingCodec(h)
-    task(h, lambda: None, name="noop").delay()
+    result = task(h, lambda: None, name="noop").delay()
     limit = h.app.settings.max_deliveries
     for _ in range(limit + 1):  # the last one died while it was being rejected
         h.app.broker.release(CONSUMER.name, running=[h.fetch().receipt])
     h.run_next()
     assert codec.decoded == 0
+    assert h.record(result.id).exc_type == "WorkerLost"  # its id found without decoding
     assert h.dead_reasons() == [
         f"worker lost: the process handling it died {limit + 1} time(s), the limit is {limit}"
     ]
@@ -260,7 +261,9 @@ def test_a_returned_delivery_is_charged_only_for_the_starts_counted(h: Harness) 
     delivery = msgspec.structs.replace(h.fetch(), delivery_count=2, returned=True)
     h.executor.handle(delivery)
     assert result.get(timeout=1) == "ran"
-    assert h.app.backend.count_start(returned_key(delivery.body), 60) == 2  # 1 counted
+    # Done with, its count is forgotten: the same bytes sent again (a requeued dead letter)
+    # start afresh.
+    assert h.app.backend.count_start(returned_key(delivery.body), 60) == 1
 
 
 def test_a_returned_delivery_that_keeps_starting_ends_as_worker_lost(h: Harness) -> None:
@@ -281,3 +284,23 @@ def test_a_reason_quoting_a_huge_message_is_cut_short(h: Harness) -> None:
     [reason] = h.dead_reasons()
     assert reason.startswith("unknown task 'xxx") and reason.endswith("(300,015 characters in all)")
     assert len(reason) <= 1000 and h.record(result.id).exc_message == reason
+
+
+def test_a_retry_that_cannot_be_scheduled_fails_the_task(h: Harness) -> None:
+    def later(self: Task) -> None:
+        raise self.retry(countdown=1e12)  # 30,000 years
+
+    result = task(h, later, bind=True).delay()
+    h.run_next()
+    record = h.record(result.id)
+    assert (record.state, record.exc_type) == (FAILURE, "RetryRefused")
+    assert "cannot be scheduled" in record.exc_message
+    assert h.app.broker.size(h.queue) == 0
+
+
+def test_a_junk_failure_stored_for_a_redelivered_task_is_no_verdict(h: Harness) -> None:
+    result = task(h, lambda: "ran", name="ok").delay()
+    h.app.backend.store(result.id, FAILURE, b"\xffnot a record", 60)
+    h.app.broker.release(CONSUMER.name, running=[h.fetch().receipt])  # its child died
+    h.run_next()
+    assert result.get(timeout=1) == "ran"

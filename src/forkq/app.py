@@ -12,6 +12,7 @@ import msgspec
 
 from forkq.backends import ResultBackend, open_backend
 from forkq.brokers import Broker, open_broker
+from forkq.brokers.base import check_delay
 from forkq.envelope import Codec, Message, make_message
 from forkq.result import AsyncResult
 from forkq.settings import Settings, load_settings
@@ -114,9 +115,10 @@ class Forkq:
         return AsyncResult(message.id, self)
 
     def publish(self, message: Message) -> None:
-        delay = 0.0 if message.eta is None else max(0.0, message.eta - time.time())
+        delay = 0.0 if message.eta is None else message.eta - time.time()
+        check_delay(delay)
         body = self.codec.encode(message)
-        self.broker.publish(message.queue, body, priority=message.priority, delay=delay)
+        self.broker.publish(message.queue, body, priority=message.priority, delay=max(0.0, delay))
 
     def publish_many(self, messages: Sequence[Message]) -> list[AsyncResult]:
         items = [(m.queue, self.codec.encode(m), m.priority, 0.0) for m in messages]

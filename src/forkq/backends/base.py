@@ -52,6 +52,10 @@ class ResultBackend(abc.ABC):
         are counted here (see `Delivery.returned`), so it costs nothing on the usual path."""
 
     @abc.abstractmethod
+    def forget_starts(self, key: str) -> None:
+        """Delete the count of `key`: the message is done with."""
+
+    @abc.abstractmethod
     def close(self) -> None:
         """Close this process's connection."""
 

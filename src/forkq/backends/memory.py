@@ -50,5 +50,9 @@ class MemoryBackend(ResultBackend):
             self._starts[key] = (count, now + ttl)
         return count
 
+    def forget_starts(self, key: str) -> None:
+        with _LOCK:
+            self._starts.pop(key, None)
+
     def close(self) -> None:
         pass

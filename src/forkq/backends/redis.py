@@ -79,6 +79,10 @@ class RedisBackend(ResultBackend):
             count, _ = pipe.execute()
         return int(count)
 
+    def forget_starts(self, key: str) -> None:
+        with self._errors():
+            self.client.delete(starts_key(self.prefix, key))
+
     def close(self) -> None:
         self.client.close()
 

@@ -43,6 +43,7 @@ class SQLiteBackend(ResultBackend):
             url, "forkq_results", _SCHEMA, BackendError, "sqlite result backend"
         )
         self._waiter: ChangeWaiter | None = None
+        self._has_starts_table = False
         self._next_cleanup = time.time() + _CLEANUP_EVERY
 
     def store(self, task_id: str, state: str, payload: bytes, ttl: float) -> None:
@@ -86,7 +87,8 @@ class SQLiteBackend(ResultBackend):
     def count_start(self, key: str, ttl: float) -> int:
         now = time.time()
         with self._errors():
-            self._conn.execute(_STARTS_SCHEMA)  # rare (redeliveries only): made when needed
+            self._make_starts_table()
+            self._conn.execute("DELETE FROM forkq_starts WHERE expires_at < ?", (now,))
             row = self._conn.execute(
                 """INSERT INTO forkq_starts VALUES (?, 1, ?) ON CONFLICT (key) DO UPDATE
                    SET count = CASE WHEN expires_at < ? THEN 1 ELSE count + 1 END,
@@ -95,6 +97,17 @@ class SQLiteBackend(ResultBackend):
                 (key, now + ttl, now),
             ).fetchone()
         return int(row[0])
+
+    def forget_starts(self, key: str) -> None:
+        with self._errors():
+            self._make_starts_table()
+            self._conn.execute("DELETE FROM forkq_starts WHERE key = ?", (key,))
+
+    def _make_starts_table(self) -> None:
+        """Made on first use (returned deliveries only), once per connection."""
+        if not self._has_starts_table:
+            self._conn.execute(_STARTS_SCHEMA)
+            self._has_starts_table = True
 
     def close(self) -> None:
         if self._waiter is not None:

@@ -28,10 +28,12 @@ from typing import Any
 
 import msgspec
 
+from forkq.brokers.base import MAX_DELAY
+
 MAX_PRIORITY = 9
 MAX_HOP_MS = 2**31 - 1  # the largest x-message-ttl: longer delays take several hops
 YEAR_MS = 31_557_600_000  # a Julian year
-MAX_DELAY_MS = 100 * YEAR_MS  # a message due later than this is refused
+MAX_DELAY_MS = int(MAX_DELAY * 1000)  # a message due later than this is refused
 DECLARE_AGAIN_AFTER = 600.0  # seconds; a bucket's x-expires is its delay plus an hour
 BUCKET_EXPIRES_MS = 3_600_000
 

@@ -166,12 +166,24 @@ class Broker(abc.ABC):
         touching the parent's session (no close handshake, no flush)."""
 
 
+MAX_DELAY = 100 * 365.25 * 86400  # seconds: the longest delay every engine holds (about 100 y)
+
+
+def check_delay(delay: float) -> None:
+    """A delay every engine can hold: a number no greater than MAX_DELAY (a past time is due)."""
+    if not delay <= MAX_DELAY:  # NaN fails the comparison too
+        raise ConfigurationError(
+            f"a delay of {delay:g} s cannot be scheduled: at most {MAX_DELAY:g} s (100 years)"
+        )
+
+
 def check_fetch_args(queues: Sequence[str], limit: int) -> None:
     if not queues or limit < 1:
         raise ValueError("fetch needs at least one queue and a limit >= 1")
 
 
 DEFAULT_LEASE_TTL = 30.0
+MAX_LEASE_TTL = 86400.0  # a day: a lease is renewed every third of it
 
 
 def lease_ttl_from_url(url: str) -> float:
@@ -182,6 +194,8 @@ def lease_ttl_from_url(url: str) -> float:
     except ValueError:
         shown = redacted(url)
         raise ConfigurationError(f"lease_ttl in {shown!r} must be a number of seconds") from None
-    if ttl <= 0:
-        raise ConfigurationError(f"lease_ttl in {redacted(url)!r} must be > 0")
+    if not 0 < ttl <= MAX_LEASE_TTL:  # NaN and infinity fail too
+        raise ConfigurationError(
+            f"lease_ttl in {redacted(url)!r} must be > 0 and at most {MAX_LEASE_TTL:g} seconds"
+        )
     return ttl

@@ -29,7 +29,7 @@ from forkq.app import Forkq
 from forkq.backends import ResultBackend, ResultWrite
 from forkq.brokers import Broker, Consumer, Delivery
 from forkq.envelope import Message, readable_time
-from forkq.exceptions import MessageRejected, Retry, TimeLimitExceeded
+from forkq.exceptions import ConfigurationError, MessageRejected, Retry, TimeLimitExceeded
 from forkq.pool.child import Stopping
 from forkq.pool.scoreboard import SlotWriter
 from forkq.result import (
@@ -80,8 +80,18 @@ class Executor:
 
     def handle(self, delivery: Delivery) -> None:
         self.slot.taken(delivery.receipt, delivery.queue)
-        if delivery.returned:
-            delivery = self._count_returned_start(delivery)
+        if not delivery.returned:
+            self._handle(delivery)
+            return
+        key = returned_key(delivery.body)
+        earlier = self.backend.count_start(key, RETURNED_STARTS_TTL) - 1
+        self._handle(
+            msgspec.structs.replace(delivery, delivery_count=delivery.delivery_count + earlier)
+        )
+        # Done with: a copy of the same bytes sent again (a requeued dead letter) counts anew.
+        self.backend.forget_starts(key)
+
+    def _handle(self, delivery: Delivery) -> None:
         try:
             message, task = self._accept(delivery)
         except MessageRejected as rejected:
@@ -98,7 +108,7 @@ class Executor:
                 self.slot.idle()
             raise
         if record.state == RETRY:
-            self._publish_retry(message, record)
+            record = self._publish_retry(message, record)
         write = None
         # Failures are stored even for ignore_result tasks: errors must stay visible.
         if record.state == FAILURE or not self._ignores_result(task):
@@ -110,7 +120,8 @@ class Executor:
         if delivery.delivery_count > 1 and delivery.delivery_count > self._most_deliveries() + 1:
             # Over every task's limit, and the last try to reject it died too: decoding it
             # may be what kills the process, so it goes without being read.
-            raise _worker_lost(delivery.delivery_count, self._most_deliveries(), None)
+            task_id = self.app.codec.trusted_id(delivery.body)  # found without decoding
+            raise _worker_lost(delivery.delivery_count, self._most_deliveries(), task_id)
         message = self.app.codec.decode(delivery.body)
         task = self.app.tasks.get(message.task)
         if task is None:
@@ -124,12 +135,6 @@ class Executor:
             raise _worker_lost(delivery.delivery_count, limit, message.id)
         return message, task
 
-    def _count_returned_start(self, delivery: Delivery) -> Delivery:
-        """A returned delivery's count takes the delivery that did not come back as a start;
-        add the starts of the earlier returned ones, counted where the results are."""
-        earlier = self.backend.count_start(returned_key(delivery.body), RETURNED_STARTS_TTL) - 1
-        return msgspec.structs.replace(delivery, delivery_count=delivery.delivery_count + earlier)
-
     def _most_deliveries(self) -> int:
         """The highest redelivery limit any registered task has."""
         own = (t.options.max_deliveries or 0 for t in self.app.tasks.values())
@@ -142,7 +147,10 @@ class Executor:
         stored = self.backend.get(message.id)
         if stored is None or stored.state != FAILURE:
             return
-        record = decode_record(stored.payload)
+        try:
+            record = decode_record(stored.payload)
+        except Exception:  # a junk record is no verdict of the master's
+            return
         if record.exc_type == TimeLimitExceeded.__name__:
             reason = record.exc_message or "hard time limit exceeded"
             raise MessageRejected(reason, None)  # its FAILURE is stored already
@@ -200,9 +208,15 @@ class Executor:
             date_done=time.time() + retry.countdown,  # when the next try is due
         )
 
-    def _publish_retry(self, message: Message, record: ResultRecord) -> None:
+    def _publish_retry(self, message: Message, record: ResultRecord) -> ResultRecord:
+        """The next try, published; a retry that cannot be scheduled (a countdown of 200
+        years, say) fails the task instead."""
         due = record.date_done or time.time()
-        self.app.publish(msgspec.structs.replace(message, retries=message.retries + 1, eta=due))
+        try:
+            self.app.publish(msgspec.structs.replace(message, retries=message.retries + 1, eta=due))
+        except ConfigurationError as exc:
+            return failure_record("RetryRefused", str(exc), retries=message.retries)
+        return record
 
     def _ignores_result(self, task: Task) -> bool:
         own = task.options.ignore_result
