@@ -25,8 +25,16 @@ from forkq.exceptions import (
     Unavailable,
 )
 from forkq.outage import Outage
+from forkq.redisclient import unreachable
 from forkq.sqlitefile import driver_errors_as
-from tests.conftest import REDIS, engine_url, redis_test_url, server_port, wait_until_serving
+from tests.conftest import (
+    REDIS,
+    amqp_test_url,
+    engine_url,
+    redis_test_url,
+    server_port,
+    wait_until_serving,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -88,6 +96,33 @@ def test_rabbitmq_with_no_server_is_unavailable() -> None:
     broker = open_broker(f"amqp://guest:guest@127.0.0.1:{server_port()}/%2F")
     with pytest.raises(BrokerUnavailable):
         broker.size("q")
+
+
+@pytest.fixture
+def amqp_url() -> Iterator[str]:
+    yield from engine_url("amqp", amqp_test_url())
+
+
+def test_rabbitmq_refusing_a_login_is_no_outage(amqp_url: str) -> None:
+    broker = open_broker(amqp_url.replace("guest:guest@", "guest:not-the-password@"))
+    with pytest.raises(BrokerError, match=r"Authentication|AccessDenied") as failed:
+        broker.size("q")
+    assert not isinstance(failed.value, Unavailable)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        redis.exceptions.ReadOnlyError("READONLY You can't write against a read only replica."),
+        redis.exceptions.MasterDownError("MASTERDOWN Link with MASTER is down"),
+        redis.exceptions.TryAgainError("TRYAGAIN"),
+    ],
+)
+def test_redis_replies_of_a_failover_are_unavailable(broker_url: str, reply: Exception) -> None:
+    """What a server answers while a failover is under way passes like an outage; `get()`
+    rides it out instead of raising."""
+    assert unreachable(reply)  # type: ignore[arg-type]
+    assert not unreachable(redis.ResponseError("WRONGTYPE Operation against a key"))
 
 
 def test_outage_wording_follows_the_kind(caplog: pytest.LogCaptureFixture) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import ssl
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -36,12 +37,24 @@ def same_server(client: redis.Redis, other: redis.Redis) -> bool:
     return all(mine.get(f) == theirs.get(f) for f in fields)
 
 
+# Error replies of a server in the middle of a failover or a resharding: they pass.
+_PASSING_REPLIES = (
+    redis.exceptions.ReadOnlyError,  # a replica, or a primary demoted a moment ago
+    redis.exceptions.MasterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,
+)
+
+
 def unreachable(exc: redis.RedisError) -> bool:
     """Whether a redis-py error is a connection problem (lost, refused, timed out, a server
-    still loading its data), expected to pass; not an error reply, nor a refused login."""
+    still loading its data, one failing over), expected to pass; not another error reply, a
+    refused login, nor a certificate that does not verify."""
     if isinstance(exc, (redis.AuthenticationError, redis.exceptions.AuthorizationError)):
         return False
-    return isinstance(exc, (redis.ConnectionError, redis.TimeoutError))
+    if isinstance(exc.__context__, ssl.SSLCertVerificationError):
+        return False
+    return isinstance(exc, (redis.ConnectionError, redis.TimeoutError, *_PASSING_REPLIES))
 
 
 def read_timeout(client: redis.Redis) -> float | None:

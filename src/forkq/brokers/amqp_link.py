@@ -17,7 +17,7 @@ Which calls can be repeated is the caller's to say, since only it knows what the
   another message); RabbitMQ put those messages back when the connection closed and will
   redeliver them. That covers ack, finish, requeue and dead-letter of a held message, the
   release of a consumer, stop_fetching, and fetch (which sends kept acks, takes from the
-  consumer's buffer and republishes redelivered or early messages on its channel): the
+  consumer's buffer and republishes early messages on its channel): the
   error reaches the child, whose loop fetches again after a back-off, on a new connection.
 """
 
@@ -37,6 +37,12 @@ from forkq.brokers.amqp_session import tls_failure
 from forkq.exceptions import BrokerError, BrokerUnavailable
 
 T = TypeVar("T")
+
+
+_REFUSED = (
+    pika.exceptions.ProbableAuthenticationError,
+    pika.exceptions.ProbableAccessDeniedError,
+)
 
 
 class ConnectionLost(BrokerUnavailable):
@@ -93,6 +99,9 @@ class Link:
         except ssl.SSLError as exc:  # pika raises a failed TLS handshake as it is
             self.forget()  # not an outage: waiting will not make a certificate valid
             raise BrokerError(tls_failure(self.parameters, exc)) from exc
+        except _REFUSED as exc:  # not an outage: waiting will not make the login good
+            self.forget()
+            raise BrokerError(f"rabbitmq broker: {exc!r}") from exc
         except (pika.exceptions.AMQPError, OSError) as exc:
             # A channel used after its connection died raises a channel error: still a loss.
             if isinstance(exc, pika.exceptions.AMQPConnectionError) or not self.is_open:

@@ -15,10 +15,11 @@
                       its queue; x-expires lets a bucket no one uses vanish (the bucket
                       header has no "x-" prefix: headers exchanges ignore those)
 
-Message headers: x-forkq-starts (times a process started it and died: counted when RabbitMQ
-redelivers it), x-forkq-due (ms since the epoch; a message that arrives early, after the
-rounding, goes round the delay queues again for the rest; at most MAX_DELAY_MS ahead, about
-1,500 hops). Reading them: `forkq.brokers.amqp_reading`.
+Message headers: x-forkq-starts (times a process started it and died, as known when forkq
+published it; a redelivered message's later starts are counted by the executor),
+x-forkq-due (ms since the epoch; a message that arrives early, after the rounding, goes round
+the delay queues again for the rest; at most MAX_DELAY_MS ahead, about 1,500 hops).
+Reading them: `forkq.brokers.amqp_reading`.
 """
 
 from __future__ import annotations
