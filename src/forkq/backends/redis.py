@@ -50,7 +50,7 @@ class RedisBackend(ResultBackend):
         if raw is None:
             return None
         state, _, payload = bytes(raw).partition(b"\n")
-        return StoredResult(state.decode(), payload)
+        return StoredResult(state.decode(errors="replace"), payload)  # junk reads as no state
 
     def wait(self, task_id: str, timeout: float) -> StoredResult | None:
         deadline = time.monotonic() + timeout

@@ -56,9 +56,11 @@ def read_frame(data: bytes) -> tuple[int, Any]:
         kind, channel, size = struct.unpack_from(">BHL", data)
         if kind != pika.spec.FRAME_HEADER:
             raise  # the server's own frames: a real protocol error
+        end = pika.spec.FRAME_HEADER_SIZE + size + pika.spec.FRAME_END_SIZE
+        if len(data) < end or data[end - 1] != pika.spec.FRAME_END:
+            raise  # not a whole frame, or the stream lost its framing: not this message's
         _class, _weight, body_size = struct.unpack_from(">HHQ", data, pika.spec.FRAME_HEADER_SIZE)
         reason = f"unreadable AMQP properties ({type(exc).__name__}: {_SHOWN.repr(str(exc))})"
-        end = pika.spec.FRAME_HEADER_SIZE + size + pika.spec.FRAME_END_SIZE
         return end, pika.frame.Header(channel, body_size, UnreadableProperties(reason))
 
 

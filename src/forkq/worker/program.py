@@ -178,7 +178,7 @@ class WorkerSupervision:
                 released,
                 exit.index,
                 exit.pid,
-                f"; {seen.task_name}[{seen.task_id}] was running" if running else "",
+                _what_ran(seen) if running else "",
             )
 
     def _fail_timed_out(self, consumer: Consumer, seen: SlotView) -> None:
@@ -201,3 +201,9 @@ class WorkerSupervision:
             self.outage.failed(exc)
         else:
             self.outage.succeeded()
+
+
+def _what_ran(seen: SlotView) -> str:
+    if seen.task_id:
+        return f"; {seen.task_name}[{seen.task_id}] was running"
+    return f"; it was reading message {seen.receipt}"
