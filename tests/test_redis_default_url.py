@@ -44,12 +44,12 @@ def test_blocking_reads_stay_under_the_timeout_connections_really_have(broker_ur
 
 def test_an_idle_worker_logs_nothing(client: Forkq, start_worker: Any) -> None:
     """Before, it logged "broker unreachable (redis broker: Timeout reading from socket)"
-    every 10-15 s and backed off. 13 s: past the 5 s read timeout, a child's 5 s fetch cycle
-    and the 7.5 s dead-worker check."""
+    every 10-15 s and backed off. 60 s, as issue 14 asks: many read timeouts, fetch cycles
+    and dead-worker checks."""
     worker = start_worker("-c", "2", "-l", "warning")
     wait_until_serving(client, worker)
     with pytest.raises(AssertionError, match="not logged"):
-        worker.wait_for_log("forkq", timeout=13)  # any line at all, warning or worse
+        worker.wait_for_log("forkq", timeout=60)  # any line at all, warning or worse
     assert worker.proc.poll() is None
 
 
