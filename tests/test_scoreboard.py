@@ -142,18 +142,20 @@ def test_taken_writes_the_receipt_in_place_and_busy_completes_it() -> None:
     writer = board.writer(1)
     writer.start(42)
     writer.idle()
-    writer.taken("r-7", "q1")
+    writer.taken("a-long-receipt-7")
     slot = board.read(1)
-    assert (slot.pid, slot.state, slot.receipt, slot.queue, slot.task_id) == (
+    assert (slot.pid, slot.state, slot.receipt, slot.task_id) == (
         42,
         SlotState.BUSY,
-        "r-7",
-        "q1",
+        "a-long-receipt-7",
         "",
     )
-    assert slot.started_at > 0 and slot.deadline == 0 and board.read(0).pid == 0
-    writer.busy("t-1", "proj.add", "r-7", "q1", 5.0)
+    assert slot.deadline == 0 and board.read(0).pid == 0
+    writer.busy("t-1", "proj.add", "a-long-receipt-7", "q1", 5.0)
     slot = board.read(1)
-    assert (slot.task_id, slot.task_name, slot.receipt) == ("t-1", "proj.add", "r-7")
+    assert (slot.task_id, slot.task_name, slot.queue) == ("t-1", "proj.add", "q1")
     assert slot.deadline > 0
+    writer.finished(failed=False)
+    writer.taken("r-8")  # shorter: nothing of the last receipt is left behind it
+    assert board.read(1).receipt == "r-8"
     board.close()

@@ -36,10 +36,9 @@ from setproctitle import setproctitle
 
 _HEAD = struct.Struct("<Ii B 7x ddd QQ 48s 64s 64s 160s")  # every field but unacked
 _SEQ = struct.Struct("<I")
-# What `taken` writes in place: state; started_at, heartbeat, deadline; receipt, queue.
+# What `taken` writes in place: the state and the receipt.
 _STATE_AT = struct.calcsize("<Ii")
-_TIMES, _TIMES_AT = struct.Struct("<ddd"), struct.calcsize("<Ii B 7x")
-_HANDLE, _HANDLE_AT = struct.Struct("<64s64s"), struct.calcsize("<Ii B 7x ddd QQ 48s")
+_RECEIPT_AT = struct.calcsize("<Ii B 7x ddd QQ 48s")
 _UNACKED = 2048
 _UNACKED_AT = _HEAD.size + _SEQ.size  # unacked has a sequence of its own, just before it
 _SLOT_SIZE = _UNACKED_AT + _UNACKED
@@ -144,24 +143,19 @@ class SlotWriter:
         self.deadline = 0.0
         self._set(SlotState.IDLE)
 
-    def taken(self, receipt: str, queue: str) -> None:
+    def taken(self, receipt: str) -> None:
         """The child begins handling a message whose bytes it has not read yet: from now on
-        its death is charged to that message (the master releases it as running). Written in
-        place (the task fields are empty since the last `finished` or `idle`): 0.6 µs where a
-        whole slot costs 1.6."""
-        self.state, self.receipt, self.queue = SlotState.BUSY, receipt, queue
-        self.started_at, self.deadline = time.time(), 0.0
-        at, seq = self._offset, slice(self._offset, self._offset + _SEQ.size)
-        self._map[seq] = _SEQ.pack(self._seq + 1)
+        its death is charged to that message (the master releases it as running). Only the
+        state and the receipt are written, in place: the receipt, task fields and deadline are
+        empty since the last `finished` or `idle`, and `busy` or `finished` follows with the
+        whole slot."""
+        at, seq = self._offset, self._seq
+        self._map[at : at + _SEQ.size] = _SEQ.pack(seq + 1)
         self._map[at + _STATE_AT] = SlotState.BUSY
-        self._map[at + _TIMES_AT : at + _TIMES_AT + _TIMES.size] = _TIMES.pack(
-            self.started_at, self.started_at, 0.0
-        )
-        self._map[at + _HANDLE_AT : at + _HANDLE_AT + _HANDLE.size] = _HANDLE.pack(
-            receipt.encode()[:64], queue.encode()[:64]
-        )
-        self._seq += 2
-        self._map[seq] = _SEQ.pack(self._seq)
+        raw = receipt.encode()[:64]  # over zeros: `finished` and `idle` clear the field
+        self._map[at + _RECEIPT_AT : at + _RECEIPT_AT + len(raw)] = raw
+        self._seq = seq + 2
+        self._map[at : at + _SEQ.size] = _SEQ.pack(seq + 2)
 
     def busy(
         self, task_id: str, task_name: str, receipt: str, queue: str, time_limit: float | None

@@ -79,7 +79,7 @@ class Executor:
         self.ttl = app.settings.result_ttl
 
     def handle(self, delivery: Delivery) -> None:
-        self.slot.taken(delivery.receipt, delivery.queue)
+        self.slot.taken(delivery.receipt)
         if not delivery.returned:
             self._handle(delivery)
             return
