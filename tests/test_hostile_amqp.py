@@ -123,6 +123,8 @@ JSON = st.recursive(
     ),
     max_leaves=6,  # shallow: see the module's docstring
 )
+# Times as absurd as JSON holds: far past, far future, past what a datetime can show.
+TIMES = st.sampled_from([-1e30, -1.0, 0, 1e12, 1e300, -(10**40), 10**40])
 Body = Callable[[Forkq, str], bytes]  # (client, marker): the body, unique by its marker
 
 
@@ -161,7 +163,9 @@ BODIES: st.SearchStrategy[Body] = st.one_of(
     st.binary(max_size=200).map(bytes_body),
     JSON.map(json_body),
     st.dictionaries(
-        st.sampled_from(["v", "task", "args", "kwargs", "retries"]), JSON, min_size=1
+        st.sampled_from(["v", "task", "args", "kwargs", "retries", "expires", "eta"]),
+        JSON | TIMES,
+        min_size=1,
     ).map(envelope_body),
 )
 RAW = st.fixed_dictionaries(
@@ -248,6 +252,9 @@ def test_hostile_messages_among_valid_tasks(
         client.send_task("e2eapp.add", (0, 0)).get(timeout=WAIT)  # a round trip: an event
     assert not dead & done, "ran and dead-lettered"
     assert all(letter.reason for letter in letters), letters
+    # Times print as dates or "an impossible time", never as a run of raw digits.
+    expired = [letter.reason for letter in letters if letter.reason.startswith("expired at")]
+    assert not any(re.search(r"\d{16}", reason) for reason in expired), expired
     assert len(letters) == len(dead), "a message dead-lettered twice"
     assert client.broker.size(queue) == 0
     assert sorted(running.worker.children()) == running.children
