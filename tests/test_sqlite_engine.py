@@ -110,23 +110,20 @@ def modes(path: Path) -> list[int]:
 
 
 @pytest.mark.parametrize("kind", ["broker", "backend"])
-def test_a_new_database_and_its_wal_and_shm_are_private_to_their_owner(
-    tmp_path: Path, kind: str
+@pytest.mark.parametrize(
+    ("query", "mask", "mode"),
+    [
+        # They hold every task's arguments and results: no other local user may read them.
+        ("", 0o022, 0o600),
+        ("?mode=0660&lease_ttl=10", 0o077, 0o660),  # set in the URL, whatever the umask
+    ],
+)
+def test_a_new_database_and_its_wal_and_shm_get_their_mode_whatever_the_umask(
+    tmp_path: Path, kind: str, query: str, mask: int, mode: int
 ) -> None:
-    # They hold every task's arguments and results: no other local user may read them.
-    with umask(0o022):
-        engine = open_engine(kind, f"sqlite:///{tmp_path}/q.sqlite3")
-    assert modes(tmp_path / "q.sqlite3") == [0o600, 0o600, 0o600]
-    engine.close()
-
-
-@pytest.mark.parametrize("kind", ["broker", "backend"])
-def test_mode_in_the_url_sets_a_new_files_permissions_whatever_the_umask(
-    tmp_path: Path, kind: str
-) -> None:
-    with umask(0o077):
-        engine = open_engine(kind, f"sqlite:///{tmp_path}/q.sqlite3?mode=0660&lease_ttl=10")
-    assert modes(tmp_path / "q.sqlite3") == [0o660, 0o660, 0o660]
+    with umask(mask):
+        engine = open_engine(kind, f"sqlite:///{tmp_path}/q.sqlite3{query}")
+    assert modes(tmp_path / "q.sqlite3") == [mode, mode, mode]
     engine.close()
 
 
