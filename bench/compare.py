@@ -3,6 +3,11 @@ SQLite, in one run: throughput, latency, fork per task, start-up, and copy-on-wr
 
     .venv/bin/python bench/compare.py [--rounds 3] [--tasks 10000] [--systems forkq,huey,...]
                                       [--memory-rounds 3] [--memory-systems forkq,celery,...]
+                                      [--baseline REV]
+
+`--baseline REV` runs forkq as it was at git revision REV beside this tree, in the same rounds
+(rows LABEL@REV, from bench/.baseline), and the page divides each forkq row by its baseline:
+a change measured on and off in one run.
 
 Suites 1, 2, 3 and 5 (below) run first; suite 4, copy-on-write memory, runs after them with
 its own rounds and progress bar, and bench/memory.py describes its method. `--rounds 0` or
