@@ -17,10 +17,10 @@ from pika.adapters.blocking_connection import BlockingChannel
 from forkq.brokers.amqp_publish import Publisher
 from forkq.brokers.amqp_reading import UnreadableProperties, priority_of
 from forkq.brokers.amqp_topology import Topology
-from forkq.brokers.base import DeadLetter
+from forkq.brokers.base import LAST_MOMENT, DeadLetter
 
 MAX_REASON = 2000  # characters of a reason kept in a letter's headers
-LAST_DATE_MS = 253_402_300_799_000  # 9999-12-31T23:59:59Z: a failed_at past it is not shown
+LAST_DATE_MS = int(LAST_MOMENT * 1000)  # a failed_at past it is not shown
 
 
 def publish_dead(publisher: Publisher, queue: str, body: bytes, priority: int, reason: str) -> None:

@@ -166,6 +166,10 @@ class Broker(abc.ABC):
         touching the parent's session (no close handshake, no flush)."""
 
 
+# 9999-12-31T23:59:59Z, the last moment Python's datetime can show: a stored time past it (or
+# not a number) is junk that no engine keeps waiting for.
+LAST_MOMENT = 253402300799.0
+
 MAX_DELAY = 100 * 365.25 * 86400  # seconds: the longest delay every engine holds (about 100 y)
 
 

@@ -8,17 +8,16 @@ body is empty, a missing reason says so, a junk time is 0 and a junk priority 0.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
 import redis
 
-from forkq.brokers.base import DeadLetter
+from forkq.brokers.base import LAST_MOMENT, DeadLetter
 from forkq.brokers.redis_keys import QueueKeys
+from forkq.brokers.redis_replies import integer_field
 
-_INTEGER = re.compile(rb"-?[0-9]{1,30}")
-_LATEST_MS = 253_402_300_799_000  # 9999-12-31: a time any datetime can show
+_LATEST_MS = int(LAST_MOMENT * 1000)
 
 
 def read_dead(
@@ -35,16 +34,9 @@ def read_dead(
 
 def _letter(receipt: str, queue: str, fields: dict[bytes, bytes]) -> DeadLetter:
     reason = fields.get(b"r", b"").decode(errors="replace") or "(no reason stored)"
-    failed_ms = _integer(fields.get(b"t"), 0, _LATEST_MS)
-    priority = _integer(fields.get(b"p"), 0, 9)
+    failed_ms = integer_field(fields.get(b"t"), 0, _LATEST_MS)
+    priority = integer_field(fields.get(b"p"), 0, 9)
     return DeadLetter(receipt, queue, fields.get(b"b", b""), reason, failed_ms / 1000, priority)
-
-
-def _integer(raw: bytes | None, low: int, high: int) -> int:
-    """An integer field, clamped; junk (not decimal digits: "nan", "1e3", "") reads as `low`."""
-    if raw is None or not _INTEGER.fullmatch(raw):
-        return low
-    return min(high, max(low, int(raw)))
 
 
 def delete_dead(client: redis.Redis, prefix: str, letter: DeadLetter) -> None:

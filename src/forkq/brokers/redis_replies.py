@@ -58,11 +58,17 @@ def from_read(keys: Sequence[QueueKeys], reply: Any) -> tuple[list[Delivery], li
 
 def count(raw: Any) -> int:
     """A start count from an entry anyone may have written: junk counts as 0."""
-    if isinstance(raw, int):
+    if isinstance(raw, int):  # fetch.lua's counts, read already by entries.lua
         return min(_MAX_STARTS, max(0, raw))
-    if not isinstance(raw, bytes) or not _INTEGER.fullmatch(raw):
-        return 0
-    return min(_MAX_STARTS, max(0, int(raw)))
+    return integer_field(raw if isinstance(raw, bytes) else None, 0, _MAX_STARTS)
+
+
+def integer_field(raw: bytes | None, low: int, high: int) -> int:
+    """An integer field anyone may have written, clamped; junk (not decimal digits: "nan",
+    "1e3", "") reads as `low`."""
+    if raw is None or not _INTEGER.fullmatch(raw):
+        return low
+    return min(high, max(low, int(raw)))
 
 
 def shown(raw: bytes) -> str:

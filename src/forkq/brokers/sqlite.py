@@ -26,6 +26,7 @@ from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import Any
 
 from forkq.brokers.base import (
+    LAST_MOMENT,
     Broker,
     Consumer,
     DeadLetter,
@@ -67,12 +68,9 @@ CREATE TABLE IF NOT EXISTS forkq_dead (
 
 _UNHOLD = "owner = NULL, worker = NULL, lease_until = NULL"
 
-# 9999-12-31T23:59:59Z, the last moment Python's datetime can show: a row due later than this
-# (or whose visible_at is text or a blob, which SQLite sorts after every number) is malformed.
-_LAST_MOMENT = 253402300799.0
-
-# Why a claimed row is malformed, NULL when it is well formed. It shows types and numbers only,
-# never a column's text, which may not even be UTF-8. `deliveries` is read after the claim:
+# Why a claimed row is malformed, NULL when it is well formed; a row due after LAST_MOMENT (or
+# whose visible_at is text or a blob, which SQLite sorts after every number) is. It shows types
+# and numbers only, never a column's text, which may not even be UTF-8. `deliveries` is read after the claim:
 # the claim counts only a stored count (an INTEGER >= 0) and leaves anything else as it was.
 _MALFORMED = f"""CASE
     WHEN typeof(body) != 'blob' THEN 'body is ' || upper(typeof(body)) || ', not BLOB'
@@ -81,7 +79,7 @@ _MALFORMED = f"""CASE
     WHEN priority NOT BETWEEN 0 AND 9 THEN 'priority ' || priority || ' is not 0-9'
     WHEN typeof(visible_at) NOT IN ('integer', 'real')
         THEN 'visible_at is ' || upper(typeof(visible_at)) || ', not REAL'
-    WHEN visible_at > {_LAST_MOMENT} THEN 'visible_at ' || visible_at || ' is after year 9999'
+    WHEN visible_at > {LAST_MOMENT} THEN 'visible_at ' || visible_at || ' is after year 9999'
     WHEN typeof(deliveries) != 'integer'
         THEN 'deliveries is ' || upper(typeof(deliveries)) || ', not INTEGER'
     WHEN deliveries < 0 THEN 'deliveries ' || deliveries || ' is negative'
@@ -167,7 +165,7 @@ class SQLiteBroker(Broker):
                 WHERE id IN (
                     SELECT id FROM forkq_messages
                     WHERE owner IS NULL AND queue IN ({marks})
-                        AND (visible_at <= ? OR visible_at > {_LAST_MOMENT})
+                        AND (visible_at <= ? OR visible_at > {LAST_MOMENT})
                     ORDER BY priority DESC, visible_at, id LIMIT ?)
                 RETURNING id, queue, CAST(body AS BLOB), CAST(deliveries AS INTEGER),
                     CAST(priority AS INTEGER), CAST(visible_at AS REAL), {_MALFORMED}""",
@@ -212,7 +210,7 @@ class SQLiteBroker(Broker):
         and dead-lettered, by the next look)."""
         marks = ",".join("?" * len(queues))
         row = self._conn.execute(
-            f"""SELECT MIN(CASE WHEN visible_at <= {_LAST_MOMENT} THEN visible_at ELSE 0.0 END)
+            f"""SELECT MIN(CASE WHEN visible_at <= {LAST_MOMENT} THEN visible_at ELSE 0.0 END)
                 FROM forkq_messages WHERE owner IS NULL AND queue IN ({marks})""",
             tuple(queues),
         ).fetchone()
@@ -227,7 +225,7 @@ class SQLiteBroker(Broker):
         # by itself: it is taken back as if it had.
         self._conn.execute(
             f"""UPDATE forkq_messages SET {_UNHOLD} WHERE owner IS NOT NULL
-                AND (lease_until < ? OR lease_until > {_LAST_MOMENT} OR lease_until IS NULL)""",
+                AND (lease_until < ? OR lease_until > {LAST_MOMENT} OR lease_until IS NULL)""",
             (now,),
         )
 
@@ -301,7 +299,7 @@ class SQLiteBroker(Broker):
         with self._errors():
             rows = self._conn.execute(
                 f"""SELECT id, CAST(queue AS BLOB), CAST(body AS BLOB), CAST(reason AS BLOB),
-                        CASE WHEN failed_at BETWEEN 0 AND {_LAST_MOMENT} THEN failed_at ELSE 0 END,
+                        CASE WHEN failed_at BETWEEN 0 AND {LAST_MOMENT} THEN failed_at ELSE 0 END,
                         {_PRIORITY_OR_0}
                     FROM forkq_dead {where} ORDER BY id LIMIT ?""",
                 (*params, limit),
