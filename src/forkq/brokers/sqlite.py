@@ -70,8 +70,9 @@ _UNHOLD = "owner = NULL, worker = NULL, lease_until = NULL"
 
 # Why a claimed row is malformed, NULL when it is well formed; a row due after LAST_MOMENT (or
 # whose visible_at is text or a blob, which SQLite sorts after every number) is. It shows types
-# and numbers only, never a column's text, which may not even be UTF-8. `deliveries` is read after the claim:
-# the claim counts only a stored count (an INTEGER >= 0) and leaves anything else as it was.
+# and numbers only, never a column's text, which may not even be UTF-8. `deliveries` is read
+# after the claim: the claim counts only a stored count (an INTEGER >= 0) and leaves anything
+# else as it was.
 _MALFORMED = f"""CASE
     WHEN typeof(body) != 'blob' THEN 'body is ' || upper(typeof(body)) || ', not BLOB'
     WHEN typeof(priority) != 'integer'
