@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -31,9 +32,9 @@ ASYNC_APP = textwrap.dedent(
 
     @app.on_after_fork
     async def open_clients():
-        await asyncio.sleep(0)
         event = asyncio.Event()
-        waiter = asyncio.ensure_future(event.wait())  # binds the event to this loop
+        waiter = asyncio.ensure_future(event.wait())
+        await asyncio.sleep(0)  # the waiter waits: the event is bound to this loop now
         event.set()
         await waiter
         HOOK.update(pid=os.getpid(), loop=id(asyncio.get_running_loop()), event=event)
@@ -57,6 +58,20 @@ ASYNC_APP = textwrap.dedent(
         await asyncio.sleep(0)
         with open(fifo, "w") as out:
             out.write(f"started {os.getpid()}\\n")
+
+    BACKGROUND = set()
+
+    @app.task
+    async def leave_running(path):  # a task it does not await, told to stop as the child exits
+        async def linger():
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                with open(path, "w") as out:
+                    out.write("cancelled")
+                raise
+        BACKGROUND.add(asyncio.ensure_future(linger()))
+        await asyncio.sleep(0)
 
     @app.task
     async def nap(seconds):
@@ -130,6 +145,18 @@ def test_the_soft_time_limit_cancels_an_awaiting_coroutine(
     after = client.send_task("e2eapp.where").get(timeout=20)
     if not mode:
         assert after == before
+
+
+def test_the_loop_is_closed_as_the_child_exits(
+    client: Forkq, start_worker: Any, tmp_path: Path
+) -> None:
+    worker = start_worker("-c", "1", "-l", "warning")
+    wait_until_serving(client, worker)
+    marker = tmp_path / "linger"
+    client.send_task("e2eapp.leave_running", (str(marker),)).get(timeout=20)
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+    assert marker.read_text() == "cancelled"
 
 
 def test_calling_an_async_task_directly_gives_the_coroutine() -> None:
