@@ -21,6 +21,7 @@ its next `await`; the hard limit, enforced by the master, stops it in any case.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import inspect
 import logging
 import os
@@ -51,6 +52,10 @@ def process_loop() -> asyncio.AbstractEventLoop:
     if _current.pid != os.getpid() or _current.loop is None or _current.loop.is_closed():
         _current.loop = asyncio.new_event_loop()
         _current.pid = os.getpid()
+        # Outside a worker (a script, a test calling tasks eagerly) the loop closes as the
+        # interpreter exits; worker processes leave through os._exit and close it before.
+        atexit.unregister(close_process_loop)
+        atexit.register(close_process_loop)
     return _current.loop
 
 
