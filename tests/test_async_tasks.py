@@ -84,6 +84,13 @@ ASYNC_APP = textwrap.dedent(
             await asyncio.sleep(seconds)
         except asyncio.CancelledError as cancelled:
             return f"cleaned up: {cancelled.args[0] if cancelled.args else ''}"
+
+    @app.task(time_limit=0.8)
+    async def stubborn_nap(seconds):  # swallows its cancellation: the hard limit ends it
+        try:
+            await asyncio.sleep(seconds)
+        except asyncio.CancelledError:
+            await asyncio.sleep(seconds)
     """
 )
 
@@ -128,7 +135,7 @@ def test_an_async_task_that_ignores_its_result_really_runs(
 
 
 @in_child_or_own_process
-def test_the_soft_time_limit_cancels_an_awaiting_coroutine(
+def test_time_limits_cancel_an_awaiting_coroutine_then_kill_one_that_goes_on(
     client: Forkq, start_worker: Any, mode: tuple[str, ...]
 ) -> None:
     worker = start_worker("-c", "1", "--soft-time-limit", "0.3", "-l", "warning", *mode)
@@ -145,6 +152,10 @@ def test_the_soft_time_limit_cancels_an_awaiting_coroutine(
     after = client.send_task("e2eapp.where").get(timeout=20)
     if not mode:
         assert after == before
+    with pytest.raises(TaskFailed) as killed:
+        client.send_task("e2eapp.stubborn_nap", (30,)).get(timeout=20)
+    assert killed.value.exc_type == "TimeLimitExceeded"
+    assert client.send_task("e2eapp.add", (1, 1)).get(timeout=20) == 2
 
 
 def test_the_loop_is_closed_as_the_child_exits(
