@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar, overload
 
@@ -14,12 +15,16 @@ from forkq.backends import ResultBackend, open_backend
 from forkq.brokers import Broker, open_broker
 from forkq.brokers.base import check_delay
 from forkq.envelope import Codec, Message, make_message
+from forkq.exceptions import ConfigurationError
 from forkq.result import AsyncResult
 from forkq.settings import Settings, load_settings
 from forkq.task import Task, TaskOptions, due_delay, to_timestamp
 
 Hook = Callable[[], None]
 H = TypeVar("H", bound=Hook)
+# After fork, a hook may be `async def`: it runs on the child's event loop (forkq/aio.py).
+AfterForkHook = Callable[[], None] | Callable[[], Awaitable[None]]
+AH = TypeVar("AH", bound=AfterForkHook)
 
 
 class Forkq:
@@ -44,7 +49,7 @@ class Forkq:
         self.codec = Codec(secret=self.settings.secret, max_bytes=self.settings.max_message_bytes)
         self.tasks: dict[str, Task] = {}
         self.before_fork_hooks: list[Hook] = []
-        self.after_fork_hooks: list[Hook] = []
+        self.after_fork_hooks: list[AfterForkHook] = []
         self._owner_pid = -1  # the process that opened _broker/_backend
         self._broker: Broker | None = None
         self._backend: ResultBackend | None = None
@@ -175,11 +180,19 @@ class Forkq:
 
     def on_before_fork(self, fn: H) -> H:
         """Run `fn()` in the worker's master once the app is loaded, before any child forks:
-        the place to preload data children will share copy-on-write."""
+        the place to preload data children will share copy-on-write. It must be a plain
+        function: the master runs no event loop (async set-up belongs in an after-fork hook)."""
+        if inspect.iscoroutinefunction(fn):
+            raise ConfigurationError(
+                f"before-fork hook {fn.__qualname__} is `async def`, but before-fork hooks run"
+                " in the master, which has no event loop: make it a plain function, or do the"
+                " async set-up in an `async def` @app.on_after_fork hook (run on each child's loop)"
+            )
         self.before_fork_hooks.append(fn)
         return fn
 
-    def on_after_fork(self, fn: H) -> H:
-        """Run `fn()` in every child right after fork: the place to open DB engines and clients."""
+    def on_after_fork(self, fn: AH) -> AH:
+        """Run `fn()` in every child right after fork: the place to open DB engines and clients.
+        An `async def` hook runs on the child's event loop, the one its async tasks run on."""
         self.after_fork_hooks.append(fn)
         return fn

@@ -42,7 +42,7 @@ from forkq.result import (
 )
 from forkq.states import FAILURE, RETRY, STARTED
 from forkq.task import Request, Task
-from forkq.worker.limits import TimeLimits, soft_time_limit
+from forkq.worker.limits import TimeLimits, call_within_soft_limit
 from forkq.worker.task_process import TaskProcessDied
 
 log = logging.getLogger("forkq.worker")
@@ -178,8 +178,9 @@ class Executor:
         """The task itself: in this process, or in one of its own (`run_task`)."""
         started = time.perf_counter()
         try:
-            with soft_time_limit(soft_limit):
-                value = task(*message.args, **message.kwargs)
+            value = call_within_soft_limit(
+                partial(task, *message.args, **message.kwargs), soft_limit
+            )
         except Stopping:
             raise
         except Retry as retry:

@@ -12,6 +12,7 @@ from functools import partial
 
 import msgspec
 
+from forkq import aio
 from forkq.app import Forkq
 from forkq.brokers import Consumer, Delivery
 from forkq.exceptions import BackendError, BrokerError, TimeLimitExceeded, Unavailable
@@ -66,6 +67,12 @@ class ConsumeProgram:
         self.options = options
 
     def run_child(self, index: int, slot: SlotWriter, stop: StopSignal) -> int:
+        try:
+            return self._serve(index, slot, stop)
+        finally:
+            aio.close_process_loop()  # the loop async tasks and hooks ran on, if any
+
+    def _serve(self, index: int, slot: SlotWriter, stop: StopSignal) -> int:
         consumer = Consumer(
             self.options.worker_id, consumer_name(self.options.worker_id, index, os.getpid())
         )
@@ -115,7 +122,7 @@ class ConsumeProgram:
 
     def _run_after_fork_hooks(self) -> None:
         for hook in self.app.after_fork_hooks:
-            hook()
+            aio.run_hook(hook)  # an async one on the loop this process's tasks run on
 
     def _consume(self, executor: Executor, stop: StopSignal) -> None:
         queues, prefetch = self.options.queues, PrefetchSizer(self.options.prefetch)

@@ -31,6 +31,7 @@ from typing import NoReturn
 
 import msgspec
 
+from forkq import aio
 from forkq.pool.child import (
     EXIT_BOOT_FAILED,
     EXIT_CRASHED,
@@ -108,6 +109,7 @@ def _task_process(
         _, payload = encode_storable(call())
         _write_all(record_fd, payload)
         code = EXIT_OK
+        aio.close_process_loop()  # the loop of async hooks and tasks, made in this process
     except BaseException:
         traceback.print_exc()
     finally:
