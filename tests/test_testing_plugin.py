@@ -20,6 +20,10 @@ APP = textwrap.dedent(
     @app.task
     def add(x, y):
         return x + y
+
+    @app.task
+    def fail():
+        raise LookupError("nothing here")
     """
 )
 
@@ -85,11 +89,15 @@ def test_worker_fixture_serves_the_test_then_stops(tmp_path: Path) -> None:
     done = run_pytest(
         tmp_path,
         """
-        from plugged import add, app
+        import pytest
+        from forkq import TaskFailed
+        from plugged import add, app, fail
 
         def test_on_a_worker(forkq_worker):
             assert app.settings.broker_url == forkq_worker.url
             assert add.delay(2, 3).get(timeout=30) == 5
+            with pytest.raises(TaskFailed):
+                fail.delay().get(timeout=30)
             print("WORKER", forkq_worker.pid)
 
         def test_after():
@@ -102,6 +110,10 @@ def test_worker_fixture_serves_the_test_then_stops(tmp_path: Path) -> None:
     assert not Path(f"/proc/{pid}").exists()  # stopped (and reaped) by the fixture
     assert f"master {pid} exiting with code 0" in done.stdout  # a warm shutdown
     assert not (tmp_path / "forkq.sqlite3").exists()
+    # A failure, relayed by the master: at ERROR, with the task's frames and none of forkq's.
+    logged = done.stdout.split("ERROR forkq.worker: task plugged.fail[")[1].split("\n[")[0]
+    assert "raised LookupError: nothing here\nTraceback (most recent call last):" in logged
+    assert 'plugged.py", line 12, in fail' in logged and "forkq/" not in logged
 
 
 @pytest.mark.timeout(120)
