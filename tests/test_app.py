@@ -10,7 +10,14 @@ from typing import Any
 
 import pytest
 
-from forkq import ConfigurationError, Forkq, MaxRetriesExceeded, ResultTimeout, TaskFailed
+from forkq import (
+    ConfigurationError,
+    Forkq,
+    MaxRetriesExceeded,
+    ResultTimeout,
+    Retry,
+    TaskFailed,
+)
 from forkq.brokers import Consumer
 from forkq.brokers.base import lease_ttl_from_url
 from forkq.result import encode_record, failure_record, success_record
@@ -188,7 +195,56 @@ class TestRetryPolicy:
         with pytest.raises(MaxRetriesExceeded):
             t.retry()
         t.request = Request(id="x", retries=0)
-        assert t.retry(countdown=3).countdown == 3
+        with pytest.raises(Retry) as raised:
+            t.retry(countdown=3)  # raises by itself, as Celery's does
+        assert raised.value.countdown == 3
+        assert t.retry(countdown=4, throw=False).countdown == 4
+
+    def test_max_retries_none_retries_for_ever(self, app: Forkq) -> None:
+        t = self.make(app, max_retries=None)
+        t.request = Request(id="x", retries=10_000)
+        assert t.retry(countdown=1, throw=False).countdown == 1
+
+    def test_autoretry_for_and_its_exceptions(self, app: Forkq) -> None:
+        t = self.make(
+            app,
+            autoretry_for=(OSError,),
+            dont_autoretry_for=[FileNotFoundError],
+            retry_kwargs={"countdown": 5, "max_retries": 2},
+        )
+        retry = t.autoretry(ConnectionError("reset"))
+        assert retry is not None and retry.countdown == 5
+        assert t.autoretry(FileNotFoundError("gone")) is None  # excepted
+        assert t.autoretry(KeyError("k")) is None  # not listed
+        t.request = Request(id="x", retries=2)
+        assert t.autoretry(ConnectionError("reset")) is None  # retry_kwargs' max_retries
+
+    def test_autoretry_backoff_wins_over_a_countdown(self, app: Forkq) -> None:
+        t = self.make(
+            app,
+            autoretry_for=OSError,
+            retry_backoff=3,
+            retry_jitter=False,
+            retry_kwargs={"countdown": 100},
+        )
+        t.request = Request(id="x", retries=2)
+        retry = t.autoretry(OSError())
+        assert retry is not None and retry.countdown == 12
+
+    @pytest.mark.parametrize(
+        "options, complaint",
+        [
+            ({"autoretry_for": (OSError, "ValueError")}, "exception classes, not 'ValueError'"),
+            ({"dont_autoretry_for": int}, "exception classes, not <class 'int'>"),
+            ({"retry_kwargs": {"delay": 1}}, "countdown, eta, max_retries, not delay"),
+        ],
+    )
+    def test_bad_retry_options_name_the_task(
+        self, app: Forkq, options: dict[str, Any], complaint: str
+    ) -> None:
+        with pytest.raises(ConfigurationError, match="task bad: ") as raised:
+            app.task(name="bad", **options)(lambda: None)
+        assert complaint in str(raised.value)
 
 
 @pytest.mark.timeout(30)

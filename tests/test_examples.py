@@ -24,3 +24,18 @@ def test_example_runs(script: str) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip()
+
+
+@pytest.mark.timeout(120)
+def test_the_testing_example_passes_with_the_pytest_plugin() -> None:
+    """examples/testing: eager tests and one on a real worker, through forkq's pytest plugin
+    as an installed forkq registers it (the `pytest11` entry point)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "examples/testing"],
+        cwd=EXAMPLES.parent,
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "4 passed" in done.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -99,6 +100,74 @@ def test_retry_republishes_then_fails_with_the_original_error(h: Harness) -> Non
     record = h.record(result.id)
     assert (record.state, record.exc_type, record.retries) == (FAILURE, "OSError", 2)
     assert h.app.broker.size(h.queue) == 0
+
+
+def test_retry_without_raise_is_a_retry_not_a_success(h: Harness) -> None:
+    ran_on: list[int] = []
+
+    def flaky(self: Task) -> str:
+        try:
+            raise OSError("down")
+        except OSError as exc:
+            self.retry(exc=exc, countdown=0)  # no `raise`, as Celery users write it
+        ran_on.append(self.request.retries)  # never reached: retry() raised
+        return "went on"
+
+    result = task(h, flaky, bind=True, max_retries=1).delay()
+    h.run_next()
+    assert h.record(result.id).state == RETRY
+    h.run_next()
+    record = h.record(result.id)
+    assert (record.state, record.exc_type, record.retries) == (FAILURE, "OSError", 1)
+    assert ran_on == []
+
+
+def test_autoretry_for_retries_then_fails_with_the_error(h: Harness) -> None:
+    tries: list[int] = []
+
+    def fetch(self: Task) -> None:
+        tries.append(self.request.retries)
+        raise ConnectionError("refused")
+
+    options = {"autoretry_for": (OSError,), "retry_kwargs": {"max_retries": 2, "countdown": 0}}
+    result = task(h, fetch, bind=True, **options).delay()
+    for _ in range(3):
+        h.run_next()
+    record = h.record(result.id)
+    assert (record.state, record.exc_type, record.retries) == (FAILURE, "ConnectionError", 2)
+    assert tries == [0, 1, 2]
+    assert h.app.broker.size(h.queue) == 0
+
+
+def test_dont_autoretry_for_fails_at_once(h: Harness) -> None:
+    def fetch() -> None:
+        raise FileNotFoundError("gone")
+
+    options = {"autoretry_for": (OSError,), "dont_autoretry_for": (FileNotFoundError,)}
+    result = task(h, fetch, **options).delay()
+    h.run_next()
+    assert (h.record(result.id).state, h.app.broker.size(h.queue)) == (FAILURE, 0)
+
+
+def test_a_failure_logs_and_stores_the_tasks_own_traceback(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    def parse(text: str) -> int:
+        return int(text)
+
+    def convert(text: str) -> int:
+        return parse(text)
+
+    result = task(h, convert).delay("x")
+    with caplog.at_level(logging.ERROR, logger="forkq"):
+        h.run_next()
+    [logged] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    stored = h.record(result.id).traceback
+    for text in (logged.getMessage(), stored):
+        assert "in convert" in text and "in parse" in text and "ValueError: invalid" in text
+        assert "forkq/calling.py" not in text and "forkq/task.py" not in text
+        assert "forkq/worker" not in text
+    assert stored.startswith("Traceback (most recent call last):")
 
 
 def test_retry_countdown_delays_the_next_try(h: Harness) -> None:

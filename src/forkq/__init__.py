@@ -1,6 +1,13 @@
-"""forkq: a distributed task queue whose worker is a prefork pool done right."""
+"""forkq: a distributed task queue whose worker is a prefork pool done right.
 
-from forkq.app import Forkq
+`Forkq`, `AsyncResult` and `Task` are loaded on first use: `import forkq.testing`, the pytest
+plugin that every pytest run of a project with forkq installed loads, then costs nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from forkq.exceptions import (
     ConfigurationError,
     ForkqError,
@@ -11,9 +18,12 @@ from forkq.exceptions import (
     TaskFailed,
     WorkerLost,
 )
-from forkq.result import AsyncResult
 from forkq.states import FAILURE, PENDING, RETRY, STARTED, SUCCESS
-from forkq.task import Task
+
+if TYPE_CHECKING:
+    from forkq.app import Forkq
+    from forkq.result import AsyncResult
+    from forkq.task import Task
 
 __version__ = "0.1.0"
 __all__ = [
@@ -34,3 +44,19 @@ __all__ = [
     "TaskFailed",
     "WorkerLost",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name == "Forkq":
+        from forkq.app import Forkq
+
+        return Forkq
+    if name == "AsyncResult":
+        from forkq.result import AsyncResult
+
+        return AsyncResult
+    if name == "Task":
+        from forkq.task import Task
+
+        return Task
+    raise AttributeError(f"module 'forkq' has no attribute {name!r}")

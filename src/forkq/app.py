@@ -14,6 +14,8 @@ import msgspec
 from forkq.backends import ResultBackend, open_backend
 from forkq.brokers import Broker, open_broker
 from forkq.brokers.base import check_delay
+from forkq.eager import backend_url as eager_backend_url
+from forkq.eager import run_eagerly
 from forkq.envelope import Codec, Message, make_message
 from forkq.exceptions import ConfigurationError
 from forkq.result import AsyncResult
@@ -120,14 +122,22 @@ class Forkq:
         return AsyncResult(message.id, self)
 
     def publish(self, message: Message) -> None:
+        """Send the message; in eager mode, run its task here and now (eager.py)."""
         delay = 0.0 if message.eta is None else message.eta - time.time()
         check_delay(delay)
         body = self.codec.encode(message)
+        if self.settings.eager:
+            run_eagerly(self, body)
+            return
         self.broker.publish(message.queue, body, priority=message.priority, delay=max(0.0, delay))
 
     def publish_many(self, messages: Sequence[Message]) -> list[AsyncResult]:
         items = [(m.queue, self.codec.encode(m), m.priority, 0.0) for m in messages]
-        self.broker.publish_many(items)
+        if self.settings.eager:
+            for _, body, _, _ in items:
+                run_eagerly(self, body)
+        else:
+            self.broker.publish_many(items)
         return [AsyncResult(m.id, self) for m in messages]
 
     def AsyncResult(self, task_id: str) -> AsyncResult:
@@ -146,7 +156,10 @@ class Forkq:
     def backend(self) -> ResultBackend:
         self.drop_inherited_connections()
         if self._backend is None:
-            self._backend = open_backend(self.settings.backend_url)
+            eager = self.settings.eager  # results stay in this process: no server needed
+            self._backend = open_backend(
+                eager_backend_url(self) if eager else self.settings.backend_url
+            )
         return self._backend
 
     def drop_inherited_connections(self) -> None:
@@ -163,11 +176,14 @@ class Forkq:
 
     def configure(self, **overrides: Any) -> None:
         """Replace settings (e.g. `broker_url` from the command line); reopens connections."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        self.use_settings(msgspec.structs.replace(self.settings, **given))
+
+    def use_settings(self, settings: Settings) -> None:
+        """Use these settings from now on (connections reopen): to put back earlier ones."""
         self.close()
-        self.settings = msgspec.structs.replace(
-            self.settings, **{k: v for k, v in overrides.items() if v is not None}
-        )
-        self.codec = Codec(secret=self.settings.secret, max_bytes=self.settings.max_message_bytes)
+        self.settings = settings
+        self.codec = Codec(secret=settings.secret, max_bytes=settings.max_message_bytes)
 
     def close(self) -> None:
         if self._owner_pid == os.getpid():

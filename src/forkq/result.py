@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-import traceback as tb
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -58,11 +57,6 @@ def failure_record(
         retries=retries,
         date_done=time.time(),
     )
-
-
-def exception_record(exc: BaseException, retries: int = 0) -> ResultRecord:
-    text = "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
-    return failure_record(type(exc).__qualname__, str(exc), text, retries)
 
 
 def encode_storable(record: ResultRecord) -> tuple[ResultRecord, bytes]:

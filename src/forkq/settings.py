@@ -36,6 +36,7 @@ _ENV_NAMES: dict[str, str] = {
     "result_ttl": "FORKQ_RESULT_TTL",
     "max_message_bytes": "FORKQ_MAX_MESSAGE_BYTES",
     "ignore_result": "FORKQ_IGNORE_RESULT",
+    "eager": "FORKQ_EAGER",
 }
 
 
@@ -49,6 +50,7 @@ class Settings(msgspec.Struct, frozen=True):
     secret: str | None = None  # HMAC key: when set, only signed messages run
     max_message_bytes: int = 1 << 20
     max_deliveries: int = 3  # a task whose process dies this often is failed as WorkerLost
+    eager: bool = False  # tests: publishing runs the task in the caller (eager.py)
 
     def __post_init__(self) -> None:
         if self.result_ttl <= 0:

@@ -115,6 +115,11 @@ def worker(
             raise click.UsageError("worker needs the app: -A module[:attribute]")
         app = resolve_app(app_spec, broker, backend)
         app.configure(max_deliveries=max_deliveries)
+        if app.settings.eager:
+            raise click.UsageError(
+                "the app is in eager mode (eager=True or FORKQ_EAGER): a worker would run the "
+                "tasks its tasks publish in place; turn it off for workers"
+            )
         listed = (queues or app.settings.default_queue).split(",")
         names = tuple(q.strip() for q in listed if q.strip())
         if not names:

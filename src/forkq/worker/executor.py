@@ -12,14 +12,14 @@ charged with it: the master releases it counted, and the redelivery limit ends i
 is checked before decoding too, in case decoding itself is what kills the process. The result
 is stored before the ack, so a crash between the two redelivers the task rather than losing
 its result. (*) in the child itself, or with `--max-tasks-per-child 1` in a process of its own
-(task_process.py).
+(task_process.py). Accepting a decoded message and running its task are `forkq.calling`'s,
+which eager mode shares.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import time
 from collections.abc import Callable
 from functools import partial
 
@@ -28,20 +28,20 @@ import msgspec
 from forkq.app import Forkq
 from forkq.backends import ResultBackend, ResultWrite
 from forkq.brokers import Broker, Consumer, Delivery
-from forkq.envelope import Message, readable_time
-from forkq.exceptions import ConfigurationError, MessageRejected, Retry, TimeLimitExceeded
+from forkq.calling import accept, execute, ignores_result, next_try, refused_retry
+from forkq.envelope import Message
+from forkq.exceptions import ConfigurationError, MessageRejected, TimeLimitExceeded
 from forkq.pool.child import Stopping
 from forkq.pool.scoreboard import SlotWriter
 from forkq.result import (
     ResultRecord,
     decode_record,
     encode_storable,
-    exception_record,
     failure_record,
     success_record,
 )
 from forkq.states import FAILURE, RETRY, STARTED
-from forkq.task import Request, Task
+from forkq.task import Task
 from forkq.worker.limits import TimeLimits, call_within_soft_limit
 from forkq.worker.task_process import TaskProcessDied
 
@@ -111,7 +111,7 @@ class Executor:
             record = self._publish_retry(message, record)
         write = None
         # Failures are stored even for ignore_result tasks: errors must stay visible.
-        if record.state == FAILURE or not self._ignores_result(task):
+        if record.state == FAILURE or not ignores_result(self.app, task):
             record, write = self._result_write(message.id, record)
         self.broker.finish(self.consumer, delivery, write, self.backend)
         self.slot.finished(failed=record.state == FAILURE, unacked=self.broker.kept_acks())
@@ -122,12 +122,7 @@ class Executor:
             # may be what kills the process, so it goes without being read.
             task_id = self.app.codec.trusted_id(delivery.body)  # found without decoding
             raise _worker_lost(delivery.delivery_count, self._most_deliveries(), task_id)
-        message = self.app.codec.decode(delivery.body)
-        task = self.app.tasks.get(message.task)
-        if task is None:
-            raise MessageRejected(f"unknown task {message.task!r}", message.id)
-        if message.expires is not None and message.expires < time.time():
-            raise MessageRejected(f"expired at {readable_time(message.expires)}", message.id)
+        message, task = accept(self.app, self.app.codec.decode(delivery.body))
         if delivery.delivery_count > 1:
             self._refuse_if_killed_for_time(message)
         limit = task.options.max_deliveries or self.app.settings.max_deliveries
@@ -164,64 +159,27 @@ class Executor:
     def _run(
         self, task: Task, message: Message, delivery: Delivery, soft_limit: float | None
     ) -> ResultRecord:
-        if self.app.settings.track_started and not self._ignores_result(task):
+        if self.app.settings.track_started and not ignores_result(self.app, task):
             self._store(message.id, msgspec.structs.replace(success_record(None), state=STARTED))
-        task.request = Request(
-            message.id, message.retries, message.queue, delivery.delivery_count, message.headers
+        return self.run_task(
+            partial(self._call, task, message, delivery.delivery_count, soft_limit)
         )
-        try:
-            return self.run_task(partial(self._call, task, message, soft_limit))
-        finally:
-            task.request = Request()
 
-    def _call(self, task: Task, message: Message, soft_limit: float | None) -> ResultRecord:
+    def _call(
+        self, task: Task, message: Message, delivery_count: int, soft_limit: float | None
+    ) -> ResultRecord:
         """The task itself: in this process, or in one of its own (`run_task`)."""
-        started = time.perf_counter()
-        try:
-            value = call_within_soft_limit(
-                partial(task, *message.args, **message.kwargs), soft_limit
-            )
-        except Stopping:
-            raise
-        except Retry as retry:
-            return self._retry_record(retry, message)
-        except BaseException as exc:
-            log.warning(
-                "task %s[%s] raised %s: %s", message.task, message.id, type(exc).__name__, exc
-            )
-            return exception_record(exc, message.retries)
-        log.info(
-            "task %s[%s] succeeded in %.4fs",
-            message.task,
-            message.id,
-            time.perf_counter() - started,
-        )
-        return success_record(value, message.retries)
-
-    def _retry_record(self, retry: Retry, message: Message) -> ResultRecord:
-        cause = retry.exc
-        log.info("task %s[%s] retry in %.2fs", message.task, message.id, retry.countdown)
-        return ResultRecord(
-            state=RETRY,
-            exc_type=type(cause).__qualname__ if cause else None,
-            exc_message=str(cause) if cause else None,
-            retries=message.retries,
-            date_done=time.time() + retry.countdown,  # when the next try is due
-        )
+        within = partial(call_within_soft_limit, seconds=soft_limit)
+        return execute(task, message, delivery_count, within=within, passthrough=(Stopping,))
 
     def _publish_retry(self, message: Message, record: ResultRecord) -> ResultRecord:
         """The next try, published; a retry that cannot be scheduled (a countdown of 200
         years, say) fails the task instead."""
-        due = record.date_done or time.time()
         try:
-            self.app.publish(msgspec.structs.replace(message, retries=message.retries + 1, eta=due))
+            self.app.publish(next_try(message, record))
         except ConfigurationError as exc:
-            return failure_record("RetryRefused", str(exc), retries=message.retries)
+            return refused_retry(message, exc)
         return record
-
-    def _ignores_result(self, task: Task) -> bool:
-        own = task.options.ignore_result
-        return self.app.settings.ignore_result if own is None else own
 
     def _store(self, task_id: str, record: ResultRecord) -> None:
         _, write = self._result_write(task_id, record)

@@ -82,6 +82,7 @@ class ConsumeProgram:
             log.exception("child %d failed to boot", index)
             return EXIT_BOOT_FAILED
         slot.idle()
+        log.info("child %d ready (pid %d)", index, os.getpid())
         try:
             with contextlib.suppress(Stopping):
                 self._consume(executor, stop)

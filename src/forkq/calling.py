@@ -1,0 +1,153 @@
+"""A decoded message to its outcome: the one path that a worker's child and eager mode share.
+
+    decoded message ─► accept: the task, unknown or expired ─► MessageRejected
+                    ─► execute: request set ─► invoke the task ─► ResultRecord
+                          SUCCESS │ RETRY (self.retry(), autoretry_for) │ FAILURE
+                    ─► RETRY: next_try, the message of the next try (or RetryRefused)
+
+What surrounds it differs: the worker fetches, stores, acks and publishes the next try
+(worker/executor.py); eager mode runs the next try at once and stores into an in-process
+backend (eager.py). What a task sees and what its outcome is are decided here only.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from functools import partial
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from forkq import aio
+from forkq.brokers.base import check_delay
+from forkq.envelope import Message, readable_time
+from forkq.exceptions import MessageRejected, Retry
+from forkq.result import ResultRecord, failure_record, success_record
+from forkq.states import RETRY
+from forkq.task import Request, Task
+
+if TYPE_CHECKING:
+    from forkq.app import Forkq
+
+log = logging.getLogger("forkq.worker")
+
+# Calls the task (the argument) and gives back its value: where the soft time limit goes.
+Runner = Callable[[Callable[[], Any]], Any]
+
+
+def to_the_end(call: Callable[[], Any]) -> Any:
+    """The default `Runner`: the call, and a coroutine it returns run to its end."""
+    return aio.resolve(call())
+
+
+def accept(app: Forkq, message: Message) -> tuple[Message, Task]:
+    """The task a decoded message names, and the message as the task will get it; a message
+    that cannot run is a `MessageRejected` with the reason."""
+    task = app.tasks.get(message.task)
+    if task is None:
+        raise MessageRejected(f"unknown task {message.task!r}", message.id)
+    if message.expires is not None and message.expires < time.time():
+        raise MessageRejected(f"expired at {readable_time(message.expires)}", message.id)
+    return message, task
+
+
+def execute(
+    task: Task,
+    message: Message,
+    delivery_count: int = 1,
+    *,
+    within: Runner = to_the_end,
+    passthrough: tuple[type[BaseException], ...] = (),
+) -> ResultRecord:
+    """Run the task on the message's arguments: its record. A task's exception is a FAILURE
+    (or a RETRY, by `self.retry()` or `autoretry_for`), except `passthrough` ones, which are
+    the caller's (a child told to stop). `within` makes the call (under the soft time limit,
+    in a worker)."""
+    previous = task.request
+    task.request = Request(
+        message.id, message.retries, message.queue, delivery_count, message.headers
+    )
+    started = time.perf_counter()
+    try:
+        value = within(partial(invoke, task, message))
+    except passthrough:
+        raise
+    except Retry as asked:
+        return _retry_record(asked, message)
+    except BaseException as exc:
+        automatic = task.autoretry(exc)
+        if automatic is not None:
+            return _retry_record(automatic, message)
+        return _failure(exc, message)
+    finally:
+        task.request = previous
+    took = time.perf_counter() - started
+    log.info("task %s[%s] succeeded in %.4fs", message.task, message.id, took)
+    return success_record(value, message.retries)
+
+
+def invoke(task: Task, message: Message) -> Any:
+    """The call of the task's function itself: what it returns is the task's value."""
+    return task(*message.args, **message.kwargs)
+
+
+def next_try(message: Message, record: ResultRecord) -> Message:
+    """The message of the try after a RETRY record, due when the record says; a delay that
+    no engine can hold raises `ConfigurationError` (the task then fails: `refused_retry`)."""
+    due = record.date_done or time.time()
+    check_delay(due - time.time())
+    return msgspec.structs.replace(message, retries=message.retries + 1, eta=due)
+
+
+def refused_retry(message: Message, reason: Exception) -> ResultRecord:
+    return failure_record("RetryRefused", str(reason), retries=message.retries)
+
+
+def ignores_result(app: Forkq, task: Task) -> bool:
+    """Whether a success of this task goes unstored (failures are stored always)."""
+    own = task.options.ignore_result
+    return app.settings.ignore_result if own is None else own
+
+
+def _retry_record(retry: Retry, message: Message) -> ResultRecord:
+    cause = retry.exc
+    log.info("task %s[%s] retry in %.2fs", message.task, message.id, retry.countdown)
+    return ResultRecord(
+        state=RETRY,
+        exc_type=type(cause).__qualname__ if cause else None,
+        exc_message=str(cause) if cause else None,
+        retries=message.retries,
+        date_done=time.time() + retry.countdown,  # when the next try is due
+    )
+
+
+def _failure(exc: BaseException, message: Message) -> ResultRecord:
+    text = task_traceback(exc)
+    kind = type(exc).__qualname__
+    log.error("task %s[%s] raised %s: %s\n%s", message.task, message.id, kind, exc, text.rstrip())
+    return failure_record(kind, str(exc), text, message.retries)
+
+
+def task_traceback(exc: BaseException) -> str:
+    """The exception's traceback from the task's own frames down: forkq's frames that called
+    the task are left out (all of them kept when nothing else is left)."""
+    return "".join(traceback.format_exception(type(exc), exc, _own_frames(exc.__traceback__)))
+
+
+_RUNNERS = ("forkq", "asyncio")  # packages whose frames above the task's are the runner's
+
+
+def _own_frames(tb: TracebackType | None) -> TracebackType | None:
+    first = tb
+    while first is not None and _is_runner(first) and first.tb_next is not None:
+        first = first.tb_next
+    return tb if first is None or _is_runner(first) else first
+
+
+def _is_runner(tb: TracebackType) -> bool:
+    module = str(tb.tb_frame.f_globals.get("__name__", ""))
+    return module.partition(".")[0] in _RUNNERS
