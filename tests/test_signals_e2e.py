@@ -40,7 +40,8 @@ def test_hup_reloads_code_in_the_same_process_and_finishes_in_flight_tasks(
 def test_hup_refuses_code_that_does_not_load_and_the_old_children_serve_on(
     client: Forkq, start_worker: Any, e2e_dir: Path
 ) -> None:
-    worker = start_worker("-c", "2", "-l", "info")
+    pidfile = e2e_dir / "worker.pid"
+    worker = start_worker("-c", "2", "--pidfile", str(pidfile), "-l", "info")
     wait_until_serving(client, worker)
     children = worker.all_children(2)
     source = e2e_dir / "e2eapp.py"
@@ -50,6 +51,7 @@ def test_hup_refuses_code_that_does_not_load_and_the_old_children_serve_on(
     worker.wait_for_log("HUP refused")
     assert client.send_task("e2eapp.add", (1, 2)).get(timeout=30) == 3
     assert worker.children() == children  # the same children, never stopped
+    assert pidfile.read_text() == f"{worker.pid}\n"
     refused = [line for line in worker.log().splitlines() if "ERROR" in line]
     assert len(refused) == 1 and "SyntaxError" in refused[0], worker.log()
 
