@@ -78,8 +78,12 @@ def run_worker(app: Forkq, config: WorkerConfig, *, gc_was_enabled: bool | None 
             return exitcodes.APP_LOAD_FAILED
         # Fail here, once, if the broker or backend cannot be reached; and load their modules
         # before forking so that no child imports them again.
-        app.broker.size(config.queues[0])
-        app.backend.get("forkq-startup-check")
+        try:
+            app.broker.size(config.queues[0])
+            app.backend.get("forkq-startup-check")
+        except BaseException:
+            pidfile.remove()
+            raise
         if checking:
             return exitcodes.OK
         worker_id = new_worker_id()
