@@ -37,6 +37,31 @@ def test_hup_reloads_code_in_the_same_process_and_finishes_in_flight_tasks(
     assert "re-executing" in worker.log()
 
 
+def test_hup_refuses_code_that_does_not_load_and_the_old_children_serve_on(
+    client: Forkq, start_worker: Any, e2e_dir: Path
+) -> None:
+    pidfile = e2e_dir / "worker.pid"
+    worker = start_worker("-c", "2", "--pidfile", str(pidfile), "-l", "info")
+    wait_until_serving(client, worker)
+    children = worker.all_children(2)
+    source = e2e_dir / "e2eapp.py"
+    good = source.read_text()
+    source.write_text(good + "\n\ndef broken(:\n")
+    worker.signal(signal.SIGHUP)
+    worker.wait_for_log("HUP refused")
+    assert client.send_task("e2eapp.add", (1, 2)).get(timeout=30) == 3
+    assert worker.children() == children  # the same children, never stopped
+    assert pidfile.read_text() == f"{worker.pid}\n"
+    refused = [line for line in worker.log().splitlines() if "ERROR" in line]
+    assert len(refused) == 1 and "SyntaxError" in refused[0], worker.log()
+
+    source.write_text(good + "\n\n@app.task\ndef version():\n    return 'v2'\n")
+    worker.signal(signal.SIGHUP)
+    worker.wait_for_log("starting 2 children", count=2)  # the re-executed master is up
+    assert client.send_task("e2eapp.version").get(timeout=60) == "v2"
+    assert worker.proc.poll() is None
+
+
 def test_ttin_grows_and_ttou_retires_only_idle_children(
     client: Forkq, start_worker: Any, e2e_dir: Path
 ) -> None:

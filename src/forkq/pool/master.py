@@ -4,8 +4,9 @@
     child exits ─► pidfds (SIGCHLD without them) ───┤
     children's stdout/stderr ─► one pipe each ──────┼─► selector.select(timeout)
     forkq inspect ─► control socket ────────────────┤        │
+    HUP's check of the new code: pipe, pidfd ───────┤        │
     timers (monotonic): tick, scan, back-off, ──────┘        ▼
-    shutdown deadline                           relay lines, answer, handle signals,
+    shutdown deadline, check deadline           relay lines, answer, handle signals,
                                                 reap, run timers, manage (spawn/retire)
 
 Nothing here sleeps to poll and there are no threads: the loop blocks in `select` until one
@@ -36,9 +37,10 @@ from forkq.pool.child import ChildProgram, child_main
 from forkq.pool.control import ControlServer
 from forkq.pool.exits import ChildExit, RespawnPolicy
 from forkq.pool.output import ChildOutput
+from forkq.pool.reload import ReloadCheck
 from forkq.pool.scoreboard import Scoreboard, SlotState
 from forkq.pool.signals import MASTER_SIGNALS, SignalPipe, pidfds_work
-from forkq.pool.watch import SHRINK, TIME_LIMIT, Verdict, Watch
+from forkq.pool.watch import SHRINK, Verdict, Watch
 
 log = logging.getLogger("forkq.master")
 
@@ -50,6 +52,7 @@ class PoolConfig(msgspec.Struct, frozen=True):
     tick_interval: float = 1.0  # how often Supervision.tick runs
     scan_interval: float = 0.25  # how often the scoreboard is read for time limits
     max_memory_per_child: int | None = None  # bytes of USS; over it, a child is recycled
+    reload_check: tuple[str, ...] = ()  # HUP runs it first: exit 0 if the new code loads
 
 
 class Supervision(Protocol):
@@ -100,6 +103,9 @@ class Master:
         self._selector = selectors.DefaultSelector()
         self._pidfds = pidfds_work()
         self._control: ControlServer | None = None  # made by run()
+        self.reload_check = ReloadCheck(
+            config.reload_check, self._selector, self._pidfds, self._reload_now
+        )
         self._actions: dict[int, Callable[[], None]] = {
             signal.SIGTERM: self.stop_warm,
             signal.SIGINT: self._on_interrupt,
@@ -127,11 +133,14 @@ class Master:
                         self.relay_output(key.data)
                     elif isinstance(key.data, ControlServer):
                         key.data.on_readable(key.fileobj)
+                    elif isinstance(key.data, ReloadCheck):
+                        key.data.on_readable()
                 for signum in signals.received():
                     self._actions.get(signum, lambda: None)()
                 self.reap()
                 self._run_timers()
         finally:
+            self.reload_check.close()
             self._selector.close()
             self._control.close()
             signals.close()
@@ -144,8 +153,9 @@ class Master:
     def _timeout(self) -> float:
         now = time.monotonic()
         due = [self._next_tick, self._next_scan]
-        if self._shutdown_deadline is not None:
-            due.append(self._shutdown_deadline)
+        for deadline in (self._shutdown_deadline, self.reload_check.deadline):
+            if deadline is not None:
+                due.append(deadline)
         if not self.stopping and len(self.children) < self.concurrency:
             due.append(self.respawn.not_before)
         return max(0.0, min(due) - now)
@@ -161,6 +171,7 @@ class Master:
         if now >= self._next_scan:
             self._next_scan = now + self.config.scan_interval
             self.enforce(self.watch.check(self._unjudged(), self.scoreboard))
+        self.reload_check.expire(now)
         if self._shutdown_deadline is not None and now >= self._shutdown_deadline:
             log.warning("shutdown timeout: killing %d busy children", len(self.children))
             self._shutdown_deadline = None
@@ -220,8 +231,13 @@ class Master:
         self.kill_all(signal.SIGUSR1)
 
     def reload(self) -> None:
-        """HUP: let running tasks finish, then `run()` returns and the worker re-executes
-        itself in this same process (same PID and pidfile), loading the new code."""
+        """HUP: once the new code is known to load (pool/reload.py), let running tasks
+        finish; then `run()` returns and the worker re-executes itself in this same process
+        (same PID and pidfile), loading the new code."""
+        if not self.stopping:
+            self.reload_check.request()
+
+    def _reload_now(self) -> None:
         if self.stopping:
             return
         log.info("HUP: reloading once running tasks finish")
@@ -303,6 +319,7 @@ class Master:
                 return
             child = self.children.pop(pid, None)
             if child is None:
+                self.reload_check.reaped(pid, status)
                 continue
             self._close_output(child)
             if child.pidfd is not None:
@@ -366,18 +383,7 @@ class Master:
 
     def enforce(self, verdicts: list[Verdict]) -> None:
         for verdict in verdicts:
-            child = self.children[verdict.pid]
-            if verdict.reason == SHRINK:
-                log.info("retiring idle child %d (pid %d)", child.index, child.pid)
-            elif verdict.reason == TIME_LIMIT:
-                log.warning(
-                    "child %d (pid %d) ran %s past its hard time limit: killing it",
-                    child.index,
-                    child.pid,
-                    verdict.detail,
-                )
-            else:
-                log.info("recycling child %d (pid %d): %s", child.index, child.pid, verdict.detail)
+            log.log(*verdict.announcement(self.children[verdict.pid].index))
             self._verdicts[verdict.pid] = verdict
             self.kill(verdict.pid, verdict.signum)
 

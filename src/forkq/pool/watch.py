@@ -18,6 +18,7 @@ can grow by 100 MiB a second; a fixed 2 s period let such children pass a 75 MiB
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
 from collections.abc import Iterable
@@ -38,6 +39,18 @@ class Verdict(msgspec.Struct, frozen=True):
     reason: str
     task_id: str = ""  # the task it concerns, for a time limit
     detail: str = ""
+
+    def announcement(self, index: int) -> tuple[int, str]:
+        """The log level and line of carrying it out on child `index`."""
+        child = f"child {index} (pid {self.pid})"
+        if self.reason == SHRINK:
+            return logging.INFO, f"retiring idle {child}"
+        if self.reason == TIME_LIMIT:
+            return (
+                logging.WARNING,
+                f"{child} ran {self.detail} past its hard time limit: killing it",
+            )
+        return logging.INFO, f"recycling {child}: {self.detail}"
 
 
 class _Reading(msgspec.Struct, frozen=True):

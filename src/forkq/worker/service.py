@@ -3,6 +3,10 @@
 master: gc.disable() ─► import app ─► before-fork hooks ─► open broker (fail fast)
         ─► gc.freeze() ─► gc.enable() ─► Master.run(): fork N children, supervise until stopped
 child:  drop inherited connections ─► open own ─► after-fork hooks ─► consume loop
+
+The pidfile is claimed (locked) first, so that a second worker given it stops before loading
+anything (pool/pidfile.py). HUP's check of the new code (pool/reload.py) runs this same command
+with CHECK_ENV set: it goes as far as the broker check, then exits 0 without forking.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from forkq import exitcodes, logs
 from forkq.app import Forkq
 from forkq.pool.control_dir import open_worker_dir
 from forkq.pool.master import Master, PoolConfig
+from forkq.pool.pidfile import PidFile
+from forkq.pool.reload import CHECK_ENV
 from forkq.settings import redacted
 from forkq.worker.limits import TimeLimits
 from forkq.worker.program import ConsumeOptions, ConsumeProgram, WorkerSupervision
@@ -56,20 +62,30 @@ def new_worker_id() -> str:
 def run_worker(app: Forkq, config: WorkerConfig, *, gc_was_enabled: bool | None = None) -> int:
     """`gc_was_enabled`: whether the collector was on before the caller paused it (the command
     line does, before it loads the app); by default, whether it is on now."""
-    logs.configure_master(config.loglevel, config.log_json, config.logfile, os.getpid())
+    checking = bool(os.environ.get(CHECK_ENV))
+    if not checking:  # the checker's output goes to the master, which logs why it failed
+        logs.configure_master(config.loglevel, config.log_json, config.logfile, os.getpid())
     with collector_paused(gc.isenabled() if gc_was_enabled is None else gc_was_enabled):
         with open_worker_dir():
             pass  # an unsafe control directory is refused now, before anything is logged
+        pidfile = PidFile.claim(None if checking else config.pidfile)
         try:
             for hook in app.before_fork_hooks:
                 hook()
         except Exception:
             log.exception("a before-fork hook failed")
+            pidfile.remove()
             return exitcodes.APP_LOAD_FAILED
         # Fail here, once, if the broker or backend cannot be reached; and load their modules
         # before forking so that no child imports them again.
-        app.broker.size(config.queues[0])
-        app.backend.get("forkq-startup-check")
+        try:
+            app.broker.size(config.queues[0])
+            app.backend.get("forkq-startup-check")
+        except BaseException:
+            pidfile.remove()
+            raise
+        if checking:
+            return exitcodes.OK
         worker_id = new_worker_id()
         options = ConsumeOptions(
             worker_id, config.queues, config.prefetch, config.limits, config.max_tasks_per_child
@@ -82,6 +98,7 @@ def run_worker(app: Forkq, config: WorkerConfig, *, gc_was_enabled: bool | None 
             shutdown_timeout=config.shutdown_timeout,
             tick_interval=app.broker.lease_ttl / 3,
             max_memory_per_child=config.max_memory_per_child,
+            reload_check=(sys.executable, *sys.orig_argv[1:]),
         )
         # Everything loaded so far is shared copy-on-write with the children; freezing it
         # keeps the collector from writing to those pages (and so copying them) in every child.
@@ -97,7 +114,7 @@ def run_worker(app: Forkq, config: WorkerConfig, *, gc_was_enabled: bool | None 
             _warm_package_metadata()
         gc.freeze()
     master = Master(program, supervision, pool)
-    with PidFile(config.pidfile) as pidfile:
+    with pidfile:
         log.info(
             "worker %s: %d children, queues %s, broker %s",
             worker_id,
@@ -107,7 +124,7 @@ def run_worker(app: Forkq, config: WorkerConfig, *, gc_was_enabled: bool | None 
         )
         code = master.run()
         if master.reload_requested:
-            pidfile.keep = True
+            pidfile.hand_over()
             _reexec(app)
     return code
 
@@ -143,22 +160,3 @@ def _reexec(app: Forkq) -> NoReturn:
     app.close()
     logging.shutdown()
     os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
-
-
-class PidFile:
-    """Writes the master's pid on entry and removes the file on exit, unless `keep` is set
-    (the process re-executes itself: the pid stays the same)."""
-
-    def __init__(self, path: str | None) -> None:
-        self.path = path
-        self.keep = False
-
-    def __enter__(self) -> PidFile:
-        if self.path:
-            with open(self.path, "w") as handle:
-                handle.write(f"{os.getpid()}\n")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.path and not self.keep and os.path.exists(self.path):
-            os.unlink(self.path)
