@@ -26,6 +26,7 @@ from functools import partial
 import msgspec
 
 from forkq.app import Forkq
+from forkq.arguments import convert_message
 from forkq.backends import ResultBackend, ResultWrite
 from forkq.brokers import Broker, Consumer, Delivery
 from forkq.envelope import Message, readable_time
@@ -112,7 +113,8 @@ class Executor:
         write = None
         # Failures are stored even for ignore_result tasks: errors must stay visible.
         if record.state == FAILURE or not self._ignores_result(task):
-            record, write = self._result_write(message.id, record)
+            named = msgspec.structs.replace(record, name=message.task)
+            record, write = self._result_write(message.id, named)
         self.broker.finish(self.consumer, delivery, write, self.backend)
         self.slot.finished(failed=record.state == FAILURE, unacked=self.broker.kept_acks())
 
@@ -133,7 +135,7 @@ class Executor:
         limit = task.options.max_deliveries or self.app.settings.max_deliveries
         if delivery.delivery_count > limit:
             raise _worker_lost(delivery.delivery_count, limit, message.id)
-        return message, task
+        return convert_message(task, message), task
 
     def _most_deliveries(self) -> int:
         """The highest redelivery limit any registered task has."""
@@ -164,8 +166,9 @@ class Executor:
     def _run(
         self, task: Task, message: Message, delivery: Delivery, soft_limit: float | None
     ) -> ResultRecord:
-        if self.app.settings.track_started and not self._ignores_result(task):
-            self._store(message.id, msgspec.structs.replace(success_record(None), state=STARTED))
+        if self._tracks_started(task) and not self._ignores_result(task):
+            started = ResultRecord(state=STARTED, date_done=time.time(), name=message.task)
+            self._store(message.id, started)
         task.request = Request(
             message.id, message.retries, message.queue, delivery.delivery_count, message.headers
         )
@@ -217,6 +220,10 @@ class Executor:
         except ConfigurationError as exc:
             return failure_record("RetryRefused", str(exc), retries=message.retries)
         return record
+
+    def _tracks_started(self, task: Task) -> bool:
+        own = task.options.track_started
+        return self.app.settings.track_started if own is None else own
 
     def _ignores_result(self, task: Task) -> bool:
         own = task.options.ignore_result
