@@ -14,6 +14,7 @@ import msgspec
 from forkq.backends import ResultBackend, open_backend
 from forkq.brokers import Broker, open_broker
 from forkq.brokers.base import check_delay
+from forkq.config_object import settings_from_object
 from forkq.envelope import Codec, Message, make_message
 from forkq.exceptions import ConfigurationError
 from forkq.failures import TypeKey, type_key
@@ -194,12 +195,21 @@ class Forkq:
         self._owner_pid = pid
 
     def configure(self, **overrides: Any) -> None:
-        """Replace settings (e.g. `broker_url` from the command line); reopens connections."""
+        """Replace settings (e.g. `broker_url` from the command line); reopens connections.
+        `None` values are skipped."""
+        settings = self.settings.replaced(**{k: v for k, v in overrides.items() if v is not None})
         self.close()
-        self.settings = msgspec.structs.replace(
-            self.settings, **{k: v for k, v in overrides.items() if v is not None}
-        )
+        self.settings = settings
         self.codec = Codec(secret=self.settings.secret, max_bytes=self.settings.max_message_bytes)
+
+    def config_from_object(self, source: object, *, namespace: str | None = None) -> None:
+        """Settings from a module, class, object or mapping, or the dotted name of one
+        (`"proj.settings"`, `"proj.settings:Config"`): forkq's names or Celery's lowercase
+        ones (`task_default_queue`, `result_expires`, ...). They count as explicit: they win
+        over the environment and earlier arguments. An unknown name is an error; see
+        `forkq.config_object` for the Celery settings forkq ignores or refuses."""
+        fields = [f.name for f in msgspec.structs.fields(Settings)]
+        self.configure(**settings_from_object(source, fields, namespace))
 
     def close(self) -> None:
         if self._owner_pid == os.getpid():
