@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -139,11 +140,7 @@ def conversion_for(
     to (or the annotations cannot be resolved, which is logged once)."""
     if signature is None:
         return None
-    try:
-        hints = typing.get_type_hints(fn, include_extras=True)
-    except Exception as exc:  # a name only imported under TYPE_CHECKING, say
-        log.warning("task %s: arguments not converted: annotations unresolved: %s", task_name, exc)
-        return None
+    hints = _hints(task_name, fn)
     kinds = {name: _convertible(hints.get(name)) for name in signature.parameters}
     if all(kind is None for kind in kinds.values()):
         return None
@@ -162,6 +159,24 @@ def conversion_for(
         elif kind is not None and param.kind is not param.POSITIONAL_ONLY:
             keywords[param.name] = kind
     return Conversion(task_name, positional, first_extra, extra, keywords, extra_keywords)
+
+
+def _hints(task_name: str, fn: Callable[..., Any]) -> dict[str, Any]:
+    """The annotations, resolved; one that cannot be (a name imported only under
+    TYPE_CHECKING, a class local to a function) is left out, which is logged."""
+    try:
+        return typing.get_type_hints(fn, include_extras=True)
+    except Exception:  # resolve them one by one, to keep those that can be
+        pass
+    hints = {}
+    scope = getattr(inspect.unwrap(fn), "__globals__", {})  # a callable object has none
+    for name, raw in getattr(fn, "__annotations__", {}).items():
+        one = types.SimpleNamespace(__annotations__={name: raw}, __globals__=scope)
+        try:
+            hints.update(typing.get_type_hints(one, include_extras=True))
+        except Exception as exc:
+            log.warning("task %s: argument %r not converted: %s", task_name, name, exc)
+    return hints
 
 
 def _convertible(hint: Any) -> Any:
