@@ -127,6 +127,8 @@ class Conversion:
         return out, converted
 
     def _one(self, name: str, value: Any, kind: Any) -> Any:
+        if type(value) is kind:  # an int for `int`, a str for `str`: nothing to convert
+            return value
         try:
             return msgspec.convert(value, kind)
         except Exception as exc:  # a ValidationError, or whatever a type's own check raised
