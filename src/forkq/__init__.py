@@ -2,6 +2,7 @@
 
 from forkq.app import Forkq
 from forkq.exceptions import (
+    ArgumentError,
     ConfigurationError,
     ForkqError,
     MaxRetriesExceeded,
@@ -22,6 +23,7 @@ __all__ = [
     "RETRY",
     "STARTED",
     "SUCCESS",
+    "ArgumentError",
     "AsyncResult",
     "ConfigurationError",
     "Forkq",
