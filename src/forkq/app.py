@@ -82,10 +82,14 @@ class Forkq:
     def task(
         self, fn: None = None, /, *, bind: Literal[False] = False, **options: Any
     ) -> TaskDecorator: ...
+    @overload
+    def task(
+        self, fn: None = None, /, *, bind: bool, **options: Any
+    ) -> Callable[[Callable[..., Any]], Task[..., Any]]: ...
 
     def task(
         self, fn: Callable[..., Any] | None = None, /, **options: Any
-    ) -> Task[Any, Any] | TaskDecorator | BoundTaskDecorator:
+    ) -> Task[Any, Any] | TaskDecorator | BoundTaskDecorator | Callable[..., Task[..., Any]]:
         """Register a task: `@app.task` or `@app.task(name=..., queue=..., bind=True, ...)`.
 
         An unknown option raises `ConfigurationError` naming the task and the options there are.

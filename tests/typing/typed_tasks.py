@@ -40,6 +40,11 @@ async def bound_awaited(self: Any, n: int) -> list[int]:
     return [n]
 
 
+def bind_unknown_until_run_time(flag: bool) -> None:
+    task = app.task(bind=flag)(lambda *args: None)
+    assert_type(task, Task[..., Any])
+
+
 def results() -> None:
     typed: Task[[int, int], int] = add
     del typed
