@@ -25,6 +25,9 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check src tests examples bench
 	$(BIN)/ruff format --check src tests examples bench
 
+# mypy strict over src/forkq and tests/typing (pyproject's `files`): one incremental run. The
+# typing tests hold lines that must be errors, each with a `type: ignore[code]` that strict
+# mypy reports when it is not needed.
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy
 

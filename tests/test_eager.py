@@ -42,7 +42,7 @@ def test_arguments_travel_as_json_as_in_production(app: Forkq) -> None:
         return [type(v).__name__ for v in values]
 
     assert kinds.delay((1, 2), {"a": 1}).get(timeout=0) == ["list", "dict"]
-    with pytest.raises(TypeError, match="not JSON-serialisable"):
+    with pytest.raises(TypeError, match="cannot be sent as JSON"):
         kinds.delay(object())
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from forkq.exceptions import (
+    ArgumentError,
     ConfigurationError,
     ForkqError,
     MaxRetriesExceeded,
@@ -32,6 +33,7 @@ __all__ = [
     "RETRY",
     "STARTED",
     "SUCCESS",
+    "ArgumentError",
     "AsyncResult",
     "ConfigurationError",
     "Forkq",

@@ -5,28 +5,41 @@ from __future__ import annotations
 import inspect
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar, overload
+from typing import Any, Literal, ParamSpec, TypeVar, cast, overload
 
 import msgspec
 
 from forkq.backends import ResultBackend, open_backend
 from forkq.brokers import Broker, open_broker
 from forkq.brokers.base import check_delay
+from forkq.config_object import settings_from_object
 from forkq.eager import backend_url as eager_backend_url
 from forkq.eager import run_eagerly
 from forkq.envelope import Codec, Message, make_message
 from forkq.exceptions import ConfigurationError
+from forkq.failures import TypeKey, type_key
 from forkq.result import AsyncResult
 from forkq.settings import Settings, load_settings
-from forkq.task import Task, TaskOptions, due_delay, to_timestamp
+from forkq.task import (
+    AsyncTask,
+    BoundTaskDecorator,
+    Task,
+    TaskDecorator,
+    TaskOptions,
+    due_delay,
+    to_timestamp,
+)
 
 Hook = Callable[[], None]
 H = TypeVar("H", bound=Hook)
 # After fork, a hook may be `async def`: it runs on the child's event loop (forkq/aio.py).
 AfterForkHook = Callable[[], None] | Callable[[], Awaitable[None]]
 AH = TypeVar("AH", bound=AfterForkHook)
+E = TypeVar("E", bound=type[Exception])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class Forkq:
@@ -49,7 +62,8 @@ class Forkq:
             broker_url=broker, result_backend=backend, **settings
         )
         self.codec = Codec(secret=self.settings.secret, max_bytes=self.settings.max_message_bytes)
-        self.tasks: dict[str, Task] = {}
+        self.tasks: dict[str, Task[Any, Any]] = {}
+        self.safe_exceptions: dict[TypeKey, type[Exception]] = {}  # see register_exception
         self.before_fork_hooks: list[Hook] = []
         self.after_fork_hooks: list[AfterForkHook] = []
         self._owner_pid = -1  # the process that opened _broker/_backend
@@ -62,22 +76,48 @@ class Forkq:
     # -- tasks -------------------------------------------------------------------------------
 
     @overload
-    def task(self, fn: Callable[..., Any], /) -> Task: ...
+    def task(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> AsyncTask[P, R]: ...
     @overload
-    def task(self, fn: None = None, /, **options: Any) -> Callable[[Callable[..., Any]], Task]: ...
+    def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+    @overload
+    def task(
+        self, fn: None = None, /, *, bind: Literal[True], **options: Any
+    ) -> BoundTaskDecorator: ...
+    @overload
+    def task(
+        self, fn: None = None, /, *, bind: Literal[False] = False, **options: Any
+    ) -> TaskDecorator: ...
+    @overload
+    def task(
+        self, fn: None = None, /, *, bind: bool, **options: Any
+    ) -> Callable[[Callable[..., Any]], Task[..., Any]]: ...
 
     def task(
         self, fn: Callable[..., Any] | None = None, /, **options: Any
-    ) -> Task | Callable[[Callable[..., Any]], Task]:
-        """Register a task: `@app.task` or `@app.task(name=..., queue=..., bind=True, ...)`."""
+    ) -> Task[Any, Any] | TaskDecorator | BoundTaskDecorator | Callable[..., Task[..., Any]]:
+        """Register a task: `@app.task` or `@app.task(name=..., queue=..., bind=True, ...)`.
 
-        def register(func: Callable[..., Any]) -> Task:
-            name = options.pop("name", None) or self._default_name(func)
-            task = Task(self, func, TaskOptions(name=name, **options))
+        An unknown option raises `ConfigurationError` naming the task and the options there are.
+        """
+
+        def register(func: Callable[..., Any]) -> Task[Any, Any]:
+            given = dict(options)
+            name = given.pop("name", None) or self._default_name(func)
+            kind = AsyncTask if inspect.iscoroutinefunction(func) else Task
+            task: Task[Any, Any] = kind(self, func, TaskOptions.build(name, given))
             self.tasks[name] = task
             return task
 
-        return register(fn) if fn is not None else register
+        return register(fn) if fn is not None else cast(TaskDecorator, register)
+
+    def register_exception(self, cls: E) -> E:
+        """Let `get()` raise a failure of this task error type as an instance of it too (a
+        subclass of both it and `TaskFailed`); usable as a class decorator. The type is
+        matched by module and qualified name, so the worker's type must be the same one."""
+        if not (isinstance(cls, type) and issubclass(cls, Exception)):
+            raise ConfigurationError(f"register_exception takes an Exception subclass, not {cls!r}")
+        self.safe_exceptions[type_key(cls)] = cls
+        return cls
 
     def _default_name(self, func: Callable[..., Any]) -> str:
         module = func.__module__
@@ -98,7 +138,7 @@ class Forkq:
         priority: int = 0,
         task_id: str | None = None,
         headers: dict[str, str] | None = None,
-    ) -> AsyncResult:
+    ) -> AsyncResult[Any]:
         """Enqueue a task by name; it need not be registered in this process.
 
         `eta` is a moment (aware datetime or Unix time); `expires` is a moment or, as a
@@ -119,7 +159,7 @@ class Forkq:
             headers=headers,
         )
         self.publish(message)
-        return AsyncResult(message.id, self)
+        return AsyncResult(message.id, self, name)
 
     def publish(self, message: Message) -> None:
         """Send the message; in eager mode, run its task here and now (eager.py)."""
@@ -131,16 +171,16 @@ class Forkq:
             return
         self.broker.publish(message.queue, body, priority=message.priority, delay=max(0.0, delay))
 
-    def publish_many(self, messages: Sequence[Message]) -> list[AsyncResult]:
+    def publish_many(self, messages: Sequence[Message]) -> list[AsyncResult[Any]]:
         items = [(m.queue, self.codec.encode(m), m.priority, 0.0) for m in messages]
         if self.settings.eager:
             for _, body, _, _ in items:
                 run_eagerly(self, body)
         else:
             self.broker.publish_many(items)
-        return [AsyncResult(m.id, self) for m in messages]
+        return [AsyncResult(m.id, self, m.task) for m in messages]
 
-    def AsyncResult(self, task_id: str) -> AsyncResult:
+    def AsyncResult(self, task_id: str) -> AsyncResult[Any]:
         return AsyncResult(task_id, self)
 
     # -- connections: one per process, never inherited across fork ---------------------------
@@ -175,15 +215,25 @@ class Forkq:
         self._owner_pid = pid
 
     def configure(self, **overrides: Any) -> None:
-        """Replace settings (e.g. `broker_url` from the command line); reopens connections."""
+        """Replace settings (e.g. `broker_url` from the command line); reopens connections.
+        `None` values are skipped."""
         given = {k: v for k, v in overrides.items() if v is not None}
-        self.use_settings(msgspec.structs.replace(self.settings, **given))
+        self.use_settings(self.settings.replaced(**given))
 
     def use_settings(self, settings: Settings) -> None:
         """Use these settings from now on (connections reopen): to put back earlier ones."""
         self.close()
         self.settings = settings
         self.codec = Codec(secret=settings.secret, max_bytes=settings.max_message_bytes)
+
+    def config_from_object(self, source: object, *, namespace: str | None = None) -> None:
+        """Settings from a module, class, object or mapping, or the dotted name of one
+        (`"proj.settings"`, `"proj.settings:Config"`): forkq's names or Celery's lowercase
+        ones (`task_default_queue`, `result_expires`, ...). They count as explicit: they win
+        over the environment and earlier arguments. An unknown name is an error; see
+        `forkq.config_object` for the Celery settings forkq ignores or refuses."""
+        fields = [f.name for f in msgspec.structs.fields(Settings)]
+        self.configure(**settings_from_object(source, fields, namespace))
 
     def close(self) -> None:
         if self._owner_pid == os.getpid():

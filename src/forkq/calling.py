@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from forkq import aio
+from forkq.arguments import convert_message
 from forkq.brokers.base import check_delay
 from forkq.envelope import Message, readable_time
 from forkq.exceptions import MessageRejected, Retry
@@ -52,7 +53,7 @@ def accept(app: Forkq, message: Message) -> tuple[Message, Task]:
         raise MessageRejected(f"unknown task {message.task!r}", message.id)
     if message.expires is not None and message.expires < time.time():
         raise MessageRejected(f"expired at {readable_time(message.expires)}", message.id)
-    return message, task
+    return convert_message(task, message), task
 
 
 def execute(
@@ -87,7 +88,7 @@ def execute(
         task.request = previous
     took = time.perf_counter() - started
     log.info("task %s[%s] succeeded in %.4fs", message.task, message.id, took)
-    return success_record(value, message.retries)
+    return success_record(value, message.retries, message.task)
 
 
 def invoke(task: Task, message: Message) -> Any:
@@ -122,14 +123,17 @@ def _retry_record(retry: Retry, message: Message) -> ResultRecord:
         exc_message=str(cause) if cause else None,
         retries=message.retries,
         date_done=time.time() + retry.countdown,  # when the next try is due
+        name=message.task,
     )
 
 
 def _failure(exc: BaseException, message: Message) -> ResultRecord:
     text = task_traceback(exc)
-    kind = type(exc).__qualname__
+    kind, module = type(exc).__qualname__, type(exc).__module__
     log.error("task %s[%s] raised %s: %s\n%s", message.task, message.id, kind, exc, text.rstrip())
-    return failure_record(kind, str(exc), text, message.retries)
+    return failure_record(
+        kind, str(exc), text, message.retries, exc_module=module, name=message.task
+    )
 
 
 def task_traceback(exc: BaseException) -> str:

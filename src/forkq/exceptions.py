@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar, cast
+
 
 class ForkqError(Exception):
     """Base class of every error forkq raises on purpose."""
@@ -65,20 +67,69 @@ class MessageRejected(ForkqError):
 
 
 class TaskFailed(ForkqError):
-    """A task raised; carries the remote exception as data (never unpickled)."""
+    """A task raised; carries the remote exception as data (never unpickled).
 
-    def __init__(self, task_id: str, exc_type: str, exc_message: str, traceback: str) -> None:
-        super().__init__(f"task {task_id} failed: {exc_type}: {exc_message}")
+    When the remote type is a built-in exception or one the app registered as safe, the
+    error raised is of a subclass of both this and that type (see `forkq.failures`), made
+    without running that type's `__init__`: `except KeyError:` matches, but attributes the
+    original `__init__` would have set are absent; `exc_message` has its text.
+    """
+
+    original: ClassVar[type[Exception] | None] = None  # set on the typed subclasses
+
+    def __init__(
+        self,
+        task_id: str,
+        exc_type: str,
+        exc_message: str,
+        traceback: str,
+        exc_module: str | None = None,
+    ) -> None:
+        # Not super(): the next class in a typed subclass's MRO is the original type, whose
+        # __init__ may take other arguments.
+        Exception.__init__(self, f"task {task_id} failed: {exc_type}: {exc_message}")
         self.task_id = task_id
         self.exc_type = exc_type
+        self.exc_module = exc_module
         self.exc_message = exc_message
         self.remote_traceback = traceback
 
-    def __reduce__(self) -> tuple[type[TaskFailed], tuple[str, str, str, str]]:
-        return (
-            type(self),
-            (self.task_id, self.exc_type, self.exc_message, self.remote_traceback),
-        )
+    def __str__(self) -> str:  # first in the MRO: the original type's __str__ may need state
+        return str(self.args[0]) if self.args else ""
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        fields = (self.task_id, self.exc_type, self.exc_message, self.remote_traceback)
+        return (_rebuild_failure, (self.original, *fields, self.exc_module))
+
+
+def _rebuild_failure(original: type[Exception] | None, *fields: Any) -> TaskFailed:
+    cls = TaskFailed if original is None else failure_class(original) or TaskFailed
+    return cls(*fields)
+
+
+_failure_classes: dict[type[Exception], type[TaskFailed] | None] = {}
+
+
+def failure_class(original: type[Exception]) -> type[TaskFailed] | None:
+    """The subclass of both `TaskFailed` and `original`, made once per type; None for a type
+    that cannot be combined with it (an incompatible C layout)."""
+    if issubclass(original, TaskFailed):
+        return original
+    if original not in _failure_classes:
+        try:
+            made = type(f"TaskFailed[{original.__qualname__}]", (TaskFailed, original), {})
+        except TypeError:
+            _failure_classes[original] = None
+        else:
+            cls = cast(type[TaskFailed], made)
+            cls.original = original
+            _failure_classes[original] = cls
+    return _failure_classes[original]
+
+
+class ArgumentError(ForkqError, TypeError):
+    """A call's arguments do not fit the task: they do not bind to its signature, JSON cannot
+    hold one, or (in the worker) one does not convert to its parameter's annotation."""
 
 
 class ResultTimeout(ForkqError, TimeoutError):
@@ -88,6 +139,26 @@ class ResultTimeout(ForkqError, TimeoutError):
         super().__init__(f"task {task_id} not ready after {timeout:g}s")
         self.task_id = task_id
         self.timeout = timeout
+
+
+class BackendUnreachable(ResultTimeout, BackendUnavailable):
+    """`AsyncResult.get()` gave up because the result backend stayed unreachable until its
+    timeout: a `ResultTimeout` (the wait ended without a result) and a `BackendUnavailable`
+    (the reason), with a message that says so."""
+
+    def __init__(self, task_id: str, timeout: float, unreachable_for: float, cause: str) -> None:
+        Exception.__init__(
+            self,
+            f"task {task_id}: the result backend was unreachable for the last "
+            f"{unreachable_for:.1f}s of the {timeout:g}s wait ({cause})",
+        )
+        self.task_id = task_id
+        self.timeout = timeout
+        self.unreachable_for = unreachable_for
+
+
+class ForkqWarning(UserWarning):
+    """Something forkq accepted but will not act on as asked (a Celery setting it ignores)."""
 
 
 class Retry(ForkqError):

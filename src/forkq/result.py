@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 import msgspec
 
-from forkq.exceptions import BackendUnavailable, ResultTimeout, TaskFailed
+from forkq.exceptions import BackendUnavailable, BackendUnreachable, ResultTimeout, TaskFailed
+from forkq.failures import task_failure
 from forkq.outage import Outage
-from forkq.states import FAILURE, PENDING, READY_STATES, SUCCESS
+from forkq.states import FAILURE, PENDING, READY_STATES, RETRY, SUCCESS
 
 log = logging.getLogger("forkq.client")
 
 if TYPE_CHECKING:
+    from typing_extensions import TypeVar as DefaultedTypeVar
+
     from forkq.app import Forkq
+
+    R = DefaultedTypeVar("R", default=Any)  # a bare `AsyncResult` is `AsyncResult[Any]`
+else:
+    R = TypeVar("R")
 
 
 class ResultRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -23,11 +31,13 @@ class ResultRecord(msgspec.Struct, frozen=True, kw_only=True):
 
     state: str
     result: Any = None
-    exc_type: str | None = None
+    exc_type: str | None = None  # the qualified name; a bare name for forkq's own failures
+    exc_module: str | None = None  # the type's module (None in records of older versions)
     exc_message: str | None = None
     traceback: str | None = None
     retries: int = 0
     date_done: float | None = None
+    name: str | None = None  # the task's name (None in records of older versions)
 
 
 _encoder = msgspec.json.Encoder()
@@ -42,20 +52,30 @@ def decode_record(payload: bytes) -> ResultRecord:
     return _decoder.decode(payload)
 
 
-def success_record(value: Any, retries: int = 0) -> ResultRecord:
-    return ResultRecord(state=SUCCESS, result=value, retries=retries, date_done=time.time())
+def success_record(value: Any, retries: int = 0, name: str | None = None) -> ResultRecord:
+    return ResultRecord(
+        state=SUCCESS, result=value, retries=retries, date_done=time.time(), name=name
+    )
 
 
 def failure_record(
-    exc_type: str, message: str, traceback: str = "", retries: int = 0
+    exc_type: str,
+    message: str,
+    traceback: str = "",
+    retries: int = 0,
+    *,
+    exc_module: str | None = None,
+    name: str | None = None,
 ) -> ResultRecord:
     return ResultRecord(
         state=FAILURE,
         exc_type=exc_type,
+        exc_module=exc_module,
         exc_message=message,
         traceback=traceback,
         retries=retries,
         date_done=time.time(),
+        name=name,
     )
 
 
@@ -66,16 +86,23 @@ def encode_storable(record: ResultRecord) -> tuple[ResultRecord, bytes]:
         return record, _encoder.encode(record)
     except (TypeError, msgspec.EncodeError, RecursionError) as exc:
         reason = f"the task returned a value JSON cannot hold: {exc}"
-        failure = failure_record("ResultNotSerializable", reason, retries=record.retries)
+        failure = msgspec.structs.replace(
+            failure_record("ResultNotSerializable", reason, retries=record.retries),
+            name=record.name,
+        )
         return failure, _encoder.encode(failure)
 
 
-class AsyncResult:
-    """A handle on a task's outcome, by id. Cheap to create; every property reads the backend."""
+class AsyncResult(Generic[R]):
+    """A handle on a task's outcome, by id. Cheap to create; every property reads the backend.
 
-    def __init__(self, task_id: str, app: Forkq) -> None:
+    Generic in the task's return type: `add.delay(1, 2)` is an `AsyncResult[int]` when `add`
+    returns an int, so `get()` is typed."""
+
+    def __init__(self, task_id: str, app: Forkq, name: str | None = None) -> None:
         self.id = task_id
         self.app = app
+        self._name = name
 
     def __repr__(self) -> str:
         return f"<AsyncResult {self.id}>"
@@ -89,11 +116,28 @@ class AsyncResult:
         record = self._record()
         return PENDING if record is None else record.state
 
+    @property
+    def status(self) -> str:
+        """The same as `state` (Celery's other name for it)."""
+        return self.state
+
+    @property
+    def name(self) -> str | None:
+        """The task's name: known at once for a result from `delay()`/`send_task()`, else read
+        from the stored result (None while there is none)."""
+        if self._name is None:
+            record = self._record()
+            self._name = None if record is None else record.name
+        return self._name
+
     def ready(self) -> bool:
         return self.state in READY_STATES
 
     def successful(self) -> bool:
         return self.state == SUCCESS
+
+    def failed(self) -> bool:
+        return self.state == FAILURE
 
     @property
     def result(self) -> Any:
@@ -104,17 +148,42 @@ class AsyncResult:
         return self._failure(record) if record.state == FAILURE else record.result
 
     @property
+    def info(self) -> Any:
+        """As Celery's: the return value, the error of a failure or the one a retry was for,
+        None otherwise."""
+        record = self._record()
+        if record is None:
+            return None
+        if record.state in (FAILURE, RETRY) and record.exc_type is not None:
+            return self._failure(record)
+        return record.result
+
+    @property
+    def date_done(self) -> datetime | None:
+        """When the task finished (UTC); None until it has."""
+        record = self._record()
+        if record is None or record.state not in READY_STATES or record.date_done is None:
+            return None
+        return datetime.fromtimestamp(record.date_done, timezone.utc)
+
+    @property
     def traceback(self) -> str | None:
         record = self._record()
         return None if record is None else record.traceback
 
-    def get(self, timeout: float | None = None, propagate: bool = True) -> Any:
+    @overload
+    def get(self, timeout: float | None = None, propagate: Literal[True] = True) -> R: ...
+    @overload
+    def get(self, timeout: float | None = None, *, propagate: bool) -> R | TaskFailed: ...
+
+    def get(self, timeout: float | None = None, propagate: bool = True) -> R | TaskFailed:
         """Wait for the task to finish and return its value.
 
         A failed task raises `TaskFailed` (or returns it with propagate=False); waiting longer
         than `timeout` seconds raises `ResultTimeout`, a `TimeoutError` naming the task id. An
-        unreachable backend is waited out until then; any other failure of the backend (one
-        that waiting will not mend) is raised at once as `BackendError`.
+        unreachable backend is waited out until then, and if it is still unreachable at the
+        deadline the `ResultTimeout` is a `BackendUnreachable` that says so; any other failure
+        of the backend (one that waiting will not mend) is raised at once as `BackendError`.
         """
         limit = float("inf") if timeout is None else timeout
         deadline = time.monotonic() + limit
@@ -127,7 +196,9 @@ class AsyncResult:
             except BackendUnavailable as exc:  # a restarting server: ride it out
                 pause = outage.failed(exc)
                 if time.monotonic() + pause >= deadline:
-                    raise
+                    since = outage.since or time.monotonic()
+                    down = time.monotonic() - since
+                    raise BackendUnreachable(self.id, limit, down, str(exc)) from exc
                 time.sleep(pause)
                 continue
             outage.succeeded()
@@ -137,16 +208,30 @@ class AsyncResult:
                 raise ResultTimeout(self.id, limit)
         record = decode_record(stored.payload)
         if record.state == SUCCESS:
-            return record.result
+            return record.result  # type: ignore[no-any-return]  # typed by the task
         failure = self._failure(record)
         if propagate:
             raise failure
         return failure
 
+    @overload
+    def wait(self, timeout: float | None = None, propagate: Literal[True] = True) -> R: ...
+    @overload
+    def wait(self, timeout: float | None = None, *, propagate: bool) -> R | TaskFailed: ...
+
+    def wait(self, timeout: float | None = None, propagate: bool = True) -> R | TaskFailed:
+        """The same as `get()` (Celery's other name for it)."""
+        return self.get(timeout, propagate=propagate)
+
     def forget(self) -> None:
         self.app.backend.forget(self.id)
 
     def _failure(self, record: ResultRecord) -> TaskFailed:
-        return TaskFailed(
-            self.id, record.exc_type or "Error", record.exc_message or "", record.traceback or ""
+        return task_failure(
+            self.id,
+            record.exc_module,
+            record.exc_type or "Error",
+            record.exc_message or "",
+            record.traceback or "",
+            self.app.safe_exceptions,
         )

@@ -68,6 +68,21 @@ class Settings(msgspec.Struct, frozen=True):
     def backend_url(self) -> str:
         return self.result_backend or self.broker_url
 
+    def replaced(self, **overrides: Any) -> Settings:
+        """These settings with some replaced, each value checked against its setting's type
+        (a whole number stands for a float; a string is no number)."""
+        fields = {f.name: f for f in msgspec.structs.fields(self)}
+        unknown = set(overrides) - set(fields)
+        if unknown:
+            raise ConfigurationError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        checked = {}
+        for name, value in overrides.items():
+            try:
+                checked[name] = msgspec.convert(value, fields[name].type)
+            except msgspec.ValidationError as exc:
+                raise ConfigurationError(f"setting {name}={value!r}: {exc}") from None
+        return msgspec.structs.replace(self, **checked)
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **explicit: Any) -> Settings:
         """Environment values under the explicit ones; `None` explicit values are ignored."""

@@ -2,20 +2,34 @@
 
 from __future__ import annotations
 
+import functools
+import math
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
 import msgspec
 
+from forkq.arguments import Conversion, SignatureCheck, conversion_for, task_parameters
 from forkq.envelope import make_message
 from forkq.exceptions import ConfigurationError, MaxRetriesExceeded, Retry
 
 if TYPE_CHECKING:
     from forkq.app import Forkq
     from forkq.result import AsyncResult
+
+if TYPE_CHECKING:
+    # Defaults (PEP 696, type checkers only): a bare `Task` is `Task[..., Any]`.
+    from typing_extensions import ParamSpec as DefaultedParamSpec
+    from typing_extensions import TypeVar as DefaultedTypeVar
+
+    P = DefaultedParamSpec("P", default=...)
+    R = DefaultedTypeVar("R", default=Any)
+else:
+    P = ParamSpec("P")
+    R = TypeVar("R")
 
 
 class TaskOptions(msgspec.Struct, frozen=True):
@@ -32,9 +46,16 @@ class TaskOptions(msgspec.Struct, frozen=True):
     dont_autoretry_for: tuple[type[BaseException], ...] = ()  # ... except these
     retry_kwargs: dict[str, Any] = {}  # self.retry()'s arguments for autoretry_for
     ignore_result: bool | None = None  # None: the app's setting
+    track_started: bool | None = None  # None: the app's setting
+    expires: float | datetime | None = None  # apply_async's default: seconds after sending
     time_limit: float | None = None
     soft_time_limit: float | None = None
     max_deliveries: int | None = None  # None: the app's setting
+    typing: bool = True  # check the arguments of a call against the signature when sending
+    # Celery's names for what forkq always does: ack once the result is stored, and let a
+    # task whose process died run again (up to max_deliveries).
+    acks_late: bool = True
+    reject_on_worker_lost: bool = True
 
     def __post_init__(self) -> None:
         if not 0 <= self.priority <= 9:
@@ -55,6 +76,37 @@ class TaskOptions(msgspec.Struct, frozen=True):
             value = getattr(self, limit)
             if value is not None and value <= 0:
                 raise ConfigurationError(f"task {self.name}: {limit} must be > 0 seconds")
+        if isinstance(self.expires, datetime) and self.expires.tzinfo is None:
+            raise ConfigurationError(f"task {self.name}: expires must be a timezone-aware datetime")
+        if isinstance(self.expires, (int, float)) and not 0 < self.expires < math.inf:
+            raise ConfigurationError(f"task {self.name}: expires must be > 0 seconds")
+        if not self.acks_late:
+            raise ConfigurationError(
+                f"task {self.name}: acks_late=False (ack before running, at most once) is not "
+                "available: forkq acks only once the result is stored, so a task may run "
+                "again after a crash; make it idempotent and drop the option"
+            )
+        if not self.reject_on_worker_lost and self.max_deliveries not in (None, 1):
+            raise ConfigurationError(
+                f"task {self.name}: reject_on_worker_lost=False means max_deliveries=1, "
+                f"not {self.max_deliveries}"
+            )
+
+    @classmethod
+    def build(cls, name: str, options: Mapping[str, Any]) -> TaskOptions:
+        """The options of `@app.task(**options)`; an unknown one is named with the list of
+        those supported."""
+        supported = [f.name for f in msgspec.structs.fields(cls) if f.name != "name"]
+        unknown = sorted(set(options) - set(supported))
+        if unknown:
+            raise ConfigurationError(
+                f"task {name}: unknown option{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(unknown)}; supported: {', '.join(['name', *supported])}"
+            )
+        values = dict(options)
+        if values.get("reject_on_worker_lost") is False and values.get("max_deliveries") is None:
+            values["max_deliveries"] = 1  # the first lost process fails it, as in Celery
+        return cls(name=name, **values)
 
 
 class Request(msgspec.Struct, dict=True):
@@ -68,7 +120,11 @@ class Request(msgspec.Struct, dict=True):
     headers: dict[str, str] = msgspec.field(default_factory=dict)
 
 
-class Task:
+class Task(Generic[P, R]):
+    """A registered task. Generic in the parameters and return type of its function (for a
+    bound task, those after `self`), so that type checkers check `delay()`'s arguments and
+    type `delay(...).get()`."""
+
     def __init__(self, app: Forkq, fn: Callable[..., Any], options: TaskOptions) -> None:
         self.app = app
         self.fn = fn
@@ -84,13 +140,24 @@ class Task:
     def __repr__(self) -> str:
         return f"<Task {self.name}>"
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    @functools.cached_property
+    def signature_check(self) -> SignatureCheck | None:
+        signature = task_parameters(self.fn, self.options.bind)
+        return None if signature is None else SignatureCheck(self.name, signature)
+
+    @functools.cached_property
+    def conversion(self) -> Conversion | None:
+        """How received arguments convert to the parameters' annotations (None: as they are)."""
+        signature = task_parameters(self.fn, self.options.bind)
+        return conversion_for(self.name, self.fn, signature)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run in this process, now, like the plain function."""
         if self.options.bind:
-            return self.fn(self, *args, **kwargs)
-        return self.fn(*args, **kwargs)
+            return self.fn(self, *args, **kwargs)  # type: ignore[no-any-return]
+        return self.fn(*args, **kwargs)  # type: ignore[no-any-return]
 
-    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
         return self.apply_async(args, kwargs)
 
     def apply_async(
@@ -105,28 +172,48 @@ class Task:
         priority: int | None = None,
         task_id: str | None = None,
         headers: dict[str, str] | None = None,
-    ) -> AsyncResult:
-        return self.app.send_task(
-            self.name,
-            args,
-            kwargs,
-            countdown=countdown,
-            eta=eta,
-            expires=expires,
-            queue=queue or self.options.queue,
-            priority=self.options.priority if priority is None else priority,
-            task_id=task_id,
-            headers=headers,
-        )
+    ) -> AsyncResult[R]:
+        args = tuple(args)
+        kwargs = kwargs or {}
+        self._check(args, kwargs)
+        try:
+            return self.app.send_task(
+                self.name,
+                args,
+                kwargs,
+                countdown=countdown,
+                eta=eta,
+                expires=self.options.expires if expires is None else expires,
+                queue=queue or self.options.queue,
+                priority=self.options.priority if priority is None else priority,
+                task_id=task_id,
+                headers=headers,
+            )
+        except TypeError as exc:
+            raise self._unencodable(args, kwargs) or exc from None
 
-    def map(self, argument_lists: Iterable[Iterable[Any]]) -> list[AsyncResult]:
+    def map(self, argument_lists: Iterable[Iterable[Any]]) -> list[AsyncResult[R]]:
         """Enqueue one call per argument tuple in a single broker round trip."""
         queue = self.options.queue or self.app.settings.default_queue
+        calls = [tuple(args) for args in argument_lists]
+        for args in calls:
+            self._check(args, {})
         messages = [
             make_message(self.name, list(args), {}, queue=queue, priority=self.options.priority)
-            for args in argument_lists
+            for args in calls
         ]
-        return self.app.publish_many(messages)
+        try:
+            return self.app.publish_many(messages)
+        except TypeError as exc:
+            raise next(filter(None, (self._unencodable(a, {}) for a in calls)), exc) from None
+
+    def _check(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if self.options.typing and self.signature_check is not None:
+            self.signature_check.check(args, kwargs)
+
+    def _unencodable(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Exception | None:
+        check = self.signature_check
+        return None if check is None else check.unencodable(args, kwargs)
 
     def retry(
         self,
@@ -204,6 +291,36 @@ def _exception_types(task: str, option: str, value: object) -> tuple[type[BaseEx
         if not (isinstance(kind, type) and issubclass(kind, BaseException)):
             raise ConfigurationError(f"task {task}: {option} takes exception classes, not {kind!r}")
     return types
+
+
+class AsyncTask(Task[P, R]):
+    """A task whose function is a coroutine function: typed by the value it returns when
+    awaited (`delay(...).get()`), while calling it here gives the coroutine."""
+
+    def __call__(  # type: ignore[override]  # calling it gives the coroutine, not R
+        self, *args: P.args, **kwargs: P.kwargs
+    ) -> Coroutine[Any, Any, R]:
+        return super().__call__(*args, **kwargs)  # type: ignore[return-value]
+
+
+class TaskDecorator(Protocol):
+    """What `@app.task(...)` returns: typed by the function it decorates."""
+
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> AsyncTask[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+
+
+class BoundTaskDecorator(Protocol):
+    """What `@app.task(bind=True, ...)` returns: the task's parameters are those after `self`."""
+
+    @overload
+    def __call__(
+        self, fn: Callable[Concatenate[Any, P], Coroutine[Any, Any, R]], /
+    ) -> AsyncTask[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[Concatenate[Any, P], R], /) -> Task[P, R]: ...
 
 
 def to_timestamp(moment: datetime | float | None) -> float | None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 from functools import partial
 
@@ -38,7 +39,6 @@ from forkq.result import (
     decode_record,
     encode_storable,
     failure_record,
-    success_record,
 )
 from forkq.states import FAILURE, RETRY, STARTED
 from forkq.task import Task
@@ -159,8 +159,9 @@ class Executor:
     def _run(
         self, task: Task, message: Message, delivery: Delivery, soft_limit: float | None
     ) -> ResultRecord:
-        if self.app.settings.track_started and not ignores_result(self.app, task):
-            self._store(message.id, msgspec.structs.replace(success_record(None), state=STARTED))
+        if self._tracks_started(task) and not ignores_result(self.app, task):
+            started = ResultRecord(state=STARTED, date_done=time.time(), name=message.task)
+            self._store(message.id, started)
         return self.run_task(
             partial(self._call, task, message, delivery.delivery_count, soft_limit)
         )
@@ -180,6 +181,10 @@ class Executor:
         except ConfigurationError as exc:
             return refused_retry(message, exc)
         return record
+
+    def _tracks_started(self, task: Task) -> bool:
+        own = task.options.track_started
+        return self.app.settings.track_started if own is None else own
 
     def _store(self, task_id: str, record: ResultRecord) -> None:
         _, write = self._result_write(task_id, record)
