@@ -11,7 +11,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import msgspec
 import pika
@@ -145,7 +145,15 @@ def connection_parameters(pika_url: str, own: dict[str, str]) -> pika.URLParamet
         raise ConfigurationError(f"RabbitMQ URL: {where}{exc}") from None
     if tls:
         parameters.ssl_options = pika.SSLOptions(tls_context(tls))
+    parameters.virtual_host = vhost_of(parts.path)
     return parameters
+
+
+def vhost_of(path: str) -> str:
+    """The vhost a URL's path names, read as Celery reads it: everything after the first
+    '/', percent-decoded, and '/' when that is empty. So `amqp://host//` and
+    `amqp://host/%2F` are vhost '/', `amqp://host/a/b` is 'a/b' (pika would take '' and 'a')."""
+    return unquote(path[1:]) or "/"
 
 
 def tls_context(tls: dict[str, str]) -> ssl.SSLContext:
