@@ -11,7 +11,7 @@ from typing import Any, TypeVar, overload
 import msgspec
 
 from forkq.backends import ResultBackend, open_backend
-from forkq.brokers import Broker, open_broker
+from forkq.brokers import Broker, DeadLetterCaps, open_broker
 from forkq.brokers.base import check_delay
 from forkq.envelope import Codec, Message, make_message
 from forkq.result import AsyncResult
@@ -134,7 +134,8 @@ class Forkq:
     def broker(self) -> Broker:
         self.drop_inherited_connections()
         if self._broker is None:
-            self._broker = open_broker(self.settings.broker_url)
+            caps = DeadLetterCaps(self.settings.dead_letter_max, self.settings.dead_letter_ttl)
+            self._broker = open_broker(self.settings.broker_url, caps)
         return self._broker
 
     @property

@@ -51,9 +51,11 @@ from forkq.brokers.amqp_session import (
     topology_from,
 )
 from forkq.brokers.base import (
+    DEFAULT_DEAD_CAPS,
     Broker,
     Consumer,
     DeadLetter,
+    DeadLetterCaps,
     Delivery,
     check_fetch_args,
     lease_ttl_from_url,
@@ -67,11 +69,13 @@ EARLY_MS = 5  # a message arriving this close to its due time runs now
 
 class AMQPBroker(Broker):
     recovers_by = "connection"
+    dead_caps_per_queue = False  # one dead-letter queue per prefix: the caps bound it whole
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, dead_caps: DeadLetterCaps = DEFAULT_DEAD_CAPS) -> None:
         self.lease_ttl = lease_ttl_from_url(url)
+        self.dead_caps = dead_caps
         pika_url, own = split_url(url)
-        self.topology = topology_from(own, url)
+        self.topology = topology_from(own, url, dead_caps)
         self.has_priorities = not self.topology.quorum
         self._link = Link(
             connection_parameters(pika_url, own),

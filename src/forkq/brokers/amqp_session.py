@@ -19,6 +19,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 
 from forkq.brokers.amqp_reading import Message, message_from
 from forkq.brokers.amqp_topology import Topology
+from forkq.brokers.base import DeadLetterCaps
 from forkq.exceptions import ConfigurationError
 from forkq.settings import redacted
 
@@ -107,7 +108,7 @@ def split_url(url: str) -> tuple[str, dict[str, str]]:
     return urlunsplit(parts._replace(query=rest)), own
 
 
-def topology_from(own: dict[str, str], url: str) -> Topology:
+def topology_from(own: dict[str, str], url: str, dead_caps: DeadLetterCaps) -> Topology:
     queue_type = own.get("queue_type", "classic")
     if queue_type not in ("classic", "quorum"):
         raise ConfigurationError(f"queue_type in {redacted(url)!r} must be classic or quorum")
@@ -116,6 +117,7 @@ def topology_from(own: dict[str, str], url: str) -> Topology:
         own.get("prefix", "forkq"),
         quorum=queue_type == "quorum",
         expires_ms=int(float(expires) * 1000) if expires else None,
+        dead_caps=dead_caps,
     )
 
 

@@ -7,7 +7,10 @@
                       dead-lettered to P.dead
     P.dead            one durable queue of dead letters for every Q of the prefix; headers
                       x-forkq-queue, x-forkq-reason, x-forkq-failed-at (ms), message_id = the
-                      letter's receipt
+                      letter's receipt; x-max-length and x-message-ttl from the dead-letter
+                      caps (the oldest go first). One declared without them, or with other
+                      values (an older forkq, other settings), is used as it is: RabbitMQ
+                      refuses to declare a queue again with other arguments
     P.delay           a headers exchange; a delayed message carries forkq-bucket = its
                       delay in ms (rounded down to two significant digits) and is routed to:
     P.delay.MS        one queue per bucket: x-message-ttl = MS, dead-lettering to the default
@@ -29,7 +32,7 @@ from typing import Any
 
 import msgspec
 
-from forkq.brokers.base import MAX_DELAY
+from forkq.brokers.base import DEFAULT_DEAD_CAPS, MAX_DELAY, DeadLetterCaps
 
 MAX_PRIORITY = 9
 MAX_HOP_MS = 2**31 - 1  # the largest x-message-ttl: longer delays take several hops
@@ -53,6 +56,7 @@ class Topology(msgspec.Struct, frozen=True):
     prefix: str
     quorum: bool = False
     expires_ms: int | None = None  # x-expires of work and dead queues (tests: unused ones go)
+    dead_caps: DeadLetterCaps = DEFAULT_DEAD_CAPS
 
     def queue(self, name: str) -> str:
         return f"{self.prefix}.{name}"
@@ -83,7 +87,12 @@ class Topology(msgspec.Struct, frozen=True):
         return self._expiring(args)
 
     def dead_arguments(self) -> dict[str, Any]:
-        return self._expiring({})
+        args: dict[str, Any] = {}
+        if self.dead_caps.max_count:
+            args["x-max-length"] = self.dead_caps.max_count
+        if self.dead_caps.max_age_ms:
+            args["x-message-ttl"] = self.dead_caps.max_age_ms
+        return self._expiring(args)
 
     def delay_arguments(self, bucket: int) -> dict[str, Any]:
         return {

@@ -54,6 +54,21 @@ class DeadLetter(msgspec.Struct, frozen=True):
     priority: int = 0
 
 
+class DeadLetterCaps(msgspec.Struct, frozen=True):
+    """How many dead letters each queue keeps, and for how long (settings `dead_letter_max`
+    and `dead_letter_ttl`). Enforced where a letter is added: the oldest go first. 0: no cap."""
+
+    max_count: int = 10_000
+    max_age: float = 7 * 86_400.0  # seconds
+
+    @property
+    def max_age_ms(self) -> int:
+        return int(self.max_age * 1000)
+
+
+DEFAULT_DEAD_CAPS = DeadLetterCaps()
+
+
 class Broker(abc.ABC):
     """One connection to a broker. Not shared across processes: open one after fork."""
 
@@ -64,6 +79,11 @@ class Broker(abc.ABC):
     recovers_by: str = "lease"
     #: Whether priority 0-9 orders delivery (RabbitMQ quorum queues before 3.12: no).
     has_priorities: bool = True
+    #: The dead letters a queue keeps.
+    dead_caps: DeadLetterCaps = DEFAULT_DEAD_CAPS
+    #: Whether `dead_caps` hold per queue (RabbitMQ keeps one dead-letter queue per prefix,
+    #: which the caps bound as a whole: it cannot count letters by a header).
+    dead_caps_per_queue: bool = True
 
     @abc.abstractmethod
     def publish(self, queue: str, body: bytes, *, priority: int = 0, delay: float = 0.0) -> None:
@@ -108,7 +128,8 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     def dead_letter(self, consumer: Consumer, delivery: Delivery, reason: str) -> None:
-        """Move the message to its queue's dead letters with the reason."""
+        """Move the message to its queue's dead letters with the reason; the queue's oldest
+        letters beyond `dead_caps` go (RabbitMQ: the caps are on its one dead-letter queue)."""
 
     def kept_acks(self) -> list[tuple[str, str]]:
         """(queue, receipt) of each message this process finished but has not acked yet."""
