@@ -235,6 +235,26 @@ class TestBroker:
             broker.heartbeat("beating")
             assert broker.fetch(consumer("c", worker="thief"), [Q], 1, broker.lease_ttl / 4) == []
 
+    def test_heartbeats_say_which_workers_consume_a_queue(self, broker: Broker) -> None:
+        broker.heartbeat("w1", [Q])
+        broker.heartbeat("w2", [Q, "other"])
+        broker.heartbeat("w1", [Q])  # a later beat replaces the earlier one
+        seen = broker.consumers_seen(Q, 60)
+        assert sorted(s.worker for s in seen) == ["w1", "w2"]  # each once
+        assert [s.seen_at for s in seen] == sorted((s.seen_at for s in seen), reverse=True)
+        assert [s.worker for s in broker.consumers_seen("other", 60)] == ["w2"]
+        assert broker.consumers_seen("nobody", 60) == []
+        [latest, _] = broker.consumers_seen(Q, 60)
+        assert abs(latest.seen_at - time.time()) < 5
+
+    def test_only_recent_heartbeats_count(self, broker: Broker) -> None:
+        broker.heartbeat("early", [Q])
+        time.sleep(0.3)  # the beat ages: time passing, not a wait for an event
+        broker.heartbeat("late", [Q])
+        assert [s.worker for s in broker.consumers_seen(Q, 0.2)] == ["late"]
+        broker.heartbeat("silent")  # a beat naming no queue says nothing about any
+        assert "silent" not in [s.worker for s in broker.consumers_seen(Q, 60)]
+
     def test_dead_letter_list_requeue_purge(self, broker: Broker) -> None:
         broker.publish(Q, b"poison")
         [d] = broker.fetch(consumer(), [Q], 1, 0)

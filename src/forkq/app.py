@@ -112,7 +112,7 @@ class Forkq:
             headers=headers,
         )
         self.publish(message)
-        return AsyncResult(message.id, self)
+        return AsyncResult(message.id, self, message.queue)
 
     def publish(self, message: Message) -> None:
         delay = 0.0 if message.eta is None else message.eta - time.time()
@@ -123,7 +123,7 @@ class Forkq:
     def publish_many(self, messages: Sequence[Message]) -> list[AsyncResult]:
         items = [(m.queue, self.codec.encode(m), m.priority, 0.0) for m in messages]
         self.broker.publish_many(items)
-        return [AsyncResult(m.id, self) for m in messages]
+        return [AsyncResult(m.id, self, m.queue) for m in messages]
 
     def AsyncResult(self, task_id: str) -> AsyncResult:
         return AsyncResult(task_id, self)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from forkq.brokers.sightings import who_consumes
 from forkq.exceptions import BackendUnavailable, ResultTimeout, TaskFailed
 from forkq.outage import Outage
 from forkq.states import FAILURE, PENDING, READY_STATES, SUCCESS
@@ -79,9 +80,10 @@ def encode_storable(record: ResultRecord) -> tuple[ResultRecord, bytes]:
 class AsyncResult:
     """A handle on a task's outcome, by id. Cheap to create; every property reads the backend."""
 
-    def __init__(self, task_id: str, app: Forkq) -> None:
+    def __init__(self, task_id: str, app: Forkq, queue: str | None = None) -> None:
         self.id = task_id
         self.app = app
+        self.queue = queue  # where it was sent, when this handle made it (for a timeout's hint)
 
     def __repr__(self) -> str:
         return f"<AsyncResult {self.id}>"
@@ -140,7 +142,7 @@ class AsyncResult:
             if stored is not None and stored.state in READY_STATES:
                 break
             if time.monotonic() >= deadline:
-                raise ResultTimeout(self.id, limit)
+                raise ResultTimeout(self.id, limit, self._who_consumes())
         record = decode_record(stored.payload)
         if record.state == SUCCESS:
             return record.result
@@ -148,6 +150,13 @@ class AsyncResult:
         if propagate:
             raise failure
         return failure
+
+    def _who_consumes(self) -> str:
+        """Only on a timeout (a round trip). A handle made from a bare id does not know the
+        queue, and a guess could mislead: then nothing."""
+        if self.queue is None:
+            return ""
+        return who_consumes(lambda: self.app.broker, self.queue)
 
     def forget(self) -> None:
         self.app.backend.forget(self.id)

@@ -11,11 +11,20 @@ from forkq.brokers.base import (
     DeadLetter,
     DeadLetterCaps,
     Delivery,
+    Sighting,
 )
 from forkq.exceptions import ConfigurationError
 from forkq.settings import redacted
 
-__all__ = ["Broker", "Consumer", "DeadLetter", "DeadLetterCaps", "Delivery", "open_broker"]
+__all__ = [
+    "Broker",
+    "Consumer",
+    "DeadLetter",
+    "DeadLetterCaps",
+    "Delivery",
+    "Sighting",
+    "open_broker",
+]
 
 
 def open_broker(url: str, dead_caps: DeadLetterCaps | None = None) -> Broker:

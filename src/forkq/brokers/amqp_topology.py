@@ -11,6 +11,9 @@
                       caps (the oldest go first). One declared without them, or with other
                       values (an older forkq, other settings), is used as it is: RabbitMQ
                       refuses to declare a queue again with other arguments
+    P.seen.Q          the heartbeats of the workers that consume Q, for `consumers_seen`: one
+                      message each (body: the worker id; header x-forkq-seen: when, in ms), the
+                      latest SEEN_KEPT kept a day (x-max-length, x-message-ttl)
     P.delay           a headers exchange; a delayed message carries forkq-bucket = its
                       delay in ms (rounded down to two significant digits) and is routed to:
     P.delay.MS        one queue per bucket: x-message-ttl = MS, dead-lettering to the default
@@ -40,6 +43,8 @@ YEAR_MS = 31_557_600_000  # a Julian year
 MAX_DELAY_MS = int(MAX_DELAY * 1000)  # a message due later than this is refused
 DECLARE_AGAIN_AFTER = 600.0  # seconds; a bucket's x-expires is its delay plus an hour
 BUCKET_EXPIRES_MS = 3_600_000
+SEEN_KEPT = 1000  # heartbeats kept per queue: 100 workers beating every 10 s show 100 s
+DAY_MS = 86_400_000
 
 
 def bucket_ms(delay_ms: int) -> int:
@@ -71,6 +76,16 @@ class Topology(msgspec.Struct, frozen=True):
     @property
     def delay_exchange(self) -> str:
         return f"{self.prefix}.delay"
+
+    def seen_queue(self, queue: str) -> str:
+        return f"{self.prefix}.seen.{queue}"
+
+    def seen_arguments(self) -> dict[str, Any]:
+        return {
+            "x-max-length": SEEN_KEPT,
+            "x-message-ttl": DAY_MS,
+            "x-expires": self.expires_ms or DAY_MS + BUCKET_EXPIRES_MS,
+        }
 
     def delay_queue(self, bucket: int) -> str:
         return f"{self.prefix}.delay.{bucket}"

@@ -69,8 +69,20 @@ class DeadLetterCaps(msgspec.Struct, frozen=True):
 DEFAULT_DEAD_CAPS = DeadLetterCaps()
 
 
+class Sighting(msgspec.Struct, frozen=True):
+    """A worker seen consuming a queue: its id and its latest heartbeat (Unix time)."""
+
+    worker: str
+    seen_at: float
+
+
+SIGHTINGS_KEPT = 86_400.0  # seconds a worker's sighting outlives its last heartbeat
+
+
 class Broker(abc.ABC):
     """One connection to a broker. Not shared across processes: open one after fork."""
+
+    url: str = ""
 
     #: Seconds a worker's holds outlive its last heartbeat; workers beat every third of it.
     lease_ttl: float = 30.0
@@ -154,9 +166,19 @@ class Broker(abc.ABC):
         messages to consumers stop now, before its last ack frees room for another."""
 
     @abc.abstractmethod
-    def heartbeat(self, worker: str) -> None:
+    def heartbeat(self, worker: str, queues: Sequence[str] = ()) -> None:
         """Keep `worker`'s holds for `lease_ttl` more seconds. Holds of a worker that stops
-        beating expire and any consumer may fetch those messages again."""
+        beating expire and any consumer may fetch those messages again. Also records that
+        `worker` consumes `queues` now, for `consumers_seen` (kept a day at least)."""
+
+    @abc.abstractmethod
+    def consumers_seen(self, queue: str, within: float) -> list[Sighting]:
+        """The workers whose heartbeat said, in the last `within` seconds, that they consume
+        `queue`: each once, with its latest beat, latest first."""
+
+    def describe(self) -> str:
+        """Which broker this is, for people: its URL without password (SQLite: absolute)."""
+        return redacted(self.url)
 
     @abc.abstractmethod
     def purge(self, queue: str) -> int:

@@ -20,6 +20,7 @@ from forkq.brokers.base import (
     DeadLetter,
     DeadLetterCaps,
     Delivery,
+    Sighting,
     check_fetch_args,
     lease_ttl_from_url,
 )
@@ -42,6 +43,7 @@ class _Store(msgspec.Struct):
     dead: dict[str, dict[int, DeadLetter]] = msgspec.field(default_factory=dict)  # by queue,
     # oldest first
     ids: itertools.count[int] = msgspec.field(default_factory=lambda: itertools.count(1))
+    seen: dict[tuple[str, str], float] = msgspec.field(default_factory=dict)  # (queue, worker)
 
 
 _STORES: dict[str, _Store] = {}
@@ -54,6 +56,7 @@ class MemoryBroker(Broker):
         self._store = _STORES.setdefault(url.partition("?")[0], _Store())
         self.lease_ttl = lease_ttl_from_url(url)
         self.dead_caps = dead_caps
+        self.url = url
 
     def publish(self, queue: str, body: bytes, *, priority: int = 0, delay: float = 0.0) -> None:
         s = self._store
@@ -151,11 +154,19 @@ class MemoryBroker(Broker):
             s.cond.notify_all()
         return count
 
-    def heartbeat(self, worker: str) -> None:
+    def heartbeat(self, worker: str, queues: Sequence[str] = ()) -> None:
         with self._store.cond:
+            now = time.time()
             for entry in self._store.messages.values():
                 if entry.worker == worker:
-                    entry.lease_until = time.time() + self.lease_ttl
+                    entry.lease_until = now + self.lease_ttl
+            self._store.seen.update({(queue, worker): now for queue in queues})
+
+    def consumers_seen(self, queue: str, within: float) -> list[Sighting]:
+        since = time.time() - within
+        with self._store.cond:
+            seen = [Sighting(w, t) for (q, w), t in self._store.seen.items() if q == queue]
+        return sorted((s for s in seen if s.seen_at >= since), key=lambda s: -s.seen_at)
 
     def purge(self, queue: str) -> int:
         s = self._store

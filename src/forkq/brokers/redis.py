@@ -38,6 +38,7 @@ from typing import Any
 import redis
 
 from forkq.backends.base import ResultBackend, ResultWrite
+from forkq.brokers import redis_seen
 from forkq.brokers.base import (
     DEFAULT_DEAD_CAPS,
     Broker,
@@ -45,6 +46,7 @@ from forkq.brokers.base import (
     DeadLetter,
     DeadLetterCaps,
     Delivery,
+    Sighting,
     check_fetch_args,
     lease_ttl_from_url,
 )
@@ -344,9 +346,13 @@ class RedisBroker(Broker):
         members: Any = self.client.smembers(queues_key(self.prefix))
         return sorted(m.decode() for m in members)
 
-    def heartbeat(self, worker: str) -> None:
+    def heartbeat(self, worker: str, queues: Sequence[str] = ()) -> None:
         with self._errors():
-            self.client.set(worker_key(self.prefix, worker), 1, px=int(self.lease_ttl * 1000))
+            redis_seen.beat(self.client, self.prefix, worker, queues, self.lease_ttl)
+
+    def consumers_seen(self, queue: str, within: float) -> list[Sighting]:
+        with self._errors():
+            return redis_seen.seen(self.client, self.prefix, queue, within)
 
     def purge(self, queue: str) -> int:
         with self._errors():

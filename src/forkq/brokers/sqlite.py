@@ -1,12 +1,15 @@
 """The embedded SQLite broker: at-least-once delivery through leases, no server needed.
 
-Schema (one table of messages; the dead letters' tables are `forkq.brokers.sqlite_dead`'s)::
+Schema (the messages, and who consumes what; the dead letters' tables are
+`forkq.brokers.sqlite_dead`'s)::
 
     forkq_messages(id, queue, priority, visible_at, body, deliveries, owner, worker, lease_until)
         owner IS NULL      -> ready once visible_at <= now (countdown/eta sets visible_at)
         owner = consumer   -> held; deliveries was incremented when fetched
         lease_until        -> pushed forward by the owning worker's heartbeat; a lease that
                               runs out (the whole worker died) is taken back by any consumer
+    forkq_workers(queue, worker, seen_at)   the latest heartbeat of each worker per queue it
+                                            consumes; beats older than a day are deleted
 
 Fetching claims rows with one `UPDATE ... RETURNING`, so two consumers never hold the same
 message. Waiting for work is a blocking inotify wait on the database's WAL (`ChangeWaiter`).
@@ -18,6 +21,7 @@ letters with the reason, in a second statement run only when there is one.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Collection, Iterator, Sequence
@@ -28,11 +32,13 @@ from forkq.brokers import sqlite_dead
 from forkq.brokers.base import (
     DEFAULT_DEAD_CAPS,
     LAST_MOMENT,
+    SIGHTINGS_KEPT,
     Broker,
     Consumer,
     DeadLetter,
     DeadLetterCaps,
     Delivery,
+    Sighting,
     check_fetch_args,
     lease_ttl_from_url,
 )
@@ -65,6 +71,17 @@ CREATE INDEX IF NOT EXISTS forkq_messages_worker
     ON forkq_messages(worker) WHERE worker IS NOT NULL;
 """
 _SCHEMA += sqlite_dead.TABLE
+
+# Which workers consume which queues, as their heartbeats say (`consumers_seen`). Added to
+# files made before it by ensure_schema when missing (idempotent, as the caps' schema).
+_WORKERS = """
+CREATE TABLE IF NOT EXISTS forkq_workers (
+    queue TEXT NOT NULL,
+    worker TEXT NOT NULL,
+    seen_at REAL NOT NULL,
+    PRIMARY KEY (queue, worker)
+);
+"""
 
 _UNHOLD = "owner = NULL, worker = NULL, lease_until = NULL"
 
@@ -100,6 +117,8 @@ class SQLiteBroker(Broker):
         )
         with self._errors():
             ensure_schema(self._conn, "forkq_dead_counts", sqlite_dead.CAPS)
+            ensure_schema(self._conn, "forkq_workers", _WORKERS)
+        self.url = url
         self._waiter: ChangeWaiter | None = None  # made when a fetch first has to wait
         self._next_recovery = 0.0
 
@@ -254,12 +273,33 @@ class SQLiteBroker(Broker):
                 (*started, consumer_name),
             ).rowcount
 
-    def heartbeat(self, worker: str) -> None:
-        with self._errors():
+    def heartbeat(self, worker: str, queues: Sequence[str] = ()) -> None:
+        now = time.time()
+        with self._errors(), self._transaction():
             self._conn.execute(
                 "UPDATE forkq_messages SET lease_until = ? WHERE worker = ?",
-                (time.time() + self.lease_ttl, worker),
+                (now + self.lease_ttl, worker),
             )
+            self._conn.executemany(
+                """INSERT INTO forkq_workers (queue, worker, seen_at) VALUES (?, ?, ?)
+                    ON CONFLICT (queue, worker) DO UPDATE SET seen_at = excluded.seen_at""",
+                [(queue, worker, now) for queue in queues],
+            )
+            self._conn.execute(
+                "DELETE FROM forkq_workers WHERE seen_at < ?", (now - SIGHTINGS_KEPT,)
+            )
+
+    def consumers_seen(self, queue: str, within: float) -> list[Sighting]:
+        with self._errors():
+            rows = self._conn.execute(
+                """SELECT CAST(worker AS TEXT), CAST(seen_at AS REAL) FROM forkq_workers
+                    WHERE queue = ? AND seen_at >= ? ORDER BY seen_at DESC""",
+                (queue, time.time() - within),
+            ).fetchall()
+        return [Sighting(worker, seen_at) for worker, seen_at in rows]
+
+    def describe(self) -> str:
+        return f"sqlite:///{os.path.abspath(self.path)}"
 
     def purge(self, queue: str) -> int:
         with self._errors():
