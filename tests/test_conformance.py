@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from forkq.backends import ResultBackend, ResultWrite, open_backend
-from forkq.brokers import Broker, Consumer, open_broker
+from forkq.brokers import Broker, Consumer, DeadLetterCaps, open_broker
 from forkq.states import RETRY, SUCCESS
 from tests.conftest import amqp_test_url, engine_url, redis_test_url
 
@@ -61,6 +61,15 @@ def consumer(name: str = "c1", worker: str = "w1") -> Consumer:
 
 def bodies(deliveries: list) -> list[bytes]:  # type: ignore[type-arg]
     return [d.body for d in deliveries]
+
+
+def _dead_letter(broker: Broker, queue: str, messages: list[bytes], queue_b: bool = False) -> None:
+    """Each message published, fetched and dead-lettered, in order (to `queue`-b if queue_b)."""
+    queue = queue + "-b" if queue_b else queue
+    for body in messages:
+        broker.publish(queue, body)
+        [d] = broker.fetch(consumer(), [queue], 1, 5.0)
+        broker.dead_letter(consumer(), d, f"dead: {body!r}")
 
 
 def _on_own_connection(
@@ -226,6 +235,26 @@ class TestBroker:
             broker.heartbeat("beating")
             assert broker.fetch(consumer("c", worker="thief"), [Q], 1, broker.lease_ttl / 4) == []
 
+    def test_heartbeats_say_which_workers_consume_a_queue(self, broker: Broker) -> None:
+        broker.heartbeat("w1", [Q])
+        broker.heartbeat("w2", [Q, "other"])
+        broker.heartbeat("w1", [Q])  # a later beat replaces the earlier one
+        seen = broker.consumers_seen(Q, 60)
+        assert sorted(s.worker for s in seen) == ["w1", "w2"]  # each once
+        assert [s.seen_at for s in seen] == sorted((s.seen_at for s in seen), reverse=True)
+        assert [s.worker for s in broker.consumers_seen("other", 60)] == ["w2"]
+        assert broker.consumers_seen("nobody", 60) == []
+        [latest, _] = broker.consumers_seen(Q, 60)
+        assert abs(latest.seen_at - time.time()) < 5
+
+    def test_only_recent_heartbeats_count(self, broker: Broker) -> None:
+        broker.heartbeat("early", [Q])
+        time.sleep(0.3)  # the beat ages: time passing, not a wait for an event
+        broker.heartbeat("late", [Q])
+        assert [s.worker for s in broker.consumers_seen(Q, 0.2)] == ["late"]
+        broker.heartbeat("silent")  # a beat naming no queue says nothing about any
+        assert "silent" not in [s.worker for s in broker.consumers_seen(Q, 60)]
+
     def test_dead_letter_list_requeue_purge(self, broker: Broker) -> None:
         broker.publish(Q, b"poison")
         [d] = broker.fetch(consumer(), [Q], 1, 0)
@@ -239,6 +268,38 @@ class TestBroker:
         broker.dead_letter(consumer(), d, "again")
         assert broker.purge_dead(Q) == 1
         assert broker.dead_letters() == []
+
+    def test_dead_letters_are_capped_by_count_the_oldest_going_first(self, url: str) -> None:
+        capped = open_broker(url, DeadLetterCaps(max_count=3, max_age=0))
+        try:
+            _dead_letter(capped, Q, [b"other"], queue_b=True)
+            _dead_letter(capped, Q, [b"1", b"2", b"3", b"4", b"5"])
+            assert [d.body for d in capped.dead_letters(Q)] == [b"3", b"4", b"5"]
+            if capped.dead_caps_per_queue:  # another queue's letters are not counted
+                assert [d.body for d in capped.dead_letters(Q + "-b")] == [b"other"]
+            else:  # RabbitMQ: one dead-letter queue per prefix, capped whole
+                assert len(capped.dead_letters()) == 3
+        finally:
+            capped.close()
+
+    def test_dead_letters_older_than_the_ttl_are_gone_once_another_comes(self, url: str) -> None:
+        capped = open_broker(url, DeadLetterCaps(max_count=0, max_age=0.3))
+        try:
+            _dead_letter(capped, Q, [b"old", b"older"])
+            assert len(capped.dead_letters(Q)) == 2
+            time.sleep(0.4)  # the letters age: time passing, not a wait for an event
+            _dead_letter(capped, Q, [b"new"])
+            assert [d.body for d in capped.dead_letters(Q)] == [b"new"]
+        finally:
+            capped.close()
+
+    def test_without_caps_every_dead_letter_stays(self, url: str) -> None:
+        uncapped = open_broker(url, DeadLetterCaps(max_count=0, max_age=0))
+        try:
+            _dead_letter(uncapped, Q, [str(i).encode() for i in range(12)])
+            assert len(uncapped.dead_letters(Q)) == 12
+        finally:
+            uncapped.close()
 
     def test_requeued_dead_letter_keeps_its_priority(self, broker: Broker) -> None:
         if not broker.has_priorities:

@@ -12,7 +12,7 @@ from typing import Any, Literal, ParamSpec, TypeVar, cast, overload
 import msgspec
 
 from forkq.backends import ResultBackend, open_backend
-from forkq.brokers import Broker, open_broker
+from forkq.brokers import Broker, DeadLetterCaps, open_broker
 from forkq.brokers.base import check_delay
 from forkq.config_object import settings_from_object
 from forkq.eager import backend_url as eager_backend_url
@@ -159,7 +159,7 @@ class Forkq:
             headers=headers,
         )
         self.publish(message)
-        return AsyncResult(message.id, self, name)
+        return AsyncResult(message.id, self, name=name, queue=message.queue)
 
     def publish(self, message: Message) -> None:
         """Send the message; in eager mode, run its task here and now (eager.py)."""
@@ -178,7 +178,7 @@ class Forkq:
                 run_eagerly(self, body)
         else:
             self.broker.publish_many(items)
-        return [AsyncResult(m.id, self, m.task) for m in messages]
+        return [AsyncResult(m.id, self, name=m.task, queue=m.queue) for m in messages]
 
     def AsyncResult(self, task_id: str) -> AsyncResult[Any]:
         return AsyncResult(task_id, self)
@@ -189,7 +189,8 @@ class Forkq:
     def broker(self) -> Broker:
         self.drop_inherited_connections()
         if self._broker is None:
-            self._broker = open_broker(self.settings.broker_url)
+            caps = DeadLetterCaps(self.settings.dead_letter_max, self.settings.dead_letter_ttl)
+            self._broker = open_broker(self.settings.broker_url, caps)
         return self._broker
 
     @property

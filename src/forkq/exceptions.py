@@ -135,10 +135,13 @@ class ArgumentError(ForkqError, TypeError):
 class ResultTimeout(ForkqError, TimeoutError):
     """`AsyncResult.get()` gave up waiting."""
 
-    def __init__(self, task_id: str, timeout: float) -> None:
-        super().__init__(f"task {task_id} not ready after {timeout:g}s")
+    def __init__(self, task_id: str, timeout: float, hint: str = "") -> None:
+        super().__init__(
+            f"task {task_id} not ready after {timeout:g}s" + (f"; {hint}" if hint else "")
+        )
         self.task_id = task_id
         self.timeout = timeout
+        self.hint = hint  # who consumes the task's queue, when that is known
 
 
 class BackendUnreachable(ResultTimeout, BackendUnavailable):

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 import msgspec
 
+from forkq.brokers.sightings import who_consumes
 from forkq.exceptions import BackendUnavailable, BackendUnreachable, ResultTimeout, TaskFailed
 from forkq.failures import task_failure
 from forkq.outage import Outage
@@ -99,10 +100,13 @@ class AsyncResult(Generic[R]):
     Generic in the task's return type: `add.delay(1, 2)` is an `AsyncResult[int]` when `add`
     returns an int, so `get()` is typed."""
 
-    def __init__(self, task_id: str, app: Forkq, name: str | None = None) -> None:
+    def __init__(
+        self, task_id: str, app: Forkq, *, name: str | None = None, queue: str | None = None
+    ) -> None:
         self.id = task_id
         self.app = app
         self._name = name
+        self.queue = queue  # where it was sent, when this handle made it (for a timeout's hint)
 
     def __repr__(self) -> str:
         return f"<AsyncResult {self.id}>"
@@ -205,7 +209,7 @@ class AsyncResult(Generic[R]):
             if stored is not None and stored.state in READY_STATES:
                 break
             if time.monotonic() >= deadline:
-                raise ResultTimeout(self.id, limit)
+                raise ResultTimeout(self.id, limit, self._who_consumes())
         record = decode_record(stored.payload)
         if record.state == SUCCESS:
             return record.result  # type: ignore[no-any-return]  # typed by the task
@@ -222,6 +226,13 @@ class AsyncResult(Generic[R]):
     def wait(self, timeout: float | None = None, propagate: bool = True) -> R | TaskFailed:
         """The same as `get()` (Celery's other name for it)."""
         return self.get(timeout, propagate=propagate)
+
+    def _who_consumes(self) -> str:
+        """Only on a timeout (a round trip). A handle made from a bare id does not know the
+        queue, and a guess could mislead: then nothing."""
+        if self.queue is None:
+            return ""
+        return who_consumes(lambda: self.app.broker, self.queue)
 
     def forget(self) -> None:
         self.app.backend.forget(self.id)

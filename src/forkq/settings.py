@@ -37,6 +37,8 @@ _ENV_NAMES: dict[str, str] = {
     "max_message_bytes": "FORKQ_MAX_MESSAGE_BYTES",
     "ignore_result": "FORKQ_IGNORE_RESULT",
     "eager": "FORKQ_EAGER",
+    "dead_letter_max": "FORKQ_DEAD_LETTER_MAX",
+    "dead_letter_ttl": "FORKQ_DEAD_LETTER_TTL",
 }
 
 
@@ -51,6 +53,8 @@ class Settings(msgspec.Struct, frozen=True):
     max_message_bytes: int = 1 << 20
     max_deliveries: int = 3  # a task whose process dies this often is failed as WorkerLost
     eager: bool = False  # tests: publishing runs the task in the caller (eager.py)
+    dead_letter_max: int = 10_000  # dead letters kept per queue, the oldest go first; 0: all
+    dead_letter_ttl: float = 7 * 86_400.0  # seconds a dead letter is kept; 0: for ever
 
     def __post_init__(self) -> None:
         if self.result_ttl <= 0:
@@ -61,6 +65,13 @@ class Settings(msgspec.Struct, frozen=True):
             )
         if self.max_deliveries < 1:
             raise ConfigurationError(f"max_deliveries must be >= 1, got {self.max_deliveries}")
+        if self.dead_letter_max < 0:
+            raise ConfigurationError(f"dead_letter_max must be >= 0, got {self.dead_letter_max}")
+        if not 0 <= self.dead_letter_ttl <= 366 * 86_400:  # RabbitMQ holds TTLs of a few years
+            raise ConfigurationError(
+                f"dead_letter_ttl must be 0 (no cap) to 366 days in seconds, got "
+                f"{self.dead_letter_ttl}"
+            )
         if not self.default_queue:
             raise ConfigurationError("default_queue must not be empty")
 

@@ -43,6 +43,7 @@ from forkq.brokers.amqp_dead import list_dead, publish_dead, take_dead
 from forkq.brokers.amqp_link import Link
 from forkq.brokers.amqp_publish import Publisher, due_ms_after, now_ms
 from forkq.brokers.amqp_reading import Message
+from forkq.brokers.amqp_seen import beat, seen
 from forkq.brokers.amqp_session import (
     Keeper,
     Session,
@@ -51,10 +52,13 @@ from forkq.brokers.amqp_session import (
     topology_from,
 )
 from forkq.brokers.base import (
+    DEFAULT_DEAD_CAPS,
     Broker,
     Consumer,
     DeadLetter,
+    DeadLetterCaps,
     Delivery,
+    Sighting,
     check_fetch_args,
     lease_ttl_from_url,
 )
@@ -67,11 +71,13 @@ EARLY_MS = 5  # a message arriving this close to its due time runs now
 
 class AMQPBroker(Broker):
     recovers_by = "connection"
+    dead_caps_per_queue = False  # one dead-letter queue per prefix: the caps bound it whole
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, dead_caps: DeadLetterCaps = DEFAULT_DEAD_CAPS) -> None:
         self.lease_ttl = lease_ttl_from_url(url)
+        self.dead_caps = dead_caps
         pika_url, own = split_url(url)
-        self.topology = topology_from(own, url)
+        self.topology = topology_from(own, url, dead_caps)
         self.has_priorities = not self.topology.quorum
         self._link = Link(
             connection_parameters(pika_url, own),
@@ -294,16 +300,24 @@ class AMQPBroker(Broker):
         session.channel.close()
         return len(held) + len(session.buffer)
 
-    def heartbeat(self, worker: str) -> None:
-        """Nothing to renew (RabbitMQ watches connections); answer AMQP heartbeats if open.
-        A connection found dropped is forgotten, and the next call opens another."""
+    def heartbeat(self, worker: str, queues: Sequence[str] = ()) -> None:
+        """No hold to renew (RabbitMQ watches connections): answer AMQP heartbeats if open,
+        and say which queues `worker` consumes (`forkq.brokers.amqp_seen`). A connection
+        found dropped is forgotten, and the next call opens another."""
 
         def answer() -> None:
             connection = self._link.connection
             if connection is not None and connection.is_open:
                 connection.process_data_events(time_limit=0)
+            if queues:
+                beat(self.publisher, worker, queues)
 
         self._link.run(answer, repeatable=True)
+
+    def consumers_seen(self, queue: str, within: float) -> list[Sighting]:
+        return self._link.run(
+            partial(seen, self.publisher, self._open, queue, within), repeatable=True
+        )
 
     # -- queues and dead letters: all repeatable on a new connection (see amqp_link) ---------
 

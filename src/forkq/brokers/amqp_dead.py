@@ -39,9 +39,8 @@ def publish_dead(publisher: Publisher, queue: str, body: bytes, priority: int, r
         headers=headers,
         message_id=uuid.uuid4().hex,
     )
-    dead = publisher.topology.dead
-    publisher.declare(dead, publisher.topology.dead_arguments())
-    publisher.channel().basic_publish("", dead, body, properties)
+    publisher.declare_dead()
+    publisher.channel().basic_publish("", publisher.topology.dead, body, properties)
 
 
 @contextmanager
@@ -50,7 +49,7 @@ def browsing_dead(
 ) -> Iterator[tuple[BlockingChannel, list[tuple[int, DeadLetter]]]]:
     """Every dead letter with its delivery tag, and the channel to ack the chosen ones on."""
     dead = publisher.topology.dead
-    publisher.declare(dead, publisher.topology.dead_arguments())
+    publisher.declare_dead()
     browser: BlockingChannel = connection().channel()
     letters: list[tuple[int, DeadLetter]] = []
     try:

@@ -39,12 +39,6 @@ from forkq.exceptions import BrokerError, BrokerUnavailable
 T = TypeVar("T")
 
 
-_REFUSED = (
-    pika.exceptions.ProbableAuthenticationError,
-    pika.exceptions.ProbableAccessDeniedError,
-)
-
-
 class ConnectionLost(BrokerUnavailable):
     """The connection is gone (or could not be opened): what was on it is forgotten."""
 
@@ -99,9 +93,12 @@ class Link:
         except ssl.SSLError as exc:  # pika raises a failed TLS handshake as it is
             self.forget()  # not an outage: waiting will not make a certificate valid
             raise BrokerError(tls_failure(self.parameters, exc)) from exc
-        except _REFUSED as exc:  # not an outage: waiting will not make the login good
+        except pika.exceptions.ProbableAuthenticationError as exc:  # not an outage: waiting
+            self.forget()  # will not make a login good, nor create a vhost
+            raise BrokerError(login_refused(self.parameters, exc)) from exc
+        except pika.exceptions.ProbableAccessDeniedError as exc:
             self.forget()
-            raise BrokerError(f"rabbitmq broker: {exc!r}") from exc
+            raise BrokerError(vhost_refused(self.parameters, exc)) from exc
         except (pika.exceptions.AMQPError, OSError) as exc:
             # A channel used after its connection died raises a channel error: still a loss.
             if isinstance(exc, pika.exceptions.AMQPConnectionError) or not self.is_open:
@@ -122,3 +119,35 @@ class Link:
         """In a forked child: the socket belongs to the parent's session; drop it unsaid."""
         self.connection = None
         self.lock = threading.RLock()
+
+
+# RabbitMQ closes a connection it refuses with a reply code that pika turns into a type: 403
+# ACCESS_REFUSED while logging in (ProbableAuthenticationError: wrong user name or password),
+# 530 NOT_ALLOWED when opening the vhost (ProbableAccessDeniedError: no such vhost, or the user
+# has no permissions on it). pika keeps RabbitMQ's words only as text, shown as they are.
+
+
+def login_refused(parameters: pika.ConnectionParameters, exc: Exception) -> str:
+    return (
+        f"rabbitmq broker {parameters.host}:{parameters.port} refused the login of user "
+        f"{_user(parameters)!r}: wrong user name or password ({_server_words(exc)})"
+    )
+
+
+def vhost_refused(parameters: pika.ConnectionParameters, exc: Exception) -> str:
+    vhost = parameters.virtual_host
+    return (
+        f"rabbitmq broker {parameters.host}:{parameters.port}: vhost {vhost!r} does not exist "
+        f"or user {_user(parameters)!r} has no permissions on it ({_server_words(exc)}); the "
+        "URL's path is the vhost: amqp://HOST// or amqp://HOST/%2F is '/'"
+    )
+
+
+def _user(parameters: pika.ConnectionParameters) -> str:
+    credentials = parameters.credentials
+    return credentials.username if isinstance(credentials, pika.PlainCredentials) else "?"
+
+
+def _server_words(exc: Exception) -> str:
+    said = exc.args[0] if exc.args and isinstance(exc.args[0], str) else repr(exc)
+    return "RabbitMQ: " + said.removeprefix("ConnectionClosedByBroker: ")

@@ -4,11 +4,15 @@ queue, delay buckets), each made once per connection and again every ten minutes
 
 from __future__ import annotations
 
+import json
+import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import pika
+import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
 from forkq.brokers.amqp_topology import (
@@ -19,6 +23,26 @@ from forkq.brokers.amqp_topology import (
     bucket_ms,
 )
 from forkq.exceptions import BrokerError, ConfigurationError
+
+log = logging.getLogger("forkq.broker")
+
+PRECONDITION_FAILED = 406  # AMQP: a queue declared again with other arguments
+_told: set[str] = set()  # dead queues whose caps this process said it cannot apply
+
+
+def _uncapped_once(topology: Topology, said: str) -> None:
+    if topology.dead in _told:
+        return
+    _told.add(topology.dead)
+    args = topology.dead_arguments()
+    policy = {"max-length": args.get("x-max-length"), "message-ttl": args.get("x-message-ttl")}
+    log.warning(
+        "RabbitMQ queue %s exists with other arguments than this forkq's dead-letter caps "
+        "(%s): it keeps its own. To cap it, set a policy: rabbitmqctl set_policy %s '^%s$' "
+        "'%s' --apply-to queues (or delete it once empty)",
+        topology.dead, said, topology.dead, re.escape(topology.dead),
+        json.dumps({k: v for k, v in policy.items() if v is not None}),
+    )  # fmt: skip
 
 
 def now_ms() -> int:
@@ -69,9 +93,30 @@ class Publisher:
         self.channel().queue_declare(amqp_queue, durable=True, arguments=arguments)
         self._declared[amqp_queue] = time.monotonic()
 
+    def declare_dead(self) -> None:
+        """P.dead with the caps; one that exists with other arguments (declared by an older
+        forkq, or with other caps) is used as it is, and that is logged once per process.
+        Declared on a channel of its own, which RabbitMQ closes when it refuses: the
+        publishing channels, which callers hold, stay open."""
+        dead = self.topology.dead
+        declared = self._declared.get(dead)
+        if declared is not None and time.monotonic() - declared < DECLARE_AGAIN_AFTER:
+            return
+        channel = self._connection().channel()
+        try:
+            channel.queue_declare(dead, durable=True, arguments=self.topology.dead_arguments())
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code != PRECONDITION_FAILED:
+                raise
+            _uncapped_once(self.topology, exc.reply_text)
+        finally:
+            if channel.is_open:
+                channel.close()
+        self._declared[dead] = time.monotonic()
+
     def declare_work(self, queue: str) -> str:
         name = self.topology.queue(queue)
-        self.declare(self.topology.dead, self.topology.dead_arguments())
+        self.declare_dead()
         self.declare(name, self.topology.work_arguments())
         return name
 

@@ -11,7 +11,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import msgspec
 import pika
@@ -19,6 +19,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 
 from forkq.brokers.amqp_reading import Message, message_from
 from forkq.brokers.amqp_topology import Topology
+from forkq.brokers.base import DeadLetterCaps
 from forkq.exceptions import ConfigurationError
 from forkq.settings import redacted
 
@@ -107,7 +108,7 @@ def split_url(url: str) -> tuple[str, dict[str, str]]:
     return urlunsplit(parts._replace(query=rest)), own
 
 
-def topology_from(own: dict[str, str], url: str) -> Topology:
+def topology_from(own: dict[str, str], url: str, dead_caps: DeadLetterCaps) -> Topology:
     queue_type = own.get("queue_type", "classic")
     if queue_type not in ("classic", "quorum"):
         raise ConfigurationError(f"queue_type in {redacted(url)!r} must be classic or quorum")
@@ -116,6 +117,7 @@ def topology_from(own: dict[str, str], url: str) -> Topology:
         own.get("prefix", "forkq"),
         quorum=queue_type == "quorum",
         expires_ms=int(float(expires) * 1000) if expires else None,
+        dead_caps=dead_caps,
     )
 
 
@@ -145,7 +147,15 @@ def connection_parameters(pika_url: str, own: dict[str, str]) -> pika.URLParamet
         raise ConfigurationError(f"RabbitMQ URL: {where}{exc}") from None
     if tls:
         parameters.ssl_options = pika.SSLOptions(tls_context(tls))
+    parameters.virtual_host = vhost_of(parts.path)
     return parameters
+
+
+def vhost_of(path: str) -> str:
+    """The vhost a URL's path names, read as Celery reads it: everything after the first
+    '/', percent-decoded, and '/' when that is empty. So `amqp://host//` and
+    `amqp://host/%2F` are vhost '/', `amqp://host/a/b` is 'a/b' (pika would take '' and 'a')."""
+    return unquote(path[1:]) or "/"
 
 
 def tls_context(tls: dict[str, str]) -> ssl.SSLContext:

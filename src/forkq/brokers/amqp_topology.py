@@ -7,7 +7,13 @@
                       dead-lettered to P.dead
     P.dead            one durable queue of dead letters for every Q of the prefix; headers
                       x-forkq-queue, x-forkq-reason, x-forkq-failed-at (ms), message_id = the
-                      letter's receipt
+                      letter's receipt; x-max-length and x-message-ttl from the dead-letter
+                      caps (the oldest go first). One declared without them, or with other
+                      values (an older forkq, other settings), is used as it is: RabbitMQ
+                      refuses to declare a queue again with other arguments
+    P.seen.Q          the heartbeats of the workers that consume Q, for `consumers_seen`: one
+                      message each (body: the worker id; header x-forkq-seen: when, in ms), the
+                      latest SEEN_KEPT kept a day (x-max-length, x-message-ttl)
     P.delay           a headers exchange; a delayed message carries forkq-bucket = its
                       delay in ms (rounded down to two significant digits) and is routed to:
     P.delay.MS        one queue per bucket: x-message-ttl = MS, dead-lettering to the default
@@ -29,7 +35,7 @@ from typing import Any
 
 import msgspec
 
-from forkq.brokers.base import MAX_DELAY
+from forkq.brokers.base import DEFAULT_DEAD_CAPS, MAX_DELAY, DeadLetterCaps
 
 MAX_PRIORITY = 9
 MAX_HOP_MS = 2**31 - 1  # the largest x-message-ttl: longer delays take several hops
@@ -37,6 +43,8 @@ YEAR_MS = 31_557_600_000  # a Julian year
 MAX_DELAY_MS = int(MAX_DELAY * 1000)  # a message due later than this is refused
 DECLARE_AGAIN_AFTER = 600.0  # seconds; a bucket's x-expires is its delay plus an hour
 BUCKET_EXPIRES_MS = 3_600_000
+SEEN_KEPT = 1000  # heartbeats kept per queue: 100 workers beating every 10 s show 100 s
+DAY_MS = 86_400_000
 
 
 def bucket_ms(delay_ms: int) -> int:
@@ -53,6 +61,7 @@ class Topology(msgspec.Struct, frozen=True):
     prefix: str
     quorum: bool = False
     expires_ms: int | None = None  # x-expires of work and dead queues (tests: unused ones go)
+    dead_caps: DeadLetterCaps = DEFAULT_DEAD_CAPS
 
     def queue(self, name: str) -> str:
         return f"{self.prefix}.{name}"
@@ -67,6 +76,16 @@ class Topology(msgspec.Struct, frozen=True):
     @property
     def delay_exchange(self) -> str:
         return f"{self.prefix}.delay"
+
+    def seen_queue(self, queue: str) -> str:
+        return f"{self.prefix}.seen.{queue}"
+
+    def seen_arguments(self) -> dict[str, Any]:
+        return {
+            "x-max-length": SEEN_KEPT,
+            "x-message-ttl": DAY_MS,
+            "x-expires": self.expires_ms or DAY_MS + BUCKET_EXPIRES_MS,
+        }
 
     def delay_queue(self, bucket: int) -> str:
         return f"{self.prefix}.delay.{bucket}"
@@ -83,7 +102,12 @@ class Topology(msgspec.Struct, frozen=True):
         return self._expiring(args)
 
     def dead_arguments(self) -> dict[str, Any]:
-        return self._expiring({})
+        args: dict[str, Any] = {}
+        if self.dead_caps.max_count:
+            args["x-max-length"] = self.dead_caps.max_count
+        if self.dead_caps.max_age_ms:
+            args["x-message-ttl"] = self.dead_caps.max_age_ms
+        return self._expiring(args)
 
     def delay_arguments(self, bucket: int) -> dict[str, Any]:
         return {

@@ -54,8 +54,35 @@ class DeadLetter(msgspec.Struct, frozen=True):
     priority: int = 0
 
 
+class DeadLetterCaps(msgspec.Struct, frozen=True):
+    """How many dead letters each queue keeps, and for how long (settings `dead_letter_max`
+    and `dead_letter_ttl`). Enforced where a letter is added: the oldest go first. 0: no cap."""
+
+    max_count: int = 10_000
+    max_age: float = 7 * 86_400.0  # seconds
+
+    @property
+    def max_age_ms(self) -> int:
+        return int(self.max_age * 1000)
+
+
+DEFAULT_DEAD_CAPS = DeadLetterCaps()
+
+
+class Sighting(msgspec.Struct, frozen=True):
+    """A worker seen consuming a queue: its id and its latest heartbeat (Unix time)."""
+
+    worker: str
+    seen_at: float
+
+
+SIGHTINGS_KEPT = 86_400.0  # seconds a worker's sighting outlives its last heartbeat
+
+
 class Broker(abc.ABC):
     """One connection to a broker. Not shared across processes: open one after fork."""
+
+    url: str = ""
 
     #: Seconds a worker's holds outlive its last heartbeat; workers beat every third of it.
     lease_ttl: float = 30.0
@@ -64,6 +91,11 @@ class Broker(abc.ABC):
     recovers_by: str = "lease"
     #: Whether priority 0-9 orders delivery (RabbitMQ quorum queues before 3.12: no).
     has_priorities: bool = True
+    #: The dead letters a queue keeps.
+    dead_caps: DeadLetterCaps = DEFAULT_DEAD_CAPS
+    #: Whether `dead_caps` hold per queue (RabbitMQ keeps one dead-letter queue per prefix,
+    #: which the caps bound as a whole: it cannot count letters by a header).
+    dead_caps_per_queue: bool = True
 
     @abc.abstractmethod
     def publish(self, queue: str, body: bytes, *, priority: int = 0, delay: float = 0.0) -> None:
@@ -108,7 +140,8 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     def dead_letter(self, consumer: Consumer, delivery: Delivery, reason: str) -> None:
-        """Move the message to its queue's dead letters with the reason."""
+        """Move the message to its queue's dead letters with the reason; the queue's oldest
+        letters beyond `dead_caps` go (RabbitMQ: the caps are on its one dead-letter queue)."""
 
     def kept_acks(self) -> list[tuple[str, str]]:
         """(queue, receipt) of each message this process finished but has not acked yet."""
@@ -133,9 +166,19 @@ class Broker(abc.ABC):
         messages to consumers stop now, before its last ack frees room for another."""
 
     @abc.abstractmethod
-    def heartbeat(self, worker: str) -> None:
+    def heartbeat(self, worker: str, queues: Sequence[str] = ()) -> None:
         """Keep `worker`'s holds for `lease_ttl` more seconds. Holds of a worker that stops
-        beating expire and any consumer may fetch those messages again."""
+        beating expire and any consumer may fetch those messages again. Also records that
+        `worker` consumes `queues` now, for `consumers_seen` (kept a day at least)."""
+
+    @abc.abstractmethod
+    def consumers_seen(self, queue: str, within: float) -> list[Sighting]:
+        """The workers whose heartbeat said, in the last `within` seconds, that they consume
+        `queue`: each once, with its latest beat, latest first."""
+
+    def describe(self) -> str:
+        """Which broker this is, for people: its URL without password (SQLite: absolute)."""
+        return redacted(self.url)
 
     @abc.abstractmethod
     def purge(self, queue: str) -> int:

@@ -14,10 +14,13 @@ from collections.abc import Collection, Sequence
 import msgspec
 
 from forkq.brokers.base import (
+    DEFAULT_DEAD_CAPS,
     Broker,
     Consumer,
     DeadLetter,
+    DeadLetterCaps,
     Delivery,
+    Sighting,
     check_fetch_args,
     lease_ttl_from_url,
 )
@@ -37,17 +40,23 @@ class _Entry(msgspec.Struct):
 class _Store(msgspec.Struct):
     cond: threading.Condition = msgspec.field(default_factory=threading.Condition)
     messages: dict[int, _Entry] = msgspec.field(default_factory=dict)
-    dead: dict[int, DeadLetter] = msgspec.field(default_factory=dict)
+    dead: dict[str, dict[int, DeadLetter]] = msgspec.field(default_factory=dict)  # by queue,
+    # oldest first
     ids: itertools.count[int] = msgspec.field(default_factory=lambda: itertools.count(1))
+    seen: dict[tuple[str, str], float] = msgspec.field(default_factory=dict)  # (queue, worker)
 
 
 _STORES: dict[str, _Store] = {}
 
 
 class MemoryBroker(Broker):
-    def __init__(self, url: str = "memory://") -> None:
+    def __init__(
+        self, url: str = "memory://", dead_caps: DeadLetterCaps = DEFAULT_DEAD_CAPS
+    ) -> None:
         self._store = _STORES.setdefault(url.partition("?")[0], _Store())
         self.lease_ttl = lease_ttl_from_url(url)
+        self.dead_caps = dead_caps
+        self.url = url
 
     def publish(self, queue: str, body: bytes, *, priority: int = 0, delay: float = 0.0) -> None:
         s = self._store
@@ -112,10 +121,21 @@ class MemoryBroker(Broker):
             entry = self._held(consumer, delivery)
             if entry:
                 del s.messages[int(delivery.receipt)]
-                dead_id = next(s.ids)
-                s.dead[dead_id] = DeadLetter(
-                    str(dead_id), entry.queue, entry.body, reason, time.time(), entry.priority
-                )
+                self._add_dead(entry, reason, time.time())
+
+    def _add_dead(self, entry: _Entry, reason: str, now: float) -> None:
+        """The one place a letter is added: then the queue's oldest beyond the caps go."""
+        letters, dead_id = self._store.dead.setdefault(entry.queue, {}), next(self._store.ids)
+        letters[dead_id] = DeadLetter(
+            str(dead_id), entry.queue, entry.body, reason, now, entry.priority
+        )
+        caps = self.dead_caps
+        while caps.max_count and len(letters) > caps.max_count:
+            del letters[next(iter(letters))]
+        while (
+            caps.max_age and letters and letters[next(iter(letters))].failed_at < now - caps.max_age
+        ):
+            del letters[next(iter(letters))]
 
     def release(
         self,
@@ -134,11 +154,19 @@ class MemoryBroker(Broker):
             s.cond.notify_all()
         return count
 
-    def heartbeat(self, worker: str) -> None:
+    def heartbeat(self, worker: str, queues: Sequence[str] = ()) -> None:
         with self._store.cond:
+            now = time.time()
             for entry in self._store.messages.values():
                 if entry.worker == worker:
-                    entry.lease_until = time.time() + self.lease_ttl
+                    entry.lease_until = now + self.lease_ttl
+            self._store.seen.update({(queue, worker): now for queue in queues})
+
+    def consumers_seen(self, queue: str, within: float) -> list[Sighting]:
+        since = time.time() - within
+        with self._store.cond:
+            seen = [Sighting(w, t) for (q, w), t in self._store.seen.items() if q == queue]
+        return sorted((s for s in seen if s.seen_at >= since), key=lambda s: -s.seen_at)
 
     def purge(self, queue: str) -> int:
         s = self._store
@@ -154,26 +182,26 @@ class MemoryBroker(Broker):
 
     def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
         with self._store.cond:
-            rows = [d for d in self._store.dead.values() if queue in (None, d.queue)]
-        return rows[:limit]
+            rows = [d for d in self._letters() if queue in (None, d.queue)]
+        return sorted(rows, key=lambda d: int(d.receipt))[:limit]
+
+    def _letters(self) -> list[DeadLetter]:
+        return [d for letters in self._store.dead.values() for d in letters.values()]
 
     def requeue_dead(self, receipts: Collection[str] | None = None) -> int:
         with self._store.cond:
-            chosen = [
-                d for d in self._store.dead.values() if receipts is None or d.receipt in receipts
-            ]
+            chosen = [d for d in self._letters() if receipts is None or d.receipt in receipts]
             for dead in chosen:
-                del self._store.dead[int(dead.receipt)]
+                del self._store.dead[dead.queue][int(dead.receipt)]
         for dead in chosen:
             self.publish(dead.queue, dead.body, priority=dead.priority)
         return len(chosen)
 
     def purge_dead(self, queue: str | None = None) -> int:
-        s = self._store
-        with s.cond:
-            doomed = [i for i, d in s.dead.items() if queue in (None, d.queue)]
-            for dead_id in doomed:
-                del s.dead[dead_id]
+        with self._store.cond:
+            doomed = [d for d in self._letters() if queue in (None, d.queue)]
+            for dead in doomed:
+                del self._store.dead[dead.queue][int(dead.receipt)]
         return len(doomed)
 
     def close(self) -> None:

@@ -38,11 +38,15 @@ from typing import Any
 import redis
 
 from forkq.backends.base import ResultBackend, ResultWrite
+from forkq.brokers import redis_seen
 from forkq.brokers.base import (
+    DEFAULT_DEAD_CAPS,
     Broker,
     Consumer,
     DeadLetter,
+    DeadLetterCaps,
     Delivery,
+    Sighting,
     check_fetch_args,
     lease_ttl_from_url,
 )
@@ -64,8 +68,10 @@ def _script(name: str) -> str:
 
 
 class RedisBroker(Broker):
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, dead_caps: DeadLetterCaps = DEFAULT_DEAD_CAPS) -> None:
         self.lease_ttl = lease_ttl_from_url(url)
+        self.dead_caps = dead_caps
+        self._caps = [dead_caps.max_count, dead_caps.max_age_ms]  # what the scripts are given
         self.client, self.prefix = client_from_url(url)
         self._fetch = self.client.register_script(_script("fetch.lua"))
         self._settle = self.client.register_script(_script("settle.lua"))
@@ -161,7 +167,7 @@ class RedisBroker(Broker):
             acks = self._waiting.take(consumer, k.queue)
             reread = (consumer.name, k.queue) in self._reread
             args = [GROUP, consumer.name, limit - len(got), int(time.time() * 1000), _MOVE_AT_ONCE,
-                    int(reread)]  # fmt: skip
+                    int(reread), *self._caps]  # fmt: skip
             try:
                 reply = self._wire.script(
                     self._fetch, [k.delayed, *k.bands_high_first, k.dead], args + acks
@@ -187,7 +193,8 @@ class RedisBroker(Broker):
             for consumer, queue, acks in waiting.take_all():
                 k = self._keys(queue)
                 keys = [k.delayed, *k.bands_high_first, k.dead]
-                args: list[Any] = [GROUP, consumer.name, 0, int(time.time() * 1000), 0, 0, *acks]
+                now_ms = int(time.time() * 1000)
+                args: list[Any] = [GROUP, consumer.name, 0, now_ms, 0, 0, *self._caps, *acks]
                 if client is not None:  # a pipeline: its caller sends it
                     self._fetch(keys=keys, args=args, client=client)
                     continue
@@ -304,6 +311,7 @@ class RedisBroker(Broker):
                     int(time.time() * 1000),
                     band,
                     os.urandom(8).hex(),
+                    *self._caps,
                 ],
             )
 
@@ -338,9 +346,13 @@ class RedisBroker(Broker):
         members: Any = self.client.smembers(queues_key(self.prefix))
         return sorted(m.decode() for m in members)
 
-    def heartbeat(self, worker: str) -> None:
+    def heartbeat(self, worker: str, queues: Sequence[str] = ()) -> None:
         with self._errors():
-            self.client.set(worker_key(self.prefix, worker), 1, px=int(self.lease_ttl * 1000))
+            redis_seen.beat(self.client, self.prefix, worker, queues, self.lease_ttl)
+
+    def consumers_seen(self, queue: str, within: float) -> list[Sighting]:
+        with self._errors():
+            return redis_seen.seen(self.client, self.prefix, queue, within)
 
     def purge(self, queue: str) -> int:
         with self._errors():

@@ -14,6 +14,9 @@ and its Lua scripts touch a single slot):
                           above, a stream entry without a body)
     {prefix:Q}:recovering set (NX, expiry lease_ttl / 4) by the one consumer that looks for
                           dead workers' entries of Q in this period
+    {prefix:Q}:workers    sorted set of the workers that consume Q: member = worker id, score =
+                          its latest heartbeat (ms); each beat drops members a day old and
+                          keeps the key a day
 
 Per prefix:
 
@@ -75,6 +78,10 @@ class QueueKeys(msgspec.Struct, frozen=True):
     @property
     def recovering(self) -> str:
         return f"{self.tag}:recovering"
+
+    @property
+    def workers(self) -> str:
+        return f"{self.tag}:workers"
 
 
 def queues_key(prefix: str) -> str:

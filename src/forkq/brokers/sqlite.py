@@ -1,13 +1,15 @@
 """The embedded SQLite broker: at-least-once delivery through leases, no server needed.
 
-Schema (one table of messages, one of dead letters)::
+Schema (the messages, and who consumes what; the dead letters' tables are
+`forkq.brokers.sqlite_dead`'s)::
 
     forkq_messages(id, queue, priority, visible_at, body, deliveries, owner, worker, lease_until)
         owner IS NULL      -> ready once visible_at <= now (countdown/eta sets visible_at)
         owner = consumer   -> held; deliveries was incremented when fetched
         lease_until        -> pushed forward by the owning worker's heartbeat; a lease that
                               runs out (the whole worker died) is taken back by any consumer
-    forkq_dead(id, queue, priority, body, reason, failed_at, deliveries)
+    forkq_workers(queue, worker, seen_at)   the latest heartbeat of each worker per queue it
+                                            consumes; beats older than a day are deleted
 
 Fetching claims rows with one `UPDATE ... RETURNING`, so two consumers never hold the same
 message. Waiting for work is a blocking inotify wait on the database's WAL (`ChangeWaiter`).
@@ -19,23 +21,35 @@ letters with the reason, in a second statement run only when there is one.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import Any
 
+from forkq.brokers import sqlite_dead
 from forkq.brokers.base import (
+    DEFAULT_DEAD_CAPS,
     LAST_MOMENT,
+    SIGHTINGS_KEPT,
     Broker,
     Consumer,
     DeadLetter,
+    DeadLetterCaps,
     Delivery,
+    Sighting,
     check_fetch_args,
     lease_ttl_from_url,
 )
 from forkq.exceptions import BrokerError
-from forkq.sqlitefile import ChangeWaiter, abandon, driver_errors_as, open_database
+from forkq.sqlitefile import (
+    ChangeWaiter,
+    abandon,
+    driver_errors_as,
+    ensure_schema,
+    open_database,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS forkq_messages (
@@ -55,14 +69,17 @@ CREATE INDEX IF NOT EXISTS forkq_messages_owner
     ON forkq_messages(owner) WHERE owner IS NOT NULL;
 CREATE INDEX IF NOT EXISTS forkq_messages_worker
     ON forkq_messages(worker) WHERE worker IS NOT NULL;
-CREATE TABLE IF NOT EXISTS forkq_dead (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+"""
+_SCHEMA += sqlite_dead.TABLE
+
+# Which workers consume which queues, as their heartbeats say (`consumers_seen`). Added to
+# files made before it by ensure_schema when missing (idempotent, as the caps' schema).
+_WORKERS = """
+CREATE TABLE IF NOT EXISTS forkq_workers (
     queue TEXT NOT NULL,
-    priority INTEGER NOT NULL,
-    body BLOB NOT NULL,
-    reason TEXT NOT NULL,
-    failed_at REAL NOT NULL,
-    deliveries INTEGER NOT NULL
+    worker TEXT NOT NULL,
+    seen_at REAL NOT NULL,
+    PRIMARY KEY (queue, worker)
 );
 """
 
@@ -89,18 +106,19 @@ _COUNTED = (
     "CASE WHEN typeof(deliveries) = 'integer' AND deliveries BETWEEN 0 AND 9223372036854775806"
     " THEN deliveries + 1 ELSE deliveries END"
 )
-# A priority fit to store in the dead letters or to publish again: 0 when it is not one.
-_PRIORITY_OR_0 = (
-    "CASE WHEN typeof(priority) = 'integer' AND priority BETWEEN 0 AND 9 THEN priority ELSE 0 END"
-)
 
 
 class SQLiteBroker(Broker):
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, dead_caps: DeadLetterCaps = DEFAULT_DEAD_CAPS) -> None:
         self.lease_ttl = lease_ttl_from_url(url)
+        self.dead_caps = dead_caps
         self.path, self._conn = open_database(
             url, "forkq_messages", _SCHEMA, BrokerError, "sqlite broker"
         )
+        with self._errors():
+            ensure_schema(self._conn, "forkq_dead_counts", sqlite_dead.CAPS)
+            ensure_schema(self._conn, "forkq_workers", _WORKERS)
+        self.url = url
         self._waiter: ChangeWaiter | None = None  # made when a fetch first has to wait
         self._next_recovery = 0.0
 
@@ -181,21 +199,10 @@ class SQLiteBroker(Broker):
     def _bury(self, consumer: Consumer, malformed: list[Any], claimed: list[int]) -> None:
         """Move malformed claimed rows to the dead letters, each column made fit to read.
         If that fails, everything this fetch claimed goes back before the error is raised."""
-        now = time.time()
         try:
             with self._transaction():
-                self._conn.executemany(
-                    f"""INSERT INTO forkq_dead
-                            (queue, priority, body, reason, failed_at, deliveries)
-                        SELECT queue, {_PRIORITY_OR_0}, CAST(body AS BLOB), ?, ?,
-                            CAST(deliveries AS INTEGER)
-                        FROM forkq_messages WHERE id = ? AND owner = ?""",
-                    [(f"malformed row: {r[6]}", now, r[0], consumer.name) for r in malformed],
-                )
-                self._conn.executemany(
-                    "DELETE FROM forkq_messages WHERE id = ? AND owner = ?",
-                    [(r[0], consumer.name) for r in malformed],
-                )
+                moves = [(r[0], r[1], f"malformed row: {r[6]}") for r in malformed]
+                sqlite_dead.move_dead(self._conn, self.dead_caps, consumer.name, moves)
         except sqlite3.Error:
             marks = ",".join("?" * len(claimed))
             with suppress(sqlite3.Error):
@@ -247,17 +254,8 @@ class SQLiteBroker(Broker):
 
     def dead_letter(self, consumer: Consumer, delivery: Delivery, reason: str) -> None:
         with self._errors(), self._transaction():
-            moved = self._conn.execute(
-                f"""INSERT INTO forkq_dead (queue, priority, body, reason, failed_at, deliveries)
-                    SELECT queue, {_PRIORITY_OR_0}, CAST(body AS BLOB), ?, ?,
-                        CAST(deliveries AS INTEGER)
-                    FROM forkq_messages WHERE id = ? AND owner = ?""",
-                (reason, time.time(), int(delivery.receipt), consumer.name),
-            ).rowcount
-            if moved:
-                self._conn.execute(
-                    "DELETE FROM forkq_messages WHERE id = ?", (int(delivery.receipt),)
-                )
+            moves = [(int(delivery.receipt), delivery.queue, reason)]
+            sqlite_dead.move_dead(self._conn, self.dead_caps, consumer.name, moves)
 
     def release(
         self,
@@ -275,12 +273,33 @@ class SQLiteBroker(Broker):
                 (*started, consumer_name),
             ).rowcount
 
-    def heartbeat(self, worker: str) -> None:
-        with self._errors():
+    def heartbeat(self, worker: str, queues: Sequence[str] = ()) -> None:
+        now = time.time()
+        with self._errors(), self._transaction():
             self._conn.execute(
                 "UPDATE forkq_messages SET lease_until = ? WHERE worker = ?",
-                (time.time() + self.lease_ttl, worker),
+                (now + self.lease_ttl, worker),
             )
+            self._conn.executemany(
+                """INSERT INTO forkq_workers (queue, worker, seen_at) VALUES (?, ?, ?)
+                    ON CONFLICT (queue, worker) DO UPDATE SET seen_at = excluded.seen_at""",
+                [(queue, worker, now) for queue in queues],
+            )
+            self._conn.execute(
+                "DELETE FROM forkq_workers WHERE seen_at < ?", (now - SIGHTINGS_KEPT,)
+            )
+
+    def consumers_seen(self, queue: str, within: float) -> list[Sighting]:
+        with self._errors():
+            rows = self._conn.execute(
+                """SELECT CAST(worker AS TEXT), CAST(seen_at AS REAL) FROM forkq_workers
+                    WHERE queue = ? AND seen_at >= ? ORDER BY seen_at DESC""",
+                (queue, time.time() - within),
+            ).fetchall()
+        return [Sighting(worker, seen_at) for worker, seen_at in rows]
+
+    def describe(self) -> str:
+        return f"sqlite:///{os.path.abspath(self.path)}"
 
     def purge(self, queue: str) -> int:
         with self._errors():
@@ -296,36 +315,16 @@ class SQLiteBroker(Broker):
         return int(row[0])
 
     def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
-        where, params = ("WHERE queue = ?", (queue,)) if queue else ("", ())
         with self._errors():
-            rows = self._conn.execute(
-                f"""SELECT id, CAST(queue AS BLOB), CAST(body AS BLOB), CAST(reason AS BLOB),
-                        CASE WHEN failed_at BETWEEN 0 AND {LAST_MOMENT} THEN failed_at ELSE 0 END,
-                        {_PRIORITY_OR_0}
-                    FROM forkq_dead {where} ORDER BY id LIMIT ?""",
-                (*params, limit),
-            ).fetchall()
-        # Read as bytes and decoded here: a row written by another program may hold any type.
-        return [
-            DeadLetter(str(r[0]), _text(r[1]), r[2], _text(r[3]), float(r[4]), r[5]) for r in rows
-        ]
+            return sqlite_dead.read_dead(self._conn, queue, limit)
 
     def requeue_dead(self, receipts: Collection[str] | None = None) -> int:
-        where, params = _id_filter(receipts)
         with self._errors(), self._transaction():
-            moved = self._conn.execute(
-                f"""INSERT INTO forkq_messages (queue, priority, visible_at, body)
-                    SELECT CAST(queue AS TEXT), {_PRIORITY_OR_0}, ?, CAST(body AS BLOB)
-                    FROM forkq_dead {where}""",
-                (time.time(), *params),
-            ).rowcount
-            self._conn.execute(f"DELETE FROM forkq_dead {where}", params)
-        return moved
+            return sqlite_dead.requeue_dead(self._conn, receipts)
 
     def purge_dead(self, queue: str | None = None) -> int:
-        where, params = ("WHERE queue = ?", (queue,)) if queue else ("", ())
         with self._errors():
-            return self._conn.execute(f"DELETE FROM forkq_dead {where}", params).rowcount
+            return sqlite_dead.purge_dead(self._conn, queue)
 
     def close(self) -> None:
         if self._waiter is not None:
@@ -349,16 +348,5 @@ class SQLiteBroker(Broker):
         return driver_errors_as(BrokerError, f"sqlite broker {self.path}")
 
 
-def _text(raw: bytes) -> str:
-    return raw.decode(errors="replace")
-
-
 def _clamp_priority(priority: int) -> int:
     return min(9, max(0, int(priority)))
-
-
-def _id_filter(receipts: Collection[str] | None) -> tuple[str, tuple[int, ...]]:
-    if receipts is None:
-        return "", ()
-    ids = tuple(int(r) for r in receipts)
-    return f"WHERE id IN ({','.join('?' * len(ids)) or 'NULL'})", ids

@@ -8,6 +8,7 @@ import logging
 import os
 import random
 import time
+from collections.abc import Sequence
 from functools import partial
 
 import msgspec
@@ -157,9 +158,10 @@ class ConsumeProgram:
 class WorkerSupervision:
     """Runs in the master, on its own broker connection."""
 
-    def __init__(self, app: Forkq, worker_id: str) -> None:
+    def __init__(self, app: Forkq, worker_id: str, queues: Sequence[str] = ()) -> None:
         self.app = app
         self.worker_id = worker_id
+        self.queues = tuple(queues)  # said with every heartbeat: `Broker.consumers_seen`
         self.outage = Outage("broker (from the master)", log)
         self.unreleased: list[ChildExit] = []  # exits whose release failed: retried each tick
 
@@ -201,7 +203,7 @@ class WorkerSupervision:
     def tick(self) -> None:
         """Heartbeat, and retry releases that failed during an outage."""
         try:
-            self.app.broker.heartbeat(self.worker_id)
+            self.app.broker.heartbeat(self.worker_id, self.queues)
             while self.unreleased:
                 self._release(self.unreleased[0])
                 self.unreleased.pop(0)

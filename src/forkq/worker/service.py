@@ -91,7 +91,7 @@ def run_worker(app: Forkq, config: WorkerConfig, *, gc_was_enabled: bool | None 
             worker_id, config.queues, config.prefetch, config.limits, config.max_tasks_per_child
         )
         program = ConsumeProgram(app, options)
-        supervision = WorkerSupervision(app, worker_id)
+        supervision = WorkerSupervision(app, worker_id, config.queues)
         pool = PoolConfig(
             concurrency=config.concurrency,
             title=f"forkq: {app.main}",

@@ -82,8 +82,20 @@ local function no_body_reason(flat)
   return "malformed stream entry: no body (field b)" .. has
 end
 
--- A dead letter, with the fields settle.lua gives every dead letter.
-local function add_dead(key, body, reason, now, priority)
-  redis.call("XADD", key, "*", "b", body, "r", reason, "t", now, "p", priority)
+-- A dead letter, with the fields settle.lua gives every dead letter: the one place letters are
+-- added. CAPS = { most letters kept, oldest kept in ms }, each "0" for no cap (the broker's
+-- DeadLetterCaps, passed by every script that may add one): exact trimming, so each letter
+-- added removes about one (MAXLEN), and the entries older than the age (MINID: entry ids
+-- begin with the time they were added in ms).
+local function add_dead(key, body, reason, now, priority, caps)
+  local most, age = tonumber(caps[1]), tonumber(caps[2])
+  if most > 0 then
+    redis.call("XADD", key, "MAXLEN", most, "*", "b", body, "r", reason, "t", now, "p", priority)
+  else
+    redis.call("XADD", key, "*", "b", body, "r", reason, "t", now, "p", priority)
+  end
+  if age > 0 then
+    redis.call("XTRIM", key, "MINID", string.format("%.0f", tonumber(now) - age))
+  end
 end
 

@@ -13,7 +13,8 @@
 -- ARGV[6] "1": before new entries, read again those the consumer holds already (its pending
 --         entries, the kept acks being acked first): a call whose reply was lost delivered
 --         them to it without its knowing
--- ARGV[7], ARGV[8], ...   pairs: band (0-3) and id of each entry to ack first; an entry the
+-- ARGV[7], ARGV[8] the dead-letter caps: most letters kept, oldest kept in ms (0: no cap)
+-- ARGV[9], ARGV[10], ...  pairs: band (0-3) and id of each entry to ack first; an entry the
 --                         consumer no longer holds (released from it meanwhile) is gone already
 --
 -- Malformed input never stops the script: a delayed member that cannot be read, and a stream
@@ -26,8 +27,9 @@
 -- Acks: one XACK and one XDEL per band, for all its ids. No check that the consumer holds
 -- them: an id never passes to another consumer (release and settle re-add the message under a
 -- new id and delete the old one), so an id released meanwhile is gone and both calls skip it.
+local caps = { ARGV[7], ARGV[8] }
 local to_ack = {}
-for a = 7, #ARGV - 1, 2 do
+for a = 9, #ARGV - 1, 2 do
   local k = 5 - tonumber(ARGV[a])
   to_ack[k] = to_ack[k] or {}
   table.insert(to_ack[k], ARGV[a + 1])
@@ -44,7 +46,7 @@ if first[2] and tonumber(first[2]) <= tonumber(ARGV[4]) then
   for _, member in ipairs(due) do
     local m = parse_member(member)
     if m.reason then
-      add_dead(KEYS[6], m.kept, m.reason, ARGV[4], 0)
+      add_dead(KEYS[6], m.kept, m.reason, ARGV[4], 0, caps)
     else
       local band = math.min(3, math.floor(m.priority / 3))
       redis.call("XADD", KEYS[5 - band], "*", "b", m.body, "d", m.starts, "p", m.priority)
@@ -65,7 +67,7 @@ local function take(i, entry)
   if body == nil or body == "" then
     local reason = body and "malformed stream entry: empty body (field b)"
       or no_body_reason(entry[2])
-    add_dead(KEYS[6], "", reason, ARGV[4], priority_of(fields["p"], 0))
+    add_dead(KEYS[6], "", reason, ARGV[4], priority_of(fields["p"], 0), caps)
     redis.call("XACK", KEYS[i], ARGV[1], entry[1])
     redis.call("XDEL", KEYS[i], entry[1])
     return

@@ -8,6 +8,7 @@
 -- ARGV[1] group   ARGV[2] consumer   ARGV[3] entry id   ARGV[4] action: ack | requeue | dead
 -- ARGV[5] requeue: delay (ms), dead: reason   ARGV[6] now (ms)   ARGV[7] the entry's band (0-3)
 -- ARGV[8] nonce (of a delayed member, so that two equal messages stay two members)
+-- ARGV[9], ARGV[10] the dead-letter caps: most letters kept, oldest kept in ms (0: no cap)
 --
 -- Returns 1 when settled, 0 when the consumer did not hold the entry.
 local pending = redis.call("XPENDING", KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2])
@@ -29,7 +30,7 @@ if entry then
       redis.call("XADD", KEYS[1], "*", "b", body, "d", deliveries, "p", priority)
     end
   else
-    add_dead(KEYS[3], body, ARGV[5], ARGV[6], priority)
+    add_dead(KEYS[3], body, ARGV[5], ARGV[6], priority, { ARGV[9], ARGV[10] })
   end
 end
 redis.call("XDEL", KEYS[1], ARGV[3])
