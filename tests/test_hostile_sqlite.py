@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from forkq import Forkq
 from forkq.sqlitefile import ChangeWaiter, path_from_url
-from tests.bodies import nested_too_deeply
+from tests.bodies import TOO_DEEP, nested_too_deeply
 from tests.conftest import WorkerProcess, wait_until_serving, with_param
 
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
@@ -63,7 +63,7 @@ FOREIGN_QUEUES = st.one_of(  # names no consumer of "default" reads
 
 BLOBS = st.one_of(
     st.binary(max_size=40),
-    st.integers(1000, 20_000).map(lambda depth: nested_too_deeply("deep", QUEUE, depth)),
+    st.integers(TOO_DEEP, 40_000).map(lambda depth: nested_too_deeply("deep", QUEUE, depth)),
 )
 
 
