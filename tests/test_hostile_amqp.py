@@ -213,6 +213,7 @@ def ran(client: Forkq, task_id: str) -> bool:
     return decode_record(stored.payload).exc_type not in ("MessageRejected", "WorkerLost")
 
 
+@pytest.mark.slow
 @settings(
     max_examples=12,
     deadline=None,

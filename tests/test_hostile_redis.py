@@ -82,6 +82,7 @@ def broker_url() -> Iterator[str]:
     yield from engine_url("redis", url)
 
 
+@pytest.mark.slow
 def test_hostile_entries_among_valid_tasks_on_one_worker(client: Forkq, start_worker: Any) -> None:
     worker = start_worker("-c", "4", "-l", "warning")
     wait_until_serving(client, worker)

@@ -125,6 +125,7 @@ def broker_url(sqlite_url: str) -> str:
     return with_param(sqlite_url, "lease_ttl", "2")
 
 
+@pytest.mark.slow
 def test_hostile_rows_among_valid_tasks_are_dead_lettered_and_the_queue_flows(
     client: Forkq, start_worker: Callable[..., WorkerProcess], sqlite_url: str
 ) -> None:

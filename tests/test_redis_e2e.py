@@ -152,6 +152,7 @@ def private_tls_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
         yield server
 
 
+@pytest.mark.slow
 def test_worker_survives_a_redis_restart_and_loses_nothing(
     private_redis: PrivateRedis, e2e_dir: Path
 ) -> None:
@@ -165,6 +166,7 @@ def test_worker_survives_a_redis_restart_and_loses_nothing(
         client.close()
 
 
+@pytest.mark.slow
 def test_kill_9_of_children_and_of_a_whole_worker_under_load(
     private_redis: PrivateRedis, e2e_dir: Path
 ) -> None:
@@ -208,6 +210,7 @@ def test_kill_9_of_children_and_of_a_whole_worker_under_load(
         client.close()
 
 
+@pytest.mark.slow
 def test_kill_9_of_children_runs_again_only_what_was_running(
     private_redis: PrivateRedis, e2e_dir: Path
 ) -> None:
