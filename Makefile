@@ -8,9 +8,14 @@ BIN := $(VENV)/bin
 demo: $(VENV)/.installed
 	$(BIN)/forkq demo
 
+# The whole suite on python3, then its fast tests on the oldest and the newest Python forkq
+# supports, each in a venv of its own (.venv-py3.X); `make test OTHER_PYTHONS=` leaves them out.
+OTHER_PYTHONS ?= 3.10 3.13
+
 test: $(VENV)/.dev-installed lint typecheck
 	scripts/ensure-services
 	$(BIN)/python -m pytest
+	$(if $(strip $(OTHER_PYTHONS)),scripts/test-other-pythons $(OTHER_PYTHONS))
 
 # forkq against Huey, Dramatiq, Celery and RQ on this machine, suites 1-5 (about 28 minutes on
 # 2 vCPUs, the memory suite about 6 of them); writes docs/benchmarks.md. The peers go into
@@ -42,4 +47,4 @@ $(VENV)/.dev-installed: pyproject.toml
 	touch $(VENV)/.installed $@
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-py3.* build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

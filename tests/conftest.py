@@ -350,16 +350,14 @@ def client(e2e_dir: Path, broker_url: str) -> Iterator[Forkq]:
 
 @pytest.fixture
 def start_worker(e2e_dir: Path, broker_url: str) -> Iterator[object]:
-    started: list[WorkerProcess] = []
+    with contextlib.ExitStack() as started:  # stops every worker, even if one stop fails
 
-    def start(*args: str, env: dict[str, str] | None = None) -> WorkerProcess:
-        worker = WorkerProcess(e2e_dir, broker_url, *args, env=env)
-        started.append(worker)
-        return worker
+        def start(*args: str, env: dict[str, str] | None = None) -> WorkerProcess:
+            worker = WorkerProcess(e2e_dir, broker_url, *args, env=env)
+            started.callback(worker.stop)
+            return worker
 
-    yield start
-    for worker in started:
-        worker.stop()
+        yield start
 
 
 class StartedSignal:

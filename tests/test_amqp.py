@@ -109,6 +109,7 @@ def test_a_message_returned_five_times_without_starting_still_runs(url: str, e2e
         client.close()
 
 
+@pytest.mark.slow
 def test_a_task_longer_than_three_heartbeats_runs_once(
     url: str, e2e_dir: Path, runs_key: str
 ) -> None:
@@ -160,6 +161,7 @@ def test_hostile_messages_published_straight_to_the_queue(url: str, e2e_dir: Pat
         client.close()
 
 
+@pytest.mark.slow
 def test_kill_9_of_busy_children_under_thousands_of_tasks(
     url: str, e2e_dir: Path, runs_key: str
 ) -> None:
@@ -227,6 +229,7 @@ def rabbitmqctl() -> str:
     return path
 
 
+@pytest.mark.slow
 def test_worker_survives_a_rabbitmq_restart(url: str, e2e_dir: Path, rabbitmqctl: str) -> None:
     client = client_for(url, e2e_dir)
     worker = WorkerProcess(e2e_dir, url, "-c", "2", "-l", "info")

@@ -144,6 +144,7 @@ def test_outage_wording_follows_the_kind(caplog: pytest.LogCaptureFixture) -> No
     assert caplog.records[-1].getMessage().startswith("broker reachable again after ")
 
 
+@pytest.mark.slow
 def test_a_script_error_in_a_worker_is_an_error_not_an_outage(
     client: Forkq, start_worker: Any, broker_url: str
 ) -> None:

@@ -87,6 +87,7 @@ def test_every_command_is_listed_but_the_worker_loads_only_its_own(e2e_dir: Path
     assert done.stdout.strip().splitlines()[-1] == "['forkq.cli.main', 'forkq.cli.worker']"
 
 
+@pytest.mark.slow
 def test_call_result_purge_dead_round_trip(
     e2e_dir: Path, broker_url: str, client: Forkq, start_worker: Any
 ) -> None:

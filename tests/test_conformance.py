@@ -225,6 +225,7 @@ class TestBroker:
         assert d.body == b"x" and d.delivery_count == 2
         assert time.monotonic() - started >= broker.lease_ttl * 0.5
 
+    @pytest.mark.slow
     def test_heartbeat_keeps_the_lease(self, broker: Broker) -> None:
         if broker.recovers_by != "lease":
             pytest.skip("this engine recovers by connection: tests/test_amqp.py covers it")

@@ -28,7 +28,7 @@ from forkq.brokers.amqp_topology import MAX_DELAY_MS
 from forkq.envelope import make_message
 from forkq.result import decode_record
 from tests import amqp_raw as raw
-from tests.bodies import nested_too_deeply
+from tests.bodies import TOO_DEEP, nested_too_deeply
 from tests.conftest import (
     E2E_APP,
     WorkerProcess,
@@ -159,7 +159,7 @@ def nested_body(depth: int) -> Body:
 
 BODIES: st.SearchStrategy[Body] = st.one_of(
     st.just(task_body),
-    st.integers(1000, 20_000).map(nested_body),
+    st.integers(TOO_DEEP, 40_000).map(nested_body),
     st.binary(max_size=200).map(bytes_body),
     JSON.map(json_body),
     st.dictionaries(
@@ -213,6 +213,7 @@ def ran(client: Forkq, task_id: str) -> bool:
     return decode_record(stored.payload).exc_type not in ("MessageRejected", "WorkerLost")
 
 
+@pytest.mark.slow
 @settings(
     max_examples=12,
     deadline=None,

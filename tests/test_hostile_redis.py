@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from forkq import Forkq
 from forkq.brokers.redis import RedisBroker
 from forkq.brokers.redis_keys import QueueKeys
-from tests.bodies import nested_too_deeply
+from tests.bodies import TOO_DEEP, nested_too_deeply
 from tests.conftest import REDIS, engine_url, redis_test_url, wait_until_serving
 
 pytestmark = pytest.mark.timeout(120)
@@ -50,7 +50,7 @@ NUMBERS = st.one_of(
 # Arbitrary bytes, non-UTF-8 included, and tasks nested too deeply to decode.
 BYTES = st.one_of(
     st.binary(max_size=64),
-    st.integers(1000, 20_000).map(lambda depth: nested_too_deeply("deep", depth=depth)),
+    st.integers(TOO_DEEP, 40_000).map(lambda depth: nested_too_deeply("deep", depth=depth)),
 )
 FIELD_NAMES = st.one_of(st.sampled_from([b"b", b"d", b"p"]), st.binary(min_size=1, max_size=8))
 ENTRIES = st.builds(
@@ -82,6 +82,7 @@ def broker_url() -> Iterator[str]:
     yield from engine_url("redis", url)
 
 
+@pytest.mark.slow
 def test_hostile_entries_among_valid_tasks_on_one_worker(client: Forkq, start_worker: Any) -> None:
     worker = start_worker("-c", "4", "-l", "warning")
     wait_until_serving(client, worker)

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from forkq import Forkq
 from forkq.sqlitefile import ChangeWaiter, path_from_url
-from tests.bodies import nested_too_deeply
+from tests.bodies import TOO_DEEP, nested_too_deeply
 from tests.conftest import WorkerProcess, wait_until_serving, with_param
 
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
@@ -63,7 +63,7 @@ FOREIGN_QUEUES = st.one_of(  # names no consumer of "default" reads
 
 BLOBS = st.one_of(
     st.binary(max_size=40),
-    st.integers(1000, 20_000).map(lambda depth: nested_too_deeply("deep", QUEUE, depth)),
+    st.integers(TOO_DEEP, 40_000).map(lambda depth: nested_too_deeply("deep", QUEUE, depth)),
 )
 
 
@@ -125,6 +125,7 @@ def broker_url(sqlite_url: str) -> str:
     return with_param(sqlite_url, "lease_ttl", "2")
 
 
+@pytest.mark.slow
 def test_hostile_rows_among_valid_tasks_are_dead_lettered_and_the_queue_flows(
     client: Forkq, start_worker: Callable[..., WorkerProcess], sqlite_url: str
 ) -> None:

@@ -151,6 +151,7 @@ def test_fork_per_task_a_dying_task_charges_only_itself(client: Forkq, start_wor
     assert [r.get(timeout=60) for r in results[1:]] == [1, 1, 1]
 
 
+@pytest.mark.slow
 def test_fork_per_task_a_failing_hook_stops_the_worker_and_charges_no_task(
     client: Forkq, start_worker: Any
 ) -> None:

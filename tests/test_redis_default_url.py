@@ -42,6 +42,7 @@ def test_blocking_reads_stay_under_the_timeout_connections_really_have(broker_ur
     broker.close()
 
 
+@pytest.mark.slow
 def test_an_idle_worker_logs_nothing(client: Forkq, start_worker: Any) -> None:
     """Before, it logged "broker unreachable (redis broker: Timeout reading from socket)"
     every 10-15 s and backed off. 60 s, as issue 14 asks: many read timeouts, fetch cycles
@@ -53,6 +54,7 @@ def test_an_idle_worker_logs_nothing(client: Forkq, start_worker: Any) -> None:
     assert worker.proc.poll() is None
 
 
+@pytest.mark.slow
 def test_waiting_7_s_for_a_result_logs_nothing(
     client: Forkq, start_worker: Any, caplog: pytest.LogCaptureFixture
 ) -> None:

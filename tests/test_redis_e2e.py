@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -57,7 +58,9 @@ class PrivateRedis:
             "no",
         ]
 
-    def start(self) -> None:
+    def start(self, timeout: float = 20.0) -> None:
+        """Starts the server and returns once it answers a PING; if it does not within
+        `timeout` seconds, the server is stopped before the error is raised."""
         self.proc = subprocess.Popen(
             [
                 "redis-server",
@@ -76,20 +79,55 @@ class PrivateRedis:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        try:
+            self._wait_until_answering(timeout)
+        except BaseException:
+            self.kill()
+            raise
+
+    def _wait_until_answering(self, timeout: float) -> None:
+        assert self.proc is not None
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:  # a server that just started has no other signal
-            try:
-                if client.ping():
-                    return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("private redis-server did not start")
+        deadline, last = time.monotonic() + timeout, None
+        try:
+            while time.monotonic() < deadline:  # a server that just started has no other signal
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"private redis-server exited with {self.proc.returncode}")
+                try:
+                    if client.ping():
+                        return
+                except redis.ConnectionError as error:
+                    last = error
+                    time.sleep(0.05)
+        finally:
+            client.close()
+        raise RuntimeError(f"private redis-server not answering after {timeout}s: {last}")
 
     def stop(self) -> None:
+        """SIGTERM (redis saves the AOF and exits); SIGKILL if it has not within 20 s."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)  # redis saves the AOF and exits
-            self.proc.wait(timeout=20)
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+        if self.proc is not None:
+            self.proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def running(server: PrivateRedis, startup_timeout: float = 20.0) -> Iterator[PrivateRedis]:
+    """The server started, and stopped on the way out whether the test passed, failed or the
+    start itself gave up."""
+    try:
+        server.start(startup_timeout)
+        yield server
+    finally:
+        server.stop()
 
 
 def _need(*programs: str) -> None:
@@ -103,21 +141,18 @@ def _need(*programs: str) -> None:
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     _need("redis-server")
-    server = PrivateRedis(tmp_path)
-    server.start()
-    yield server
-    server.stop()
+    with running(PrivateRedis(tmp_path)) as server:
+        yield server
 
 
 @pytest.fixture
 def private_tls_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     _need("redis-server", "openssl")
-    server = PrivateRedis(tmp_path, tls=True)
-    server.start()
-    yield server
-    server.stop()
+    with running(PrivateRedis(tmp_path, tls=True)) as server:
+        yield server
 
 
+@pytest.mark.slow
 def test_worker_survives_a_redis_restart_and_loses_nothing(
     private_redis: PrivateRedis, e2e_dir: Path
 ) -> None:
@@ -131,6 +166,7 @@ def test_worker_survives_a_redis_restart_and_loses_nothing(
         client.close()
 
 
+@pytest.mark.slow
 def test_kill_9_of_children_and_of_a_whole_worker_under_load(
     private_redis: PrivateRedis, e2e_dir: Path
 ) -> None:
@@ -174,6 +210,7 @@ def test_kill_9_of_children_and_of_a_whole_worker_under_load(
         client.close()
 
 
+@pytest.mark.slow
 def test_kill_9_of_children_runs_again_only_what_was_running(
     private_redis: PrivateRedis, e2e_dir: Path
 ) -> None:
@@ -380,3 +417,19 @@ def test_a_worker_serves_over_tls(private_tls_redis: PrivateRedis, e2e_dir: Path
     finally:
         worker.stop()
         client.close()
+
+
+def test_a_private_server_that_never_answers_is_stopped_by_its_fixture(tmp_path: Path) -> None:
+    """A start that gives up leaves no redis-server behind. Here the client trusts another CA,
+    as Python 3.13 refused a test CA without the extensions strict X.509 wants."""
+    _need("redis-server", "openssl")
+    server = PrivateRedis(tmp_path, tls=True)
+    assert server.tls is not None
+    (tmp_path / "other").mkdir()
+    server.tls["ca"] = make_certificates(tmp_path / "other")["ca"]
+    with pytest.raises(RuntimeError, match="certificate verify failed"), running(server, 1.0):
+        pytest.fail("the server answered a client that trusts another CA")
+    assert server.proc is not None
+    assert server.proc.poll() is not None, f"redis-server {server.proc.pid} left running"
+    with pytest.raises(ProcessLookupError):  # reaped: the pid names no process of ours
+        os.kill(server.proc.pid, 0)

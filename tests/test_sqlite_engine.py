@@ -65,6 +65,7 @@ def test_a_file_of_another_schema_version_is_refused_clearly(tmp_path: Path) -> 
         SQLiteBroker(url)
 
 
+@pytest.mark.slow
 def test_a_change_seen_just_before_a_look_brings_short_waits_then_blocking(tmp_path: Path) -> None:
     """A commit's WAL write (the event) comes a moment before the commit is visible: a reader
     that drained the event and found nothing must look again soon, not sleep to its timeout."""

@@ -64,6 +64,7 @@ def test_kill_9_of_a_busy_child_loses_nothing(client: Forkq, start_worker: Any) 
     assert "killed by SIGKILL" in worker.log()
 
 
+@pytest.mark.slow
 def test_sigterm_mid_run_drains_with_nothing_lost(client: Forkq, start_worker: Any) -> None:
     worker = start_worker("-c", "2", "-l", "warning")
     wait_until_serving(client, worker)
@@ -131,6 +132,7 @@ def test_a_task_that_kills_its_child_fails_as_worker_lost(client: Forkq, start_w
     assert worker.log().count("exit code 1") == client.settings.max_deliveries
 
 
+@pytest.mark.slow
 def test_children_that_cannot_boot_stop_the_worker_with_exit_code_4(
     client: Forkq, start_worker: Any
 ) -> None:
@@ -141,6 +143,7 @@ def test_children_that_cannot_boot_stop_the_worker_with_exit_code_4(
     assert "children cannot boot" in log
 
 
+@pytest.mark.slow
 def test_children_crashing_while_idle_are_respawned_with_backoff_not_given_up(
     client: Forkq, start_worker: Any
 ) -> None:
@@ -222,6 +225,7 @@ def test_cold_shutdown_kills_now_and_releases(
     assert _held_count(client) == 0  # released at once for redelivery
 
 
+@pytest.mark.slow
 def test_a_dead_workers_messages_are_taken_over_after_its_lease_expires(
     e2e_dir: Any, broker_url: str, client: Forkq
 ) -> None:
