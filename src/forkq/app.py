@@ -17,6 +17,7 @@ from forkq.envelope import Codec, Message, make_message
 from forkq.result import AsyncResult
 from forkq.settings import Settings, load_settings
 from forkq.task import Task, TaskOptions, due_delay, to_timestamp
+from forkq.task_modules import import_discovered, import_included
 
 Hook = Callable[[], None]
 H = TypeVar("H", bound=Hook)
@@ -35,9 +36,12 @@ class Forkq:
         *,
         broker: str | None = None,
         backend: str | None = None,
+        include: Iterable[str] = (),
         **settings: Any,
     ) -> None:
         self.main = main or "__main__"
+        self.include: list[str] = _names(include)
+        self.autodiscover_packages: list[str] = []
         self.settings: Settings = load_settings(
             broker_url=broker, result_backend=backend, **settings
         )
@@ -75,6 +79,17 @@ class Forkq:
     def _default_name(self, func: Callable[..., Any]) -> str:
         module = func.__module__
         return f"{self.main if module == '__main__' else module}.{func.__name__}"
+
+    def autodiscover_tasks(self, packages: Iterable[str]) -> None:
+        """Have `<package>.tasks` of each package imported with the `include` modules; a
+        package without a `tasks` module is skipped."""
+        self.autodiscover_packages.extend(_names(packages))
+
+    def import_task_modules(self) -> None:
+        """Import the modules named by `include=` and `autodiscover_tasks` (the worker does
+        when it loads the app; a client that runs tasks by name needs none of them)."""
+        import_included(self.include)
+        import_discovered(self.autodiscover_packages)
 
     # -- publishing --------------------------------------------------------------------------
 
@@ -183,3 +198,8 @@ class Forkq:
         """Run `fn()` in every child right after fork: the place to open DB engines and clients."""
         self.after_fork_hooks.append(fn)
         return fn
+
+
+def _names(names: Iterable[str]) -> list[str]:
+    """A list of module names; one name given as a string is one name, not its letters."""
+    return [names] if isinstance(names, str) else list(names)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from functools import partial
 
 import msgspec
@@ -46,6 +46,11 @@ from forkq.worker.limits import TimeLimits, soft_time_limit
 from forkq.worker.task_process import TaskProcessDied
 
 log = logging.getLogger("forkq.worker")
+
+# The task names an unknown-task reason lists at most, and their characters (the whole reason
+# must stay well within MAX_REASON).
+UNKNOWN_TASK_NAMES = 10
+UNKNOWN_TASK_CHARS = 400
 
 # How long the starts of a returned message are remembered after its last one.
 RETURNED_STARTS_TTL = 7 * 24 * 3600.0
@@ -125,7 +130,7 @@ class Executor:
         message = self.app.codec.decode(delivery.body)
         task = self.app.tasks.get(message.task)
         if task is None:
-            raise MessageRejected(f"unknown task {message.task!r}", message.id)
+            raise MessageRejected(unknown_task(message.task, self.app.tasks), message.id)
         if message.expires is not None and message.expires < time.time():
             raise MessageRejected(f"expired at {readable_time(message.expires)}", message.id)
         if delivery.delivery_count > 1:
@@ -237,6 +242,24 @@ def _worker_lost(deliveries: int, limit: int, task_id: str | None) -> MessageRej
         task_id,
         exc_type="WorkerLost",
     )
+
+
+def unknown_task(name: str, known: Collection[str]) -> str:
+    """The reason for a task this worker does not have: with some of the names it does have,
+    so a worker started on the wrong module (or none) says so in every dead letter."""
+    shown = name if len(name) <= 200 else f"{name[:200]}..."
+    if not known:
+        return f"unknown task {shown!r}: this worker has no tasks (see its start-up warning)"
+    names = sorted(known)
+    listed: list[str] = []
+    length = 0
+    for task in names[:UNKNOWN_TASK_NAMES]:
+        length += len(task) + 2
+        if listed and length > UNKNOWN_TASK_CHARS:
+            break
+        listed.append(task[:UNKNOWN_TASK_CHARS])
+    more = f" and {len(names) - len(listed)} more" if len(listed) < len(names) else ""
+    return f"unknown task {shown!r}; this worker has {', '.join(listed)}{more}"
 
 
 def returned_key(body: bytes) -> str:
