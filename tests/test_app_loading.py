@@ -171,8 +171,9 @@ def test_an_unknown_task_reason_names_a_few_tasks_and_fits_the_cap() -> None:
     reason = unknown_task("proj.tsks.t001", many)
     assert reason.startswith("unknown task 'proj.tsks.t001'; this worker has proj.tasks.t000, ")
     assert reason.endswith(" and 290 more")
-    huge = unknown_task("n" * 5000, {"a" * 3000, "b" * 3000})
-    assert len(huge) < MAX_REASON - 40 and huge.endswith(" and 1 more")
+    long_names = unknown_task("n" * 300, {"a" * 3000, "b" * 3000, "c"})
+    assert len(long_names) < MAX_REASON - 40 and long_names.endswith(" and 2 more")
+    assert unknown_task("x" * 3000, {"a"}) == f"unknown task '{'x' * 3000}'"  # cut by the cap
 
 
 # -- a real worker, on the default SQLite URL, started as a Celery user would -------------------

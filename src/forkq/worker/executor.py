@@ -246,10 +246,12 @@ def _worker_lost(deliveries: int, limit: int, task_id: str | None) -> MessageRej
 
 def unknown_task(name: str, known: Collection[str]) -> str:
     """The reason for a task this worker does not have: with some of the names it does have,
-    so a worker started on the wrong module (or none) says so in every dead letter."""
-    shown = name if len(name) <= 200 else f"{name[:200]}..."
+    so a worker started on the wrong module (or none) says so in every dead letter. A name
+    longer than any task's is junk: it is quoted alone (and cut short by MessageRejected)."""
+    if len(name) > UNKNOWN_TASK_CHARS:
+        return f"unknown task {name!r}"
     if not known:
-        return f"unknown task {shown!r}: this worker has no tasks (see its start-up warning)"
+        return f"unknown task {name!r}: this worker has no tasks (see its start-up warning)"
     names = sorted(known)
     listed: list[str] = []
     length = 0
@@ -259,7 +261,7 @@ def unknown_task(name: str, known: Collection[str]) -> str:
             break
         listed.append(task[:UNKNOWN_TASK_CHARS])
     more = f" and {len(names) - len(listed)} more" if len(listed) < len(names) else ""
-    return f"unknown task {shown!r}; this worker has {', '.join(listed)}{more}"
+    return f"unknown task {name!r}; this worker has {', '.join(listed)}{more}"
 
 
 def returned_key(body: bytes) -> str:
