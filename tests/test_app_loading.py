@@ -113,13 +113,25 @@ def test_autodiscover_imports_each_packages_tasks_and_skips_packages_without(
                 from forkq import Forkq
                 app = Forkq("{p}")
                 app.autodiscover_tasks(["{p}.billing", "{p}.no_tasks_here"])
+                app.autodiscover_tasks("{p}.mail", related_name="jobs")
             """,
+            "mail/__init__.py": "",
+            "mail/jobs.py": "from {p}.celery import app\n@app.task\ndef send(): ...\n",
             "billing/__init__.py": "",
             "billing/tasks.py": "from {p}.celery import app\n@app.task\ndef charge(): ...\n",
             "no_tasks_here/__init__.py": "",
         }
     )
-    assert list(load_app(p).tasks) == [f"{p}.billing.tasks.charge"]
+    assert list(load_app(p).tasks) == [f"{p}.billing.tasks.charge", f"{p}.mail.jobs.send"]
+
+
+def test_autodiscover_waits_for_the_loader_unless_forced(project: Layout) -> None:
+    p = project({"tasks.py": ""})
+    app = Forkq("x")
+    app.autodiscover_tasks([p])
+    assert f"{p}.tasks" not in sys.modules  # the app's module may still be running
+    app.autodiscover_tasks([p], force=True)
+    assert f"{p}.tasks" in sys.modules
 
 
 @pytest.mark.parametrize(

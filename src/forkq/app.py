@@ -41,7 +41,7 @@ class Forkq:
     ) -> None:
         self.main = main or "__main__"
         self.include: list[str] = _names(include)
-        self.autodiscover_packages: list[str] = []
+        self.autodiscover_packages: list[tuple[str, str]] = []  # (package, module name)
         self.settings: Settings = load_settings(
             broker_url=broker, result_backend=backend, **settings
         )
@@ -80,10 +80,15 @@ class Forkq:
         module = func.__module__
         return f"{self.main if module == '__main__' else module}.{func.__name__}"
 
-    def autodiscover_tasks(self, packages: Iterable[str]) -> None:
-        """Have `<package>.tasks` of each package imported with the `include` modules; a
-        package without a `tasks` module is skipped."""
-        self.autodiscover_packages.extend(_names(packages))
+    def autodiscover_tasks(
+        self, packages: Iterable[str], related_name: str = "tasks", *, force: bool = False
+    ) -> None:
+        """Have `<package>.<related_name>` of each package imported with the `include`
+        modules (now, with `force`); a package without such a module is skipped."""
+        found = [(package, related_name) for package in _names(packages)]
+        self.autodiscover_packages.extend(found)
+        if force:
+            import_discovered(found)
 
     def import_task_modules(self) -> None:
         """Import the modules named by `include=` and `autodiscover_tasks` (the worker does

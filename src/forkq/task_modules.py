@@ -27,10 +27,11 @@ def import_included(names: Iterable[str]) -> list[ModuleType]:
     return [import_named(name, "include") for name in names]
 
 
-def import_discovered(packages: Iterable[str], related_name: str = "tasks") -> list[ModuleType]:
-    """`autodiscover_tasks([...])`: `<package>.tasks` for each package that has one."""
+def import_discovered(packages: Iterable[tuple[str, str]]) -> list[ModuleType]:
+    """`autodiscover_tasks([...])`: `<package>.tasks` (or the related name given) for each
+    package that has one."""
     found = []
-    for package in packages:
+    for package, related_name in packages:
         import_named(package, "autodiscover_tasks")
         if module_exists(f"{package}.{related_name}"):
             found.append(import_named(f"{package}.{related_name}", "autodiscover_tasks"))
