@@ -70,8 +70,9 @@ def machine_memory() -> int | None:
         return None
     for line in text.splitlines():
         key, _, rest = line.partition(":")
-        if key == "MemTotal" and rest.split()[:1] and rest.split()[0].isdigit():
-            return int(rest.split()[0]) * 1024  # the kernel's "kB" is KiB
+        fields = rest.split()
+        if key == "MemTotal" and fields and fields[0].isdigit():
+            return int(fields[0]) * 1024  # the kernel's "kB" is KiB
     return None
 
 
