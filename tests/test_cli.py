@@ -84,7 +84,10 @@ def test_every_command_is_listed_but_the_worker_loads_only_its_own(e2e_dir: Path
         "print(sorted(m for m in sys.modules if m.startswith(('rich', 'forkq.cli.'))))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
-    assert done.stdout.strip().splitlines()[-1] == "['forkq.cli.main', 'forkq.cli.worker']"
+    loaded = done.stdout.strip().splitlines()[-1]
+    assert loaded == str(
+        ["forkq.cli.call_options", "forkq.cli.main", "forkq.cli.worker", "forkq.cli.worker_options"]
+    )
 
 
 @pytest.mark.slow
@@ -136,7 +139,10 @@ def test_pending_result_of_unknown_id(e2e_dir: Path, sqlite_url: str) -> None:
         e2e_dir, "--broker", sqlite_url, "result", "no-such-id", "--wait", "--timeout", "0.2"
     )
     assert waited.returncode == 1
-    assert waited.stderr.strip() == "forkq: error: task no-such-id not ready after 0.2s"
+    assert waited.stderr.strip().splitlines() == [
+        f"forkq: results {sqlite_url}",
+        "forkq: error: task no-such-id not ready after 0.2s",
+    ]
 
 
 def test_a_worker_command_that_fails_early_gives_the_collector_back() -> None:

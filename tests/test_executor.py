@@ -184,7 +184,9 @@ def test_unknown_task_is_dead_lettered_and_failed(h: Harness) -> None:
     result = h.app.send_task("nobody.home")
     h.run_next()
     assert h.record(result.id).state == FAILURE
-    assert h.dead_reasons() == ["unknown task 'nobody.home'"]
+    assert h.dead_reasons() == [
+        "unknown task 'nobody.home': this worker has no tasks (see its start-up warning)"
+    ]
 
 
 def test_expired_message_is_dead_lettered_and_failed(h: Harness) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -44,16 +45,18 @@ def cmdline(pid: int) -> str:
 def test_inspect_a_busy_worker(
     client: Forkq, start_worker: Any, e2e_dir: Path, control_dir: Path
 ) -> None:
-    worker = start_worker("-c", "2", "--prefetch", "1", "-l", "info")
+    worker = start_worker("-c", "2", "--prefetch", "1", "-l", "info", "-n", "w1@%n")
+    named = f"w1@{socket.gethostname().partition('.')[0]}"  # %n: the host name before a dot
     wait_until_serving(client, worker)
     started = StartedSignal(e2e_dir)
     busy_task = client.send_task("e2eapp.announce_then_sleep", (started.path, 60))
     busy = started.wait()
 
     pong = inspect("ping", "--pid", str(worker.pid))
-    assert pong.stdout.strip() == f"pong from forkq: e2e (master pid {worker.pid})"
+    assert pong.stdout.strip() == f"pong from forkq: e2e {named} (master pid {worker.pid})"
 
     [stats] = json.loads(inspect("stats", "--json").stdout)
+    assert stats["hostname"] == named
     assert (stats["pid"], stats["concurrency"], stats["done"]) == (worker.pid, 2, 1)  # the ping
     by_pid = {c["pid"]: c for c in stats["children"]}
     assert set(by_pid) == set(worker.children())

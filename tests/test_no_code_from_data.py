@@ -24,9 +24,15 @@ IMPORT_BY_NAME = {("importlib", "import_module"), ("importlib", "__import__")}
 
 # (file under src/forkq, enclosing function, what) -> why the name it uses is not message data
 ALLOWED = {
-    ("worker/loader.py", "load_app", "importlib.import_module"): (
-        "imports the app named by `-A module[:attribute]`: the command line's or the embedding "
+    ("worker/loader.py", "_import", "importlib.import_module"): (
+        "imports the app named by `-A module[:attribute]`, and the fixed submodules (SUBMODULES) "
+        "of that package where `-A package` looks for it: the command line's or the embedding "
         "program's choice, read once at start-up, before any message"
+    ),
+    ("task_modules.py", "import_named", "importlib.import_module"): (
+        "imports the modules the app's own source names in `include=` and `autodiscover_tasks` "
+        "(and `<package>.tasks`): the app author's choice, imported when the app is loaded, "
+        "before any message"
     ),
     ("cli/main.py", "OneLineErrors.get_command", "importlib.import_module"): (
         "imports a module from the fixed LAZY_COMMANDS table, keyed by a command-line word"

@@ -31,6 +31,7 @@ from forkq.task import (
     due_delay,
     to_timestamp,
 )
+from forkq.task_modules import import_discovered, import_included
 
 Hook = Callable[[], None]
 H = TypeVar("H", bound=Hook)
@@ -55,9 +56,12 @@ class Forkq:
         *,
         broker: str | None = None,
         backend: str | None = None,
+        include: Iterable[str] = (),
         **settings: Any,
     ) -> None:
         self.main = main or "__main__"
+        self.include: list[str] = _names(include)
+        self.autodiscover_packages: list[tuple[str, str]] = []  # (package, module name)
         self.settings: Settings = load_settings(
             broker_url=broker, result_backend=backend, **settings
         )
@@ -122,6 +126,22 @@ class Forkq:
     def _default_name(self, func: Callable[..., Any]) -> str:
         module = func.__module__
         return f"{self.main if module == '__main__' else module}.{func.__name__}"
+
+    def autodiscover_tasks(
+        self, packages: Iterable[str], related_name: str = "tasks", *, force: bool = False
+    ) -> None:
+        """Have `<package>.<related_name>` of each package imported with the `include`
+        modules (now, with `force`); a package without such a module is skipped."""
+        found = [(package, related_name) for package in _names(packages)]
+        self.autodiscover_packages.extend(found)
+        if force:
+            import_discovered(found)
+
+    def import_task_modules(self) -> None:
+        """Import the modules named by `include=` and `autodiscover_tasks` (the worker does
+        when it loads the app; a client that runs tasks by name needs none of them)."""
+        import_included(self.include)
+        import_discovered(self.autodiscover_packages)
 
     # -- publishing --------------------------------------------------------------------------
 
@@ -263,3 +283,8 @@ class Forkq:
         An `async def` hook runs on the child's event loop, the one its async tasks run on."""
         self.after_fork_hooks.append(fn)
         return fn
+
+
+def _names(names: Iterable[str]) -> list[str]:
+    """A list of module names; one name given as a string is one name, not its letters."""
+    return [names] if isinstance(names, str) else list(names)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -36,6 +36,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("forkq.worker")
 
+# The task names an unknown-task reason lists at most, and their characters (the whole reason
+# must stay well within MAX_REASON).
+UNKNOWN_TASK_NAMES = 10
+UNKNOWN_TASK_CHARS = 400
+
 # Calls the task (the argument) and gives back its value: where the soft time limit goes.
 Runner = Callable[[Callable[[], Any]], Any]
 
@@ -50,10 +55,30 @@ def accept(app: Forkq, message: Message) -> tuple[Message, Task]:
     that cannot run is a `MessageRejected` with the reason."""
     task = app.tasks.get(message.task)
     if task is None:
-        raise MessageRejected(f"unknown task {message.task!r}", message.id)
+        raise MessageRejected(unknown_task(message.task, app.tasks), message.id)
     if message.expires is not None and message.expires < time.time():
         raise MessageRejected(f"expired at {readable_time(message.expires)}", message.id)
     return convert_message(task, message), task
+
+
+def unknown_task(name: str, known: Collection[str]) -> str:
+    """The reason for a task this worker does not have: with some of the names it does have,
+    so a worker started on the wrong module (or none) says so in every dead letter. A name
+    longer than any task's is junk: it is quoted alone (and cut short by MessageRejected)."""
+    if len(name) > UNKNOWN_TASK_CHARS:
+        return f"unknown task {name!r}"
+    if not known:
+        return f"unknown task {name!r}: this worker has no tasks (see its start-up warning)"
+    names = sorted(known)
+    listed: list[str] = []
+    length = 0
+    for task in names[:UNKNOWN_TASK_NAMES]:
+        length += len(task) + 2
+        if listed and length > UNKNOWN_TASK_CHARS:
+            break
+        listed.append(task[:UNKNOWN_TASK_CHARS])
+    more = f" and {len(names) - len(listed)} more" if len(listed) < len(names) else ""
+    return f"unknown task {name!r}; this worker has {', '.join(listed)}{more}"
 
 
 def execute(

@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from inotify_simple import INotify, flags
 
@@ -50,6 +50,17 @@ def path_from_url(url: str) -> str:
             f"sqlite URL needs a file path that every process can open: {url!r}"
         )
     return path
+
+
+def absolute_url(url: str) -> str:
+    """A `sqlite:` URL with its path resolved against the current directory, as every process
+    started here opens it (`sqlite:///forkq.sqlite3` -> `sqlite:////home/me/proj/forkq.sqlite3`);
+    any other URL as it is."""
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite":
+        return url
+    query = f"?{parts.query}" if parts.query else ""
+    return f"sqlite:///{quote(os.path.abspath(path_from_url(url)))}{query}"
 
 
 DEFAULT_MODE = 0o600

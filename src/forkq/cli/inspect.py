@@ -106,13 +106,19 @@ def _warn(message: str) -> None:
     click.echo(f"forkq: warning: {message}", err=True)
 
 
+def _name(reply: dict[str, Any]) -> str:
+    """The worker's title, and its name (-n) when it has one."""
+    named = reply.get("hostname")
+    return f"{reply['title']} {named}" if named else str(reply["title"])
+
+
 def _ping(reply: dict[str, Any], console: Console) -> None:
-    console.print(f"pong from {reply['title']} (master pid {reply['pid']})")
+    console.print(f"pong from {_name(reply)} (master pid {reply['pid']})")
 
 
 def _stats(reply: dict[str, Any], console: Console) -> None:
     console.print(
-        f"[bold]{reply['title']}[/] master pid {reply['pid']}, up {reply['uptime']:.0f}s, "
+        f"[bold]{_name(reply)}[/] master pid {reply['pid']}, up {reply['uptime']:.0f}s, "
         f"{reply['concurrency']} children wanted; done {reply['done']}, failed {reply['failed']}, "
         f"restarts {reply['restarts']}"
     )

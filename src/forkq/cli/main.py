@@ -6,13 +6,16 @@ import importlib
 import json
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 import click
 
 from forkq import exitcodes
 from forkq.app import Forkq
+from forkq.cli import call_options
 from forkq.exceptions import ConfigurationError, ForkqError, ResultTimeout, TaskFailed
+from forkq.worker.banner import shown_url
 from forkq.worker.loader import AppLoadError, load_app
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -97,9 +100,34 @@ def cli(app_spec: str | None, broker: str | None, backend: str | None) -> None:
 @app_options
 @click.argument("task")
 @click.argument("args", nargs=-1)
-@click.option("--kwargs", "kwargs_json", default="{}", help="Keyword arguments as a JSON object.")
+@click.option(
+    "--args",
+    "args_json",
+    metavar="JSON",
+    callback=call_options.json_array,
+    help="Positional arguments as a JSON array (instead of ARGS).",
+)
+@click.option(
+    "--kwargs",
+    metavar="JSON",
+    default="{}",
+    callback=call_options.json_object,
+    help="Keyword arguments as a JSON object.",
+)
 @click.option("--countdown", type=click.FloatRange(min=0), help="Run no sooner than in S seconds.")
-@click.option("--queue", help="Queue [default: the app's].")
+@click.option(
+    "--eta",
+    metavar="TIME",
+    callback=call_options.moment,
+    help="Run no sooner than TIME, ISO 8601 with its UTC offset (2026-05-01T08:00:00Z).",
+)
+@click.option(
+    "--expires",
+    metavar="S|TIME",
+    callback=call_options.moment_or_seconds,
+    help="Do not run it after S seconds from now, or after TIME (ISO 8601).",
+)
+@click.option("-Q", "--queue", help="Queue [default: the app's].")
 @click.option("--priority", type=click.IntRange(0, 9), default=0, show_default=True)
 @click.option("--wait", is_flag=True, help="Wait for the result and print it.")
 @click.option(
@@ -115,26 +143,30 @@ def call(
     backend: str | None,
     task: str,
     args: tuple[str, ...],
-    kwargs_json: str,
+    args_json: list[Any] | None,
+    kwargs: dict[str, Any],
     countdown: float | None,
+    eta: datetime | None,
+    expires: datetime | float | None,
     queue: str | None,
     priority: int,
     wait: bool,
     timeout: float,
 ) -> None:
     """Enqueue TASK by name. Each ARG is read as JSON when it parses, else as a string."""
-    try:
-        kwargs = json.loads(kwargs_json)
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not JSON: {exc}", param_hint="--kwargs") from None
-    if not isinstance(kwargs, dict):
-        raise click.BadParameter("must be a JSON object", param_hint="--kwargs")
+    if args and args_json is not None:
+        raise click.UsageError("give the arguments as ARGS or as --args JSON, not both")
+    if countdown is not None and eta is not None:
+        raise click.UsageError("give --countdown or --eta, not both")
     app = resolve_app(app_spec, broker, backend)
+    say_where(app, "broker", *(("results",) if wait else ()))
     result = app.send_task(
         task,
-        [_json_or_text(a) for a in args],
+        [_json_or_text(a) for a in args] if args_json is None else args_json,
         kwargs,
         countdown=countdown,
+        eta=eta,
+        expires=expires,
         queue=queue,
         priority=priority,
     )
@@ -157,19 +189,35 @@ def result(
     wait: bool,
     timeout: float,
 ) -> None:
-    """Print a task's state and result (JSON)."""
-    handle = resolve_app(app_spec, broker, backend).AsyncResult(task_id)
+    """Print a task's state and result (JSON); a failure's traceback also goes to stderr."""
+    app = resolve_app(app_spec, broker, backend)
+    say_where(app, "results")
+    handle = app.AsyncResult(task_id)
     if wait:
         _print_result(handle.get, timeout)
         return
     state = handle.state
     value = handle.result
-    shown = (
-        {"type": value.exc_type, "message": value.exc_message}
-        if isinstance(value, TaskFailed)
-        else value
-    )
+    shown = value
+    if isinstance(value, TaskFailed):
+        shown = {
+            "type": value.exc_type,
+            "message": value.exc_message,
+            "traceback": value.remote_traceback,
+        }
+        click.echo(value.remote_traceback.rstrip() or str(value), err=True)
     click.echo(json.dumps({"id": task_id, "state": state, "result": shown}))
+
+
+def say_where(app: Forkq, *roles: str) -> None:
+    """On stderr, the SQLite file a command uses, resolved: a relative path (the default
+    ./forkq.sqlite3 is one) names another file in another directory."""
+    urls = {"broker": app.settings.broker_url, "results": app.settings.backend_url}
+    shown = {urls[role] for role in roles if urls[role].startswith("sqlite:")}
+    for role in roles:
+        if urls[role] in shown:
+            shown.discard(urls[role])
+            click.echo(f"forkq: {role} {shown_url(urls[role])}", err=True)
 
 
 @cli.command()

@@ -9,6 +9,7 @@ import sys
 import click
 
 from forkq.cli.main import app_options, cli, resolve_app
+from forkq.cli.worker_options import hostname, memory_size
 
 
 def prefetch_option(_ctx: click.Context, _param: click.Parameter, value: str) -> int | None:
@@ -40,7 +41,16 @@ def prefetch_option(_ctx: click.Context, _param: click.Parameter, value: str) ->
     "--loglevel",
     default="info",
     show_default=True,
-    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    type=click.Choice(["debug", "info", "warning", "error", "critical"], case_sensitive=False),
+)
+@click.option(
+    "-n",
+    "--hostname",
+    "worker_name",
+    metavar="NAME",
+    callback=hostname,
+    help="The worker's name, shown by inspect and the start-up banner; %h is this host's "
+    "name, %n its part before the first dot, %d the rest [default: %h].",
 )
 @click.option(
     "--prefetch",
@@ -70,13 +80,14 @@ def prefetch_option(_ctx: click.Context, _param: click.Parameter, value: str) ->
 @click.option(
     "--max-tasks-per-child",
     type=click.IntRange(min=1),
-    help="Replace a child after this many tasks (plus up to 10%% jitter).",
+    help="Replace a child after this many tasks (plus up to 10% jitter).",
 )
 @click.option(
     "--max-memory-per-child",
-    type=click.FloatRange(min=0, min_open=True),
-    metavar="MB",
-    help="Replace a child whose private memory (USS) passes this.",
+    metavar="SIZE",
+    callback=memory_size,
+    help="Replace a child whose private memory (USS) passes this: 200MB, 1.5GiB, 512MiB; a "
+    "bare number is MiB (Celery's unit is KiB of RSS).",
 )
 @click.option(
     "--max-deliveries",
@@ -93,12 +104,13 @@ def worker(
     concurrency: int,
     queues: str | None,
     loglevel: str,
+    worker_name: str,
     prefetch: int | None,
     shutdown_timeout: float,
     time_limit: float | None,
     soft_time_limit: float | None,
     max_tasks_per_child: int | None,
-    max_memory_per_child: float | None,
+    max_memory_per_child: int | None,
     max_deliveries: int | None,
     pidfile: str | None,
     logfile: str | None,
@@ -135,9 +147,8 @@ def worker(
             log_json=log_json,
             limits=TimeLimits(hard=time_limit, soft=soft_time_limit),
             max_tasks_per_child=max_tasks_per_child,
-            max_memory_per_child=None
-            if max_memory_per_child is None
-            else int(max_memory_per_child * 2**20),
+            max_memory_per_child=max_memory_per_child,
+            hostname=worker_name,
         )
     except BaseException:
         if gc_was_enabled:  # a caller in the same process (tests, embedding) gets it back

@@ -15,6 +15,7 @@ from forkq.pool.scoreboard import Scoreboard, SlotState, SlotView
 
 class PoolView(Protocol):
     title: str
+    hostname: str
     concurrency: int
     started_at: float
     scoreboard: Scoreboard
@@ -43,7 +44,7 @@ def handlers(pool: PoolView) -> dict[str, Callable[[], dict[str, Any]]]:
 
 
 def ping(pool: PoolView) -> dict[str, Any]:
-    return {"pong": True, "pid": os.getpid(), "title": pool.title}
+    return {"pong": True, "pid": os.getpid(), "title": pool.title, "hostname": pool.hostname}
 
 
 def stats(pool: PoolView) -> dict[str, Any]:
@@ -55,6 +56,7 @@ def stats(pool: PoolView) -> dict[str, Any]:
     return {
         "pid": os.getpid(),
         "title": pool.title,
+        "hostname": pool.hostname,
         "uptime": round(now - pool.started_at, 3),
         "concurrency": pool.concurrency,
         "children": children,

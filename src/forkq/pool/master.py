@@ -53,6 +53,7 @@ class PoolConfig(msgspec.Struct, frozen=True):
     scan_interval: float = 0.25  # how often the scoreboard is read for time limits
     max_memory_per_child: int | None = None  # bytes of USS; over it, a child is recycled
     reload_check: tuple[str, ...] = ()  # HUP runs it first: exit 0 if the new code loads
+    hostname: str = ""  # the worker's name, as inspect shows it
 
 
 class Supervision(Protocol):
@@ -86,6 +87,7 @@ class Master:
         self.children: dict[int, _Child] = {}  # by pid
         self.concurrency = config.concurrency  # TTIN/TTOU change it
         self.title = config.title
+        self.hostname = config.hostname
         self.started_at = time.time()
         self.restarts: Counter[int] = Counter()  # children replaced, by slot index
         self.scoreboard = Scoreboard(capacity=max(4 * config.concurrency, config.concurrency + 16))
@@ -359,7 +361,10 @@ class Master:
         """TERM: stop taking work, let running tasks finish, then exit."""
         if self.stopping:
             return
-        log.info("warm shutdown: waiting up to %gs for running tasks", self.config.shutdown_timeout)
+        log.info(
+            "warm shutdown: waiting up to %gs for running tasks (a second Ctrl-C: cold shutdown)",
+            self.config.shutdown_timeout,
+        )
         self.stopping = True
         self._shutdown_deadline = time.monotonic() + self.config.shutdown_timeout
         self.kill_all(signal.SIGTERM)

@@ -30,7 +30,7 @@ from forkq.pool.control_dir import open_worker_dir
 from forkq.pool.master import Master, PoolConfig
 from forkq.pool.pidfile import PidFile
 from forkq.pool.reload import CHECK_ENV
-from forkq.settings import redacted
+from forkq.worker.banner import log_banner
 from forkq.worker.limits import TimeLimits
 from forkq.worker.program import ConsumeOptions, ConsumeProgram, WorkerSupervision
 
@@ -53,10 +53,11 @@ class WorkerConfig(msgspec.Struct, frozen=True):
     max_memory_per_child: int | None = None  # bytes of USS
     logfile: str | None = None
     log_json: bool = False
+    hostname: str = ""  # the worker's name (-n); the machine's host name when empty
 
 
-def new_worker_id() -> str:
-    return f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
+def new_worker_id(hostname: str) -> str:
+    return f"{hostname}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
 
 
 def run_worker(app: Forkq, config: WorkerConfig, *, gc_was_enabled: bool | None = None) -> int:
@@ -86,7 +87,8 @@ def run_worker(app: Forkq, config: WorkerConfig, *, gc_was_enabled: bool | None 
             raise
         if checking:
             return exitcodes.OK
-        worker_id = new_worker_id()
+        hostname = config.hostname or socket.gethostname()
+        worker_id = new_worker_id(hostname)
         options = ConsumeOptions(
             worker_id, config.queues, config.prefetch, config.limits, config.max_tasks_per_child
         )
@@ -99,6 +101,7 @@ def run_worker(app: Forkq, config: WorkerConfig, *, gc_was_enabled: bool | None 
             tick_interval=app.broker.lease_ttl / 3,
             max_memory_per_child=config.max_memory_per_child,
             reload_check=(sys.executable, *sys.orig_argv[1:]),
+            hostname=hostname,
         )
         # Everything loaded so far is shared copy-on-write with the children; freezing it
         # keeps the collector from writing to those pages (and so copying them) in every child.
@@ -115,13 +118,7 @@ def run_worker(app: Forkq, config: WorkerConfig, *, gc_was_enabled: bool | None 
         gc.freeze()
     master = Master(program, supervision, pool)
     with pidfile:
-        log.info(
-            "worker %s: %d children, queues %s, broker %s",
-            worker_id,
-            config.concurrency,
-            ",".join(config.queues),
-            redacted(app.settings.broker_url),
-        )
+        log_banner(app, config, hostname, os.getpid())
         code = master.run()
         if master.reload_requested:
             pidfile.hand_over()
