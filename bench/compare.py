@@ -40,7 +40,18 @@ sent one after another, each awaited by BLPOP on the list its body pushes to: ba
 with 100 ms gaps; p50, p90 and p99 of each. Commands per task: one extra pass of the throughput
 workload per system under Redis MONITOR, counting the commands clients sent (not those Lua
 scripts ran inside Redis) from the first enqueue to the last completion, without the task
-bodies and the harness's own reads; not for the systems on RabbitMQ or SQLite."""
+bodies and the harness's own reads; not for the systems on RabbitMQ or SQLite.
+
+Typed arguments: rows forkq-args and forkq-typed run the throughput workload on Redis with a
+task `incr_args(n, at, key)` sent the same number, datetime and UUID, the last two as their
+JSON strings. forkq-args's parameters are unannotated and it has `typing=False`: nothing is
+checked or converted. forkq-typed's are annotated (`int`, `datetime`, `uuid.UUID`) with the
+default `typing=True`: delay() checks that the arguments bind to the signature, and the child
+converts the strings to a datetime and a UUID before the task runs. The page divides
+forkq-typed by forkq-args (the feature on ÷ off, in the same run): drain rate, worker CPU per
+task, and enqueue time per task. They measure no latency (the ping task takes no arguments);
+against a `--baseline` revision without the `typing` option, both rows run the
+unannotated task unchecked."""
 
 from __future__ import annotations
 
@@ -81,7 +92,7 @@ from harness import (
 from memory import __doc__ as memory_doc
 from memory import console_table as memory_report
 from memory import run_memory
-from report import cell, machine, reference_for, render
+from report import FEATURES, cell, feature_ratios, machine, reference_for, render
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -103,6 +114,22 @@ def all_systems(pythons: Interpreters, sqlite: Path) -> list[System]:
     }
     return [
         System("forkq", "forkq_app", forkq, common, bulk=True),
+        System(  # a task with arguments, typing=False and unannotated: checks, conversion off
+            "forkq-args",
+            "forkq_app",
+            forkq,
+            {**common, "BENCH_ARGS": "plain"},
+            bulk=True,
+            measures_latency=False,
+        ),
+        System(  # the same, annotated, typing=True: checked in delay(), converted in the child
+            "forkq-typed",
+            "forkq_app",
+            forkq,
+            {**common, "BENCH_ARGS": "typed"},
+            bulk=True,
+            measures_latency=False,
+        ),
         System("huey", "huey_app", peers, common),
         System("dramatiq", "dramatiq_app", peers, common),
         System("dramatiq-p64", "dramatiq_app", peers, {**common, "dramatiq_queue_prefetch": "64"}),
@@ -308,6 +335,11 @@ def report(results: dict[str, Runs], console: Console) -> None:
         if r.p50 and ours.p50:
             text += f", latency p50 x{statistics.median(ours.p50) / statistics.median(r.p50):.2f}"
         console.print(text)
+    for on, off in FEATURES:
+        if on in results and off in results:
+            cells = feature_ratios(vars(results[on]), vars(results[off]))
+            figures = [f"{heading} x{ratio:.3f}" for heading, ratio in cells if ratio]
+            console.print(f"{on} ÷ {off}: " + ", ".join(figures))
 
 
 def rabbitmq_version() -> str:

@@ -113,6 +113,43 @@ def against_baseline(results: dict[str, dict[str, Any]]) -> list[str]:
     return ["", *lines]
 
 
+FEATURES = [("forkq-typed", "forkq-args")]  # (on, off): rows of one run, one feature apart
+FEATURE_COLUMNS = [  # (key, heading, a rate shown as time per task)
+    ("drain", "drain tasks/s", False),
+    ("cpu_us", "worker CPU µs/task", False),
+    ("enqueue", "enqueue time/task, one call each", True),
+    ("bulk_enqueue", "enqueue time/task, bulk", True),
+]
+
+
+def feature_ratios(on: dict[str, Any], off: dict[str, Any]) -> list[tuple[str, float | None]]:
+    """A feature's row divided by the same workload's row without it, column by column
+    (medians; a rate's inverse where the column is time per task)."""
+    cells: list[tuple[str, float | None]] = []
+    for key, heading, per_task in FEATURE_COLUMNS:
+        a, b = on.get(key), off.get(key)
+        ratio = statistics.median(a) / statistics.median(b) if a and b else None
+        cells.append((heading, 1 / ratio if per_task and ratio else ratio))
+    return cells
+
+
+def features(results: dict[str, dict[str, Any]]) -> list[str]:
+    """Each feature measured on and off in the run: forkq-typed (a task whose parameters are
+    annotated, `typing=True`: arguments checked in delay() and converted in the child) over
+    forkq-args (the same arguments, unannotated, `typing=False`)."""
+    pairs = [(on, off) for on, off in FEATURES if on in results and off in results]
+    if not pairs:
+        return []
+    headings = [heading for _, heading, _ in FEATURE_COLUMNS]
+    lines = ["| feature on ÷ off, same run | " + " | ".join(headings) + " |"]
+    lines.append("|" + " --- |" * (len(headings) + 1))
+    for on, off in pairs:
+        cells = feature_ratios(results[on], results[off])
+        text = ["\u2013" if r is None else f"{r:.3f}" for _, r in cells]
+        lines.append(f"| {on} ÷ {off} | " + " | ".join(text) + " |")
+    return ["", *lines]
+
+
 def _median(r: dict[str, Any], key: str) -> float:
     return float(statistics.median(r[key]))
 
@@ -319,6 +356,7 @@ def render(
         "",
         *ratios(results),
         *against_baseline(results),
+        *features(results),
         "",
         "Against the targets of issues 4 (Redis), 5 (RabbitMQ) and 6:",
         "",
