@@ -1,5 +1,5 @@
 """Celery's "First steps" and "Next steps" tutorials, ported in examples/celery_tutorial, run as
-a user runs them: `forkq worker -A proj.tasks` started in that directory, on SQLite and on
+a user runs them: `forkq worker -A proj` started in that directory, on SQLite and on
 Redis with the URLs users write, and the tutorial's calls made from this process."""
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import pytest
 
 from forkq import AsyncResult, TaskFailed
 from forkq.demo.process import worker_process
-from forkq.result import decode_record
 from forkq.states import PENDING, SUCCESS
 from tests.conftest import engine_url
 
@@ -40,23 +39,23 @@ def broker_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 def tasks(broker_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     """`proj.tasks`, imported as a caller would, its app pointed at the test's broker."""
     monkeypatch.syspath_prepend(str(TUTORIAL))
-    import proj.app
+    import proj.celery
     import proj.tasks
 
-    proj.app.app.configure(broker_url=broker_url)
+    proj.celery.app.configure(broker_url=broker_url)
     yield proj.tasks
-    proj.app.app.close()
+    proj.celery.app.close()
 
 
 @contextmanager
 def tutorial_worker(url: str, log: Path, *args: str) -> Iterator[None]:
-    """`forkq worker -A proj.tasks ARGS` in the tutorial's directory; its output goes to `log`
+    """`forkq worker -A proj ARGS` in the tutorial's directory; its output goes to `log`
     (printed on leaving, so a failing test shows it). It must stop cleanly on TERM."""
     try:
         with (
             log.open("wb") as output,
             worker_process(
-                "proj.tasks", url, "-l", "info", *args, cwd=str(TUTORIAL), output=output
+                "proj", url, "-l", "info", *args, cwd=str(TUTORIAL), output=output
             ) as worker,
         ):
             yield
@@ -66,11 +65,9 @@ def tutorial_worker(url: str, log: Path, *args: str) -> Iterator[None]:
 
 
 def finished_at(result: AsyncResult) -> float:
-    stored = result.app.backend.get(result.id)
-    assert stored is not None
-    done = decode_record(stored.payload).date_done
+    done = result.date_done
     assert done is not None
-    return done
+    return done.timestamp()
 
 
 def test_first_and_next_steps(tasks: ModuleType, broker_url: str, tmp_path: Path) -> None:
@@ -88,6 +85,7 @@ def test_first_and_next_steps(tasks: ModuleType, broker_url: str, tmp_path: Path
         assert flaky.get(timeout=10) == 3
         with pytest.raises(TaskFailed) as failed:
             hopeless.get(timeout=10)
+    assert isinstance(failed.value, ConnectionError)  # `except ConnectionError:` works too
     assert failed.value.exc_type == "ConnectionError"
     assert "attempt 4" in failed.value.exc_message  # the first try and 3 retries
     assert finished_at(later) >= sent + COUNTDOWN - DUE_SLACK

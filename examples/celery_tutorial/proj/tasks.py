@@ -1,11 +1,11 @@
 """The tutorial's tasks. Workers start in examples/celery_tutorial/ (see README.md there):
-`forkq worker -A proj.tasks` consumes the default queue, `... -Q hipri` only the hipri queue.
+`forkq worker -A proj` consumes the default queue, `... -Q hipri` only the hipri queue.
 """
 
 from __future__ import annotations
 
 from forkq import Task
-from proj.app import app
+from proj.celery import app
 
 
 @app.task
