@@ -86,6 +86,17 @@ def test_a_retry_that_then_succeeds_stores_the_success(app: Forkq) -> None:
     assert second_time_lucky.delay().get(timeout=0) == 1
 
 
+def test_an_error_working_out_a_retry_is_the_tasks_failure_not_the_callers(app: Forkq) -> None:
+    @app.task(autoretry_for=(OSError,), retry_backoff=True, retry_backoff_max="600")
+    def misconfigured() -> None:
+        raise ConnectionError("refused")
+
+    result = misconfigured.delay()
+    with pytest.raises(TaskFailed, match="TypeError") as failed:
+        result.get(timeout=0)
+    assert "ConnectionError: refused" in failed.value.remote_traceback
+
+
 def test_a_failure_is_stored_with_the_tasks_own_traceback(app: Forkq) -> None:
     @app.task
     def explode() -> None:

@@ -72,6 +72,9 @@ class TaskOptions(msgspec.Struct, frozen=True):
                 f"task {self.name}: retry_kwargs takes {', '.join(sorted(RETRY_KWARGS))}, "
                 f"not {', '.join(sorted(unknown))}"
             )
+        wrong = _retry_kwargs_error(self.retry_kwargs)
+        if wrong is not None:
+            raise ConfigurationError(f"task {self.name}: retry_kwargs: {wrong}")
         for limit in ("time_limit", "soft_time_limit"):
             value = getattr(self, limit)
             if value is not None and value <= 0:
@@ -276,12 +279,40 @@ class Task(Generic[P, R]):
         if not o.retry_backoff:
             return o.default_retry_delay
         base = 1.0 if o.retry_backoff is True else float(o.retry_backoff)
-        delay = min(o.retry_backoff_max, base * (2**retries))
+        # The exponent is capped where a float still holds the power (2.0**1024 overflows):
+        # a task that retries for ever keeps its delay at retry_backoff_max (the product may
+        # be inf, which min() caps too).
+        delay = min(o.retry_backoff_max, base * 2.0 ** min(retries, MAX_DOUBLINGS))
         # Full jitter spreads a burst of failures so the retries do not arrive together.
         return random.uniform(0, delay) if o.retry_jitter else delay
 
 
 RETRY_KWARGS = frozenset({"countdown", "eta", "max_retries"})
+MAX_DOUBLINGS = 1000  # of the back-off's base: beyond any retry_backoff_max
+
+
+def _retry_kwargs_error(kwargs: Mapping[str, Any]) -> str | None:
+    """What is wrong with `retry_kwargs`' values (their names are checked apart), if anything:
+    they are used only once the task has failed, when an error could no longer be the
+    caller's."""
+    countdown, eta = kwargs.get("countdown"), kwargs.get("eta")
+    limit = kwargs.get("max_retries")
+    if countdown is not None and not (_is_number(countdown) and 0 <= countdown < math.inf):
+        return f"countdown must be a number of seconds >= 0, not {countdown!r}"
+    if eta is not None:
+        if countdown is not None:
+            return "give countdown or eta, not both"
+        if isinstance(eta, datetime) and eta.tzinfo is None:
+            return f"eta must be a timezone-aware datetime, not {eta!r}"
+        if not (isinstance(eta, datetime) or (_is_number(eta) and math.isfinite(eta))):
+            return f"eta must be an aware datetime or a Unix time, not {eta!r}"
+    if limit is not None and not (_is_number(limit) and isinstance(limit, int) and limit >= 0):
+        return f"max_retries must be an int >= 0 or None, not {limit!r}"
+    return None
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _exception_types(task: str, option: str, value: object) -> tuple[type[BaseException], ...]:
