@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from forkq import FAILURE, PENDING, SUCCESS, Forkq, Task, TaskFailed
+from forkq import FAILURE, PENDING, SUCCESS, Forkq, ResultTimeout, Task, TaskFailed
 
 
 @pytest.fixture
@@ -131,6 +131,21 @@ def test_ignored_results_stay_pending_as_with_a_worker(app: Forkq) -> None:
 
     assert note.delay(7).state == PENDING
     assert ran == [7]
+
+
+def test_a_timeout_asks_no_broker_and_says_why(app: Forkq) -> None:
+    @app.task(ignore_result=True)
+    def note() -> None: ...
+
+    result = note.delay()
+    for handle, why in [
+        (result, f"{note.name} ignores its result (ignore_result)"),
+        (app.AsyncResult(result.id), "no result is stored here for this id"),
+    ]:
+        with pytest.raises(ResultTimeout) as timeout:
+            handle.get(timeout=0.01)
+        assert why in str(timeout.value) and "worker" not in str(timeout.value)
+    # the fixture checks that no ./forkq.sqlite3 (the default broker) was made
 
 
 def test_a_task_may_call_tasks_and_itself(app: Forkq) -> None:

@@ -142,12 +142,6 @@ def refused_retry(message: Message, reason: Exception) -> ResultRecord:
     return failure_record("RetryRefused", str(reason), retries=message.retries)
 
 
-def ignores_result(app: Forkq, task: Task) -> bool:
-    """Whether a success of this task goes unstored (failures are stored always)."""
-    own = task.options.ignore_result
-    return app.settings.ignore_result if own is None else own
-
-
 def _retry_record(retry: Retry, message: Message) -> ResultRecord:
     cause = retry.exc
     log.info("task %s[%s] retry in %.2fs", message.task, message.id, retry.countdown)

@@ -143,6 +143,12 @@ class Task(Generic[P, R]):
     def __repr__(self) -> str:
         return f"<Task {self.name}>"
 
+    @property
+    def ignores_result(self) -> bool:
+        """Whether a success of this task goes unstored (failures are stored always)."""
+        own = self.options.ignore_result
+        return self.app.settings.ignore_result if own is None else own
+
     @functools.cached_property
     def signature_check(self) -> SignatureCheck | None:
         signature = task_parameters(self.fn, self.options.bind)
