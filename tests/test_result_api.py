@@ -34,6 +34,9 @@ class OtherError(Exception):
     pass
 
 
+OwnConnectionError = type("ConnectionError", (OSError,), {"__module__": __name__})
+
+
 class OwnNewError(Exception):
     def __new__(cls, code: int) -> OwnNewError:  # not TaskFailed's arguments either
         if not isinstance(code, int):
@@ -90,6 +93,16 @@ class TestMembers:
         result = h.app.AsyncResult("r-1")
         assert isinstance(result.info, OSError) and result.date_done is None
 
+    def test_a_retry_for_an_error_named_as_a_builtin_is_not_the_builtin(self, h: Harness) -> None:
+        def fetch() -> None:
+            raise OwnConnectionError("refused")  # as requests.ConnectionError would
+
+        options = {"autoretry_for": (OwnConnectionError,), "retry_kwargs": {"countdown": 60}}
+        result = h.app.task(name="proj.fetch", **options)(fetch).delay()
+        h.run_next()
+        assert result.state == RETRY and type(result.info) is TaskFailed
+        assert (result.info.exc_module, result.info.exc_type) == (__name__, "ConnectionError")
+
     def test_an_unreachable_backend_is_not_a_plain_timeout(self) -> None:
         app = Forkq("t", broker=f"memory://{uuid.uuid4().hex}")
         app.configure(result_backend=f"redis://127.0.0.1:{server_port()}/0")  # nothing there
@@ -97,7 +110,7 @@ class TestMembers:
             app.AsyncResult("t-1").get(timeout=0.3)
         assert isinstance(error.value, ResultTimeout) and isinstance(error.value, TimeoutError)
         assert isinstance(error.value, BackendUnavailable)
-        assert error.value.task_id == "t-1"
+        assert (error.value.task_id, error.value.hint) == ("t-1", "")
 
 
 class TestTypedFailures:

@@ -68,6 +68,10 @@ class TestOptions:
         moment = datetime.now(timezone.utc) + timedelta(hours=1)
         task.apply_async(expires=moment)
         assert h.app.codec.decode(h.fetch().body).expires == moment.timestamp()
+        before = time.time()
+        task.map([(), ()])
+        for _ in range(2):
+            assert before + 30 <= h.app.codec.decode(h.fetch().body).expires <= time.time() + 30
 
     @pytest.mark.parametrize("expires", [0, -1, float("inf"), datetime(2030, 1, 1)])
     def test_a_bad_expires_is_refused(self, app: Forkq, expires: Any) -> None:

@@ -148,6 +148,7 @@ def _retry_record(retry: Retry, message: Message) -> ResultRecord:
     return ResultRecord(
         state=RETRY,
         exc_type=type(cause).__qualname__ if cause else None,
+        exc_module=type(cause).__module__ if cause else None,
         exc_message=str(cause) if cause else None,
         retries=message.retries,
         date_done=time.time() + retry.countdown,  # when the next try is due

@@ -172,6 +172,7 @@ class BackendUnreachable(ResultTimeout, BackendUnavailable):
         )
         self.task_id = task_id
         self.timeout = timeout
+        self.hint = ""  # a ResultTimeout's: the reason is in the message
         self.unreachable_for = unreachable_for
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol
 import msgspec
 
 from forkq.arguments import Conversion, SignatureCheck, conversion_for, task_parameters
-from forkq.envelope import make_message
+from forkq.envelope import Message
 from forkq.exceptions import ConfigurationError, MaxRetriesExceeded, Retry
 
 if TYPE_CHECKING:
@@ -185,36 +185,60 @@ class Task(Generic[P, R]):
         args = tuple(args)
         kwargs = kwargs or {}
         self._check(args, kwargs)
+        message = self._message(
+            args,
+            kwargs,
+            countdown=countdown,
+            eta=eta,
+            expires=expires,
+            queue=queue,
+            priority=priority,
+            task_id=task_id,
+            headers=headers,
+        )
         try:
-            return self.app.send_task(
-                self.name,
-                args,
-                kwargs,
-                countdown=countdown,
-                eta=eta,
-                expires=self.options.expires if expires is None else expires,
-                queue=queue or self.options.queue,
-                priority=self.options.priority if priority is None else priority,
-                task_id=task_id,
-                headers=headers,
-            )
+            return self.app.send_message(message)
         except TypeError as exc:
             raise self._unencodable(args, kwargs) or exc from None
 
     def map(self, argument_lists: Iterable[Iterable[Any]]) -> list[AsyncResult[R]]:
         """Enqueue one call per argument tuple in a single broker round trip."""
-        queue = self.options.queue or self.app.settings.default_queue
         calls = [tuple(args) for args in argument_lists]
         for args in calls:
             self._check(args, {})
-        messages = [
-            make_message(self.name, list(args), {}, queue=queue, priority=self.options.priority)
-            for args in calls
-        ]
+        messages = [self._message(args, {}) for args in calls]
         try:
             return self.app.publish_many(messages)
         except TypeError as exc:
             raise next(filter(None, (self._unencodable(a, {}) for a in calls)), exc) from None
+
+    def _message(
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        countdown: float | None = None,
+        eta: datetime | float | None = None,
+        expires: datetime | float | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        task_id: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Message:
+        """The message of one call, with the task's options (queue, priority, expires) where
+        the call gives none: the one place `apply_async` and `map` take them from."""
+        return self.app.new_message(
+            self.name,
+            args,
+            kwargs,
+            countdown=countdown,
+            eta=eta,
+            expires=self.options.expires if expires is None else expires,
+            queue=queue or self.options.queue,
+            priority=self.options.priority if priority is None else priority,
+            task_id=task_id,
+            headers=headers,
+        )
 
     def _check(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if self.options.typing and self.signature_check is not None:
