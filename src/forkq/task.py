@@ -322,11 +322,9 @@ MAX_DOUBLINGS = 1000  # of the back-off's base: beyond any retry_backoff_max
 
 
 def _retry_kwargs_error(kwargs: Mapping[str, Any]) -> str | None:
-    """What is wrong with `retry_kwargs`' values (their names are checked apart), if anything:
-    they are used only once the task has failed, when an error could no longer be the
-    caller's."""
-    countdown, eta = kwargs.get("countdown"), kwargs.get("eta")
-    limit = kwargs.get("max_retries")
+    """What is wrong with `retry_kwargs`' values, if anything: checked when the task is
+    defined, since they are used only once it has failed (too late to be the caller's error)."""
+    countdown, eta, limit = (kwargs.get(name) for name in ("countdown", "eta", "max_retries"))
     if countdown is not None and not (_is_number(countdown) and 0 <= countdown < math.inf):
         return f"countdown must be a number of seconds >= 0, not {countdown!r}"
     if eta is not None:
