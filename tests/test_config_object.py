@@ -75,6 +75,7 @@ def test_a_namespace_reads_prefixed_upper_case_names(app: Forkq) -> None:
         ({"result_ttl": "soon"}, "result_ttl='soon': Expected `float`, got `str`"),
         ({"ignore_result": 1}, "ignore_result=1: Expected `bool`"),
         ({"result_expires": -1}, "result_ttl must be > 0"),
+        ({"task_eager_propagates": "yes"}, "task_eager_propagates='yes' is not supported"),
     ],
 )
 def test_what_is_refused_is_named(app: Forkq, settings: dict[str, Any], error: str) -> None:
@@ -82,6 +83,21 @@ def test_what_is_refused_is_named(app: Forkq, settings: dict[str, Any], error: s
     with pytest.raises(ConfigurationError, match=error):
         app.config_from_object(settings)
     assert app.settings == before  # nothing applied
+
+
+@pytest.mark.parametrize("propagates", [True, False])
+def test_celerys_eager_test_settings_are_read(app: Forkq, propagates: bool) -> None:
+    app.config_from_object({"task_always_eager": True, "task_eager_propagates": propagates})
+    assert app.settings.eager
+
+    @app.task
+    def explode() -> None:
+        raise KeyError("missing")
+
+    result = explode.delay()  # as from a worker: the call returns, get() raises
+    with pytest.raises(KeyError):
+        result.get(timeout=0)
+    assert isinstance(result.get(timeout=0, propagate=False), KeyError)
 
 
 def test_celery_tuning_forkq_sets_elsewhere_warns(app: Forkq) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from forkq import FAILURE, PENDING, SUCCESS, Forkq, Task, TaskFailed
+from forkq import FAILURE, PENDING, SUCCESS, Forkq, ResultTimeout, Task, TaskFailed
 
 
 @pytest.fixture
@@ -86,6 +86,17 @@ def test_a_retry_that_then_succeeds_stores_the_success(app: Forkq) -> None:
     assert second_time_lucky.delay().get(timeout=0) == 1
 
 
+def test_an_error_working_out_a_retry_is_the_tasks_failure_not_the_callers(app: Forkq) -> None:
+    @app.task(autoretry_for=(OSError,), retry_backoff=True, retry_backoff_max="600")
+    def misconfigured() -> None:
+        raise ConnectionError("refused")
+
+    result = misconfigured.delay()
+    with pytest.raises(TaskFailed, match="TypeError") as failed:
+        result.get(timeout=0)
+    assert "ConnectionError: refused" in failed.value.remote_traceback
+
+
 def test_a_failure_is_stored_with_the_tasks_own_traceback(app: Forkq) -> None:
     @app.task
     def explode() -> None:
@@ -120,6 +131,21 @@ def test_ignored_results_stay_pending_as_with_a_worker(app: Forkq) -> None:
 
     assert note.delay(7).state == PENDING
     assert ran == [7]
+
+
+def test_a_timeout_asks_no_broker_and_says_why(app: Forkq) -> None:
+    @app.task(ignore_result=True)
+    def note() -> None: ...
+
+    result = note.delay()
+    for handle, why in [
+        (result, f"{note.name} ignores its result (ignore_result)"),
+        (app.AsyncResult(result.id), "no result is stored here for this id"),
+    ]:
+        with pytest.raises(ResultTimeout) as timeout:
+            handle.get(timeout=0.01)
+        assert why in str(timeout.value) and "worker" not in str(timeout.value)
+    # the fixture checks that no ./forkq.sqlite3 (the default broker) was made
 
 
 def test_a_task_may_call_tasks_and_itself(app: Forkq) -> None:

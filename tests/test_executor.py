@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -12,7 +13,8 @@ import pytest
 
 from forkq import Forkq, TaskFailed
 from forkq.brokers import Consumer, Delivery
-from forkq.envelope import Codec, Message
+from forkq.calling import execute
+from forkq.envelope import Codec, Message, make_message
 from forkq.pool.scoreboard import Scoreboard
 from forkq.result import decode_record
 from forkq.states import FAILURE, RETRY, STARTED, SUCCESS
@@ -137,6 +139,37 @@ def test_autoretry_for_retries_then_fails_with_the_error(h: Harness) -> None:
     assert (record.state, record.exc_type, record.retries) == (FAILURE, "ConnectionError", 2)
     assert tries == [0, 1, 2]
     assert h.app.broker.size(h.queue) == 0
+
+
+def test_back_off_for_ever_stays_at_its_cap(h: Harness) -> None:
+    def fetch() -> None:
+        raise ConnectionError("refused")
+
+    options = {"retry_backoff": True, "retry_jitter": False, "max_retries": None}
+    forever = task(h, fetch, autoretry_for=(OSError,), **options)
+    for retries in (1_023, 1_024, 10**6):
+        message = make_message("fetch", [], {}, queue=h.queue, retries=retries)
+        record = execute(forever, message)
+        assert record.state == RETRY and record.date_done is not None
+        assert 599 < record.date_done - time.time() <= 600
+
+
+def test_an_error_working_out_a_retry_is_the_tasks_failure(h: Harness) -> None:
+    def fetch(self: Task, how: str) -> None:
+        if how == "asked":
+            self.retry()
+        raise ConnectionError("refused")
+
+    options = {"retry_backoff": True, "retry_backoff_max": "600"}  # a str: min() cannot compare
+    fetcher = task(h, fetch, bind=True, autoretry_for=(Exception,), **options)
+    for how in ("asked", "automatic"):
+        result = fetcher.delay(how)
+        h.run_next()
+        record = h.record(result.id)
+        assert (record.state, record.exc_type, record.retries) == (FAILURE, "TypeError", 0)
+        assert "'<' not supported" in record.exc_message
+        assert h.app.broker.size(h.queue) == 0
+    assert "ConnectionError: refused" in record.traceback  # what it was retrying for
 
 
 def test_dont_autoretry_for_fails_at_once(h: Harness) -> None:

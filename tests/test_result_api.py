@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import pickle
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,6 +32,16 @@ class AppError(Exception):
 
 class OtherError(Exception):
     pass
+
+
+OwnConnectionError = type("ConnectionError", (OSError,), {"__module__": __name__})
+
+
+class OwnNewError(Exception):
+    def __new__(cls, code: int) -> OwnNewError:  # not TaskFailed's arguments either
+        if not isinstance(code, int):
+            raise TypeError(f"code must be an int, not {code!r}")
+        return super().__new__(cls, code)
 
 
 @pytest.fixture
@@ -81,6 +93,16 @@ class TestMembers:
         result = h.app.AsyncResult("r-1")
         assert isinstance(result.info, OSError) and result.date_done is None
 
+    def test_a_retry_for_an_error_named_as_a_builtin_is_not_the_builtin(self, h: Harness) -> None:
+        def fetch() -> None:
+            raise OwnConnectionError("refused")  # as requests.ConnectionError would
+
+        options = {"autoretry_for": (OwnConnectionError,), "retry_kwargs": {"countdown": 60}}
+        result = h.app.task(name="proj.fetch", **options)(fetch).delay()
+        h.run_next()
+        assert result.state == RETRY and type(result.info) is TaskFailed
+        assert (result.info.exc_module, result.info.exc_type) == (__name__, "ConnectionError")
+
     def test_an_unreachable_backend_is_not_a_plain_timeout(self) -> None:
         app = Forkq("t", broker=f"memory://{uuid.uuid4().hex}")
         app.configure(result_backend=f"redis://127.0.0.1:{server_port()}/0")  # nothing there
@@ -88,7 +110,7 @@ class TestMembers:
             app.AsyncResult("t-1").get(timeout=0.3)
         assert isinstance(error.value, ResultTimeout) and isinstance(error.value, TimeoutError)
         assert isinstance(error.value, BackendUnavailable)
-        assert error.value.task_id == "t-1"
+        assert (error.value.task_id, error.value.hint) == ("t-1", "")
 
 
 class TestTypedFailures:
@@ -123,6 +145,31 @@ class TestTypedFailures:
         assert error.exc_message == "7: no" and "AppError: 7: no" in str(error)
         plain = self.fail(h, OtherError("x"))
         assert type(plain) is TaskFailed
+
+    def test_a_type_that_cannot_be_made_from_the_record_is_a_plain_failure(
+        self, h: Harness
+    ) -> None:
+        h.app.register_exception(OwnNewError)
+        error = self.fail(h, OwnNewError(7))
+        assert type(error) is TaskFailed and error.exc_type == "OwnNewError"
+        assert type(pickle.loads(pickle.dumps(error))) is TaskFailed
+
+    @pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.TaskGroup is new in 3.11")
+    def test_an_exception_group_is_a_plain_failure(self, h: Harness) -> None:
+        async def broken() -> None:
+            raise ValueError("inner")
+
+        async def grouped() -> None:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(broken())
+
+        result = h.app.task(name="grouped")(grouped).delay()
+        h.run_next()
+        with pytest.raises(TaskFailed) as failed:
+            result.get(timeout=1)
+        assert type(failed.value) is TaskFailed and failed.value.exc_type == "ExceptionGroup"
+        assert "ValueError: inner" in failed.value.remote_traceback
+        assert type(result.result) is TaskFailed and type(result.info) is TaskFailed
 
     def test_system_exit_is_never_the_callers(self, h: Harness) -> None:
         assert type(self.fail(h, SystemExit(3))) is TaskFailed

@@ -68,11 +68,40 @@ class TestOptions:
         moment = datetime.now(timezone.utc) + timedelta(hours=1)
         task.apply_async(expires=moment)
         assert h.app.codec.decode(h.fetch().body).expires == moment.timestamp()
+        before = time.time()
+        task.map([(), ()])
+        for _ in range(2):
+            assert before + 30 <= h.app.codec.decode(h.fetch().body).expires <= time.time() + 30
 
     @pytest.mark.parametrize("expires", [0, -1, float("inf"), datetime(2030, 1, 1)])
     def test_a_bad_expires_is_refused(self, app: Forkq, expires: Any) -> None:
         with pytest.raises(ConfigurationError, match="expires"):
             app.task(expires=expires)(lambda: None)
+
+    @pytest.mark.parametrize(
+        ("kwargs", "wrong"),
+        [
+            ({"countdown": "5"}, "countdown must be a number"),
+            ({"countdown": -1}, "countdown must be a number"),
+            ({"eta": datetime(2030, 1, 1)}, "eta must be a timezone-aware datetime"),
+            ({"eta": "tomorrow"}, "eta must be an aware datetime or a Unix time"),
+            ({"countdown": 5, "eta": time.time()}, "give countdown or eta, not both"),
+            ({"max_retries": "3"}, "max_retries must be an int"),
+            ({"max_retries": -1}, "max_retries must be an int"),
+        ],
+    )
+    def test_bad_retry_kwargs_are_refused_naming_the_task(
+        self, app: Forkq, kwargs: dict[str, Any], wrong: str
+    ) -> None:
+        def fetch() -> None: ...
+
+        with pytest.raises(
+            ConfigurationError, match=f"task {__name__}.fetch: retry_kwargs: {wrong}"
+        ):
+            app.task(autoretry_for=(OSError,), retry_kwargs=kwargs)(fetch)
+        moment = datetime.now(timezone.utc)
+        for good in ({"countdown": 5.5}, {"eta": moment}, {"eta": 0}, {"max_retries": None}):
+            app.task(name=f"ok{uuid.uuid4().hex}", retry_kwargs=good)(fetch)
 
     def test_track_started_per_task_overrides_the_app(self, h: Harness) -> None:
         seen = []

@@ -13,6 +13,8 @@ import pytest
 
 APP = textwrap.dedent(
     """
+    from datetime import datetime
+
     from forkq import Forkq
 
     app = Forkq("plugged")
@@ -24,6 +26,14 @@ APP = textwrap.dedent(
     @app.task
     def fail():
         raise LookupError("nothing here")
+
+    @app.task
+    def typed(when: "datetime", who: "NotImportedHere"):  # one resolves, one cannot
+        return when
+
+    @app.task
+    def converted_before_fork():
+        return "conversion" in vars(typed)  # never sent typed: not worked out in this child
     """
 )
 
@@ -91,11 +101,12 @@ def test_worker_fixture_serves_the_test_then_stops(tmp_path: Path) -> None:
         """
         import pytest
         from forkq import TaskFailed
-        from plugged import add, app, fail
+        from plugged import add, app, converted_before_fork, fail
 
         def test_on_a_worker(forkq_worker):
             assert app.settings.broker_url == forkq_worker.url
             assert add.delay(2, 3).get(timeout=30) == 5
+            assert converted_before_fork.delay().get(timeout=30) is True
             with pytest.raises(TaskFailed):
                 fail.delay().get(timeout=30)
             print("WORKER", forkq_worker.pid)
@@ -109,11 +120,43 @@ def test_worker_fixture_serves_the_test_then_stops(tmp_path: Path) -> None:
     pid = int(done.stdout.split("WORKER ")[1].split()[0])
     assert not Path(f"/proc/{pid}").exists()  # stopped (and reaped) by the fixture
     assert f"master {pid} exiting with code 0" in done.stdout  # a warm shutdown
+    # worked out once, in the master, before the children: logged once, though never sent
+    assert done.stdout.count("task plugged.typed: argument 'who' not converted") == 1
     assert not (tmp_path / "forkq.sqlite3").exists()
     # A failure, relayed by the master: at ERROR, with the task's frames and none of forkq's.
     logged = done.stdout.split("ERROR forkq.worker: task plugged.fail[")[1].split("\n[")[0]
     assert "raised LookupError: nothing here\nTraceback (most recent call last):" in logged
-    assert 'plugged.py", line 12, in fail' in logged and "forkq/" not in logged
+    assert 'plugged.py", line 14, in fail' in logged and "forkq/" not in logged
+
+
+@pytest.mark.timeout(120)
+def test_worker_fixture_is_ready_whatever_log_level_the_args_ask_for(tmp_path: Path) -> None:
+    done = run_pytest(
+        tmp_path,
+        """
+        import pytest
+        from plugged import add
+
+        @pytest.fixture
+        def forkq_worker_args():
+            return ["-c", "1", "-l", "warning"]
+
+        def test_on_a_worker(forkq_worker):
+            assert add.delay(2, 3).get(timeout=30) == 5
+
+        class TestLogfile:
+            @pytest.fixture
+            def forkq_worker_args(self):
+                return ["--logfile", "x.log"]
+
+            def test_refused(self, forkq_worker):
+                pass
+        """,
+        APP_FIXTURE,
+    )
+    assert "1 passed, 1 error" in done.stdout, done.stdout + done.stderr
+    assert "not serving after" not in done.stdout
+    assert "--logfile is not supported: the forkq_worker fixture reads" in done.stdout
 
 
 @pytest.mark.timeout(120)

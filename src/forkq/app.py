@@ -163,9 +163,38 @@ class Forkq:
 
         `eta` is a moment (aware datetime or Unix time); `expires` is a moment or, as a
         number, seconds from now, after which the task is not run."""
+        message = self.new_message(
+            name,
+            args,
+            kwargs,
+            countdown=countdown,
+            eta=eta,
+            expires=expires,
+            queue=queue,
+            priority=priority,
+            task_id=task_id,
+            headers=headers,
+        )
+        return self.send_message(message)
+
+    def new_message(
+        self,
+        name: str,
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        countdown: float | None = None,
+        eta: datetime | float | None = None,
+        expires: datetime | float | None = None,
+        queue: str | None = None,
+        priority: int = 0,
+        task_id: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Message:
+        """The message `send_task` would send with these arguments."""
         if isinstance(expires, (int, float)):
             expires = time.time() + expires
-        message = make_message(
+        return make_message(
             name,
             list(args),
             dict(kwargs or {}),
@@ -178,8 +207,11 @@ class Forkq:
             priority=priority,
             headers=headers,
         )
+
+    def send_message(self, message: Message) -> AsyncResult[Any]:
+        """Publish the message: the handle on its result."""
         self.publish(message)
-        return AsyncResult(message.id, self, name=name, queue=message.queue)
+        return AsyncResult(message.id, self, name=message.task, queue=message.queue)
 
     def publish(self, message: Message) -> None:
         """Send the message; in eager mode, run its task here and now (eager.py)."""

@@ -9,7 +9,8 @@ reason, before the task runs. On the sending side, `typing=True` (the default) c
 the arguments bind to the signature, and an argument JSON cannot hold is named in the error.
 
 Both are worked out once per task (`Task.signature_check`, `Task.conversion`) and cost an
-unannotated task nothing when received.
+unannotated task nothing when received. A worker works the conversions out in its master,
+before it forks (`prepare_conversions`), so that its children share them.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import inspect
 import logging
 import types
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -190,6 +191,15 @@ def _convertible(hint: Any) -> Any:
     except Exception:  # a type msgspec does not support: the value is passed as it came
         return None
     return hint
+
+
+def prepare_conversions(tasks: Iterable[Task[..., Any]]) -> None:
+    """Work out each task's conversion now: a worker's master does, before it forks, so that
+    its children share them copy-on-write rather than each working one out on the task's first
+    message. An annotation that cannot be resolved is logged, and its argument passed as it
+    comes, as in a child."""
+    for task in tasks:
+        task.conversion  # noqa: B018  # the cached property, filled in
 
 
 def convert(

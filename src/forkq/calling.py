@@ -102,18 +102,27 @@ def execute(
         value = within(partial(invoke, task, message))
     except passthrough:
         raise
-    except Retry as asked:
-        return _retry_record(asked, message)
     except BaseException as exc:
-        automatic = task.autoretry(exc)
-        if automatic is not None:
-            return _retry_record(automatic, message)
-        return _failure(exc, message)
+        return _outcome(task, exc, message)
     finally:
         task.request = previous
     took = time.perf_counter() - started
     log.info("task %s[%s] succeeded in %.4fs", message.task, message.id, took)
     return success_record(value, message.retries, message.task)
+
+
+def _outcome(task: Task, exc: BaseException, message: Message) -> ResultRecord:
+    """The record of what the task raised: the retry it asked for (`Retry`) or the one
+    `autoretry_for` makes of it, else its failure. Working out a retry runs the task's
+    options (`retry_kwargs`, back-off): an error there is the task's failure too, with `exc`
+    as its context in the traceback, so that it never escapes into the child or the caller."""
+    try:
+        retry = exc if isinstance(exc, Retry) else task.autoretry(exc)
+        if retry is not None:
+            return _retry_record(retry, message)
+    except Exception as broken:
+        return _failure(broken, message)
+    return _failure(exc, message)
 
 
 def invoke(task: Task, message: Message) -> Any:
@@ -133,18 +142,13 @@ def refused_retry(message: Message, reason: Exception) -> ResultRecord:
     return failure_record("RetryRefused", str(reason), retries=message.retries)
 
 
-def ignores_result(app: Forkq, task: Task) -> bool:
-    """Whether a success of this task goes unstored (failures are stored always)."""
-    own = task.options.ignore_result
-    return app.settings.ignore_result if own is None else own
-
-
 def _retry_record(retry: Retry, message: Message) -> ResultRecord:
     cause = retry.exc
     log.info("task %s[%s] retry in %.2fs", message.task, message.id, retry.countdown)
     return ResultRecord(
         state=RETRY,
         exc_type=type(cause).__qualname__ if cause else None,
+        exc_module=type(cause).__module__ if cause else None,
         exc_message=str(cause) if cause else None,
         retries=message.retries,
         date_done=time.time() + retry.countdown,  # when the next try is due

@@ -48,6 +48,9 @@ FIXED: dict[str, tuple[tuple[Any, ...], str]] = {  # accepted values, and why on
         "(max_deliveries=1: never)",
     ),
     "enable_utc": ((True,), "forkq keeps times as Unix times and aware datetimes"),
+    # Either value: forkq's eager get() raises a failure as it would from a worker's (True's
+    # effect, at get() rather than at the call), and get(propagate=False) returns it.
+    "task_eager_propagates": ((True, False), "it is True or False"),
 }
 
 IGNORED: dict[str, str] = {  # Celery tuning that forkq sets elsewhere or decides itself

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from forkq.calling import accept, execute, ignores_result, next_try, refused_retry
+from forkq.calling import accept, execute, next_try, refused_retry
 from forkq.exceptions import ConfigurationError, MessageRejected
 from forkq.result import ResultRecord, encode_storable, failure_record
 from forkq.states import FAILURE, RETRY
@@ -57,7 +57,7 @@ def run_eagerly(app: Forkq, body: bytes) -> None:
         except ConfigurationError as exc:
             record = refused_retry(message, exc)
             break
-    if record.state == FAILURE or not ignores_result(app, task):
+    if record.state == FAILURE or not task.ignores_result:
         _store(app, message.id, record)
 
 

@@ -103,8 +103,22 @@ class TaskFailed(ForkqError):
 
 
 def _rebuild_failure(original: type[Exception] | None, *fields: Any) -> TaskFailed:
-    cls = TaskFailed if original is None else failure_class(original) or TaskFailed
-    return cls(*fields)
+    return failure_of(original, *fields)
+
+
+def failure_of(original: type[Exception] | None, *fields: Any) -> TaskFailed:
+    """The `TaskFailed` made of `fields` (its arguments), also an instance of `original` when
+    the two combine; a plain `TaskFailed` when they do not: no `original`, a class that cannot
+    be made (an incompatible C layout), or one that cannot be instantiated from these fields
+    (a `__new__` of the original's own, like `ExceptionGroup`'s, which wants the group's
+    exceptions: there are none to give, since the record holds only text)."""
+    cls = None if original is None else failure_class(original)
+    if cls is not None:
+        try:
+            return cls(*fields)
+        except Exception:  # whatever the original's __new__ raised: the failure is still one
+            pass
+    return TaskFailed(*fields)
 
 
 _failure_classes: dict[type[Exception], type[TaskFailed] | None] = {}
@@ -112,7 +126,8 @@ _failure_classes: dict[type[Exception], type[TaskFailed] | None] = {}
 
 def failure_class(original: type[Exception]) -> type[TaskFailed] | None:
     """The subclass of both `TaskFailed` and `original`, made once per type; None for a type
-    that cannot be combined with it (an incompatible C layout)."""
+    that cannot be combined with it (an incompatible C layout). Instances are made by
+    `failure_of` only, which falls back to a plain `TaskFailed` when this class cannot be."""
     if issubclass(original, TaskFailed):
         return original
     if original not in _failure_classes:
@@ -157,6 +172,7 @@ class BackendUnreachable(ResultTimeout, BackendUnavailable):
         )
         self.task_id = task_id
         self.timeout = timeout
+        self.hint = ""  # a ResultTimeout's: the reason is in the message
         self.unreachable_for = unreachable_for
 
 

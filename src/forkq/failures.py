@@ -9,6 +9,9 @@ an instance of that type when the type is safe to name here:
 - one of forkq's own errors (`WorkerLost`, `SoftTimeLimitExceeded`, ...);
 - a type the app registered with `app.register_exception(MyError)`.
 
+It stays a plain `TaskFailed` when no instance of both can be made (`ExceptionGroup`, whose
+own `__new__` wants the group's exceptions, which a record does not hold): see `failure_of`.
+
 Records written before the module was stored (and forkq's own failures, which name a bare
 type) carry no module: their name is looked up among forkq's errors, then the built-ins.
 """
@@ -19,7 +22,7 @@ import builtins
 from collections.abc import Mapping
 
 from forkq import exceptions
-from forkq.exceptions import TaskFailed, failure_class
+from forkq.exceptions import TaskFailed, failure_of
 
 TypeKey = tuple[str, str]  # (module, qualified name)
 
@@ -63,5 +66,4 @@ def task_failure(
 ) -> TaskFailed:
     """The error `get()` raises for a failed task."""
     original = safe_type(exc_module, exc_type, registered)
-    cls = (failure_class(original) if original is not None else None) or TaskFailed
-    return cls(task_id, exc_type, exc_message, traceback, exc_module)
+    return failure_of(original, task_id, exc_type, exc_message, traceback, exc_module)

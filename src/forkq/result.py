@@ -209,7 +209,7 @@ class AsyncResult(Generic[R]):
             if stored is not None and stored.state in READY_STATES:
                 break
             if time.monotonic() >= deadline:
-                raise ResultTimeout(self.id, limit, self._who_consumes())
+                raise ResultTimeout(self.id, limit, self._timeout_hint())
         record = decode_record(stored.payload)
         if record.state == SUCCESS:
             return record.result  # type: ignore[no-any-return]  # typed by the task
@@ -227,9 +227,22 @@ class AsyncResult(Generic[R]):
         """The same as `get()` (Celery's other name for it)."""
         return self.get(timeout, propagate=propagate)
 
-    def _who_consumes(self) -> str:
-        """Only on a timeout (a round trip). A handle made from a bare id does not know the
-        queue, and a guess could mislead: then nothing."""
+    def _timeout_hint(self) -> str:
+        """Only on a timeout: who consumes the task's queue (a round trip to the broker). A
+        handle made from a bare id does not know the queue, and a guess could mislead: then
+        nothing. In eager mode there is no broker to ask, nor a worker to wait for: the task
+        ran when it was sent, so its result is not stored."""
+        if self.app.settings.eager:
+            task = self.app.tasks.get(self._name or "")
+            if task is not None and task.ignores_result:
+                return (
+                    f"eager mode ran it when it was sent, and {task.name} ignores its result "
+                    "(ignore_result): there is none to wait for"
+                )
+            return (
+                "eager mode runs a task when it is sent, in this process: no result is stored "
+                "here for this id (a task that ignores its result stores none)"
+            )
         if self.queue is None:
             return ""
         return who_consumes(lambda: self.app.broker, self.queue)

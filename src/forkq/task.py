@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol
 import msgspec
 
 from forkq.arguments import Conversion, SignatureCheck, conversion_for, task_parameters
-from forkq.envelope import make_message
+from forkq.envelope import Message
 from forkq.exceptions import ConfigurationError, MaxRetriesExceeded, Retry
 
 if TYPE_CHECKING:
@@ -72,6 +72,9 @@ class TaskOptions(msgspec.Struct, frozen=True):
                 f"task {self.name}: retry_kwargs takes {', '.join(sorted(RETRY_KWARGS))}, "
                 f"not {', '.join(sorted(unknown))}"
             )
+        wrong = _retry_kwargs_error(self.retry_kwargs)
+        if wrong is not None:
+            raise ConfigurationError(f"task {self.name}: retry_kwargs: {wrong}")
         for limit in ("time_limit", "soft_time_limit"):
             value = getattr(self, limit)
             if value is not None and value <= 0:
@@ -140,6 +143,12 @@ class Task(Generic[P, R]):
     def __repr__(self) -> str:
         return f"<Task {self.name}>"
 
+    @property
+    def ignores_result(self) -> bool:
+        """Whether a success of this task goes unstored (failures are stored always)."""
+        own = self.options.ignore_result
+        return self.app.settings.ignore_result if own is None else own
+
     @functools.cached_property
     def signature_check(self) -> SignatureCheck | None:
         signature = task_parameters(self.fn, self.options.bind)
@@ -176,36 +185,60 @@ class Task(Generic[P, R]):
         args = tuple(args)
         kwargs = kwargs or {}
         self._check(args, kwargs)
+        message = self._message(
+            args,
+            kwargs,
+            countdown=countdown,
+            eta=eta,
+            expires=expires,
+            queue=queue,
+            priority=priority,
+            task_id=task_id,
+            headers=headers,
+        )
         try:
-            return self.app.send_task(
-                self.name,
-                args,
-                kwargs,
-                countdown=countdown,
-                eta=eta,
-                expires=self.options.expires if expires is None else expires,
-                queue=queue or self.options.queue,
-                priority=self.options.priority if priority is None else priority,
-                task_id=task_id,
-                headers=headers,
-            )
+            return self.app.send_message(message)
         except TypeError as exc:
             raise self._unencodable(args, kwargs) or exc from None
 
     def map(self, argument_lists: Iterable[Iterable[Any]]) -> list[AsyncResult[R]]:
         """Enqueue one call per argument tuple in a single broker round trip."""
-        queue = self.options.queue or self.app.settings.default_queue
         calls = [tuple(args) for args in argument_lists]
         for args in calls:
             self._check(args, {})
-        messages = [
-            make_message(self.name, list(args), {}, queue=queue, priority=self.options.priority)
-            for args in calls
-        ]
+        messages = [self._message(args, {}) for args in calls]
         try:
             return self.app.publish_many(messages)
         except TypeError as exc:
             raise next(filter(None, (self._unencodable(a, {}) for a in calls)), exc) from None
+
+    def _message(
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        countdown: float | None = None,
+        eta: datetime | float | None = None,
+        expires: datetime | float | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        task_id: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Message:
+        """The message of one call, with the task's options (queue, priority, expires) where
+        the call gives none: the one place `apply_async` and `map` take them from."""
+        return self.app.new_message(
+            self.name,
+            args,
+            kwargs,
+            countdown=countdown,
+            eta=eta,
+            expires=self.options.expires if expires is None else expires,
+            queue=queue or self.options.queue,
+            priority=self.options.priority if priority is None else priority,
+            task_id=task_id,
+            headers=headers,
+        )
 
     def _check(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if self.options.typing and self.signature_check is not None:
@@ -276,12 +309,38 @@ class Task(Generic[P, R]):
         if not o.retry_backoff:
             return o.default_retry_delay
         base = 1.0 if o.retry_backoff is True else float(o.retry_backoff)
-        delay = min(o.retry_backoff_max, base * (2**retries))
+        # The exponent is capped where a float still holds the power (2.0**1024 overflows):
+        # a task that retries for ever keeps its delay at retry_backoff_max (the product may
+        # be inf, which min() caps too).
+        delay = min(o.retry_backoff_max, base * 2.0 ** min(retries, MAX_DOUBLINGS))
         # Full jitter spreads a burst of failures so the retries do not arrive together.
         return random.uniform(0, delay) if o.retry_jitter else delay
 
 
 RETRY_KWARGS = frozenset({"countdown", "eta", "max_retries"})
+MAX_DOUBLINGS = 1000  # of the back-off's base: beyond any retry_backoff_max
+
+
+def _retry_kwargs_error(kwargs: Mapping[str, Any]) -> str | None:
+    """What is wrong with `retry_kwargs`' values, if anything: checked when the task is
+    defined, since they are used only once it has failed (too late to be the caller's error)."""
+    countdown, eta, limit = (kwargs.get(name) for name in ("countdown", "eta", "max_retries"))
+    if countdown is not None and not (_is_number(countdown) and 0 <= countdown < math.inf):
+        return f"countdown must be a number of seconds >= 0, not {countdown!r}"
+    if eta is not None:
+        if countdown is not None:
+            return "give countdown or eta, not both"
+        if isinstance(eta, datetime) and eta.tzinfo is None:
+            return f"eta must be a timezone-aware datetime, not {eta!r}"
+        if not (isinstance(eta, datetime) or (_is_number(eta) and math.isfinite(eta))):
+            return f"eta must be an aware datetime or a Unix time, not {eta!r}"
+    if limit is not None and not (_is_number(limit) and isinstance(limit, int) and limit >= 0):
+        return f"max_retries must be an int >= 0 or None, not {limit!r}"
+    return None
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _exception_types(task: str, option: str, value: object) -> tuple[type[BaseException], ...]:

@@ -9,7 +9,9 @@ only in the tests that ask for them.
   as a worker would run them (see `forkq.eager`), results stay in the process.
 - `forkq_worker`: a real `forkq worker` for `forkq_app` on a temporary SQLite file, started
   for one test, with `forkq_app` pointed at the same file; stopped (killed if need be) after.
-- `forkq_worker_args`: the worker's options (default `-c 2`); override to change them.
+- `forkq_worker_args`: the worker's options (default `-c 2`); override to change them. Its log
+  level is `info` at least (the fixture waits for a child's ready line) and `--logfile` is
+  refused (the fixture reads the worker's output).
 - `forkq_app_spec`: the worker's `-A` (default: found from `forkq_app`); override when the
   module the fixture finds does not import all your tasks.
 """

@@ -1,6 +1,7 @@
 """A real `forkq worker` subprocess for one test: started, awaited, stopped.
 
-It runs in a session of its own, so stopping it (TERM, then KILL after `STOP_TIMEOUT`) reaches
+It logs at `info` at least, whatever level its options ask for (`with_ready_line`), and runs in
+a session of its own, so stopping it (TERM, then KILL after `STOP_TIMEOUT`) reaches
 its master and children and nothing else. Its output goes to a file, never to a pipe that
 nobody would read while the test runs. It is serving once a child logs that it is ready: the
 fixture waits for that line on inotify events of the file and for the worker's exit on a
@@ -25,7 +26,8 @@ from forkq.app import Forkq
 
 START_TIMEOUT = 30.0  # seconds for the worker to import the app and boot a child
 STOP_TIMEOUT = 10.0  # seconds for a warm shutdown before the worker is killed
-READY = " ready (pid "  # what a child logs once it takes work (worker/program.py)
+READY = " ready (pid "  # what a child logs at `info` once it takes work (worker/program.py)
+LEVEL_OPTIONS = ("-l", "--loglevel")
 
 
 class RunningWorker:
@@ -47,7 +49,7 @@ class RunningWorker:
     def start(cls, spec: str, url: str, args: list[str], directory: Path) -> RunningWorker:
         log_path = directory / "forkq-worker.log"
         command = [sys.executable, "-m", "forkq", "--broker", url, "--backend", url]
-        command += ["worker", "-A", spec, "-l", "info", *args]
+        command += ["worker", "-A", spec, *with_ready_line(args)]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         env.pop("FORKQ_EAGER", None)
         with log_path.open("wb") as output:
@@ -91,6 +93,32 @@ class RunningWorker:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, signal.SIGKILL)  # whatever of its group is left
         self.proc.wait(timeout=STOP_TIMEOUT)
+
+
+def with_ready_line(args: list[str]) -> list[str]:
+    """The worker's options as given, at a log level that shows the line the fixture waits
+    for: `info`, or `debug` when that is asked for (it shows more). `--logfile` is refused:
+    the fixture reads the worker's output."""
+    kept, level = [], "info"
+    given = iter(args)
+    for arg in given:
+        name, equals, value = arg.partition("=")
+        if name == "--logfile":
+            pytest.fail(
+                "forkq_worker_args: --logfile is not supported: the forkq_worker fixture reads "
+                "the worker's output (shown when a test fails)",
+                pytrace=False,
+            )
+        if name in LEVEL_OPTIONS:
+            value = value if equals else next(given, "")
+        elif arg.startswith("-l") and not arg.startswith("--"):
+            value = arg[2:]  # -lwarning
+        else:
+            kept.append(arg)
+            continue
+        if value.lower() == "debug":
+            level = "debug"
+    return [*kept, "-l", level]
 
 
 def app_spec(app: Forkq) -> str:

@@ -29,7 +29,7 @@ import msgspec
 from forkq.app import Forkq
 from forkq.backends import ResultBackend, ResultWrite
 from forkq.brokers import Broker, Consumer, Delivery
-from forkq.calling import accept, execute, ignores_result, next_try, refused_retry
+from forkq.calling import accept, execute, next_try, refused_retry
 from forkq.envelope import Message
 from forkq.exceptions import ConfigurationError, MessageRejected, TimeLimitExceeded
 from forkq.pool.child import Stopping
@@ -111,7 +111,7 @@ class Executor:
             record = self._publish_retry(message, record)
         write = None
         # Failures are stored even for ignore_result tasks: errors must stay visible.
-        if record.state == FAILURE or not ignores_result(self.app, task):
+        if record.state == FAILURE or not task.ignores_result:
             record, write = self._result_write(message.id, record)
         self.broker.finish(self.consumer, delivery, write, self.backend)
         self.slot.finished(failed=record.state == FAILURE, unacked=self.broker.kept_acks())
@@ -159,7 +159,7 @@ class Executor:
     def _run(
         self, task: Task, message: Message, delivery: Delivery, soft_limit: float | None
     ) -> ResultRecord:
-        if self._tracks_started(task) and not ignores_result(self.app, task):
+        if self._tracks_started(task) and not task.ignores_result:
             started = ResultRecord(state=STARTED, date_done=time.time(), name=message.task)
             self._store(message.id, started)
         return self.run_task(

@@ -1,7 +1,8 @@
 """`forkq worker`: load, preload, freeze, fork, supervise.
 
 master: gc.disable() ─► import app ─► before-fork hooks ─► open broker (fail fast)
-        ─► gc.freeze() ─► gc.enable() ─► Master.run(): fork N children, supervise until stopped
+        ─► tasks' argument conversions worked out ─► gc.freeze() ─► gc.enable()
+        ─► Master.run(): fork N children, supervise until stopped
 child:  drop inherited connections ─► open own ─► after-fork hooks ─► consume loop
 
 The pidfile is claimed (locked) first, so that a second worker given it stops before loading
@@ -26,6 +27,7 @@ import msgspec
 
 from forkq import exitcodes, logs
 from forkq.app import Forkq
+from forkq.arguments import prepare_conversions
 from forkq.pool.control_dir import open_worker_dir
 from forkq.pool.master import Master, PoolConfig
 from forkq.pool.pidfile import PidFile
@@ -87,6 +89,7 @@ def run_worker(app: Forkq, config: WorkerConfig, *, gc_was_enabled: bool | None 
             raise
         if checking:
             return exitcodes.OK
+        prepare_conversions(app.tasks.values())  # before the freeze: shared by the children
         hostname = config.hostname or socket.gethostname()
         worker_id = new_worker_id(hostname)
         options = ConsumeOptions(
