@@ -215,6 +215,14 @@ class TestBroker:
         broker.ack(consumer("stranger"), d)
         assert broker.size(Q) == 1
 
+    def test_dead_letter_by_a_consumer_not_holding_it_is_ignored(self, broker: Broker) -> None:
+        broker.publish(Q, b"x")  # the queue has never had a dead letter
+        [d] = broker.fetch(consumer("holder"), [Q], 1, 0)
+        broker.dead_letter(consumer("stranger"), d, "lost its hold")
+        assert broker.size(Q) == 1 and broker.dead_letters() == []
+        broker.ack(consumer("holder"), d)
+        assert broker.size(Q) == 0
+
     def test_lease_of_a_silent_worker_expires(self, url: str, broker: Broker) -> None:
         if broker.recovers_by != "lease":
             pytest.skip("this engine recovers by connection: tests/test_amqp.py covers it")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 from pathlib import Path
 from typing import Any
@@ -92,3 +94,48 @@ def test_usr1_writes_every_process_stack(client: Forkq, start_worker: Any) -> No
     worker.wait_for_log("most recent call first", count=2)  # one dump per child
     assert client.send_task("e2eapp.add", (1, 2)).get(timeout=30) == 3  # nobody died of it
     assert len(worker.children()) == 2
+
+
+def test_a_child_forked_during_a_hup_check_keeps_none_of_the_masters_descriptors(
+    client: Forkq, start_worker: Any, e2e_dir: Path
+) -> None:
+    """Not the check's pipe or pidfd, not the pidfile: only its own output pipe is shared."""
+    pidfile, gate = e2e_dir / "worker.pid", e2e_dir / "gate.fifo"
+    os.mkfifo(gate)
+    worker = start_worker("-c", "1", "--pidfile", str(pidfile), "-l", "info")
+    wait_until_serving(client, worker)
+    [first] = worker.all_children(1)
+    with open(e2e_dir / "e2eapp.py", "a") as source:  # the check waits at the gate
+        source.write(
+            f"\nif os.environ.get('FORKQ_RELOAD_CHECK'):\n    open({str(gate)!r}).read()\n"
+        )
+    worker.signal(signal.SIGHUP)
+    try:
+        worker.wait_for_log("checking that the new code loads")  # the check is spawned
+        os.kill(first, signal.SIGKILL)
+        wait_until_serving(client, worker)  # the child forked in its place serves
+        [child] = [
+            pid for pid in worker.children() if _cmdline(pid).startswith(b"forkq: e2e child")
+        ]
+        links = _fd_links(child)
+        assert str(pidfile) not in links
+        assert "anon_inode:[pidfd]" not in links  # the check's (a child opens none)
+        own_output = os.readlink(f"/proc/{child}/fd/1")
+        shared = {link for link in links if link.startswith("pipe:")} & set(_fd_links(worker.pid))
+        assert shared == {own_output}
+    finally:
+        with open(gate, "w"):  # the check goes on, and the worker reloads
+            pass
+    worker.wait_for_log("starting 1 children", count=2)
+
+
+def _cmdline(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
+def _fd_links(pid: int) -> list[str]:
+    links = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            links.append(os.readlink(fd))
+    return links

@@ -23,7 +23,7 @@ import socket
 import time
 import uuid
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -89,6 +89,13 @@ def make_message(
     )
 
 
+class Names(NamedTuple):
+    """What a message says it is, read without decoding it: for reasons and listings."""
+
+    task: str | None
+    id: str | None
+
+
 class Codec:
     """Encodes and decodes messages with the app's size limit and optional HMAC secret."""
 
@@ -132,12 +139,18 @@ class Codec:
     def trusted_id(self, data: bytes) -> str | None:
         """The task id of a message that is not to be decoded, by a flat scan of its top
         level (no recursion, whatever its depth); None unless its signature checks."""
+        return self.trusted_names(data).id
+
+    def trusted_names(self, data: bytes) -> Names:
+        """The task name and id any bytes claim at their top level, by the same flat scan,
+        each None when absent, not a string of 1 to 200 characters, or the signature fails
+        (a signed message read without the secret fails too)."""
         try:
             body = self._verified_body(data)
         except MessageRejected:
-            return None
-        found = _top_level_id(body)
-        return found if found and len(found) <= 200 else None
+            return Names(None, None)
+        found = _top_level_strings(body, (b'"task"', b'"id"'))
+        return Names(*(_fit(found.get(key)) for key in (b'"task"', b'"id"')))
 
     def _verified_body(self, data: bytes) -> bytes:
         signed = data.startswith(_SIGNED_PREFIX)
@@ -196,20 +209,26 @@ def _peek_id(body: bytes) -> str | None:
     try:
         raw = msgspec.json.decode(body)
     except RecursionError:
-        raw = {"id": _top_level_id(body)}
+        raw = {"id": _top_level_strings(body, (b'"id"',)).get(b'"id"')}
     except Exception:  # undecodable: no id to report
         return None
     task_id = raw.get("id") if isinstance(raw, dict) else None
-    return task_id if isinstance(task_id, str) and 0 < len(task_id) <= 200 else None
+    return _fit(task_id if isinstance(task_id, str) else None)
+
+
+def _fit(name: str | None) -> str | None:
+    """A task name or id fit to show: 1 to 200 characters."""
+    return name if name and len(name) <= 200 else None
 
 
 _TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[][{}:,]')
 
 
-def _top_level_id(body: bytes) -> str | None:
-    """The top-level "id" of a JSON object nested too deeply to decode, found by a flat scan
-    of its strings and brackets (no recursion, whatever the depth)."""
-    depth, previous, key = 0, b"", b""
+def _top_level_strings(body: bytes, keys: tuple[bytes, ...]) -> dict[bytes, str]:
+    """The top-level string values of `keys` (each a JSON-quoted name, b'"id"') in a JSON
+    object, found by a flat scan of its strings and brackets (no recursion, whatever the
+    depth): for bytes nested too deeply to decode, or not to be decoded at all."""
+    depth, previous, key, found = 0, b"", b"", dict[bytes, str]()
     for match in _TOKENS.finditer(body):
         token = match.group()
         if token in (b"{", b"["):
@@ -219,9 +238,12 @@ def _top_level_id(body: bytes) -> str | None:
         elif depth == 1 and token.startswith(b'"'):
             if previous in (b"{", b","):
                 key = token
-            elif previous == b":" and key == b'"id"':
+            elif previous == b":" and key in keys and key not in found:
                 with contextlib.suppress(Exception):
-                    found = msgspec.json.decode(token)
-                    return found if isinstance(found, str) else None
+                    value = msgspec.json.decode(token)
+                    if isinstance(value, str):
+                        found[key] = value
+                if len(found) == len(keys):
+                    break
         previous = token
-    return None
+    return found

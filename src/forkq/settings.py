@@ -53,7 +53,7 @@ class Settings(msgspec.Struct, frozen=True):
     max_message_bytes: int = 1 << 20
     max_deliveries: int = 3  # a task whose process dies this often is failed as WorkerLost
     eager: bool = False  # tests: publishing runs the task in the caller (eager.py)
-    dead_letter_max: int = 10_000  # dead letters kept per queue, the oldest go first; 0: all
+    dead_letter_max: int = 10_000  # per queue (RabbitMQ: per prefix), oldest go first; 0: all
     dead_letter_ttl: float = 7 * 86_400.0  # seconds a dead letter is kept; 0: for ever
 
     def __post_init__(self) -> None:

@@ -106,6 +106,14 @@ class Link:
                 raise ConnectionLost(f"rabbitmq broker: connection lost ({exc!r})") from exc
             self._on_channel_error()
             raise BrokerError(f"rabbitmq broker: {exc!r}") from exc
+        except Exception:
+            raise
+        except BaseException:
+            # An interruption (a child's stop signal, raised while it waits) may land anywhere
+            # in pika, half way through a frame: pika's state is unknown, so nothing more is
+            # said on this connection. What it held, RabbitMQ puts back when it closes.
+            self.forget()
+            raise
 
     def close(self) -> None:
         with self.lock:

@@ -16,9 +16,8 @@ the reply) may have delivered entries the consumer never learned of: its next fe
 queues reads its own pending entries again before new ones.
 
 Recovery: when a child dies its master releases what it held at once (`release.lua` puts the
-entries back at the end of their band). When a whole worker dies its `worker:` key expires;
-any consumer of the same queue then releases the dead worker's entries that have been idle
-for longer than lease_ttl. A long task is never taken from a live worker.
+entries back at the end of their band). What a whole dead worker held, its queues' consumers
+take back after lease_ttl (`forkq.brokers.redis_recovery`).
 
 Key schema: `forkq.brokers.redis_keys`. Driver errors become `BrokerError` here,
 `BrokerUnavailable` for a connection problem.
@@ -52,7 +51,8 @@ from forkq.brokers.base import (
 )
 from forkq.brokers.redis_acks import WaitingAcks
 from forkq.brokers.redis_dead import delete_dead, purge_dead_letters, read_dead
-from forkq.brokers.redis_keys import GROUP, QueueKeys, band_of, queues_key, worker_key
+from forkq.brokers.redis_keys import GROUP, QueueKeys, band_of, queues_key
+from forkq.brokers.redis_recovery import DeadWorkerRecovery
 from forkq.brokers.redis_replies import from_read, from_script
 from forkq.exceptions import BrokerError, BrokerUnavailable
 from forkq.redisclient import Wire, client_from_url, longest_block, same_server, unreachable
@@ -78,7 +78,7 @@ class RedisBroker(Broker):
         self._release = self.client.register_script(_script("release.lua"))
         self._purge = self.client.register_script(_script("purge.lua"))
         self._ready_queues: set[str] = set()  # queues whose streams and groups exist
-        self._next_recovery = 0.0
+        self._recovery = DeadWorkerRecovery(self.client, self.prefix, self.lease_ttl, self._release)
         self._waiting = WaitingAcks()  # acks kept back for the next fetch
         self._reread: set[tuple[str, str]] = set()  # (consumer, queue): pending to read again
         self._wire = Wire(self.client)  # publish, fetch and the blocking read
@@ -144,15 +144,14 @@ class RedisBroker(Broker):
         with self._errors():
             keys = [self._ensure(q) for q in queues]
             while True:
-                self._recover_dead_workers(keys)
+                self._recovery.run(keys)
                 got, next_due = self._claim(consumer, keys, limit)
                 self._send_waiting()  # those of queues that were not read
                 remaining = deadline - time.monotonic()
                 if got or remaining <= 0:
                     return got
-                wake_at = (
-                    self._next_recovery if next_due is None else min(next_due, self._next_recovery)
-                )
+                recovery_at = self._recovery.next_at
+                wake_at = recovery_at if next_due is None else min(next_due, recovery_at)
                 block = min(remaining, max(0.001, wake_at - time.time()), self._longest_block)
                 got = self._block(consumer, keys, limit, block)
                 if got:
@@ -220,38 +219,6 @@ class RedisBroker(Broker):
         for extra in got[limit:]:
             self.requeue(consumer, extra)
         return got[:limit]
-
-    def _recover_dead_workers(self, keys: list[QueueKeys]) -> None:
-        """Every lease_ttl / 4: release what consumers of workers without a live `worker:`
-        key have held for longer than lease_ttl. One consumer per queue does it in each
-        period (the one that sets the queue's `recovering` key first), so many consumers, or
-        a child forked per task, cost one SET per queue, not a scan each."""
-        now = time.time()
-        if now < self._next_recovery:
-            return
-        period_ms = max(1, int(self.lease_ttl * 1000 / 4))
-        self._next_recovery = now + period_ms / 1000
-        pipe = self.client.pipeline(transaction=False)
-        for k in keys:
-            pipe.set(k.recovering, 1, nx=True, px=period_ms)
-        mine = [k for k, won in zip(keys, pipe.execute(), strict=True) if won]
-        if not mine:
-            return
-        pipe = self.client.pipeline(transaction=False)  # one round trip, not one a stream
-        for k in mine:
-            for stream in k.bands_high_first:
-                pipe.xinfo_consumers(stream, GROUP)
-        consumers = {c["name"].decode() for cs in pipe.execute() for c in cs if c["pending"]}
-        workers = {name.split("/", 1)[0] for name in consumers}
-        pipe = self.client.pipeline(transaction=False)
-        for worker in sorted(workers):
-            pipe.exists(worker_key(self.prefix, worker))
-        alive = {w for w, up in zip(sorted(workers), pipe.execute(), strict=True) if up}
-        idle_ms = int(self.lease_ttl * 1000)
-        for name in consumers:
-            if name.split("/", 1)[0] not in alive:
-                for k in mine:
-                    self._release(keys=k.bands_high_first, args=[GROUP, name, idle_ms, "1"])
 
     def ack(self, consumer: Consumer, delivery: Delivery) -> None:
         self._settle_one(consumer, delivery, "ack", 0)

@@ -61,18 +61,21 @@ def move_dead(
     conn: sqlite3.Connection, caps: DeadLetterCaps, owner: str, moves: list[tuple[int, str, str]]
 ) -> None:
     """(id, queue, reason) of rows `owner` holds in forkq_messages, moved to the dead letters;
-    then each queue's oldest beyond the caps go. Inside the caller's transaction."""
+    then each queue's oldest beyond the caps go. A row `owner` no longer holds is left alone.
+    Inside the caller's transaction."""
     now = time.time()
-    conn.executemany(
+    moved = conn.executemany(
         f"""INSERT INTO forkq_dead (queue, priority, body, reason, failed_at, deliveries)
             SELECT queue, {PRIORITY_OR_0}, CAST(body AS BLOB), ?, ?, CAST(deliveries AS INTEGER)
             FROM forkq_messages WHERE id = ? AND owner = ?""",
         [(reason, now, msg_id, owner) for msg_id, _, reason in moves],
-    )
+    ).rowcount
     conn.executemany(
         "DELETE FROM forkq_messages WHERE id = ? AND owner = ?",
         [(msg_id, owner) for msg_id, _, _ in moves],
     )
+    if not moved:  # each hold was lost (another consumer took the message over)
+        return
     for queue in {queue for _, queue, _ in moves}:
         _cap(conn, caps, queue, now)
 
@@ -82,7 +85,8 @@ def _cap(conn: sqlite3.Connection, caps: DeadLetterCaps, queue: str, now: float)
         conn.execute(
             """DELETE FROM forkq_dead WHERE id IN (
                 SELECT id FROM forkq_dead WHERE queue = ?1 ORDER BY id
-                LIMIT MAX(0, (SELECT letters FROM forkq_dead_counts WHERE queue = ?1) - ?2))""",
+                LIMIT MAX(0, COALESCE(
+                    (SELECT letters FROM forkq_dead_counts WHERE queue = ?1), 0) - ?2))""",
             (queue, caps.max_count),
         )
     if caps.max_age:

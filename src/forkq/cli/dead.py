@@ -10,6 +10,7 @@ import click
 
 from forkq.brokers import DeadLetter
 from forkq.cli.main import app_options, cli, resolve_app
+from forkq.envelope import Names
 
 
 @cli.group()
@@ -33,16 +34,17 @@ def list_(
     full: bool,
 ) -> None:
     """Show dead letters, oldest first: when, the task, the reason."""
-    letters = resolve_app(app_spec, broker, backend).broker.dead_letters(queue, limit)
+    app = resolve_app(app_spec, broker, backend)
+    letters, codec = app.broker.dead_letters(queue, limit), app.codec
     if as_json:
         for letter in letters:
-            click.echo(json.dumps(_as_dict(letter)))
+            click.echo(json.dumps(_as_dict(letter, codec.trusted_names(letter.body))))
         return
     if not letters:
         click.echo("no dead letters" + (f" in queue {queue!r}" if queue else ""))
         return
     now = time.time()
-    rows = [_HEADER] + [_row(letter, now) for letter in letters]
+    rows = [_HEADER] + [_row(letter, codec.trusted_names(letter.body), now) for letter in letters]
     widths = [max(len(row[i]) for row in rows) for i in range(len(_HEADER) - 1)]
     for i, row in enumerate(rows):
         click.echo("  ".join([c.ljust(w) for c, w in zip(row, widths, strict=False)] + [row[-1]]))
@@ -53,36 +55,26 @@ def list_(
 _HEADER = ("RECEIPT", "QUEUE", "FAILED", "TASK", "ID", "REASON")
 
 
-def _row(letter: DeadLetter, now: float) -> tuple[str, ...]:
-    task, task_id = _task_of(letter.body)
-    return (letter.receipt, letter.queue or "?", _when(letter.failed_at, now), task or "?",
-            task_id or "?", letter.reason)  # fmt: skip
+# A letter's task name and id are read by the app's codec (`Codec.trusted_names`): leniently,
+# since a letter may hold any bytes (that is often why it is a letter), and only where the
+# app's secret checks the signature. Either unknown is "?" in the table, "" in JSON.
 
 
-def _as_dict(letter: DeadLetter) -> dict[str, str]:
-    task, task_id = _task_of(letter.body)
+def _row(letter: DeadLetter, names: Names, now: float) -> tuple[str, ...]:
+    return (letter.receipt, letter.queue or "?", _when(letter.failed_at, now), names.task or "?",
+            names.id or "?", letter.reason)  # fmt: skip
+
+
+def _as_dict(letter: DeadLetter, names: Names) -> dict[str, str]:
     return {
         "receipt": letter.receipt,
         "queue": letter.queue,
         "reason": letter.reason,
         "failed_at": _utc(letter.failed_at),
-        "task": task,
-        "id": task_id,
+        "task": names.task or "",
+        "id": names.id or "",
         "body": letter.body.decode(errors="replace"),
     }
-
-
-def _task_of(body: bytes) -> tuple[str, str]:
-    """The task name and id a letter's body names, read leniently: a letter may hold any bytes
-    (that is often why it is a letter), and then both are empty."""
-    try:
-        message = json.loads(body)
-    except (ValueError, RecursionError):
-        return "", ""
-    if not isinstance(message, dict):
-        return "", ""
-    task, task_id = message.get("task"), message.get("id")
-    return (task if isinstance(task, str) else ""), (task_id if isinstance(task_id, str) else "")
 
 
 def _utc(moment: float) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-# A unit's bytes. A bare number is MiB (forkq's unit before units were accepted).
+# A unit's bytes; a number without a unit is MiB.
 UNITS = {
     "": 2**20,
     "b": 1,

@@ -28,8 +28,11 @@ EXIT_CRASHED = 70  # an unexpected error escaped the program
 _PR_SET_PDEATHSIG = 1
 
 
-class Stopping(Exception):
-    """Raised in a child that was told to stop while it was waiting for work."""
+class Stopping(BaseException):
+    """Raised in a child that was told to stop while it was waiting for work. It comes from a
+    signal handler, so at any point of the wait, inside a broker client too: a BaseException,
+    so that no `except Exception` on the way (one reading a publisher's bytes defensively, say)
+    takes it for a failure of what was being read."""
 
 
 class StopSignal:

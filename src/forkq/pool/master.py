@@ -20,11 +20,10 @@ import logging
 import os
 import selectors
 import signal
-import sys
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import msgspec
@@ -33,13 +32,14 @@ from setproctitle import setproctitle
 from forkq import exitcodes
 from forkq.logs import Origin, relay
 from forkq.pool import inspect
-from forkq.pool.child import ChildProgram, child_main
+from forkq.pool.child import ChildProgram
 from forkq.pool.control import ControlServer
 from forkq.pool.exits import ChildExit, RespawnPolicy
 from forkq.pool.output import ChildOutput
 from forkq.pool.reload import ReloadCheck
 from forkq.pool.scoreboard import Scoreboard, SlotState
-from forkq.pool.signals import MASTER_SIGNALS, SignalPipe, pidfds_work
+from forkq.pool.signals import SignalPipe, pidfds_work
+from forkq.pool.spawn import fork_child
 from forkq.pool.watch import SHRINK, Verdict, Watch
 
 log = logging.getLogger("forkq.master")
@@ -80,8 +80,15 @@ _EXITED = "exited"  # selector data of a child's pidfd: the loop reaps after eve
 
 
 class Master:
-    def __init__(self, program: ChildProgram, supervision: Supervision, config: PoolConfig):
+    def __init__(
+        self,
+        program: ChildProgram,
+        supervision: Supervision,
+        config: PoolConfig,
+        private_fds: Sequence[int] = (),  # the caller's that no child may keep (a pidfile's)
+    ):
         self.program = program
+        self.private_fds = list(private_fds)
         self.supervision = supervision
         self.config = config
         self.children: dict[int, _Child] = {}  # by pid
@@ -249,34 +256,7 @@ class Master:
     def spawn(self, index: int) -> None:
         self.scoreboard.clear(index)
         slot = self.scoreboard.writer(index)
-        master_pid = os.getpid()
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        # The child must not keep the master's own pipes open (signals, other children's).
-        inherited = [*(self._signals.fds if self._signals else ()), out_r]
-        if self._control is not None:
-            inherited += [self._control.listener.fileno(), self._control.directory.fd]
-        for other in self.children.values():
-            inherited += [other.output.fd] + ([other.pidfd] if other.pidfd is not None else [])
-        for stream in (sys.stdout, sys.stderr):  # or the child would write it out again
-            stream.flush()
-        # Block our signals across fork so the child cannot run the master's handlers.
-        signal.pthread_sigmask(signal.SIG_BLOCK, MASTER_SIGNALS)
-        try:
-            pid = os.fork()
-            if pid == 0:
-                child_main(
-                    self.program,
-                    index,
-                    slot,
-                    master_pid,
-                    MASTER_SIGNALS,
-                    inherited,
-                    out_w,
-                    self.config.title,
-                )
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, MASTER_SIGNALS)
-            os.close(out_w)
+        pid, out_r = fork_child(self.program, index, slot, self.config.title, self._own_fds())
         child = _Child(index, pid, time.monotonic(), ChildOutput(out_r))
         self.children[pid] = child
         self._selector.register(out_r, selectors.EVENT_READ, child)
@@ -285,6 +265,16 @@ class Master:
             self._selector.register(child.pidfd, selectors.EVENT_READ, _EXITED)
         log.debug("spawned child %d (pid %d)", index, pid)
         self._set_title()
+
+    def _own_fds(self) -> list[int]:
+        """The master's descriptors, which a new child closes (pool/spawn.py)."""
+        own = [*(self._signals.fds if self._signals else ()), *self.reload_check.fds]
+        own += self.private_fds
+        if self._control is not None:
+            own += [self._control.listener.fileno(), self._control.directory.fd]
+        for other in self.children.values():
+            own += [other.output.fd] + ([other.pidfd] if other.pidfd is not None else [])
+        return own
 
     def relay_output(self, child: _Child) -> None:
         """Log the whole lines the child has written, tagged with what it is running."""

@@ -63,6 +63,14 @@ class ReloadCheck:
     def deadline(self) -> float | None:
         return None if self._check is None else self._check.deadline
 
+    @property
+    def fds(self) -> list[int]:
+        """The running check's pipe and pidfd: the master's own, which no child may keep."""
+        check = self._check
+        if check is None:
+            return []
+        return [check.output.fd] + ([check.pidfd] if check.pidfd is not None else [])
+
     def request(self) -> None:
         if not self.command:
             self._reload()

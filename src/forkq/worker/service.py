@@ -5,9 +5,11 @@ master: gc.disable() ─► import app ─► before-fork hooks ─► open brok
         ─► Master.run(): fork N children, supervise until stopped
 child:  drop inherited connections ─► open own ─► after-fork hooks ─► consume loop
 
-The pidfile is claimed (locked) first, so that a second worker given it stops before loading
-anything (pool/pidfile.py). HUP's check of the new code (pool/reload.py) runs this same command
-with CHECK_ENV set: it goes as far as the broker check, then exits 0 without forking.
+The pidfile is claimed (locked) after the app is imported (the command line imports it to
+build the config) but before the before-fork hooks run and the broker is reached, so that a
+second worker given it stops before doing either (pool/pidfile.py). HUP's check of the new
+code (pool/reload.py) runs this same command with CHECK_ENV set: it goes as far as the broker
+check, then exits 0 without forking.
 """
 
 from __future__ import annotations
@@ -119,7 +121,7 @@ def run_worker(app: Forkq, config: WorkerConfig, *, gc_was_enabled: bool | None 
         if options.fork_per_task:
             _warm_package_metadata()
         gc.freeze()
-    master = Master(program, supervision, pool)
+    master = Master(program, supervision, pool, [] if pidfile.fd is None else [pidfile.fd])
     with pidfile:
         log_banner(app, config, hostname, os.getpid())
         code = master.run()
