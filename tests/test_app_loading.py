@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import textwrap
 import uuid
@@ -16,6 +14,7 @@ from forkq import Forkq, TaskFailed
 from forkq.calling import unknown_task
 from forkq.exceptions import MAX_REASON
 from forkq.worker.loader import AppLoadError, load_app
+from tests.commands import forkq
 from tests.conftest import WorkerProcess
 
 pytestmark = pytest.mark.timeout(60)
@@ -189,18 +188,6 @@ def test_an_unknown_task_reason_names_a_few_tasks_and_fits_the_cap() -> None:
 
 
 # -- a real worker, on the default SQLite URL, started as a Celery user would -------------------
-
-
-def forkq(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FORKQ_")}
-    return subprocess.run(
-        [sys.executable, "-m", "forkq", *args],
-        cwd=cwd,
-        env={**env, "FORKQ_CONTROL_DIR": str(cwd / "control")},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
 
 
 def test_a_celery_layout_runs_with_minus_a_package_on_the_default_broker(

@@ -3,12 +3,9 @@ arguments, the worker's name, memory with units, and the start-up banner."""
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import sqlite3
-import subprocess
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,23 +15,10 @@ import pytest
 
 from forkq import Forkq
 from forkq.cli.worker_options import machine_memory, memory_size
+from tests.commands import forkq
 from tests.conftest import WorkerProcess
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def forkq(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """The command as a user runs it: no FORKQ_ settings, so the default broker
-    (sqlite:///forkq.sqlite3, in `cwd`)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FORKQ_")}
-    return subprocess.run(
-        [sys.executable, "-m", "forkq", *args],
-        cwd=cwd,
-        env={**env, "FORKQ_CONTROL_DIR": str(cwd / "control")},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
 
 
 def queued(directory: Path) -> list[tuple[str, float, bytes]]:
