@@ -63,6 +63,8 @@ def soft_time_limit(seconds: float | None) -> Iterator[None]:
 def call_within_soft_limit(call: Callable[[], object], seconds: float | None) -> object:
     """`call()` under the soft limit: the signal while plain code runs, then, if it gave a
     coroutine, the loop's timer for what is left of the limit while that runs."""
+    if not seconds:  # most tasks: no signal to arm, no time to keep
+        return aio.resolve(call())
     started = time.monotonic()
     with soft_time_limit(seconds):
         value = call()
