@@ -82,17 +82,7 @@ class Settings(msgspec.Struct, frozen=True):
     def replaced(self, **overrides: Any) -> Settings:
         """These settings with some replaced, each value checked against its setting's type
         (a whole number stands for a float; a string is no number)."""
-        fields = {f.name: f for f in msgspec.structs.fields(self)}
-        unknown = set(overrides) - set(fields)
-        if unknown:
-            raise ConfigurationError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-        checked = {}
-        for name, value in overrides.items():
-            try:
-                checked[name] = msgspec.convert(value, fields[name].type)
-            except msgspec.ValidationError as exc:
-                raise ConfigurationError(f"setting {name}={value!r}: {exc}") from None
-        return msgspec.structs.replace(self, **checked)
+        return msgspec.structs.replace(self, **_checked(overrides))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **explicit: Any) -> Settings:
@@ -103,11 +93,24 @@ class Settings(msgspec.Struct, frozen=True):
             raw = environ.get(env_name)
             if raw is not None and raw != "":
                 values[name] = _convert(env_name, raw, fields[name].type)
-        unknown = set(explicit) - set(fields)
-        if unknown:
-            raise ConfigurationError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-        values.update({k: v for k, v in explicit.items() if v is not None})
+        values.update(_checked({k: v for k, v in explicit.items() if v is not None}))
         return cls(**values)
+
+
+def _checked(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Values given by name (arguments, `configure`), each converted to its setting's type;
+    an unknown name or a value of the wrong type is a `ConfigurationError`."""
+    fields = {f.name: f for f in msgspec.structs.fields(Settings)}
+    unknown = set(values) - set(fields)
+    if unknown:
+        raise ConfigurationError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+    checked = {}
+    for name, value in values.items():
+        try:
+            checked[name] = msgspec.convert(value, fields[name].type)
+        except msgspec.ValidationError as exc:
+            raise ConfigurationError(f"setting {name}={value!r}: {exc}") from None
+    return checked
 
 
 def _convert(env_name: str, raw: str, annotation: object) -> object:
