@@ -13,6 +13,7 @@ import pytest
 from forkq import Forkq, ResultTimeout
 from forkq.brokers import Sighting
 from forkq.result import AsyncResult
+from forkq.sqlitefile import shown_url
 from tests.conftest import WorkerProcess, wait_until_serving
 
 
@@ -46,7 +47,7 @@ def test_a_timeout_says_who_consumes_the_queue(
     assert sighting.worker  # the worker's id, as its master beats
 
     said = _timeout_of(client.send_task("e2eapp.add", (1, 2), queue="nobody"))
-    where = client.broker.describe()
+    where = shown_url(client.settings.broker_url)
     assert f"no worker has consumed queue 'nobody' on {where} in the last 30 s" in said
     if where.startswith("sqlite"):  # the resolved file, whatever the current directory
         assert where == f"sqlite:///{os.path.abspath(e2e_dir / 'forkq.sqlite3')}"

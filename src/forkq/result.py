@@ -245,7 +245,10 @@ class AsyncResult(Generic[R]):
             )
         if self.queue is None:
             return ""
-        return who_consumes(lambda: self.app.broker, self.queue)
+        from forkq.sqlitefile import shown_url  # on a timeout only: SQLite's modules
+
+        where = shown_url(self.app.settings.broker_url)
+        return who_consumes(lambda: self.app.broker, self.queue, where)
 
     def forget(self) -> None:
         self.app.backend.forget(self.id)

@@ -63,6 +63,12 @@ def absolute_url(url: str) -> str:
     return f"sqlite:///{quote(os.path.abspath(path_from_url(url)))}{query}"
 
 
+def shown_url(url: str) -> str:
+    """A broker or backend URL as people should see it: SQLite paths absolute, passwords
+    hidden."""
+    return redacted(absolute_url(url))
+
+
 DEFAULT_MODE = 0o600
 
 

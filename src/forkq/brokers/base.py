@@ -176,10 +176,6 @@ class Broker(abc.ABC):
         """The workers whose heartbeat said, in the last `within` seconds, that they consume
         `queue`: each once, with its latest beat, latest first."""
 
-    def describe(self) -> str:
-        """Which broker this is, for people: its URL without password (SQLite: absolute)."""
-        return redacted(self.url)
-
     @abc.abstractmethod
     def purge(self, queue: str) -> int:
         """Delete every message of `queue` that is not held; return how many."""

@@ -12,14 +12,13 @@ from forkq.brokers.base import Broker
 log = logging.getLogger("forkq.client")
 
 
-def who_consumes(broker: Callable[[], Broker], queue: str) -> str:
-    """'no worker has consumed queue ...' or 'N workers consume queue ...'; '' when the broker
-    cannot say."""
+def who_consumes(broker: Callable[[], Broker], queue: str, where: str) -> str:
+    """'no worker has consumed queue ...' or 'N workers consume queue ...' (`where`: the
+    broker, as people see it); '' when the broker cannot say."""
     try:
         opened = broker()
         within = opened.lease_ttl  # workers beat every third of it: three beats
         seen = opened.consumers_seen(queue, within)
-        where = opened.describe()
     except Exception as exc:  # a hint must never replace the timeout
         log.debug("cannot tell who consumes %r: %s", queue, exc)
         return ""

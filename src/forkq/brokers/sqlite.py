@@ -21,7 +21,6 @@ letters with the reason, in a second statement run only when there is one.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 from collections.abc import Collection, Iterator, Sequence
@@ -297,9 +296,6 @@ class SQLiteBroker(Broker):
                 (queue, time.time() - within),
             ).fetchall()
         return [Sighting(worker, seen_at) for worker, seen_at in rows]
-
-    def describe(self) -> str:
-        return f"sqlite:///{os.path.abspath(self.path)}"
 
     def purge(self, queue: str) -> int:
         with self._errors():

@@ -15,7 +15,7 @@ from forkq import exitcodes
 from forkq.app import Forkq
 from forkq.cli import call_options
 from forkq.exceptions import ConfigurationError, ForkqError, ResultTimeout, TaskFailed
-from forkq.worker.banner import shown_url
+from forkq.sqlitefile import shown_url
 from forkq.worker.loader import AppLoadError, load_app
 
 F = TypeVar("F", bound=Callable[..., Any])

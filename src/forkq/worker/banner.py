@@ -7,8 +7,7 @@ import logging
 from typing import Protocol
 
 from forkq.app import Forkq
-from forkq.settings import redacted
-from forkq.sqlitefile import absolute_url
+from forkq.sqlitefile import shown_url
 from forkq.worker.limits import TimeLimits
 
 log = logging.getLogger("forkq.worker")
@@ -35,11 +34,6 @@ class WorkerFacts(Protocol):
     def max_tasks_per_child(self) -> int | None: ...
     @property
     def max_memory_per_child(self) -> int | None: ...
-
-
-def shown_url(url: str) -> str:
-    """A URL as a user should see it: SQLite paths absolute, passwords hidden."""
-    return redacted(absolute_url(url))
 
 
 def log_banner(app: Forkq, facts: WorkerFacts, hostname: str, pid: int) -> None:
