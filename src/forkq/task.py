@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol
 import msgspec
 
 from forkq.arguments import Conversion, SignatureCheck, conversion_for, task_parameters
-from forkq.envelope import Message
 from forkq.exceptions import ConfigurationError, MaxRetriesExceeded, Retry
 
 if TYPE_CHECKING:
@@ -185,14 +184,15 @@ class Task(Generic[P, R]):
         args = tuple(args)
         kwargs = kwargs or {}
         self._check(args, kwargs)
-        message = self._message(
+        message = self.app.new_message(  # the task's options where the call gives none
+            self.name,
             args,
             kwargs,
             countdown=countdown,
             eta=eta,
-            expires=expires,
-            queue=queue,
-            priority=priority,
+            expires=self.options.expires if expires is None else expires,
+            queue=queue or self.options.queue,
+            priority=self.options.priority if priority is None else priority,
             task_id=task_id,
             headers=headers,
         )
@@ -206,39 +206,17 @@ class Task(Generic[P, R]):
         calls = [tuple(args) for args in argument_lists]
         for args in calls:
             self._check(args, {})
-        messages = [self._message(args, {}) for args in calls]
+        o = self.options
+        messages = [
+            self.app.new_message(
+                self.name, args, expires=o.expires, queue=o.queue, priority=o.priority
+            )
+            for args in calls
+        ]
         try:
             return self.app.publish_many(messages)
         except TypeError as exc:
             raise next(filter(None, (self._unencodable(a, {}) for a in calls)), exc) from None
-
-    def _message(
-        self,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        *,
-        countdown: float | None = None,
-        eta: datetime | float | None = None,
-        expires: datetime | float | None = None,
-        queue: str | None = None,
-        priority: int | None = None,
-        task_id: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> Message:
-        """The message of one call, with the task's options (queue, priority, expires) where
-        the call gives none: the one place `apply_async` and `map` take them from."""
-        return self.app.new_message(
-            self.name,
-            args,
-            kwargs,
-            countdown=countdown,
-            eta=eta,
-            expires=self.options.expires if expires is None else expires,
-            queue=queue or self.options.queue,
-            priority=self.options.priority if priority is None else priority,
-            task_id=task_id,
-            headers=headers,
-        )
 
     def _check(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if self.options.typing and self.signature_check is not None:
