@@ -31,7 +31,7 @@ def main() -> None:
 
     from _harness import running_worker
     from forkq.cli.memory_report import memory_table
-    from forkq.memory import process_tree_memory
+    from forkq.pool.process_memory import process_tree_memory
 
     with running_worker(app, "memory_isolation", concurrency=3) as worker:
         pids = {pid.delay().get(timeout=60) for _ in range(12)}

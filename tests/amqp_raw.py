@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import pika
 
-from forkq.brokers.amqp_reading import ReadingConnection
+from forkq.engines.amqp.reading import ReadingConnection
 
 Table = Sequence[tuple[bytes, bytes]]
 

@@ -18,8 +18,7 @@ from forkq import (
     Retry,
     TaskFailed,
 )
-from forkq.brokers import Consumer
-from forkq.brokers.base import lease_ttl_from_url
+from forkq.engines.contract import Consumer, lease_ttl_from_url
 from forkq.result import encode_record, failure_record, success_record
 from forkq.settings import Settings
 from forkq.states import FAILURE, PENDING, SUCCESS
@@ -303,7 +302,7 @@ def test_get_rides_out_a_backend_outage_until_its_deadline() -> None:
     ],
 )
 def test_urls_in_logs_and_errors_never_show_the_password(url: str, shown: str) -> None:
-    from forkq.brokers import open_broker
+    from forkq.engines.registry import open_broker
     from forkq.settings import redacted
 
     assert redacted(url) == shown

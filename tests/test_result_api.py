@@ -18,7 +18,7 @@ from forkq.exceptions import BackendUnavailable, BackendUnreachable, WorkerLost
 from forkq.result import ResultRecord, encode_record, failure_record
 from forkq.states import FAILURE, PENDING, RETRY, SUCCESS
 from tests.conftest import server_port
-from tests.test_executor import Harness
+from tests.worker.test_executor import Harness
 
 
 class AppError(Exception):

@@ -19,7 +19,7 @@ from forkq.arguments import convert
 from forkq.exceptions import ArgumentError
 from forkq.states import STARTED
 from forkq.task import TaskOptions
-from tests.test_executor import Harness
+from tests.worker.test_executor import Harness
 
 
 @pytest.fixture

@@ -66,7 +66,7 @@ def test_the_plugin_is_registered_and_loads_nothing_of_forkqs_machinery() -> Non
     assert entry.value == "forkq.testing"
     code = (
         "import sys, forkq.testing\n"
-        "heavy = {'msgspec', 'forkq.app', 'forkq.brokers', 'redis', 'pika', 'inotify_simple'}\n"
+        "heavy = {'msgspec', 'forkq.app', 'forkq.engines', 'redis', 'pika', 'inotify_simple'}\n"
         "print(sorted(heavy & set(sys.modules)))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)

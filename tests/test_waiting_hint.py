@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from forkq import Forkq, ResultTimeout
-from forkq.brokers import Sighting
+from forkq.engines.contract import Sighting
+from forkq.engines.sqlite.file import shown_url
 from forkq.result import AsyncResult
-from forkq.sqlitefile import shown_url
 from tests.conftest import WorkerProcess, wait_until_serving
 
 

@@ -11,12 +11,11 @@ from typing import Any, Literal, ParamSpec, TypeVar, cast, overload
 
 import msgspec
 
-from forkq.backends import ResultBackend, open_backend
-from forkq.brokers import Broker, DeadLetterCaps, open_broker
-from forkq.brokers.base import check_delay
 from forkq.config_object import settings_from_object
 from forkq.eager import backend_url as eager_backend_url
 from forkq.eager import run_eagerly
+from forkq.engines.contract import Broker, DeadLetterCaps, ResultBackend, check_delay
+from forkq.engines.registry import open_backend, open_broker
 from forkq.envelope import Codec, Message, make_message
 from forkq.exceptions import ConfigurationError
 from forkq.failures import TypeKey, type_key

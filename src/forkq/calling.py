@@ -24,7 +24,7 @@ import msgspec
 
 from forkq import aio
 from forkq.arguments import convert_message
-from forkq.brokers.base import check_delay
+from forkq.engines.contract import check_delay
 from forkq.envelope import Message, readable_time
 from forkq.exceptions import MessageRejected, Retry
 from forkq.result import ResultRecord, failure_record, success_record

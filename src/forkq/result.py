@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 import msgspec
 
-from forkq.brokers.sightings import who_consumes
+from forkq.engines.sightings import who_consumes
 from forkq.exceptions import BackendUnavailable, BackendUnreachable, ResultTimeout, TaskFailed
 from forkq.failures import task_failure
 from forkq.outage import Outage
@@ -245,7 +245,7 @@ class AsyncResult(Generic[R]):
             )
         if self.queue is None:
             return ""
-        from forkq.sqlitefile import shown_url  # on a timeout only: SQLite's modules
+        from forkq.engines.sqlite.file import shown_url  # on a timeout only: SQLite's modules
 
         where = shown_url(self.app.settings.broker_url)
         return who_consumes(lambda: self.app.broker, self.queue, where)

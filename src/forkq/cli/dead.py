@@ -8,8 +8,8 @@ from datetime import datetime, timezone
 
 import click
 
-from forkq.brokers import DeadLetter
 from forkq.cli.main import app_options, cli, resolve_app
+from forkq.engines.contract import DeadLetter
 from forkq.envelope import Names
 
 

@@ -13,7 +13,6 @@ from rich.table import Table
 from forkq.cli.main import cli
 from forkq.cli.memory_report import memory_summary, memory_table
 from forkq.exceptions import ForkqError
-from forkq.memory import ProcessMemory
 from forkq.pool.control import ask, socket_name
 from forkq.pool.control_dir import (
     SUFFIX,
@@ -22,6 +21,7 @@ from forkq.pool.control_dir import (
     open_inspect_dirs,
     worker_dir_path,
 )
+from forkq.pool.process_memory import ProcessMemory
 
 COMMANDS = ("ping", "stats", "active", "memory")
 

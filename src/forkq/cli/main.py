@@ -14,8 +14,8 @@ import click
 from forkq import exitcodes
 from forkq.app import Forkq
 from forkq.cli import call_options
+from forkq.engines.sqlite.file import shown_url
 from forkq.exceptions import ConfigurationError, ForkqError, ResultTimeout, TaskFailed
-from forkq.sqlitefile import shown_url
 from forkq.worker.loader import AppLoadError, load_app
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from rich.table import Table
 
-from forkq.memory import ProcessMemory, format_bytes, totals
+from forkq.pool.process_memory import ProcessMemory, format_bytes, totals
 
 
 def memory_table(rows: Sequence[ProcessMemory], title: str = "Memory per process") -> Table:

@@ -31,7 +31,7 @@ from setproctitle import setproctitle
 
 from forkq import exitcodes
 from forkq.logs import Origin, relay
-from forkq.pool import inspect
+from forkq.pool import inspection
 from forkq.pool.child import ChildProgram
 from forkq.pool.control import ControlServer
 from forkq.pool.exits import ChildExit, RespawnPolicy
@@ -129,7 +129,7 @@ class Master:
     # -- the loop ---------------------------------------------------------------------------
 
     def run(self) -> int:
-        self._control = ControlServer(inspect.handlers(self), self._selector)
+        self._control = ControlServer(inspection.handlers(self), self._selector)
         self._signals = signals = SignalPipe(catch_sigchld=not self._pidfds)
         self._selector.register(signals, selectors.EVENT_READ)
         self._set_title()

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 
 import msgspec
 
-from forkq.memory import read_process_memory
+from forkq.pool.process_memory import read_process_memory
 from forkq.pool.scoreboard import Scoreboard, SlotState
 
 TIME_LIMIT = "time limit"

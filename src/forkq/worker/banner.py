@@ -7,7 +7,7 @@ import logging
 from typing import Protocol
 
 from forkq.app import Forkq
-from forkq.sqlitefile import shown_url
+from forkq.engines.sqlite.file import shown_url
 from forkq.worker.limits import TimeLimits
 
 log = logging.getLogger("forkq.worker")

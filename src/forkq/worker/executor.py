@@ -27,9 +27,8 @@ from functools import partial
 import msgspec
 
 from forkq.app import Forkq
-from forkq.backends import ResultBackend, ResultWrite
-from forkq.brokers import Broker, Consumer, Delivery
 from forkq.calling import accept, execute, next_try, refused_retry
+from forkq.engines.contract import Broker, Consumer, Delivery, ResultBackend, ResultWrite
 from forkq.envelope import Message
 from forkq.exceptions import ConfigurationError, MessageRejected, TimeLimitExceeded
 from forkq.pool.child import Stopping

@@ -15,7 +15,7 @@ import msgspec
 
 from forkq import aio
 from forkq.app import Forkq
-from forkq.brokers import Consumer, Delivery
+from forkq.engines.contract import Consumer, Delivery
 from forkq.exceptions import BackendError, BrokerError, TimeLimitExceeded, Unavailable
 from forkq.outage import Outage
 from forkq.pool.child import EXIT_BOOT_FAILED, EXIT_CRASHED, EXIT_OK, Stopping, StopSignal

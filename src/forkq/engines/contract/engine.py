@@ -1,0 +1,16 @@
+"""An engine as the registry sees it: how to open its broker and its result backend."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import msgspec
+
+from forkq.engines.contract.broker import Broker, DeadLetterCaps
+from forkq.engines.contract.results import ResultBackend
+
+
+class Engine(msgspec.Struct, frozen=True):
+    name: str  # as people know it: "Redis", "RabbitMQ"
+    broker: Callable[[str, DeadLetterCaps], Broker]
+    results: Callable[[str], ResultBackend] | None  # None: the engine keeps no results

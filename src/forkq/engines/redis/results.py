@@ -1,0 +1,98 @@
+"""The Redis result backend: results with a TTL, and waits that block instead of polling.
+
+Storing a ready state also pushes one element to the task's `ready` list; a waiter blocks in
+BLPOP on that list and, when woken, pushes the element back for any other waiter. So `get()`
+returns about one round trip after the worker stored the result. Keys:
+`forkq.engines.redis.keys`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+
+from forkq.engines.contract import ResultBackend, ResultWrite, StoredResult
+from forkq.engines.redis.client import client_from_url, longest_block, unreachable
+from forkq.engines.redis.keys import ready_key, result_key, starts_key
+from forkq.exceptions import BackendError, BackendUnavailable
+from forkq.states import READY_STATES
+
+
+class RedisBackend(ResultBackend):
+    def __init__(self, url: str) -> None:
+        self.client, self.prefix = client_from_url(url)
+        self._longest_block = longest_block(self.client)
+
+    def store(self, task_id: str, state: str, payload: bytes, ttl: float) -> None:
+        with self._errors():
+            pipe = self.client.pipeline(transaction=True)
+            self.queue_store(pipe, ResultWrite(task_id, state, payload, ttl))
+            pipe.execute()
+
+    def queue_store(self, pipe: Any, write: ResultWrite) -> None:
+        """Add the writes of `store` to a pipeline on the same server (see RedisBroker.finish)."""
+        ttl_ms = max(1, int(write.ttl * 1000))
+        value = write.state.encode() + b"\n" + write.payload
+        pipe.set(result_key(self.prefix, write.task_id), value, px=ttl_ms)
+        if write.state in READY_STATES:
+            ready = ready_key(self.prefix, write.task_id)
+            pipe.delete(ready)
+            pipe.rpush(ready, 1)
+            pipe.pexpire(ready, ttl_ms)
+
+    def get(self, task_id: str) -> StoredResult | None:
+        with self._errors():
+            raw: Any = self.client.get(result_key(self.prefix, task_id))
+        if raw is None:
+            return None
+        state, _, payload = bytes(raw).partition(b"\n")
+        return StoredResult(state.decode(errors="replace"), payload)  # junk reads as no state
+
+    def wait(self, task_id: str, timeout: float) -> StoredResult | None:
+        deadline = time.monotonic() + timeout
+        ready = ready_key(self.prefix, task_id)
+        while True:
+            result = self.get(task_id)
+            remaining = deadline - time.monotonic()
+            if (result is not None and result.state in READY_STATES) or remaining <= 0:
+                return result
+            with self._errors():
+                wait = min(max(0.01, remaining), self._longest_block)
+                popped = self.client.blpop([ready], timeout=wait)
+                if popped:
+                    self.client.rpush(ready, 1)  # leave the signal for other waiters
+
+    def forget(self, task_id: str) -> None:
+        with self._errors():
+            self.client.delete(result_key(self.prefix, task_id), ready_key(self.prefix, task_id))
+
+    def count_start(self, key: str, ttl: float) -> int:
+        name = starts_key(self.prefix, key)
+        with self._errors():
+            pipe = self.client.pipeline(transaction=True)
+            pipe.incr(name)
+            pipe.pexpire(name, max(1, int(ttl * 1000)))
+            count, _ = pipe.execute()
+        return int(count)
+
+    def forget_starts(self, key: str) -> None:
+        with self._errors():
+            self.client.delete(starts_key(self.prefix, key))
+
+    def close(self) -> None:
+        self.client.close()
+
+    def abandon(self) -> None:
+        self.client.connection_pool.reset()  # see RedisBroker.abandon
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except redis.RedisError as exc:
+            kind = BackendUnavailable if unreachable(exc) else BackendError
+            raise kind(f"redis result backend: {exc}") from exc

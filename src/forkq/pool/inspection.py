@@ -1,0 +1,95 @@
+"""What the master answers on its control socket: built from the scoreboard and /proc only,
+so inspecting a busy worker costs its children nothing."""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from forkq.pool.process_memory import memory_json, process_tree_memory
+from forkq.pool.scoreboard import Scoreboard, SlotState, SlotView
+
+
+class PoolView(Protocol):
+    title: str
+    hostname: str
+    concurrency: int
+    started_at: float
+    scoreboard: Scoreboard
+
+    @property
+    def restarts(self) -> Mapping[int, int]:
+        """Children replaced, by slot index."""
+        ...
+
+    def child_slots(self) -> Sequence[tuple[int, int]]:
+        """(index, pid) of every live child."""
+        ...
+
+
+def handlers(pool: PoolView) -> dict[str, Callable[[], dict[str, Any]]]:
+    """The control socket's commands, bound to this pool."""
+    return {
+        name: functools.partial(answer, pool)
+        for name, answer in (
+            ("ping", ping),
+            ("stats", stats),
+            ("active", active),
+            ("memory", memory),
+        )
+    }
+
+
+def ping(pool: PoolView) -> dict[str, Any]:
+    return {"pong": True, "pid": os.getpid(), "title": pool.title, "hostname": pool.hostname}
+
+
+def stats(pool: PoolView) -> dict[str, Any]:
+    now = time.time()
+    children = [
+        _child(index, pid, pool.scoreboard.read(index), pool.restarts.get(index, 0), now)
+        for index, pid in sorted(pool.child_slots())
+    ]
+    return {
+        "pid": os.getpid(),
+        "title": pool.title,
+        "hostname": pool.hostname,
+        "uptime": round(now - pool.started_at, 3),
+        "concurrency": pool.concurrency,
+        "children": children,
+        "done": sum(c["done"] for c in children),
+        "failed": sum(c["failed"] for c in children),
+        "restarts": sum(pool.restarts.values()),
+    }
+
+
+def active(pool: PoolView) -> dict[str, Any]:
+    busy = [c for c in stats(pool)["children"] if c["state"] == SlotState.BUSY.name.lower()]
+    return {"pid": os.getpid(), "title": pool.title, "active": busy}
+
+
+def memory(pool: PoolView) -> dict[str, Any]:
+    return {
+        "pid": os.getpid(),
+        "title": pool.title,
+        **memory_json(process_tree_memory(os.getpid())),
+    }
+
+
+def _child(index: int, pid: int, seen: SlotView, restarts: int, now: float) -> dict[str, Any]:
+    booted = seen.pid == pid  # a child that has not written its slot yet is starting
+    busy = booted and seen.state == SlotState.BUSY
+    return {
+        "index": index,
+        "pid": pid,
+        "state": seen.state.name.lower() if booted else SlotState.STARTING.name.lower(),
+        "task_id": seen.task_id if busy else None,
+        "task": seen.task_name if busy else None,
+        "runtime": round(now - seen.started_at, 3) if busy else None,
+        "done": seen.done if booted else 0,
+        "failed": seen.failed if booted else 0,
+        "restarts": restarts,
+    }

@@ -1,0 +1,435 @@
+"""Redis-specific end to end: a worker rides out a Redis restart and loses nothing."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+import redis
+
+from forkq import Forkq
+from forkq.envelope import make_message
+from tests.conftest import WorkerProcess, server_port, survive_outage, wait_until_serving
+from tests.tls import make_certificates
+
+pytestmark = pytest.mark.timeout(180)
+
+
+class PrivateRedis:
+    """A redis-server of the test's own on a spare port, persisting every write (AOF); with
+    `tls`, it speaks only TLS, with a certificate from a throwaway CA."""
+
+    def __init__(self, directory: Path, tls: bool = False) -> None:
+        self.directory = directory
+        self.port = server_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.tls = make_certificates(directory) if tls else None
+
+    @property
+    def url(self) -> str:
+        if self.tls is not None:
+            return f"rediss://127.0.0.1:{self.port}/0?ssl_ca_certs={self.tls['ca']}"
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def _listen_args(self) -> list[str]:
+        if self.tls is None:
+            return ["--port", str(self.port)]
+        return [
+            "--port",
+            "0",
+            "--tls-port",
+            str(self.port),
+            "--tls-cert-file",
+            self.tls["cert"],
+            "--tls-key-file",
+            self.tls["key"],
+            "--tls-ca-cert-file",
+            self.tls["ca"],
+            "--tls-auth-clients",
+            "no",
+        ]
+
+    def start(self, timeout: float = 20.0) -> None:
+        """Starts the server and returns once it answers a PING; if it does not within
+        `timeout` seconds, the server is stopped before the error is raised."""
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                *self._listen_args(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+                str(self.directory),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            self._wait_until_answering(timeout)
+        except BaseException:
+            self.kill()
+            raise
+
+    def _wait_until_answering(self, timeout: float) -> None:
+        assert self.proc is not None
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)
+        deadline, last = time.monotonic() + timeout, None
+        try:
+            while time.monotonic() < deadline:  # a server that just started has no other signal
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"private redis-server exited with {self.proc.returncode}")
+                try:
+                    if client.ping():
+                        return
+                except redis.ConnectionError as error:
+                    last = error
+                    time.sleep(0.05)
+        finally:
+            client.close()
+        raise RuntimeError(f"private redis-server not answering after {timeout}s: {last}")
+
+    def stop(self) -> None:
+        """SIGTERM (redis saves the AOF and exits); SIGKILL if it has not within 20 s."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+        if self.proc is not None:
+            self.proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def running(server: PrivateRedis, startup_timeout: float = 20.0) -> Iterator[PrivateRedis]:
+    """The server started, and stopped on the way out whether the test passed, failed or the
+    start itself gave up."""
+    try:
+        server.start(startup_timeout)
+        yield server
+    finally:
+        server.stop()
+
+
+def _need(*programs: str) -> None:
+    for program in programs:
+        if shutil.which(program) is None:
+            if os.environ.get("CI") == "true":
+                pytest.fail(f"{program} is not installed (CI=true: no skipping)")
+            pytest.skip(f"{program} is not installed")
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    _need("redis-server")
+    with running(PrivateRedis(tmp_path)) as server:
+        yield server
+
+
+@pytest.fixture
+def private_tls_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    _need("redis-server", "openssl")
+    with running(PrivateRedis(tmp_path, tls=True)) as server:
+        yield server
+
+
+@pytest.mark.slow
+def test_worker_survives_a_redis_restart_and_loses_nothing(
+    private_redis: PrivateRedis, e2e_dir: Path
+) -> None:
+    url = private_redis.url + "?lease_ttl=3"
+    client = Forkq("e2e", broker=url)
+    worker = WorkerProcess(e2e_dir, url, "-c", "2", "-l", "info")
+    try:
+        survive_outage(client, worker, private_redis.stop, private_redis.start)
+    finally:
+        worker.stop()
+        client.close()
+
+
+@pytest.mark.slow
+def test_kill_9_of_children_and_of_a_whole_worker_under_load(
+    private_redis: PrivateRedis, e2e_dir: Path
+) -> None:
+    """2,000 tasks; busy children killed with SIGKILL three times, then the first worker's
+    master; a second worker takes over after the lease. Every task completes; duplicates (a
+    task run again because its process died mid-run) are counted and reported."""
+    url = private_redis.url + "?lease_ttl=2"
+    counter_url = private_redis.url.replace("/0", "/1")
+    client = Forkq("e2e", broker=url)
+    first = WorkerProcess(e2e_dir, url, "-c", "2", "-l", "warning")
+    second: WorkerProcess | None = None
+    try:
+        wait_until_serving(client, first)
+        queue = client.settings.default_queue
+        total = 2000
+        results = client.publish_many(
+            [
+                make_message("e2eapp.counted", [counter_url, 0.001], {}, queue=queue)
+                for _ in range(total)
+            ]
+        )
+        for step in (200, 400, 600):
+            results[step].get(timeout=60)
+            os.kill(first.children()[0], signal.SIGKILL)
+        results[800].get(timeout=60)
+        os.kill(first.pid, signal.SIGKILL)  # the whole worker: children die with it
+        first.wait(timeout=10)
+        second = WorkerProcess(e2e_dir, url, "-c", "2", "-l", "warning")
+        assert {r.get(timeout=120) for r in results} == {r.id for r in results}
+        runs = redis.Redis.from_url(counter_url).hgetall("runs")
+        assert len(runs) == total
+        duplicates = sum(int(n) - 1 for n in runs.values())
+        print(f"\n{total} tasks, 3 children and 1 worker killed: {duplicates} ran twice")
+        # Only a task that had started can run twice (prefetched ones had not): at most one
+        # per killed child, and one per child of the killed worker.
+        assert duplicates <= 3 + 2
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+        client.close()
+
+
+@pytest.mark.slow
+def test_kill_9_of_children_runs_again_only_what_was_running(
+    private_redis: PrivateRedis, e2e_dir: Path
+) -> None:
+    """Tasks without results have their acks kept back to ride with the next fetch; a child
+    killed with SIGKILL leaves them unsent. Its master acks them from the scoreboard, so only
+    the task that was running runs again."""
+    url = private_redis.url
+    counter_url = private_redis.url.replace("/0", "/1")
+    counter = redis.Redis.from_url(counter_url)
+    client = Forkq("e2e", broker=url)
+    # A batch of 32: up to 31 finished tasks' acks kept back when a child is killed.
+    worker = WorkerProcess(e2e_dir, url, "-c", "2", "--prefetch", "32", "-l", "warning")
+    try:
+        wait_until_serving(client, worker)
+        queue, total = client.settings.default_queue, 1000
+        message = make_message("e2eapp.counted_quietly", [counter_url, 0.0], {}, queue=queue)
+        client.publish_many([msgspec.structs.replace(message, id=f"t{n}") for n in range(total)])
+        seen: set[str] = set()
+        kills = {150, 300, 450}
+        while len(seen) < total:
+            popped = counter.blpop(["runs:done"], timeout=60)
+            assert popped is not None, f"{len(seen)} of {total} tasks done within 60 s"
+            seen.add(popped[1].decode())
+            if len(seen) in kills:
+                kills.discard(len(seen))
+                os.kill(worker.children()[0], signal.SIGKILL)
+        runs = counter.hgetall("runs")
+        duplicates = sum(int(n) - 1 for n in runs.values())
+        print(f"\n{total} tasks without results, 3 busy children killed: {duplicates} ran twice")
+        print(worker.log())
+        assert len(runs) == total and duplicates <= 3  # at most the one running per kill
+    finally:
+        worker.stop()
+        client.close()
+
+
+def test_hostile_entries_pushed_straight_into_the_streams(
+    private_redis: PrivateRedis, e2e_dir: Path
+) -> None:
+    url = private_redis.url
+    client = Forkq("e2e", broker=url)
+    raw = redis.Redis.from_url(url)
+    client.broker.size("default")  # the queue's streams and group exist
+    stream = "{forkq:default}:b0"
+    hostile: list[dict[str, Any]] = [
+        {"x": "no body at all"},
+        {"b": b"\xff\xfe\x00 not json", "d": "many"},
+        {"b": b'{"id": "h-1", "task": 7}', "d": "-3", "p": "urgent"},
+        {"b": b"[]", "d": "1e99"},
+    ]
+    for fields in hostile:
+        raw.xadd(stream, fields)
+    valid = [client.send_task("e2eapp.add", (i, 1)) for i in range(20)]
+    worker = WorkerProcess(e2e_dir, url, "-c", "1", "-l", "warning")
+    try:
+        assert [r.get(timeout=60) for r in valid] == [i + 1 for i in range(20)]
+        letters = client.broker.dead_letters("default")
+        assert len(letters) == len(hostile)
+        reasons = sorted(letter.reason for letter in letters)
+        assert reasons[-1] == 'malformed stream entry: no body (field b); its fields: "x"'
+        assert all(reason.startswith("malformed message") for reason in reasons[:-1])
+        assert client.AsyncResult("h-1").state == "FAILURE"
+        assert "exit code" not in worker.log() and "killed by" not in worker.log()
+    finally:
+        worker.stop()
+        client.close()
+
+
+def test_result_and_ack_go_in_one_round_trip(private_redis: PrivateRedis) -> None:
+    from forkq.engines.contract import Consumer, ResultWrite
+    from forkq.engines.registry import open_backend, open_broker
+
+    broker, backend = open_broker(private_redis.url), open_backend(private_redis.url)
+    holder = Consumer("w", "w/0")
+    broker.publish("q", b"x")
+    [delivery] = broker.fetch(holder, ["q"], 1, 0)
+    sent: list[int] = []
+    real_pipeline = broker.client.pipeline  # type: ignore[attr-defined]
+
+    def counting_pipeline(*args: Any, **kwargs: Any) -> Any:
+        pipe = real_pipeline(*args, **kwargs)
+        real_execute = pipe.execute
+        pipe.execute = lambda *a, **k: sent.append(len(pipe.command_stack)) or real_execute(*a, **k)
+        return pipe
+
+    broker.client.pipeline = counting_pipeline  # type: ignore[attr-defined]
+    broker.finish(holder, delivery, ResultWrite("t-9", "SUCCESS", b"r", 60), backend)
+    assert len(sent) == 1 and sent[0] >= 2  # one round trip: the result's writes and the ack
+    assert backend.get("t-9") is not None and broker.size("q") == 0
+    broker.close()
+    backend.close()
+
+
+def test_the_acks_of_a_batch_ride_with_the_next_fetch(private_redis: PrivateRedis) -> None:
+    from forkq.engines.contract import Consumer
+    from forkq.engines.registry import open_backend, open_broker
+
+    broker, observer = open_broker(private_redis.url), open_broker(private_redis.url)
+    backend = open_backend(private_redis.url)
+    holder = Consumer("w", "w/0")
+    server = redis.Redis.from_url(private_redis.url)
+
+    def commands_served() -> dict[str, int]:
+        """What the server ran so far, by command, less the observer's and this check's."""
+        stats: Any = server.info("commandstats")
+        skip = ("cmdstat_info", "cmdstat_xlen", "cmdstat_zcard", "cmdstat_hello")
+        return {k: v["calls"] for k, v in stats.items() if k not in skip}
+
+    broker.publish("q", b"0")  # a first round loads the scripts into this server
+    [warm] = broker.fetch(holder, ["q"], 1, 0)
+    broker.ack(holder, warm)
+    broker.publish_many([("q", b"1", 0, 0.0), ("q", b"2", 0, 0.0)])
+    first, second = broker.fetch(holder, ["q"], 2, 0)
+    before = commands_served()
+    broker.finish(holder, first, None, backend)
+    broker.finish(holder, second, None, backend)
+    assert commands_served() == before and observer.size("q") == 2  # both acks kept back
+    assert broker.kept_acks() == [("q", first.receipt), ("q", second.receipt)]
+    assert broker.fetch(holder, ["q"], 1, 0) == []
+    after = commands_served()
+    sent = {k: n - before.get(k, 0) for k, n in after.items() if n != before.get(k, 0)}
+    # One call of the fetch script, which acked both in one XACK and one XDEL and read
+    # nothing (commandstats counts what scripts run too).
+    assert sent.pop("cmdstat_evalsha") == sent.pop("cmdstat_xack") == sent.pop("cmdstat_xdel") == 1
+    assert set(sent) <= {"cmdstat_xreadgroup", "cmdstat_zrange"}  # the script's own reads
+    assert observer.size("q") == 0
+    assert broker.kept_acks() == []
+
+    broker.publish("q", b"3")
+    [third] = broker.fetch(holder, ["q"], 1, 0)
+    broker.finish(holder, third, None, backend)
+    assert observer.size("q") == 1
+    assert broker.release(holder.name) == 0  # the kept ack goes first: nothing runs twice
+    assert observer.size("q") == 0
+    for engine in (broker, observer, backend):
+        engine.close()
+
+
+def test_kept_acks_outlive_a_fetch_that_failed(private_redis: PrivateRedis) -> None:
+    """Redis gone when the fetch that carries the kept acks is sent: they wait for the next one
+    (and stay in the child's scoreboard slot meanwhile), rather than leaving two finished
+    tasks pending to run again."""
+    from forkq.engines.contract import Consumer
+    from forkq.engines.registry import open_backend, open_broker
+    from forkq.exceptions import BrokerError
+
+    broker, backend = open_broker(private_redis.url), open_backend(private_redis.url)
+    holder = Consumer("w", "w/0")
+    broker.publish_many([("q", b"1", 0, 0.0), ("q", b"2", 0, 0.0)])
+    for delivery in broker.fetch(holder, ["q"], 2, 0):
+        broker.finish(holder, delivery, None, backend)
+    kept = broker.kept_acks()
+    assert len(kept) == 2
+    private_redis.stop()
+    with pytest.raises(BrokerError):
+        broker.fetch(holder, ["q"], 1, 0)
+    assert broker.kept_acks() == kept
+    private_redis.start()
+    assert broker.fetch(holder, ["q"], 1, 0) == []
+    assert broker.kept_acks() == []
+    observer = open_broker(private_redis.url)
+    assert observer.size("q") == 0  # both acked once Redis was back
+    for engine in (broker, backend, observer):
+        engine.close()
+
+
+def test_a_dead_consumers_finished_tasks_are_acked_not_released(
+    private_redis: PrivateRedis,
+) -> None:
+    """What a child finished but had not acked when it died (read by its master from the
+    scoreboard) does not run again; what it had not finished does."""
+    from forkq.engines.contract import Consumer
+    from forkq.engines.registry import open_backend, open_broker
+
+    child, master = open_broker(private_redis.url), open_broker(private_redis.url)
+    backend = open_backend(private_redis.url)
+    holder = Consumer("w", "w/0")
+    master.publish_many([("q", b"%d" % n, 0, 0.0) for n in range(4)])
+    batch = child.fetch(holder, ["q"], 4, 0)
+    for delivery in batch[:2]:
+        child.finish(holder, delivery, None, backend)
+    kept = child.kept_acks()
+    child.abandon()  # the child dies: its kept acks are never sent
+    released = master.release(holder.name, [batch[2].receipt], kept)
+    assert released == 2 and master.size("q") == 2
+    again = master.fetch(Consumer("w", "w/1"), ["q"], 4, 0)
+    assert sorted(d.body for d in again) == [b"2", b"3"]
+    assert [d.delivery_count for d in again if d.body == b"2"] == [2]  # it had started
+    for engine in (child, master, backend):
+        engine.close()
+
+
+def test_a_worker_serves_over_tls(private_tls_redis: PrivateRedis, e2e_dir: Path) -> None:
+    url = private_tls_redis.url
+    plain = redis.Redis(port=private_tls_redis.port, socket_connect_timeout=1)
+    with pytest.raises(redis.ConnectionError):
+        plain.ping()  # the server speaks nothing but TLS: the test cannot pass in clear
+    client = Forkq("e2e", broker=url)
+    worker = WorkerProcess(e2e_dir, url, "-c", "2")
+    try:
+        wait_until_serving(client, worker)
+        results = [client.send_task("e2eapp.add", args=[i, i]) for i in range(20)]
+        assert [r.get(timeout=30) for r in results] == [2 * i for i in range(20)]
+    finally:
+        worker.stop()
+        client.close()
+
+
+def test_a_private_server_that_never_answers_is_stopped_by_its_fixture(tmp_path: Path) -> None:
+    """A start that gives up leaves no redis-server behind. Here the client trusts another CA,
+    as Python 3.13 refused a test CA without the extensions strict X.509 wants."""
+    _need("redis-server", "openssl")
+    server = PrivateRedis(tmp_path, tls=True)
+    assert server.tls is not None
+    (tmp_path / "other").mkdir()
+    server.tls["ca"] = make_certificates(tmp_path / "other")["ca"]
+    with pytest.raises(RuntimeError, match="certificate verify failed"), running(server, 1.0):
+        pytest.fail("the server answered a client that trusts another CA")
+    assert server.proc is not None
+    assert server.proc.poll() is not None, f"redis-server {server.proc.pid} left running"
+    with pytest.raises(ProcessLookupError):  # reaped: the pid names no process of ours
+        os.kill(server.proc.pid, 0)

@@ -1,0 +1,422 @@
+"""One conformance suite for every broker and result backend engine.
+
+A new engine joins by adding its URL factory to ENGINES; every test below then runs on it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from forkq.engines.contract import Broker, Consumer, DeadLetterCaps, ResultBackend, ResultWrite
+from forkq.engines.registry import open_backend, open_broker
+from forkq.states import RETRY, SUCCESS
+from tests.conftest import amqp_test_url, engine_url, redis_test_url
+
+BROKERS: dict[str, Callable[[Path], str]] = {
+    "sqlite": lambda tmp: f"sqlite:///{tmp}/conformance.sqlite3?lease_ttl=1",
+    "memory": lambda tmp: f"memory://{uuid.uuid4().hex}?lease_ttl=1",
+    "redis": lambda tmp: redis_test_url(lease_ttl=1),
+    "amqp": lambda tmp: amqp_test_url(lease_ttl=1),
+    "amqp-quorum": lambda tmp: amqp_test_url(lease_ttl=1, queue_type="quorum"),
+}
+BACKENDS = {k: v for k, v in BROKERS.items() if not k.startswith("amqp")}  # none in RabbitMQ
+Q = "conformance"
+
+
+@pytest.fixture(params=sorted(BROKERS))
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    yield from engine_url(request.param, BROKERS[request.param](tmp_path))
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    yield from engine_url(request.param, BACKENDS[request.param](tmp_path))
+
+
+@pytest.fixture
+def broker(url: str) -> Iterator[Broker]:
+    b = open_broker(url)
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def backend(backend_url: str) -> Iterator[ResultBackend]:
+    b = open_backend(backend_url)
+    yield b
+    b.close()
+
+
+def consumer(name: str = "c1", worker: str = "w1") -> Consumer:
+    return Consumer(worker=worker, name=f"{worker}/{name}")
+
+
+def bodies(deliveries: list) -> list[bytes]:  # type: ignore[type-arg]
+    return [d.body for d in deliveries]
+
+
+def _dead_letter(broker: Broker, queue: str, messages: list[bytes], queue_b: bool = False) -> None:
+    """Each message published, fetched and dead-lettered, in order (to `queue`-b if queue_b)."""
+    queue = queue + "-b" if queue_b else queue
+    for body in messages:
+        broker.publish(queue, body)
+        [d] = broker.fetch(consumer(), [queue], 1, 5.0)
+        broker.dead_letter(consumer(), d, f"dead: {body!r}")
+
+
+def _on_own_connection(
+    opener: Callable[[str], Any], url: str, verb: str, *args: Any
+) -> Callable[[], None]:
+    """A call made later, from another thread, on a connection of its own."""
+
+    def call() -> None:
+        conn = opener(url)
+        try:
+            getattr(conn, verb)(*args)
+        finally:
+            conn.close()
+
+    return call
+
+
+class TestBroker:
+    def test_publish_fetch_ack(self, broker: Broker) -> None:
+        broker.publish(Q, b"one")
+        [d] = broker.fetch(consumer(), [Q], 10, 0)
+        assert (d.body, d.queue, d.delivery_count) == (b"one", Q, 1)
+        assert broker.size(Q) == 1  # held, not gone
+        broker.ack(consumer(), d)
+        assert broker.size(Q) == 0
+
+    def test_a_held_message_is_not_fetched_twice(self, broker: Broker) -> None:
+        broker.publish(Q, b"one")
+        assert len(broker.fetch(consumer("a"), [Q], 10, 0)) == 1
+        assert broker.fetch(consumer("b"), [Q], 10, 0) == []
+
+    def test_fetch_respects_limit_and_fifo(self, broker: Broker) -> None:
+        for i in range(5):
+            broker.publish(Q, str(i).encode())
+        assert bodies(broker.fetch(consumer(), [Q], 3, 0)) == [b"0", b"1", b"2"]
+        assert bodies(broker.fetch(consumer(), [Q], 3, 0)) == [b"3", b"4"]
+
+    def test_priority_higher_first(self, broker: Broker) -> None:
+        if not broker.has_priorities:
+            pytest.skip("this engine has no priorities (RabbitMQ quorum queues before 3.12)")
+        broker.publish(Q, b"low", priority=0)
+        broker.publish(Q, b"high", priority=9)
+        broker.publish(Q, b"mid", priority=5)
+        assert bodies(broker.fetch(consumer(), [Q], 3, 0)) == [b"high", b"mid", b"low"]
+
+    def test_several_queues(self, broker: Broker) -> None:
+        broker.publish("a", b"in-a")
+        broker.publish("b", b"in-b")
+        broker.publish("c", b"in-c")
+        got = sorted(bodies(broker.fetch(consumer(), ["a", "b"], 10, 0)))
+        assert got == [b"in-a", b"in-b"]
+        assert broker.size("c") == 1
+
+    def test_delayed_message_visible_when_due(self, broker: Broker) -> None:
+        broker.publish(Q, b"later", delay=0.4)
+        assert broker.fetch(consumer(), [Q], 1, 0) == []
+        started = time.monotonic()
+        [d] = broker.fetch(consumer(), [Q], 1, 5.0)
+        waited = time.monotonic() - started
+        assert d.body == b"later"
+        assert 0.2 < waited < 2.0  # woke for the due time, not the 5 s timeout
+
+    def test_empty_fetch_blocks_for_the_timeout(self, broker: Broker) -> None:
+        started = time.monotonic()
+        assert broker.fetch(consumer(), [Q], 1, 0.3) == []
+        assert 0.25 <= time.monotonic() - started < 2.0
+
+    def test_fetch_wakes_on_publish_from_another_connection(self, url: str, broker: Broker) -> None:
+        timer = threading.Timer(0.2, _on_own_connection(open_broker, url, "publish", Q, b"wake"))
+        timer.start()
+        try:
+            started = time.monotonic()
+            got = broker.fetch(consumer(), [Q], 1, 10.0)
+            assert bodies(got) == [b"wake"]
+            assert time.monotonic() - started < 3.0
+        finally:
+            timer.join()
+
+    def test_a_woken_fetch_takes_no_more_than_its_limit(self, url: str, broker: Broker) -> None:
+        # Three bands at once, while the consumer waits: it takes one; the others stay free.
+        items = [(Q, b"low", 0, 0.0), (Q, b"mid", 5, 0.0), (Q, b"top", 9, 0.0)]
+        timer = threading.Timer(0.2, _on_own_connection(open_broker, url, "publish_many", items))
+        timer.start()
+        try:
+            got = broker.fetch(consumer("waiter"), [Q], 1, 10.0)
+        finally:
+            timer.join()
+        assert len(got) == 1
+        assert len(broker.fetch(consumer("other"), [Q], 10, 0)) == 2
+
+    def test_finish_stores_the_result_then_acks(self, url: str, broker: Broker) -> None:
+        backend = open_backend(url if url.split(":")[0] in BACKENDS else "memory://finish")
+        try:
+            broker.publish(Q, b"one")
+            broker.publish(Q, b"two")
+            first, second = broker.fetch(consumer(), [Q], 2, 0)
+            broker.finish(consumer(), first, ResultWrite("t-1", SUCCESS, b"r", 60), backend)
+            stored = backend.get("t-1")
+            assert stored is not None and (stored.state, stored.payload) == (SUCCESS, b"r")
+            broker.finish(consumer(), second, None, backend)  # ignore_result: just the ack
+            assert broker.size(Q) == 0
+        finally:
+            backend.close()
+
+    def test_requeue_makes_it_available_again(self, broker: Broker) -> None:
+        broker.publish(Q, b"x")
+        [d] = broker.fetch(consumer(), [Q], 1, 0)
+        broker.requeue(consumer(), d)
+        [again] = broker.fetch(consumer("other"), [Q], 1, 0)
+        assert again.body == b"x"
+        assert again.delivery_count == 1  # a requeue does not count as a run
+
+    def test_requeue_with_delay(self, broker: Broker) -> None:
+        broker.publish(Q, b"x")
+        [d] = broker.fetch(consumer(), [Q], 1, 0)
+        broker.requeue(consumer(), d, delay=0.5)
+        requeued = time.monotonic()
+        assert broker.fetch(consumer(), [Q], 1, 0) == []
+        [again] = broker.fetch(consumer(), [Q], 1, 5.0)
+        assert again.body == b"x" and again.delivery_count == 1
+        assert time.monotonic() - requeued >= 0.4
+
+    def test_release_counts_only_the_running_message(self, broker: Broker) -> None:
+        for body in (b"running", b"prefetched"):
+            broker.publish(Q, body)
+        held = broker.fetch(consumer("dead"), [Q], 2, 0)
+        running = next(d for d in held if d.body == b"running")
+        assert broker.release("w1/dead", running=[running.receipt]) == 2
+        again = {d.body: d.delivery_count for d in broker.fetch(consumer("new"), [Q], 2, 0)}
+        assert again == {b"running": 2, b"prefetched": 1}
+
+    def test_release_leaves_other_consumers_alone(self, broker: Broker) -> None:
+        broker.publish(Q, b"a")
+        broker.publish(Q, b"b")
+        broker.fetch(consumer("one"), [Q], 1, 0)
+        broker.fetch(consumer("two"), [Q], 1, 0)
+        assert broker.release("w1/one") == 1
+        assert bodies(broker.fetch(consumer("three"), [Q], 5, 0)) == [b"a"]
+
+    def test_ack_by_a_consumer_not_holding_it_is_ignored(self, broker: Broker) -> None:
+        broker.publish(Q, b"x")
+        [d] = broker.fetch(consumer("holder"), [Q], 1, 0)
+        broker.ack(consumer("stranger"), d)
+        assert broker.size(Q) == 1
+
+    def test_dead_letter_by_a_consumer_not_holding_it_is_ignored(self, broker: Broker) -> None:
+        broker.publish(Q, b"x")  # the queue has never had a dead letter
+        [d] = broker.fetch(consumer("holder"), [Q], 1, 0)
+        broker.dead_letter(consumer("stranger"), d, "lost its hold")
+        assert broker.size(Q) == 1 and broker.dead_letters() == []
+        broker.ack(consumer("holder"), d)
+        assert broker.size(Q) == 0
+
+    def test_lease_of_a_silent_worker_expires(self, url: str, broker: Broker) -> None:
+        if broker.recovers_by != "lease":
+            pytest.skip("this engine recovers by connection: tests/engines/test_amqp.py covers it")
+        broker.publish(Q, b"x")
+        broker.fetch(consumer("c", worker="dead-worker"), [Q], 1, 0)
+        started = time.monotonic()
+        [d] = broker.fetch(consumer("c", worker="alive"), [Q], 1, broker.lease_ttl * 5)
+        assert d.body == b"x" and d.delivery_count == 2
+        assert time.monotonic() - started >= broker.lease_ttl * 0.5
+
+    @pytest.mark.slow
+    def test_heartbeat_keeps_the_lease(self, broker: Broker) -> None:
+        if broker.recovers_by != "lease":
+            pytest.skip("this engine recovers by connection: tests/engines/test_amqp.py covers it")
+        broker.publish(Q, b"x")
+        broker.fetch(consumer("c", worker="beating"), [Q], 1, 0)
+        deadline = time.monotonic() + broker.lease_ttl * 2.5
+        while time.monotonic() < deadline:
+            broker.heartbeat("beating")
+            assert broker.fetch(consumer("c", worker="thief"), [Q], 1, broker.lease_ttl / 4) == []
+
+    def test_heartbeats_say_which_workers_consume_a_queue(self, broker: Broker) -> None:
+        broker.heartbeat("w1", [Q])
+        broker.heartbeat("w2", [Q, "other"])
+        broker.heartbeat("w1", [Q])  # a later beat replaces the earlier one
+        seen = broker.consumers_seen(Q, 60)
+        assert sorted(s.worker for s in seen) == ["w1", "w2"]  # each once
+        assert [s.seen_at for s in seen] == sorted((s.seen_at for s in seen), reverse=True)
+        assert [s.worker for s in broker.consumers_seen("other", 60)] == ["w2"]
+        assert broker.consumers_seen("nobody", 60) == []
+        [latest, _] = broker.consumers_seen(Q, 60)
+        assert abs(latest.seen_at - time.time()) < 5
+
+    def test_only_recent_heartbeats_count(self, broker: Broker) -> None:
+        broker.heartbeat("early", [Q])
+        time.sleep(0.3)  # the beat ages: time passing, not a wait for an event
+        broker.heartbeat("late", [Q])
+        assert [s.worker for s in broker.consumers_seen(Q, 0.2)] == ["late"]
+        broker.heartbeat("silent")  # a beat naming no queue says nothing about any
+        assert "silent" not in [s.worker for s in broker.consumers_seen(Q, 60)]
+
+    def test_dead_letter_list_requeue_purge(self, broker: Broker) -> None:
+        broker.publish(Q, b"poison")
+        [d] = broker.fetch(consumer(), [Q], 1, 0)
+        broker.dead_letter(consumer(), d, "bad input")
+        assert broker.size(Q) == 0
+        [letter] = broker.dead_letters(Q)
+        assert (letter.body, letter.reason, letter.queue) == (b"poison", "bad input", Q)
+        assert broker.requeue_dead([letter.receipt]) == 1
+        assert broker.dead_letters(Q) == []
+        [d] = broker.fetch(consumer(), [Q], 1, 0)
+        broker.dead_letter(consumer(), d, "again")
+        assert broker.purge_dead(Q) == 1
+        assert broker.dead_letters() == []
+
+    def test_dead_letters_are_capped_by_count_the_oldest_going_first(self, url: str) -> None:
+        capped = open_broker(url, DeadLetterCaps(max_count=3, max_age=0))
+        try:
+            _dead_letter(capped, Q, [b"other"], queue_b=True)
+            _dead_letter(capped, Q, [b"1", b"2", b"3", b"4", b"5"])
+            assert [d.body for d in capped.dead_letters(Q)] == [b"3", b"4", b"5"]
+            if capped.dead_caps_per_queue:  # another queue's letters are not counted
+                assert [d.body for d in capped.dead_letters(Q + "-b")] == [b"other"]
+            else:  # RabbitMQ: one dead-letter queue per prefix, capped whole
+                assert len(capped.dead_letters()) == 3
+        finally:
+            capped.close()
+
+    def test_dead_letters_older_than_the_ttl_are_gone_once_another_comes(self, url: str) -> None:
+        capped = open_broker(url, DeadLetterCaps(max_count=0, max_age=0.3))
+        try:
+            _dead_letter(capped, Q, [b"old", b"older"])
+            assert len(capped.dead_letters(Q)) == 2
+            time.sleep(0.4)  # the letters age: time passing, not a wait for an event
+            _dead_letter(capped, Q, [b"new"])
+            assert [d.body for d in capped.dead_letters(Q)] == [b"new"]
+        finally:
+            capped.close()
+
+    def test_without_caps_every_dead_letter_stays(self, url: str) -> None:
+        uncapped = open_broker(url, DeadLetterCaps(max_count=0, max_age=0))
+        try:
+            _dead_letter(uncapped, Q, [str(i).encode() for i in range(12)])
+            assert len(uncapped.dead_letters(Q)) == 12
+        finally:
+            uncapped.close()
+
+    def test_requeued_dead_letter_keeps_its_priority(self, broker: Broker) -> None:
+        if not broker.has_priorities:
+            pytest.skip("this engine has no priorities (RabbitMQ quorum queues before 3.12)")
+        broker.publish(Q, b"urgent", priority=8)
+        [d] = broker.fetch(consumer(), [Q], 1, 0)
+        broker.dead_letter(consumer(), d, "oops")
+        assert broker.dead_letters(Q)[0].priority == 8
+        broker.publish(Q, b"normal", priority=3)
+        broker.requeue_dead()
+        assert bodies(broker.fetch(consumer(), [Q], 2, 0)) == [b"urgent", b"normal"]
+
+    def test_purge_deletes_waiting_not_held(self, broker: Broker) -> None:
+        for body in (b"a", b"b", b"c"):
+            broker.publish(Q, body)
+        broker.fetch(consumer(), [Q], 1, 0)
+        assert broker.purge(Q) == 2
+        assert broker.size(Q) == 1
+
+    def test_publish_many(self, broker: Broker) -> None:
+        broker.publish_many([(Q, str(i).encode(), 0, 0.0) for i in range(50)])
+        assert broker.size(Q) == 50
+
+    @pytest.mark.timeout(60)
+    def test_concurrent_consumers_in_processes_never_share(self, url: str, broker: Broker) -> None:
+        if url.startswith("memory"):
+            pytest.skip("the memory engine does not cross fork")
+        total = 300
+        broker.publish_many([(Q, str(i).encode(), 0, 0.0) for i in range(total)])
+        readers = []
+        for n in range(3):
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - child
+                os.close(r)
+                mine = open_broker(url)
+                got = []
+                while batch := mine.fetch(consumer(f"p{n}"), [Q], 7, 0):
+                    for d in batch:
+                        got.append(d.body.decode())
+                        mine.ack(consumer(f"p{n}"), d)
+                os.write(w, ",".join(got).encode())
+                os._exit(0)
+            os.close(w)
+            readers.append((pid, r))
+        seen: list[str] = []
+        for pid, r in readers:
+            with os.fdopen(r, "rb") as f:
+                data = f.read().decode()
+            os.waitpid(pid, 0)
+            seen.extend(x for x in data.split(",") if x)
+        assert sorted(seen, key=int) == [str(i) for i in range(total)]  # each exactly once
+        assert broker.size(Q) == 0
+
+
+class TestResultBackend:
+    def test_missing_is_none(self, backend: ResultBackend) -> None:
+        assert backend.get("nope") is None
+
+    def test_store_get_overwrite_forget(self, backend: ResultBackend) -> None:
+        backend.store("t1", RETRY, b"r", 60)
+        backend.store("t1", SUCCESS, b"s", 60)
+        stored = backend.get("t1")
+        assert stored is not None and (stored.state, stored.payload) == (SUCCESS, b"s")
+        backend.forget("t1")
+        assert backend.get("t1") is None
+
+    def test_ttl_expires(self, backend: ResultBackend) -> None:
+        backend.store("t1", SUCCESS, b"s", 0.2)
+        assert backend.get("t1") is not None
+        result = backend.wait("never", 0.4)  # lets the TTL pass without a sleep
+        assert result is None
+        assert backend.get("t1") is None
+
+    def test_wait_returns_ready_result_at_once(self, backend: ResultBackend) -> None:
+        backend.store("t1", SUCCESS, b"s", 60)
+        started = time.monotonic()
+        assert backend.wait("t1", 10) is not None
+        assert time.monotonic() - started < 1
+
+    def test_wait_skips_non_ready_states_and_wakes_on_store(
+        self, backend_url: str, backend: ResultBackend
+    ) -> None:
+        backend.store("t1", RETRY, b"r", 60)
+        store = _on_own_connection(open_backend, backend_url, "store", "t1", SUCCESS, b"done", 60)
+        timer = threading.Timer(0.2, store)
+        timer.start()
+        try:
+            started = time.monotonic()
+            stored = backend.wait("t1", 10)
+            assert stored is not None and stored.payload == b"done"
+            assert time.monotonic() - started < 3
+        finally:
+            timer.join()
+
+    def test_wait_times_out_with_latest_record(self, backend: ResultBackend) -> None:
+        backend.store("t1", RETRY, b"r", 60)
+        stored = backend.wait("t1", 0.2)
+        assert stored is not None and stored.state == RETRY
+
+    def test_count_start_counts_per_key_and_forgets_after_its_ttl(
+        self, backend: ResultBackend
+    ) -> None:
+        assert [backend.count_start("m1", 60) for _ in range(3)] == [1, 2, 3]
+        assert backend.count_start("m2", 60) == 1
+        assert backend.count_start("m3", 0.2) == 1
+        backend.wait("never", 0.4)  # lets the TTL pass without a sleep
+        assert backend.count_start("m3", 60) == 1
+        backend.forget_starts("m1")
+        assert backend.count_start("m1", 60) == 1
+        assert backend.count_start("m2", 60) == 2

@@ -1,0 +1,172 @@
+"""The SQLite broker reads its own tables defensively: SQLite keeps whatever type a writer gives
+a column, and another process with write access to the file may write anything. A malformed
+row is dead-lettered with its reason; the rest of the queue keeps flowing."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from forkq.engines.contract import Consumer
+from forkq.engines.sqlite.broker import SQLiteBroker
+from forkq.exceptions import BrokerError
+
+C = Consumer("w", "w/0")
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[SQLiteBroker]:
+    broker = SQLiteBroker(f"sqlite:///{tmp_path}/q.sqlite3")
+    yield broker
+    broker.close()
+
+
+def plant(broker: SQLiteBroker, sql: str, params: tuple[object, ...] = ()) -> None:
+    """Write as another program would: its own connection, any SQL."""
+    conn = sqlite3.connect(broker.path, isolation_level=None)
+    conn.execute(sql, params)
+    conn.close()
+
+
+def insert_row(broker: SQLiteBroker, **columns: str) -> None:
+    """A row of queue "q", every column well formed unless given as an SQL expression."""
+    values = {"queue": "'q'", "priority": "0", "visible_at": "0", "body": "X'00'", **columns}
+    plant(
+        broker,
+        f"INSERT INTO forkq_messages ({', '.join(values)}) VALUES ({', '.join(values.values())})",
+    )
+
+
+MALFORMED = [
+    ({"body": "'text'"}, "body is TEXT, not BLOB"),
+    ({"body": "CAST(X'ff00fe' AS TEXT)"}, "body is TEXT, not BLOB"),  # not even UTF-8
+    ({"body": "9223372036854775807"}, "body is INTEGER, not BLOB"),  # bytes(n): 8 EiB
+    ({"body": "99999999999999999999999"}, "body is REAL, not BLOB"),
+    ({"priority": "'high'"}, "priority is TEXT, not INTEGER"),
+    ({"priority": "CAST(X'ff' AS TEXT)"}, "priority is TEXT, not INTEGER"),
+    ({"priority": "X'09'"}, "priority is BLOB, not INTEGER"),
+    ({"priority": "1.5"}, "priority is REAL, not INTEGER"),
+    ({"priority": "1e300"}, "priority is REAL, not INTEGER"),
+    ({"priority": "10"}, "priority 10 is not 0-9"),
+    ({"priority": "-9223372036854775808"}, "priority -9223372036854775808 is not 0-9"),
+    ({"visible_at": "'soon'"}, "visible_at is TEXT, not REAL"),
+    ({"visible_at": "X'00'"}, "visible_at is BLOB, not REAL"),
+    ({"visible_at": "9e999"}, "visible_at Inf is after year 9999"),
+    ({"visible_at": "1e300"}, "visible_at 1.0e+300 is after year 9999"),
+    ({"deliveries": "'many'"}, "deliveries is TEXT, not INTEGER"),
+    ({"deliveries": "2.5"}, "deliveries is REAL, not INTEGER"),
+    ({"deliveries": "-7"}, "deliveries -7 is negative"),
+]
+
+
+@pytest.mark.parametrize(("columns", "reason"), MALFORMED, ids=[r for _, r in MALFORMED])
+def test_a_malformed_row_is_dead_lettered_with_its_reason_and_the_queue_flows(
+    broker: SQLiteBroker, columns: dict[str, str], reason: str
+) -> None:
+    broker.publish("q", b"before")
+    insert_row(broker, **columns)
+    broker.publish("q", b"after")
+    got = broker.fetch(C, ["q"], 10, 0)
+    assert sorted(d.body for d in got) == [b"after", b"before"]
+    [dead] = broker.dead_letters("q")
+    assert dead.reason == f"malformed row: {reason}"
+    assert dead.queue == "q"
+    assert 0 <= dead.priority <= 9
+    assert isinstance(dead.body, bytes)
+    for delivery in got:
+        broker.ack(C, delivery)
+    assert broker.size("q") == 0
+
+
+def test_a_fetch_of_one_that_claims_only_junk_looks_again_at_once(broker: SQLiteBroker) -> None:
+    broker.publish("q", b"valid", priority=9)
+    for _ in range(3):  # text sorts above every number: these come first
+        insert_row(broker, priority="'first'")
+    [delivery] = broker.fetch(C, ["q"], 1, 0)
+    assert delivery.body == b"valid"
+    assert len(broker.dead_letters("q")) == 3
+
+
+def test_an_idle_fetch_with_junk_waiting_is_not_broken_by_it(broker: SQLiteBroker) -> None:
+    # The earliest due time of waiting rows decides how long an idle fetch sleeps: a text
+    # visible_at (SQLite's MIN picks text over no row) must read as "look again now".
+    broker.publish("q", b"later", delay=3600)
+    plant(
+        broker,
+        "INSERT INTO forkq_messages (queue, priority, visible_at, body, owner)"
+        " VALUES ('q', 0, 'soon', X'00', NULL)",
+    )
+    assert broker._next_due(["q"]) == 0.0
+    assert broker.fetch(C, ["q"], 5, 0.05) == []  # the junk row claimed and dead-lettered
+    assert [d.reason for d in broker.dead_letters("q")] == [
+        "malformed row: visible_at is TEXT, not REAL"
+    ]
+    assert broker._next_due(["q"]) > 1e9  # only the delayed one is left
+
+
+@pytest.mark.parametrize("lease", ["NULL", "'forever'", "X'00'", "9e999", "1e300"])
+def test_a_hold_whose_lease_is_not_a_time_is_taken_back(broker: SQLiteBroker, lease: str) -> None:
+    insert_row(broker, body="X'68656c64'", owner="'ghost/0'", worker="'ghost'", lease_until=lease)
+    [delivery] = broker.fetch(C, ["q"], 1, 0)
+    assert delivery.body == b"held"
+
+
+def test_dead_letters_and_their_requeue_survive_junk_dead_rows(broker: SQLiteBroker) -> None:
+    plant(
+        broker,
+        "INSERT INTO forkq_dead (queue, priority, body, reason, failed_at, deliveries)"
+        " VALUES (X'71', 'x', CAST(X'ff41' AS TEXT), CAST(X'fe' AS TEXT), 'then', 'y')",
+    )
+    plant(
+        broker,
+        "INSERT INTO forkq_dead (queue, priority, body, reason, failed_at, deliveries)"
+        " VALUES (CAST(X'ff' AS TEXT), 99, 9223372036854775807, 42, 9e999, 0)",
+    )
+    first, second = broker.dead_letters()
+    assert (first.queue, first.body, first.reason) == ("q", b"\xffA", "\ufffd")
+    assert (first.failed_at, first.priority) == (0.0, 0)
+    assert (second.queue, second.body, second.reason) == ("\ufffd", b"9223372036854775807", "42")
+    assert (second.failed_at, second.priority) == (0.0, 0)
+    assert broker.requeue_dead() == 2
+    [delivery] = broker.fetch(C, ["q"], 5, 0)  # the blob queue name came back as text
+    assert delivery.body == b"\xffA"
+
+
+def test_a_failed_burial_gives_back_everything_the_fetch_claimed(broker: SQLiteBroker) -> None:
+    # AUTOINCREMENT refuses every insert once the largest id has been used: dead-lettering
+    # fails. The valid row fetched beside the junk must not stay held by this consumer.
+    plant(
+        broker,
+        "INSERT INTO forkq_dead (id, queue, priority, body, reason, failed_at, deliveries)"
+        " VALUES (9223372036854775807, 'q', 0, X'', 'r', 0, 0)",
+    )
+    broker.publish("q", b"valid")
+    insert_row(broker, body="'text'")
+    with pytest.raises(BrokerError):
+        broker.fetch(C, ["q"], 5, 0)
+    held = broker._conn.execute(
+        "SELECT COUNT(*) FROM forkq_messages WHERE owner IS NOT NULL OR deliveries != 0"
+    ).fetchone()[0]
+    assert held == 0
+
+
+@pytest.mark.parametrize(
+    ("state", "payload"),
+    [("CAST(X'ff' AS TEXT)", "X'00'"), ("'SUCCESS'", "9223372036854775807"), ("7", "'text'")],
+)
+def test_a_junk_result_row_reads_as_bytes(tmp_path: Path, state: str, payload: str) -> None:
+    # A child reads the stored result of a redelivered message: a junk row must not crash it.
+    from forkq.engines.sqlite.results import SQLiteBackend
+
+    backend = SQLiteBackend(f"sqlite:///{tmp_path}/r.sqlite3")
+    conn = sqlite3.connect(backend.path, isolation_level=None)
+    conn.execute(f"INSERT INTO forkq_results VALUES ('t', {state}, {payload}, 9e999)")
+    conn.close()
+    stored = backend.get("t")
+    assert stored is not None
+    assert isinstance(stored.state, str)
+    assert isinstance(stored.payload, bytes) and len(stored.payload) < 100
+    backend.close()
