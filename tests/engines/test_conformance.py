@@ -11,12 +11,25 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import pytest
 
-from forkq.engines.contract import Broker, Consumer, DeadLetterCaps, ResultBackend, ResultWrite
+from forkq.engines.contract import (
+    Broker,
+    Consumer,
+    ConsumerSession,
+    DeadLetterCaps,
+    Delivery,
+    Leftovers,
+    Recovery,
+    ResultBackend,
+    ResultWrite,
+    Verdict,
+    outgoing,
+)
 from forkq.engines.registry import open_backend, open_broker
+from forkq.exceptions import BrokerError
 from forkq.states import RETRY, SUCCESS
 from tests.conftest import amqp_test_url, engine_url, redis_test_url
 
@@ -29,6 +42,7 @@ BROKERS: dict[str, Callable[[Path], str]] = {
 }
 BACKENDS = {k: v for k, v in BROKERS.items() if not k.startswith("amqp")}  # none in RabbitMQ
 Q = "conformance"
+T = TypeVar("T", Broker, ResultBackend)
 
 
 @pytest.fixture(params=sorted(BROKERS))
@@ -59,7 +73,19 @@ def consumer(name: str = "c1", worker: str = "w1") -> Consumer:
     return Consumer(worker=worker, name=f"{worker}/{name}")
 
 
-def bodies(deliveries: list) -> list[bytes]:  # type: ignore[type-arg]
+RESULTS = "memory://conformance-results"  # where sessions store results unless told otherwise
+
+
+def session(broker: Broker, name: str = "c1", worker: str = "w1") -> ConsumerSession:
+    """The broker's session for consumer `worker/name` (the same one each time)."""
+    return broker.consumer(consumer(name, worker), open_backend(RESULTS))
+
+
+def put(broker: Broker, queue: str, body: bytes, priority: int = 0, delay: float = 0.0) -> None:
+    broker.publish([outgoing(queue, body, priority, delay)])
+
+
+def bodies(deliveries: list[Delivery]) -> list[bytes]:
     return [d.body for d in deliveries]
 
 
@@ -67,82 +93,80 @@ def _dead_letter(broker: Broker, queue: str, messages: list[bytes], queue_b: boo
     """Each message published, fetched and dead-lettered, in order (to `queue`-b if queue_b)."""
     queue = queue + "-b" if queue_b else queue
     for body in messages:
-        broker.publish(queue, body)
-        [d] = broker.fetch(consumer(), [queue], 1, 5.0)
-        broker.dead_letter(consumer(), d, f"dead: {body!r}")
+        put(broker, queue, body)
+        [d] = session(broker).fetch([queue], 1, 5.0)
+        session(broker).dead_letter(d, f"dead: {body!r}")
 
 
-def _on_own_connection(
-    opener: Callable[[str], Any], url: str, verb: str, *args: Any
-) -> Callable[[], None]:
+def _later(opener: Callable[[str], T], url: str, call: Callable[[T], object]) -> Callable[[], None]:
     """A call made later, from another thread, on a connection of its own."""
 
-    def call() -> None:
+    def later() -> None:
         conn = opener(url)
         try:
-            getattr(conn, verb)(*args)
+            call(conn)
         finally:
-            conn.close()
+            conn.close()  # type: ignore[attr-defined]
 
-    return call
+    return later
 
 
 class TestBroker:
     def test_publish_fetch_ack(self, broker: Broker) -> None:
-        broker.publish(Q, b"one")
-        [d] = broker.fetch(consumer(), [Q], 10, 0)
+        put(broker, Q, b"one")
+        [d] = session(broker).fetch([Q], 10, 0)
         assert (d.body, d.queue, d.delivery_count) == (b"one", Q, 1)
         assert broker.size(Q) == 1  # held, not gone
-        broker.ack(consumer(), d)
+        session(broker).finish(d, None)
         assert broker.size(Q) == 0
 
     def test_a_held_message_is_not_fetched_twice(self, broker: Broker) -> None:
-        broker.publish(Q, b"one")
-        assert len(broker.fetch(consumer("a"), [Q], 10, 0)) == 1
-        assert broker.fetch(consumer("b"), [Q], 10, 0) == []
+        put(broker, Q, b"one")
+        assert len(session(broker, "a").fetch([Q], 10, 0)) == 1
+        assert session(broker, "b").fetch([Q], 10, 0) == []
 
     def test_fetch_respects_limit_and_fifo(self, broker: Broker) -> None:
         for i in range(5):
-            broker.publish(Q, str(i).encode())
-        assert bodies(broker.fetch(consumer(), [Q], 3, 0)) == [b"0", b"1", b"2"]
-        assert bodies(broker.fetch(consumer(), [Q], 3, 0)) == [b"3", b"4"]
+            put(broker, Q, str(i).encode())
+        assert bodies(session(broker).fetch([Q], 3, 0)) == [b"0", b"1", b"2"]
+        assert bodies(session(broker).fetch([Q], 3, 0)) == [b"3", b"4"]
 
     def test_priority_higher_first(self, broker: Broker) -> None:
-        if not broker.has_priorities:
+        if not broker.capabilities.priorities:
             pytest.skip("this engine has no priorities (RabbitMQ quorum queues before 3.12)")
-        broker.publish(Q, b"low", priority=0)
-        broker.publish(Q, b"high", priority=9)
-        broker.publish(Q, b"mid", priority=5)
-        assert bodies(broker.fetch(consumer(), [Q], 3, 0)) == [b"high", b"mid", b"low"]
+        put(broker, Q, b"low", priority=0)
+        put(broker, Q, b"high", priority=9)
+        put(broker, Q, b"mid", priority=5)
+        assert bodies(session(broker).fetch([Q], 3, 0)) == [b"high", b"mid", b"low"]
 
     def test_several_queues(self, broker: Broker) -> None:
-        broker.publish("a", b"in-a")
-        broker.publish("b", b"in-b")
-        broker.publish("c", b"in-c")
-        got = sorted(bodies(broker.fetch(consumer(), ["a", "b"], 10, 0)))
+        put(broker, "a", b"in-a")
+        put(broker, "b", b"in-b")
+        put(broker, "c", b"in-c")
+        got = sorted(bodies(session(broker).fetch(["a", "b"], 10, 0)))
         assert got == [b"in-a", b"in-b"]
         assert broker.size("c") == 1
 
     def test_delayed_message_visible_when_due(self, broker: Broker) -> None:
-        broker.publish(Q, b"later", delay=0.4)
-        assert broker.fetch(consumer(), [Q], 1, 0) == []
+        put(broker, Q, b"later", delay=0.4)
+        assert session(broker).fetch([Q], 1, 0) == []
         started = time.monotonic()
-        [d] = broker.fetch(consumer(), [Q], 1, 5.0)
+        [d] = session(broker).fetch([Q], 1, 5.0)
         waited = time.monotonic() - started
         assert d.body == b"later"
         assert 0.2 < waited < 2.0  # woke for the due time, not the 5 s timeout
 
     def test_empty_fetch_blocks_for_the_timeout(self, broker: Broker) -> None:
         started = time.monotonic()
-        assert broker.fetch(consumer(), [Q], 1, 0.3) == []
+        assert session(broker).fetch([Q], 1, 0.3) == []
         assert 0.25 <= time.monotonic() - started < 2.0
 
     def test_fetch_wakes_on_publish_from_another_connection(self, url: str, broker: Broker) -> None:
-        timer = threading.Timer(0.2, _on_own_connection(open_broker, url, "publish", Q, b"wake"))
+        timer = threading.Timer(0.2, _later(open_broker, url, lambda b: put(b, Q, b"wake")))
         timer.start()
         try:
             started = time.monotonic()
-            got = broker.fetch(consumer(), [Q], 1, 10.0)
+            got = session(broker).fetch([Q], 1, 10.0)
             assert bodies(got) == [b"wake"]
             assert time.monotonic() - started < 3.0
         finally:
@@ -150,99 +174,143 @@ class TestBroker:
 
     def test_a_woken_fetch_takes_no_more_than_its_limit(self, url: str, broker: Broker) -> None:
         # Three bands at once, while the consumer waits: it takes one; the others stay free.
-        items = [(Q, b"low", 0, 0.0), (Q, b"mid", 5, 0.0), (Q, b"top", 9, 0.0)]
-        timer = threading.Timer(0.2, _on_own_connection(open_broker, url, "publish_many", items))
+        items = [outgoing(Q, b"low", 0), outgoing(Q, b"mid", 5), outgoing(Q, b"top", 9)]
+        timer = threading.Timer(0.2, _later(open_broker, url, lambda b: b.publish(items)))
         timer.start()
         try:
-            got = broker.fetch(consumer("waiter"), [Q], 1, 10.0)
+            got = session(broker, "waiter").fetch([Q], 1, 10.0)
         finally:
             timer.join()
         assert len(got) == 1
-        assert len(broker.fetch(consumer("other"), [Q], 10, 0)) == 2
+        assert len(session(broker, "other").fetch([Q], 10, 0)) == 2
 
     def test_finish_stores_the_result_then_acks(self, url: str, broker: Broker) -> None:
         backend = open_backend(url if url.split(":")[0] in BACKENDS else "memory://finish")
         try:
-            broker.publish(Q, b"one")
-            broker.publish(Q, b"two")
-            first, second = broker.fetch(consumer(), [Q], 2, 0)
-            broker.finish(consumer(), first, ResultWrite("t-1", SUCCESS, b"r", 60), backend)
+            put(broker, Q, b"one")
+            put(broker, Q, b"two")
+            finishing = broker.consumer(consumer("finishing"), backend)
+            first, second = finishing.fetch([Q], 2, 0)
+            finishing.finish(first, ResultWrite("t-1", SUCCESS, b"r", 60))
             stored = backend.get("t-1")
             assert stored is not None and (stored.state, stored.payload) == (SUCCESS, b"r")
-            broker.finish(consumer(), second, None, backend)  # ignore_result: just the ack
-            assert broker.size(Q) == 0
+            assert broker.size(Q) == 1
+            finishing.finish(second, None)  # ignore_result: just the ack
+            assert broker.size(Q) == 0  # this process's kept acks go first
         finally:
             backend.close()
 
     def test_requeue_makes_it_available_again(self, broker: Broker) -> None:
-        broker.publish(Q, b"x")
-        [d] = broker.fetch(consumer(), [Q], 1, 0)
-        broker.requeue(consumer(), d)
-        [again] = broker.fetch(consumer("other"), [Q], 1, 0)
+        put(broker, Q, b"x")
+        [d] = session(broker).fetch([Q], 1, 0)
+        session(broker).requeue(d)
+        [again] = session(broker, "other").fetch([Q], 1, 0)
         assert again.body == b"x"
         assert again.delivery_count == 1  # a requeue does not count as a run
 
     def test_requeue_with_delay(self, broker: Broker) -> None:
-        broker.publish(Q, b"x")
-        [d] = broker.fetch(consumer(), [Q], 1, 0)
-        broker.requeue(consumer(), d, delay=0.5)
+        put(broker, Q, b"x")
+        [d] = session(broker).fetch([Q], 1, 0)
+        session(broker).requeue(d, delay=0.5)
         requeued = time.monotonic()
-        assert broker.fetch(consumer(), [Q], 1, 0) == []
-        [again] = broker.fetch(consumer(), [Q], 1, 5.0)
+        assert session(broker).fetch([Q], 1, 0) == []
+        [again] = session(broker).fetch([Q], 1, 5.0)
         assert again.body == b"x" and again.delivery_count == 1
         assert time.monotonic() - requeued >= 0.4
 
-    def test_release_counts_only_the_running_message(self, broker: Broker) -> None:
+    def test_a_leaving_consumer_releases_what_it_holds(self, broker: Broker) -> None:
         for body in (b"running", b"prefetched"):
-            broker.publish(Q, body)
-        held = broker.fetch(consumer("dead"), [Q], 2, 0)
+            put(broker, Q, body)
+        held = session(broker, "leaving").fetch([Q], 2, 0)
         running = next(d for d in held if d.body == b"running")
-        assert broker.release("w1/dead", running=[running.receipt]) == 2
-        again = {d.body: d.delivery_count for d in broker.fetch(consumer("new"), [Q], 2, 0)}
+        assert session(broker, "leaving").release([running.receipt]) == 2
+        again = {d.body: d.delivery_count for d in session(broker, "new").fetch([Q], 2, 0)}
         assert again == {b"running": 2, b"prefetched": 1}
 
+    def test_a_release_never_gives_back_what_was_finished(self, broker: Broker) -> None:
+        # The kept ack of the finished message goes before the release: it is not run twice.
+        for body in (b"finished", b"prefetched"):
+            put(broker, Q, body)
+        finished, _ = session(broker, "leaving").fetch([Q], 2, 0)
+        session(broker, "leaving").finish(finished, None)
+        assert session(broker, "leaving").release() == 1
+        assert bodies(session(broker, "new").fetch([Q], 2, 0)) == [b"prefetched"]
+        assert broker.size(Q) == 1
+
+    def test_release_of_a_dead_consumer_counts_only_the_running_message(
+        self, broker: Broker
+    ) -> None:
+        for body in (b"running", b"prefetched"):
+            put(broker, Q, body)
+        held = session(broker, "dead").fetch([Q], 2, 0)
+        running = next(d for d in held if d.body == b"running")
+        leftovers = Leftovers(running=(running.receipt,))
+        if not broker.capabilities.releases_others:
+            with pytest.raises(BrokerError, match="cannot release another process's messages"):
+                broker.release(consumer("dead"), leftovers)
+            return
+        assert broker.release(consumer("dead"), leftovers) == 2
+        again = {d.body: d.delivery_count for d in session(broker, "new").fetch([Q], 2, 0)}
+        assert again == {b"running": 2, b"prefetched": 1}
+
+    def test_release_of_a_dead_consumer_acks_its_finished_and_buries_its_dead(
+        self, broker: Broker
+    ) -> None:
+        if not broker.capabilities.releases_others:
+            pytest.skip("recovery by connection: the server redelivers what a dead child held")
+        for body in (b"finished", b"killed", b"prefetched"):
+            put(broker, Q, body)
+        finished, killed, _ = session(broker, "dead").fetch([Q], 3, 0)
+        leftovers = Leftovers(
+            finished=((Q, finished.receipt),), dead=(Verdict(Q, killed.receipt, "too long"),)
+        )
+        assert broker.release(consumer("dead"), leftovers) == 1
+        assert bodies(session(broker, "new").fetch([Q], 3, 0)) == [b"prefetched"]
+        [letter] = broker.dead_letters(Q)
+        assert (letter.body, letter.reason) == (b"killed", "too long")
+
     def test_release_leaves_other_consumers_alone(self, broker: Broker) -> None:
-        broker.publish(Q, b"a")
-        broker.publish(Q, b"b")
-        broker.fetch(consumer("one"), [Q], 1, 0)
-        broker.fetch(consumer("two"), [Q], 1, 0)
-        assert broker.release("w1/one") == 1
-        assert bodies(broker.fetch(consumer("three"), [Q], 5, 0)) == [b"a"]
+        put(broker, Q, b"a")
+        put(broker, Q, b"b")
+        session(broker, "one").fetch([Q], 1, 0)
+        session(broker, "two").fetch([Q], 1, 0)
+        assert session(broker, "one").release() == 1
+        assert bodies(session(broker, "three").fetch([Q], 5, 0)) == [b"a"]
 
     def test_ack_by_a_consumer_not_holding_it_is_ignored(self, broker: Broker) -> None:
-        broker.publish(Q, b"x")
-        [d] = broker.fetch(consumer("holder"), [Q], 1, 0)
-        broker.ack(consumer("stranger"), d)
+        put(broker, Q, b"x")
+        [d] = session(broker, "holder").fetch([Q], 1, 0)
+        session(broker, "stranger").finish(d, None)
         assert broker.size(Q) == 1
 
     def test_dead_letter_by_a_consumer_not_holding_it_is_ignored(self, broker: Broker) -> None:
-        broker.publish(Q, b"x")  # the queue has never had a dead letter
-        [d] = broker.fetch(consumer("holder"), [Q], 1, 0)
-        broker.dead_letter(consumer("stranger"), d, "lost its hold")
+        put(broker, Q, b"x")  # the queue has never had a dead letter
+        [d] = session(broker, "holder").fetch([Q], 1, 0)
+        session(broker, "stranger").dead_letter(d, "lost its hold")
         assert broker.size(Q) == 1 and broker.dead_letters() == []
-        broker.ack(consumer("holder"), d)
+        session(broker, "holder").finish(d, None)
         assert broker.size(Q) == 0
 
     def test_lease_of_a_silent_worker_expires(self, url: str, broker: Broker) -> None:
-        if broker.recovers_by != "lease":
+        if broker.capabilities.recovery is not Recovery.LEASE:
             pytest.skip("this engine recovers by connection: tests/engines/test_amqp.py covers it")
-        broker.publish(Q, b"x")
-        broker.fetch(consumer("c", worker="dead-worker"), [Q], 1, 0)
+        put(broker, Q, b"x")
+        session(broker, "c", worker="dead-worker").fetch([Q], 1, 0)
         started = time.monotonic()
-        [d] = broker.fetch(consumer("c", worker="alive"), [Q], 1, broker.lease_ttl * 5)
+        [d] = session(broker, "c", worker="alive").fetch([Q], 1, broker.lease_ttl * 5)
         assert d.body == b"x" and d.delivery_count == 2
         assert time.monotonic() - started >= broker.lease_ttl * 0.5
 
     @pytest.mark.slow
     def test_heartbeat_keeps_the_lease(self, broker: Broker) -> None:
-        if broker.recovers_by != "lease":
+        if broker.capabilities.recovery is not Recovery.LEASE:
             pytest.skip("this engine recovers by connection: tests/engines/test_amqp.py covers it")
-        broker.publish(Q, b"x")
-        broker.fetch(consumer("c", worker="beating"), [Q], 1, 0)
+        put(broker, Q, b"x")
+        session(broker, "c", worker="beating").fetch([Q], 1, 0)
         deadline = time.monotonic() + broker.lease_ttl * 2.5
         while time.monotonic() < deadline:
             broker.heartbeat("beating")
-            assert broker.fetch(consumer("c", worker="thief"), [Q], 1, broker.lease_ttl / 4) == []
+            assert session(broker, "c", worker="thief").fetch([Q], 1, broker.lease_ttl / 4) == []
 
     def test_heartbeats_say_which_workers_consume_a_queue(self, broker: Broker) -> None:
         broker.heartbeat("w1", [Q])
@@ -265,16 +333,16 @@ class TestBroker:
         assert "silent" not in [s.worker for s in broker.consumers_seen(Q, 60)]
 
     def test_dead_letter_list_requeue_purge(self, broker: Broker) -> None:
-        broker.publish(Q, b"poison")
-        [d] = broker.fetch(consumer(), [Q], 1, 0)
-        broker.dead_letter(consumer(), d, "bad input")
+        put(broker, Q, b"poison")
+        [d] = session(broker).fetch([Q], 1, 0)
+        session(broker).dead_letter(d, "bad input")
         assert broker.size(Q) == 0
         [letter] = broker.dead_letters(Q)
         assert (letter.body, letter.reason, letter.queue) == (b"poison", "bad input", Q)
         assert broker.requeue_dead([letter.receipt]) == 1
         assert broker.dead_letters(Q) == []
-        [d] = broker.fetch(consumer(), [Q], 1, 0)
-        broker.dead_letter(consumer(), d, "again")
+        [d] = session(broker).fetch([Q], 1, 0)
+        session(broker).dead_letter(d, "again")
         assert broker.purge_dead(Q) == 1
         assert broker.dead_letters() == []
 
@@ -284,7 +352,7 @@ class TestBroker:
             _dead_letter(capped, Q, [b"other"], queue_b=True)
             _dead_letter(capped, Q, [b"1", b"2", b"3", b"4", b"5"])
             assert [d.body for d in capped.dead_letters(Q)] == [b"3", b"4", b"5"]
-            if capped.dead_caps_per_queue:  # another queue's letters are not counted
+            if capped.capabilities.dead_caps_per_queue:  # another queue's letters are not counted
                 assert [d.body for d in capped.dead_letters(Q + "-b")] == [b"other"]
             else:  # RabbitMQ: one dead-letter queue per prefix, capped whole
                 assert len(capped.dead_letters()) == 3
@@ -311,25 +379,25 @@ class TestBroker:
             uncapped.close()
 
     def test_requeued_dead_letter_keeps_its_priority(self, broker: Broker) -> None:
-        if not broker.has_priorities:
+        if not broker.capabilities.priorities:
             pytest.skip("this engine has no priorities (RabbitMQ quorum queues before 3.12)")
-        broker.publish(Q, b"urgent", priority=8)
-        [d] = broker.fetch(consumer(), [Q], 1, 0)
-        broker.dead_letter(consumer(), d, "oops")
+        put(broker, Q, b"urgent", priority=8)
+        [d] = session(broker).fetch([Q], 1, 0)
+        session(broker).dead_letter(d, "oops")
         assert broker.dead_letters(Q)[0].priority == 8
-        broker.publish(Q, b"normal", priority=3)
+        put(broker, Q, b"normal", priority=3)
         broker.requeue_dead()
-        assert bodies(broker.fetch(consumer(), [Q], 2, 0)) == [b"urgent", b"normal"]
+        assert bodies(session(broker).fetch([Q], 2, 0)) == [b"urgent", b"normal"]
 
     def test_purge_deletes_waiting_not_held(self, broker: Broker) -> None:
         for body in (b"a", b"b", b"c"):
-            broker.publish(Q, body)
-        broker.fetch(consumer(), [Q], 1, 0)
+            put(broker, Q, body)
+        session(broker).fetch([Q], 1, 0)
         assert broker.purge(Q) == 2
         assert broker.size(Q) == 1
 
     def test_publish_many(self, broker: Broker) -> None:
-        broker.publish_many([(Q, str(i).encode(), 0, 0.0) for i in range(50)])
+        broker.publish([outgoing(Q, str(i).encode()) for i in range(50)])
         assert broker.size(Q) == 50
 
     @pytest.mark.timeout(60)
@@ -337,7 +405,7 @@ class TestBroker:
         if url.startswith("memory"):
             pytest.skip("the memory engine does not cross fork")
         total = 300
-        broker.publish_many([(Q, str(i).encode(), 0, 0.0) for i in range(total)])
+        broker.publish([outgoing(Q, str(i).encode()) for i in range(total)])
         readers = []
         for n in range(3):
             r, w = os.pipe()
@@ -346,10 +414,11 @@ class TestBroker:
                 os.close(r)
                 mine = open_broker(url)
                 got = []
-                while batch := mine.fetch(consumer(f"p{n}"), [Q], 7, 0):
+                while batch := session(mine, f"p{n}").fetch([Q], 7, 0):
                     for d in batch:
                         got.append(d.body.decode())
-                        mine.ack(consumer(f"p{n}"), d)
+                        session(mine, f"p{n}").finish(d, None)
+                mine.close()  # the kept acks go
                 os.write(w, ",".join(got).encode())
                 os._exit(0)
             os.close(w)
@@ -393,7 +462,7 @@ class TestResultBackend:
         self, backend_url: str, backend: ResultBackend
     ) -> None:
         backend.store("t1", RETRY, b"r", 60)
-        store = _on_own_connection(open_backend, backend_url, "store", "t1", SUCCESS, b"done", 60)
+        store = _later(open_backend, backend_url, lambda b: b.store("t1", SUCCESS, b"done", 60))
         timer = threading.Timer(0.2, store)
         timer.start()
         try:

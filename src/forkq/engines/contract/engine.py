@@ -6,8 +6,9 @@ from collections.abc import Callable
 
 import msgspec
 
-from forkq.engines.contract.broker import Broker, DeadLetterCaps
+from forkq.engines.contract.broker import Broker
 from forkq.engines.contract.results import ResultBackend
+from forkq.engines.contract.values import DeadLetterCaps
 
 
 class Engine(msgspec.Struct, frozen=True):

@@ -1,0 +1,150 @@
+"""One consumer's side of a broker: fetch, then settle each message it holds.
+
+    fetch ─► Delivery ─► finish(result?) ─► the result stored, then the ack
+                     ├─► requeue(delay)      back, not counted as run
+                     └─► dead_letter(reason)
+
+Kept acks: an engine may keep back the ack of a message finished without a result to store
+(`Capabilities.keeps_acks`), to send it with the consumer's next call. This class is the one
+place that holds them, and every public verb hands the kept ones to the engine with its own
+work, so no call can overtake an ack kept before it (a release must never give back a message
+already finished). Engines implement the `_`-verbs, each of which receives the acks it must
+send first or in the same round trip.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import TypeVar
+
+from forkq.engines.contract.results import ResultBackend, ResultWrite
+from forkq.engines.contract.values import Consumer, Delivery
+
+T = TypeVar("T")
+
+MAX_KEPT = 64  # acks: beyond this they are sent at once
+MAX_KEPT_WAIT = 0.05  # seconds the oldest kept ack may wait before the acks are sent at once
+
+
+def check_fetch_args(queues: Sequence[str], limit: int) -> None:
+    if not queues or limit < 1:
+        raise ValueError("fetch needs at least one queue and a limit >= 1")
+
+
+class ConsumerSession(abc.ABC):
+    """Made by `Broker.consumer`. Not shared across processes."""
+
+    #: Whether a result and its ack go in one round trip (the results live on the broker's
+    #: own server): decided when the session is opened, from the backend's type.
+    joins_results: bool = False
+
+    def __init__(self, consumer: Consumer, results: ResultBackend, keeps_acks: bool) -> None:
+        self.consumer = consumer
+        self.results = results
+        self._keeps_acks = keeps_acks
+        self._kept: list[Delivery] = []
+        self._kept_since = 0.0  # monotonic time of the oldest kept ack
+
+    # -- the verbs: each sends the kept acks first (or with its own round trip) --------------
+
+    def fetch(self, queues: Sequence[str], limit: int, timeout: float) -> list[Delivery]:
+        """Hold and return up to `limit` visible messages, waiting up to `timeout` seconds
+        (blocking, not spinning) when none is there. Highest priority first, then oldest."""
+        check_fetch_args(queues, limit)
+        return self._with_kept(lambda acks: self._fetch(acks, queues, limit, timeout))
+
+    def finish(self, delivery: Delivery, result: ResultWrite | None) -> None:
+        """The message is done: store its result (when there is one to keep), then ack, in
+        this order, so that a crash in between runs the task again rather than losing its
+        result. Without a result the ack may be kept back (see the module's docstring)."""
+        if result is None and self._keeps_acks:
+            with self._guard():
+                if not self._kept:
+                    self._kept_since = time.monotonic()
+                self._kept.append(delivery)
+                overdue = len(self._kept) >= MAX_KEPT
+            if overdue or time.monotonic() - self._kept_since > MAX_KEPT_WAIT:
+                self.flush()
+            return
+        self._with_kept(lambda acks: self._finish(acks, delivery, result))
+
+    def requeue(self, delivery: Delivery, delay: float = 0.0) -> None:
+        """Give the message back, visible again after `delay` seconds, not counted as run."""
+        self._with_kept(lambda acks: self._requeue(acks, delivery, delay))
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        """Move the message to its queue's dead letters with the reason."""
+        self._with_kept(lambda acks: self._dead_letter(acks, delivery, reason))
+
+    def stop_fetching(self) -> None:
+        """This consumer will not fetch again (its child takes no more work): engines that
+        push messages stop now, before its last ack frees room for another."""
+        self._with_kept(self._stop_fetching)
+
+    def release(self, running: Sequence[str] = ()) -> int:
+        """Give back everything this consumer holds (it is leaving); return how many.
+        Receipts in `running` had started: their delivery count stands."""
+        return self._with_kept(lambda acks: self._release(acks, running))
+
+    def flush(self) -> None:
+        """Send the kept acks now."""
+        self._with_kept(self._send_acks)
+
+    def close(self) -> None:
+        """Send the kept acks and stop consuming; the broker's connection stays open."""
+        self._with_kept(self._close)
+
+    def kept_acks(self) -> list[tuple[str, str]]:
+        """(queue, receipt) of each message finished but not acked yet: the child's
+        scoreboard slot carries them, so that the master acks them if the child dies."""
+        with self._guard():
+            return [(d.queue, d.receipt) for d in self._kept]
+
+    def _with_kept(self, verb: Callable[[list[Delivery]], T]) -> T:
+        """Run `verb` with the kept acks it must send. If it fails they stay kept, for the next
+        call: sending an ack twice is harmless, losing one is not."""
+        with self._guard():
+            acks, self._kept = self._kept, []
+            try:
+                return verb(acks)
+            except BaseException:
+                self._kept[:0] = acks
+                raise
+
+    def _guard(self) -> AbstractContextManager[object]:
+        """Held around each verb: engines whose connection another thread also uses lock it."""
+        return nullcontext()
+
+    # -- what each engine does ---------------------------------------------------------------
+
+    @abc.abstractmethod
+    def _send_acks(self, acks: list[Delivery]) -> None:
+        """Ack these (finished, kept back); acks for messages this consumer no longer holds
+        are ignored."""
+
+    @abc.abstractmethod
+    def _fetch(
+        self, acks: list[Delivery], queues: Sequence[str], limit: int, timeout: float
+    ) -> list[Delivery]: ...
+
+    @abc.abstractmethod
+    def _finish(self, acks: list[Delivery], delivery: Delivery, result: ResultWrite | None) -> None:
+        """Store `result` (if any) through `self.results`, then ack `delivery` and `acks`."""
+
+    @abc.abstractmethod
+    def _requeue(self, acks: list[Delivery], delivery: Delivery, delay: float) -> None: ...
+
+    @abc.abstractmethod
+    def _dead_letter(self, acks: list[Delivery], delivery: Delivery, reason: str) -> None: ...
+
+    def _stop_fetching(self, acks: list[Delivery]) -> None:
+        self._send_acks(acks)  # pulling engines have nothing more to stop
+
+    @abc.abstractmethod
+    def _release(self, acks: list[Delivery], running: Sequence[str]) -> int: ...
+
+    def _close(self, acks: list[Delivery]) -> None:
+        self._send_acks(acks)

@@ -1,0 +1,191 @@
+"""The values that cross the engine contract, and the checks every engine applies to them.
+
+publisher ─ Outgoing ─► Broker.publish
+consumer  ◄─ Delivery ─ ConsumerSession.fetch ─► finish / requeue / dead_letter (by receipt)
+master    ─ Leftovers ─► Broker.release (what a dead child held, read from its slot)
+"""
+
+from __future__ import annotations
+
+import enum
+from urllib.parse import parse_qs, urlsplit
+
+import msgspec
+
+from forkq.exceptions import ConfigurationError
+from forkq.settings import redacted
+
+
+class Consumer(msgspec.Struct, frozen=True):
+    """Who holds fetched messages: one per child process incarnation. `name` is unique across
+    every worker sharing the broker and starts with the worker's id and a `/`."""
+
+    worker: str  # the worker (master process) whose heartbeat keeps the holds alive
+    name: str
+
+    @classmethod
+    def of_child(cls, worker: str, index: int, pid: int) -> Consumer:
+        return cls(worker, f"{worker}/{index}/{pid}")
+
+    @staticmethod
+    def worker_of(name: str) -> str:
+        """The worker id a consumer name starts with (engines that store only the name)."""
+        return name.split("/", 1)[0]
+
+
+class Delivery(msgspec.Struct, frozen=True):
+    """A fetched message. `receipt` is the engine's handle for settling it, a string so that
+    a child's scoreboard slot can name it to the master.
+
+    `delivery_count` counts the times a process started handling it, this time included.
+    `returned` marks a message that came back from a holder that vanished without saying
+    whether it had started it (RabbitMQ redelivers what a dropped connection held): its count
+    takes that lost delivery as a start, and the executor counts the starts of returned
+    deliveries in the result backend (`ResultBackend.count_start`), so a message that keeps
+    coming back without ever being started is not charged for it."""
+
+    receipt: str
+    queue: str
+    body: bytes
+    delivery_count: int
+    returned: bool = False
+
+
+MIN_PRIORITY, MAX_PRIORITY = 0, 9
+
+
+def clamp_priority(priority: int) -> int:
+    """Priority 0-9, 9 first: the one place a priority is brought into range."""
+    return min(MAX_PRIORITY, max(MIN_PRIORITY, int(priority)))
+
+
+# 9999-12-31T23:59:59Z, the last moment Python's datetime can show: a stored time past it (or
+# not a number) is junk that no engine keeps waiting for.
+LAST_MOMENT = 253402300799.0
+
+MAX_DELAY = 100 * 365.25 * 86400  # seconds: the longest delay every engine holds (about 100 y)
+
+
+def check_delay(delay: float) -> None:
+    """A delay every engine can hold: a number no greater than MAX_DELAY (a past time is due)."""
+    if not delay <= MAX_DELAY:  # NaN fails the comparison too
+        raise ConfigurationError(
+            f"a delay of {delay:g} s cannot be scheduled: at most {MAX_DELAY:g} s (100 years)"
+        )
+
+
+class Outgoing(msgspec.Struct, frozen=True):
+    """A message to publish: visible `delay` seconds from now (0 or less: at once).
+    Build it with `outgoing()`, which checks the delay and clamps the priority."""
+
+    queue: str
+    body: bytes
+    priority: int = 0
+    delay: float = 0.0
+
+
+def outgoing(queue: str, body: bytes, priority: int = 0, delay: float = 0.0) -> Outgoing:
+    check_delay(delay)
+    return Outgoing(queue, body, clamp_priority(priority), max(0.0, delay))
+
+
+class Verdict(msgspec.Struct, frozen=True):
+    """A held message that goes to the dead letters rather than back to its queue."""
+
+    queue: str
+    receipt: str
+    reason: str
+
+
+class Leftovers(msgspec.Struct, frozen=True):
+    """What a consumer that is gone (a dead child) left held, as its scoreboard slot said.
+    Everything else it held was prefetched and goes back uncounted."""
+
+    running: tuple[str, ...] = ()  # receipts it had started: back, counted as run
+    finished: tuple[tuple[str, str], ...] = ()  # (queue, receipt) finished, ack kept: acked
+    dead: tuple[Verdict, ...] = ()  # dead-lettered (a task killed for its hard time limit)
+
+
+class DeadLetter(msgspec.Struct, frozen=True):
+    receipt: str
+    queue: str
+    body: bytes
+    reason: str
+    failed_at: float
+    priority: int = 0
+
+
+class DeadLetterCaps(msgspec.Struct, frozen=True):
+    """How many dead letters each queue keeps, and for how long (settings `dead_letter_max`
+    and `dead_letter_ttl`). Enforced where a letter is added: the oldest go first. 0: no cap."""
+
+    max_count: int = 10_000
+    max_age: float = 7 * 86_400.0  # seconds
+
+    @property
+    def max_age_ms(self) -> int:
+        return int(self.max_age * 1000)
+
+
+DEFAULT_DEAD_CAPS = DeadLetterCaps()
+
+
+class Sighting(msgspec.Struct, frozen=True):
+    """A worker seen consuming a queue: its id and its latest heartbeat (Unix time)."""
+
+    worker: str
+    seen_at: float
+
+
+SIGHTINGS_KEPT = 86_400.0  # seconds a worker's sighting outlives its last heartbeat
+
+
+class Recovery(enum.Enum):
+    """How the holds of a consumer that is gone come back."""
+
+    #: Its worker's master releases them at once (`Broker.release`); those of a whole dead
+    #: worker expire lease_ttl after its last heartbeat.
+    LEASE = "lease"
+    #: The server redelivers what a connection held when it closes: no other process can
+    #: release them, and the redelivery is a returned delivery (`Delivery.returned`).
+    CONNECTION = "connection"
+
+
+class Capabilities(msgspec.Struct, frozen=True):
+    """What an engine can do, declared, so that the worker acts on it rather than on a call
+    that silently does nothing."""
+
+    recovery: Recovery
+    #: Whether priority 0-9 orders delivery (RabbitMQ quorum queues before 3.12: no).
+    priorities: bool = True
+    #: Whether a finish without a result keeps its ack back to send with the next call.
+    keeps_acks: bool = False
+    #: Whether `dead_caps` hold per queue (RabbitMQ keeps one dead-letter queue per prefix,
+    #: which the caps bound as a whole: it cannot count letters by a header).
+    dead_caps_per_queue: bool = True
+    #: Whether `Broker.size` counts delayed messages (RabbitMQ holds them in shared queues).
+    counts_delayed: bool = True
+
+    @property
+    def releases_others(self) -> bool:
+        """Whether `Broker.release` can free what another process's consumer held."""
+        return self.recovery is Recovery.LEASE
+
+
+DEFAULT_LEASE_TTL = 30.0
+MAX_LEASE_TTL = 86400.0  # a day: a lease is renewed every third of it
+
+
+def lease_ttl_from_url(url: str) -> float:
+    """The `?lease_ttl=SECONDS` URL parameter every engine accepts (default 30)."""
+    raw = parse_qs(urlsplit(url).query).get("lease_ttl", [str(DEFAULT_LEASE_TTL)])[-1]
+    try:
+        ttl = float(raw)
+    except ValueError:
+        shown = redacted(url)
+        raise ConfigurationError(f"lease_ttl in {shown!r} must be a number of seconds") from None
+    if not 0 < ttl <= MAX_LEASE_TTL:  # NaN and infinity fail too
+        raise ConfigurationError(
+            f"lease_ttl in {redacted(url)!r} must be > 0 and at most {MAX_LEASE_TTL:g} seconds"
+        )
+    return ttl
