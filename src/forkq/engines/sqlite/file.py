@@ -1,4 +1,5 @@
-"""What the SQLite broker and result backend share: URL parsing, connections, change waits.
+"""What the SQLite broker and result backend share: URL parsing, connections, transactions,
+error translation, change waits.
 
 SQLite has no notifications, so a waiting consumer watches the database's write-ahead log with
 inotify: every commit by any process appends to `<db>-wal`, which wakes the waiter at once
@@ -19,6 +20,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
@@ -156,16 +158,45 @@ def ensure_schema(conn: sqlite3.Connection, table: str, script: str) -> None:
         )
 
 
-@contextmanager
-def driver_errors_as(error: type[Exception], label: str) -> Iterator[None]:
+def driver_errors_as(error: type[Exception], label: str) -> DriverErrors:
     """Translate sqlite3 errors at the engine's edge, keeping the driver's as the cause: a
     database busy or locked past the busy timeout is unavailable (BrokerUnavailable,
     BackendUnavailable), anything else `error` as it is."""
+    return DriverErrors(error, label)
+
+
+class DriverErrors:
+    """`driver_errors_as` as an object with no state between uses: an engine makes one and
+    enters it around each of its calls, which costs less than a generator per call."""
+
+    __slots__ = ("_error", "_label")
+
+    def __init__(self, error: type[Exception], label: str) -> None:
+        self._error, self._label = error, label
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if isinstance(exc, sqlite3.Error):
+            error = _UNAVAILABLE.get(self._error, self._error) if _busy(exc) else self._error
+            raise error(f"{self._label}: {exc}") from exc
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """The statements inside as one write transaction, rolled back if any fails: BEGIN
+    IMMEDIATE takes the write lock at once, so a transaction that reads first cannot fail to
+    upgrade its lock half-way."""
+    conn.execute("BEGIN IMMEDIATE")
     try:
         yield
-    except sqlite3.Error as exc:
-        kind = _UNAVAILABLE.get(error, error) if _busy(exc) else error
-        raise kind(f"{label}: {exc}") from exc
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 _UNAVAILABLE: dict[type[Exception], type[Exception]] = {

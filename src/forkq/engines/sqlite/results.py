@@ -12,7 +12,6 @@ Expired rows read as missing and are deleted in passing, at most once a minute p
 from __future__ import annotations
 
 import time
-from contextlib import AbstractContextManager
 
 from forkq.engines.contract import ResultBackend, StoredResult
 from forkq.engines.sqlite.file import ChangeWaiter, abandon, driver_errors_as, open_database
@@ -42,13 +41,14 @@ class SQLiteBackend(ResultBackend):
         self.path, self._conn = open_database(
             url, "forkq_results", _SCHEMA, BackendError, "sqlite result backend"
         )
+        self._errors = driver_errors_as(BackendError, f"sqlite result backend {self.path}")
         self._waiter: ChangeWaiter | None = None
         self._has_starts_table = False
         self._next_cleanup = time.time() + _CLEANUP_EVERY
 
     def store(self, task_id: str, state: str, payload: bytes, ttl: float) -> None:
         now = time.time()
-        with self._errors():
+        with self._errors:
             self._conn.execute(
                 "INSERT OR REPLACE INTO forkq_results VALUES (?, ?, ?, ?)",
                 (task_id, state, payload, now + ttl),
@@ -58,7 +58,7 @@ class SQLiteBackend(ResultBackend):
                 self._conn.execute("DELETE FROM forkq_results WHERE expires_at < ?", (now,))
 
     def get(self, task_id: str) -> StoredResult | None:
-        with self._errors():
+        with self._errors:
             # Read as bytes: a row another program wrote may hold any type (an integer
             # "payload" would be bytes(n) zero bytes; text that is not UTF-8 fails to decode).
             row = self._conn.execute(
@@ -81,12 +81,12 @@ class SQLiteBackend(ResultBackend):
             self._waiter.wait(remaining)
 
     def forget(self, task_id: str) -> None:
-        with self._errors():
+        with self._errors:
             self._conn.execute("DELETE FROM forkq_results WHERE task_id = ?", (task_id,))
 
     def count_start(self, key: str, ttl: float) -> int:
         now = time.time()
-        with self._errors():
+        with self._errors:
             self._make_starts_table()
             self._conn.execute("DELETE FROM forkq_starts WHERE expires_at < ?", (now,))
             row = self._conn.execute(
@@ -99,7 +99,7 @@ class SQLiteBackend(ResultBackend):
         return int(row[0])
 
     def forget_starts(self, key: str) -> None:
-        with self._errors():
+        with self._errors:
             self._make_starts_table()
             self._conn.execute("DELETE FROM forkq_starts WHERE key = ?", (key,))
 
@@ -116,6 +116,3 @@ class SQLiteBackend(ResultBackend):
 
     def abandon(self) -> None:
         abandon(self._conn)
-
-    def _errors(self) -> AbstractContextManager[None]:
-        return driver_errors_as(BackendError, f"sqlite result backend {self.path}")
