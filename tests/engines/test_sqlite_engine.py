@@ -12,12 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from forkq.engines.contract import Consumer
+from forkq.engines.contract import Consumer, Leftovers, Outgoing, Verdict, outgoing
+from forkq.engines.memory import MemoryBackend
 from forkq.engines.sqlite.broker import SQLiteBroker
 from forkq.engines.sqlite.results import SQLiteBackend
-from forkq.exceptions import ConfigurationError
+from forkq.exceptions import BrokerError, ConfigurationError
 
 C = Consumer("w", "w/0")
+
+
+def put(broker: SQLiteBroker, queue: str, body: bytes) -> None:
+    broker.publish([outgoing(queue, body)])
 
 
 def inotify_fds() -> int:
@@ -33,20 +38,53 @@ def test_a_fetch_that_finds_work_opens_no_watch(tmp_path: Path) -> None:
     # Closing an inotify watch costs milliseconds in the kernel; a short-lived child with work
     # waiting for it must not pay that.
     broker = SQLiteBroker(f"sqlite:///{tmp_path}/q.sqlite3")
+    session = broker.consumer(C, MemoryBackend())
     before = inotify_fds()
-    broker.publish("q", b"x")
-    assert len(broker.fetch(C, ["q"], 1, 5.0)) == 1
+    put(broker, "q", b"x")
+    assert len(session.fetch(["q"], 1, 5.0)) == 1
     assert inotify_fds() == before
-    assert broker.fetch(C, ["q"], 1, 0.05) == []  # had to wait: now it watches
+    assert session.fetch(["q"], 1, 0.05) == []  # had to wait: now it watches
     assert inotify_fds() == before + 1
     broker.close()
     assert inotify_fds() == before
 
 
+def test_a_publish_of_several_is_all_or_nothing(tmp_path: Path) -> None:
+    broker = SQLiteBroker(f"sqlite:///{tmp_path}/q.sqlite3")
+    refused = Outgoing("q", None)  # type: ignore[arg-type] # the table refuses a NULL body
+    with pytest.raises(BrokerError):
+        broker.publish([outgoing("q", b"first"), refused])
+    assert broker.size("q") == 0
+    broker.close()
+
+
+def test_a_dead_consumers_release_is_all_or_nothing(tmp_path: Path) -> None:
+    # AUTOINCREMENT refuses every insert once the largest id has been used: dead-lettering
+    # fails. The release must then neither ack nor give back anything the consumer held.
+    broker = SQLiteBroker(f"sqlite:///{tmp_path}/q.sqlite3")
+    for body in (b"finished", b"killed", b"prefetched"):
+        put(broker, "q", body)
+    finished, killed, _ = broker.consumer(C, MemoryBackend()).fetch(["q"], 3, 0)
+    conn = sqlite3.connect(broker.path, isolation_level=None)
+    conn.execute(
+        "INSERT INTO forkq_dead (id, queue, priority, body, reason, failed_at, deliveries)"
+        " VALUES (9223372036854775807, 'q', 0, X'', 'r', 0, 0)"
+    )
+    leftovers = Leftovers(
+        finished=(("q", finished.receipt),), dead=(Verdict("q", killed.receipt, "too long"),)
+    )
+    with pytest.raises(BrokerError):
+        broker.release(C, leftovers)
+    held = "SELECT COUNT(*) FROM forkq_messages WHERE owner = ?"
+    assert conn.execute(held, (C.name,)).fetchone()[0] == 3
+    conn.close()
+    broker.close()
+
+
 def test_schema_is_created_once_and_whole(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/q.sqlite3"
     first = SQLiteBroker(url)
-    first.publish("q", b"kept")
+    put(first, "q", b"kept")
     second = SQLiteBroker(url)  # sees the tables, does not recreate or empty them
     assert second.size("q") == 1
     names = {row[0] for row in second._conn.execute("SELECT name FROM sqlite_master").fetchall()}
@@ -98,7 +136,7 @@ def open_engine(kind: str, url: str) -> SQLiteBroker | SQLiteBackend:
     """Open the engine and make it write, so that SQLite has made its -wal and -shm files."""
     if kind == "broker":
         broker = SQLiteBroker(url)
-        broker.publish("q", b"x")
+        put(broker, "q", b"x")
         return broker
     backend = SQLiteBackend(url)
     backend.store("t", "SUCCESS", b"x", 60)

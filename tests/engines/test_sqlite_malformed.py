@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from forkq.engines.contract import Consumer
+from forkq.engines.contract import Consumer, ConsumerSession, outgoing
+from forkq.engines.memory import MemoryBackend
 from forkq.engines.sqlite.broker import SQLiteBroker
+from forkq.engines.sqlite.session import SQLiteSession
 from forkq.exceptions import BrokerError
 
 C = Consumer("w", "w/0")
@@ -22,6 +24,20 @@ def broker(tmp_path: Path) -> Iterator[SQLiteBroker]:
     broker = SQLiteBroker(f"sqlite:///{tmp_path}/q.sqlite3")
     yield broker
     broker.close()
+
+
+def session(broker: SQLiteBroker) -> ConsumerSession:
+    return broker.consumer(C, MemoryBackend())
+
+
+def next_due(broker: SQLiteBroker) -> float | None:
+    own = session(broker)
+    assert isinstance(own, SQLiteSession)
+    return own._next_due(["q"])
+
+
+def put(broker: SQLiteBroker, body: bytes, priority: int = 0, delay: float = 0.0) -> None:
+    broker.publish([outgoing("q", body, priority, delay)])
 
 
 def plant(broker: SQLiteBroker, sql: str, params: tuple[object, ...] = ()) -> None:
@@ -66,10 +82,10 @@ MALFORMED = [
 def test_a_malformed_row_is_dead_lettered_with_its_reason_and_the_queue_flows(
     broker: SQLiteBroker, columns: dict[str, str], reason: str
 ) -> None:
-    broker.publish("q", b"before")
+    put(broker, b"before")
     insert_row(broker, **columns)
-    broker.publish("q", b"after")
-    got = broker.fetch(C, ["q"], 10, 0)
+    put(broker, b"after")
+    got = session(broker).fetch(["q"], 10, 0)
     assert sorted(d.body for d in got) == [b"after", b"before"]
     [dead] = broker.dead_letters("q")
     assert dead.reason == f"malformed row: {reason}"
@@ -77,15 +93,15 @@ def test_a_malformed_row_is_dead_lettered_with_its_reason_and_the_queue_flows(
     assert 0 <= dead.priority <= 9
     assert isinstance(dead.body, bytes)
     for delivery in got:
-        broker.ack(C, delivery)
+        session(broker).finish(delivery, None)
     assert broker.size("q") == 0
 
 
 def test_a_fetch_of_one_that_claims_only_junk_looks_again_at_once(broker: SQLiteBroker) -> None:
-    broker.publish("q", b"valid", priority=9)
+    put(broker, b"valid", priority=9)
     for _ in range(3):  # text sorts above every number: these come first
         insert_row(broker, priority="'first'")
-    [delivery] = broker.fetch(C, ["q"], 1, 0)
+    [delivery] = session(broker).fetch(["q"], 1, 0)
     assert delivery.body == b"valid"
     assert len(broker.dead_letters("q")) == 3
 
@@ -93,24 +109,25 @@ def test_a_fetch_of_one_that_claims_only_junk_looks_again_at_once(broker: SQLite
 def test_an_idle_fetch_with_junk_waiting_is_not_broken_by_it(broker: SQLiteBroker) -> None:
     # The earliest due time of waiting rows decides how long an idle fetch sleeps: a text
     # visible_at (SQLite's MIN picks text over no row) must read as "look again now".
-    broker.publish("q", b"later", delay=3600)
+    put(broker, b"later", delay=3600)
     plant(
         broker,
         "INSERT INTO forkq_messages (queue, priority, visible_at, body, owner)"
         " VALUES ('q', 0, 'soon', X'00', NULL)",
     )
-    assert broker._next_due(["q"]) == 0.0
-    assert broker.fetch(C, ["q"], 5, 0.05) == []  # the junk row claimed and dead-lettered
+    assert next_due(broker) == 0.0
+    assert session(broker).fetch(["q"], 5, 0.05) == []  # the junk row claimed and dead-lettered
     assert [d.reason for d in broker.dead_letters("q")] == [
         "malformed row: visible_at is TEXT, not REAL"
     ]
-    assert broker._next_due(["q"]) > 1e9  # only the delayed one is left
+    due = next_due(broker)
+    assert due is not None and due > 1e9  # only the delayed one is left
 
 
 @pytest.mark.parametrize("lease", ["NULL", "'forever'", "X'00'", "9e999", "1e300"])
 def test_a_hold_whose_lease_is_not_a_time_is_taken_back(broker: SQLiteBroker, lease: str) -> None:
     insert_row(broker, body="X'68656c64'", owner="'ghost/0'", worker="'ghost'", lease_until=lease)
-    [delivery] = broker.fetch(C, ["q"], 1, 0)
+    [delivery] = session(broker).fetch(["q"], 1, 0)
     assert delivery.body == b"held"
 
 
@@ -131,7 +148,7 @@ def test_dead_letters_and_their_requeue_survive_junk_dead_rows(broker: SQLiteBro
     assert (second.queue, second.body, second.reason) == ("\ufffd", b"9223372036854775807", "42")
     assert (second.failed_at, second.priority) == (0.0, 0)
     assert broker.requeue_dead() == 2
-    [delivery] = broker.fetch(C, ["q"], 5, 0)  # the blob queue name came back as text
+    [delivery] = session(broker).fetch(["q"], 5, 0)  # the blob queue name came back as text
     assert delivery.body == b"\xffA"
 
 
@@ -143,10 +160,10 @@ def test_a_failed_burial_gives_back_everything_the_fetch_claimed(broker: SQLiteB
         "INSERT INTO forkq_dead (id, queue, priority, body, reason, failed_at, deliveries)"
         " VALUES (9223372036854775807, 'q', 0, X'', 'r', 0, 0)",
     )
-    broker.publish("q", b"valid")
+    put(broker, b"valid")
     insert_row(broker, body="'text'")
     with pytest.raises(BrokerError):
-        broker.fetch(C, ["q"], 5, 0)
+        session(broker).fetch(["q"], 5, 0)
     held = broker._conn.execute(
         "SELECT COUNT(*) FROM forkq_messages WHERE owner IS NOT NULL OR deliveries != 0"
     ).fetchone()[0]

@@ -1,5 +1,5 @@
-"""Dead letters in the SQLite broker (`forkq.engines.sqlite.broker`): the table `forkq_dead` and how
-letters are added, capped, read and taken back.
+"""Dead letters in the SQLite engine: the table `forkq_dead` and how letters are added, capped,
+read and taken back.
 
     forkq_dead(id, queue, priority, body, reason, failed_at, deliveries)
     forkq_dead_counts(queue, letters)   kept by triggers on forkq_dead, so that capping a
@@ -17,6 +17,7 @@ import time
 from collections.abc import Collection
 
 from forkq.engines.contract import LAST_MOMENT, DeadLetter, DeadLetterCaps
+from forkq.engines.sqlite.holds import row_id
 
 TABLE = """
 CREATE TABLE IF NOT EXISTS forkq_dead (
@@ -135,5 +136,5 @@ def _text(raw: bytes) -> str:
 def _id_filter(receipts: Collection[str] | None) -> tuple[str, tuple[int, ...]]:
     if receipts is None:
         return "", ()
-    ids = tuple(int(r) for r in receipts)
+    ids = tuple(row_id(r) for r in receipts)
     return f"WHERE id IN ({','.join('?' * len(ids)) or 'NULL'})", ids
