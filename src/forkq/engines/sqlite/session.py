@@ -125,8 +125,8 @@ class SQLiteSession(ConsumerSession):
             self._bury([r for r in rows if r[6] is not None], [r[0] for r in rows])
         good.sort(key=lambda r: (-r[4], r[5], r[0]))  # RETURNING order is unspecified
         got = [Delivery(str(r[0]), r[1], r[2], r[3]) for r in good]
-        if got or rows:  # only malformed rows came: look again at once
-            return Claimed(got, again=not got)
+        if rows:
+            return Claimed(got, again=not got)  # only malformed rows came: look again at once
         return Claimed(got, self._next_due(queues))
 
     def _bury(self, malformed: list[Any], claimed: list[int]) -> None:
