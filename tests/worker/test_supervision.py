@@ -21,7 +21,7 @@ from forkq.engines.contract import (
 )
 from forkq.pool.exits import ChildExit
 from forkq.pool.scoreboard import SlotState, SlotView
-from forkq.pool.watch import TIME_LIMIT
+from forkq.pool.watch import Ending
 from forkq.result import decode_record
 from forkq.states import FAILURE
 from forkq.worker.supervision import WorkerSupervision
@@ -65,7 +65,7 @@ def busy_with(delivery: Delivery, unacked: tuple[tuple[str, str], ...] = ()) -> 
     )
 
 
-def killed(seen: SlotView, reason: str = "") -> ChildExit:
+def killed(seen: SlotView, reason: Ending | None = None) -> ChildExit:
     return ChildExit(INDEX, PID, signal.SIGKILL, seen, reason)
 
 
@@ -89,7 +89,7 @@ def test_a_task_killed_for_its_time_limit_is_failed_and_its_verdict_dead_letters
 ) -> None:
     running, _ = held(app, [b"running", b"prefetched"])
     supervision = WorkerSupervision(app, WORKER)
-    supervision.child_exited(killed(busy_with(running), TIME_LIMIT))
+    supervision.child_exited(killed(busy_with(running), Ending.TIME_LIMIT))
     assert supervision.unreleased == []
     [letter] = app.broker.dead_letters()
     assert (letter.body, letter.queue) == (b"running", QUEUE)
@@ -112,7 +112,7 @@ def test_where_the_engine_recovers_by_connection_nothing_is_released(
     calls: list[Consumer] = []
     monkeypatch.setattr(broker, "release", lambda consumer, leftovers=None: calls.append(consumer))
     supervision = WorkerSupervision(app, WORKER)
-    supervision.child_exited(killed(busy_with(running), TIME_LIMIT))
+    supervision.child_exited(killed(busy_with(running), Ending.TIME_LIMIT))
     assert (calls, supervision.unreleased) == ([], [])
     assert app.broker.dead_letters() == []
     assert deliveries(app) == {}  # still held by the child's consumer: no one released them

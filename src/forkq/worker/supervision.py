@@ -23,7 +23,7 @@ from forkq.exceptions import BackendError, BrokerError, TimeLimitExceeded
 from forkq.outage import Outage
 from forkq.pool.exits import ChildExit
 from forkq.pool.scoreboard import SlotState, SlotView
-from forkq.pool.watch import TIME_LIMIT
+from forkq.pool.watch import Ending
 from forkq.result import encode_record, failure_record
 
 log = logging.getLogger("forkq.worker")
@@ -52,7 +52,7 @@ class WorkerSupervision:
         seen = exit.last_seen
         running = (seen.receipt,) if seen.state == SlotState.BUSY and seen.receipt else ()
         dead: tuple[Verdict, ...] = ()
-        if exit.reason == TIME_LIMIT and running:
+        if exit.reason is Ending.TIME_LIMIT and running:
             dead, running = (self._fail_timed_out(seen),), ()
         if not self.app.broker.capabilities.releases_others:
             return  # the server gives back what the child's connection held
