@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from forkq.envelope import Message
-from forkq.exceptions import ArgumentError, MessageRejected
+from forkq.exceptions import ArgumentError, MessageRejected, Rejection
 
 if TYPE_CHECKING:
     from forkq.task import Task
@@ -218,5 +218,5 @@ def convert_message(task: Task[..., Any], message: Message) -> Message:
     try:
         args, kwargs = conversion.apply(message.args, message.kwargs)
     except ArgumentError as exc:
-        raise MessageRejected(str(exc), message.id, exc_type=ArgumentError.__name__) from None
+        raise MessageRejected(str(exc), message.id, kind=Rejection.ARGUMENTS) from None
     return msgspec.structs.replace(message, args=args, kwargs=kwargs)

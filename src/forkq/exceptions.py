@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from typing import Any, ClassVar, cast
 
 
@@ -36,34 +37,6 @@ class BrokerUnavailable(BrokerError, Unavailable):
 
 class BackendUnavailable(BackendError, Unavailable):
     """The result backend could not be reached (see `Unavailable`)."""
-
-
-MAX_REASON = 1000  # characters of a rejection's reason kept (logs, dead letters, results)
-
-
-class MessageRejected(ForkqError):
-    """A message cannot be executed: it is dead-lettered with `reason`.
-
-    `task_id` is set when the id could be read, so that a FAILURE result can be stored for it.
-    `trusted` is False when the message failed authentication: such input may not write results.
-    `exc_type` names the failure in that result (`WorkerLost` for the redelivery limit).
-    """
-
-    def __init__(
-        self,
-        reason: str,
-        task_id: str | None = None,
-        *,
-        trusted: bool = True,
-        exc_type: str = "MessageRejected",
-    ) -> None:
-        if len(reason) > MAX_REASON:  # reasons quote the message: a hostile one can be huge
-            reason = f"{reason[: MAX_REASON - 40]}... ({len(reason):,} characters in all)"
-        super().__init__(reason)
-        self.reason = reason
-        self.task_id = task_id
-        self.trusted = trusted
-        self.exc_type = exc_type
 
 
 class TaskFailed(ForkqError):
@@ -203,3 +176,61 @@ class SoftTimeLimitExceeded(ForkqError):
 
 class TimeLimitExceeded(ForkqError):
     """A task ran past its hard time limit: its process was killed (stored as the FAILURE)."""
+
+
+MAX_REASON = 1000  # characters of a rejection's reason kept (logs, dead letters, results)
+
+
+class Rejection(enum.Enum):
+    """Why a message is rejected: which FAILURE its task gets, and whether one is stored."""
+
+    #: The message cannot run as it is: malformed, unknown task, expired.
+    INPUT = "MessageRejected"  # the class below
+    #: Its arguments do not fit the task's signature or annotations.
+    ARGUMENTS = ArgumentError.__name__
+    #: The processes handling it died more often than its redelivery limit allows.
+    WORKER_LOST = WorkerLost.__name__
+    #: Its process was killed for its hard time limit: the master stored that FAILURE.
+    KILLED_FOR_TIME = TimeLimitExceeded.__name__
+
+    @property
+    def exc_type(self) -> str:
+        """The error type its task's FAILURE record names."""
+        return self.value
+
+
+class MessageRejected(ForkqError):
+    """A message cannot be executed: it is dead-lettered with `reason`.
+
+    `task_id` is set when the id could be read. `trusted` is False when the message failed
+    authentication: such input may not write results. `kind` says why it is rejected, and so
+    the error type its FAILURE names (`failed_task_id` says whether one is stored).
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        task_id: str | None = None,
+        *,
+        trusted: bool = True,
+        kind: Rejection = Rejection.INPUT,
+    ) -> None:
+        if len(reason) > MAX_REASON:  # reasons quote the message: a hostile one can be huge
+            reason = f"{reason[: MAX_REASON - 40]}... ({len(reason):,} characters in all)"
+        super().__init__(reason)
+        self.reason = reason
+        self.task_id = task_id
+        self.trusted = trusted
+        self.kind = kind
+
+    @property
+    def exc_type(self) -> str:
+        return self.kind.exc_type
+
+    @property
+    def failed_task_id(self) -> str | None:
+        """The task whose FAILURE (of `exc_type`, with the reason) the rejecter stores: none
+        when its id is unknown or untrusted, or when the master stored it already."""
+        if not self.trusted or self.kind is Rejection.KILLED_FOR_TIME:
+            return None
+        return self.task_id

@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from forkq import Forkq, TaskFailed
-from forkq.engines.contract import DeadLetter
+from forkq.engines.contract import DeadLetter, outgoing
 from forkq.engines.redis.keys import QueueKeys
 from forkq.engines.sqlite.file import path_from_url
 from forkq.envelope import make_message
@@ -50,7 +50,7 @@ def send_deeply_nested(app: Forkq) -> AsyncResult:
     depth = 100_000
     nested = msgspec.Raw(b"[" * depth + b"]" * depth)
     message = make_message("e2eapp.add", [nested, 0], {}, queue=app.settings.default_queue)
-    app.broker.publish(message.queue, app.codec.encode(message))
+    app.broker.publish([outgoing(message.queue, app.codec.encode(message))])
     return app.AsyncResult(message.id)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from forkq import Forkq, TaskFailed
-from forkq.engines.contract import Consumer
+from forkq.engines.contract import Consumer, Recovery, outgoing
 from forkq.envelope import make_message
 from forkq.result import AsyncResult
 from tests.conftest import (
@@ -77,14 +77,15 @@ def test_sigterm_mid_run_drains_with_nothing_lost(client: Forkq, start_worker: A
     waiting = client.broker.size(client.settings.default_queue)
     assert done + waiting == total and waiting > 0
     # Nothing is left held by the stopped worker: a new consumer can take all of it now.
-    held = client.broker.fetch(Consumer("t", "t/0"), [client.settings.default_queue], total, 0)
+    taker = client.broker.consumer(Consumer("t", "t/0"), client.backend)
+    held = taker.fetch([client.settings.default_queue], total, 0)
     assert len(held) == waiting
     counts = {d.delivery_count for d in held}
-    if client.broker.recovers_by == "lease":
+    if client.broker.capabilities.recovery is Recovery.LEASE:
         assert counts == {1}  # a graceful stop counts no start
     else:  # RabbitMQ: what it pushed in the instant a child left comes back "redelivered"
         assert counts <= {1, 2}
-    client.broker.release("t/0")
+    taker.release()
     again = start_worker("-c", "2", "-l", "warning")
     assert [r.get(timeout=60) for r in results] == list(range(total))
     again.signal(signal.SIGTERM)
@@ -102,7 +103,7 @@ def test_malformed_messages_are_dead_lettered_while_valid_ones_complete(
         b"[]",
     ]
     for body in hostile:
-        client.broker.publish(queue, body)
+        client.broker.publish([outgoing(queue, body)])
     unknown = client.send_task("e2eapp.no_such_task")
     valid = publish(client, "e2eapp.add", [(i, 1) for i in range(50)])
     # One child takes messages in order: once the last valid one is done, every hostile one
@@ -183,8 +184,9 @@ def test_worker_with_unimportable_app_exits_3(e2e_dir: Any, sqlite_url: str) -> 
 def _held_count(client: Forkq) -> int:
     """Messages in the queue that no consumer can take right now (held by someone)."""
     queue = client.settings.default_queue
-    free = client.broker.fetch(Consumer("probe", "probe/0"), [queue], 10_000, 0)
-    client.broker.release("probe/0")
+    probe = client.broker.consumer(Consumer("probe", "probe/0"), client.backend)
+    free = probe.fetch([queue], 10_000, 0)
+    probe.release()
     return client.broker.size(queue) - len(free)
 
 

@@ -7,7 +7,7 @@ import pytest
 from forkq.pool import watch as watch_module
 from forkq.pool.process_memory import ProcessMemory
 from forkq.pool.scoreboard import Scoreboard
-from forkq.pool.watch import MEMORY, Watch
+from forkq.pool.watch import Ending, Watch
 
 MIB = 2**20
 
@@ -50,6 +50,6 @@ def test_a_growing_child_is_read_sooner_and_recycled_near_its_limit(
     verdicts: list[str] = []
     while not verdicts:
         verdicts = scan(0.25, 10)
-    assert verdicts == [MEMORY]
+    assert verdicts == [Ending.MEMORY]
     assert uss[0] <= 85 * MIB  # past 75 MiB by at most one scan's growth, not by 2 s of it
     assert len(reads) >= 4  # read more often than every 2 s as it neared the limit

@@ -4,62 +4,18 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
-from collections.abc import Iterator
-from typing import Any
 
-import msgspec
 import pytest
 
-from forkq import Forkq, TaskFailed
+from forkq import TaskFailed, exceptions
 from forkq.calling import execute
-from forkq.engines.contract import Consumer, Delivery
-from forkq.envelope import Codec, Message, make_message
-from forkq.pool.scoreboard import Scoreboard
-from forkq.result import decode_record
+from forkq.envelope import make_message
+from forkq.exceptions import MessageRejected, Rejection
+from forkq.failures import safe_type
 from forkq.states import FAILURE, RETRY, STARTED, SUCCESS
 from forkq.task import Task
-from forkq.worker.executor import Executor, returned_key
 from tests.bodies import nested_too_deeply
-
-CONSUMER = Consumer("w", "w/0")
-
-
-class Harness:
-    def __init__(self, **settings: Any) -> None:
-        url = f"memory://{uuid.uuid4().hex}"
-        self.app = Forkq("t", broker=url, **settings)
-        self.scoreboard = Scoreboard(1)
-        self.executor = Executor(
-            self.app, self.app.broker, self.app.backend, CONSUMER, self.scoreboard.writer(0)
-        )
-        self.queue = self.app.settings.default_queue
-
-    def fetch(self) -> Delivery:
-        [delivery] = self.app.broker.fetch(CONSUMER, [self.queue], 1, 0)
-        return delivery
-
-    def run_next(self) -> None:
-        self.executor.handle(self.fetch())
-
-    def record(self, task_id: str) -> Any:
-        stored = self.app.backend.get(task_id)
-        return None if stored is None else decode_record(stored.payload)
-
-    def dead_reasons(self) -> list[str]:
-        return [d.reason for d in self.app.broker.dead_letters()]
-
-
-@pytest.fixture
-def h() -> Iterator[Harness]:
-    harness = Harness()
-    yield harness
-    harness.scoreboard.close()
-
-
-def task(h: Harness, fn: Any, **options: Any) -> Task:
-    options.setdefault("name", fn.__name__)
-    return h.app.task(**options)(fn)
+from tests.worker.harness import Harness, task
 
 
 def test_success_is_stored_and_acked(h: Harness) -> None:
@@ -210,7 +166,7 @@ def test_retry_countdown_delays_the_next_try(h: Harness) -> None:
     task(h, later, bind=True).delay()
     h.run_next()
     assert h.app.broker.size(h.queue) == 1
-    assert h.app.broker.fetch(CONSUMER, [h.queue], 1, 0) == []  # not due for a minute
+    assert h.session.fetch([h.queue], 1, 0) == []  # not due for a minute
 
 
 def test_unknown_task_is_dead_lettered_and_failed(h: Harness) -> None:
@@ -230,18 +186,8 @@ def test_expired_message_is_dead_lettered_and_failed(h: Harness) -> None:
     assert h.dead_reasons()[0].startswith("expired at")
 
 
-def test_too_many_deliveries_fail_as_worker_lost(h: Harness) -> None:
-    result = task(h, lambda: None, name="noop").delay()
-    for _ in range(h.app.settings.max_deliveries):  # each fetch a child died holding it
-        h.app.broker.release(CONSUMER.name, running=[h.fetch().receipt])
-    h.run_next()
-    record = h.record(result.id)
-    assert (record.state, record.exc_type) == (FAILURE, "WorkerLost")
-    assert h.dead_reasons()[0].startswith("worker lost")
-
-
 def test_malformed_body_is_dead_lettered_and_the_next_message_runs(h: Harness) -> None:
-    h.app.broker.publish(h.queue, b"\x00garbage")
+    h.publish(b"\x00garbage")
     result = task(h, lambda: "fine", name="ok").delay()
     h.run_next()
     h.run_next()
@@ -252,11 +198,11 @@ def test_malformed_body_is_dead_lettered_and_the_next_message_runs(h: Harness) -
 def test_tampered_signed_message_writes_no_result() -> None:
     h = Harness(secret="k")
     result = task(h, lambda: 1, name="one").delay()
-    [delivery] = h.app.broker.fetch(CONSUMER, [h.queue], 1, 0)
-    h.app.broker.requeue(CONSUMER, delivery)
+    delivery = h.fetch()
+    h.session.requeue(delivery)
     tampered = delivery.body.replace(b'"one"', b'"One"')
     h.app.broker.purge(h.queue)
-    h.app.broker.publish(h.queue, tampered)
+    h.publish(tampered)
     h.run_next()
     assert h.record(result.id) is None
     assert h.dead_reasons() == ["bad signature: message tampered with or wrong secret"]
@@ -305,7 +251,7 @@ def test_the_slot_shows_the_running_task(h: Harness) -> None:
 
 
 def test_a_message_nested_too_deeply_is_dead_lettered_and_failed(h: Harness) -> None:
-    h.app.broker.publish(h.queue, nested_too_deeply("deep-7", h.queue))
+    h.publish(nested_too_deeply("deep-7", h.queue))
     result = task(h, lambda: "fine", name="ok").delay()
     h.run_next()
     h.run_next()
@@ -319,67 +265,6 @@ def test_an_absurd_expiry_is_reported_as_a_readable_time(h: Harness) -> None:
     task(h, lambda: None, name="noop").apply_async(expires=-1e30)
     h.run_next()
     assert h.dead_reasons() == ["expired at an impossible time (-1e+30 s from 1970)"]
-
-
-class SlotWatchingCodec(Codec):
-    """Records the slot as decoding begins: what the master would read if the child died."""
-
-    def __init__(self, h: Harness) -> None:
-        super().__init__(secret=None, max_bytes=h.app.settings.max_message_bytes)
-        self.h, self.seen_slots, self.decoded = h, [], 0
-
-    def decode(self, data: bytes) -> Message:
-        self.seen_slots.append(self.h.scoreboard.read(0))
-        self.decoded += 1
-        return super().decode(data)
-
-
-def test_the_slot_holds_the_message_before_its_bytes_are_read(h: Harness) -> None:
-    h.app.codec = codec = SlotWatchingCodec(h)
-    task(h, lambda: None, name="noop").delay()
-    delivery = h.fetch()
-    h.executor.handle(delivery)
-    [slot] = codec.seen_slots
-    assert (slot.state.name, slot.receipt) == ("BUSY", delivery.receipt)
-
-
-def test_a_message_over_every_limit_whose_rejection_died_is_not_read_again(h: Harness) -> None:
-    h.app.codec = codec = SlotWatchingCodec(h)
-    result = task(h, lambda: None, name="noop").delay()
-    limit = h.app.settings.max_deliveries
-    for _ in range(limit + 1):  # the last one died while it was being rejected
-        h.app.broker.release(CONSUMER.name, running=[h.fetch().receipt])
-    h.run_next()
-    assert codec.decoded == 0
-    assert h.record(result.id).exc_type == "WorkerLost"  # its id found without decoding
-    assert h.dead_reasons() == [
-        f"worker lost: the process handling it died {limit + 1} time(s), the limit is {limit}"
-    ]
-
-
-def test_a_returned_delivery_is_charged_only_for_the_starts_counted(h: Harness) -> None:
-    """A returned delivery (RabbitMQ: its holder's connection dropped) counts the lost
-    delivery as a start; returned deliveries that started are counted in the result
-    backend, so one that came back many times without starting still runs."""
-    result = task(h, lambda: "ran", name="ok").delay()
-    delivery = msgspec.structs.replace(h.fetch(), delivery_count=2, returned=True)
-    h.executor.handle(delivery)
-    assert result.get(timeout=1) == "ran"
-    # Done with, its count is forgotten: the same bytes sent again (a requeued dead letter)
-    # start afresh.
-    assert h.app.backend.count_start(returned_key(delivery.body), 60) == 1
-
-
-def test_a_returned_delivery_that_keeps_starting_ends_as_worker_lost(h: Harness) -> None:
-    result = task(h, lambda: "ran", name="ok").delay()
-    delivery = msgspec.structs.replace(h.fetch(), delivery_count=2, returned=True)
-    for _ in range(2):  # two earlier returned deliveries started, and their processes died
-        h.app.backend.count_start(returned_key(delivery.body), 60)
-    h.executor.handle(delivery)
-    assert h.record(result.id).exc_type == "WorkerLost"
-    assert h.dead_reasons() == [
-        "worker lost: the process handling it died 3 time(s), the limit is 3"
-    ]
 
 
 def test_a_reason_quoting_a_huge_message_is_cut_short(h: Harness) -> None:
@@ -402,9 +287,10 @@ def test_a_retry_that_cannot_be_scheduled_fails_the_task(h: Harness) -> None:
     assert h.app.broker.size(h.queue) == 0
 
 
-def test_a_junk_failure_stored_for_a_redelivered_task_is_no_verdict(h: Harness) -> None:
-    result = task(h, lambda: "ran", name="ok").delay()
-    h.app.backend.store(result.id, FAILURE, b"\xffnot a record", 60)
-    h.app.broker.release(CONSUMER.name, running=[h.fetch().receipt])  # its child died
-    h.run_next()
-    assert result.get(timeout=1) == "ran"
+@pytest.mark.parametrize("kind", list(Rejection))
+def test_each_rejection_names_an_error_a_caller_can_catch(kind: Rejection) -> None:
+    assert safe_type(None, kind.exc_type, {}) is getattr(exceptions, kind.exc_type)
+    rejected = MessageRejected("why", "id-1", kind=kind)
+    stores = kind is not Rejection.KILLED_FOR_TIME  # the master stored that one
+    assert rejected.failed_task_id == ("id-1" if stores else None)
+    assert MessageRejected("why", "id-1", trusted=False, kind=kind).failed_task_id is None

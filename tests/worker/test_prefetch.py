@@ -90,9 +90,9 @@ def test_a_child_running_long_tasks_holds_only_the_one_it_runs(
     for _ in range(2):
         client.send_task("e2eapp.add", (1, 1))
     second.wait()
-    outsider = Consumer("outsider", "outsider/0")
-    free = client.broker.fetch(outsider, [client.settings.default_queue], 10, 0)
+    outsider = client.broker.consumer(Consumer("outsider", "outsider/0"), client.backend)
+    free = outsider.fetch([client.settings.default_queue], 10, 0)
     # Auto: the child took one; a fixed 4 keeps the other two waiting behind the long task.
     assert len(free) == (0 if prefetch else 2)
     for delivery in free:
-        client.broker.ack(outsider, delivery)
+        outsider.finish(delivery, None)

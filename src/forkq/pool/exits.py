@@ -16,6 +16,7 @@ import msgspec
 
 from forkq.pool.child import EXIT_BOOT_FAILED
 from forkq.pool.scoreboard import SlotState, SlotView
+from forkq.pool.watch import Ending
 
 BOOT_FAILURES_BEFORE_GIVING_UP = 5
 HEALTHY_LIFETIME = 1.0  # seconds; an idle child dying sooner makes the master back off
@@ -27,7 +28,7 @@ class ChildExit(msgspec.Struct, frozen=True):
     pid: int
     status: int  # as returned by waitpid
     last_seen: SlotView  # the child's slot just before it went away
-    reason: str = ""  # why the master ended it: watch.TIME_LIMIT, watch.MEMORY, or ""
+    reason: Ending | None = None  # why the master ended it, if it did
 
     @property
     def clean(self) -> bool:

@@ -40,7 +40,7 @@ from forkq.pool.reload import ReloadCheck
 from forkq.pool.scoreboard import Scoreboard, SlotState
 from forkq.pool.signals import SignalPipe, pidfds_work
 from forkq.pool.spawn import fork_child
-from forkq.pool.watch import SHRINK, Verdict, Watch
+from forkq.pool.watch import Ending, Verdict, Watch
 
 log = logging.getLogger("forkq.master")
 
@@ -217,7 +217,7 @@ class Master:
             for c in sorted(staying, key=lambda c: -c.index)
             if self.scoreboard.read(c.index).state == SlotState.IDLE
         ]
-        self.enforce([Verdict(c.pid, signal.SIGTERM, SHRINK) for c in idle[:excess]])
+        self.enforce([Verdict(c.pid, signal.SIGTERM, Ending.SHRINK) for c in idle[:excess]])
 
     def grow(self) -> None:
         """TTIN: one child more."""
@@ -322,7 +322,7 @@ class Master:
             # A time limit names one task; if the child moved on before the kill landed,
             # the kill is an ordinary death for the task it was running instead.
             applies = verdict is not None and verdict.task_id in ("", seen.task_id)
-            reason = verdict.reason if verdict is not None and applies else ""
+            reason = verdict.reason if verdict is not None and applies else None
             exit = ChildExit(child.index, pid, status, seen, reason)
             self._on_child_exit(exit, time.monotonic() - child.spawned_at)
 

@@ -1,7 +1,7 @@
 """The master's watch over its children: read the scoreboard and /proc, return verdicts.
 
-    every scan (0.25 s): busy slot past its deadline ─► Verdict(SIGKILL, "time limit")
-    each child's memory check: USS over the limit   ─► Verdict(SIGTERM, "memory")
+    every scan (0.25 s): busy slot past its deadline ─► Verdict(SIGKILL, TIME_LIMIT)
+    each child's memory check: USS over the limit   ─► Verdict(SIGTERM, MEMORY)
 
 A verdict is carried out by the master; the reason travels with the child's exit so the
 worker layer can tell a task killed for its time limit (FAILURE) from a crash (redelivery).
@@ -18,6 +18,7 @@ can grow by 100 MiB a second; a fixed 2 s period let such children pass a 75 MiB
 
 from __future__ import annotations
 
+import enum
 import logging
 import signal
 import time
@@ -28,24 +29,28 @@ import msgspec
 from forkq.pool.process_memory import read_process_memory
 from forkq.pool.scoreboard import Scoreboard, SlotState
 
-TIME_LIMIT = "time limit"
-MEMORY = "memory"
-SHRINK = "shrink"  # TTOU: an idle child retired
+
+class Ending(enum.Enum):
+    """Why the master ends a child."""
+
+    TIME_LIMIT = "time limit"  # its task ran past its hard time limit
+    MEMORY = "memory"  # its USS grew past the limit: it is recycled
+    SHRINK = "shrink"  # TTOU: an idle child retired
 
 
 class Verdict(msgspec.Struct, frozen=True):
     pid: int
     signum: int
-    reason: str
+    reason: Ending
     task_id: str = ""  # the task it concerns, for a time limit
     detail: str = ""
 
     def announcement(self, index: int) -> tuple[int, str]:
         """The log level and line of carrying it out on child `index`."""
         child = f"child {index} (pid {self.pid})"
-        if self.reason == SHRINK:
+        if self.reason is Ending.SHRINK:
             return logging.INFO, f"retiring idle {child}"
-        if self.reason == TIME_LIMIT:
+        if self.reason is Ending.TIME_LIMIT:
             return (
                 logging.WARNING,
                 f"{child} ran {self.detail} past its hard time limit: killing it",
@@ -81,7 +86,7 @@ class Watch:
                     Verdict(
                         pid,
                         signal.SIGKILL,
-                        TIME_LIMIT,
+                        Ending.TIME_LIMIT,
                         seen.task_id,
                         f"{seen.task_name}[{seen.task_id}]",
                     )
@@ -107,7 +112,7 @@ class Watch:
             return None
         detail = f"USS {usage.uss / 2**20:.1f} MiB > {self.max_memory / 2**20:.1f} MiB"
         # TERM: the child finishes its current task, then leaves; a fresh fork replaces it.
-        return Verdict(pid, signal.SIGTERM, MEMORY, detail=detail)
+        return Verdict(pid, signal.SIGTERM, Ending.MEMORY, detail=detail)
 
     def _wait(self, uss: int, last: _Reading | None, now: float) -> float:
         """Seconds until this child's next memory reading."""

@@ -26,7 +26,7 @@ from forkq.app import Forkq
 
 START_TIMEOUT = 30.0  # seconds for the worker to import the app and boot a child
 STOP_TIMEOUT = 10.0  # seconds for a warm shutdown before the worker is killed
-READY = " ready (pid "  # what a child logs at `info` once it takes work (worker/program.py)
+READY = " ready (pid "  # what a child logs at `info` once it takes work (worker/consume.py)
 LEVEL_OPTIONS = ("-l", "--loglevel")
 
 

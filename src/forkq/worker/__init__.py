@@ -1,2 +1,3 @@
-"""The worker layer: what runs in the pool's children (fetch, execute, store, ack) and what
-the master does for them (release, heartbeat). It joins the pool to brokers and backends."""
+"""The worker layer: what runs in the pool's children (consume.py: one consumer session and
+the fetch loop; executor.py: one delivery to one outcome) and what the master does for them
+(supervision.py: release what a dead child held, heartbeat). It joins the pool to the engines."""

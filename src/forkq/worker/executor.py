@@ -2,7 +2,7 @@
 
     delivery ─► slot: taken ─► decode ─► checks ─► run task* ─► store result ─► ack
                                  │          │           ├─► Retry: publish the next try ─► RETRY
-                                 └──────────┴─► rejected: store FAILURE (if the id is trusted)
+                                 └──────────┴─► rejected: store FAILURE (see MessageRejected)
                                                           ─► dead letter
 
 A task's exception never leaves `handle`: it becomes a FAILURE record, and whatever the bytes
@@ -12,8 +12,11 @@ charged with it: the master releases it counted, and the redelivery limit ends i
 is checked before decoding too, in case decoding itself is what kills the process. The result
 is stored before the ack, so a crash between the two redelivers the task rather than losing
 its result. (*) in the child itself, or with `--max-tasks-per-child 1` in a process of its own
-(task_process.py). Accepting a decoded message and running its task are `forkq.calling`'s,
-which eager mode shares.
+(task_process.py), whose death (`TaskProcessDied`) the consume loop handles. Accepting a
+decoded message and running its task are `forkq.calling`'s, which eager mode shares.
+
+Everything goes through the child's one `ConsumerSession`: it settles the delivery, and its
+`results` is where results are stored.
 """
 
 from __future__ import annotations
@@ -28,9 +31,9 @@ import msgspec
 
 from forkq.app import Forkq
 from forkq.calling import accept, execute, next_try, refused_retry
-from forkq.engines.contract import Broker, Consumer, Delivery, ResultBackend, ResultWrite
+from forkq.engines.contract import ConsumerSession, Delivery, ResultWrite
 from forkq.envelope import Message
-from forkq.exceptions import ConfigurationError, MessageRejected, TimeLimitExceeded
+from forkq.exceptions import ConfigurationError, MessageRejected, Rejection, TimeLimitExceeded
 from forkq.pool.child import Stopping
 from forkq.pool.scoreboard import SlotWriter
 from forkq.result import (
@@ -42,7 +45,6 @@ from forkq.result import (
 from forkq.states import FAILURE, RETRY, STARTED
 from forkq.task import Task
 from forkq.worker.limits import TimeLimits, call_within_soft_limit
-from forkq.worker.task_process import TaskProcessDied
 
 log = logging.getLogger("forkq.worker")
 
@@ -61,9 +63,7 @@ class Executor:
     def __init__(
         self,
         app: Forkq,
-        broker: Broker,
-        backend: ResultBackend,
-        consumer: Consumer,
+        session: ConsumerSession,
         slot: SlotWriter,
         limits: TimeLimits | None = None,
         run_task: TaskRunner = run_here,
@@ -71,9 +71,8 @@ class Executor:
         self.app = app
         self.run_task = run_task
         self.limits = limits or TimeLimits()
-        self.broker = broker
-        self.backend = backend
-        self.consumer = consumer
+        self.session = session
+        self.results = session.results
         self.slot = slot
         self.ttl = app.settings.result_ttl
 
@@ -83,37 +82,31 @@ class Executor:
             self._handle(delivery)
             return
         key = returned_key(delivery.body)
-        earlier = self.backend.count_start(key, RETURNED_STARTS_TTL) - 1
+        earlier = self.results.count_start(key, RETURNED_STARTS_TTL) - 1
         self._handle(
             msgspec.structs.replace(delivery, delivery_count=delivery.delivery_count + earlier)
         )
         # Done with: a copy of the same bytes sent again (a requeued dead letter) counts anew.
-        self.backend.forget_starts(key)
+        self.results.forget_starts(key)
 
     def _handle(self, delivery: Delivery) -> None:
         try:
             message, task = self._accept(delivery)
         except MessageRejected as rejected:
             self._reject(delivery, rejected)
-            self.slot.finished(failed=True, unacked=self.broker.kept_acks())
+            self.slot.finished(failed=True, unacked=self.session.kept_acks())
             return
         limits = self.limits.for_task(task)
         self.slot.busy(message.id, message.task, delivery.receipt, delivery.queue, limits.hard)
-        try:
-            record = self._run(task, message, delivery, limits.soft)
-        except TaskProcessDied as died:
-            if not died.charged:  # it never ran (a hook failed): back, not counted as run
-                self.broker.requeue(self.consumer, delivery)
-                self.slot.idle()
-            raise
+        record = self._run(task, message, delivery, limits.soft)
         if record.state == RETRY:
             record = self._publish_retry(message, record)
         write = None
         # Failures are stored even for ignore_result tasks: errors must stay visible.
         if record.state == FAILURE or not task.ignores_result:
             record, write = self._result_write(message.id, record)
-        self.broker.finish(self.consumer, delivery, write, self.backend)
-        self.slot.finished(failed=record.state == FAILURE, unacked=self.broker.kept_acks())
+        self.session.finish(delivery, write)
+        self.slot.finished(failed=record.state == FAILURE, unacked=self.session.kept_acks())
 
     def _accept(self, delivery: Delivery) -> tuple[Message, Task]:
         if delivery.delivery_count > 1 and delivery.delivery_count > self._most_deliveries() + 1:
@@ -122,7 +115,7 @@ class Executor:
             task_id = self.app.codec.trusted_id(delivery.body)  # found without decoding
             raise _worker_lost(delivery.delivery_count, self._most_deliveries(), task_id)
         message, task = accept(self.app, self.app.codec.decode(delivery.body))
-        if delivery.delivery_count > 1:
+        if delivery.returned:
             self._refuse_if_killed_for_time(message)
         limit = task.options.max_deliveries or self.app.settings.max_deliveries
         if delivery.delivery_count > limit:
@@ -135,10 +128,12 @@ class Executor:
         return max([self.app.settings.max_deliveries, *own])
 
     def _refuse_if_killed_for_time(self, message: Message) -> None:
-        """A message back after its process was killed for its hard time limit: the master
-        stored that FAILURE. Engines that recover by connection (RabbitMQ) bring the message
-        back; it is dead-lettered here instead of running again."""
-        stored = self.backend.get(message.id)
+        """A returned message whose process was killed for its hard time limit: the master
+        stored that FAILURE, but where the engine recovers by connection (RabbitMQ) it could
+        not dead-letter the message, which the server brought back. It is dead-lettered here
+        instead of running again. (Where the master releases, its verdict dead-lettered the
+        message, which never returns.)"""
+        stored = self.results.get(message.id)
         if stored is None or stored.state != FAILURE:
             return
         try:
@@ -147,13 +142,14 @@ class Executor:
             return
         if record.exc_type == TimeLimitExceeded.__name__:
             reason = record.exc_message or "hard time limit exceeded"
-            raise MessageRejected(reason, None)  # its FAILURE is stored already
+            raise MessageRejected(reason, message.id, kind=Rejection.KILLED_FOR_TIME)
 
     def _reject(self, delivery: Delivery, rejected: MessageRejected) -> None:
         log.warning("dead-lettering message %s: %s", delivery.receipt, rejected.reason)
-        if rejected.task_id is not None and rejected.trusted:
-            self._store(rejected.task_id, failure_record(rejected.exc_type, rejected.reason))
-        self.broker.dead_letter(self.consumer, delivery, rejected.reason)
+        task_id = rejected.failed_task_id
+        if task_id is not None:
+            self._store(task_id, failure_record(rejected.exc_type, rejected.reason))
+        self.session.dead_letter(delivery, rejected.reason)
 
     def _run(
         self, task: Task, message: Message, delivery: Delivery, soft_limit: float | None
@@ -187,7 +183,7 @@ class Executor:
 
     def _store(self, task_id: str, record: ResultRecord) -> None:
         _, write = self._result_write(task_id, record)
-        self.backend.store(write.task_id, write.state, write.payload, write.ttl)
+        self.results.store(write.task_id, write.state, write.payload, write.ttl)
 
     def _result_write(self, task_id: str, record: ResultRecord) -> tuple[ResultRecord, ResultWrite]:
         record, payload = encode_storable(record)
@@ -198,7 +194,7 @@ def _worker_lost(deliveries: int, limit: int, task_id: str | None) -> MessageRej
     return MessageRejected(
         f"worker lost: the process handling it died {deliveries - 1} time(s), the limit is {limit}",
         task_id,
-        exc_type="WorkerLost",
+        kind=Rejection.WORKER_LOST,
     )
 
 

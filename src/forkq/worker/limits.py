@@ -31,8 +31,7 @@ class TimeLimits(msgspec.Struct, frozen=True):
     soft: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("hard", "soft"):
-            value = getattr(self, name)
+        for name, value in (("hard", self.hard), ("soft", self.soft)):
             if value is not None and value <= 0:
                 raise ConfigurationError(f"{name} time limit must be > 0 seconds, got {value}")
 

@@ -35,8 +35,9 @@ from forkq.pool.master import Master, PoolConfig
 from forkq.pool.pidfile import PidFile
 from forkq.pool.reload import CHECK_ENV
 from forkq.worker.banner import log_banner
+from forkq.worker.consume import ConsumeOptions, ConsumeProgram
 from forkq.worker.limits import TimeLimits
-from forkq.worker.program import ConsumeOptions, ConsumeProgram, WorkerSupervision
+from forkq.worker.supervision import WorkerSupervision
 
 log = logging.getLogger("forkq.worker")
 

@@ -12,8 +12,10 @@ without the master in the loop for every task; RQ's work horse is the same idea.
 
 The record comes back in an anonymous memory file rather than a pipe: the child waits for the
 task's process to exit (`waitpid`), never for an end of file that any process the task left
-running (a multiprocessing helper, a daemon) would hold off. Its `result` stays encoded
-(`msgspec.Raw`): the child stores those bytes as they are, without building the value.
+running (a multiprocessing helper, a daemon) would hold off. The file starts with a byte that
+says what follows (`_Handed`): the record, or word that an after-fork hook failed; an empty
+file, that the process died first. The record's `result` stays encoded (`msgspec.Raw`): the
+child stores those bytes as they are, without building the value.
 
 Errors travel as data: a task's exception is a FAILURE record like any other. A task process
 that dies without handing back a record (a signal, `os._exit`) makes the child leave with the
@@ -24,6 +26,7 @@ A failed after-fork hook, or a fork that fails, is the child's failure to boot, 
 
 from __future__ import annotations
 
+import enum
 import os
 import traceback
 from collections.abc import Callable
@@ -42,7 +45,13 @@ from forkq.pool.child import (
 )
 from forkq.result import ResultRecord, encode_storable
 
-_HOOK_FAILED = b"!"  # the memory file's content when an after-fork hook raised
+
+class _Handed(enum.IntEnum):
+    """The first byte the task's process writes in the memory file: what follows. An empty
+    file: it died before handing anything back."""
+
+    RECORD = 1  # its record, encoded, follows
+    HOOK_FAILED = 2  # an after-fork hook raised: the task never ran
 
 
 class _EncodedResult(ResultRecord, frozen=True, kw_only=True):
@@ -83,15 +92,16 @@ def run_in_own_process(
         payload = os.pread(record_fd, os.fstat(record_fd).st_size, 0)
     finally:
         os.close(record_fd)
-    if payload == _HOOK_FAILED:
+    handed = _Handed(payload[0]) if payload else None
+    if handed is _Handed.HOOK_FAILED:
         raise TaskProcessDied("an after-fork hook failed in the task's process", charged=False)
-    if status != 0 or not payload:
+    if status != 0 or handed is not _Handed.RECORD:
         code = os.waitstatus_to_exitcode(status)
         how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
         raise TaskProcessDied(
             f"the task's process died ({how}) before handing back its result", charged=True
         )
-    return _decoder.decode(payload)
+    return _decoder.decode(memoryview(payload)[1:])
 
 
 def _task_process(
@@ -103,10 +113,11 @@ def _task_process(
         try:
             prepare()
         except BaseException:
-            _write_all(record_fd, _HOOK_FAILED)
+            _write_all(record_fd, bytes((_Handed.HOOK_FAILED,)))
             code = EXIT_BOOT_FAILED
             raise
         _, payload = encode_storable(call())
+        _write_all(record_fd, bytes((_Handed.RECORD,)))
         _write_all(record_fd, payload)
         code = EXIT_OK
         aio.close_process_loop()  # the loop of async hooks and tasks, made in this process

@@ -1,5 +1,16 @@
-"""The two halves of a worker around the pool: the child's consume loop and the master's
-supervision (release what a dead child held; heartbeat so other workers leave our holds be)."""
+"""The child's half of a worker: one consumer session, and the loop that feeds it to the
+executor until the child is told to stop.
+
+    boot: own connections ─► ConsumerSession (Consumer.of_child) ─► after-fork hooks
+    loop: fetch a batch (prefetch.py) ─► executor.handle each ─► ... (until stopped/budget)
+    leave: release what it still holds (prefetched: back uncounted) ─► close the connections
+
+A task's process that dies (`--max-tasks-per-child 1`, task_process.py) ends the child here,
+in one place: its message goes back counted when the task is to blame (it ran and died), and
+uncounted when it never ran (a hook or the fork failed). A broker or backend error mid-task
+ends the child without releasing: its master releases what it held (or, where the engine
+recovers by connection, the server does), and the task runs again.
+"""
 
 from __future__ import annotations
 
@@ -8,21 +19,17 @@ import logging
 import os
 import random
 import time
-from collections.abc import Sequence
 from functools import partial
 
 import msgspec
 
 from forkq import aio
 from forkq.app import Forkq
-from forkq.engines.contract import Consumer, Delivery
-from forkq.exceptions import BackendError, BrokerError, TimeLimitExceeded, Unavailable
+from forkq.engines.contract import Consumer, ConsumerSession
+from forkq.exceptions import BackendError, BrokerError, Unavailable
 from forkq.outage import Outage
 from forkq.pool.child import EXIT_BOOT_FAILED, EXIT_CRASHED, EXIT_OK, Stopping, StopSignal
-from forkq.pool.exits import ChildExit
-from forkq.pool.scoreboard import SlotState, SlotView, SlotWriter
-from forkq.pool.watch import TIME_LIMIT
-from forkq.result import encode_record, failure_record
+from forkq.pool.scoreboard import SlotWriter
 from forkq.worker.executor import Executor
 from forkq.worker.limits import TimeLimits
 from forkq.worker.prefetch import PrefetchSizer
@@ -56,10 +63,6 @@ def task_budget(max_tasks: int | None) -> int | None:
     return max_tasks + random.randint(0, max_tasks // 10)
 
 
-def consumer_name(worker_id: str, index: int, pid: int) -> str:
-    return f"{worker_id}/{index}/{pid}"
-
-
 class ConsumeProgram:
     """Runs in each child: fetch a batch, execute each message, until told to stop."""
 
@@ -74,11 +77,9 @@ class ConsumeProgram:
             aio.close_process_loop()  # the loop async tasks and hooks ran on, if any
 
     def _serve(self, index: int, slot: SlotWriter, stop: StopSignal) -> int:
-        consumer = Consumer(
-            self.options.worker_id, consumer_name(self.options.worker_id, index, os.getpid())
-        )
+        consumer = Consumer.of_child(self.options.worker_id, index, os.getpid())
         try:
-            executor = self._boot(consumer, slot)
+            session, executor = self._boot(consumer, slot)
         except Exception:
             log.exception("child %d failed to boot", index)
             return EXIT_BOOT_FAILED
@@ -86,17 +87,10 @@ class ConsumeProgram:
         log.info("child %d ready (pid %d)", index, os.getpid())
         try:
             with contextlib.suppress(Stopping):
-                self._consume(executor, stop)
+                self._consume(session, executor, slot, stop)
         except TaskProcessDied as died:
-            # Charged: its message goes back counted, the prefetched ones uncounted (and the
-            # kept acks go). Not charged (a hook, a fork): the executor gave it back already.
             log.warning("child %d leaving: %s", index, died)
-            running = [slot.receipt] if died.charged and slot.receipt else []
-            with contextlib.suppress(BrokerError):
-                executor.broker.release(consumer.name, running)
-            with contextlib.suppress(BrokerError, BackendError):
-                self.app.close()  # even when the release failed: the kept acks still go
-            return died.exit_code
+            return self._leave_after(died, session, slot)
         except (BrokerError, BackendError) as exc:
             # Mid-task: the result or the ack may be lost. Leave, so that the master releases
             # what this child held and the task runs again (at least once, never lost).
@@ -106,37 +100,54 @@ class ConsumeProgram:
         slot.exiting()
         # Prefetched messages not started yet go back now rather than at lease expiry.
         with contextlib.suppress(BrokerError):
-            executor.broker.release(consumer.name)
+            session.release()
         self.app.close()
         return EXIT_OK
 
-    def _boot(self, consumer: Consumer, slot: SlotWriter) -> Executor:
+    def _leave_after(
+        self, died: TaskProcessDied, session: ConsumerSession, slot: SlotWriter
+    ) -> int:
+        """Everything this child holds goes back: the task's message counted as run if the
+        task is to blame, uncounted if it never ran; the prefetched ones uncounted."""
+        running = [slot.receipt] if died.charged and slot.receipt else []
+        if not died.charged:
+            slot.idle()  # should the release fail, the master's counts no start either
+        with contextlib.suppress(BrokerError):
+            session.release(running)
+        with contextlib.suppress(BrokerError, BackendError):
+            self.app.close()  # even when the release failed: the kept acks still go
+        return died.exit_code
+
+    def _boot(self, consumer: Consumer, slot: SlotWriter) -> tuple[ConsumerSession, Executor]:
         self.app.drop_inherited_connections()
-        broker, backend = self.app.broker, self.app.backend  # this child's own connections
+        # This child's own connections, and its one session on them.
+        session = self.app.broker.consumer(consumer, self.app.backend)
         limits = self.options.limits
         if self.options.fork_per_task:  # the hooks run where the tasks run
             # The task's process never uses the child's connections: `app.broker` and
             # `app.backend` see the new pid and open their own if the task publishes.
             runner = partial(run_in_own_process, self._run_after_fork_hooks)
-            return Executor(self.app, broker, backend, consumer, slot, limits, runner)
+            return session, Executor(self.app, session, slot, limits, runner)
         self._run_after_fork_hooks()
-        return Executor(self.app, broker, backend, consumer, slot, limits)
+        return session, Executor(self.app, session, slot, limits)
 
     def _run_after_fork_hooks(self) -> None:
         for hook in self.app.after_fork_hooks:
             aio.run_hook(hook)  # an async one on the loop this process's tasks run on
 
-    def _consume(self, executor: Executor, stop: StopSignal) -> None:
+    def _consume(
+        self, session: ConsumerSession, executor: Executor, slot: SlotWriter, stop: StopSignal
+    ) -> None:
         queues, prefetch = self.options.queues, PrefetchSizer(self.options.prefetch)
         budget = None if self.options.fork_per_task else task_budget(self.options.max_tasks)
         outage = Outage("broker", log)
         while not stop.requested and budget != 0:
             # Never prefetch more than the child will run before it is recycled.
             limit = prefetch.size() if budget is None else min(prefetch.size(), budget)
-            executor.slot.waiting()
+            slot.waiting()
             try:
                 with stop.interruptible():
-                    batch = executor.broker.fetch(executor.consumer, queues, limit, FETCH_WAIT)
+                    batch = session.fetch(queues, limit, FETCH_WAIT)
             except BrokerError as exc:
                 pause = outage.failed(exc)
                 with stop.interruptible():
@@ -148,72 +159,8 @@ class ConsumeProgram:
                 if stop.requested:
                     return
                 if budget == 1:  # the last task of this child: take no more work
-                    executor.broker.stop_fetching(executor.consumer)
+                    session.stop_fetching()
                 executor.handle(delivery)
                 if budget is not None:
                     budget -= 1
             prefetch.ran(len(batch), time.monotonic() - started)
-
-
-class WorkerSupervision:
-    """Runs in the master, on its own broker connection."""
-
-    def __init__(self, app: Forkq, worker_id: str, queues: Sequence[str] = ()) -> None:
-        self.app = app
-        self.worker_id = worker_id
-        self.queues = tuple(queues)  # said with every heartbeat: `Broker.consumers_seen`
-        self.outage = Outage("broker (from the master)", log)
-        self.unreleased: list[ChildExit] = []  # exits whose release failed: retried each tick
-
-    def child_exited(self, exit: ChildExit) -> None:
-        try:
-            self._release(exit)
-        except (BrokerError, BackendError) as exc:
-            self.outage.failed(exc)
-            self.unreleased.append(exit)
-        else:
-            self.outage.succeeded()
-
-    def _release(self, exit: ChildExit) -> None:
-        seen = exit.last_seen
-        running = [seen.receipt] if seen.state == SlotState.BUSY and seen.receipt else []
-        name = consumer_name(self.worker_id, exit.index, exit.pid)
-        if exit.reason == TIME_LIMIT and running:
-            self._fail_timed_out(Consumer(self.worker_id, name), seen)
-            running = []
-        released = self.app.broker.release(name, running, seen.unacked)
-        if released:
-            log.warning(
-                "released %d message(s) held by child %d (pid %d)%s",
-                released,
-                exit.index,
-                exit.pid,
-                _what_ran(seen) if running else "",
-            )
-
-    def _fail_timed_out(self, consumer: Consumer, seen: SlotView) -> None:
-        """The task, not the process, was at fault: fail it rather than run it again."""
-        reason = f"hard time limit exceeded: the process running {seen.task_name} was killed"
-        record = failure_record(TimeLimitExceeded.__name__, reason)
-        self.app.backend.store(
-            seen.task_id, record.state, encode_record(record), self.app.settings.result_ttl
-        )
-        self.app.broker.dead_letter(consumer, Delivery(seen.receipt, seen.queue, b"", 0), reason)
-
-    def tick(self) -> None:
-        """Heartbeat, and retry releases that failed during an outage."""
-        try:
-            self.app.broker.heartbeat(self.worker_id, self.queues)
-            while self.unreleased:
-                self._release(self.unreleased[0])
-                self.unreleased.pop(0)
-        except (BrokerError, BackendError) as exc:
-            self.outage.failed(exc)
-        else:
-            self.outage.succeeded()
-
-
-def _what_ran(seen: SlotView) -> str:
-    if seen.task_id:
-        return f"; {seen.task_name}[{seen.task_id}] was running"
-    return f"; it was reading message {seen.receipt}"

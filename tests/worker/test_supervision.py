@@ -1,0 +1,120 @@
+"""The master's side of a dead child, on the memory engine: what its slot said it held goes
+back, is acked, or (a task killed for its hard time limit) is failed and dead-lettered; where
+the engine recovers by connection, nothing is released."""
+
+from __future__ import annotations
+
+import signal
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from forkq import Forkq
+from forkq.engines.contract import (
+    Capabilities,
+    Consumer,
+    ConsumerSession,
+    Delivery,
+    Recovery,
+    outgoing,
+)
+from forkq.pool.exits import ChildExit
+from forkq.pool.scoreboard import SlotState, SlotView
+from forkq.pool.watch import Ending
+from forkq.result import decode_record
+from forkq.states import FAILURE
+from forkq.worker.supervision import WorkerSupervision
+
+WORKER, INDEX, PID = "w", 0, 4242
+QUEUE = "default"
+
+
+@pytest.fixture
+def app() -> Iterator[Forkq]:
+    app = Forkq("t", broker=f"memory://{uuid.uuid4().hex}")
+    yield app
+    app.close()
+
+
+def child_session(app: Forkq) -> ConsumerSession:
+    """The session the dead child had (its broker is the master's here: one process)."""
+    return app.broker.consumer(Consumer.of_child(WORKER, INDEX, PID), app.backend)
+
+
+def held(app: Forkq, bodies: list[bytes]) -> list[Delivery]:
+    """The child fetched these, in this order."""
+    app.broker.publish([outgoing(QUEUE, body) for body in bodies])
+    return child_session(app).fetch([QUEUE], len(bodies), 0)
+
+
+def busy_with(delivery: Delivery, unacked: tuple[tuple[str, str], ...] = ()) -> SlotView:
+    return SlotView(
+        pid=PID,
+        state=SlotState.BUSY,
+        started_at=0.0,
+        heartbeat=0.0,
+        deadline=1.0,
+        done=0,
+        failed=0,
+        task_id="task-1",
+        receipt=delivery.receipt,
+        queue=delivery.queue,
+        task_name="slow",
+        unacked=unacked,
+    )
+
+
+def killed(seen: SlotView, reason: Ending | None = None) -> ChildExit:
+    return ChildExit(INDEX, PID, signal.SIGKILL, seen, reason)
+
+
+def deliveries(app: Forkq) -> dict[bytes, int]:
+    """What is free in the queue now: each body with its delivery count."""
+    taker = app.broker.consumer(Consumer.of_child("other", 0, 1), app.backend)
+    return {d.body: d.delivery_count for d in taker.fetch([QUEUE], 10, 0)}
+
+
+def test_a_dead_childs_running_message_goes_back_counted_the_rest_uncounted(app: Forkq) -> None:
+    running, finished, _ = held(app, [b"running", b"finished", b"prefetched"])
+    seen = busy_with(running, unacked=((finished.queue, finished.receipt),))
+    WorkerSupervision(app, WORKER).child_exited(killed(seen))
+    # Its next delivery is its second (counted); the finished one is acked, not run again.
+    assert deliveries(app) == {b"running": 2, b"prefetched": 1}
+    assert app.broker.dead_letters() == []
+
+
+def test_a_task_killed_for_its_time_limit_is_failed_and_its_verdict_dead_letters_it(
+    app: Forkq,
+) -> None:
+    running, _ = held(app, [b"running", b"prefetched"])
+    supervision = WorkerSupervision(app, WORKER)
+    supervision.child_exited(killed(busy_with(running), Ending.TIME_LIMIT))
+    assert supervision.unreleased == []
+    [letter] = app.broker.dead_letters()
+    assert (letter.body, letter.queue) == (b"running", QUEUE)
+    assert letter.reason == "hard time limit exceeded: the process running slow was killed"
+    stored = app.backend.get("task-1")
+    assert stored is not None
+    record = decode_record(stored.payload)
+    assert (record.state, record.exc_type) == (FAILURE, "TimeLimitExceeded")
+    assert deliveries(app) == {b"prefetched": 1}
+
+
+def test_where_the_engine_recovers_by_connection_nothing_is_released(
+    app: Forkq, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RabbitMQ: the server gives back what the dead child's connection held. The master
+    makes no release call (one would raise) and still stores the time limit's FAILURE."""
+    running, _ = held(app, [b"running", b"prefetched"])
+    broker = app.broker
+    monkeypatch.setattr(broker, "capabilities", Capabilities(Recovery.CONNECTION))
+    calls: list[Consumer] = []
+    monkeypatch.setattr(broker, "release", lambda consumer, leftovers=None: calls.append(consumer))
+    supervision = WorkerSupervision(app, WORKER)
+    supervision.child_exited(killed(busy_with(running), Ending.TIME_LIMIT))
+    assert (calls, supervision.unreleased) == ([], [])
+    assert app.broker.dead_letters() == []
+    assert deliveries(app) == {}  # still held by the child's consumer: no one released them
+    stored = app.backend.get("task-1")
+    assert stored is not None and decode_record(stored.payload).exc_type == "TimeLimitExceeded"
