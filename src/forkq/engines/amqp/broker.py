@@ -1,9 +1,9 @@
 """The RabbitMQ broker (AMQP 0-9-1, through pika): durable queues, persistent messages,
 publisher confirms, manual acks after the result is stored.
 
-    publish ─► one message: confirm channel ─► P.Q          (due now; mandatory, confirmed)
-              several: transactions of up to 1,000           └► P.delay ─► P.delay.MS
-                                                   ─(TTL expires)─► P.Q   (countdown, eta)
+    publish ─► P.Q                                              (due now; mandatory)
+            └► P.delay ─► P.delay.MS ─(TTL expires)─► P.Q       (countdown, eta)
+               one message on the confirm channel, several in transactions of up to 1,000
     consumer(c) ─► AMQPSession: a channel of its own (`forkq.engines.amqp.session`)
         fetch  ─► basic.qos = held + limit, basic.consume on each queue; deliveries wait in
                   the channel's buffer until fetch hands them out
@@ -117,7 +117,8 @@ class AMQPBroker(Broker):
 
     def _open_session(self, consumer: Consumer, results: ResultBackend) -> AMQPSession:
         session = AMQPSession(consumer, results, self._link, self.publisher, self._start_keeper)
-        self._own[consumer.name] = session
+        with self._link.lock:  # the keeper thread goes through them
+            self._own[consumer.name] = session
         return session
 
     def heartbeat(self, worker: str, queues: Sequence[str] = ()) -> None:
