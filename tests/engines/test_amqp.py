@@ -354,3 +354,20 @@ def test_the_keeper_sends_kept_acks_while_a_task_runs(url: str) -> None:
         assert child.release() == 1  # the long one only
     finally:
         broker.close()
+
+
+def test_a_release_sends_the_kept_acks_first_even_out_of_order(url: str) -> None:
+    """The message finished second is acked on its own (the first is still held), before the
+    release publishes the rest back: it never runs again."""
+    broker = open_broker(url)
+    try:
+        broker.publish([outgoing("q", b"running"), outgoing("q", b"finished"), outgoing("q", b"3")])
+        leaving = session(broker, "0/1")
+        running, finished, _ = leaving.fetch(["q"], 3, 0)
+        leaving.finish(finished, None)
+        assert leaving.release([running.receipt]) == 2
+        again = {d.body: d.delivery_count for d in session(broker, "0/2").fetch(["q"], 3, 0)}
+        assert again == {b"running": 2, b"3": 1}
+        assert broker.size("q") == 2
+    finally:
+        broker.close()
