@@ -21,10 +21,11 @@ import msgspec
 import pika
 import pytest
 import redis
+from pika.adapters.blocking_connection import BlockingChannel
 
 from forkq import Forkq
-from forkq.engines.contract import Consumer
-from forkq.engines.registry import open_broker
+from forkq.engines.contract import Broker, Consumer, ConsumerSession, Delivery, outgoing
+from forkq.engines.registry import open_backend, open_broker
 from forkq.envelope import make_message
 from forkq.result import ResultRecord, success_record
 from forkq.worker.task_process import run_in_own_process
@@ -67,18 +68,28 @@ def runs(key: str) -> dict[bytes, bytes]:
     return redis.Redis.from_url(REDIS).hgetall(key)  # type: ignore[return-value]
 
 
+def session(broker: Broker, name: str, worker: str = "w") -> ConsumerSession:
+    """The broker's session for consumer `worker/name` (results in memory: none is stored)."""
+    return broker.consumer(Consumer(worker, f"{worker}/{name}"), open_backend("memory://amqp"))
+
+
+def ack(held: ConsumerSession, delivery: Delivery) -> None:
+    """Finished without a result, and the kept ack sent at once."""
+    held.finish(delivery, None)
+    held.flush()
+
+
 def test_a_dead_consumers_messages_come_back_counted(url: str) -> None:
     broker = open_broker(url)
-    broker.publish_many([("q", b"running", 0, 0.0), ("q", b"prefetched", 0, 0.0)])
+    broker.publish([outgoing("q", b"running"), outgoing("q", b"prefetched")])
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the holder, which dies holding both
-        mine = open_broker(url)
-        got = mine.fetch(Consumer("dead", "dead/0"), ["q"], 2, 10.0)
+        got = session(open_broker(url), "0", worker="dead").fetch(["q"], 2, 10.0)
         os._exit(0 if len(got) == 2 else 1)
     assert os.waitpid(pid, 0)[1] == 0  # exited without ack: RabbitMQ saw the socket close
     again, deadline = [], time.monotonic() + 10
     while len(again) < 2 and time.monotonic() < deadline:  # each fetch waits for a push
-        again += broker.fetch(Consumer("w", "w/0"), ["q"], 2 - len(again), 10.0)
+        again += session(broker, "0").fetch(["q"], 2 - len(again), 10.0)
     # RabbitMQ cannot tell which one ran: both come back returned, the lost delivery counted
     # as a start (the executor adds the starts of earlier returned deliveries).
     assert {d.body: (d.delivery_count, d.returned) for d in again} == {
@@ -92,7 +103,7 @@ def hold_and_die(url: str, queue: str) -> None:
     """A process fetches one message and dies holding it, without starting it."""
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the holder
-        got = open_broker(url).fetch(Consumer("dead", "dead/0"), [queue], 1, 10.0)
+        got = session(open_broker(url), "0", worker="dead").fetch([queue], 1, 10.0)
         os._exit(0 if len(got) == 1 else 1)
     assert os.waitpid(pid, 0)[1] == 0
 
@@ -250,7 +261,7 @@ def test_a_task_process_may_fork_from_a_thread_of_its_own(url: str) -> None:
     let go of it, or a fork from any thread but the copy's main one waits on it forever."""
     broker = open_broker(url)
     try:
-        broker.fetch(Consumer("w", "w/0/1"), ["q"], 1, 0.1)  # starts the keeper, as a child's
+        session(broker, "0/1").fetch(["q"], 1, 0.1)  # starts the keeper, as a child's
         forked: list[str] = []
 
         def call() -> ResultRecord:
@@ -277,21 +288,86 @@ def test_the_channel_limit_follows_a_smaller_fetch_even_while_rabbitmq_refills(u
     the child's buffer, which never empties; the limit must still drop, or the child keeps
     taking 15 messages more behind each long task that other children could run."""
     broker, outsider = open_broker(url), open_broker(url)
-    for n in range(40):
-        broker.publish("q", b"%d" % n)
-    child = Consumer("w", "w/0/1")
-    for delivery in broker.fetch(child, ["q"], 16, 5.0):
-        broker.ack(child, delivery)
+    broker.publish([outgoing("q", b"%d" % n) for n in range(40)])
+    child = session(broker, "0/1")
+    for delivery in child.fetch(["q"], 16, 5.0):
+        ack(child, delivery)
         broker._open().process_data_events(time_limit=0.05)  # pushes arrive during a task
     for _ in range(5):
-        taken = broker.fetch(child, ["q"], 1, 5.0)
+        taken = child.fetch(["q"], 1, 5.0)
         broker._open().process_data_events(time_limit=0.2)  # as the keeper does, mid-task
         for delivery in taken:
-            broker.ack(child, delivery)
-    free = outsider.fetch(Consumer("o", "o/0/1"), ["q"], 40, 0)
+            ack(child, delivery)
+    free = session(outsider, "0/1", worker="o").fetch(["q"], 40, 0)
     # 21 ran. What RabbitMQ had pushed before the limit fell (up to 16) drains one a fetch, but
     # nothing more is pushed: at most 16 - 5 = 11 left in the child (without the new limit,
     # RabbitMQ kept its buffer at 16 and 3 were free).
     assert len(free) >= 40 - 21 - 11
     for engine in (broker, outsider):
         engine.close()
+
+
+def test_kept_acks_go_as_one_ack_for_a_batch_finished_in_order(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One basic.ack (multiple) covers every tag up to it: only for kept acks below every
+    message still held. One finished before an earlier one is acked on its own."""
+    sent: list[tuple[int, bool]] = []
+    basic_ack = BlockingChannel.basic_ack
+
+    def recorded(channel: BlockingChannel, delivery_tag: int = 0, multiple: bool = False) -> None:
+        sent.append((delivery_tag, multiple))
+        basic_ack(channel, delivery_tag, multiple)
+
+    monkeypatch.setattr(BlockingChannel, "basic_ack", recorded)
+    broker = open_broker(url)
+    try:
+        broker.publish([outgoing("q", b"%d" % n) for n in range(5)])
+        child = session(broker, "0/1")
+        first, second, third, fourth, fifth = child.fetch(["q"], 5, 0)  # tags 1 to 5
+        for done in (third, fourth):  # out of order: the first two are still held
+            child.finish(done, None)
+        child.flush()
+        for done in (first, second):
+            child.finish(done, None)
+        assert child.fetch(["q"], 1, 0) == []  # the kept acks go first
+        assert sent == [(3, False), (4, False), (2, True)]
+        child.finish(fifth, None)
+        assert broker.size("q") == 0
+        assert sent[-1] == (5, True)
+    finally:
+        broker.close()
+
+
+def test_the_keeper_sends_kept_acks_while_a_task_runs(url: str) -> None:
+    broker = open_broker(url)
+    try:
+        broker.publish([outgoing("q", b"quick"), outgoing("q", b"long")])
+        child = session(broker, "0/1")
+        quick, _ = child.fetch(["q"], 2, 5.0)  # with a timeout: the keeper starts
+        child.finish(quick, None)
+        assert child.kept_acks() == [("q", quick.receipt)]
+        deadline = time.monotonic() + 5  # the long task runs: no call on the broker
+        while child.kept_acks():
+            assert time.monotonic() < deadline, "the keeper never sent the kept ack"
+            time.sleep(0.05)
+        assert child.release() == 1  # the long one only
+    finally:
+        broker.close()
+
+
+def test_a_release_sends_the_kept_acks_first_even_out_of_order(url: str) -> None:
+    """The message finished second is acked on its own (the first is still held), before the
+    release publishes the rest back: it never runs again."""
+    broker = open_broker(url)
+    try:
+        broker.publish([outgoing("q", b"running"), outgoing("q", b"finished"), outgoing("q", b"3")])
+        leaving = session(broker, "0/1")
+        running, finished, _ = leaving.fetch(["q"], 3, 0)
+        leaving.finish(finished, None)
+        assert leaving.release([running.receipt]) == 2
+        again = {d.body: d.delivery_count for d in session(broker, "0/2").fetch(["q"], 3, 0)}
+        assert again == {b"running": 2, b"3": 1}
+        assert broker.size("q") == 2
+    finally:
+        broker.close()

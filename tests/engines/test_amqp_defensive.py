@@ -20,8 +20,8 @@ import pika
 import pytest
 
 from forkq import Forkq
-from forkq.engines.contract import Consumer
-from forkq.engines.registry import open_broker
+from forkq.engines.contract import Broker, Consumer, ConsumerSession, Outgoing, outgoing
+from forkq.engines.registry import open_backend, open_broker
 from forkq.envelope import make_message
 from forkq.exceptions import ConfigurationError
 from tests import amqp_raw as raw
@@ -110,6 +110,10 @@ def cases(now_ms: int) -> list[Case]:
 @pytest.fixture
 def url() -> Iterator[str]:
     yield from engine_url("amqp", amqp_test_url())
+
+
+def child_session(broker: Broker, pid: int = 1) -> ConsumerSession:
+    return broker.consumer(Consumer("w", f"w/0/{pid}"), open_backend("memory://amqp-defensive"))
 
 
 def client_for(url: str, e2e_dir: Path) -> Forkq:
@@ -270,23 +274,27 @@ def test_a_delay_rabbitmq_cannot_hold_is_refused_before_anything_is_sent(
 ) -> None:
     broker = open_broker(url)
     try:
-        with pytest.raises(ConfigurationError, match="at most 100 years"):
-            broker.publish("q", b"later", delay=delay)
-        with pytest.raises(ConfigurationError, match="at most 100 years"):
-            broker.publish_many([("q", b"now", 0, 0.0), ("q", b"later", 0, delay)])
-        broker.publish("q", b"in 99 years", delay=99 * 365.25 * 86400)
-        broker.publish("q", b"now")
+        with pytest.raises(ConfigurationError, match=r"at most .* s \(100 years\)"):
+            outgoing("q", b"later", delay=delay)
+        # Built without outgoing(): the engine refuses it too, before the batch's first.
+        with pytest.raises(ConfigurationError, match="RabbitMQ takes at most 100 years"):
+            broker.publish([Outgoing("q", b"later", 0, delay)])
+        with pytest.raises(ConfigurationError, match="RabbitMQ takes at most 100 years"):
+            broker.publish([outgoing("q", b"now"), Outgoing("q", b"later", 0, delay)])
+        broker.publish([outgoing("q", b"in 99 years", delay=99 * 365.25 * 86400)])
+        broker.publish([outgoing("q", b"now")])
         assert broker.size("q") == 1  # the delayed one waits in a delay queue
     finally:
         broker.close()
 
 
 def test_a_requeue_with_a_delay_rabbitmq_cannot_hold_is_dead_lettered(url: str) -> None:
-    broker, child = open_broker(url), Consumer("w", "w/0/1")
+    broker = open_broker(url)
+    child = child_session(broker)
     try:
-        broker.publish("q", b"retried")
-        (delivery,) = broker.fetch(child, ["q"], 1, 5.0)
-        broker.requeue(child, delivery, delay=float("inf"))
+        broker.publish([outgoing("q", b"retried")])
+        (delivery,) = child.fetch(["q"], 1, 5.0)
+        child.requeue(delivery, delay=float("inf"))
         (letter,) = broker.dead_letters()
         assert letter.body == b"retried"
         assert letter.reason == "requeued with a delay of inf s: RabbitMQ takes at most 100 years"
@@ -299,10 +307,11 @@ STOPPED_WHILE_READING = textwrap.dedent(
     import signal, sys
     import pika.spec
     from forkq.engines.contract import Consumer
-    from forkq.engines.registry import open_broker
+    from forkq.engines.registry import open_backend, open_broker
     from forkq.pool.child import Stopping, StopSignal
 
-    broker, child, stop = open_broker(sys.argv[1]), Consumer("w", "w/0/1"), StopSignal()
+    broker, stop = open_broker(sys.argv[1]), StopSignal()
+    child = broker.consumer(Consumer("w", "w/0/1"), open_backend("memory://"))
     decode = pika.spec.BasicProperties.decode.__code__
 
     def term_inside_decode(frame, event, arg):
@@ -313,10 +322,10 @@ STOPPED_WHILE_READING = textwrap.dedent(
     sys.settrace(term_inside_decode)
     try:
         with stop.interruptible():
-            broker.fetch(child, ["q"], 1, 3.0)
+            child.fetch(["q"], 1, 3.0)
     except Stopping:
         sys.settrace(None)
-        broker.release(child.name)  # as a child that stops does
+        child.release()  # as a child that stops does
         broker.close()
         print("stopped")
     """
@@ -329,7 +338,7 @@ def test_a_stop_while_a_message_is_read_leaves_it_in_its_queue(url: str) -> None
     stops cleanly, and the message goes back to its queue, not to the dead letters."""
     broker = open_broker(url)
     try:
-        broker.publish("q", b"good")
+        broker.publish([outgoing("q", b"good")])
         stopped = subprocess.run(
             [sys.executable, "-c", STOPPED_WHILE_READING, url],
             capture_output=True,
@@ -338,7 +347,7 @@ def test_a_stop_while_a_message_is_read_leaves_it_in_its_queue(url: str) -> None
         )
         assert (stopped.returncode, stopped.stdout, stopped.stderr) == (0, "stopped\n", "")
         assert broker.dead_letters() == []
-        [again] = broker.fetch(Consumer("w", "w/0/2"), ["q"], 1, 5.0)
+        [again] = child_session(broker, 2).fetch(["q"], 1, 5.0)
         assert again.body == b"good"
     finally:
         broker.close()

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from forkq.engines.amqp.session import connection_parameters
-from forkq.engines.contract import Consumer
-from forkq.engines.registry import open_broker
+from forkq.engines.amqp.url import connection_parameters
+from forkq.engines.contract import Consumer, outgoing
+from forkq.engines.registry import open_backend, open_broker
 from forkq.exceptions import BrokerError
 from tests.conftest import engine_url
 
@@ -48,10 +48,11 @@ def _unique() -> str:
 def test_celerys_spelling_of_the_default_vhost_works(server: str, path: str) -> None:
     broker = open_broker(f"{server}{path}?prefix={_unique()}&expires=60")
     try:
-        broker.publish("q", b"hello")
-        got = broker.fetch(Consumer("w", "w/1"), ["q"], 1, 5.0)
+        broker.publish([outgoing("q", b"hello")])
+        child = broker.consumer(Consumer("w", "w/1"), open_backend("memory://amqp-login"))
+        got = child.fetch(["q"], 1, 5.0)
         assert [d.body for d in got] == [b"hello"]
-        broker.ack(Consumer("w", "w/1"), got[0])
+        child.finish(got[0], None)
     finally:
         broker.close()
 
@@ -60,7 +61,7 @@ def _refusal(url: str) -> str:
     broker = open_broker(url)
     try:
         with pytest.raises(BrokerError) as caught:
-            broker.publish("q", b"x")
+            broker.publish([outgoing("q", b"x")])
     finally:
         broker.close()
     return str(caught.value)

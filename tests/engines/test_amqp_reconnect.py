@@ -14,15 +14,27 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from forkq.engines.contract import Broker, Consumer, Delivery
-from forkq.engines.registry import open_broker
+from forkq.engines.contract import (
+    Broker,
+    Consumer,
+    ConsumerSession,
+    Delivery,
+    ResultWrite,
+    outgoing,
+)
+from forkq.engines.registry import open_backend, open_broker
 from forkq.exceptions import BrokerError
+from forkq.states import SUCCESS
 from tests.conftest import amqp_test_url, engine_url
 from tests.proxy import Proxy
 
 pytestmark = pytest.mark.timeout(60)
 
 CHILD = Consumer("w", "w/0/1")
+
+
+def session(broker: Broker, consumer: Consumer = CHILD) -> ConsumerSession:
+    return broker.consumer(consumer, open_backend("memory://amqp-reconnect"))
 
 
 @pytest.fixture
@@ -40,9 +52,10 @@ def proxy() -> Iterator[Proxy]:
 def direct(url: str) -> Iterator[Broker]:
     """A broker connected straight to RabbitMQ: one message ready in "q", one dead letter."""
     broker = open_broker(url)
-    broker.publish_many([("q", b"dead", 0, 0.0), ("q", b"ready", 0, 0.0)])
-    (dead,) = broker.fetch(Consumer("d", "d/0/1"), ["q"], 1, 0)
-    broker.dead_letter(Consumer("d", "d/0/1"), dead, "for the test")
+    broker.publish([outgoing("q", b"dead"), outgoing("q", b"ready")])
+    other = session(broker, Consumer("d", "d/0/1"))
+    (dead,) = other.fetch(["q"], 1, 0)
+    other.dead_letter(dead, "for the test")
     yield broker
     broker.close()
 
@@ -63,7 +76,7 @@ def cut(proxy: Proxy, broker: Broker) -> None:
 def fetch_all(broker: Broker, consumer: Consumer, count: int) -> list[Delivery]:
     got: list[Delivery] = []
     for _ in range(10):
-        got += broker.fetch(consumer, ["q"], count - len(got), 2.0)
+        got += session(broker, consumer).fetch(["q"], count - len(got), 2.0)
         if len(got) == count:
             break
     return got
@@ -71,9 +84,12 @@ def fetch_all(broker: Broker, consumer: Consumer, count: int) -> list[Delivery]:
 
 # Each call, made on a dropped connection, and what it must then have done.
 REPEATED: dict[str, Callable[[Broker, Broker], None]] = {
-    "publish": lambda b, d: (b.publish("q", b"new"), d.size("q") == 2)[1],
-    "publish_many": lambda b, d: (b.publish_many([("q", b"n", 0, 0.0)] * 2), d.size("q") == 3)[1],
-    "publish_delayed": lambda b, d: (b.publish("q", b"later", delay=60), d.size("q") == 1)[1],
+    "publish": lambda b, d: (b.publish([outgoing("q", b"new")]), d.size("q") == 2)[1],
+    "publish_many": lambda b, d: (b.publish([outgoing("q", b"n")] * 2), d.size("q") == 3)[1],
+    "publish_delayed": lambda b, d: (
+        b.publish([outgoing("q", b"later", delay=60)]),
+        d.size("q") == 1,
+    )[1],
     "size": lambda b, d: b.size("q") == 1,
     "purge": lambda b, d: b.purge("q") == 1 and d.size("q") == 0,
     "dead_letters": lambda b, d: [x.reason for x in b.dead_letters()] == ["for the test"],
@@ -102,12 +118,18 @@ def test_a_broker_that_cannot_connect_again_fails_without_retrying_forever(
     assert proxy.accepted == 1
 
 
-SETTLE: dict[str, Callable[[Broker, Delivery], None]] = {
-    "ack": lambda b, d: b.ack(CHILD, d),
-    "requeue": lambda b, d: b.requeue(CHILD, d),
-    "dead_letter": lambda b, d: b.dead_letter(CHILD, d, "no"),
-    "stop_fetching": lambda b, d: b.stop_fetching(CHILD),
-    "release": lambda b, d: (b.release(CHILD.name, [d.receipt]), None)[1],
+def finish_kept(held: ConsumerSession, delivery: Delivery) -> None:
+    held.finish(delivery, None)
+    held.flush()
+
+
+SETTLE: dict[str, Callable[[ConsumerSession, Delivery], None]] = {
+    "finish": lambda s, d: s.finish(d, ResultWrite("t", SUCCESS, b"r", 60)),
+    "finish_kept": finish_kept,
+    "requeue": lambda s, d: s.requeue(d),
+    "dead_letter": lambda s, d: s.dead_letter(d, "no"),
+    "stop_fetching": lambda s, d: s.stop_fetching(),
+    "release": lambda s, d: (s.release([d.receipt]), None)[1],
 }
 
 
@@ -121,7 +143,7 @@ def test_settling_a_message_held_on_a_dropped_connection_fails_and_it_comes_back
     (held,) = fetch_all(proxied, CHILD, 1)
     assert proxy.cut() == 1
     with pytest.raises(BrokerError, match="connection"):
-        SETTLE[call](proxied, held)
+        SETTLE[call](session(proxied), held)
     (again,) = fetch_all(direct, Consumer("o", "o/0/1"), 1)
     assert again.body == held.body == b"ready"
     assert len(direct.dead_letters()) == 1  # only the fixture's
@@ -134,7 +156,7 @@ def test_a_fetch_on_a_dropped_connection_fails_once_then_fetches_again(
     connection: the child's loop, not the engine, decides to fetch again (and backs off)."""
     cut(proxy, proxied)
     with pytest.raises(BrokerError, match="connection"):
-        proxied.fetch(CHILD, ["q"], 1, 1.0)
+        session(proxied).fetch(["q"], 1, 1.0)
     assert [d.body for d in fetch_all(proxied, CHILD, 1)] == [b"ready"]
 
 
@@ -145,3 +167,20 @@ def test_the_proxy_delays_what_it_forwards(proxy: Proxy, proxied: Broker) -> Non
     started = time.monotonic()
     assert proxied.size("q") == 1
     assert time.monotonic() - started >= 0.3 * 2  # the request, then the reply
+
+
+def test_a_kept_ack_whose_channel_died_is_dropped_and_its_message_comes_back(
+    proxy: Proxy, proxied: Broker
+) -> None:
+    """RabbitMQ put the message back when the connection dropped: the ack kept for it is never
+    sent on the new connection, whose tags name other messages."""
+    (held,) = fetch_all(proxied, CHILD, 1)
+    session(proxied).finish(held, None)  # kept
+    assert proxy.cut() == 1
+    with pytest.raises(BrokerError, match="connection"):
+        session(proxied).fetch(["q"], 1, 1.0)
+    assert session(proxied).kept_acks() == [("q", held.receipt)]  # a failed call keeps them
+    (again,) = fetch_all(proxied, CHILD, 1)
+    assert (again.body, again.returned) == (b"ready", True)
+    assert session(proxied).kept_acks() == []
+    assert proxied.size("q") == 1  # held again, not acked

@@ -31,7 +31,7 @@ import pika.exceptions
 import pytest
 
 from forkq import Forkq
-from forkq.engines.amqp.session import connection_parameters, split_url
+from forkq.engines.amqp.url import connection_parameters, split_url
 from forkq.engines.registry import open_broker
 from forkq.exceptions import BrokerError, ConfigurationError
 from tests.conftest import WorkerProcess, results_url_for, wait_until_serving

@@ -15,8 +15,8 @@ import pika
 import pytest
 
 from forkq import Forkq
-from forkq.engines.contract import Broker, Consumer, DeadLetterCaps
-from forkq.engines.registry import open_broker
+from forkq.engines.contract import Broker, Consumer, DeadLetterCaps, outgoing
+from forkq.engines.registry import open_backend, open_broker
 from forkq.exceptions import ConfigurationError
 from tests.conftest import AMQP, amqp_test_url, engine_url
 
@@ -24,10 +24,11 @@ C = Consumer("w", "w/1")
 
 
 def _dead_letter(broker: Broker, queue: str, count: int) -> None:
+    session = broker.consumer(C, open_backend("memory://dead-caps"))
     for i in range(count):
-        broker.publish(queue, b"%d" % i)
-        [d] = broker.fetch(C, [queue], 1, 5.0)
-        broker.dead_letter(C, d, f"letter {i}")
+        broker.publish([outgoing(queue, b"%d" % i)])
+        [d] = session.fetch([queue], 1, 5.0)
+        session.dead_letter(d, f"letter {i}")
 
 
 def test_an_sqlite_file_made_before_the_caps_counts_its_letters_once(tmp_path: Path) -> None:

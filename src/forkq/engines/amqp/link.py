@@ -15,10 +15,11 @@ Which calls can be repeated is the caller's to say, since only it knows what the
 - not repeatable: whatever acts on messages a consumer's channel holds. Their delivery tags
   are numbers on that channel, meaningless on another (an ack there would settle nothing, or
   another message); RabbitMQ put those messages back when the connection closed and will
-  redeliver them. That covers ack, finish, requeue and dead-letter of a held message, the
-  release of a consumer, stop_fetching, and fetch (which sends kept acks, takes from the
-  consumer's buffer and republishes early messages on its channel): the
-  error reaches the child, whose loop fetches again after a back-off, on a new connection.
+  redeliver them. That covers every verb of a consumer's session
+  (`forkq.engines.amqp.session`): sending kept acks, finish, requeue, dead-letter,
+  stop_fetching, release, close, and fetch (which sends kept acks, takes from the consumer's
+  buffer and republishes early messages on its channel): the error reaches the child, whose
+  loop fetches again after a back-off, on a new connection.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import pika
 import pika.exceptions
 
 from forkq.engines.amqp.reading import ReadingConnection
-from forkq.engines.amqp.session import tls_failure
+from forkq.engines.amqp.url import tls_failure
 from forkq.exceptions import BrokerError, BrokerUnavailable
 
 T = TypeVar("T")
@@ -54,7 +55,7 @@ class Link:
         self.parameters = parameters
         self.connection: pika.BlockingConnection | None = None
         self.lock = threading.RLock()
-        self._on_lost = on_lost  # forgets what lived on the connection: channels, sessions
+        self._on_lost = on_lost  # forgets what lived on the connection: every channel
         self._on_channel_error = on_channel_error  # a channel error closes that channel
 
     @property

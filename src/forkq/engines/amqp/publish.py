@@ -22,6 +22,7 @@ from forkq.engines.amqp.topology import (
     Topology,
     bucket_ms,
 )
+from forkq.engines.contract import Outgoing
 from forkq.exceptions import BrokerError, ConfigurationError
 
 log = logging.getLogger("forkq.broker")
@@ -120,11 +121,11 @@ class Publisher:
         self.declare(name, self.topology.work_arguments())
         return name
 
-    def publish_chunk(self, chunk: Sequence[tuple[str, bytes, int, float]]) -> None:
+    def publish_chunk(self, chunk: Sequence[Outgoing]) -> None:
+        """One message on the confirm channel, several in one transaction."""
         channel = self.channel() if len(chunk) == 1 else self._tx_channel()
-        for queue, body, priority, delay in chunk:
-            headers = {"x-forkq-starts": 0}
-            self.send(queue, body, min(9, max(0, int(priority))), headers, delay, channel)
+        for m in chunk:
+            self.send(m.queue, m.body, m.priority, {"x-forkq-starts": 0}, m.delay, channel)
         if channel is not self._confirming:
             channel.tx_commit()
             self._connection().process_data_events(time_limit=0)  # returns come before commit-ok

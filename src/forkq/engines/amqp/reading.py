@@ -1,11 +1,11 @@
-"""Reading what RabbitMQ delivers, defensively, for `forkq.engines.amqp.broker`. Anyone who
+"""Reading what RabbitMQ delivers, defensively, for `forkq.engines.amqp.session`. Anyone who
 may publish to the vhost can put any body, headers and properties into forkq's queues; each
 message must end run or dead-lettered with a reason, never crash a child or go round forever.
 
 - Properties pika cannot decode (a timestamp past the year 9999, tables nested deeper than
   Python's recursion limit): pika would drop the connection, and RabbitMQ would redeliver
   the message to the next consumer, forever. `ReadingConnection` hands such a message on with
-  `UnreadableProperties` instead, and the broker dead-letters it.
+  `UnreadableProperties` instead, and the consumer's session dead-letters it.
 - forkq's own headers must be as forkq writes them: x-forkq-starts a count (0 if absent),
   x-forkq-due an integer time in ms (absent: due now; in the past: due now). Anything else,
   or a due time more than `MAX_DELAY_MS` ahead, is refused with a reason. Every other

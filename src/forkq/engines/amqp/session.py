@@ -1,58 +1,81 @@
-"""What the RabbitMQ broker keeps per consumer (its channel, buffer and held messages), the
-thread that answers heartbeats while a task runs, and the URL's own parameters (TLS
-included). See `forkq.engines.amqp.broker`."""
+"""One consumer of the RabbitMQ broker (`forkq.engines.amqp.broker`): its own channel, what
+RabbitMQ pushed to it, the messages it handed out, and how it settles them.
+
+    fetch   ─► with a timeout: basic.qos = held + limit, basic.consume on each queue; RabbitMQ
+               pushes into the channel's buffer and fetch hands out from it, waiting for a
+               push when it is empty. Without one: basic.get into the buffer.
+    buffer  ─► refused by its headers (`forkq.engines.amqp.reading`): dead-lettered; early
+               (its delay was rounded down): published again for the rest; else held under
+               its receipt, `CHANNEL.TAG`, and handed out
+    finish  ─► the result stored, then basic.ack. Without a result the ack is kept back
+               (`ConsumerSession`) and goes with the consumer's next call, or from the keeper
+               thread during a long task: one basic.ack (multiple) for the batch
+    requeue / dead_letter ─► publish (confirmed), then basic.ack
+    release ─► cancel, every held and pushed message published back (counted where it had
+               started), the channel closed
+
+Every call goes through `Link.run` under the connection's lock (also the session's
+`_guard`: the keeper thread flushes kept acks), and none is repeated on a new connection: a
+delivery tag means nothing on another channel, and RabbitMQ put back what the old one held
+(`forkq.engines.amqp.link`). Kept acks whose channel died with it are dropped: RabbitMQ
+redelivers those messages.
+"""
 
 from __future__ import annotations
 
-import os
-import ssl
-import threading
-import weakref
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from functools import partial
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import msgspec
-import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
+from forkq.engines.amqp.dead import publish_dead
+from forkq.engines.amqp.link import Link
+from forkq.engines.amqp.publish import Publisher, due_ms_after, now_ms
 from forkq.engines.amqp.reading import Message, message_from
-from forkq.engines.amqp.topology import Topology
-from forkq.engines.contract import DeadLetterCaps
+from forkq.engines.contract import (
+    Consumer,
+    ConsumerSession,
+    Delivery,
+    ResultBackend,
+    ResultWrite,
+)
 from forkq.exceptions import ConfigurationError
-from forkq.settings import redacted
 
-TLS_PARAMS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")  # the names rediss:// URLs use
-OWN_PARAMS = ("prefix", "lease_ttl", "queue_type", "expires", *TLS_PARAMS)
-KEEPER_INTERVAL = 1.0  # seconds between the keeper thread's looks at the connection
+EARLY_MS = 5  # a message arriving this close to its due time runs now
 
 
-class Session(msgspec.Struct):
-    """One forkq consumer: its own channel, what RabbitMQ pushed to it, what it handed out."""
+def receipt_of(channel: BlockingChannel, tag: int) -> str:
+    """A held message's receipt: its channel's number and its delivery tag on that channel."""
+    return f"{channel.channel_number}.{tag}"
+
+
+class ConsumerChannel(msgspec.Struct):
+    """A consumer's channel and what is on it; RabbitMQ puts all of it back when it closes."""
 
     channel: BlockingChannel
     consuming: dict[str, str] = msgspec.field(default_factory=dict)  # consumer tag -> forkq queue
     buffer: deque[Message] = msgspec.field(default_factory=deque)
     held: dict[str, Message] = msgspec.field(default_factory=dict)  # receipt -> message
     qos: int = 0
-    kept_tag: int = 0  # the highest finished delivery tag whose ack is kept back; 0: none
 
-    def keep(self, tag: int) -> None:
-        """A finished message's ack waits, to go with the rest of its batch, as one ack with
-        `multiple`, which covers every tag below it. A child settles its messages in tag
-        order, so that is safe; a message settled out of order is acked at once instead."""
-        if any(held.tag < tag for held in self.held.values()):
-            self.send_kept()
-            self.channel.basic_ack(tag)
-        else:
-            self.kept_tag = max(self.kept_tag, tag)
-
-    def send_kept(self) -> None:
-        """One basic.ack (multiple) for every message kept back."""
-        if self.kept_tag and self.channel.is_open:
-            self.channel.basic_ack(self.kept_tag, multiple=True)
-        self.kept_tag = 0
+    def ack(self, tags: list[int]) -> None:
+        """Ack held messages that are done (already out of `held`): one basic.ack (multiple),
+        which covers every tag up to it, for those below every message still held (a child
+        settles in tag order), and one basic.ack each for the rest. Messages pushed but not
+        handed out yet have higher tags than any held."""
+        lowest = min((m.tag for m in self.held.values()), default=None)
+        below = tags if lowest is None else [tag for tag in tags if tag < lowest]
+        if below:
+            self.channel.basic_ack(max(below), multiple=True)
+        if lowest is not None:
+            for tag in tags:
+                if tag > lowest:
+                    self.channel.basic_ack(tag)
 
     def consume(self, queues: Sequence[str], declare: Callable[[str], str]) -> None:
         """Subscribe to each queue not subscribed yet (`declare` names its AMQP queue)."""
@@ -90,7 +113,6 @@ class Session(msgspec.Struct):
         goes into the buffer. With nothing outstanding a push can still cross the cancel."""
         if not self.consuming or not self.channel.is_open:
             return
-        self.send_kept()
         outstanding = len(self.held) + len(self.buffer)
         if outstanding and not quorum:
             self.set_qos(outstanding, quorum)
@@ -100,152 +122,205 @@ class Session(msgspec.Struct):
         self.consuming.clear()
 
 
-def split_url(url: str) -> tuple[str, dict[str, str]]:
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query)
-    own = {k: v for k, v in query if k in OWN_PARAMS}
-    rest = urlencode([(k, v) for k, v in query if k not in OWN_PARAMS])
-    return urlunsplit(parts._replace(query=rest)), own
+class AMQPSession(ConsumerSession):
+    """Made by `AMQPBroker.consumer`; its channel is opened at its first fetch, and again at
+    the first fetch after the connection or the channel was lost."""
+
+    def __init__(
+        self,
+        consumer: Consumer,
+        results: ResultBackend,
+        link: Link,
+        publisher: Publisher,
+        on_waiting_fetch: Callable[[], None],
+    ) -> None:
+        super().__init__(consumer, results, keeps_acks=True)
+        self._link = link
+        self._publisher = publisher
+        self._quorum = publisher.topology.quorum
+        self._on_waiting_fetch = on_waiting_fetch  # the broker starts its keeper thread
+        self._on: ConsumerChannel | None = None
+
+    def forget(self) -> None:
+        """The connection is gone, and this consumer's channel with it."""
+        self._on = None
+
+    def holds(self, queue: str) -> int:
+        """Messages of `queue` pushed to this consumer or held by it (RabbitMQ counts them as
+        neither ready nor gone)."""
+        if self._on is None:
+            return 0
+        return sum(1 for m in [*self._on.held.values(), *self._on.buffer] if m.queue == queue)
+
+    def _guard(self) -> AbstractContextManager[object]:
+        return self._link.lock  # the keeper thread flushes kept acks during a long task
+
+    # -- the verbs -----------------------------------------------------------------------------
+
+    def _send_acks(self, acks: list[Delivery]) -> None:
+        if acks:
+            self._link.run(partial(self._ack, acks), repeatable=False)
+
+    def _ack(self, acks: Sequence[Delivery]) -> None:
+        """Ack those of `acks` this consumer's channel still holds; the rest are not its own,
+        or died with an earlier channel (RabbitMQ put them back)."""
+        on = self._on
+        if on is None or not on.channel.is_open or not acks:
+            return
+        tags = [on.held.pop(d.receipt).tag for d in acks if d.receipt in on.held]
+        if tags:
+            on.ack(tags)
+
+    def _fetch(
+        self, acks: list[Delivery], queues: Sequence[str], limit: int, timeout: float
+    ) -> list[Delivery]:
+        """With a timeout, the channel consumes (RabbitMQ pushes up to basic.qos messages,
+        fetch hands them out); with none, it pulls with basic.get, so a caller that only polls
+        never has messages pushed to it that it will not take."""
+        fetch = partial(self._fetch_now, acks, queues, limit, timeout)
+        got = self._link.run(fetch, repeatable=False)
+        if timeout > 0:
+            self._on_waiting_fetch()
+        return got
+
+    def _fetch_now(
+        self, acks: list[Delivery], queues: Sequence[str], limit: int, timeout: float
+    ) -> list[Delivery]:
+        deadline = time.monotonic() + timeout
+        self._ack(acks)  # before a new channel is opened: their receipts are the old one's
+        on = self._channel()
+        declare = self._publisher.declare_work
+        if timeout > 0:  # at every fetch, so that a buffer never empty follows the limit
+            on.set_qos(len(on.held) + limit, self._quorum)
+        got = self._take(on, limit)
+        if timeout <= 0:
+            while len(got) < limit and on.pull(queues, limit - len(got), declare):
+                got += self._take(on, limit - len(got))
+        elif not got:
+            on.consume(queues, declare)
+            while not (got := self._take(on, limit)):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                # Returns as soon as RabbitMQ pushes something (or the time is up).
+                self._link.open().process_data_events(time_limit=min(remaining, 1.0))
+        return got
+
+    def _channel(self) -> ConsumerChannel:
+        if self._on is None or not self._on.channel.is_open:
+            self._on = ConsumerChannel(self._link.open().channel())
+        return self._on
+
+    def _finish(self, acks: list[Delivery], delivery: Delivery, result: ResultWrite | None) -> None:
+        if result is not None:
+            self.results.store(result.task_id, result.state, result.payload, result.ttl)
+        self._send_acks([*acks, delivery])
+
+    def _requeue(self, acks: list[Delivery], delivery: Delivery, delay: float) -> None:
+        def requeue(on: ConsumerChannel, message: Message) -> None:
+            try:
+                due = due_ms_after(delay)
+            except ConfigurationError as exc:  # a retry's countdown, say
+                self._bury(on, message, f"requeued with {exc}")
+            else:
+                self._republish(on, message, due_ms=due)
+
+        self._settle(acks, delivery, requeue)
+
+    def _dead_letter(self, acks: list[Delivery], delivery: Delivery, reason: str) -> None:
+        self._settle(acks, delivery, lambda on, message: self._bury(on, message, reason))
+
+    def _settle(
+        self,
+        acks: list[Delivery],
+        delivery: Delivery,
+        action: Callable[[ConsumerChannel, Message], None],
+    ) -> None:
+        def settle() -> None:
+            self._ack(acks)
+            on = self._on
+            if on is not None and delivery.receipt in on.held:  # else not this channel's
+                action(on, on.held.pop(delivery.receipt))
+
+        self._link.run(settle, repeatable=False)
+
+    def _stop_fetching(self, acks: list[Delivery]) -> None:
+        def stop() -> None:
+            self._ack(acks)
+            if self._on is not None:
+                self._on.cancel(self._quorum, self._link.open)
+
+        self._link.run(stop, repeatable=False)  # the consumer died with its connection
+
+    def _release(self, acks: list[Delivery], running: Sequence[str]) -> int:
+        return self._link.run(partial(self._release_now, acks, running), repeatable=False)
+
+    def _release_now(self, acks: list[Delivery], running: Sequence[str]) -> int:
+        self._ack(acks)  # what was finished is never given back
+        on, self._on = self._on, None
+        if on is None or not on.channel.is_open:
+            return 0
+        on.cancel(self._quorum, self._link.open)
+        held = list(on.held.items())
+        for receipt, message in held:
+            # A returned one keeps the start its lost delivery was counted as.
+            starts = message.starts + (receipt in running) + message.redelivered
+            self._republish(on, message, starts=starts)
+        for message in on.buffer:  # not read yet: one that was refused is now
+            if message.refused is not None:
+                self._bury(on, message, message.refused)
+            else:
+                self._republish(on, message)
+        on.channel.close()
+        return len(held) + len(on.buffer)
+
+    def _close(self, acks: list[Delivery]) -> None:
+        def close() -> None:
+            self._ack(acks)
+            on, self._on = self._on, None
+            if on is not None and on.channel.is_open:
+                on.channel.close()  # RabbitMQ puts back what it still held
+
+        self._link.run(close, repeatable=False)
+
+    # -- what arrived --------------------------------------------------------------------------
+
+    def _take(self, on: ConsumerChannel, limit: int) -> list[Delivery]:
+        got: list[Delivery] = []
+        now = now_ms()
+        while on.buffer and len(got) < limit:
+            message = on.buffer.popleft()
+            if message.refused is not None:  # its headers or properties (reading.py)
+                self._bury(on, message, message.refused)
+            elif message.due_ms is not None and message.due_ms > now + EARLY_MS:
+                self._republish(on, message, due_ms=message.due_ms)  # rounded early: the rest
+            else:
+                receipt = receipt_of(on.channel, message.tag)
+                on.held[receipt] = message
+                got.append(_delivery(receipt, message))
+        return got
+
+    def _republish(
+        self,
+        on: ConsumerChannel,
+        message: Message,
+        *,
+        starts: int | None = None,
+        due_ms: int | None = None,
+    ) -> None:
+        """Publish the message again (confirmed), then ack this copy: at least once."""
+        starts = message.starts if starts is None else starts
+        self._publisher.resend(message.queue, message.body, message.priority, starts, due_ms)
+        on.channel.basic_ack(message.tag)
+
+    def _bury(self, on: ConsumerChannel, message: Message, reason: str) -> None:
+        """Dead-letter the message (confirmed), then ack this copy."""
+        publish_dead(self._publisher, message.queue, message.body, message.priority, reason)
+        on.channel.basic_ack(message.tag)
 
 
-def topology_from(own: dict[str, str], url: str, dead_caps: DeadLetterCaps) -> Topology:
-    queue_type = own.get("queue_type", "classic")
-    if queue_type not in ("classic", "quorum"):
-        raise ConfigurationError(f"queue_type in {redacted(url)!r} must be classic or quorum")
-    expires = own.get("expires")
-    return Topology(
-        own.get("prefix", "forkq"),
-        quorum=queue_type == "quorum",
-        expires_ms=int(float(expires) * 1000) if expires else None,
-        dead_caps=dead_caps,
-    )
-
-
-def connection_parameters(pika_url: str, own: dict[str, str]) -> pika.URLParameters:
-    """pika's parameters for the URL without forkq's own parameters. `amqps://` verifies the
-    server's certificate and host name, against `ssl_ca_certs` or else the system's CAs, and
-    presents `ssl_certfile`/`ssl_keyfile` when given. A bad parameter is one ConfigurationError
-    (never the URL itself: it may hold a password)."""
-    parts = urlsplit(pika_url)
-    pikas_tls = "ssl_options" in dict(parse_qsl(parts.query))
-    tls = {k: v for k, v in own.items() if k in TLS_PARAMS}
-    if tls and parts.scheme.lower() != "amqps":
-        raise ConfigurationError(
-            f"RabbitMQ URL: TLS parameters ({', '.join(tls)}) need an amqps:// URL, "
-            f"not {parts.scheme}://"
-        )
-    if tls and pikas_tls:
-        raise ConfigurationError(
-            "RabbitMQ URL: give either ssl_ca_certs/ssl_certfile/ssl_keyfile or pika's "
-            "ssl_options, not both"
-        )
-    try:
-        # pika reads its own ssl_options as a Python literal and loads the files it names
-        parameters = pika.URLParameters(pika_url)
-    except (ValueError, TypeError, SyntaxError, AttributeError, OSError) as exc:
-        where = "ssl_options: " if pikas_tls and not isinstance(exc, ValueError) else ""
-        raise ConfigurationError(f"RabbitMQ URL: {where}{exc}") from None
-    if tls:
-        parameters.ssl_options = pika.SSLOptions(tls_context(tls))
-    parameters.virtual_host = vhost_of(parts.path)
-    return parameters
-
-
-def vhost_of(path: str) -> str:
-    """The vhost a URL's path names, read as Celery reads it: everything after the first
-    '/', percent-decoded, and '/' when that is empty. So `amqp://host//` and
-    `amqp://host/%2F` are vhost '/', `amqp://host/a/b` is 'a/b' (pika would take '' and 'a')."""
-    return unquote(path[1:]) or "/"
-
-
-def tls_context(tls: dict[str, str]) -> ssl.SSLContext:
-    ca, certfile, keyfile = (tls.get(name) for name in TLS_PARAMS)
-    if keyfile and not certfile:
-        raise ConfigurationError("RabbitMQ URL: ssl_keyfile needs ssl_certfile (its certificate)")
-    for name, path in tls.items():
-        if not os.path.isfile(path):
-            raise ConfigurationError(f"RabbitMQ URL: {name}={path}: no such file")
-
-    def no_password() -> bytes:  # OpenSSL would ask on the terminal instead
-        raise ConfigurationError(f"RabbitMQ URL: ssl_keyfile={keyfile or certfile} is encrypted")
-
-    try:
-        context = ssl.create_default_context(cafile=ca)  # CERT_REQUIRED, check_hostname
-    except OSError as exc:  # ssl.SSLError too: not PEM, say
-        raise ConfigurationError(
-            f"RabbitMQ URL: ssl_ca_certs={ca}: {exc.strerror or exc}"
-        ) from None
-    if certfile:
-        try:
-            context.load_cert_chain(certfile, keyfile, password=no_password)
-        except OSError as exc:
-            raise ConfigurationError(
-                f"RabbitMQ URL: ssl_certfile={certfile}, ssl_keyfile={keyfile or certfile}: "
-                f"{exc.strerror or exc}"
-            ) from None
-    return context
-
-
-class Keeper:
-    """A thread that, once a second, tends a connection nobody else is using (it only takes
-    the lock when free: while the main thread runs a task): `tend` sends kept acks and
-    answers AMQP heartbeats."""
-
-    def __init__(self, lock: threading.RLock, tend: Callable[[], None]) -> None:
-        self._lock = lock
-        self._tend = tend
-        self._stop = threading.Event()
-        self._held_for_fork = False
-        self._thread = threading.Thread(target=self._run, name="forkq-amqp-keeper", daemon=True)
-        self._thread.start()
-        # A child forking a task's process (--max-tasks-per-child 1) must not copy this
-        # thread's connection state halfway through a send: the lock is held across fork.
-        self._owner = os.getpid()  # in a forked copy the thread does not exist
-        ref = weakref.ref(self)
-        os.register_at_fork(
-            before=lambda: _call_if_alive(ref, Keeper._hold_for_fork),
-            after_in_parent=lambda: _call_if_alive(ref, Keeper._let_go_after_fork),
-            after_in_child=lambda: _call_if_alive(ref, Keeper._let_go_after_fork),
-        )
-
-    def _hold_for_fork(self) -> None:
-        if os.getpid() == self._owner and not self._stop.is_set():
-            self._held_for_fork = self._lock.acquire()
-
-    def _let_go_after_fork(self) -> None:
-        """In the parent, and in the forked copy too (the forking thread is its one thread
-        and owns the copied lock): released, so nothing there waits on it forever."""
-        if self._held_for_fork:
-            self._held_for_fork = False
-            self._lock.release()
-
-    def _run(self) -> None:
-        while not self._stop.wait(KEEPER_INTERVAL):
-            if self._lock.acquire(blocking=False):
-                try:
-                    self._tend()
-                except Exception:  # the main thread sees the same failure on its next call
-                    pass
-                finally:
-                    self._lock.release()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-
-def _call_if_alive(ref: weakref.ref[Keeper], method: Callable[[Keeper], None]) -> None:
-    keeper = ref()
-    if keeper is not None:
-        method(keeper)
-
-
-def tls_failure(parameters: pika.ConnectionParameters, exc: ssl.SSLError) -> str:
-    """What a refused TLS handshake means; pika raises it as it is, not as a connection error."""
-    where = f"{parameters.host}:{parameters.port}"
-    text = f"rabbitmq broker: TLS with {where} failed: {exc.strerror or repr(exc)}"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        text += (
-            " (ssl_ca_certs must name the CA that signed RabbitMQ's certificate, and the "
-            "certificate must name the URL's host)"
-        )
-    return text
+def _delivery(receipt: str, message: Message) -> Delivery:
+    """A redelivered message came back from a holder that vanished: returned, with that lost
+    delivery counted as a start (see `Delivery`)."""
+    count = message.starts + (2 if message.redelivered else 1)
+    return Delivery(receipt, message.queue, message.body, count, message.redelivered)
