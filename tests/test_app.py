@@ -18,8 +18,9 @@ from forkq import (
     Retry,
     TaskFailed,
 )
-from forkq.engines.contract import Consumer, lease_ttl_from_url
+from forkq.engines.contract import MAX_DELAY, Consumer, Delivery, lease_ttl_from_url
 from forkq.result import encode_record, failure_record, success_record
+from forkq.sending import CallOptions
 from forkq.settings import Settings
 from forkq.states import FAILURE, PENDING, SUCCESS
 from forkq.task import Request
@@ -32,8 +33,14 @@ def app() -> Forkq:
     return Forkq("proj", broker=f"memory://{uuid.uuid4().hex}")
 
 
+def fetch(app: Forkq, queue: str | None = None) -> list[Delivery]:
+    """What one consumer fetches now, one message at most."""
+    queues = [queue or app.settings.default_queue]
+    return app.broker.consumer(C, app.backend).fetch(queues, 1, 0)
+
+
 def fetch_message(app: Forkq, queue: str | None = None) -> Any:
-    [delivery] = app.broker.fetch(C, [queue or app.settings.default_queue], 1, 0)
+    [delivery] = fetch(app, queue)
     return app.codec.decode(delivery.body)
 
 
@@ -108,7 +115,7 @@ class TestPublishing:
 
     def test_countdown_hides_the_message_until_due(self, app: Forkq) -> None:
         app.send_task("t", countdown=30)
-        assert app.broker.fetch(C, ["default"], 1, 0) == []
+        assert fetch(app) == []
         assert app.broker.size("default") == 1
         app.send_task("t2", countdown=0)
         assert fetch_message(app).task == "t2"
@@ -135,6 +142,25 @@ class TestPublishing:
         results = square.map([(i,) for i in range(25)])
         assert len({r.id for r in results}) == 25
         assert app.broker.size("default") == 25
+
+    def test_publish_many_delays_each_message_until_its_eta(self, app: Forkq) -> None:
+        later = CallOptions(countdown=30)
+        messages = [app.new_message("t", options=later), app.new_message("t2")]
+        app.publish_many(messages)
+        assert fetch_message(app).task == "t2"
+        assert fetch(app) == []  # "t" is not due for 30 s
+        assert app.broker.size("default") == 2
+
+    def test_publish_many_refuses_a_delay_no_engine_holds(self, app: Forkq) -> None:
+        far = CallOptions(countdown=MAX_DELAY * 2)
+        with pytest.raises(ConfigurationError, match="cannot be scheduled"):
+            app.publish_many([app.new_message("t2"), app.new_message("t", options=far)])
+        assert app.broker.size("default") == 0
+
+    def test_priority_is_brought_into_range_for_the_broker(self, app: Forkq) -> None:
+        app.publish_many([app.new_message("low", options=CallOptions(priority=-3))])
+        app.send_task("high", priority=12)
+        assert [fetch_message(app).task, fetch_message(app).task] == ["high", "low"]
 
 
 class TestAsyncResult:
