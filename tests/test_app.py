@@ -86,6 +86,34 @@ class TestSettings:
         with pytest.raises(ConfigurationError, match="FORKQ_RESULT_TTL"):
             Settings.from_env({"FORKQ_RESULT_TTL": "soon"})
 
+    @pytest.mark.parametrize(
+        ("env", "setting", "value"),
+        [({"FORKQ_EAGER": word}, "eager", True) for word in ("1", "true", "Yes", "ON")]
+        + [({"FORKQ_IGNORE_RESULT": no}, "ignore_result", False) for no in ("0", "False", "off")]
+        + [({"FORKQ_MAX_MESSAGE_BYTES": " 4096 "}, "max_message_bytes", 4096),
+           ({"FORKQ_DEAD_LETTER_TTL": "1e3"}, "dead_letter_ttl", 1000.0),
+           ({"FORKQ_RESULT_BACKEND": "memory://r"}, "result_backend", "memory://r"),
+           ({"FORKQ_SECRET": " s "}, "secret", " s "),
+           ({"FORKQ_EAGER": ""}, "eager", False)],
+    )  # fmt: skip
+    def test_env_values_convert_to_the_settings_type(
+        self, env: dict[str, str], setting: str, value: object
+    ) -> None:
+        got = getattr(Settings.from_env(env), setting)
+        assert (got, type(got)) == (value, type(value))
+
+    @pytest.mark.parametrize(
+        ("name", "raw", "kind"),
+        [("FORKQ_EAGER", "maybe", "bool"), ("FORKQ_MAX_MESSAGE_BYTES", "4k", "int"),
+         ("FORKQ_RESULT_TTL", "1 day", "float")],
+    )  # fmt: skip
+    def test_an_env_value_of_the_wrong_type_says_which_type(
+        self, name: str, raw: str, kind: str
+    ) -> None:
+        with pytest.raises(ConfigurationError) as error:
+            Settings.from_env({name: raw})
+        assert str(error.value).startswith(f"{name}={raw!r} is not a valid {kind}")
+
     def test_unknown_setting(self) -> None:
         with pytest.raises(ConfigurationError, match="bogus"):
             Settings.from_env({}, bogus=1)
