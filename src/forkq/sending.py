@@ -1,8 +1,9 @@
 """How one call becomes a message: its sending options and the moments they name.
 
-    apply_async(..., countdown, eta, expires, queue, priority, task_id, headers)
-    send_task(...)  ─► CallOptions ─► .message(task, args, kwargs, default queue) ─► Message
-    delay()         ─► the task's own CallOptions, built once
+    apply_async(..., countdown, eta, expires, queue, priority, task_id, headers) ┐
+    send_task(...)                                      ─► CallOptions ─────────┤
+    delay(), map()                   ─► the task's own CallOptions, built once ─┤
+                  .message(task, args, kwargs, the app's default queue) ─► Message ┘
 
 Times in a message are Unix timestamps: `eta` (or `countdown` seconds from now) becomes the
 moment the message is due, `expires` as a number is seconds from now.
