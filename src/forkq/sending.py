@@ -1,9 +1,10 @@
 """How one call becomes a message: its sending options and the moments they name.
 
-    apply_async(..., countdown, eta, expires, queue, priority, task_id, headers) ┐
-    send_task(...)                                      ─► CallOptions ─────────┤
-    delay(), map()                   ─► the task's own CallOptions, built once ─┤
-                  .message(task, args, kwargs, the app's default queue) ─► Message ┘
+    apply_async(countdown, eta, expires, queue, priority, task_id, headers) ─► CallOptions
+    send_task(the same)                                                     ─► CallOptions
+    delay(), map(): the task's own CallOptions (expires, queue, priority), built once
+
+    CallOptions.message(task, args, kwargs, the app's default queue) ─► Message
 
 Times in a message are Unix timestamps: `eta` (or `countdown` seconds from now) becomes the
 moment the message is due, `expires` as a number is seconds from now.
