@@ -26,9 +26,11 @@ bench: $(VENV)/.dev-installed
 	scripts/ensure-services
 	$(BIN)/python bench/compare.py
 
+# lint-imports checks the layer contract in pyproject.toml (which package may import which).
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check src tests examples bench
 	$(BIN)/ruff format --check src tests examples bench
+	$(BIN)/lint-imports
 
 # mypy strict over src/forkq and tests/typing (pyproject's `files`): one incremental run. The
 # typing tests hold lines that must be errors, each with a `type: ignore[code]` that strict
@@ -47,4 +49,4 @@ $(VENV)/.dev-installed: pyproject.toml
 	touch $(VENV)/.installed $@
 
 clean:
-	rm -rf $(VENV) .venv-py3.* build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-py3.* build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -30,8 +30,8 @@ def main() -> None:
     from rich.console import Console
 
     from _harness import running_worker
-    from forkq.cli.memory_report import memory_table
     from forkq.pool.process_memory import process_tree_memory
+    from forkq.process_memory_report import memory_table
 
     with running_worker(app, "memory_isolation", concurrency=3) as worker:
         pids = {pid.delay().get(timeout=60) for _ in range(12)}

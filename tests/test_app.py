@@ -18,8 +18,9 @@ from forkq import (
     Retry,
     TaskFailed,
 )
-from forkq.engines.contract import Consumer, lease_ttl_from_url
+from forkq.engines.contract import MAX_DELAY, Consumer, Delivery, lease_ttl_from_url
 from forkq.result import encode_record, failure_record, success_record
+from forkq.sending import CallOptions
 from forkq.settings import Settings
 from forkq.states import FAILURE, PENDING, SUCCESS
 from forkq.task import Request
@@ -32,8 +33,14 @@ def app() -> Forkq:
     return Forkq("proj", broker=f"memory://{uuid.uuid4().hex}")
 
 
+def fetch(app: Forkq, queue: str | None = None) -> list[Delivery]:
+    """What one consumer fetches now, one message at most."""
+    queues = [queue or app.settings.default_queue]
+    return app.broker.consumer(C, app.backend).fetch(queues, 1, 0)
+
+
 def fetch_message(app: Forkq, queue: str | None = None) -> Any:
-    [delivery] = app.broker.fetch(C, [queue or app.settings.default_queue], 1, 0)
+    [delivery] = fetch(app, queue)
     return app.codec.decode(delivery.body)
 
 
@@ -79,6 +86,34 @@ class TestSettings:
         with pytest.raises(ConfigurationError, match="FORKQ_RESULT_TTL"):
             Settings.from_env({"FORKQ_RESULT_TTL": "soon"})
 
+    @pytest.mark.parametrize(
+        ("env", "setting", "value"),
+        [({"FORKQ_EAGER": word}, "eager", True) for word in ("1", "true", "Yes", "ON")]
+        + [({"FORKQ_IGNORE_RESULT": no}, "ignore_result", False) for no in ("0", "False", "off")]
+        + [({"FORKQ_MAX_MESSAGE_BYTES": " 4096 "}, "max_message_bytes", 4096),
+           ({"FORKQ_DEAD_LETTER_TTL": "1e3"}, "dead_letter_ttl", 1000.0),
+           ({"FORKQ_RESULT_BACKEND": "memory://r"}, "result_backend", "memory://r"),
+           ({"FORKQ_SECRET": " s "}, "secret", " s "),
+           ({"FORKQ_EAGER": ""}, "eager", False)],
+    )  # fmt: skip
+    def test_env_values_convert_to_the_settings_type(
+        self, env: dict[str, str], setting: str, value: object
+    ) -> None:
+        got = getattr(Settings.from_env(env), setting)
+        assert (got, type(got)) == (value, type(value))
+
+    @pytest.mark.parametrize(
+        ("name", "raw", "kind"),
+        [("FORKQ_EAGER", "maybe", "bool"), ("FORKQ_MAX_MESSAGE_BYTES", "4k", "int"),
+         ("FORKQ_RESULT_TTL", "1 day", "float")],
+    )  # fmt: skip
+    def test_an_env_value_of_the_wrong_type_says_which_type(
+        self, name: str, raw: str, kind: str
+    ) -> None:
+        with pytest.raises(ConfigurationError) as error:
+            Settings.from_env({name: raw})
+        assert str(error.value).startswith(f"{name}={raw!r} is not a valid {kind}")
+
     def test_unknown_setting(self) -> None:
         with pytest.raises(ConfigurationError, match="bogus"):
             Settings.from_env({}, bogus=1)
@@ -108,7 +143,7 @@ class TestPublishing:
 
     def test_countdown_hides_the_message_until_due(self, app: Forkq) -> None:
         app.send_task("t", countdown=30)
-        assert app.broker.fetch(C, ["default"], 1, 0) == []
+        assert fetch(app) == []
         assert app.broker.size("default") == 1
         app.send_task("t2", countdown=0)
         assert fetch_message(app).task == "t2"
@@ -135,6 +170,25 @@ class TestPublishing:
         results = square.map([(i,) for i in range(25)])
         assert len({r.id for r in results}) == 25
         assert app.broker.size("default") == 25
+
+    def test_publish_many_delays_each_message_until_its_eta(self, app: Forkq) -> None:
+        later = CallOptions(countdown=30)
+        messages = [app.new_message("t", options=later), app.new_message("t2")]
+        app.publish_many(messages)
+        assert fetch_message(app).task == "t2"
+        assert fetch(app) == []  # "t" is not due for 30 s
+        assert app.broker.size("default") == 2
+
+    def test_publish_many_refuses_a_delay_no_engine_holds(self, app: Forkq) -> None:
+        far = CallOptions(countdown=MAX_DELAY * 2)
+        with pytest.raises(ConfigurationError, match="cannot be scheduled"):
+            app.publish_many([app.new_message("t2"), app.new_message("t", options=far)])
+        assert app.broker.size("default") == 0
+
+    def test_priority_is_brought_into_range_for_the_broker(self, app: Forkq) -> None:
+        app.publish_many([app.new_message("low", options=CallOptions(priority=-3))])
+        app.send_task("high", priority=12)
+        assert [fetch_message(app).task, fetch_message(app).task] == ["high", "low"]
 
 
 class TestAsyncResult:

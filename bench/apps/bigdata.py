@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 PARTS = 100  # a scan task reads one hundredth of the records
-# Bytes a record adds to the process, measured (CPython 3.11): the tuple, its 13-char str,
+# Bytes a record adds to the process on CPython 3.11: the tuple, its 13-char str,
 # int and float, the list's pointer, and the allocator's slack.
 RECORD_BYTES = 200
 

@@ -58,7 +58,7 @@ def with_arguments(variant: str) -> Any:
         raise SystemExit(f"BENCH_ARGS={variant!r}: plain or typed")
     if not variant:
         return None
-    if "typing" not in TaskOptions.__struct_fields__:  # before the option existed: no checks
+    if "typing" not in TaskOptions.__struct_fields__:  # a forkq without the option checks none
         return app.task(name="incr_args", ignore_result=True)(incr_plain)
     if variant == "plain":
         return app.task(name="incr_args", ignore_result=True, typing=False)(incr_plain)

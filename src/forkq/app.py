@@ -14,22 +14,21 @@ import msgspec
 from forkq.config_object import settings_from_object
 from forkq.eager import backend_url as eager_backend_url
 from forkq.eager import run_eagerly
-from forkq.engines.contract import Broker, DeadLetterCaps, ResultBackend, check_delay
+from forkq.engines.contract import (
+    Broker,
+    DeadLetterCaps,
+    Outgoing,
+    ResultBackend,
+    outgoing,
+)
 from forkq.engines.registry import open_backend, open_broker
-from forkq.envelope import Codec, Message, make_message
+from forkq.envelope import Codec, Message
 from forkq.exceptions import ConfigurationError
 from forkq.failures import TypeKey, type_key
 from forkq.result import AsyncResult
+from forkq.sending import NO_OPTIONS, CallOptions
 from forkq.settings import Settings, load_settings
-from forkq.task import (
-    AsyncTask,
-    BoundTaskDecorator,
-    Task,
-    TaskDecorator,
-    TaskOptions,
-    due_delay,
-    to_timestamp,
-)
+from forkq.task import AsyncTask, BoundTaskDecorator, Task, TaskDecorator, TaskOptions
 from forkq.task_modules import import_discovered, import_included
 
 Hook = Callable[[], None]
@@ -162,10 +161,7 @@ class Forkq:
 
         `eta` is a moment (aware datetime or Unix time); `expires` is a moment or, as a
         number, seconds from now, after which the task is not run."""
-        message = self.new_message(
-            name,
-            args,
-            kwargs,
+        options = CallOptions(
             countdown=countdown,
             eta=eta,
             expires=expires,
@@ -174,38 +170,18 @@ class Forkq:
             task_id=task_id,
             headers=headers,
         )
-        return self.send_message(message)
+        return self.send_message(self.new_message(name, args, kwargs, options))
 
     def new_message(
         self,
         name: str,
         args: Iterable[Any] = (),
         kwargs: dict[str, Any] | None = None,
-        *,
-        countdown: float | None = None,
-        eta: datetime | float | None = None,
-        expires: datetime | float | None = None,
-        queue: str | None = None,
-        priority: int = 0,
-        task_id: str | None = None,
-        headers: dict[str, str] | None = None,
+        options: CallOptions = NO_OPTIONS,
     ) -> Message:
-        """The message `send_task` would send with these arguments."""
-        if isinstance(expires, (int, float)):
-            expires = time.time() + expires
-        return make_message(
-            name,
-            list(args),
-            dict(kwargs or {}),
-            queue=queue or self.settings.default_queue,
-            task_id=task_id,
-            eta=None
-            if eta is None and countdown is None
-            else time.time() + due_delay(countdown, eta),
-            expires=to_timestamp(expires),
-            priority=priority,
-            headers=headers,
-        )
+        """The message of a call of task `name` sent with `options`."""
+        given = {} if kwargs is None else kwargs
+        return options.message(name, args, given, self.settings.default_queue)
 
     def send_message(self, message: Message) -> AsyncResult[Any]:
         """Publish the message: the handle on its result."""
@@ -214,22 +190,29 @@ class Forkq:
 
     def publish(self, message: Message) -> None:
         """Send the message; in eager mode, run its task here and now (eager.py)."""
-        delay = 0.0 if message.eta is None else message.eta - time.time()
-        check_delay(delay)
-        body = self.codec.encode(message)
+        sent = self._outgoing(message, time.time())
         if self.settings.eager:
-            run_eagerly(self, body)
-            return
-        self.broker.publish(message.queue, body, priority=message.priority, delay=max(0.0, delay))
+            run_eagerly(self, sent.body)
+        else:
+            self.broker.publish((sent,))
 
     def publish_many(self, messages: Sequence[Message]) -> list[AsyncResult[Any]]:
-        items = [(m.queue, self.codec.encode(m), m.priority, 0.0) for m in messages]
+        """Send the messages in as few broker round trips as it takes; each is due when its
+        `eta` says, as with `publish`."""
+        now = time.time()
+        items = [self._outgoing(m, now) for m in messages]
         if self.settings.eager:
-            for _, body, _, _ in items:
-                run_eagerly(self, body)
+            for item in items:
+                run_eagerly(self, item.body)
         else:
-            self.broker.publish_many(items)
+            self.broker.publish(items)
         return [AsyncResult(m.id, self, name=m.task, queue=m.queue) for m in messages]
+
+    def _outgoing(self, message: Message, now: float) -> Outgoing:
+        """The message encoded for the broker, due `eta - now` seconds from now (`outgoing`
+        refuses a delay no engine can hold)."""
+        delay = 0.0 if message.eta is None else message.eta - now
+        return outgoing(message.queue, self.codec.encode(message), message.priority, delay)
 
     def AsyncResult(self, task_id: str) -> AsyncResult[Any]:
         return AsyncResult(task_id, self)

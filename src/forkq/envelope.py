@@ -22,6 +22,7 @@ import re
 import socket
 import time
 import uuid
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
@@ -62,8 +63,8 @@ def origin() -> str:
 
 def make_message(
     task: str,
-    args: tuple[Any, ...] | list[Any],
-    kwargs: dict[str, Any],
+    args: Iterable[Any],
+    kwargs: Mapping[str, Any],
     *,
     queue: str,
     task_id: str | None = None,

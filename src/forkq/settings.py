@@ -7,7 +7,7 @@ so tests and embedding programs control it. Explicit arguments always win over t
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -113,22 +113,28 @@ def _checked(values: Mapping[str, Any]) -> dict[str, Any]:
     return checked
 
 
+def _flag(raw: str) -> bool:
+    word = raw.lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
+# How an environment value (text) becomes a setting of each type; a type not listed here
+# (`str`, `str | None`) takes the text as it is.
+_FROM_TEXT: dict[type, Callable[[str], object]] = {bool: _flag, int: int, float: float}
+
+
 def _convert(env_name: str, raw: str, annotation: object) -> object:
-    kind = getattr(annotation, "__name__", str(annotation))  # a class, or `str | None`
+    if not isinstance(annotation, type) or annotation not in _FROM_TEXT:
+        return raw
     try:
-        if kind.startswith("bool"):
-            if raw.lower() in ("1", "true", "yes", "on"):
-                return True
-            if raw.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(raw)
-        if kind.startswith("int"):
-            return int(raw)
-        if kind.startswith("float"):
-            return float(raw)
+        return _FROM_TEXT[annotation](raw)
     except ValueError:
+        kind = annotation.__name__
         raise ConfigurationError(f"{env_name}={raw!r} is not a valid {kind}") from None
-    return raw
 
 
 def load_settings(**explicit: Any) -> Settings:

@@ -15,4 +15,3 @@ FAILURE: Final = "FAILURE"
 
 #: States after which a task will not change again; `AsyncResult.get()` waits for one of these.
 READY_STATES: Final = frozenset({SUCCESS, FAILURE})
-ALL_STATES: Final = frozenset({PENDING, STARTED, RETRY, SUCCESS, FAILURE})

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import math
 import random
-import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
@@ -14,6 +13,7 @@ import msgspec
 
 from forkq.arguments import Conversion, SignatureCheck, conversion_for, task_parameters
 from forkq.exceptions import ConfigurationError, MaxRetriesExceeded, Retry
+from forkq.sending import CallOptions, due_delay
 
 if TYPE_CHECKING:
     from forkq.app import Forkq
@@ -166,7 +166,7 @@ class Task(Generic[P, R]):
         return self.fn(*args, **kwargs)  # type: ignore[no-any-return]
 
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
-        return self.apply_async(args, kwargs)
+        return self._send(args, kwargs, self._defaults)
 
     def apply_async(
         self,
@@ -181,21 +181,29 @@ class Task(Generic[P, R]):
         task_id: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> AsyncResult[R]:
-        args = tuple(args)
-        kwargs = kwargs or {}
-        self._check(args, kwargs)
-        message = self.app.new_message(  # the task's options where the call gives none
-            self.name,
-            args,
-            kwargs,
+        o = self.options  # the task's options where the call gives none
+        options = CallOptions(
             countdown=countdown,
             eta=eta,
-            expires=self.options.expires if expires is None else expires,
-            queue=queue or self.options.queue,
-            priority=self.options.priority if priority is None else priority,
+            expires=o.expires if expires is None else expires,
+            queue=queue or o.queue,
+            priority=o.priority if priority is None else priority,
             task_id=task_id,
             headers=headers,
         )
+        return self._send(tuple(args), kwargs or {}, options)
+
+    @functools.cached_property
+    def _defaults(self) -> CallOptions:
+        """How `delay()` and `map()` send a call: with the task's own options."""
+        o = self.options
+        return CallOptions(expires=o.expires, queue=o.queue, priority=o.priority)
+
+    def _send(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], options: CallOptions
+    ) -> AsyncResult[R]:
+        self._check(args, kwargs)
+        message = self.app.new_message(self.name, args, kwargs, options)
         try:
             return self.app.send_message(message)
         except TypeError as exc:
@@ -206,13 +214,8 @@ class Task(Generic[P, R]):
         calls = [tuple(args) for args in argument_lists]
         for args in calls:
             self._check(args, {})
-        o = self.options
-        messages = [
-            self.app.new_message(
-                self.name, args, expires=o.expires, queue=o.queue, priority=o.priority
-            )
-            for args in calls
-        ]
+        options = self._defaults
+        messages = [self.app.new_message(self.name, args, {}, options) for args in calls]
         try:
             return self.app.publish_many(messages)
         except TypeError as exc:
@@ -358,20 +361,3 @@ class BoundTaskDecorator(Protocol):
     ) -> AsyncTask[P, R]: ...
     @overload
     def __call__(self, fn: Callable[Concatenate[Any, P], R], /) -> Task[P, R]: ...
-
-
-def to_timestamp(moment: datetime | float | None) -> float | None:
-    if moment is None or isinstance(moment, (int, float)):
-        return moment
-    if moment.tzinfo is None:
-        raise ConfigurationError("eta/expires datetimes must be timezone-aware")
-    return moment.timestamp()
-
-
-def due_delay(countdown: float | None, eta: datetime | float | None) -> float:
-    if countdown is not None and eta is not None:
-        raise ConfigurationError("give countdown or eta, not both")
-    if countdown is not None:
-        return max(0.0, float(countdown))
-    at = to_timestamp(eta)
-    return 0.0 if at is None else max(0.0, at - time.time())

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from forkq import Forkq
 from forkq.cli.dead import ago
 from forkq.cli.main import cli
-from forkq.engines.contract import Consumer
+from forkq.engines.contract import Consumer, outgoing
 
 
 @pytest.mark.parametrize(
@@ -49,11 +49,10 @@ def _dead_task(app: Forkq, junk: bytes) -> str:
     """proj.tasks.add sent, then `junk`, both dead-lettered; the task's id."""
     worker = Consumer("w", "w/1")
     task_id = app.send_task("proj.tasks.add", (2, 3)).id
-    app.broker.publish("default", junk)
-    for delivery in app.broker.fetch(worker, ["default"], 2, 5.0):
-        app.broker.dead_letter(
-            worker, delivery, "unknown task" if delivery.receipt == "1" else "junk"
-        )
+    app.broker.publish([outgoing("default", junk)])
+    session = app.broker.consumer(worker, app.backend)
+    for delivery in session.fetch(["default"], 2, 5.0):
+        session.dead_letter(delivery, "unknown task" if delivery.receipt == "1" else "junk")
     app.close()
     return task_id
 

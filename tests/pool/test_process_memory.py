@@ -10,7 +10,6 @@ from contextlib import contextmanager
 import pytest
 from rich.console import Console
 
-from forkq.cli.memory_report import memory_summary, memory_table
 from forkq.pool.process_memory import (
     ProcessMemory,
     child_pids,
@@ -20,6 +19,7 @@ from forkq.pool.process_memory import (
     read_process_memory,
     totals,
 )
+from forkq.process_memory_report import memory_summary, memory_table
 
 MB = 1024 * 1024
 

@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.table import Table
 
 from forkq.cli.main import cli
-from forkq.cli.memory_report import memory_summary, memory_table
 from forkq.exceptions import ForkqError
 from forkq.pool.control import ask, socket_name
 from forkq.pool.control_dir import (
@@ -22,6 +21,7 @@ from forkq.pool.control_dir import (
     worker_dir_path,
 )
 from forkq.pool.process_memory import ProcessMemory
+from forkq.process_memory_report import memory_summary, memory_table
 
 COMMANDS = ("ping", "stats", "active", "memory")
 

@@ -15,11 +15,11 @@ from rich.console import Console
 from rich.progress import Progress
 
 from forkq import Forkq
-from forkq.cli.memory_report import memory_summary, memory_table
 from forkq.demo.process import worker_process
 from forkq.engines.registry import open_backend
 from forkq.envelope import make_message
 from forkq.pool.process_memory import process_tree_memory
+from forkq.process_memory_report import memory_summary, memory_table
 from forkq.result import AsyncResult, decode_record
 
 BATCH = 200

@@ -7,13 +7,13 @@ A verdict is carried out by the master; the reason travels with the child's exit
 worker layer can tell a task killed for its time limit (FAILURE) from a crash (redelivery).
 Memory is measured as USS, the child's private pages: RSS would count the pages it still
 shares with the master, and recycling a child frees only its private ones. Reading a child's
-USS walks its page tables (about 5 ms for a child of a 300 MB master), so each child is read
-every `memory_interval` seconds, or sooner when it grows: by its growth since the last
-reading, the next comes when it would be halfway from there to the limit, but not more often
-than every scan (a new child is read at two scans in a row, for a first rate). A child that
-reads a large preloaded structure copies it page by page (reference counts are writes) and
-can grow by 100 MiB a second; a fixed 2 s period let such children pass a 75 MiB limit by
-150 MiB before they were recycled.
+USS walks its page tables (milliseconds for a child of a master of a few hundred MB), so each
+child is read every `memory_interval` seconds, or sooner when it grows: by its growth since
+the last reading, the next comes when it would be halfway from there to the limit, but not
+more often than every scan (a new child is read at two scans in a row, for a first rate). A
+child that reads a large preloaded structure copies it page by page (reference counts are
+writes) and can grow by 100 MiB a second: read at a fixed period of 2 s, it could pass its
+limit by 200 MiB before it is recycled.
 """
 
 from __future__ import annotations

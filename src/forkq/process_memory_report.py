@@ -1,4 +1,5 @@
-"""Memory figures as a rich table, a plain comparison, or JSON."""
+"""Process memory figures (pool/process_memory) for people: a rich table and a plain
+comparison of the naive and the real footprint, shown by `forkq inspect` and the demo."""
 
 from __future__ import annotations
 
