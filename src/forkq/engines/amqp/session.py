@@ -23,6 +23,7 @@ redelivers those messages.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -49,15 +50,22 @@ from forkq.exceptions import ConfigurationError
 EARLY_MS = 5  # a message arriving this close to its due time runs now
 
 
-def receipt_of(channel: BlockingChannel, tag: int) -> str:
-    """A held message's receipt: its channel's number and its delivery tag on that channel."""
-    return f"{channel.channel_number}.{tag}"
+_OPENED = itertools.count(1)  # consumer channels this process opened: each has its own number
+
+
+def receipt_of(opened: int, tag: int) -> str:
+    """A held message's receipt: which consumer channel of this process it came on, and its
+    delivery tag there. A new connection reuses channel numbers and starts tags at 1 again, so
+    the channel's own number would let a delivery from a dropped channel name, and settle, a
+    message that a later channel holds."""
+    return f"{opened}.{tag}"
 
 
 class ConsumerChannel(msgspec.Struct):
     """A consumer's channel and what is on it; RabbitMQ puts all of it back when it closes."""
 
     channel: BlockingChannel
+    opened: int = msgspec.field(default_factory=lambda: next(_OPENED))
     consuming: dict[str, str] = msgspec.field(default_factory=dict)  # consumer tag -> forkq queue
     buffer: deque[Message] = msgspec.field(default_factory=deque)
     held: dict[str, Message] = msgspec.field(default_factory=dict)  # receipt -> message
@@ -295,7 +303,7 @@ class AMQPSession(ConsumerSession):
             elif message.due_ms is not None and message.due_ms > now + EARLY_MS:
                 self._republish(on, message, due_ms=message.due_ms)  # rounded early: the rest
             else:
-                receipt = receipt_of(on.channel, message.tag)
+                receipt = receipt_of(on.opened, message.tag)
                 on.held[receipt] = message
                 got.append(_delivery(receipt, message))
         return got

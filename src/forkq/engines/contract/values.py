@@ -56,7 +56,10 @@ MIN_PRIORITY, MAX_PRIORITY = 0, 9
 
 def clamp_priority(priority: int) -> int:
     """Priority 0-9, 9 first: the one place a priority is brought into range."""
-    return min(MAX_PRIORITY, max(MIN_PRIORITY, int(priority)))
+    priority = int(priority)
+    if priority < MIN_PRIORITY:
+        return MIN_PRIORITY
+    return MAX_PRIORITY if priority > MAX_PRIORITY else priority
 
 
 # 9999-12-31T23:59:59Z, the last moment Python's datetime can show: a stored time past it (or
