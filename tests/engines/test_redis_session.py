@@ -16,6 +16,7 @@ from forkq.engines.contract import (
     outgoing,
 )
 from forkq.engines.redis.broker import RedisBroker
+from forkq.engines.redis.keys import Receipt
 from forkq.engines.registry import open_backend, open_broker
 from forkq.states import SUCCESS
 from tests.conftest import engine_url, redis_test_url
@@ -94,3 +95,11 @@ def test_a_requeue_or_dead_letter_sends_the_kept_acks_first(
     settle(session, second)
     assert session.kept_acks() == []
     assert observer.size("q") + len(observer.dead_letters("q")) == 1  # only the second is left
+
+
+def test_a_receipt_names_the_band_and_the_entry(broker: Broker) -> None:
+    broker.publish([outgoing("q", b"top", priority=9), outgoing("q", b"low")])
+    top, low = broker.consumer(HOLDER, open_backend("memory://receipts")).fetch(["q"], 2, 0)
+    assert (Receipt.of(top.receipt).band, Receipt.of(low.receipt).band) == (3, 0)
+    entry_id = Receipt.of(top.receipt).entry_id  # a stream id: "<ms>-<seq>"
+    assert entry_id.count("-") == 1 and str(Receipt.of(top.receipt)) == top.receipt

@@ -98,8 +98,13 @@ class Receipt(msgspec.Struct, frozen=True):
         band, entry_id = text.split("-", 1)
         return cls(int(band), entry_id)
 
+    @staticmethod
+    def text(band: int, entry_id: str) -> str:
+        """The receipt's text, built without the value (a fetch builds one per delivery)."""
+        return f"{band}-{entry_id}"
+
     def __str__(self) -> str:
-        return f"{self.band}-{self.entry_id}"
+        return self.text(self.band, self.entry_id)
 
 
 def queues_key(prefix: str) -> str:
