@@ -43,6 +43,8 @@ Per message M that a broker gave back without knowing whether it started (result
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import msgspec
 
 GROUP = "forkq"
@@ -102,6 +104,12 @@ class Receipt(msgspec.Struct, frozen=True):
     def text(band: int, entry_id: str) -> str:
         """The receipt's text, built without the value (a fetch builds one per delivery)."""
         return f"{band}-{entry_id}"
+
+    @staticmethod
+    def flat(texts: Iterable[str]) -> list[str]:
+        """Receipts as the fetch script takes its acks, read without a value each (a batch of
+        acks is read at every fetch): band, entry id, band, entry id, ..."""
+        return [part for text in texts for part in text.split("-", 1)]
 
     def __str__(self) -> str:
         return self.text(self.band, self.entry_id)

@@ -39,14 +39,13 @@ def _script(name: str) -> str:
     return scripts.joinpath("entries.lua").read_text() + scripts.joinpath(name).read_text()
 
 
-def owed_by_queue(acks: Iterable[tuple[str, str]]) -> dict[str, list[Any]]:
+def owed_by_queue(acks: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
     """(queue, receipt) pairs as the fetch script takes its acks: per queue, [band, id, band,
     id, ...]."""
-    owed: dict[str, list[Any]] = {}
-    for queue, text in acks:
-        receipt = Receipt.of(text)
-        owed.setdefault(queue, []).extend((receipt.band, receipt.entry_id))
-    return owed
+    by_queue: dict[str, list[str]] = {}
+    for queue, receipt in acks:
+        by_queue.setdefault(queue, []).append(receipt)
+    return {queue: Receipt.flat(receipts) for queue, receipts in by_queue.items()}
 
 
 def _fetch_keys(k: QueueKeys) -> list[str]:
@@ -95,7 +94,7 @@ class RedisLink:
         return sorted(m.decode() for m in members)
 
     def fetch(
-        self, k: QueueKeys, consumer: str, limit: int, reread: bool, acks: Sequence[Any]
+        self, k: QueueKeys, consumer: str, limit: int, reread: bool, acks: Sequence[str]
     ) -> Any:
         """fetch.lua on one queue: `acks` ([band, id, ...]) first, then up to `limit` entries
         (after those `consumer` holds already, if `reread`)."""
@@ -103,13 +102,13 @@ class RedisLink:
         return self.wire.script(self._fetch, _fetch_keys(k), args)
 
     def send_acks(
-        self, consumer: str, owed: dict[str, list[Any]], pipe: Pipeline | None = None
+        self, consumer: str, owed: dict[str, list[str]], pipe: Pipeline | None = None
     ) -> None:
         """The acks `consumer` owes (`owed_by_queue`), one fetch script call per queue that
         reads nothing; queued on `pipe` when given, for its caller to send."""
         for queue, acks in owed.items():
             keys = _fetch_keys(self.keys(queue))
-            args = [GROUP, consumer, 0, _now_ms(), 0, 0, *self._caps, *acks]
+            args: list[Any] = [GROUP, consumer, 0, _now_ms(), 0, 0, *self._caps, *acks]
             if pipe is None:
                 self.wire.script(self._fetch, keys, args)
             else:

@@ -80,7 +80,7 @@ class RedisSession(ConsumerSession):
             self._reread.update(queues)
             raise
 
-    def _claim(self, keys: list[QueueKeys], limit: int, owed: dict[str, list[Any]]) -> Claimed:
+    def _claim(self, keys: list[QueueKeys], limit: int, owed: dict[str, list[str]]) -> Claimed:
         got: list[Delivery] = []
         next_due: float | None = None
         for k in keys:
@@ -159,5 +159,5 @@ class RedisSession(ConsumerSession):
             self._link.settle(self.consumer.name, delivery.queue, delivery.receipt, action, arg)
 
 
-def _owed(acks: list[Delivery]) -> dict[str, list[Any]]:
+def _owed(acks: list[Delivery]) -> dict[str, list[str]]:
     return owed_by_queue((d.queue, d.receipt) for d in acks)
