@@ -1,11 +1,11 @@
 """One process's connection to a Redis broker, shared by the `RedisBroker` and its sessions:
-the client and the `Wire` of its hot commands, the Lua scripts (each sent after entries.lua,
-see `forkq.engines.redis.lua`), the queues whose streams and group exist, and the script calls
-both make. Driver errors become `BrokerError` in `errors`, `BrokerUnavailable` for a
+the client and the `Wire` of its hot commands, the Lua scripts (each after entries.lua, which
+reads what anyone may have written), the queues whose streams and group exist, and the script
+calls both make. Driver errors become `BrokerError` in `errors`, `BrokerUnavailable` for a
 connection problem.
 
-Acks are sent by the fetch script reading and moving nothing: one call per queue acks all of
-that queue's entries in one XACK and one XDEL per band.
+Acks are sent by the fetch script reading and moving nothing: one call per queue acks, of the
+entries given, those the consumer holds, in one XACK and one XDEL per band.
 """
 
 from __future__ import annotations
