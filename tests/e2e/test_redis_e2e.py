@@ -17,7 +17,10 @@ import pytest
 import redis
 
 from forkq import Forkq
+from forkq.engines.contract import Consumer, Leftovers, ResultWrite, outgoing
+from forkq.engines.registry import open_backend, open_broker
 from forkq.envelope import make_message
+from forkq.exceptions import BrokerError
 from tests.conftest import WorkerProcess, server_port, survive_outage, wait_until_serving
 from tests.tls import make_certificates
 
@@ -280,13 +283,11 @@ def test_hostile_entries_pushed_straight_into_the_streams(
 
 
 def test_result_and_ack_go_in_one_round_trip(private_redis: PrivateRedis) -> None:
-    from forkq.engines.contract import Consumer, ResultWrite, outgoing
-    from forkq.engines.registry import open_backend, open_broker
-
     broker, backend = open_broker(private_redis.url), open_backend(private_redis.url)
-    session = broker.consumer(Consumer("w", "w/0"), backend)
+    holder = broker.consumer(Consumer("w", "w/0"), backend)
+    assert holder.joins_results
     broker.publish([outgoing("q", b"x")])
-    [delivery] = session.fetch(["q"], 1, 0)
+    [delivery] = holder.fetch(["q"], 1, 0)
     sent: list[int] = []
     real_pipeline = broker.client.pipeline  # type: ignore[attr-defined]
 
@@ -297,7 +298,7 @@ def test_result_and_ack_go_in_one_round_trip(private_redis: PrivateRedis) -> Non
         return pipe
 
     broker.client.pipeline = counting_pipeline  # type: ignore[attr-defined]
-    session.finish(delivery, ResultWrite("t-9", "SUCCESS", b"r", 60))
+    holder.finish(delivery, ResultWrite("t-9", "SUCCESS", b"r", 60))
     assert len(sent) == 1 and sent[0] >= 2  # one round trip: the result's writes and the ack
     assert backend.get("t-9") is not None and broker.size("q") == 0
     broker.close()
@@ -305,12 +306,9 @@ def test_result_and_ack_go_in_one_round_trip(private_redis: PrivateRedis) -> Non
 
 
 def test_the_acks_of_a_batch_ride_with_the_next_fetch(private_redis: PrivateRedis) -> None:
-    from forkq.engines.contract import Consumer, outgoing
-    from forkq.engines.registry import open_backend, open_broker
-
     broker, observer = open_broker(private_redis.url), open_broker(private_redis.url)
     backend = open_backend(private_redis.url)
-    session = broker.consumer(Consumer("w", "w/0"), backend)
+    holder = broker.consumer(Consumer("w", "w/0"), backend)
     server = redis.Redis.from_url(private_redis.url)
 
     def commands_served() -> dict[str, int]:
@@ -320,31 +318,32 @@ def test_the_acks_of_a_batch_ride_with_the_next_fetch(private_redis: PrivateRedi
         return {k: v["calls"] for k, v in stats.items() if k not in skip}
 
     broker.publish([outgoing("q", b"0")])  # a first round loads the scripts into this server
-    [warm] = session.fetch(["q"], 1, 0)
-    session.finish(warm, None)
-    session.flush()
+    [warm] = holder.fetch(["q"], 1, 0)
+    holder.finish(warm, None)
+    holder.flush()
     broker.publish([outgoing("q", b"1"), outgoing("q", b"2")])
-    first, second = session.fetch(["q"], 2, 0)
+    first, second = holder.fetch(["q"], 2, 0)
     before = commands_served()
-    session.finish(first, None)
-    session.finish(second, None)
+    holder.finish(first, None)
+    holder.finish(second, None)
     assert commands_served() == before and observer.size("q") == 2  # both acks kept back
-    assert session.kept_acks() == [("q", first.receipt), ("q", second.receipt)]
-    assert session.fetch(["q"], 1, 0) == []
+    assert holder.kept_acks() == [("q", first.receipt), ("q", second.receipt)]
+    assert holder.fetch(["q"], 1, 0) == []
     after = commands_served()
     sent = {k: n - before.get(k, 0) for k, n in after.items() if n != before.get(k, 0)}
     # One call of the fetch script, which acked both in one XACK and one XDEL and read
     # nothing (commandstats counts what scripts run too).
     assert sent.pop("cmdstat_evalsha") == sent.pop("cmdstat_xack") == sent.pop("cmdstat_xdel") == 1
-    assert set(sent) <= {"cmdstat_xreadgroup", "cmdstat_zrange"}  # the script's own reads
+    own_reads = {"cmdstat_xpending", "cmdstat_xreadgroup", "cmdstat_zrange"}
+    assert set(sent) <= own_reads  # the script's own reads: what the consumer holds, and more
     assert observer.size("q") == 0
-    assert session.kept_acks() == []
+    assert holder.kept_acks() == []
 
     broker.publish([outgoing("q", b"3")])
-    [third] = session.fetch(["q"], 1, 0)
-    session.finish(third, None)
+    [third] = holder.fetch(["q"], 1, 0)
+    holder.finish(third, None)
     assert observer.size("q") == 1
-    assert session.release() == 0  # the kept ack goes first: nothing runs twice
+    assert holder.release() == 0  # the kept ack goes first: nothing runs twice
     assert observer.size("q") == 0
     for engine in (broker, observer, backend):
         engine.close()
@@ -354,24 +353,20 @@ def test_kept_acks_outlive_a_fetch_that_failed(private_redis: PrivateRedis) -> N
     """Redis gone when the fetch that carries the kept acks is sent: they wait for the next one
     (and stay in the child's scoreboard slot meanwhile), rather than leaving two finished
     tasks pending to run again."""
-    from forkq.engines.contract import Consumer, outgoing
-    from forkq.engines.registry import open_backend, open_broker
-    from forkq.exceptions import BrokerError
-
     broker, backend = open_broker(private_redis.url), open_backend(private_redis.url)
-    session = broker.consumer(Consumer("w", "w/0"), backend)
+    holder = broker.consumer(Consumer("w", "w/0"), backend)
     broker.publish([outgoing("q", b"1"), outgoing("q", b"2")])
-    for delivery in session.fetch(["q"], 2, 0):
-        session.finish(delivery, None)
-    kept = session.kept_acks()
+    for delivery in holder.fetch(["q"], 2, 0):
+        holder.finish(delivery, None)
+    kept = holder.kept_acks()
     assert len(kept) == 2
     private_redis.stop()
     with pytest.raises(BrokerError):
-        session.fetch(["q"], 1, 0)
-    assert session.kept_acks() == kept
+        holder.fetch(["q"], 1, 0)
+    assert holder.kept_acks() == kept
     private_redis.start()
-    assert session.fetch(["q"], 1, 0) == []
-    assert session.kept_acks() == []
+    assert holder.fetch(["q"], 1, 0) == []
+    assert holder.kept_acks() == []
     observer = open_broker(private_redis.url)
     assert observer.size("q") == 0  # both acked once Redis was back
     for engine in (broker, backend, observer):
@@ -383,20 +378,18 @@ def test_a_dead_consumers_finished_tasks_are_acked_not_released(
 ) -> None:
     """What a child finished but had not acked when it died (read by its master from the
     scoreboard) does not run again; what it had not finished does."""
-    from forkq.engines.contract import Consumer, Leftovers, outgoing
-    from forkq.engines.registry import open_backend, open_broker
-
     child, master = open_broker(private_redis.url), open_broker(private_redis.url)
     backend = open_backend(private_redis.url)
     holder = Consumer("w", "w/0")
-    session = child.consumer(holder, backend)
     master.publish([outgoing("q", b"%d" % n) for n in range(4)])
+    session = child.consumer(holder, backend)
     batch = session.fetch(["q"], 4, 0)
     for delivery in batch[:2]:
         session.finish(delivery, None)
-    kept = tuple(session.kept_acks())
+    kept = session.kept_acks()
     child.abandon()  # the child dies: its kept acks are never sent
-    released = master.release(holder, Leftovers(running=(batch[2].receipt,), finished=kept))
+    leftovers = Leftovers(running=(batch[2].receipt,), finished=tuple(kept))
+    released = master.release(holder, leftovers)
     assert released == 2 and master.size("q") == 2
     again = master.consumer(Consumer("w", "w/1"), backend).fetch(["q"], 4, 0)
     assert sorted(d.body for d in again) == [b"2", b"3"]

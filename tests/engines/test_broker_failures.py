@@ -63,8 +63,9 @@ def test_redis_connection_problems_are_unavailable_and_error_replies_are_not(
 
     _wrong_type(broker_url, "q")
     broker, backend = open_broker(broker_url), open_backend(broker_url)
+    holder = broker.consumer(Consumer("w", "w/0"), backend)
     with pytest.raises(BrokerError) as failed:
-        broker.fetch(Consumer("w", "w/0"), ["q"], 1, 0)
+        holder.fetch(["q"], 1, 0)
     assert not isinstance(failed.value, Unavailable)
     assert "WRONGTYPE" in str(failed.value)
     redis.Redis.from_url(REDIS).set(f"{{{broker_url.split('prefix=')[1]}:t}}:ready", "x")

@@ -38,7 +38,7 @@ def test_blocking_reads_stay_under_the_timeout_connections_really_have(broker_ur
             client.close()
     broker = open_broker(broker_url)
     assert isinstance(broker, RedisBroker)
-    assert broker._longest_block == 4.0  # redis-py's 5 s, less a second
+    assert broker._link.longest_block == 4.0  # redis-py's 5 s, less a second
     broker.close()
 
 

@@ -13,10 +13,10 @@ import pytest
 import redis
 
 from forkq import Forkq
-from forkq.engines.contract import Consumer
+from forkq.engines.contract import Consumer, ConsumerSession, outgoing
 from forkq.engines.redis.broker import RedisBroker
 from forkq.engines.redis.keys import QueueKeys
-from forkq.engines.registry import open_broker
+from forkq.engines.registry import open_backend, open_broker
 from tests.conftest import REDIS, engine_url, redis_test_url
 
 pytestmark = pytest.mark.timeout(60)
@@ -44,6 +44,10 @@ def raw() -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(REDIS)
     yield client
     client.close()
+
+
+def _holder(broker: RedisBroker) -> ConsumerSession:
+    return broker.consumer(HOLDER, open_backend("memory://redis-junk"))
 
 
 def _keys(broker: RedisBroker, queue: str = "q") -> QueueKeys:
@@ -79,9 +83,9 @@ def test_junk_delayed_members_are_dead_lettered_and_the_rest_moves(
         b"n|4|2|started-twice": (4, 3),
     }
     raw.zadd(_keys(broker).delayed, {m: 1 for m in [*junk, *runnable]})
-    broker.publish("q", b"published")
+    broker.publish([outgoing("q", b"published")])
 
-    got = broker.fetch(HOLDER, ["q"], 100, 0)
+    got = _holder(broker).fetch(["q"], 100, 0)
 
     expected = {m.rsplit(b"|", 1)[1]: (p, n) for m, (p, n) in runnable.items()}
     assert {d.body: d.delivery_count for d in got} == {
@@ -107,7 +111,7 @@ def test_stream_entries_without_a_body_are_dead_lettered_not_delivered(
     raw.xadd(k.band(1), {"b": "inf-starts", "d": "1e400"})
     raw.xadd(k.band(1), {"b": "started", "d": "5"})
 
-    got = broker.fetch(HOLDER, ["q"], 100, 0)
+    got = _holder(broker).fetch(["q"], 100, 0)
 
     assert {d.body: d.delivery_count for d in got} == {
         b"nan-starts": 1,
@@ -128,7 +132,8 @@ def test_an_entry_without_a_body_met_by_the_blocking_read_is_dead_lettered(
     """The blocking XREADGROUP delivers to Python what it reads, not through fetch.lua."""
     k = _keys(broker)
     got: list[Any] = []
-    fetching = threading.Thread(target=lambda: got.extend(broker.fetch(HOLDER, ["q"], 10, 20)))
+    holder = _holder(broker)
+    fetching = threading.Thread(target=lambda: got.extend(holder.fetch(["q"], 10, 20)))
     fetching.start()
     deadline = time.monotonic() + 10
     while not any(c["cmd"] == "xreadgroup" for c in raw.client_list()):
@@ -148,11 +153,12 @@ def test_an_entry_without_a_body_met_by_the_blocking_read_is_dead_lettered(
 def test_release_and_requeue_read_junk_fields(broker: RedisBroker, raw: redis.Redis) -> None:
     k = _keys(broker)
     raw.xadd(k.band(1), {"b": "r", "d": "nan", "p": "0x9"})
-    [first] = broker.fetch(HOLDER, ["q"], 1, 0)
-    broker.release(HOLDER.name, [first.receipt])  # it was running: started once more
-    [again] = broker.fetch(HOLDER, ["q"], 1, 0)
-    assert (again.body, again.delivery_count) == (b"r", 2)  # before: nan + 1, read as 0
-    broker.requeue(HOLDER, again, delay=60)
+    holder = _holder(broker)
+    [first] = holder.fetch(["q"], 1, 0)
+    holder.release([first.receipt])  # it was running: started once more
+    [again] = holder.fetch(["q"], 1, 0)
+    assert (again.body, again.delivery_count) == (b"r", 2)  # nan + 1, the nan read as 0
+    holder.requeue(again, delay=60)
     [member] = raw.zrange(k.delayed, 0, -1)
     nonce, priority, starts, body = member.split(b"|")
     assert (priority, starts, body) == (b"3", b"1", b"r")  # junk priority: its band's lowest
@@ -167,8 +173,9 @@ def test_equal_messages_requeued_with_a_delay_stay_two(
     k = _keys(broker)
     for _ in range(2):
         raw.xadd(k.band(0), {"b": "same", "d": "0", "p": "0"})
-    for delivery in broker.fetch(HOLDER, ["q"], 2, 0):
-        broker.requeue(HOLDER, delivery, delay=60)
+    holder = _holder(broker)
+    for delivery in holder.fetch(["q"], 2, 0):
+        holder.requeue(delivery, delay=60)
     assert raw.zcard(k.delayed) == 2
 
 
@@ -189,7 +196,7 @@ def test_dead_letters_with_junk_or_missing_fields_are_listed_and_requeued(
     assert letters[b"farther"].failed_at == 0  # not a number of 30 digits or fewer: junk
     assert broker.requeue_dead() == 4
     assert broker.dead_letters("q") == []
-    got = broker.fetch(HOLDER, ["q"], 10, 0)
+    got = _holder(broker).fetch(["q"], 10, 0)
     assert sorted(d.body for d in got) == [b"far", b"farther", b"no reason, no time"]
     assert [d.reason for d in broker.dead_letters("q")] == [  # no body: dead again, said why
         "malformed stream entry: empty body (field b)"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import redis
 
-from forkq.engines.contract import Consumer
+from forkq.engines.contract import Consumer, outgoing
 from forkq.engines.redis.broker import RedisBroker
 from forkq.engines.registry import open_backend, open_broker
 from forkq.exceptions import BrokerError
@@ -26,40 +26,42 @@ def url() -> Iterator[str]:
 
 def _lose_the_next_reply(broker: RedisBroker, monkeypatch: pytest.MonkeyPatch) -> None:
     """The server runs the next fetch script, then the connection drops before its reply."""
-    run = broker._wire.script
+    wire = broker._link.wire
+    run = wire.script
 
     def lost(*args: Any) -> Any:
-        monkeypatch.setattr(broker._wire, "script", run)  # this reply only
+        monkeypatch.setattr(wire, "script", run)  # this reply only
         run(*args)
         raise redis.ConnectionError("Connection reset by peer")
 
-    monkeypatch.setattr(broker._wire, "script", lost)
+    monkeypatch.setattr(wire, "script", lost)
 
 
 def test_entries_a_lost_fetch_delivered_come_with_the_next_fetch(
     url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Before, they stayed pending for the consumer, unknown to it, until its worker died."""
+    """Otherwise they would stay pending for the consumer, unknown to it, until its worker
+    died."""
     broker, backend = open_broker(url), open_backend(url)
     assert isinstance(broker, RedisBroker)
-    holder = Consumer("w", "w/0")
-    broker.publish_many([("q", str(n).encode(), 0, 0.0) for n in range(3)])
+    holder = broker.consumer(Consumer("w", "w/0"), backend)
+    broker.publish([outgoing("q", str(n).encode()) for n in range(3)])
     _lose_the_next_reply(broker, monkeypatch)
     with pytest.raises(BrokerError):
-        broker.fetch(holder, ["q"], 3, 0)
+        holder.fetch(["q"], 3, 0)
 
-    first = broker.fetch(holder, ["q"], 2, 0)  # two of the three it holds
+    first = holder.fetch(["q"], 2, 0)  # two of the three it holds
     for delivery in first:
-        broker.finish(holder, delivery, None, backend)
-    second = broker.fetch(holder, ["q"], 2, 0)  # the third: it may have held more than two
+        holder.finish(delivery, None)
+    second = holder.fetch(["q"], 2, 0)  # the third: it may have held more than two
     for delivery in second:
-        broker.finish(holder, delivery, None, backend)
+        holder.finish(delivery, None)
 
     assert sorted(d.body for d in first + second) == [b"0", b"1", b"2"]
     assert all(d.delivery_count == 1 for d in first + second)  # none of them had started
-    assert broker.fetch(holder, ["q"], 2, 0) == []  # finished: not read again
-    broker.publish("q", b"3")
-    assert [d.body for d in broker.fetch(holder, ["q"], 2, 0)] == [b"3"]
+    assert holder.fetch(["q"], 2, 0) == []  # finished: not read again
+    broker.publish([outgoing("q", b"3")])
+    assert [d.body for d in holder.fetch(["q"], 2, 0)] == [b"3"]
     broker.close()
     backend.close()
 
@@ -68,8 +70,9 @@ def test_a_blocking_fetch_outlasts_the_read_timeout(url: str) -> None:
     """A fetch may wait longer than the client's read timeout (0.5 s here) without failing,
     and takes what arrives meanwhile."""
     broker = open_broker(url)
+    holder = broker.consumer(Consumer("w", "w/0"), open_backend("memory://lost-replies"))
     started = time.monotonic()
-    assert broker.fetch(Consumer("w", "w/0"), ["q"], 1, 1.5) == []
+    assert holder.fetch(["q"], 1, 1.5) == []
     assert time.monotonic() - started >= 1.4
     broker.close()
 

@@ -5,7 +5,8 @@ and its Lua scripts touch a single slot):
 
     {prefix:Q}:b0 .. b3   streams, one per priority band: 0-2, 3-5, 6-8, 9 (b3 runs first);
                           consumer group "forkq"; entry fields b = message body,
-                          d = times started before, p = priority (0-9)
+                          d = times started before, p = priority (0-9); a delivery's
+                          receipt is "<band>-<entry id>" (`Receipt`): ids are never reused
     {prefix:Q}:delayed    sorted set of messages not yet due; score = due time in ms,
                           member = "<nonce>|<priority>|<d>|<body>"
     {prefix:Q}:dead       stream of dead letters; fields b = body, r = reason,
@@ -41,6 +42,8 @@ Per message M that a broker gave back without knowing whether it started (result
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import msgspec
 
@@ -82,6 +85,34 @@ class QueueKeys(msgspec.Struct, frozen=True):
     @property
     def workers(self) -> str:
         return f"{self.tag}:workers"
+
+
+class Receipt(msgspec.Struct, frozen=True):
+    """A delivery's handle: the band stream of its queue and its entry id there, written
+    "<band>-<entry id>" (`Delivery.receipt`). Built and read here only; release.lua matches
+    the running receipts it is given against the same text."""
+
+    band: int
+    entry_id: str
+
+    @classmethod
+    def of(cls, text: str) -> Receipt:
+        band, entry_id = text.split("-", 1)
+        return cls(int(band), entry_id)
+
+    @staticmethod
+    def text(band: int, entry_id: str) -> str:
+        """The receipt's text, built without the value (a fetch builds one per delivery)."""
+        return f"{band}-{entry_id}"
+
+    @staticmethod
+    def flat(texts: Iterable[str]) -> list[str]:
+        """Receipts as the fetch script takes its acks, read without a value each (a batch of
+        acks is read at every fetch): band, entry id, band, entry id, ..."""
+        return [part for text in texts for part in text.split("-", 1)]
+
+    def __str__(self) -> str:
+        return self.text(self.band, self.entry_id)
 
 
 def queues_key(prefix: str) -> str:

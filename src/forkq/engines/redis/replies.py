@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from forkq.engines.contract import Delivery
-from forkq.engines.redis.keys import QueueKeys
+from forkq.engines.redis.keys import QueueKeys, Receipt
 
 _MAX_STARTS = 1_000_000  # as entries.lua clamps them
 _INTEGER = re.compile(rb"-?[0-9]{1,30}")
@@ -90,4 +90,4 @@ def _no_body_reason(flat: Sequence[bytes], empty: bool) -> str:
 def _delivery(queue: str, band: int, entry_id: Any, body: Any, deliveries: int) -> Delivery:
     entry = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
     payload = body if isinstance(body, bytes) else str(body).encode()
-    return Delivery(f"{band}-{entry}", queue, payload, deliveries + 1)
+    return Delivery(Receipt.text(band, entry), queue, payload, deliveries + 1)

@@ -34,7 +34,7 @@ class RedisBackend(ResultBackend):
             pipe.execute()
 
     def queue_store(self, pipe: Any, write: ResultWrite) -> None:
-        """Add the writes of `store` to a pipeline on the same server (see RedisBroker.finish)."""
+        """Add the writes of `store` to a pipeline on the same server (`RedisSession._finish`)."""
         ttl_ms = max(1, int(write.ttl * 1000))
         value = write.state.encode() + b"\n" + write.payload
         pipe.set(result_key(self.prefix, write.task_id), value, px=ttl_ms)
@@ -87,7 +87,7 @@ class RedisBackend(ResultBackend):
         self.client.close()
 
     def abandon(self) -> None:
-        self.client.connection_pool.reset()  # see RedisBroker.abandon
+        self.client.connection_pool.reset()  # see RedisBroker._abandon
 
     @contextmanager
     def _errors(self) -> Iterator[None]:

@@ -1,5 +1,5 @@
 -- entries.lua: reading what anyone may have written into a queue's keys (`XADD` into a band
--- stream, `ZADD` into the delayed set). forkq.engines.redis.broker puts this text before each script
+-- stream, `ZADD` into the delayed set). forkq.engines.redis.link puts this text before each script
 -- (fetch, settle, release), so these functions are local to the script that runs.
 --
 -- Nothing read is trusted: a number must be an integer written in decimal digits (Lua's

@@ -1,0 +1,161 @@
+"""One process's connection to a Redis broker, shared by the `RedisBroker` and its sessions:
+the client and the `Wire` of its hot commands, the Lua scripts (each after entries.lua, which
+reads what anyone may have written), the queues whose streams and group exist, and the script
+calls both make. Driver errors become `BrokerError` in `errors`, `BrokerUnavailable` for a
+connection problem.
+
+Acks are sent by the fetch script reading and moving nothing: one call per queue acks, of the
+entries given, those the consumer holds, in one XACK and one XDEL per band.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any, Literal
+
+import redis
+from redis.client import Pipeline
+
+from forkq.engines.contract import DeadLetterCaps
+from forkq.engines.redis.client import Wire, client_from_url, longest_block, unreachable
+from forkq.engines.redis.keys import GROUP, QueueKeys, Receipt, queues_key
+from forkq.exceptions import BrokerError, BrokerUnavailable
+
+MOVE_AT_ONCE = 1000  # delayed messages a fetch script call moves into the streams
+
+#: settle.lua's actions: its ARGV[5] is then 0, the delay in ms, or the reason.
+Action = Literal["ack", "requeue", "dead"]
+
+
+@functools.cache
+def _script(name: str) -> str:
+    """Read once per process tree (children reuse the master's), after entries.lua."""
+    scripts = resources.files("forkq.engines.redis.lua")
+    return scripts.joinpath("entries.lua").read_text() + scripts.joinpath(name).read_text()
+
+
+def owed_by_queue(acks: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """(queue, receipt) pairs as the fetch script takes its acks: per queue, [band, id, band,
+    id, ...]."""
+    by_queue: dict[str, list[str]] = {}
+    for queue, receipt in acks:
+        by_queue.setdefault(queue, []).append(receipt)
+    return {queue: Receipt.flat(receipts) for queue, receipts in by_queue.items()}
+
+
+def _fetch_keys(k: QueueKeys) -> list[str]:
+    """fetch.lua's KEYS."""
+    return [k.delayed, *k.bands_high_first, k.dead]
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class RedisLink:
+    def __init__(self, url: str, dead_caps: DeadLetterCaps) -> None:
+        self.client, self.prefix = client_from_url(url)
+        self.wire = Wire(self.client)  # publish, fetch and the blocking read
+        self.longest_block = longest_block(self.client)
+        self._caps = [dead_caps.max_count, dead_caps.max_age_ms]  # what the scripts are given
+        self._fetch = self.client.register_script(_script("fetch.lua"))
+        self._settle = self.client.register_script(_script("settle.lua"))
+        self._release = self.client.register_script(_script("release.lua"))
+        self._purge = self.client.register_script(_script("purge.lua"))
+        self._ready_queues: set[str] = set()  # queues whose streams and groups exist
+
+    def keys(self, queue: str) -> QueueKeys:
+        return QueueKeys(self.prefix, queue)
+
+    def ensure(self, queue: str) -> QueueKeys:
+        """The queue's keys, its streams and group created first if this process has not yet."""
+        keys = self.keys(queue)
+        if queue not in self._ready_queues:
+            # One round trip (a new child does this on its first fetch): BUSYGROUP, the group
+            # exists already, is the usual answer and not an error.
+            pipe = self.client.pipeline(transaction=False)
+            pipe.sadd(queues_key(self.prefix), queue)
+            for stream in keys.bands_high_first:
+                pipe.xgroup_create(stream, GROUP, id="0", mkstream=True)
+            for reply in pipe.execute(raise_on_error=False):
+                if isinstance(reply, redis.ResponseError) and "BUSYGROUP" not in str(reply):
+                    raise reply
+            self._ready_queues.add(queue)
+        return keys
+
+    def known_queues(self) -> list[str]:
+        """Every queue used under this prefix."""
+        members: Any = self.client.smembers(queues_key(self.prefix))
+        return sorted(m.decode() for m in members)
+
+    def fetch(
+        self, k: QueueKeys, consumer: str, limit: int, reread: bool, acks: Sequence[str]
+    ) -> Any:
+        """fetch.lua on one queue: `acks` ([band, id, ...]) first, then up to `limit` entries
+        (after those `consumer` holds already, if `reread`)."""
+        args = [GROUP, consumer, limit, _now_ms(), MOVE_AT_ONCE, int(reread), *self._caps, *acks]
+        return self.wire.script(self._fetch, _fetch_keys(k), args)
+
+    def send_acks(
+        self, consumer: str, owed: dict[str, list[str]], pipe: Pipeline | None = None
+    ) -> None:
+        """The acks `consumer` owes (`owed_by_queue`), one fetch script call per queue that
+        reads nothing; queued on `pipe` when given, for its caller to send."""
+        for queue, acks in owed.items():
+            keys = _fetch_keys(self.keys(queue))
+            args: list[Any] = [GROUP, consumer, 0, _now_ms(), 0, 0, *self._caps, *acks]
+            if pipe is None:
+                self.wire.script(self._fetch, keys, args)
+            else:
+                self._fetch(keys=keys, args=args, client=pipe)
+
+    def settle(
+        self,
+        consumer: str,
+        queue: str,
+        receipt: str,
+        action: Action,
+        arg: int | str,
+        pipe: Pipeline | None = None,
+    ) -> None:
+        """settle.lua on one entry `consumer` holds (queued on `pipe` when given)."""
+        r, k = Receipt.of(receipt), self.keys(queue)
+        self._settle(
+            client=pipe,
+            keys=[k.band(r.band), k.delayed, k.dead],
+            args=[GROUP, consumer, r.entry_id, action, arg, _now_ms(), r.band,
+                  os.urandom(8).hex(), *self._caps],
+        )  # fmt: skip
+
+    def release(
+        self,
+        k: QueueKeys,
+        consumer: str,
+        running: Sequence[str] = (),
+        idle_ms: int = 0,
+        count_all: bool = False,
+    ) -> int:
+        """release.lua on one queue: what `consumer` has held for `idle_ms` or more goes back;
+        the entries of `running` (or all, if `count_all`) counted as started once more."""
+        args: list[Any] = [GROUP, consumer, idle_ms, int(count_all), *running]
+        return int(self._release(keys=k.bands_high_first, args=args))
+
+    def release_everywhere(self, consumer: str, running: Sequence[str]) -> int:
+        """Everything `consumer` holds, in every queue used under this prefix, goes back."""
+        return sum(self.release(self.keys(q), consumer, running) for q in self.known_queues())
+
+    def purge(self, k: QueueKeys) -> int:
+        return int(self._purge(keys=[*k.bands_high_first, k.delayed], args=[GROUP]))
+
+    @contextmanager
+    def errors(self) -> Iterator[None]:
+        try:
+            yield
+        except redis.RedisError as exc:
+            kind = BrokerUnavailable if unreachable(exc) else BrokerError
+            raise kind(f"redis broker: {exc}") from exc
