@@ -15,7 +15,7 @@
 --         them to it without its knowing
 -- ARGV[7], ARGV[8] the dead-letter caps: most letters kept, oldest kept in ms (0: no cap)
 -- ARGV[9], ARGV[10], ...  pairs: band (0-3) and id of each entry to ack first; an entry the
---                         consumer does not hold (released from it meanwhile) is left alone
+--                         consumer no longer holds (released from it meanwhile) is gone already
 --
 -- Malformed input never stops the script: a delayed member that cannot be read, and a stream
 -- entry without a body, go to KEYS[6] with the reason (removed from where they were) and the
@@ -24,10 +24,9 @@
 -- Returns { next_due_ms or false, 1 if it may hold more than it read again else 0,
 --           band, id, body, deliveries, band, id, body, ... }
 
--- Acks: one XACK and one XDEL per band, for the ids among them the consumer holds (its pending
--- entries, read in one XPENDING). An id released from it meanwhile is gone already (release
--- and settle re-add the message under a new id and delete the old one), and one it never held
--- is another consumer's or nobody's: both are left alone.
+-- Acks: one XACK and one XDEL per band, for all its ids. No check that the consumer holds
+-- them: an id never passes to another consumer (release and settle re-add the message under a
+-- new id and delete the old one), so an id released meanwhile is gone and both calls skip it.
 local caps = { ARGV[7], ARGV[8] }
 local to_ack = {}
 for a = 9, #ARGV - 1, 2 do
@@ -36,18 +35,8 @@ for a = 9, #ARGV - 1, 2 do
   table.insert(to_ack[k], ARGV[a + 1])
 end
 for k, ids in pairs(to_ack) do
-  local held = {}
-  for _, p in ipairs(redis.call("XPENDING", KEYS[k], ARGV[1], "-", "+", 100000, ARGV[2])) do
-    held[p[1]] = true
-  end
-  local mine = {}
-  for _, id in ipairs(ids) do
-    if held[id] then table.insert(mine, id) end
-  end
-  if #mine > 0 then
-    redis.call("XACK", KEYS[k], ARGV[1], unpack(mine))
-    redis.call("XDEL", KEYS[k], unpack(mine))
-  end
+  redis.call("XACK", KEYS[k], ARGV[1], unpack(ids))
+  redis.call("XDEL", KEYS[k], unpack(ids))
 end
 
 -- Due delayed messages: looked for only when the earliest is due.
