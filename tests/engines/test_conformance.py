@@ -277,11 +277,30 @@ class TestBroker:
         assert session(broker, "one").release() == 1
         assert bodies(session(broker, "three").fetch([Q], 5, 0)) == [b"a"]
 
-    def test_ack_by_a_consumer_not_holding_it_is_ignored(self, broker: Broker) -> None:
+    def test_a_finish_after_the_hold_was_released_is_ignored(self, broker: Broker) -> None:
         put(broker, Q, b"x")
-        [d] = session(broker, "holder").fetch([Q], 1, 0)
-        session(broker, "stranger").finish(d, None)
-        assert broker.size(Q) == 1
+        [d] = session(broker, "first").fetch([Q], 1, 0)
+        session(broker, "first").release()
+        [again] = session(broker, "second").fetch([Q], 1, 0)
+        session(broker, "first").finish(d, None)
+        session(broker, "first").flush()
+        assert broker.size(Q) == 1  # the second holder's message stays
+        session(broker, "second").finish(again, None)
+        assert broker.size(Q) == 0
+
+    def test_a_finish_with_a_result_sends_the_kept_acks_too(self, url: str, broker: Broker) -> None:
+        put(broker, Q, b"a")
+        put(broker, Q, b"b")
+        mixed = session(broker, "mixed")
+        a, b = mixed.fetch([Q], 2, 0)
+        mixed.finish(a, None)
+        mixed.finish(b, ResultWrite("t-2", SUCCESS, b"r", 60))
+        assert mixed.kept_acks() == []
+        observer = open_broker(url)
+        try:
+            assert observer.size(Q) == 0
+        finally:
+            observer.close()
 
     def test_dead_letter_by_a_consumer_not_holding_it_is_ignored(self, broker: Broker) -> None:
         put(broker, Q, b"x")  # the queue has never had a dead letter
