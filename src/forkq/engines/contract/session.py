@@ -25,6 +25,8 @@ from forkq.engines.contract.values import Consumer, Delivery
 
 T = TypeVar("T")
 
+_UNLOCKED = nullcontext()  # holds no state: one serves every session
+
 MAX_KEPT = 64  # acks: beyond this they are sent at once
 MAX_KEPT_WAIT = 0.05  # seconds the oldest kept ack may wait before the acks are sent at once
 
@@ -116,7 +118,7 @@ class ConsumerSession(abc.ABC):
 
     def _guard(self) -> AbstractContextManager[object]:
         """Held around each verb: engines whose connection another thread also uses lock it."""
-        return nullcontext()
+        return _UNLOCKED
 
     # -- what each engine does ---------------------------------------------------------------
 
