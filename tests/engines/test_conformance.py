@@ -1,6 +1,7 @@
 """One conformance suite for every broker and result backend engine.
 
-A new engine joins by adding its URL factory to ENGINES; every test below then runs on it.
+A new engine joins by adding its URL factory to BROKERS (and BACKENDS); every test below then
+runs on it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 
 from forkq.engines.contract import (
     Broker,
+    Burial,
     Consumer,
     ConsumerSession,
     DeadLetterCaps,
@@ -25,7 +27,6 @@ from forkq.engines.contract import (
     Recovery,
     ResultBackend,
     ResultWrite,
-    Verdict,
     outgoing,
 )
 from forkq.engines.registry import open_backend, open_broker
@@ -262,7 +263,7 @@ class TestBroker:
             put(broker, Q, body)
         finished, killed, _ = session(broker, "dead").fetch([Q], 3, 0)
         leftovers = Leftovers(
-            finished=((Q, finished.receipt),), dead=(Verdict(Q, killed.receipt, "too long"),)
+            finished=((Q, finished.receipt),), dead=(Burial(Q, killed.receipt, "too long"),)
         )
         assert broker.release(consumer("dead"), leftovers) == 1
         assert bodies(session(broker, "new").fetch([Q], 3, 0)) == [b"prefetched"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from forkq.engines.contract import Consumer, Leftovers, Outgoing, Verdict, outgoing
+from forkq.engines.contract import Burial, Consumer, Leftovers, Outgoing, outgoing
 from forkq.engines.memory import MemoryBackend
 from forkq.engines.sqlite.broker import SQLiteBroker
 from forkq.engines.sqlite.results import SQLiteBackend
@@ -71,7 +71,7 @@ def test_a_dead_consumers_release_is_all_or_nothing(tmp_path: Path) -> None:
         " VALUES (9223372036854775807, 'q', 0, X'', 'r', 0, 0)"
     )
     leftovers = Leftovers(
-        finished=(("q", finished.receipt),), dead=(Verdict("q", killed.receipt, "too long"),)
+        finished=(("q", finished.receipt),), dead=(Burial("q", killed.receipt, "too long"),)
     )
     with pytest.raises(BrokerError):
         broker.release(C, leftovers)

@@ -12,7 +12,7 @@ Slot layout (little-endian; `_HEAD`, then `unacked` with a sequence of its own):
     | unacked_seq u32 | unacked 2048s
 
 `unacked` lists the (queue, receipt) pairs of messages the child finished but whose acks its
-broker kept back to send with its next call (`Broker.kept_acks`); when the child dies the
+broker kept back to send with its next call (`ConsumerSession.kept_acks`); when the child dies the
 master acks them instead of releasing them, so that they do not run again. Only whole pairs
 are written: one that does not fit is left out, and would at worst run twice. A write copies
 `unacked` only when it changed: the 2 KiB would otherwise be most of a slot write's cost. Its

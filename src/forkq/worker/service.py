@@ -113,8 +113,8 @@ def run_worker(app: Forkq, config: WorkerConfig, *, gc_was_enabled: bool | None 
         # keeps the collector from writing to those pages (and so copying them) in every child.
         # No gc.collect() first, as CPython's gc docs advise: freeing the start-up's garbage
         # would leave holes in shared pages that the children's allocations then fill (and
-        # copy); what it would free is small (570 objects for the bench app) and it costs
-        # 6-15 ms of start-up. Unless start-up made a great many objects (a big preload):
+        # copy); what it would free is a few hundred objects for a typical app, and a collection
+        # costs milliseconds of start-up. Unless start-up made a great many objects (a big preload):
         # then its garbage could be big too, frozen for good, and a collection is a small
         # part of the time the preload took.
         if gc.get_count()[0] > COLLECT_BEFORE_FREEZE_AFTER:

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Sequence
 
 from forkq.app import Forkq
-from forkq.engines.contract import Consumer, Leftovers, Verdict
+from forkq.engines.contract import Burial, Consumer, Leftovers
 from forkq.exceptions import BackendError, BrokerError, TimeLimitExceeded
 from forkq.outage import Outage
 from forkq.pool.exits import ChildExit
@@ -51,7 +51,7 @@ class WorkerSupervision:
     def _settle(self, exit: ChildExit) -> None:
         seen = exit.last_seen
         running = (seen.receipt,) if seen.state == SlotState.BUSY and seen.receipt else ()
-        dead: tuple[Verdict, ...] = ()
+        dead: tuple[Burial, ...] = ()
         if exit.reason is Ending.TIME_LIMIT and running:
             dead, running = (self._fail_timed_out(seen),), ()
         if not self.app.broker.capabilities.releases_others:
@@ -67,7 +67,7 @@ class WorkerSupervision:
                 _what_ran(seen) if running else "",
             )
 
-    def _fail_timed_out(self, seen: SlotView) -> Verdict:
+    def _fail_timed_out(self, seen: SlotView) -> Burial:
         """The task, not the process, was at fault: its FAILURE, stored; and the verdict that
         dead-letters its message rather than running it again."""
         reason = f"hard time limit exceeded: the process running {seen.task_name} was killed"
@@ -75,7 +75,7 @@ class WorkerSupervision:
         self.app.backend.store(
             seen.task_id, record.state, encode_record(record), self.app.settings.result_ttl
         )
-        return Verdict(seen.queue, seen.receipt, reason)
+        return Burial(seen.queue, seen.receipt, reason)
 
     def tick(self) -> None:
         """Heartbeat, and retry releases that failed during an outage."""

@@ -116,7 +116,9 @@ class AMQPBroker(Broker):
     # -- consuming ---------------------------------------------------------------------------
 
     def _open_session(self, consumer: Consumer, results: ResultBackend) -> AMQPSession:
-        session = AMQPSession(consumer, results, self._link, self.publisher, self._start_keeper)
+        session = AMQPSession(
+            consumer, results, self.capabilities, self._link, self.publisher, self._start_keeper
+        )
         with self._link.lock:  # the keeper thread goes through them
             self._own[consumer.name] = session
         return session

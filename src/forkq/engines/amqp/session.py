@@ -39,6 +39,7 @@ from forkq.engines.amqp.link import Link
 from forkq.engines.amqp.publish import Publisher, due_ms_after, now_ms
 from forkq.engines.amqp.reading import Message, message_from
 from forkq.engines.contract import (
+    Capabilities,
     Consumer,
     ConsumerSession,
     Delivery,
@@ -138,11 +139,12 @@ class AMQPSession(ConsumerSession):
         self,
         consumer: Consumer,
         results: ResultBackend,
+        capabilities: Capabilities,
         link: Link,
         publisher: Publisher,
         on_waiting_fetch: Callable[[], None],
     ) -> None:
-        super().__init__(consumer, results, keeps_acks=True)
+        super().__init__(consumer, results, capabilities)
         self._link = link
         self._publisher = publisher
         self._quorum = publisher.topology.quorum

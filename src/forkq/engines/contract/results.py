@@ -16,7 +16,8 @@ class StoredResult(msgspec.Struct, frozen=True):
 
 
 class ResultWrite(msgspec.Struct, frozen=True):
-    """A result waiting to be stored, handed to `Broker.finish` with the ack it goes with."""
+    """A result waiting to be stored, handed to `ConsumerSession.finish` with the
+    ack it goes with."""
 
     task_id: str
     state: str

@@ -21,7 +21,7 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import TypeVar
 
 from forkq.engines.contract.results import ResultBackend, ResultWrite
-from forkq.engines.contract.values import Consumer, Delivery
+from forkq.engines.contract.values import Capabilities, Consumer, Delivery
 
 T = TypeVar("T")
 
@@ -43,10 +43,12 @@ class ConsumerSession(abc.ABC):
     #: own server): decided when the session is opened, from the backend's type.
     joins_results: bool = False
 
-    def __init__(self, consumer: Consumer, results: ResultBackend, keeps_acks: bool) -> None:
+    def __init__(
+        self, consumer: Consumer, results: ResultBackend, capabilities: Capabilities
+    ) -> None:
         self.consumer = consumer
         self.results = results
-        self._keeps_acks = keeps_acks
+        self._keeps_acks = capabilities.keeps_acks
         self._kept: list[Delivery] = []
         self._kept_since = 0.0  # monotonic time of the oldest kept ack
 

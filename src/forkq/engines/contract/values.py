@@ -92,7 +92,7 @@ def outgoing(queue: str, body: bytes, priority: int = 0, delay: float = 0.0) -> 
     return Outgoing(queue, body, clamp_priority(priority), max(0.0, delay))
 
 
-class Verdict(msgspec.Struct, frozen=True):
+class Burial(msgspec.Struct, frozen=True):
     """A held message that goes to the dead letters rather than back to its queue."""
 
     queue: str
@@ -106,7 +106,7 @@ class Leftovers(msgspec.Struct, frozen=True):
 
     running: tuple[str, ...] = ()  # receipts it had started: back, counted as run
     finished: tuple[tuple[str, str], ...] = ()  # (queue, receipt) finished, ack kept: acked
-    dead: tuple[Verdict, ...] = ()  # dead-lettered (a task killed for its hard time limit)
+    dead: tuple[Burial, ...] = ()  # dead-lettered (a task killed for its hard time limit)
 
 
 class DeadLetter(msgspec.Struct, frozen=True):

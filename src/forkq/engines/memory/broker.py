@@ -48,7 +48,9 @@ class MemoryBroker(Broker):
             s.cond.notify_all()
 
     def _open_session(self, consumer: Consumer, results: ResultBackend) -> ConsumerSession:
-        return MemorySession(consumer, results, self._store, self.lease_ttl, self.dead_caps)
+        return MemorySession(
+            consumer, results, self.capabilities, self._store, self.lease_ttl, self.dead_caps
+        )
 
     def _release(self, consumer: Consumer, leftovers: Leftovers) -> int:
         s = self._store

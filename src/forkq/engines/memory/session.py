@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 
 from forkq.engines.contract import (
+    Capabilities,
     Consumer,
     ConsumerSession,
     DeadLetterCaps,
@@ -24,11 +25,12 @@ class MemorySession(ConsumerSession):
         self,
         consumer: Consumer,
         results: ResultBackend,
+        capabilities: Capabilities,
         store: Store,
         lease_ttl: float,
         dead_caps: DeadLetterCaps,
     ) -> None:
-        super().__init__(consumer, results, keeps_acks=False)
+        super().__init__(consumer, results, capabilities)
         self._store = store
         self._lease_ttl = lease_ttl
         self._dead_caps = dead_caps

@@ -84,7 +84,7 @@ class RedisBroker(Broker):
             pipe.execute()
 
     def _open_session(self, consumer: Consumer, results: ResultBackend) -> ConsumerSession:
-        return RedisSession(consumer, results, self._link, self.lease_ttl)
+        return RedisSession(consumer, results, self.capabilities, self._link, self.lease_ttl)
 
     def _release(self, consumer: Consumer, leftovers: Leftovers) -> int:
         link, name = self._link, consumer.name

@@ -4,8 +4,9 @@ reads what anyone may have written), the queues whose streams and group exist, a
 calls both make. Driver errors become `BrokerError` in `errors`, `BrokerUnavailable` for a
 connection problem.
 
-Acks are sent by the fetch script reading and moving nothing: one call per queue acks, of the
-entries given, those the consumer holds, in one XACK and one XDEL per band.
+Acks are sent by the fetch script reading and moving nothing: one call per queue acks the
+entries given in one XACK and one XDEL per band. An entry id is never reused (a released
+entry comes back under a new one), so an ack can only reach the entry its consumer fetched.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from forkq.engines.contract import (
+    Capabilities,
     Claimed,
     Consumer,
     ConsumerSession,
@@ -45,9 +46,14 @@ from forkq.engines.redis.results import RedisBackend
 
 class RedisSession(ConsumerSession):
     def __init__(
-        self, consumer: Consumer, results: ResultBackend, link: RedisLink, lease_ttl: float
+        self,
+        consumer: Consumer,
+        results: ResultBackend,
+        capabilities: Capabilities,
+        link: RedisLink,
+        lease_ttl: float,
     ) -> None:
-        super().__init__(consumer, results, keeps_acks=True)
+        super().__init__(consumer, results, capabilities)
         self._link = link
         self._joined: RedisBackend | None = None  # the results, if on the broker's server
         if isinstance(results, RedisBackend) and same_server(link.client, results.client):

@@ -113,7 +113,13 @@ class SQLiteBroker(Broker):
 
     def _open_session(self, consumer: Consumer, results: ResultBackend) -> ConsumerSession:
         return SQLiteSession(
-            consumer, results, self._conn, self.path, self.lease_ttl, self.dead_caps
+            consumer,
+            results,
+            self.capabilities,
+            self._conn,
+            self.path,
+            self.lease_ttl,
+            self.dead_caps,
         )
 
     def _release(self, consumer: Consumer, leftovers: Leftovers) -> int:

@@ -29,6 +29,7 @@ from typing import Any
 
 from forkq.engines.contract import (
     LAST_MOMENT,
+    Capabilities,
     Claimed,
     Consumer,
     ConsumerSession,
@@ -71,12 +72,13 @@ class SQLiteSession(ConsumerSession):
         self,
         consumer: Consumer,
         results: ResultBackend,
+        capabilities: Capabilities,
         conn: sqlite3.Connection,
         path: str,
         lease_ttl: float,
         dead_caps: DeadLetterCaps,
     ) -> None:
-        super().__init__(consumer, results, keeps_acks=False)
+        super().__init__(consumer, results, capabilities)
         self._conn = conn
         self._path = path
         self._errors = driver_errors_as(BrokerError, f"sqlite broker {path}")
