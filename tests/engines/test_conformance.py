@@ -74,12 +74,12 @@ def consumer(name: str = "c1", worker: str = "w1") -> Consumer:
     return Consumer(worker=worker, name=f"{worker}/{name}")
 
 
-RESULTS = "memory://conformance-results"  # where sessions store results unless told otherwise
+RESULTS = open_backend("memory://conformance-results")  # where sessions store results
 
 
 def session(broker: Broker, name: str = "c1", worker: str = "w1") -> ConsumerSession:
     """The broker's session for consumer `worker/name` (the same one each time)."""
-    return broker.consumer(consumer(name, worker), open_backend(RESULTS))
+    return broker.consumer(consumer(name, worker), RESULTS)
 
 
 def put(broker: Broker, queue: str, body: bytes, priority: int = 0, delay: float = 0.0) -> None:
@@ -269,6 +269,23 @@ class TestBroker:
         assert bodies(session(broker, "new").fetch([Q], 3, 0)) == [b"prefetched"]
         [letter] = broker.dead_letters(Q)
         assert (letter.body, letter.reason) == (b"killed", "too long")
+
+    def test_releasing_a_consumer_of_this_process_sends_its_kept_acks_first(
+        self, broker: Broker
+    ) -> None:
+        if not broker.capabilities.releases_others:
+            pytest.skip("recovery by connection: the server redelivers what a dead child held")
+        for body in (b"finished", b"prefetched"):
+            put(broker, Q, body)
+        finished, _ = session(broker, "mine").fetch([Q], 2, 0)
+        session(broker, "mine").finish(finished, None)
+        assert broker.release(consumer("mine")) == 1
+        assert bodies(session(broker, "new").fetch([Q], 2, 0)) == [b"prefetched"]
+
+    def test_a_consumer_has_one_session_with_one_backend(self, broker: Broker) -> None:
+        session(broker, "once")
+        with pytest.raises(ValueError, match="another backend"):
+            broker.consumer(consumer("once"), open_backend("memory://another"))
 
     def test_release_leaves_other_consumers_alone(self, broker: Broker) -> None:
         put(broker, Q, b"a")

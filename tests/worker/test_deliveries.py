@@ -104,13 +104,25 @@ def test_a_returned_task_killed_for_its_time_limit_is_dead_lettered_not_run(h: H
     assert h.scoreboard.read(0).failed == 1
 
 
-def test_only_a_returned_delivery_is_checked_for_the_masters_time_limit_verdict(
-    h: Harness,
-) -> None:
-    """Where the master releases, its verdict dead-letters the message: one that comes
-    back is run without a read of the result backend."""
-    result = task(h, lambda: "ran", name="ok").delay()
+def test_a_redelivery_the_masters_release_missed_is_dead_lettered_not_run(h: Harness) -> None:
+    """Where the master releases, its release buries the message of a task killed for its
+    time limit; if that release never landed (an outage outlasting the lease, the whole
+    worker dying in between), the message comes back by lease, counted: the FAILURE the
+    master stored first still stops it."""
+    ran: list[int] = []
+    result = task(h, lambda: ran.append(1), name="slow").delay()
     h.child_died_holding(h.fetch())
+    reason = "hard time limit exceeded: the process running slow was killed"
+    h.app.backend.store(
+        result.id, FAILURE, encode_record(failure_record("TimeLimitExceeded", reason)), 60
+    )
+    h.run_next()
+    assert ran == [] and h.dead_reasons() == [reason]
+
+
+def test_a_first_delivery_is_not_checked_for_the_masters_verdict(h: Harness) -> None:
+    """A first delivery never ran anywhere: no read of the result backend, whatever it holds."""
+    result = task(h, lambda: "ran", name="ok").delay()
     failure = failure_record("TimeLimitExceeded", "hard time limit exceeded")
     h.app.backend.store(result.id, FAILURE, encode_record(failure), 60)
     h.run_next()

@@ -80,7 +80,7 @@ def open_backend(url: str) -> ResultBackend:
     engine = _engine(url, "result backend", _RESULT_FORMS)
     if engine.results is None:
         raise ConfigurationError(
-            "RabbitMQ keeps no results: set the result backend (Forkq(backend=...), --backend or "
-            "FORKQ_RESULT_BACKEND) to a sqlite:/// or redis:// URL"
+            f"{engine.name} keeps no results: set the result backend (Forkq(backend=...), "
+            "--backend or FORKQ_RESULT_BACKEND) to a sqlite:/// or redis:// URL"
         )
     return engine.results(url)

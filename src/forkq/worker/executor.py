@@ -73,6 +73,9 @@ class Executor:
         self.limits = limits or TimeLimits()
         self.session = session
         self.results = session.results
+        # The acks a child kept back go into its slot for its master to send should it die;
+        # where the master releases nothing (recovery by connection) they are not written.
+        self._unacked = session.kept_acks if session.capabilities.releases_others else _none
         self.slot = slot
         self.ttl = app.settings.result_ttl
 
@@ -94,7 +97,7 @@ class Executor:
             message, task = self._accept(delivery)
         except MessageRejected as rejected:
             self._reject(delivery, rejected)
-            self.slot.finished(failed=True, unacked=self.session.kept_acks())
+            self.slot.finished(failed=True, unacked=self._unacked())
             return
         limits = self.limits.for_task(task)
         self.slot.busy(message.id, message.task, delivery.receipt, delivery.queue, limits.hard)
@@ -106,7 +109,7 @@ class Executor:
         if record.state == FAILURE or not task.ignores_result:
             record, write = self._result_write(message.id, record)
         self.session.finish(delivery, write)
-        self.slot.finished(failed=record.state == FAILURE, unacked=self.session.kept_acks())
+        self.slot.finished(failed=record.state == FAILURE, unacked=self._unacked())
 
     def _accept(self, delivery: Delivery) -> tuple[Message, Task]:
         if delivery.delivery_count > 1 and delivery.delivery_count > self._most_deliveries() + 1:
@@ -115,7 +118,7 @@ class Executor:
             task_id = self.app.codec.trusted_id(delivery.body)  # found without decoding
             raise _worker_lost(delivery.delivery_count, self._most_deliveries(), task_id)
         message, task = accept(self.app, self.app.codec.decode(delivery.body))
-        if delivery.returned:
+        if delivery.returned or delivery.delivery_count > 1:
             self._refuse_if_killed_for_time(message)
         limit = task.options.max_deliveries or self.app.settings.max_deliveries
         if delivery.delivery_count > limit:
@@ -128,11 +131,13 @@ class Executor:
         return max([self.app.settings.max_deliveries, *own])
 
     def _refuse_if_killed_for_time(self, message: Message) -> None:
-        """A returned message whose process was killed for its hard time limit: the master
-        stored that FAILURE, but where the engine recovers by connection (RabbitMQ) it could
-        not dead-letter the message, which the server brought back. It is dead-lettered here
-        instead of running again. (Where the master releases, its verdict dead-lettered the
-        message, which never returns.)"""
+        """A message back after its process was killed for its hard time limit: the master
+        stored that FAILURE. Where the engine recovers by connection (RabbitMQ) the master
+        cannot dead-letter the message, and the server brings it back as a returned delivery.
+        Where the master releases, its release buries the message, unless that release never
+        landed (an outage that outlasted the lease, or the whole worker dying in between) and
+        the lease brought it back. Either way it is dead-lettered here, not run again: one read
+        of the result per redelivery, and redeliveries follow crashes only."""
         stored = self.results.get(message.id)
         if stored is None or stored.state != FAILURE:
             return
@@ -196,6 +201,10 @@ def _worker_lost(deliveries: int, limit: int, task_id: str | None) -> MessageRej
         task_id,
         kind=Rejection.WORKER_LOST,
     )
+
+
+def _none() -> tuple[()]:
+    return ()
 
 
 def returned_key(body: bytes) -> str:

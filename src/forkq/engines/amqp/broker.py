@@ -144,17 +144,16 @@ class AMQPBroker(Broker):
 
     # -- queues and dead letters: all repeatable on a new connection (see link.py) -----------
 
-    def purge(self, queue: str) -> int:
+    def _purge(self, queue: str) -> int:
         def purge() -> int:
             name = self.publisher.declare_work(queue)
             return int(self.publisher.channel().queue_purge(name).method.message_count)
 
         return self._link.run(purge, repeatable=True)
 
-    def size(self, queue: str) -> int:
+    def _size(self, queue: str) -> int:
         """Ready messages, plus those this process's consumers were pushed or hold. Delayed
         messages sit in the shared delay queues and are not counted."""
-        self.flush_sessions()
 
         def size() -> int:
             name = self.publisher.declare_work(queue)

@@ -44,7 +44,6 @@ from forkq.engines.contract import (
     ConsumerSession,
     Delivery,
     ResultBackend,
-    ResultWrite,
 )
 from forkq.exceptions import ConfigurationError
 
@@ -220,11 +219,6 @@ class AMQPSession(ConsumerSession):
         if self._on is None or not self._on.channel.is_open:
             self._on = ConsumerChannel(self._link.open().channel())
         return self._on
-
-    def _finish(self, acks: list[Delivery], delivery: Delivery, result: ResultWrite | None) -> None:
-        if result is not None:
-            self.results.store(result.task_id, result.state, result.payload, result.ttl)
-        self._send_acks([*acks, delivery])
 
     def _requeue(self, acks: list[Delivery], delivery: Delivery, delay: float) -> None:
         def requeue(on: ConsumerChannel, message: Message) -> None:

@@ -54,6 +54,8 @@ class Broker(abc.ABC):
         session = self._sessions.get(consumer.name)
         if session is None:
             session = self._sessions[consumer.name] = self._open_session(consumer, results)
+        elif session.results is not results:
+            raise ValueError(f"consumer {consumer.name!r} has a session with another backend")
         return session
 
     @abc.abstractmethod
@@ -71,6 +73,9 @@ class Broker(abc.ABC):
                 f"this broker cannot release another process's messages "
                 f"(recovery by {self.capabilities.recovery.value})"
             )
+        own = self._sessions.get(consumer.name)
+        if own is not None:  # a consumer of this process: what it finished is never given back
+            own.flush()
         return self._release(consumer, leftovers or Leftovers())
 
     def _release(self, consumer: Consumer, leftovers: Leftovers) -> int:
@@ -87,14 +92,23 @@ class Broker(abc.ABC):
         """The workers whose heartbeat said, in the last `within` seconds, that they consume
         `queue`: each once, with its latest beat, latest first."""
 
-    @abc.abstractmethod
     def purge(self, queue: str) -> int:
-        """Delete every message of `queue` that is not held; return how many."""
+        """Delete every message of `queue` that is not held; return how many. This process's
+        sessions send their kept acks first."""
+        self.flush_sessions()
+        return self._purge(queue)
 
     @abc.abstractmethod
+    def _purge(self, queue: str) -> int: ...
+
     def size(self, queue: str) -> int:
         """Messages in `queue`, held or not, due or (if `capabilities.counts_delayed`)
-        delayed. This process's own sessions send their kept acks first."""
+        delayed. This process's sessions send their kept acks first."""
+        self.flush_sessions()
+        return self._size(queue)
+
+    @abc.abstractmethod
+    def _size(self, queue: str) -> int: ...
 
     @abc.abstractmethod
     def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:

@@ -48,6 +48,7 @@ class ConsumerSession(abc.ABC):
     ) -> None:
         self.consumer = consumer
         self.results = results
+        self.capabilities = capabilities
         self._keeps_acks = capabilities.keeps_acks
         self._kept: list[Delivery] = []
         self._kept_since = 0.0  # monotonic time of the oldest kept ack
@@ -63,17 +64,27 @@ class ConsumerSession(abc.ABC):
     def finish(self, delivery: Delivery, result: ResultWrite | None) -> None:
         """The message is done: store its result (when there is one to keep), then ack, in
         this order, so that a crash in between runs the task again rather than losing its
-        result. Without a result the ack may be kept back (see the module's docstring)."""
+        result. Without a result the ack may be kept back (see the module's docstring). A
+        session that `joins_results` stores and acks in one round trip; any other stores
+        first, outside `_guard`, so that a slow result store never holds up the connection."""
         if result is None and self._keeps_acks:
-            with self._guard():
-                if not self._kept:
-                    self._kept_since = time.monotonic()
-                self._kept.append(delivery)
-                overdue = len(self._kept) >= MAX_KEPT
-            if overdue or time.monotonic() - self._kept_since > MAX_KEPT_WAIT:
-                self.flush()
-            return
-        self._with_kept(lambda acks: self._finish(acks, delivery, result))
+            self._keep(delivery)
+        elif result is None:
+            self._with_kept(lambda acks: self._ack_finished(acks, delivery))
+        elif self.joins_results:
+            self._with_kept(lambda acks: self._store_and_ack(acks, delivery, result))
+        else:
+            self.results.store(result.task_id, result.state, result.payload, result.ttl)
+            self._with_kept(lambda acks: self._ack_finished(acks, delivery))
+
+    def _keep(self, delivery: Delivery) -> None:
+        with self._guard():
+            if not self._kept:
+                self._kept_since = time.monotonic()
+            self._kept.append(delivery)
+            overdue = len(self._kept) >= MAX_KEPT
+        if overdue or time.monotonic() - self._kept_since > MAX_KEPT_WAIT:
+            self.flush()
 
     def requeue(self, delivery: Delivery, delay: float = 0.0) -> None:
         """Give the message back, visible again after `delay` seconds, not counted as run."""
@@ -134,9 +145,13 @@ class ConsumerSession(abc.ABC):
         self, acks: list[Delivery], queues: Sequence[str], limit: int, timeout: float
     ) -> list[Delivery]: ...
 
-    @abc.abstractmethod
-    def _finish(self, acks: list[Delivery], delivery: Delivery, result: ResultWrite | None) -> None:
-        """Store `result` (if any) through `self.results`, then ack `delivery` and `acks`."""
+    def _ack_finished(self, acks: list[Delivery], delivery: Delivery) -> None:
+        """Ack `delivery` (finished, its result stored) with `acks`."""
+        self._send_acks([*acks, delivery])
+
+    def _store_and_ack(self, acks: list[Delivery], delivery: Delivery, result: ResultWrite) -> None:
+        """Where `joins_results`: the result's writes, then the acks, in one round trip."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def _requeue(self, acks: list[Delivery], delivery: Delivery, delay: float) -> None: ...

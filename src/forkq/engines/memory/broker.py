@@ -75,7 +75,7 @@ class MemoryBroker(Broker):
             seen = [Sighting(w, t) for (q, w), t in self._store.seen.items() if q == queue]
         return sorted((s for s in seen if s.seen_at >= since), key=lambda s: -s.seen_at)
 
-    def purge(self, queue: str) -> int:
+    def _purge(self, queue: str) -> int:
         s = self._store
         with s.cond:
             doomed = [i for i, e in s.messages.items() if e.queue == queue and e.owner is None]
@@ -83,8 +83,7 @@ class MemoryBroker(Broker):
                 del s.messages[msg_id]
         return len(doomed)
 
-    def size(self, queue: str) -> int:
-        self.flush_sessions()
+    def _size(self, queue: str) -> int:
         with self._store.cond:
             return sum(1 for e in self._store.messages.values() if e.queue == queue)
 

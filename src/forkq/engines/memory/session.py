@@ -13,7 +13,6 @@ from forkq.engines.contract import (
     DeadLetterCaps,
     Delivery,
     ResultBackend,
-    ResultWrite,
 )
 from forkq.engines.memory.store import Store
 
@@ -58,11 +57,6 @@ class MemorySession(ConsumerSession):
                 if remaining <= 0:
                     return []
                 s.cond.wait(min(remaining, _LONGEST_WAIT))
-
-    def _finish(self, acks: list[Delivery], delivery: Delivery, result: ResultWrite | None) -> None:
-        if result is not None:
-            self.results.store(result.task_id, result.state, result.payload, result.ttl)
-        self._send_acks([*acks, delivery])
 
     def _requeue(self, acks: list[Delivery], delivery: Delivery, delay: float) -> None:
         self._send_acks(acks)

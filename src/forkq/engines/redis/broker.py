@@ -102,13 +102,11 @@ class RedisBroker(Broker):
         with self._link.errors():
             return redis_seen.seen(self.client, self.prefix, queue, within)
 
-    def purge(self, queue: str) -> int:
-        self.flush_sessions()
+    def _purge(self, queue: str) -> int:
         with self._link.errors():
             return self._link.purge(self._link.ensure(queue))
 
-    def size(self, queue: str) -> int:
-        self.flush_sessions()  # this process's own count includes its finished tasks
+    def _size(self, queue: str) -> int:
         k = self._link.keys(queue)
         with self._link.errors():
             pipe = self.client.pipeline(transaction=False)

@@ -122,19 +122,14 @@ class RedisSession(ConsumerSession):
             self._settle_one(extra, "requeue", 0)
         return got[:limit]
 
-    def _finish(self, acks: list[Delivery], delivery: Delivery, result: ResultWrite | None) -> None:
-        if result is not None and self._joined is not None:
-            self._finish_joined(acks, delivery, result, self._joined)
-            return
-        if result is not None:
-            self.results.store(result.task_id, result.state, result.payload, result.ttl)
+    def _ack_finished(self, acks: list[Delivery], delivery: Delivery) -> None:
         self._settle(acks, delivery, "ack", 0)
 
-    def _finish_joined(
-        self, acks: list[Delivery], delivery: Delivery, result: ResultWrite, results: RedisBackend
-    ) -> None:
-        """The result write, the kept acks and the ack in one pipeline: one round trip, the
-        result first, on the same connection."""
+    def _store_and_ack(self, acks: list[Delivery], delivery: Delivery, result: ResultWrite) -> None:
+        """The result write, the kept acks and the ack in one pipeline, the result first, on
+        the same connection."""
+        results = self._joined
+        assert results is not None  # joins_results says so
         with self._link.errors():
             pipe = self._link.client.pipeline(transaction=False)
             results.queue_store(pipe, result)

@@ -157,13 +157,13 @@ class SQLiteBroker(Broker):
             ).fetchall()
         return [Sighting(worker, seen_at) for worker, seen_at in rows]
 
-    def purge(self, queue: str) -> int:
+    def _purge(self, queue: str) -> int:
         with self._errors:
             return self._conn.execute(
                 "DELETE FROM forkq_messages WHERE queue = ? AND owner IS NULL", (queue,)
             ).rowcount
 
-    def size(self, queue: str) -> int:
+    def _size(self, queue: str) -> int:
         with self._errors:
             row = self._conn.execute(
                 "SELECT COUNT(*) FROM forkq_messages WHERE queue = ?", (queue,)

@@ -37,7 +37,6 @@ from forkq.engines.contract import (
     Delivery,
     RecoveryClock,
     ResultBackend,
-    ResultWrite,
     fetch_until,
 )
 from forkq.engines.sqlite import dead, holds
@@ -174,9 +173,7 @@ class SQLiteSession(ConsumerSession):
             ids = [holds.row_id(d.receipt) for d in acks]
             holds.ack_all(self._conn, self.consumer.name, ids)
 
-    def _finish(self, acks: list[Delivery], delivery: Delivery, result: ResultWrite | None) -> None:
-        if result is not None:
-            self.results.store(result.task_id, result.state, result.payload, result.ttl)
+    def _ack_finished(self, acks: list[Delivery], delivery: Delivery) -> None:
         with self._errors:
             self._ack_all(acks)
             holds.ack(self._conn, self.consumer.name, holds.row_id(delivery.receipt))
