@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import redis
 from redis.client import Pipeline
+from redis.commands.core import Script
 
 from forkq.engines.contract import DeadLetterCaps
 from forkq.engines.redis.client import Wire, client_from_url, longest_block, unreachable
@@ -113,7 +114,7 @@ class RedisLink:
             if pipe is None:
                 self.wire.script(self._fetch, keys, args)
             else:
-                self._fetch(keys=keys, args=args, client=pipe)
+                _queue_script(pipe, self._fetch, keys, args)
 
     def settle(
         self,
@@ -126,12 +127,13 @@ class RedisLink:
     ) -> None:
         """settle.lua on one entry `consumer` holds (queued on `pipe` when given)."""
         r, k = Receipt.of(receipt), self.keys(queue)
-        self._settle(
-            client=pipe,
-            keys=[k.band(r.band), k.delayed, k.dead],
-            args=[GROUP, consumer, r.entry_id, action, arg, _now_ms(), r.band,
-                  os.urandom(8).hex(), *self._caps],
-        )  # fmt: skip
+        keys = [k.band(r.band), k.delayed, k.dead]
+        args = [GROUP, consumer, r.entry_id, action, arg, _now_ms(), r.band,
+                os.urandom(8).hex(), *self._caps]  # fmt: skip
+        if pipe is None:
+            self._settle(keys=keys, args=args)
+        else:
+            _queue_script(pipe, self._settle, keys, args)
 
     def release(
         self,
@@ -160,3 +162,10 @@ class RedisLink:
         except redis.RedisError as exc:
             kind = BrokerUnavailable if unreachable(exc) else BrokerError
             raise kind(f"redis broker: {exc}") from exc
+
+
+def _queue_script(pipe: Pipeline, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> None:
+    """A script call queued on a pipeline as a bare EVALSHA. (Queued as a `Script`, redis-py
+    sends SCRIPT EXISTS before the pipeline: a round trip of its own.) A server that does not
+    know the script answers NOSCRIPT, which `pipe.execute()` raises as `NoScriptError`."""
+    pipe.evalsha(script.sha, len(keys), *keys, *args)

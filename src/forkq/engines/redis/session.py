@@ -25,6 +25,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import redis
+
 from forkq.engines.contract import (
     Capabilities,
     Claimed,
@@ -126,16 +128,24 @@ class RedisSession(ConsumerSession):
         self._settle(acks, delivery, "ack", 0)
 
     def _store_and_ack(self, acks: list[Delivery], delivery: Delivery, result: ResultWrite) -> None:
-        """The result write, the kept acks and the ack in one pipeline, the result first, on
-        the same connection."""
+        """The result write, the kept acks and the ack in one pipeline, one round trip, the
+        result first, on the same connection. A server that lost the scripts (restarted, or
+        SCRIPT FLUSH) ran the result's writes and answered NOSCRIPT for the acks: they are
+        sent again on their own, which loads the scripts (acking twice is harmless)."""
         results = self._joined
         assert results is not None  # joins_results says so
+        owed = _owed(acks)
+        name, queue, receipt = self.consumer.name, delivery.queue, delivery.receipt
         with self._link.errors():
             pipe = self._link.client.pipeline(transaction=False)
             results.queue_store(pipe, result)
-            self._link.send_acks(self.consumer.name, _owed(acks), pipe)
-            self._link.settle(self.consumer.name, delivery.queue, delivery.receipt, "ack", 0, pipe)
-            pipe.execute()
+            self._link.send_acks(name, owed, pipe)
+            self._link.settle(name, queue, receipt, "ack", 0, pipe)
+            try:
+                pipe.execute()
+            except redis.exceptions.NoScriptError:
+                self._link.send_acks(name, owed)
+                self._link.settle(name, queue, receipt, "ack", 0)
 
     def _requeue(self, acks: list[Delivery], delivery: Delivery, delay: float) -> None:
         self._settle(acks, delivery, "requeue", int(max(0.0, delay) * 1000))
