@@ -20,7 +20,6 @@ from forkq import (
 )
 from forkq.engines.contract import MAX_DELAY, Consumer, Delivery, lease_ttl_from_url
 from forkq.result import encode_record, failure_record, success_record
-from forkq.sending import CallOptions
 from forkq.settings import Settings
 from forkq.states import FAILURE, PENDING, SUCCESS
 from forkq.task import Request
@@ -171,22 +170,34 @@ class TestPublishing:
         assert len({r.id for r in results}) == 25
         assert app.broker.size("default") == 25
 
+    def test_new_message_takes_send_tasks_options(self, app: Forkq) -> None:
+        before = time.time()
+        message = app.new_message(
+            "t", (1,), {"a": 2}, countdown=30, expires=60, queue="q", priority=4,
+            task_id="id1", headers={"h": "v"},
+        )  # fmt: skip
+        named = (message.id, message.task, message.args, message.kwargs, message.queue)
+        assert named == ("id1", "t", [1], {"a": 2}, "q")
+        assert (message.priority, message.headers) == (4, {"h": "v"})
+        assert before + 30 <= message.eta <= time.time() + 30
+        assert before + 60 <= message.expires <= time.time() + 60
+        assert app.new_message("t").queue == app.settings.default_queue
+
     def test_publish_many_delays_each_message_until_its_eta(self, app: Forkq) -> None:
-        later = CallOptions(countdown=30)
-        messages = [app.new_message("t", options=later), app.new_message("t2")]
+        messages = [app.new_message("t", countdown=30), app.new_message("t2")]
         app.publish_many(messages)
         assert fetch_message(app).task == "t2"
         assert fetch(app) == []  # "t" is not due for 30 s
         assert app.broker.size("default") == 2
 
     def test_publish_many_refuses_a_delay_no_engine_holds(self, app: Forkq) -> None:
-        far = CallOptions(countdown=MAX_DELAY * 2)
+        far = app.new_message("t", countdown=MAX_DELAY * 2)
         with pytest.raises(ConfigurationError, match="cannot be scheduled"):
-            app.publish_many([app.new_message("t2"), app.new_message("t", options=far)])
+            app.publish_many([app.new_message("t2"), far])
         assert app.broker.size("default") == 0
 
     def test_priority_is_brought_into_range_for_the_broker(self, app: Forkq) -> None:
-        app.publish_many([app.new_message("low", options=CallOptions(priority=-3))])
+        app.publish_many([app.new_message("low", priority=-3)])
         app.send_task("high", priority=12)
         assert [fetch_message(app).task, fetch_message(app).task] == ["high", "low"]
 

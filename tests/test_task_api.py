@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
+from unittest import mock
 
 import msgspec
 import pytest
@@ -103,6 +104,20 @@ class TestOptions:
         for good in ({"countdown": 5.5}, {"eta": moment}, {"eta": 0}, {"max_retries": None}):
             app.task(name=f"ok{uuid.uuid4().hex}", retry_kwargs=good)(fetch)
 
+    def test_calls_follow_options_replaced_after_the_first_call(self, h: Harness) -> None:
+        task = h.app.task(name="moved")(lambda: None)
+        task.delay()
+        task.map([()])
+        task.options = msgspec.structs.replace(task.options, queue="q2", priority=6, expires=30)
+        before = time.time()
+        task.delay()
+        task.map([()])
+        task.apply_async()
+        sent = [h.app.codec.decode(d.body) for d in h.session.fetch(["q2"], 5, 0)]
+        assert [(m.queue, m.priority) for m in sent] == [("q2", 6)] * 3
+        assert all(before + 30 <= m.expires <= time.time() + 30 for m in sent)
+        assert queued(h) == 2  # the calls made before the change
+
     def test_track_started_per_task_overrides_the_app(self, h: Harness) -> None:
         seen = []
 
@@ -129,6 +144,13 @@ class TestCallSite:
         assert queued(h) == 0
         add.delay(1, y=2)
         assert queued(h) == 1
+
+    def test_delay_is_apply_async_so_patching_apply_async_catches_it(self, h: Harness) -> None:
+        add = h.app.task(name="add")(lambda x, y: x + y)
+        with mock.patch.object(add, "apply_async") as apply_async:
+            add.delay(1, y=2)
+        apply_async.assert_called_once_with((1,), {"y": 2})
+        assert queued(h) == 0
 
     def test_typing_false_sends_as_given(self, h: Harness) -> None:
         h.app.task(name="loose", typing=False)(lambda x: x).delay()

@@ -26,7 +26,7 @@ from forkq.envelope import Codec, Message
 from forkq.exceptions import ConfigurationError
 from forkq.failures import TypeKey, type_key
 from forkq.result import AsyncResult
-from forkq.sending import NO_OPTIONS, CallOptions
+from forkq.sending import CallOptions
 from forkq.settings import Settings, load_settings
 from forkq.task import AsyncTask, BoundTaskDecorator, Task, TaskDecorator, TaskOptions
 from forkq.task_modules import import_discovered, import_included
@@ -161,6 +161,35 @@ class Forkq:
 
         `eta` is a moment (aware datetime or Unix time); `expires` is a moment or, as a
         number, seconds from now, after which the task is not run."""
+        message = self.new_message(
+            name,
+            args,
+            kwargs,
+            countdown=countdown,
+            eta=eta,
+            expires=expires,
+            queue=queue,
+            priority=priority,
+            task_id=task_id,
+            headers=headers,
+        )
+        return self.send_message(message)
+
+    def new_message(
+        self,
+        name: str,
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        countdown: float | None = None,
+        eta: datetime | float | None = None,
+        expires: datetime | float | None = None,
+        queue: str | None = None,
+        priority: int = 0,
+        task_id: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Message:
+        """The message `send_task` would send with these arguments."""
         options = CallOptions(
             countdown=countdown,
             eta=eta,
@@ -170,18 +199,14 @@ class Forkq:
             task_id=task_id,
             headers=headers,
         )
-        return self.send_message(self.new_message(name, args, kwargs, options))
+        return self._new_message(name, args, {} if kwargs is None else kwargs, options)
 
-    def new_message(
-        self,
-        name: str,
-        args: Iterable[Any] = (),
-        kwargs: dict[str, Any] | None = None,
-        options: CallOptions = NO_OPTIONS,
+    def _new_message(
+        self, name: str, args: Iterable[Any], kwargs: dict[str, Any], options: CallOptions
     ) -> Message:
-        """The message of a call of task `name` sent with `options`."""
-        given = {} if kwargs is None else kwargs
-        return options.message(name, args, given, self.settings.default_queue)
+        """The message of a call of task `name` sent with `options` (a task's calls come
+        here with theirs)."""
+        return options.message(name, args, kwargs, self.settings.default_queue)
 
     def send_message(self, message: Message) -> AsyncResult[Any]:
         """Publish the message: the handle on its result."""

@@ -45,9 +45,9 @@ def run_eagerly(app: Forkq, body: bytes) -> None:
             message, task = accept(app, app.codec.decode(body))
         except MessageRejected as rejected:
             log.warning("eager: rejected message: %s", rejected.reason)
-            if rejected.task_id is not None:
-                failure = failure_record(rejected.exc_type, rejected.reason)
-                _store(app, rejected.task_id, failure)
+            failed = rejected.failed_task_id
+            if failed is not None:
+                _store(app, failed, failure_record(rejected.exc_type, rejected.reason))
             return
         record = execute(task, message, passthrough=_CALLERS)
         if record.state != RETRY:

@@ -1,8 +1,9 @@
 """How one call becomes a message: its sending options and the moments they name.
 
     apply_async(countdown, eta, expires, queue, priority, task_id, headers) ─► CallOptions
-    send_task(the same)                                                     ─► CallOptions
-    delay(), map(): the task's own CallOptions (expires, queue, priority), built once
+    send_task, new_message (the same)                                       ─► CallOptions
+    delay() (apply_async with no option), map(): the task's own CallOptions (expires, queue,
+        priority), built once per value of `task.options`
 
     CallOptions.message(task, args, kwargs, the app's default queue) ─► Message
 
@@ -55,9 +56,6 @@ class CallOptions(msgspec.Struct, frozen=True, kw_only=True):
             priority=self.priority,
             headers=self.headers,
         )
-
-
-NO_OPTIONS = CallOptions()
 
 
 def to_timestamp(moment: datetime | float | None) -> float | None:

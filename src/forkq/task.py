@@ -61,10 +61,10 @@ class TaskOptions(msgspec.Struct, frozen=True):
             raise ConfigurationError(f"task {self.name}: priority must be 0-9")
         if self.max_retries is not None and self.max_retries < 0:
             raise ConfigurationError(f"task {self.name}: max_retries must be >= 0 or None")
-        for option in ("autoretry_for", "dont_autoretry_for"):
-            msgspec.structs.force_setattr(
-                self, option, _exception_types(self.name, option, getattr(self, option))
-            )
+        retried = _exception_types(self.name, "autoretry_for", self.autoretry_for)
+        not_retried = _exception_types(self.name, "dont_autoretry_for", self.dont_autoretry_for)
+        msgspec.structs.force_setattr(self, "autoretry_for", retried)
+        msgspec.structs.force_setattr(self, "dont_autoretry_for", not_retried)
         unknown = set(self.retry_kwargs) - RETRY_KWARGS
         if unknown:
             raise ConfigurationError(
@@ -74,8 +74,10 @@ class TaskOptions(msgspec.Struct, frozen=True):
         wrong = _retry_kwargs_error(self.retry_kwargs)
         if wrong is not None:
             raise ConfigurationError(f"task {self.name}: retry_kwargs: {wrong}")
-        for limit in ("time_limit", "soft_time_limit"):
-            value = getattr(self, limit)
+        for limit, value in (
+            ("time_limit", self.time_limit),
+            ("soft_time_limit", self.soft_time_limit),
+        ):
             if value is not None and value <= 0:
                 raise ConfigurationError(f"task {self.name}: {limit} must be > 0 seconds")
         if isinstance(self.expires, datetime) and self.expires.tzinfo is None:
@@ -130,7 +132,8 @@ class Task(Generic[P, R]):
     def __init__(self, app: Forkq, fn: Callable[..., Any], options: TaskOptions) -> None:
         self.app = app
         self.fn = fn
-        self.options = options
+        self.options = options  # may be replaced later: _defaults() follows it
+        self._own = (options, _own_call_options(options))  # _defaults()'s, for these options
         self.request = Request()  # set by the worker around each run; one task per process
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
@@ -166,7 +169,7 @@ class Task(Generic[P, R]):
         return self.fn(*args, **kwargs)  # type: ignore[no-any-return]
 
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
-        return self._send(args, kwargs, self._defaults)
+        return self.apply_async(args, kwargs)
 
     def apply_async(
         self,
@@ -181,29 +184,46 @@ class Task(Generic[P, R]):
         task_id: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> AsyncResult[R]:
-        o = self.options  # the task's options where the call gives none
-        options = CallOptions(
-            countdown=countdown,
-            eta=eta,
-            expires=o.expires if expires is None else expires,
-            queue=queue or o.queue,
-            priority=o.priority if priority is None else priority,
-            task_id=task_id,
-            headers=headers,
-        )
+        if (
+            countdown is None
+            and eta is None
+            and expires is None
+            and queue is None
+            and priority is None
+            and task_id is None
+            and headers is None
+        ):  # delay()'s call: the task's own options (_defaults' lookup, inlined)
+            own, options = self._own
+            if own is not self.options:
+                options = self._defaults()
+        else:
+            o = self.options  # the task's options where the call gives none
+            options = CallOptions(
+                countdown=countdown,
+                eta=eta,
+                expires=o.expires if expires is None else expires,
+                queue=queue or o.queue,
+                priority=o.priority if priority is None else priority,
+                task_id=task_id,
+                headers=headers,
+            )
         return self._send(tuple(args), kwargs or {}, options)
 
-    @functools.cached_property
     def _defaults(self) -> CallOptions:
-        """How `delay()` and `map()` send a call: with the task's own options."""
-        o = self.options
-        return CallOptions(expires=o.expires, queue=o.queue, priority=o.priority)
+        """How a call that gives no option of its own is sent: with the task's own options,
+        those of `self.options` now (TaskOptions is frozen: a change is a new object)."""
+        options, call_options = self._own
+        if options is not self.options:
+            options = self.options
+            call_options = _own_call_options(options)
+            self._own = (options, call_options)
+        return call_options
 
     def _send(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], options: CallOptions
     ) -> AsyncResult[R]:
         self._check(args, kwargs)
-        message = self.app.new_message(self.name, args, kwargs, options)
+        message = self.app._new_message(self.name, args, kwargs, options)
         try:
             return self.app.send_message(message)
         except TypeError as exc:
@@ -214,8 +234,8 @@ class Task(Generic[P, R]):
         calls = [tuple(args) for args in argument_lists]
         for args in calls:
             self._check(args, {})
-        options = self._defaults
-        messages = [self.app.new_message(self.name, args, {}, options) for args in calls]
+        options = self._defaults()
+        messages = [self.app._new_message(self.name, args, {}, options) for args in calls]
         try:
             return self.app.publish_many(messages)
         except TypeError as exc:
@@ -296,6 +316,11 @@ class Task(Generic[P, R]):
         delay = min(o.retry_backoff_max, base * 2.0 ** min(retries, MAX_DOUBLINGS))
         # Full jitter spreads a burst of failures so the retries do not arrive together.
         return random.uniform(0, delay) if o.retry_jitter else delay
+
+
+def _own_call_options(options: TaskOptions) -> CallOptions:
+    """The options a call of the task is sent with when it gives none of its own."""
+    return CallOptions(expires=options.expires, queue=options.queue, priority=options.priority)
 
 
 RETRY_KWARGS = frozenset({"countdown", "eta", "max_retries"})
