@@ -44,7 +44,7 @@ import pika
 from forkq.engines.amqp.dead import list_dead, take_dead
 from forkq.engines.amqp.keeper import Keeper
 from forkq.engines.amqp.link import Link
-from forkq.engines.amqp.publish import Publisher, due_ms_after
+from forkq.engines.amqp.publish import Publisher
 from forkq.engines.amqp.seen import beat, seen
 from forkq.engines.amqp.session import AMQPSession
 from forkq.engines.amqp.url import connection_parameters, split_url, topology_from
@@ -105,8 +105,6 @@ class AMQPBroker(Broker):
         channel of their own (one round trip each; a commit returns once RabbitMQ has them
         all). A connection found dead (a client idle past its heartbeats, a restarted
         server) is opened again once and the unconfirmed part sent again: at least once."""
-        for message in messages:  # before any is sent: a transaction holds what was
-            due_ms_after(message.delay)
         chunks = [messages] if len(messages) == 1 else [
             messages[i : i + BULK_CHUNK] for i in range(0, len(messages), BULK_CHUNK)
         ]  # fmt: skip

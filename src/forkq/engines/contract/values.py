@@ -78,16 +78,23 @@ def check_delay(delay: float) -> None:
 
 
 class Outgoing(msgspec.Struct, frozen=True):
-    """A message to publish: visible `delay` seconds from now (0 or less: at once).
-    Build it with `outgoing()`, which checks the delay and clamps the priority."""
+    """A message to publish: visible `delay` seconds from now. Build it with `outgoing()`,
+    which brings what a caller gives into range; one built directly must be in range already
+    (priority 0-9, delay 0 to MAX_DELAY), or it is refused here rather than stored as junk."""
 
     queue: str
     body: bytes
     priority: int = 0
     delay: float = 0.0
 
+    def __post_init__(self) -> None:
+        if not (MIN_PRIORITY <= self.priority <= MAX_PRIORITY and 0.0 <= self.delay <= MAX_DELAY):
+            raise ValueError(f"priority {self.priority} or delay {self.delay} out of range")
+
 
 def outgoing(queue: str, body: bytes, priority: int = 0, delay: float = 0.0) -> Outgoing:
+    """The message to publish: the priority clamped to 0-9, a past time due now, a delay no
+    engine can hold refused (`ConfigurationError`)."""
     check_delay(delay)
     return Outgoing(queue, body, clamp_priority(priority), max(0.0, delay))
 
