@@ -33,8 +33,11 @@ pytestmark = pytest.mark.timeout(60)
 CHILD = Consumer("w", "w/0/1")
 
 
+RESULTS = open_backend("memory://amqp-reconnect")
+
+
 def session(broker: Broker, consumer: Consumer = CHILD) -> ConsumerSession:
-    return broker.consumer(consumer, open_backend("memory://amqp-reconnect"))
+    return broker.consumer(consumer, RESULTS)
 
 
 @pytest.fixture

@@ -26,8 +26,11 @@ def broker(tmp_path: Path) -> Iterator[SQLiteBroker]:
     broker.close()
 
 
+RESULTS = MemoryBackend("memory://sqlite-malformed")
+
+
 def session(broker: SQLiteBroker) -> ConsumerSession:
-    return broker.consumer(C, MemoryBackend())
+    return broker.consumer(C, RESULTS)
 
 
 def next_due(broker: SQLiteBroker) -> float | None:
