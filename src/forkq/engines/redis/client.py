@@ -8,7 +8,8 @@ import math
 import os
 import ssl
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -55,6 +56,17 @@ def unreachable(exc: redis.RedisError) -> bool:
     if isinstance(exc.__context__, ssl.SSLCertVerificationError):
         return False
     return isinstance(exc, (redis.ConnectionError, redis.TimeoutError, *_PASSING_REPLIES))
+
+
+@contextmanager
+def errors_as(unavailable: type[Exception], failed: type[Exception], label: str) -> Iterator[None]:
+    """Driver errors raised as forkq's: `unavailable` for a connection problem, else
+    `failed`; the broker and the result backend each name theirs."""
+    try:
+        yield
+    except redis.RedisError as exc:
+        kind = unavailable if unreachable(exc) else failed
+        raise kind(f"{label}: {exc}") from exc
 
 
 def read_timeout(client: redis.Redis) -> float | None:

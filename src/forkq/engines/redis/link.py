@@ -14,8 +14,8 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from importlib import resources
 from typing import Any, Literal
 
@@ -24,7 +24,12 @@ from redis.client import Pipeline
 from redis.commands.core import Script
 
 from forkq.engines.contract import DeadLetterCaps
-from forkq.engines.redis.client import Wire, client_from_url, longest_block, unreachable
+from forkq.engines.redis.client import (
+    Wire,
+    client_from_url,
+    errors_as,
+    longest_block,
+)
 from forkq.engines.redis.keys import GROUP, QueueKeys, Receipt, queues_key
 from forkq.exceptions import BrokerError, BrokerUnavailable
 
@@ -155,13 +160,8 @@ class RedisLink:
     def purge(self, k: QueueKeys) -> int:
         return int(self._purge(keys=[*k.bands_high_first, k.delayed], args=[GROUP]))
 
-    @contextmanager
-    def errors(self) -> Iterator[None]:
-        try:
-            yield
-        except redis.RedisError as exc:
-            kind = BrokerUnavailable if unreachable(exc) else BrokerError
-            raise kind(f"redis broker: {exc}") from exc
+    def errors(self) -> AbstractContextManager[None]:
+        return errors_as(BrokerUnavailable, BrokerError, "redis broker")
 
 
 def _queue_script(pipe: Pipeline, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> None:

@@ -9,14 +9,11 @@ returns about one round trip after the worker stored the result. Keys:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
-import redis
-
 from forkq.engines.contract import ResultBackend, ResultWrite, StoredResult
-from forkq.engines.redis.client import client_from_url, longest_block, unreachable
+from forkq.engines.redis.client import client_from_url, errors_as, longest_block
 from forkq.engines.redis.keys import ready_key, result_key, starts_key
 from forkq.exceptions import BackendError, BackendUnavailable
 from forkq.states import READY_STATES
@@ -89,10 +86,5 @@ class RedisBackend(ResultBackend):
     def abandon(self) -> None:
         self.client.connection_pool.reset()  # see RedisBroker._abandon
 
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except redis.RedisError as exc:
-            kind = BackendUnavailable if unreachable(exc) else BackendError
-            raise kind(f"redis result backend: {exc}") from exc
+    def _errors(self) -> AbstractContextManager[None]:
+        return errors_as(BackendUnavailable, BackendError, "redis result backend")
