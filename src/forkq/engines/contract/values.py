@@ -175,6 +175,8 @@ class Capabilities(msgspec.Struct, frozen=True):
     dead_caps_per_queue: bool = True
     #: Whether `Broker.size` counts delayed messages (RabbitMQ holds them in shared queues).
     counts_delayed: bool = True
+    #: Whether other processes see its messages (memory://: only the process that opened it).
+    across_processes: bool = True
 
     @property
     def releases_others(self) -> bool:

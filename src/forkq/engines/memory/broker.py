@@ -30,7 +30,7 @@ from forkq.engines.memory.store import STORES, Entry, Store
 
 
 class MemoryBroker(Broker):
-    capabilities = Capabilities(Recovery.LEASE)
+    capabilities = Capabilities(Recovery.LEASE, across_processes=False)
 
     def __init__(
         self, url: str = "memory://", dead_caps: DeadLetterCaps = DEFAULT_DEAD_CAPS
