@@ -74,8 +74,10 @@ class Executor:
         self.session = session
         self.results = session.results
         # The acks a child kept back go into its slot for its master to send should it die;
-        # where the master releases nothing (recovery by connection) they are not written.
-        self._unacked = session.kept_acks if session.capabilities.releases_others else _none
+        # where none are kept, or the master releases nothing (recovery by connection), there
+        # is nothing to write.
+        caps = session.capabilities
+        self._unacked = session.kept_acks if caps.keeps_acks and caps.releases_others else _none
         self.slot = slot
         self.ttl = app.settings.result_ttl
 
