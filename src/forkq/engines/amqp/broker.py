@@ -80,7 +80,6 @@ class AMQPBroker(Broker):
             counts_delayed=False,  # delayed messages wait in the shared delay queues
         )
         self.publisher = Publisher(self.topology, self._open)
-        self._own: dict[str, AMQPSession] = {}  # this process's sessions, by consumer name
         self._keeper: Keeper | None = None
         self._link = Link(
             connection_parameters(pika_url, own),
@@ -95,7 +94,7 @@ class AMQPBroker(Broker):
 
     def _forget_connection(self) -> None:
         self.publisher.forget()
-        for session in self._own.values():
+        for session in self._own():
             session.forget()  # their channels died with the connection: RabbitMQ requeues
 
     # -- publishing --------------------------------------------------------------------------
@@ -114,12 +113,14 @@ class AMQPBroker(Broker):
     # -- consuming ---------------------------------------------------------------------------
 
     def _open_session(self, consumer: Consumer, results: ResultBackend) -> AMQPSession:
-        session = AMQPSession(
+        return AMQPSession(
             consumer, results, self.capabilities, self._link, self.publisher, self._start_keeper
         )
-        with self._link.lock:  # the keeper thread goes through them
-            self._own[consumer.name] = session
-        return session
+
+    def _own(self) -> list[AMQPSession]:
+        """This process's sessions (`Broker.consumer` keeps them), as this engine's type.
+        Copied at once: the keeper thread reads them while the main thread may add one."""
+        return [s for s in list(self._sessions.values()) if isinstance(s, AMQPSession)]
 
     def heartbeat(self, worker: str, queues: Sequence[str] = ()) -> None:
         """No hold to renew (RabbitMQ watches connections): answer AMQP heartbeats if open,
@@ -156,7 +157,7 @@ class AMQPBroker(Broker):
         def size() -> int:
             name = self.publisher.declare_work(queue)
             ready = self.publisher.channel().queue_declare(name, passive=True).method.message_count
-            return int(ready) + sum(session.holds(queue) for session in self._own.values())
+            return int(ready) + sum(session.holds(queue) for session in self._own())
 
         return self._link.run(size, repeatable=True)
 
@@ -193,19 +194,17 @@ class AMQPBroker(Broker):
         """From the keeper thread, while a task runs: kept acks go, heartbeats are answered."""
         connection = self._link.connection
         if connection is not None and connection.is_open:
-            for session in self._own.values():
+            for session in self._own():
                 session.flush()
             connection.process_data_events(time_limit=0)
 
     def _close(self) -> None:
         if self._keeper is not None:
             self._keeper.stop()
-        self._own.clear()
         self._link.close()
 
     def _abandon(self) -> None:
         # In a forked child: the socket belongs to the parent's session; drop it unsaid.
         self._link.abandon()
         self.publisher.forget()
-        self._own = {}
         self._keeper = None  # the parent's thread does not exist in this process

@@ -8,14 +8,15 @@ import math
 import os
 import ssl
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
+
+from forkq.engines.contract.errors import DriverErrors
 
 _OWN_PARAMS = ("prefix", "lease_ttl")
 
@@ -58,15 +59,12 @@ def unreachable(exc: redis.RedisError) -> bool:
     return isinstance(exc, (redis.ConnectionError, redis.TimeoutError, *_PASSING_REPLIES))
 
 
-@contextmanager
-def errors_as(unavailable: type[Exception], failed: type[Exception], label: str) -> Iterator[None]:
+def errors_as(
+    unavailable: type[Exception], failed: type[Exception], label: str
+) -> DriverErrors[redis.RedisError]:
     """Driver errors raised as forkq's: `unavailable` for a connection problem, else
     `failed`; the broker and the result backend each name theirs."""
-    try:
-        yield
-    except redis.RedisError as exc:
-        kind = unavailable if unreachable(exc) else failed
-        raise kind(f"{label}: {exc}") from exc
+    return DriverErrors(redis.RedisError, unreachable, unavailable, failed, label)
 
 
 def read_timeout(client: redis.Redis) -> float | None:

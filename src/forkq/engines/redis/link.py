@@ -67,6 +67,7 @@ def _now_ms() -> int:
 class RedisLink:
     def __init__(self, url: str, dead_caps: DeadLetterCaps) -> None:
         self.client, self.prefix = client_from_url(url)
+        self._errors = errors_as(BrokerUnavailable, BrokerError, "redis broker")
         self.wire = Wire(self.client)  # publish, fetch and the blocking read
         self.longest_block = longest_block(self.client)
         self._caps = [dead_caps.max_count, dead_caps.max_age_ms]  # what the scripts are given
@@ -161,7 +162,7 @@ class RedisLink:
         return int(self._purge(keys=[*k.bands_high_first, k.delayed], args=[GROUP]))
 
     def errors(self) -> AbstractContextManager[None]:
-        return errors_as(BrokerUnavailable, BrokerError, "redis broker")
+        return self._errors
 
 
 def _queue_script(pipe: Pipeline, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> None:

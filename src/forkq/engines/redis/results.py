@@ -22,6 +22,7 @@ from forkq.states import READY_STATES
 class RedisBackend(ResultBackend):
     def __init__(self, url: str) -> None:
         self.client, self.prefix = client_from_url(url)
+        self._driver_errors = errors_as(BackendUnavailable, BackendError, "redis result backend")
         self._longest_block = longest_block(self.client)
 
     def store(self, task_id: str, state: str, payload: bytes, ttl: float) -> None:
@@ -87,4 +88,4 @@ class RedisBackend(ResultBackend):
         self.client.connection_pool.reset()  # see RedisBroker._abandon
 
     def _errors(self) -> AbstractContextManager[None]:
-        return errors_as(BackendUnavailable, BackendError, "redis result backend")
+        return self._driver_errors

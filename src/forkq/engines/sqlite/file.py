@@ -20,12 +20,12 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from inotify_simple import INotify, flags
 
+from forkq.engines.contract.errors import DriverErrors
 from forkq.exceptions import (
     BackendError,
     BackendUnavailable,
@@ -158,31 +158,11 @@ def ensure_schema(conn: sqlite3.Connection, table: str, script: str) -> None:
         )
 
 
-def driver_errors_as(error: type[Exception], label: str) -> DriverErrors:
+def driver_errors_as(error: type[Exception], label: str) -> DriverErrors[sqlite3.Error]:
     """Translate sqlite3 errors at the engine's edge, keeping the driver's as the cause: a
     database busy or locked past the busy timeout is unavailable (BrokerUnavailable,
     BackendUnavailable), anything else `error` as it is."""
-    return DriverErrors(error, label)
-
-
-class DriverErrors:
-    """`driver_errors_as` as an object with no state between uses: an engine makes one and
-    enters it around each of its calls, which costs less than a generator per call."""
-
-    __slots__ = ("_error", "_label")
-
-    def __init__(self, error: type[Exception], label: str) -> None:
-        self._error, self._label = error, label
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if isinstance(exc, sqlite3.Error):
-            error = _UNAVAILABLE.get(self._error, self._error) if _busy(exc) else self._error
-            raise error(f"{self._label}: {exc}") from exc
+    return DriverErrors(sqlite3.Error, _busy, _UNAVAILABLE.get(error, error), error, label)
 
 
 @contextmanager

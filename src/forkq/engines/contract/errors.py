@@ -1,0 +1,38 @@
+"""Driver errors raised as forkq's at an engine's edge, the driver's kept as the cause."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import TracebackType
+from typing import Generic, TypeVar
+
+E = TypeVar("E", bound=Exception)
+
+
+class DriverErrors(Generic[E]):
+    """A driver's error becomes `unavailable` when `is_outage` says it is a connection
+    problem (ridden out), else `failed`. No state between uses: an engine makes one and
+    enters it around each of its calls, which costs less than a generator per call."""
+
+    __slots__ = ("_driver", "_failed", "_is_outage", "_label", "_unavailable")
+
+    def __init__(
+        self,
+        driver: type[E],
+        is_outage: Callable[[E], bool],
+        unavailable: type[Exception],
+        failed: type[Exception],
+        label: str,
+    ) -> None:
+        self._driver, self._is_outage = driver, is_outage
+        self._unavailable, self._failed, self._label = unavailable, failed, label
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if isinstance(exc, self._driver):
+            error = self._unavailable if self._is_outage(exc) else self._failed
+            raise error(f"{self._label}: {exc}") from exc
