@@ -4,7 +4,7 @@ session, result backend), the values that cross them, and the helpers every engi
 from forkq.engines.contract.broker import Broker
 from forkq.engines.contract.engine import Engine
 from forkq.engines.contract.fetching import Claimed, RecoveryClock, fetch_until
-from forkq.engines.contract.results import ResultBackend, ResultWrite, StoredResult
+from forkq.engines.contract.results import ResultBackend, StoredResult
 from forkq.engines.contract.session import ConsumerSession, check_fetch_args
 from forkq.engines.contract.values import (
     DEFAULT_DEAD_CAPS,
@@ -17,13 +17,16 @@ from forkq.engines.contract.values import (
     SIGHTINGS_KEPT,
     Burial,
     Capabilities,
+    ChordVote,
     Consumer,
     DeadLetter,
     DeadLetterCaps,
     Delivery,
+    Effects,
     Leftovers,
     Outgoing,
     Recovery,
+    ResultWrite,
     Sighting,
     check_delay,
     clamp_priority,
@@ -43,12 +46,14 @@ __all__ = [
     "Broker",
     "Burial",
     "Capabilities",
+    "ChordVote",
     "Claimed",
     "Consumer",
     "ConsumerSession",
     "DeadLetter",
     "DeadLetterCaps",
     "Delivery",
+    "Effects",
     "Engine",
     "Leftovers",
     "Outgoing",

@@ -54,6 +54,7 @@ class Broker(abc.ABC):
         session = self._sessions.get(consumer.name)
         if session is None:
             session = self._sessions[consumer.name] = self._open_session(consumer, results)
+            session.publish_through(self.publish)
         elif session.results is not results:
             raise ValueError(f"consumer {consumer.name!r} has a session with another backend")
         return session

@@ -6,23 +6,16 @@ Backends store an opaque encoded record next to its state; `forkq.result` owns t
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 
 import msgspec
+
+from forkq.engines.contract.values import ChordVote, ResultWrite
 
 
 class StoredResult(msgspec.Struct, frozen=True):
     state: str
     payload: bytes
-
-
-class ResultWrite(msgspec.Struct, frozen=True):
-    """A result waiting to be stored, handed to `ConsumerSession.finish` with the
-    ack it goes with."""
-
-    task_id: str
-    state: str
-    payload: bytes
-    ttl: float
 
 
 class ResultBackend(abc.ABC):
@@ -32,9 +25,28 @@ class ResultBackend(abc.ABC):
     def store(self, task_id: str, state: str, payload: bytes, ttl: float) -> None:
         """Record the task's latest state; readable for `ttl` seconds."""
 
+    def store_all(self, writes: Sequence[ResultWrite]) -> None:
+        """Store each write (`store`), in one round trip or transaction where the engine can."""
+        for w in writes:
+            self.store(w.task_id, w.state, w.payload, w.ttl)
+
     @abc.abstractmethod
     def get(self, task_id: str) -> StoredResult | None:
         """The latest record, or None if there is none (or it expired)."""
+
+    def get_many(self, task_ids: Sequence[str]) -> list[StoredResult | None]:
+        """`get` of each id, in order, in one round trip or query where the engine can."""
+        return [self.get(task_id) for task_id in task_ids]
+
+    @abc.abstractmethod
+    def vote(self, writes: Sequence[ResultWrite], vote: ChordVote) -> bool:
+        """Store `writes` and count `vote` (see `ChordVote`) in one round trip or transaction:
+        whether the vote fires and its `then` messages are not yet published. The caller then
+        publishes them and calls `fired`, before acking the member's message."""
+
+    @abc.abstractmethod
+    def fired(self, vote: ChordVote) -> None:
+        """The fired vote's `then` messages are published: casting it again no longer fires."""
 
     @abc.abstractmethod
     def wait(self, task_id: str, timeout: float) -> StoredResult | None:

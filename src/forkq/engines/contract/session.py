@@ -1,6 +1,6 @@
 """One consumer's side of a broker: fetch, then settle each message it holds.
 
-    fetch ─► Delivery ─► finish(result?) ─► the result stored, then the ack
+    fetch ─► Delivery ─► finish(result?, effects?) ─► the result stored, effects done, the ack
                      ├─► requeue(delay)      back, not counted as run
                      └─► dead_letter(reason)
 
@@ -10,6 +10,13 @@ place that holds them, and every public verb hands the kept ones to the engine w
 work, so no call can overtake an ack kept before it (a release must never give back a message
 already finished). Engines implement the `_`-verbs, each of which receives the acks it must
 send first or in the same round trip.
+
+Effects (`Effects`: more writes, publishes, a chord vote) are done before the ack, so that a
+crash redoes them: the result and the writes are stored (with the vote counted in the same
+round trip, `ResultBackend.vote`), then the messages published (with the chord's if the vote
+fired, then marked done with `ResultBackend.fired`), then the ack. A session that
+`atomic_effects` does all of it in one round trip or transaction instead, so that a crash
+cannot publish a fired chord's messages twice.
 """
 
 from __future__ import annotations
@@ -20,10 +27,18 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import TypeVar
 
-from forkq.engines.contract.results import ResultBackend, ResultWrite
-from forkq.engines.contract.values import Capabilities, Consumer, Delivery
+from forkq.engines.contract.results import ResultBackend
+from forkq.engines.contract.values import (
+    Capabilities,
+    Consumer,
+    Delivery,
+    Effects,
+    Outgoing,
+    ResultWrite,
+)
 
 T = TypeVar("T")
+Publish = Callable[[Sequence[Outgoing]], None]
 
 _UNLOCKED = nullcontext()  # holds no state: one serves every session
 
@@ -42,6 +57,9 @@ class ConsumerSession(abc.ABC):
     #: Whether a result and its ack go in one round trip (the results live on the broker's
     #: own server): decided when the session is opened, from the backend's type.
     joins_results: bool = False
+    #: Whether `finish` with effects stores, publishes, counts and acks in one round trip or
+    #: transaction (`_finish_atomically`): decided when the session is opened.
+    atomic_effects: bool = False
 
     def __init__(
         self, consumer: Consumer, results: ResultBackend, capabilities: Capabilities
@@ -52,6 +70,11 @@ class ConsumerSession(abc.ABC):
         self._keeps_acks = capabilities.keeps_acks
         self._kept: list[Delivery] = []
         self._kept_since = 0.0  # monotonic time of the oldest kept ack
+        self._publish: Publish = _no_publisher
+
+    def publish_through(self, publish: Publish) -> None:
+        """Where effects' messages go: the broker that opened this session (`Broker.consumer`)."""
+        self._publish = publish
 
     # -- the verbs: each sends the kept acks first (or with its own round trip) --------------
 
@@ -61,13 +84,18 @@ class ConsumerSession(abc.ABC):
         check_fetch_args(queues, limit)
         return self._with_kept(lambda acks: self._fetch(acks, queues, limit, timeout))
 
-    def finish(self, delivery: Delivery, result: ResultWrite | None) -> None:
-        """The message is done: store its result (when there is one to keep), then ack, in
-        this order, so that a crash in between runs the task again rather than losing its
-        result. Without a result the ack may be kept back (see the module's docstring). A
-        session that `joins_results` stores and acks in one round trip; any other stores
-        first, outside `_guard`, so that a slow result store never holds up the connection."""
-        if result is None and self._keeps_acks:
+    def finish(
+        self, delivery: Delivery, result: ResultWrite | None, effects: Effects | None = None
+    ) -> None:
+        """The message is done: store its result (when there is one to keep), do its effects,
+        then ack, in this order, so that a crash in between runs the task again rather than
+        losing its result. Without a result or effects the ack may be kept back (see the
+        module's docstring). A session that `joins_results` stores and acks in one round trip;
+        any other stores first, outside `_guard`, so that a slow result store never holds up
+        the connection."""
+        if effects is not None:
+            self._finish_with(delivery, result, effects)
+        elif result is None and self._keeps_acks:
             self._keep(delivery)
         elif result is None:
             self._with_kept(lambda acks: self._ack_finished(acks, delivery))
@@ -76,6 +104,24 @@ class ConsumerSession(abc.ABC):
         else:
             self.results.store(result.task_id, result.state, result.payload, result.ttl)
             self._with_kept(lambda acks: self._ack_finished(acks, delivery))
+
+    def _finish_with(
+        self, delivery: Delivery, result: ResultWrite | None, effects: Effects
+    ) -> None:
+        writes = effects.writes if result is None else (result, *effects.writes)
+        if self.atomic_effects:
+            self._with_kept(lambda acks: self._finish_atomically(acks, delivery, writes, effects))
+            return
+        vote = effects.vote
+        fires = self.results.vote(writes, vote) if vote is not None else False
+        if vote is None and writes:
+            self.results.store_all(writes)
+        publish = (*effects.publish, *vote.then) if vote is not None and fires else effects.publish
+        if publish:
+            self._publish(publish)
+        if vote is not None and fires:
+            self.results.fired(vote)
+        self._with_kept(lambda acks: self._ack_finished(acks, delivery))
 
     def _keep(self, delivery: Delivery) -> None:
         with self._guard():
@@ -153,6 +199,18 @@ class ConsumerSession(abc.ABC):
         """Where `joins_results`: the result's writes, then the acks, in one round trip."""
         raise NotImplementedError
 
+    def _finish_atomically(
+        self,
+        acks: list[Delivery],
+        delivery: Delivery,
+        writes: tuple[ResultWrite, ...],
+        effects: Effects,
+    ) -> None:
+        """Where `atomic_effects`: the writes, the vote (publishing its `then` if it fires),
+        the effects' publishes, the acks and the ack of `delivery`, in one round trip or
+        transaction."""
+        raise NotImplementedError
+
     @abc.abstractmethod
     def _requeue(self, acks: list[Delivery], delivery: Delivery, delay: float) -> None: ...
 
@@ -167,3 +225,7 @@ class ConsumerSession(abc.ABC):
 
     def _close(self, acks: list[Delivery]) -> None:
         self._send_acks(acks)
+
+
+def _no_publisher(messages: Sequence[Outgoing]) -> None:
+    raise RuntimeError("a session publishes through the broker that opened it")

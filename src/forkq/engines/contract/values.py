@@ -2,6 +2,7 @@
 
 publisher ─ Outgoing ─► Broker.publish
 consumer  ◄─ Delivery ─ ConsumerSession.fetch ─► finish / requeue / dead_letter (by receipt)
+          ─ Effects (writes, publishes, a ChordVote) ─► finish, done before the ack
 master    ─ Leftovers ─► Broker.release (what a dead child held, read from its slot)
 """
 
@@ -97,6 +98,47 @@ def outgoing(queue: str, body: bytes, priority: int = 0, delay: float = 0.0) -> 
     engine can hold refused (`ConfigurationError`)."""
     check_delay(delay)
     return Outgoing(queue, body, clamp_priority(priority), max(0.0, delay))
+
+
+class ResultWrite(msgspec.Struct, frozen=True):
+    """A result waiting to be stored, handed to `ConsumerSession.finish` with the
+    ack it goes with."""
+
+    task_id: str
+    state: str
+    payload: bytes
+    ttl: float
+
+
+class ChordVote(msgspec.Struct, frozen=True):
+    """A chord header member's outcome, counted under the chord's id by the member's task id,
+    so that a member redelivered and run again is counted once.
+
+    A success adds the member; the vote that brings the count to `size` *fires*. A failure
+    fires if it is the chord's first failure. Firing publishes `then` (the body on a success,
+    the error callbacks on a failure) exactly once: a vote that fired and is cast again (its
+    message redelivered before the publish was marked done) fires again, any other does not.
+    The count and its state outlive the last vote by `ttl` seconds."""
+
+    chord: str  # the chord's id
+    member: str  # the member's task id
+    size: int  # how many members the chord has
+    failed: bool  # this member failed: the chord fails, and `then` are its error callbacks
+    then: tuple[Outgoing, ...]  # published once, when this vote fires
+    ttl: float
+
+
+class Effects(msgspec.Struct, frozen=True):
+    """What finishing a message leads to besides its own result, done before its ack (so a
+    crash redoes them rather than losing them): more result writes (the failure of workflow
+    steps that will now never run), messages to publish (a retry's next try, a chain's next
+    step, callbacks), and a chord vote. Every effect is keyed by a task id, so doing it again
+    after a redelivery writes the same record, publishes a message with the same task id, or
+    counts the same member once."""
+
+    writes: tuple[ResultWrite, ...] = ()
+    publish: tuple[Outgoing, ...] = ()
+    vote: ChordVote | None = None
 
 
 class Burial(msgspec.Struct, frozen=True):

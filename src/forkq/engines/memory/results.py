@@ -4,24 +4,61 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 
-from forkq.engines.contract import ResultBackend, StoredResult
+from forkq.engines.contract import ChordVote, ResultBackend, ResultWrite, StoredResult
 from forkq.states import READY_STATES
 
 _LOCK = threading.Condition()
 _STORES: dict[str, dict[str, tuple[StoredResult, float]]] = {}
 _STARTS: dict[str, dict[str, tuple[int, float]]] = {}
+_CHORDS: dict[str, dict[str, _Chord]] = {}
+
+
+class _Chord:
+    """A chord's count: the members counted, and the vote that fired (None: none yet)."""
+
+    def __init__(self) -> None:
+        self.members: set[str] = set()
+        self.firing: str | None = None  # the member whose vote fired, until `fired`
+        self.done = False
+        self.until = 0.0
 
 
 class MemoryBackend(ResultBackend):
     def __init__(self, url: str = "memory://") -> None:
         self._rows = _STORES.setdefault(url, {})
         self._starts = _STARTS.setdefault(url, {})
+        self._chords = _CHORDS.setdefault(url, {})
 
     def store(self, task_id: str, state: str, payload: bytes, ttl: float) -> None:
         with _LOCK:
             self._rows[task_id] = (StoredResult(state, payload), time.time() + ttl)
             _LOCK.notify_all()
+
+    def vote(self, writes: Sequence[ResultWrite], vote: ChordVote) -> bool:
+        now = time.time()
+        with _LOCK:
+            for w in writes:
+                self._rows[w.task_id] = (StoredResult(w.state, w.payload), now + w.ttl)
+            chord = self._chords.get(vote.chord)
+            if chord is None or chord.until < now:
+                chord = self._chords[vote.chord] = _Chord()
+            chord.until = now + vote.ttl
+            if not vote.failed:
+                chord.members.add(vote.member)
+            due = vote.failed or len(chord.members) >= vote.size
+            if due and not chord.done and chord.firing in (None, vote.member):
+                chord.firing = vote.member
+            fires = chord.firing == vote.member and not chord.done
+            _LOCK.notify_all()
+        return fires
+
+    def fired(self, vote: ChordVote) -> None:
+        with _LOCK:
+            chord = self._chords.get(vote.chord)
+            if chord is not None:
+                chord.done = True
 
     def get(self, task_id: str) -> StoredResult | None:
         with _LOCK:
