@@ -309,9 +309,13 @@ class TestFinishWithEffects:
 
     def test_a_fired_vote_publishes_delayed_messages_when_due(self, setup: Setup) -> None:
         [d] = members(setup, 1)
-        then = (outgoing(BODY, b"now", priority=9), outgoing(BODY, b"later", 3, delay=0.3))
+        then = (
+            outgoing(BODY, b"now", priority=9),
+            outgoing(BODY, b"later", 3, delay=0.3),
+            outgoing(BODY, b"at once", delay=0.0001),  # under a millisecond, still delayed
+        )
         setup.session().finish(d, write("m0"), Effects(vote=vote("m0", size=1, then=then)))
-        assert fetch_all(setup, BODY, 2) == [b"later", b"now"]
+        assert fetch_all(setup, BODY, 3) == [b"at once", b"later", b"now"]
 
     @pytest.mark.timeout(60)
     def test_members_finished_by_processes_at_once_publish_the_body_once(
