@@ -116,8 +116,14 @@ def test_a_killed_child_leaks_no_lock(client: Forkq, start_worker: Any, e2e_dir:
     wait_until_serving(client, worker)
     started = StartedSignal(e2e_dir)
     first = running.delay(started.path, 1)
-    os.kill(started.wait(), signal.SIGKILL)  # the redelivery writes to a FIFO no one reads
-    assert first.get(timeout=60) == 1  # run again after the kill, and ended
+    os.kill(started.wait(), signal.SIGKILL)
+    # The redelivery announces itself on the same FIFO: a reader lets its open() through.
+    again = os.open(started.path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        assert running.delay(started.path, 1).id == first.id  # redelivered: still held
+        assert first.get(timeout=60) == 1  # run again after the kill, and ended
+    finally:
+        os.close(again)
     assert running.delay(started.path, 0).id != first.id
 
 
