@@ -22,7 +22,7 @@ from forkq.engines.contract import (
     outgoing,
 )
 from forkq.engines.registry import open_backend, open_broker
-from forkq.envelope import Codec, Message
+from forkq.envelope import Codec, Message, Unique
 from forkq.exceptions import ConfigurationError
 from forkq.failures import TypeKey, type_key
 from forkq.result import AsyncResult
@@ -202,16 +202,37 @@ class Forkq:
         return self._new_message(name, args, {} if kwargs is None else kwargs, options)
 
     def _new_message(
-        self, name: str, args: Iterable[Any], kwargs: dict[str, Any], options: CallOptions
+        self,
+        name: str,
+        args: Iterable[Any],
+        kwargs: dict[str, Any],
+        options: CallOptions,
+        unique: Unique | None = None,
     ) -> Message:
         """The message of a call of task `name` sent with `options` (a task's calls come
-        here with theirs)."""
-        return options.message(name, args, kwargs, self.settings.default_queue)
+        here with theirs), holding the lock `unique` if it is a unique task's."""
+        return options.message(name, args, kwargs, self.settings.default_queue, unique)
 
     def send_message(self, message: Message) -> AsyncResult[Any]:
         """Publish the message: the handle on its result."""
         self.publish(message)
         return AsyncResult(message.id, self, name=message.task, queue=message.queue)
+
+    def send_unique(self, message: Message, ttl: float) -> AsyncResult[Any]:
+        """Publish a unique task's message unless its lock (`message.unique`) is held: then
+        the holder's handle (forkq/unique.py). A publish that fails lets go of the lock it
+        took. In eager mode the task runs at once: nothing to lock."""
+        unique = message.unique
+        if unique is None or self.settings.eager:
+            return self.send_message(message)
+        holder = self.backend.lock(unique.key, message.id, ttl)
+        if holder is not None:
+            return AsyncResult(holder, self, name=message.task, queue=message.queue)
+        try:
+            return self.send_message(message)
+        except BaseException:
+            self.backend.unlock(unique.key, message.id)
+            raise
 
     def publish(self, message: Message) -> None:
         """Send the message; in eager mode, run its task here and now (eager.py)."""

@@ -35,6 +35,14 @@ _SIGNED_PREFIX = b"fq1."
 _SIG_LEN = 64  # hex digits of a SHA-256 HMAC
 
 
+class Unique(msgspec.Struct, frozen=True):
+    """A unique task's lock: held from sending until the task starts, or, `until_end`, until
+    it ends (stored, failed or dead-lettered); `key` names it in the result backend."""
+
+    key: str
+    until_end: bool = False
+
+
 class Message(msgspec.Struct, frozen=True, kw_only=True):
     """One task invocation. Times are Unix timestamps in seconds."""
 
@@ -51,6 +59,7 @@ class Message(msgspec.Struct, frozen=True, kw_only=True):
     headers: dict[str, str] = {}
     created_at: float
     origin: str = ""
+    unique: Unique | None = None
 
 
 def new_task_id() -> str:
@@ -73,6 +82,7 @@ def make_message(
     retries: int = 0,
     priority: int = 0,
     headers: dict[str, str] | None = None,
+    unique: Unique | None = None,
 ) -> Message:
     return Message(
         id=task_id or new_task_id(),
@@ -87,6 +97,7 @@ def make_message(
         headers=headers or {},
         created_at=time.time(),
         origin=origin(),
+        unique=unique,
     )
 
 

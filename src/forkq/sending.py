@@ -1,6 +1,7 @@
 """How one call becomes a message: its sending options and the moments they name.
 
-    apply_async(countdown, eta, expires, queue, priority, task_id, headers) ─► CallOptions
+    apply_async(countdown, eta, expires, queue, priority, task_id, headers,
+                unique_key, unique_for)                                     ─► CallOptions
     send_task, new_message (the same)                                       ─► CallOptions
     delay() (apply_async with no option), map(): the task's own CallOptions (expires, queue,
         priority), built once per value of `task.options`
@@ -20,7 +21,7 @@ from typing import Any
 
 import msgspec
 
-from forkq.envelope import Message, make_message
+from forkq.envelope import Message, Unique, make_message
 from forkq.exceptions import ConfigurationError
 
 
@@ -34,9 +35,16 @@ class CallOptions(msgspec.Struct, frozen=True, kw_only=True):
     priority: int = 0
     task_id: str | None = None  # None: a new one
     headers: dict[str, str] | None = None
+    unique_key: str | None = None  # a unique task's lock (None: from the task and arguments)
+    unique_for: float | None = None  # seconds the lock lasts at most (None: the task's)
 
     def message(
-        self, task: str, args: Iterable[Any], kwargs: dict[str, Any], queue: str
+        self,
+        task: str,
+        args: Iterable[Any],
+        kwargs: dict[str, Any],
+        queue: str,
+        unique: Unique | None = None,
     ) -> Message:
         """The message of a call of `task` with these options; `queue` where they name none."""
         expires = self.expires
@@ -55,6 +63,7 @@ class CallOptions(msgspec.Struct, frozen=True, kw_only=True):
             expires=to_timestamp(expires),
             priority=self.priority,
             headers=self.headers,
+            unique=unique,
         )
 
 

@@ -14,6 +14,13 @@ import msgspec
 from forkq.arguments import Conversion, SignatureCheck, conversion_for, task_parameters
 from forkq.exceptions import ConfigurationError, MaxRetriesExceeded, Retry
 from forkq.sending import CallOptions, due_delay
+from forkq.unique import (
+    DEFAULT_UNIQUE_FOR,
+    UniqueWhile,
+    check_unique_for,
+    unique_of,
+    unique_while,
+)
 
 if TYPE_CHECKING:
     from forkq.app import Forkq
@@ -51,6 +58,8 @@ class TaskOptions(msgspec.Struct, frozen=True):
     soft_time_limit: float | None = None
     max_deliveries: int | None = None  # None: the app's setting
     typing: bool = True  # check the arguments of a call against the signature when sending
+    unique_for: float | None = None  # seconds: a second send while the first is pending is it
+    unique_while: UniqueWhile | str = UniqueWhile.PENDING  # or "running": held until it ends
     # Celery's names for what forkq always does: ack once the result is stored, and let a
     # task whose process died run again (up to max_deliveries).
     acks_late: bool = True
@@ -84,6 +93,10 @@ class TaskOptions(msgspec.Struct, frozen=True):
             raise ConfigurationError(f"task {self.name}: expires must be a timezone-aware datetime")
         if isinstance(self.expires, (int, float)) and not 0 < self.expires < math.inf:
             raise ConfigurationError(f"task {self.name}: expires must be > 0 seconds")
+        check_unique_for(self.name, self.unique_for)
+        msgspec.structs.force_setattr(
+            self, "unique_while", unique_while(self.name, self.unique_while)
+        )
         if not self.acks_late:
             raise ConfigurationError(
                 f"task {self.name}: acks_late=False (ack before running, at most once) is not "
@@ -183,7 +196,14 @@ class Task(Generic[P, R]):
         priority: int | None = None,
         task_id: str | None = None,
         headers: dict[str, str] | None = None,
+        unique_key: str | None = None,
+        unique_for: float | None = None,
     ) -> AsyncResult[R]:
+        """Send a call of the task with these options (`delay()` sends with none).
+
+        `unique_key` makes it unique (a send while one with the same key is pending returns
+        that one's handle), as `unique_for` on the task does with a key from the arguments;
+        `unique_for` here sets how long this call's lock lasts at most."""
         if (
             countdown is None
             and eta is None
@@ -192,6 +212,8 @@ class Task(Generic[P, R]):
             and priority is None
             and task_id is None
             and headers is None
+            and unique_key is None
+            and unique_for is None
         ):  # delay()'s call: the task's own options (_defaults' lookup, inlined)
             own, options = self._own
             if own is not self.options:
@@ -206,6 +228,8 @@ class Task(Generic[P, R]):
                 priority=o.priority if priority is None else priority,
                 task_id=task_id,
                 headers=headers,
+                unique_key=unique_key,
+                unique_for=unique_for,
             )
         return self._send(tuple(args), kwargs or {}, options)
 
@@ -223,11 +247,24 @@ class Task(Generic[P, R]):
         self, args: tuple[Any, ...], kwargs: dict[str, Any], options: CallOptions
     ) -> AsyncResult[R]:
         self._check(args, kwargs)
-        message = self.app._new_message(self.name, args, kwargs, options)
         try:
+            if self.options.unique_for is not None or options.unique_key is not None:
+                return self._send_unique(args, kwargs, options)
+            message = self.app._new_message(self.name, args, kwargs, options)
             return self.app.send_message(message)
         except TypeError as exc:
             raise self._unencodable(args, kwargs) or exc from None
+
+    def _send_unique(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], options: CallOptions
+    ) -> AsyncResult[R]:
+        o = self.options
+        check_unique_for(self.name, options.unique_for)
+        until_end = o.unique_while is UniqueWhile.RUNNING
+        unique = unique_of(self.name, args, kwargs, options.unique_key, until_end)
+        ttl = options.unique_for or o.unique_for or DEFAULT_UNIQUE_FOR
+        message = self.app._new_message(self.name, args, kwargs, options, unique)
+        return self.app.send_unique(message, ttl)
 
     def map(self, argument_lists: Iterable[Iterable[Any]]) -> list[AsyncResult[R]]:
         """Enqueue one call per argument tuple in a single broker round trip."""

@@ -526,3 +526,24 @@ class TestResultBackend:
         backend.forget_starts("m1")
         assert backend.count_start("m1", 60) == 1
         assert backend.count_start("m2", 60) == 2
+
+
+def test_a_lock_is_held_by_one_holder_until_it_lets_go(backend: ResultBackend) -> None:
+    key = f"lock-{uuid.uuid4().hex}"
+    assert backend.lock(key, "t1", 60) is None
+    assert backend.lock(key, "t2", 60) == "t1"
+    assert backend.lock(key, "t1", 60) is None  # its holder may take it again
+    backend.unlock(key, "t2")  # not the holder: nothing happens
+    assert backend.lock(key, "t3", 60) == "t1"
+    backend.unlock(key, "t1")
+    assert backend.lock(key, "t3", 60) is None
+    assert backend.lock(f"other-{key}", "t4", 60) is None  # locks are independent
+
+
+def test_a_lock_expires(backend: ResultBackend) -> None:
+    key = f"lock-{uuid.uuid4().hex}"
+    assert backend.lock(key, "t1", 0.05) is None
+    time.sleep(0.1)  # the expiry is the behaviour under test: time must pass
+    assert backend.lock(key, "t2", 60) is None
+    backend.unlock(key, "t1")  # the first holder's unlock leaves the new holder's lock
+    assert backend.lock(key, "t3", 60) == "t2"

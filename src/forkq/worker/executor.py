@@ -44,6 +44,7 @@ from forkq.result import (
 )
 from forkq.states import FAILURE, RETRY, STARTED
 from forkq.task import Task
+from forkq.unique import unlock_at_end, unlock_at_start
 from forkq.worker.limits import TimeLimits, call_within_soft_limit
 
 log = logging.getLogger("forkq.worker")
@@ -103,9 +104,13 @@ class Executor:
             return
         limits = self.limits.for_task(task)
         self.slot.busy(message.id, message.task, delivery.receipt, delivery.queue, limits.hard)
+        if message.unique is not None:
+            unlock_at_start(self.results, message)
         record = self._run(task, message, delivery, limits.soft)
         if record.state == RETRY:
             record = self._publish_retry(message, record)
+        if message.unique is not None and record.state != RETRY:
+            unlock_at_end(self.results, message)
         write = None
         # Failures are stored even for ignore_result tasks: errors must stay visible.
         if record.state == FAILURE or not task.ignores_result:
@@ -119,12 +124,18 @@ class Executor:
             # may be what kills the process, so it goes without being read.
             task_id = self.app.codec.trusted_id(delivery.body)  # found without decoding
             raise _worker_lost(delivery.delivery_count, self._most_deliveries(), task_id)
-        message, task = accept(self.app, self.app.codec.decode(delivery.body))
-        if delivery.returned or delivery.delivery_count > 1:
-            self._refuse_if_killed_for_time(message)
-        limit = task.options.max_deliveries or self.app.settings.max_deliveries
-        if delivery.delivery_count > limit:
-            raise _worker_lost(delivery.delivery_count, limit, message.id)
+        decoded = self.app.codec.decode(delivery.body)
+        try:
+            message, task = accept(self.app, decoded)
+            if delivery.returned or delivery.delivery_count > 1:
+                self._refuse_if_killed_for_time(message)
+            limit = task.options.max_deliveries or self.app.settings.max_deliveries
+            if delivery.delivery_count > limit:
+                raise _worker_lost(delivery.delivery_count, limit, message.id)
+        except MessageRejected:
+            if decoded.unique is not None:  # it will never run: its lock goes
+                unlock_at_end(self.results, decoded)
+            raise
         return message, task
 
     def _most_deliveries(self) -> int:

@@ -69,6 +69,15 @@ class ResultBackend(abc.ABC):
         """Delete the count of `key`: the message is done with."""
 
     @abc.abstractmethod
+    def lock(self, key: str, holder: str, ttl: float) -> str | None:
+        """Take the lock `key` for `holder` (a task id) for `ttl` seconds unless another holds
+        it: None when taken (or `holder` held it already), else the task id that holds it."""
+
+    @abc.abstractmethod
+    def unlock(self, key: str, holder: str) -> None:
+        """Let go of the lock `key` if `holder` holds it (another holder's is left alone)."""
+
+    @abc.abstractmethod
     def close(self) -> None:
         """Close this process's connection."""
 

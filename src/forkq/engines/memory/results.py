@@ -13,6 +13,7 @@ _LOCK = threading.Condition()
 _STORES: dict[str, dict[str, tuple[StoredResult, float]]] = {}
 _STARTS: dict[str, dict[str, tuple[int, float]]] = {}
 _CHORDS: dict[str, dict[str, _Chord]] = {}
+_LOCKS: dict[str, dict[str, tuple[str, float]]] = {}
 
 
 class _Chord:
@@ -30,6 +31,7 @@ class MemoryBackend(ResultBackend):
         self._rows = _STORES.setdefault(url, {})
         self._starts = _STARTS.setdefault(url, {})
         self._chords = _CHORDS.setdefault(url, {})
+        self._locks = _LOCKS.setdefault(url, {})
 
     def store(self, task_id: str, state: str, payload: bytes, ttl: float) -> None:
         with _LOCK:
@@ -90,6 +92,21 @@ class MemoryBackend(ResultBackend):
     def forget_starts(self, key: str) -> None:
         with _LOCK:
             self._starts.pop(key, None)
+
+    def lock(self, key: str, holder: str, ttl: float) -> str | None:
+        now = time.time()
+        with _LOCK:
+            held = self._locks.get(key)
+            if held is not None and held[1] > now and held[0] != holder:
+                return held[0]
+            self._locks[key] = (holder, now + ttl)
+        return None
+
+    def unlock(self, key: str, holder: str) -> None:
+        with _LOCK:
+            held = self._locks.get(key)
+            if held is not None and held[0] == holder:
+                del self._locks[key]
 
     def close(self) -> None:
         pass

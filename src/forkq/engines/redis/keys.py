@@ -35,6 +35,10 @@ Per task T (result backend; both keys share the hash tag {prefix:T}):
     {prefix:T}:ready      a list that receives one element when T reaches a ready state, so
                           waiters block on BLPOP instead of polling
 
+Per unique lock K (result backend; `ResultBackend.lock`):
+
+    {prefix:lock:K}:lock  the task id holding K, expiring when the lock's time is up
+
 Per chord C (result backend; both keys share the hash tag {prefix:chord:C}, so that vote.lua
 touches one slot for the count):
 
@@ -137,6 +141,10 @@ def result_key(prefix: str, task_id: str) -> str:
 
 def ready_key(prefix: str, task_id: str) -> str:
     return f"{{{prefix}:{task_id}}}:ready"
+
+
+def lock_key(prefix: str, key: str) -> str:
+    return f"{{{prefix}:lock:{key}}}:lock"
 
 
 def starts_key(prefix: str, digest: str) -> str:

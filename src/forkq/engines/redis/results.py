@@ -28,9 +28,14 @@ import msgspec
 
 from forkq.engines.contract import ChordVote, ResultBackend, ResultWrite, StoredResult
 from forkq.engines.redis.client import client_from_url, errors_as, longest_block, script_missing
-from forkq.engines.redis.keys import chord_keys, ready_key, result_key, starts_key
+from forkq.engines.redis.keys import chord_keys, lock_key, ready_key, result_key, starts_key
 from forkq.exceptions import BackendError, BackendUnavailable
 from forkq.states import READY_STATES
+
+# KEYS[1] the lock   ARGV[1] its holder: deleted only if ARGV[1] holds it.
+_UNLOCK = """
+if redis.call("GET", KEYS[1]) == ARGV[1] then redis.call("DEL", KEYS[1]) end
+"""
 
 
 @functools.cache
@@ -51,6 +56,7 @@ class RedisBackend(ResultBackend):
         self.client, self.prefix = client_from_url(url)
         self._driver_errors = errors_as(BackendUnavailable, BackendError, "redis result backend")
         self._longest_block = longest_block(self.client)
+        self._unlock = self.client.register_script(_UNLOCK)
         self._vote = self.client.register_script(vote_script())
 
     def store(self, task_id: str, state: str, payload: bytes, ttl: float) -> None:
@@ -164,6 +170,22 @@ class RedisBackend(ResultBackend):
     def forget_starts(self, key: str) -> None:
         with self._errors():
             self.client.delete(starts_key(self.prefix, key))
+
+    def lock(self, key: str, holder: str, ttl: float) -> str | None:
+        name = lock_key(self.prefix, key)
+        with self._errors():
+            pipe = self.client.pipeline(transaction=True)  # the SET and the GET as one
+            pipe.set(name, holder, nx=True, px=max(1, int(ttl * 1000)))
+            pipe.get(name)
+            taken, held = pipe.execute()
+        if taken or held is None:
+            return None
+        current = bytes(held).decode(errors="replace")
+        return None if current == holder else current
+
+    def unlock(self, key: str, holder: str) -> None:
+        with self._errors():
+            self._unlock(keys=[lock_key(self.prefix, key)], args=[holder])
 
     def close(self) -> None:
         self.client.close()

@@ -4,6 +4,7 @@ Schema::
 
     forkq_results(task_id PRIMARY KEY, state, payload, expires_at)
     forkq_starts(key PRIMARY KEY, count, expires_at)   made on first use (`count_start`)
+    forkq_locks(key PRIMARY KEY, holder, expires_at)   made on first use (`lock`)
     forkq_chords, forkq_chord_members                  made on first use (`vote`): `records`
 
 Expired rows read as missing and are deleted in passing, at most once a minute per process.
@@ -44,6 +45,14 @@ CREATE TABLE IF NOT EXISTS forkq_starts (
     expires_at REAL NOT NULL
 ) WITHOUT ROWID
 """
+_LOCKS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS forkq_locks (
+    key TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_at REAL NOT NULL
+) WITHOUT ROWID
+"""
+_CLEANUP_EVERY = 60.0
 # Ids read by one query of `get_many`: under SQLite's default limit of bound parameters
 # (32766 since 3.32; forkq needs 3.35, for RETURNING), the expiry time being one more.
 _IDS_AT_ONCE = 32_000
@@ -57,6 +66,8 @@ class SQLiteBackend(ResultBackend):
         self._errors = driver_errors_as(BackendError, f"sqlite result backend {self.path}")
         self._waiter: ChangeWaiter | None = None
         self._has_starts_table = False
+        self._has_locks_table = False
+        self._next_cleanup = time.time() + _CLEANUP_EVERY
         self._records = Records(self._conn, time.time())
 
     def store(self, task_id: str, state: str, payload: bytes, ttl: float) -> None:
@@ -157,6 +168,41 @@ class SQLiteBackend(ResultBackend):
         if not self._has_starts_table:
             self._conn.execute(_STARTS_SCHEMA)
             self._has_starts_table = True
+
+    def lock(self, key: str, holder: str, ttl: float) -> str | None:
+        now = time.time()
+        with self._errors:
+            self._make_locks_table()
+            # Taken when absent, expired or ours; otherwise the upsert's WHERE leaves the row
+            # and RETURNING gives nothing: then whoever holds it is read in the same
+            # transaction (the write lock is held), so it cannot change in between.
+            with transaction(self._conn):
+                taken = self._conn.execute(
+                    """INSERT INTO forkq_locks VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE
+                       SET holder = excluded.holder, expires_at = excluded.expires_at
+                       WHERE expires_at < ? OR holder = excluded.holder
+                       RETURNING holder""",
+                    (key, holder, now + ttl, now),
+                ).fetchone()
+                if taken is not None:
+                    return None
+                row = self._conn.execute(
+                    "SELECT CAST(holder AS BLOB) FROM forkq_locks WHERE key = ?", (key,)
+                ).fetchone()
+        return bytes(row[0]).decode(errors="replace")
+
+    def unlock(self, key: str, holder: str) -> None:
+        with self._errors:
+            self._make_locks_table()
+            self._conn.execute(
+                "DELETE FROM forkq_locks WHERE key = ? AND holder = ?", (key, holder)
+            )
+
+    def _make_locks_table(self) -> None:
+        """Made on first use (unique tasks only), once per connection."""
+        if not self._has_locks_table:
+            self._conn.execute(_LOCKS_SCHEMA)
+            self._has_locks_table = True
 
     def close(self) -> None:
         if self._waiter is not None:
