@@ -12,9 +12,10 @@ import time
 from contextlib import AbstractContextManager
 from typing import Any
 
-from forkq.engines.contract import ResultBackend, ResultWrite, StoredResult
+from forkq.engines.contract import Publish, ResultBackend, ResultWrite, ScheduleStore, StoredResult
 from forkq.engines.redis.client import client_from_url, errors_as, longest_block
 from forkq.engines.redis.keys import ready_key, result_key, starts_key
+from forkq.engines.redis.schedules import RedisSchedules
 from forkq.exceptions import BackendError, BackendUnavailable
 from forkq.states import READY_STATES
 
@@ -80,6 +81,10 @@ class RedisBackend(ResultBackend):
     def forget_starts(self, key: str) -> None:
         with self._errors():
             self.client.delete(starts_key(self.prefix, key))
+
+    def schedule_store(self, publish: Publish) -> ScheduleStore:
+        """Schedules kept here, each fire recorded here, then sent with `publish`."""
+        return RedisSchedules(self.client, self.prefix, self._driver_errors, None, publish)
 
     def close(self) -> None:
         self.client.close()

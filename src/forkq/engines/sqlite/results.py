@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import time
 
-from forkq.engines.contract import ResultBackend, StoredResult
+from forkq.engines.contract import Publish, ResultBackend, ScheduleStore, StoredResult
 from forkq.engines.sqlite.file import ChangeWaiter, abandon, driver_errors_as, open_database
+from forkq.engines.sqlite.schedules import SQLiteSchedules
 from forkq.exceptions import BackendError
 from forkq.states import READY_STATES
 
@@ -108,6 +109,10 @@ class SQLiteBackend(ResultBackend):
         if not self._has_starts_table:
             self._conn.execute(_STARTS_SCHEMA)
             self._has_starts_table = True
+
+    def schedule_store(self, publish: Publish) -> ScheduleStore:
+        """Schedules in this file, each fire recorded here, then sent with `publish`."""
+        return SQLiteSchedules(self._conn, self._errors, publish)
 
     def close(self) -> None:
         if self._waiter is not None:
