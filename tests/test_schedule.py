@@ -179,6 +179,7 @@ class TestDefinitions:
             ({}, "give cron= .* or every="),
             ({"every": 1, "cron": "* * * * *"}, "give cron= .* or every="),
             ({"every": 1, "catch_up": "some"}, "catch_up must be 'one', 'all', 'none', not 'some'"),
+            ({"every": 1, "args": (object(),)}, "arguments JSON cannot hold"),
         ],
     )
     def test_a_bad_argument_is_one_line_naming_it(

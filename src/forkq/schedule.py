@@ -175,6 +175,10 @@ def define(
         raise ConfigurationError(f"{where}: priority must be 0-9, not {priority!r}")
     if expires is not None and not (_is_number(expires) and 0 < expires < math.inf):
         raise ConfigurationError(f"{where}: expires must be seconds > 0, not {expires!r}")
+    try:  # every fire sends them: one JSON cannot hold would fail each, long after this
+        msgspec.json.encode([list(args), kwargs or {}])
+    except (TypeError, ValueError, msgspec.EncodeError) as exc:
+        raise ConfigurationError(f"{where}: arguments JSON cannot hold: {exc}") from None
     return Schedule(
         name, task, timing, tuple(args), dict(kwargs or {}), _catch_up(where, catch_up),
         queue, priority, None if expires is None else float(expires),
