@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -155,6 +156,23 @@ def test_schedules_fire_in_a_worker(start: tuple, counter: tuple[redis.Redis, st
         assert task_id == fire_id(name, round(float(due) * 1000))
     assert "scheduler:   2 schedule(s)" in w.log()
     assert "[scheduler " in w.log() and " leading scheduler:periodic" in w.log()
+
+
+def test_a_killed_scheduler_is_forked_again_and_leads(
+    start: tuple, counter: tuple[redis.Redis, str]
+) -> None:
+    worker, _ = start
+    w = worker("-c", "1")
+    w.wait_for_log(" leading scheduler:periodic")
+    found = re.search(r"\[scheduler (\d+)\]", w.log())
+    assert found is not None
+    os.kill(int(found[1]), signal.SIGKILL)
+    w.wait_for_log(f"scheduler (pid {found[1]}) exited (-9); forked again")
+    w.wait_for_log(" leading scheduler:periodic", count=2)  # once its old lease ran out
+    client, key = counter
+    client.delete(f"{key}:fired")
+    fired(counter, 2)
+    assert w.proc.poll() is None
 
 
 def test_no_scheduler_fires_nothing(start: tuple, counter: tuple[redis.Redis, str]) -> None:

@@ -55,9 +55,10 @@ def banner_lines(app: Forkq, facts: WorkerFacts, hostname: str, pid: int) -> lis
         f"  queues:      {', '.join(facts.queues)}",
         f"  concurrency: {children}, prefetch {prefetch}",
         f"  limits:      {_limits(facts)}",
-        f"  scheduler:   {_scheduler(app, facts)}",
-        f"  tasks ({len(app.tasks)}):",
     ]
+    if app.schedules or not facts.scheduler:  # no line for an app without periodic tasks
+        lines.append(f"  scheduler:   {_scheduler(app, facts)}")
+    lines.append(f"  tasks ({len(app.tasks)}):")
     return lines + [f"    . {name}" for name in sorted(app.tasks)]
 
 
@@ -76,8 +77,6 @@ def _scheduler(app: Forkq, facts: WorkerFacts) -> str:
     count = len(app.schedules)
     if not facts.scheduler:
         return f"off (--no-scheduler), {count} schedule(s) left to others"
-    if not count:
-        return "none: the app has no periodic tasks"
     return f"{count} schedule(s), fired by whichever scheduler of app {app.main} leads"
 
 
