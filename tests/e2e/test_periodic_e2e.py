@@ -26,7 +26,7 @@ from forkq.engines.contract import schedule_store
 from forkq.schedule import fire_id
 from tests.conftest import REDIS, WorkerProcess, results_url_for, with_param
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]  # each waits out several due times
 
 APP = textwrap.dedent(
     """
@@ -215,7 +215,6 @@ def test_periodic_list(
         assert line.count(" UTC)") == 2 and ("ago (" in line or "just now (" in line), line
 
 
-@pytest.mark.slow
 def test_the_leader_killed_every_due_time_fires_once(
     start: tuple, counter: tuple[redis.Redis, str], broker_url: str, app_dir: Path
 ) -> None:
