@@ -73,7 +73,8 @@ REFUSED: dict[str, str] = {  # ignoring these would change what runs, or where
     "task_routes": "forkq has no router: give the task a queue= (or apply_async(queue=...))",
     "task_queues": "forkq declares queues on first use: give tasks a queue= and run "
     "forkq worker -Q",
-    "beat_schedule": "forkq has no periodic scheduler",
+    "beat_schedule": "declare periodic tasks with @app.periodic(cron=... or every=...) or "
+    "app.add_periodic(task, ...)",
     "task_annotations": "set options on the task itself",
 }
 

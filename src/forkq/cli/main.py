@@ -45,6 +45,8 @@ LAZY_COMMANDS = {
     "dead": "forkq.cli.dead",
     "demo": "forkq.cli.demo",
     "inspect": "forkq.cli.inspect",
+    "periodic": "forkq.cli.periodic",
+    "scheduler": "forkq.cli.periodic",
     "worker": "forkq.cli.worker",
 }
 

@@ -97,6 +97,11 @@ def prefetch_option(_ctx: click.Context, _param: click.Parameter, value: str) ->
 @click.option("--pidfile", type=click.Path(dir_okay=False), help="Write the master's pid here.")
 @click.option("--logfile", type=click.Path(dir_okay=False), help="Log here instead of stderr.")
 @click.option("--log-json", is_flag=True, help="One JSON object per log line.")
+@click.option(
+    "--no-scheduler",
+    is_flag=True,
+    help="Fork no periodic scheduler (by default every worker runs one; one of them leads).",
+)
 def worker(
     app_spec: str | None,
     broker: str | None,
@@ -115,6 +120,7 @@ def worker(
     pidfile: str | None,
     logfile: str | None,
     log_json: bool,
+    no_scheduler: bool,
 ) -> None:
     """Start a prefork worker: forkq worker -A proj.tasks -c 4 -Q high,default."""
     gc_was_enabled = gc.isenabled()
@@ -149,6 +155,7 @@ def worker(
             max_tasks_per_child=max_tasks_per_child,
             max_memory_per_child=max_memory_per_child,
             hostname=worker_name,
+            scheduler=not no_scheduler,
         )
     except BaseException:
         if gc_was_enabled:  # a caller in the same process (tests, embedding) gets it back

@@ -87,7 +87,7 @@ def child_main(
     code = EXIT_CRASHED
     try:
         _redirect_output(output_fd, slot)
-        _reset_inherited_state(master_pid, master_signals, inherited_fds)
+        reset_inherited(master_pid, master_signals, inherited_fds)
         slot.title = f"{title} child {index}"
         slot.start(os.getpid())
         stop = StopSignal()
@@ -115,7 +115,7 @@ def _redirect_output(output_fd: int, slot: SlotWriter) -> None:
     configure_child(lambda: (slot.task_id, slot.task_name))
 
 
-def _reset_inherited_state(
+def reset_inherited(
     master_pid: int, master_signals: Sequence[signal.Signals], inherited_fds: Sequence[int]
 ) -> None:
     signal.set_wakeup_fd(-1)

@@ -33,6 +33,7 @@ from forkq import exitcodes
 from forkq.logs import Origin, relay
 from forkq.pool import inspection
 from forkq.pool.child import ChildProgram
+from forkq.pool.companion import Companion, CompanionProgram, Companions
 from forkq.pool.control import ControlServer
 from forkq.pool.exits import ChildExit, RespawnPolicy
 from forkq.pool.output import ChildOutput
@@ -86,6 +87,7 @@ class Master:
         supervision: Supervision,
         config: PoolConfig,
         private_fds: Sequence[int] = (),  # the caller's that no child may keep (a pidfile's)
+        companions: Sequence[CompanionProgram] = (),  # kept running beside the children
     ):
         self.program = program
         self.private_fds = list(private_fds)
@@ -111,6 +113,7 @@ class Master:
         self._signals: SignalPipe | None = None  # made by run()
         self._selector = selectors.DefaultSelector()
         self._pidfds = pidfds_work()
+        self.companions = Companions(companions, self._selector, self._pidfds, config.title)
         self._control: ControlServer | None = None  # made by run()
         self.reload_check = ReloadCheck(
             config.reload_check, self._selector, self._pidfds, self._reload_now
@@ -135,7 +138,7 @@ class Master:
         self._set_title()
         log.info("master %d starting %d children", os.getpid(), self.concurrency)
         try:
-            while self.children or not self.stopping:
+            while self.children or self.companions.running or not self.stopping:
                 self.manage()
                 for key, _ in self._selector.select(self._timeout()):
                     if isinstance(key.data, _Child):
@@ -144,6 +147,8 @@ class Master:
                         key.data.on_readable(key.fileobj)
                     elif isinstance(key.data, ReloadCheck):
                         key.data.on_readable()
+                    elif isinstance(key.data, Companion):
+                        self.companions.relay(key.data)
                 for signum in signals.received():
                     self._actions.get(signum, lambda: None)()
                 self.reap()
@@ -167,6 +172,8 @@ class Master:
                 due.append(deadline)
         if not self.stopping and len(self.children) < self.concurrency:
             due.append(self.respawn.not_before)
+        if not self.stopping and (companion_due := self.companions.next_spawn()) is not None:
+            due.append(companion_due)
         return max(0.0, min(due) - now)
 
     def _run_timers(self) -> None:
@@ -193,6 +200,7 @@ class Master:
         stopping or backing off."""
         if self.stopping:
             return
+        self.companions.spawn_due(self._own_fds())
         self.retire_excess()
         while (
             not self.stopping
@@ -269,7 +277,7 @@ class Master:
     def _own_fds(self) -> list[int]:
         """The master's descriptors, which a new child closes (pool/spawn.py)."""
         own = [*(self._signals.fds if self._signals else ()), *self.reload_check.fds]
-        own += self.private_fds
+        own += self.private_fds + self.companions.fds
         if self._control is not None:
             own += [self._control.listener.fileno(), self._control.directory.fd]
         for other in self.children.values():
@@ -311,7 +319,8 @@ class Master:
                 return
             child = self.children.pop(pid, None)
             if child is None:
-                self.reload_check.reaped(pid, status)
+                if self.companions.reaped(pid, status, self.stopping) is None:
+                    self.reload_check.reaped(pid, status)
                 continue
             self._close_output(child)
             if child.pidfd is not None:
@@ -385,6 +394,7 @@ class Master:
     def kill_all(self, signum: int) -> None:
         for pid in list(self.children):
             self.kill(pid, signum)
+        self.companions.kill(signum)
 
     def kill(self, pid: int, signum: int) -> None:
         try:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from forkq.pool.child import ChildProgram, child_main
 from forkq.pool.scoreboard import SlotWriter
@@ -25,6 +26,18 @@ def fork_child(
     """A child running `program` in slot `index`, which closes `masters` (the master's own
     descriptors); its pid, and the read end of the pipe that carries its stdout and stderr."""
     master_pid = os.getpid()
+
+    def enter(output_fd: int, closed: list[int]) -> NoReturn:
+        child_main(program, index, slot, master_pid, MASTER_SIGNALS, closed, output_fd, title)
+
+    return fork_process(enter, masters)
+
+
+def fork_process(
+    enter: Callable[[int, list[int]], NoReturn], masters: Sequence[int]
+) -> tuple[int, int]:
+    """Fork a process that runs `enter(output_fd, fds to close)` and never returns; its pid,
+    and the read end of the pipe that carries its stdout and stderr."""
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     for stream in (sys.stdout, sys.stderr):  # or the child would write it out again
         stream.flush()
@@ -33,8 +46,7 @@ def fork_child(
     try:
         pid = os.fork()
         if pid == 0:
-            closed = [*masters, out_r]
-            child_main(program, index, slot, master_pid, MASTER_SIGNALS, closed, out_w, title)
+            enter(out_w, [*masters, out_r])
     except BaseException:
         os.close(out_r)
         raise

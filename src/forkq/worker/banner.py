@@ -34,6 +34,8 @@ class WorkerFacts(Protocol):
     def max_tasks_per_child(self) -> int | None: ...
     @property
     def max_memory_per_child(self) -> int | None: ...
+    @property
+    def scheduler(self) -> bool: ...
 
 
 def log_banner(app: Forkq, facts: WorkerFacts, hostname: str, pid: int) -> None:
@@ -53,8 +55,10 @@ def banner_lines(app: Forkq, facts: WorkerFacts, hostname: str, pid: int) -> lis
         f"  queues:      {', '.join(facts.queues)}",
         f"  concurrency: {children}, prefetch {prefetch}",
         f"  limits:      {_limits(facts)}",
-        f"  tasks ({len(app.tasks)}):",
     ]
+    if app.schedules or not facts.scheduler:  # no line for an app without periodic tasks
+        lines.append(f"  scheduler:   {_scheduler(app, facts)}")
+    lines.append(f"  tasks ({len(app.tasks)}):")
     return lines + [f"    . {name}" for name in sorted(app.tasks)]
 
 
@@ -67,6 +71,13 @@ def _limits(facts: WorkerFacts) -> str:
         ("memory per child", None if memory is None else f"{memory / 2**20:g} MiB USS"),
     ]
     return ", ".join(f"{name} {value}" for name, value in shown if value is not None) or "none"
+
+
+def _scheduler(app: Forkq, facts: WorkerFacts) -> str:
+    count = len(app.schedules)
+    if not facts.scheduler:
+        return f"off (--no-scheduler), {count} schedule(s) left to others"
+    return f"{count} schedule(s), fired by whichever scheduler of app {app.main} leads"
 
 
 def _seconds(value: float | None) -> str | None:

@@ -30,6 +30,7 @@ import msgspec
 from forkq import exitcodes, logs
 from forkq.app import Forkq
 from forkq.arguments import prepare_conversions
+from forkq.engines.contract import schedule_store
 from forkq.pool.control_dir import open_worker_dir
 from forkq.pool.master import Master, PoolConfig
 from forkq.pool.pidfile import PidFile
@@ -37,6 +38,7 @@ from forkq.pool.reload import CHECK_ENV
 from forkq.worker.banner import log_banner
 from forkq.worker.consume import ConsumeOptions, ConsumeProgram
 from forkq.worker.limits import TimeLimits
+from forkq.worker.scheduler import SchedulerProgram
 from forkq.worker.supervision import WorkerSupervision
 
 log = logging.getLogger("forkq.worker")
@@ -59,6 +61,7 @@ class WorkerConfig(msgspec.Struct, frozen=True):
     logfile: str | None = None
     log_json: bool = False
     hostname: str = ""  # the worker's name (-n); the machine's host name when empty
+    scheduler: bool = True  # fork the periodic scheduler beside the children (if any schedule)
 
 
 def new_worker_id(hostname: str) -> str:
@@ -87,6 +90,9 @@ def run_worker(app: Forkq, config: WorkerConfig, *, gc_was_enabled: bool | None 
         try:
             app.broker.size(config.queues[0])
             app.backend.get("forkq-startup-check")
+            schedules = tuple(app.schedules.values()) if config.scheduler else ()
+            if schedules:  # read now, before the freeze; and where they are kept, checked
+                schedule_store(app.broker, app.backend)
         except BaseException:
             pidfile.remove()
             raise
@@ -100,6 +106,7 @@ def run_worker(app: Forkq, config: WorkerConfig, *, gc_was_enabled: bool | None 
         )
         program = ConsumeProgram(app, options)
         supervision = WorkerSupervision(app, worker_id, config.queues)
+        companions = [SchedulerProgram(app, schedules, worker_id)] if schedules else []
         pool = PoolConfig(
             concurrency=config.concurrency,
             title=f"forkq: {app.main}",
@@ -122,7 +129,8 @@ def run_worker(app: Forkq, config: WorkerConfig, *, gc_was_enabled: bool | None 
         if options.fork_per_task:
             _warm_package_metadata()
         gc.freeze()
-    master = Master(program, supervision, pool, [] if pidfile.fd is None else [pidfile.fd])
+    private = [] if pidfile.fd is None else [pidfile.fd]
+    master = Master(program, supervision, pool, private, companions)
     with pidfile:
         log_banner(app, config, hostname, os.getpid())
         code = master.run()

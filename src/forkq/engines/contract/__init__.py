@@ -5,6 +5,14 @@ from forkq.engines.contract.broker import Broker
 from forkq.engines.contract.engine import Engine
 from forkq.engines.contract.fetching import Claimed, RecoveryClock, fetch_until
 from forkq.engines.contract.results import ResultBackend, StoredResult
+from forkq.engines.contract.schedules import (
+    Fire,
+    FireRecord,
+    Lease,
+    ScheduleStore,
+    record_then_publish,
+    schedule_store,
+)
 from forkq.engines.contract.session import ConsumerSession, check_fetch_args
 from forkq.engines.contract.values import (
     DEFAULT_DEAD_CAPS,
@@ -25,6 +33,7 @@ from forkq.engines.contract.values import (
     Effects,
     Leftovers,
     Outgoing,
+    Publish,
     Recovery,
     ResultWrite,
     Sighting,
@@ -55,12 +64,17 @@ __all__ = [
     "Delivery",
     "Effects",
     "Engine",
+    "Fire",
+    "FireRecord",
+    "Lease",
     "Leftovers",
     "Outgoing",
+    "Publish",
     "Recovery",
     "RecoveryClock",
     "ResultBackend",
     "ResultWrite",
+    "ScheduleStore",
     "Sighting",
     "StoredResult",
     "check_delay",
@@ -69,4 +83,6 @@ __all__ = [
     "fetch_until",
     "lease_ttl_from_url",
     "outgoing",
+    "record_then_publish",
+    "schedule_store",
 ]

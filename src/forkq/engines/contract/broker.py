@@ -17,6 +17,7 @@ from collections.abc import Collection, Sequence
 from contextlib import suppress
 
 from forkq.engines.contract.results import ResultBackend
+from forkq.engines.contract.schedules import ScheduleStore
 from forkq.engines.contract.session import ConsumerSession
 from forkq.engines.contract.values import (
     DEFAULT_DEAD_CAPS,
@@ -123,6 +124,11 @@ class Broker(abc.ABC):
     def purge_dead(self, queue: str | None = None) -> int:
         """Delete dead letters, of one queue or of all. Add each letter through one place
         that then drops the queue's oldest beyond `dead_caps`."""
+
+    def schedule_store(self) -> ScheduleStore | None:
+        """Where periodic schedules keep their lease and records, each fire recorded and
+        enqueued at once (`contract/schedules.py`); None: in the result backend instead."""
+        return None
 
     def flush_sessions(self) -> None:
         """Every session of this process sends its kept acks."""

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 
 import msgspec
 
-from forkq.engines.contract.values import ChordVote, ResultWrite
+from forkq.engines.contract.schedules import ScheduleStore
+from forkq.engines.contract.values import ChordVote, Publish, ResultWrite
 
 
 class StoredResult(msgspec.Struct, frozen=True):
@@ -67,6 +68,11 @@ class ResultBackend(abc.ABC):
     @abc.abstractmethod
     def forget_starts(self, key: str) -> None:
         """Delete the count of `key`: the message is done with."""
+
+    def schedule_store(self, publish: Publish) -> ScheduleStore | None:
+        """Where periodic schedules keep their lease and records when the broker cannot
+        (RabbitMQ): each fire recorded here, then sent with `publish`. None: nowhere."""
+        return None
 
     @abc.abstractmethod
     def lock(self, key: str, holder: str, ttl: float) -> str | None:

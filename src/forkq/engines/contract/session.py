@@ -34,11 +34,11 @@ from forkq.engines.contract.values import (
     Delivery,
     Effects,
     Outgoing,
+    Publish,
     ResultWrite,
 )
 
 T = TypeVar("T")
-Publish = Callable[[Sequence[Outgoing]], None]
 
 _UNLOCKED = nullcontext()  # holds no state: one serves every session
 

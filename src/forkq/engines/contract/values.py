@@ -9,6 +9,7 @@ master    ─ Leftovers ─► Broker.release (what a dead child held, read from
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Sequence
 from urllib.parse import parse_qs, urlsplit
 
 import msgspec
@@ -91,6 +92,10 @@ class Outgoing(msgspec.Struct, frozen=True):
     def __post_init__(self) -> None:
         if not (MIN_PRIORITY <= self.priority <= MAX_PRIORITY and 0.0 <= self.delay <= MAX_DELAY):
             raise ValueError(f"priority {self.priority} or delay {self.delay} out of range")
+
+
+#: Sends messages to a broker (`Broker.publish`, handed to what publishes through it).
+Publish = Callable[[Sequence[Outgoing]], None]
 
 
 def outgoing(queue: str, body: bytes, priority: int = 0, delay: float = 0.0) -> Outgoing:

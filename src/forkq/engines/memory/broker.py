@@ -21,10 +21,12 @@ from forkq.engines.contract import (
     Outgoing,
     Recovery,
     ResultBackend,
+    ScheduleStore,
     Sighting,
     lease_ttl_from_url,
     outgoing,
 )
+from forkq.engines.memory.schedules import MemorySchedules
 from forkq.engines.memory.session import MemorySession
 from forkq.engines.memory.store import STORES, Entry, Store
 
@@ -36,7 +38,8 @@ class MemoryBroker(Broker):
         self, url: str = "memory://", dead_caps: DeadLetterCaps = DEFAULT_DEAD_CAPS
     ) -> None:
         super().__init__()
-        self._store = STORES.setdefault(url.partition("?")[0], Store())
+        self._name = url.partition("?")[0]
+        self._store = STORES.setdefault(self._name, Store())
         self.lease_ttl = lease_ttl_from_url(url)
         self.dead_caps = dead_caps
 
@@ -109,6 +112,9 @@ class MemoryBroker(Broker):
             for dead in doomed:
                 del self._store.dead[dead.queue][int(dead.receipt)]
         return len(doomed)
+
+    def schedule_store(self) -> ScheduleStore:
+        return MemorySchedules(self._name, self._store.cond, self.publish, atomic=True)
 
     def _close(self) -> None:
         pass

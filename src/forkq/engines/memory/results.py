@@ -6,7 +6,15 @@ import threading
 import time
 from collections.abc import Sequence
 
-from forkq.engines.contract import ChordVote, ResultBackend, ResultWrite, StoredResult
+from forkq.engines.contract import (
+    ChordVote,
+    Publish,
+    ResultBackend,
+    ResultWrite,
+    ScheduleStore,
+    StoredResult,
+)
+from forkq.engines.memory.schedules import MemorySchedules
 from forkq.states import READY_STATES
 
 _LOCK = threading.Condition()
@@ -28,6 +36,7 @@ class _Chord:
 
 class MemoryBackend(ResultBackend):
     def __init__(self, url: str = "memory://") -> None:
+        self._url = url
         self._rows = _STORES.setdefault(url, {})
         self._starts = _STARTS.setdefault(url, {})
         self._chords = _CHORDS.setdefault(url, {})
@@ -107,6 +116,9 @@ class MemoryBackend(ResultBackend):
             held = self._locks.get(key)
             if held is not None and held[0] == holder:
                 del self._locks[key]
+
+    def schedule_store(self, publish: Publish) -> ScheduleStore:
+        return MemorySchedules(self._url, _LOCK, publish, atomic=False)
 
     def close(self) -> None:
         pass

@@ -34,6 +34,7 @@ from forkq.engines.contract import (
     Outgoing,
     Recovery,
     ResultBackend,
+    ScheduleStore,
     Sighting,
     lease_ttl_from_url,
     outgoing,
@@ -42,6 +43,7 @@ from forkq.engines.redis import seen as redis_seen
 from forkq.engines.redis.dead import delete_dead, purge_dead_letters, read_dead
 from forkq.engines.redis.keys import band_of
 from forkq.engines.redis.link import RedisLink, owed_by_queue
+from forkq.engines.redis.schedules import RedisSchedules
 from forkq.engines.redis.session import RedisSession
 
 
@@ -125,6 +127,11 @@ class RedisBroker(Broker):
     def purge_dead(self, queue: str | None = None) -> int:
         with self._link.errors():
             return purge_dead_letters(self.client, self.prefix, self._named(queue))
+
+    def schedule_store(self) -> ScheduleStore:
+        """Schedules beside the queues: fire.lua records a fire and adds its message at once."""
+        link = self._link
+        return RedisSchedules(link.client, link.prefix, link.errors(), link.ensure)
 
     def _named(self, queue: str | None) -> list[str]:
         return [queue] if queue else self._link.known_queues()

@@ -18,11 +18,21 @@ and its Lua scripts touch a single slot):
     {prefix:Q}:workers    sorted set of the workers that consume Q: member = worker id, score =
                           its latest heartbeat (ms); each beat drops members a day old and
                           keeps the key a day
+    {prefix:Q}:schedules  hash of the periodic schedules whose fires go to Q: field = schedule
+                          name, value = "<due ms> <fired at ms> <task id>", its newest due time
+                          recorded (task id "": a starting point, never fired); fire.lua
+                          records a fire and adds its message to Q's band stream in one call,
+                          only if its due time is newer (schedules.py)
 
 Per prefix:
 
     prefix:queues         set of every queue name used, so that releases and dead-letter
                           listings never scan the keyspace
+
+Per lease L (`prefix:lease:scheduler:<app>`: the periodic schedulers' leader):
+
+    prefix:lease:L        the holder's id, expiring with the lease (SET NX PX): taken and
+                          renewed by lease_hold.lua, given up by lease_release.lua
 
 Per worker W:
 
@@ -98,6 +108,10 @@ class QueueKeys(msgspec.Struct, frozen=True):
     def workers(self) -> str:
         return f"{self.tag}:workers"
 
+    @property
+    def schedules(self) -> str:
+        return f"{self.tag}:schedules"
+
 
 class Receipt(msgspec.Struct, frozen=True):
     """A delivery's handle: the band stream of its queue and its entry id there, written
@@ -129,6 +143,10 @@ class Receipt(msgspec.Struct, frozen=True):
 
 def queues_key(prefix: str) -> str:
     return f"{prefix}:queues"
+
+
+def lease_key(prefix: str, lease: str) -> str:
+    return f"{prefix}:lease:{lease}"
 
 
 def worker_key(prefix: str, worker: str) -> str:

@@ -26,9 +26,17 @@ from typing import Any
 
 import msgspec
 
-from forkq.engines.contract import ChordVote, ResultBackend, ResultWrite, StoredResult
+from forkq.engines.contract import (
+    ChordVote,
+    Publish,
+    ResultBackend,
+    ResultWrite,
+    ScheduleStore,
+    StoredResult,
+)
 from forkq.engines.redis.client import client_from_url, errors_as, longest_block, script_missing
 from forkq.engines.redis.keys import chord_keys, lock_key, ready_key, result_key, starts_key
+from forkq.engines.redis.schedules import RedisSchedules
 from forkq.exceptions import BackendError, BackendUnavailable
 from forkq.states import READY_STATES
 
@@ -186,6 +194,10 @@ class RedisBackend(ResultBackend):
     def unlock(self, key: str, holder: str) -> None:
         with self._errors():
             self._unlock(keys=[lock_key(self.prefix, key)], args=[holder])
+
+    def schedule_store(self, publish: Publish) -> ScheduleStore:
+        """Schedules kept here, each fire recorded here, then sent with `publish`."""
+        return RedisSchedules(self.client, self.prefix, self._driver_errors, None, publish)
 
     def close(self) -> None:
         self.client.close()

@@ -34,6 +34,7 @@ from forkq.engines.contract import (
     Outgoing,
     Recovery,
     ResultBackend,
+    ScheduleStore,
     Sighting,
     lease_ttl_from_url,
 )
@@ -45,6 +46,7 @@ from forkq.engines.sqlite.file import (
     open_database,
     transaction,
 )
+from forkq.engines.sqlite.schedules import SQLiteSchedules
 from forkq.engines.sqlite.session import SQLiteSession
 from forkq.exceptions import BrokerError
 
@@ -177,6 +179,10 @@ class SQLiteBroker(Broker):
     def purge_dead(self, queue: str | None = None) -> int:
         with self._errors:
             return dead.purge_dead(self._conn, queue)
+
+    def schedule_store(self) -> ScheduleStore:
+        """Schedules in this file: a fire's record and its message in one transaction."""
+        return SQLiteSchedules(self._conn, self._errors, None)
 
     def _close(self) -> None:
         self._conn.close()

@@ -18,7 +18,14 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from forkq.engines.contract import ChordVote, ResultBackend, ResultWrite, StoredResult
+from forkq.engines.contract import (
+    ChordVote,
+    Publish,
+    ResultBackend,
+    ResultWrite,
+    ScheduleStore,
+    StoredResult,
+)
 from forkq.engines.sqlite.file import (
     ChangeWaiter,
     abandon,
@@ -27,6 +34,7 @@ from forkq.engines.sqlite.file import (
     transaction,
 )
 from forkq.engines.sqlite.records import Records
+from forkq.engines.sqlite.schedules import SQLiteSchedules
 from forkq.exceptions import BackendError
 from forkq.states import READY_STATES
 
@@ -203,6 +211,10 @@ class SQLiteBackend(ResultBackend):
         if not self._has_locks_table:
             self._conn.execute(_LOCKS_SCHEMA)
             self._has_locks_table = True
+
+    def schedule_store(self, publish: Publish) -> ScheduleStore:
+        """Schedules in this file, each fire recorded here, then sent with `publish`."""
+        return SQLiteSchedules(self._conn, self._errors, publish)
 
     def close(self) -> None:
         if self._waiter is not None:
