@@ -9,6 +9,7 @@ or SQLite broker whose results live elsewhere).
 from __future__ import annotations
 
 import contextlib
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from forkq.engines.contract import (
-    Broker,
     ChordVote,
     Consumer,
     ConsumerSession,
@@ -70,8 +70,13 @@ SETUPS: dict[str, tuple[str, str, Urls, bool]] = {
 
 
 class Setup:
-    def __init__(self, broker: Broker, backend: ResultBackend, atomic: bool) -> None:
-        self.broker, self.backend, self.atomic = broker, backend, atomic
+    def __init__(self, urls: tuple[str, str], atomic: bool) -> None:
+        self.urls, self.atomic = urls, atomic
+        self.broker, self.backend = open_broker(urls[0]), open_backend(urls[1])
+
+    @property
+    def across_processes(self) -> bool:
+        return not any(url.startswith("memory:") for url in self.urls)
 
     def session(self, name: str = "c1") -> ConsumerSession:
         return self.broker.consumer(Consumer("w1", f"w1/{name}"), self.backend)
@@ -84,11 +89,10 @@ def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setup]:
     with contextlib.ExitStack() as stack:
         for kind, url in ((broker_kind, broker_url), (backend_kind, backend_url)):
             stack.enter_context(contextlib.contextmanager(engine_url)(kind, url))
-        broker = open_broker(broker_url)
-        stack.callback(broker.close)
-        backend = open_backend(backend_url)
-        stack.callback(backend.close)
-        yield Setup(broker, backend, atomic)
+        opened = Setup((broker_url, backend_url), atomic)
+        stack.callback(opened.broker.close)
+        stack.callback(opened.backend.close)
+        yield opened
 
 
 @pytest.fixture(params=sorted(BACKENDS))
@@ -305,6 +309,45 @@ class TestFinishWithEffects:
 
     def test_a_fired_vote_publishes_delayed_messages_when_due(self, setup: Setup) -> None:
         [d] = members(setup, 1)
-        then = (outgoing(BODY, b"now", priority=9), outgoing(BODY, b"later", 3, delay=0.3))
+        then = (
+            outgoing(BODY, b"now", priority=9),
+            outgoing(BODY, b"later", 3, delay=0.3),
+            outgoing(BODY, b"at once", delay=0.0001),  # under a millisecond, still delayed
+        )
         setup.session().finish(d, write("m0"), Effects(vote=vote("m0", size=1, then=then)))
-        assert fetch_all(setup, BODY, 2) == [b"later", b"now"]
+        assert fetch_all(setup, BODY, 3) == [b"at once", b"later", b"now"]
+
+    @pytest.mark.timeout(60)
+    def test_members_finished_by_processes_at_once_publish_the_body_once(
+        self, setup: Setup
+    ) -> None:
+        if not setup.across_processes:
+            pytest.skip("the broker's messages or the results stay in the process that opened it")
+        total = 30
+        setup.broker.publish([outgoing(Q, f"m{i}".encode()) for i in range(total)])
+        children = [_finish_members_in_a_child(setup, n, total) for n in range(3)]
+        assert [os.waitpid(pid, 0)[1] for pid in children] == [0, 0, 0]
+        assert fetch_all(setup, BODY, 1) == [b"body"]
+        stored = setup.backend.get_many([f"m{i}" for i in range(total)])
+        assert all(r is not None for r in stored)
+        assert setup.broker.size(Q) == 0
+
+
+def _finish_members_in_a_child(setup: Setup, n: int, total: int) -> int:
+    """A forked process of its own connections that fetches members and finishes each with its
+    vote until none is left; its exit status says whether it failed."""
+    pid = os.fork()
+    if pid:
+        return pid
+    status = 1  # pragma: no cover - the child reports through its exit status
+    try:
+        mine = Setup(setup.urls, setup.atomic)
+        session = mine.broker.consumer(Consumer("w1", f"w1/p{n}"), mine.backend)
+        while batch := session.fetch([Q], 2, 0.5):
+            for delivery in batch:
+                chord_finish(mine, session, delivery, delivery.body.decode(), total)
+        mine.broker.close()
+        mine.backend.close()
+        status = 0
+    finally:
+        os._exit(status)

@@ -107,7 +107,8 @@ class RedisBackend(ResultBackend):
         args: list[Any] = [vote.member, vote.size, int(vote.failed), max(1, int(vote.ttl * 1000))]
         args += [int(time.time() * 1000), int(destinations is not None)]
         for m in vote.then if destinations is not None else ():
-            args += [m.priority, int(m.delay * 1000), os.urandom(8).hex(), m.body]
+            delay_ms = max(1, int(m.delay * 1000)) if m.delay > 0 else 0  # as its destination
+            args += [m.priority, delay_ms, os.urandom(8).hex(), m.body]
         return VoteCall([*chord_keys(self.prefix, vote.chord), *(destinations or ())], args)
 
     def queue_vote(self, pipe: Any, call: VoteCall) -> None:
