@@ -6,6 +6,7 @@ Schema::
     forkq_starts(key PRIMARY KEY, count, expires_at)   made on first use (`count_start`)
     forkq_locks(key PRIMARY KEY, holder, expires_at)   made on first use (`lock`)
     forkq_chords, forkq_chord_members                  made on first use (`vote`): `records`
+    forkq_rates, forkq_slots, ...                      made on first use (limits): `limits`
 
 Expired rows read as missing and are deleted in passing, at most once a minute per process.
 The writes and the chord counts are `Records`' statements, which the SQLite broker's session
@@ -18,7 +19,15 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from forkq.engines.contract import ChordVote, ResultBackend, ResultWrite, StoredResult
+from forkq.engines.contract import (
+    BACKOFF,
+    RESERVATION_KEPT,
+    Backoff,
+    ChordVote,
+    ResultBackend,
+    ResultWrite,
+    StoredResult,
+)
 from forkq.engines.sqlite.file import (
     ChangeWaiter,
     abandon,
@@ -26,6 +35,7 @@ from forkq.engines.sqlite.file import (
     open_database,
     transaction,
 )
+from forkq.engines.sqlite.limits import Limits
 from forkq.engines.sqlite.records import Records
 from forkq.exceptions import BackendError
 from forkq.states import READY_STATES
@@ -69,6 +79,7 @@ class SQLiteBackend(ResultBackend):
         self._has_locks_table = False
         self._next_cleanup = time.time() + _CLEANUP_EVERY
         self._records = Records(self._conn, time.time())
+        self._limits = Limits(self._conn)
 
     def store(self, task_id: str, state: str, payload: bytes, ttl: float) -> None:
         now = time.time()
@@ -203,6 +214,36 @@ class SQLiteBackend(ResultBackend):
         if not self._has_locks_table:
             self._conn.execute(_LOCKS_SCHEMA)
             self._has_locks_table = True
+
+    def take_rate(
+        self, task: str, key: str, interval: float, holder: str, keep: float = RESERVATION_KEPT
+    ) -> float:
+        with self._errors:
+            return self._limits.take_rate(task, key, interval, holder, keep)
+
+    def set_rate_override(self, task: str, interval: float | None) -> None:
+        with self._errors:
+            self._limits.set_rate_override(task, interval)
+
+    def rate_override(self, task: str) -> float | None:
+        with self._errors:
+            return self._limits.rate_override(task)
+
+    def take_slot(
+        self,
+        task: str,
+        key: str,
+        holder: str,
+        limit: int,
+        lease: float,
+        backoff: Backoff = BACKOFF,
+    ) -> float:
+        with self._errors:
+            return self._limits.take_slot(task, key, holder, limit, lease, backoff)
+
+    def release_slot(self, task: str, key: str, holder: str) -> None:
+        with self._errors:
+            self._limits.release_slot(task, key, holder)
 
     def close(self) -> None:
         if self._waiter is not None:
