@@ -44,7 +44,9 @@ from forkq.result import (
 )
 from forkq.states import FAILURE, RETRY, STARTED
 from forkq.task import Task
+from forkq.throttle import Throttle
 from forkq.unique import unlock_at_end, unlock_at_start
+from forkq.worker.admission import Admission
 from forkq.worker.limits import TimeLimits, call_within_soft_limit
 
 log = logging.getLogger("forkq.worker")
@@ -81,6 +83,7 @@ class Executor:
         self._unacked = session.kept_acks if caps.keeps_acks and caps.releases_others else _none
         self.slot = slot
         self.ttl = app.settings.result_ttl
+        self.admission = Admission(self.results, self.limits)  # rate and concurrency limits
 
     def handle(self, delivery: Delivery) -> None:
         self.slot.taken(delivery.receipt)
@@ -98,6 +101,9 @@ class Executor:
     def _handle(self, delivery: Delivery) -> None:
         try:
             message, task = self._accept(delivery)
+            throttle = task.options.throttle  # None for tasks without limits: nothing more
+            if throttle is not None and self._held_back(delivery, throttle, task, message):
+                return
         except MessageRejected as rejected:
             self._reject(delivery, rejected)
             self.slot.finished(failed=True, unacked=self._unacked())
@@ -107,6 +113,8 @@ class Executor:
         if message.unique is not None:
             unlock_at_start(self.results, message)
         record = self._run(task, message, delivery, limits.soft)
+        if throttle is not None:  # before a retry is published: the next try takes anew
+            self.admission.let_go(throttle, task, message)
         if record.state == RETRY:
             record = self._publish_retry(message, record)
         if message.unique is not None and record.state != RETRY:
@@ -125,6 +133,7 @@ class Executor:
             task_id = self.app.codec.trusted_id(delivery.body)  # found without decoding
             raise _worker_lost(delivery.delivery_count, self._most_deliveries(), task_id)
         decoded = self.app.codec.decode(delivery.body)
+        message, task = decoded, None
         try:
             message, task = accept(self.app, decoded)
             if delivery.returned or delivery.delivery_count > 1:
@@ -135,8 +144,22 @@ class Executor:
         except MessageRejected:
             if decoded.unique is not None:  # it will never run: its lock goes
                 unlock_at_end(self.results, decoded)
+            if task is not None and task.options.throttle is not None:  # its slot, if it
+                self.admission.let_go(task.options.throttle, task, message)  # died holding one
             raise
         return message, task
+
+    def _held_back(
+        self, delivery: Delivery, throttle: Throttle, task: Task, message: Message
+    ) -> bool:
+        """Whether the task is over a limit (forkq/worker/admission.py): then its message goes
+        back to wait in the broker, not counted as run, and the child moves on."""
+        wait = self.admission.wait(throttle, task, message)
+        if wait <= 0:
+            return False
+        self.session.requeue(delivery, wait)
+        self.slot.idle()
+        return True
 
     def _most_deliveries(self) -> int:
         """The highest redelivery limit any registered task has."""
