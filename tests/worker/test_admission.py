@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import time
 
+import msgspec
 import pytest
 
 from forkq.engines.contract import Delivery
 from forkq.states import FAILURE, RETRY, SUCCESS
 from forkq.task import Task
 from forkq.throttle import RATE_KEY_HEADER
+from forkq.worker.executor import returned_key
 from tests.worker.harness import Harness, task
 
 
@@ -138,3 +140,27 @@ def test_a_key_function_that_fails_dead_letters_the_call(h: Harness, option: str
     [reason] = h.dead_reasons()
     assert reason == f"task {option}: {option} failed on the call's arguments: KeyError: 'bob'"
     assert limited.delay("bob").id != result.id  # its unique lock went
+
+
+def test_handle_says_whether_it_held_the_message_back(h: Harness) -> None:
+    """The consume loop leaves held-back messages out of its prefetch sizing: they say
+    nothing of how long tasks take."""
+    limited, seen = runs(h, "said", rate_limit="1/m")
+    limited.delay()
+    limited.delay()
+    assert h.executor.handle(h.fetch()) is True
+    assert h.executor.handle(h.fetch()) is False
+    assert len(seen) == 1
+
+
+def test_a_returned_delivery_held_back_keeps_its_counted_start(h: Harness) -> None:
+    """RabbitMQ brought it back from a dead holder: that lost delivery counts as a start
+    (tests/worker/test_deliveries.py). Held back, it is not done with: when it comes back
+    returned again, the start counted the first time still counts, so a task that kills its
+    process ends as WorkerLost even when its rate holds it back in between."""
+    limited, seen = runs(h, "returning", rate_limit="1/m")
+    assert h.app.backend.take_rate(limited.name, "", 60, "someone") == 0  # its slot is taken
+    limited.delay()
+    delivery = msgspec.structs.replace(h.fetch(), delivery_count=2, returned=True)
+    assert h.executor.handle(delivery) is False and seen == []
+    assert h.app.backend.count_start(returned_key(delivery.body), 60) == 2  # still counted

@@ -85,29 +85,33 @@ class Executor:
         self.ttl = app.settings.result_ttl
         self.admission = Admission(self.results, self.limits)  # rate and concurrency limits
 
-    def handle(self, delivery: Delivery) -> None:
+    def handle(self, delivery: Delivery) -> bool:
+        """Run the delivery's task, or reject it: True. False when a rate or concurrency
+        limit held it back: it waits in the broker, to come back (admission.py)."""
         self.slot.taken(delivery.receipt)
         if not delivery.returned:
-            self._handle(delivery)
-            return
+            return self._handle(delivery)
         key = returned_key(delivery.body)
         earlier = self.results.count_start(key, RETURNED_STARTS_TTL) - 1
-        self._handle(
+        done = self._handle(
             msgspec.structs.replace(delivery, delivery_count=delivery.delivery_count + earlier)
         )
         # Done with: a copy of the same bytes sent again (a requeued dead letter) counts anew.
-        self.results.forget_starts(key)
+        # One held back keeps its starts: when it comes back returned, they still count.
+        if done:
+            self.results.forget_starts(key)
+        return done
 
-    def _handle(self, delivery: Delivery) -> None:
+    def _handle(self, delivery: Delivery) -> bool:
         try:
             message, task = self._accept(delivery)
             throttle = task.options.throttle  # None for tasks without limits: nothing more
             if throttle is not None and self._held_back(delivery, throttle, task, message):
-                return
+                return False
         except MessageRejected as rejected:
             self._reject(delivery, rejected)
             self.slot.finished(failed=True, unacked=self._unacked())
-            return
+            return True
         limits = self.limits.for_task(task)
         self.slot.busy(message.id, message.task, delivery.receipt, delivery.queue, limits.hard)
         if message.unique is not None:
@@ -125,6 +129,7 @@ class Executor:
             record, write = self._result_write(message.id, record)
         self.session.finish(delivery, write)
         self.slot.finished(failed=record.state == FAILURE, unacked=self._unacked())
+        return True
 
     def _accept(self, delivery: Delivery) -> tuple[Message, Task]:
         if delivery.delivery_count > 1 and delivery.delivery_count > self._most_deliveries() + 1:

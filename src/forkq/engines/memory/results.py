@@ -137,8 +137,8 @@ class MemoryBackend(ResultBackend):
         self, task: str, key: str, interval: float, holder: str, keep: float = RESERVATION_KEPT
     ) -> float:
         check_interval(interval)
-        now = time.time()
         with _LOCK:
+            now = time.time()
             limits = self._limits
             interval = limits.overrides.get(task, interval)
             state = limits.rates.setdefault((task, key), RateState())
@@ -172,8 +172,8 @@ class MemoryBackend(ResultBackend):
         lease: float,
         backoff: Backoff = BACKOFF,
     ) -> float:
-        now = time.time()
         with _LOCK:
+            now = time.time()
             held = self._limits.slots.setdefault((task, key), {})
             for other in [h for h, until in held.items() if until < now]:
                 del held[other]

@@ -64,9 +64,9 @@ class Limits:
 
     def take_rate(self, task: str, key: str, interval: float, holder: str, keep: float) -> float:
         check_interval(interval)
-        now = time.time()
-        conn = self._ready(now)
+        conn = self._ready(time.time())
         with transaction(conn):
+            now = time.time()  # once the write lock is ours: the moment the take happens
             row = conn.execute(
                 "SELECT CAST(interval AS REAL) FROM forkq_rate_overrides WHERE task = ?",
                 (task,),
@@ -118,10 +118,10 @@ class Limits:
     def take_slot(
         self, task: str, key: str, holder: str, limit: int, lease: float, backoff: Backoff
     ) -> float:
-        now = time.time()
-        conn = self._ready(now)
+        conn = self._ready(time.time())
         bucket = (task, key)
         with transaction(conn):
+            now = time.time()  # once the write lock is ours
             conn.execute(
                 "DELETE FROM forkq_slots WHERE task = ? AND key = ? AND expires_at < ?",
                 (*bucket, now),
