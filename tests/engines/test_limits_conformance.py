@@ -8,6 +8,7 @@ reservation coming due, a lease or a reservation expiring), the test sleeps for 
 from __future__ import annotations
 
 import itertools
+import sqlite3
 import threading
 import time
 import uuid
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from forkq.engines.contract import RATE_TOLERANCE, Backoff, ResultBackend
 from forkq.engines.registry import open_backend
@@ -218,3 +220,42 @@ class TestSlots:
         for t in threads:
             t.join(timeout=30)
         assert len(taken) == 3
+
+
+def write_junk(backend_url: str, task: str) -> None:
+    """What anyone with access could write where the limits of `task` are kept."""
+    if backend_url.startswith("redis"):
+        client = redis.Redis.from_url(backend_url.split("?")[0])
+        prefix = backend_url.split("prefix=")[1].split("&")[0]
+        tag, slots = f"{{{prefix}:rate:{task}}}", f"{{{prefix}:slots:{task}}}"
+        client.set(f"{tag}:override", "0x10")
+        client.hset(f"{tag}:bucket:", mapping={"tat": "nan", "last": "-5"})
+        client.set(f"{tag}:held:h1:", "soon")
+        client.set(f"{slots}:backoff:h9:", "0")
+        client.close()
+    else:
+        path = backend_url.removeprefix("sqlite:///").split("?")[0]
+        conn = sqlite3.connect(path)
+        with conn:
+            conn.execute("INSERT INTO forkq_rate_overrides VALUES (?, 'fast')", (task,))
+            conn.execute("INSERT INTO forkq_rates VALUES (?, '', X'00', 'x', 1e300)", (task,))
+            conn.execute(
+                "INSERT INTO forkq_rate_holds VALUES (?, '', 'h1', 'soon', 1e300)", (task,)
+            )
+            conn.execute(
+                "INSERT INTO forkq_slot_backoffs VALUES (?, '', 'h9', 'no', 1e300)", (task,)
+            )
+        conn.close()
+
+
+def test_junk_where_limits_are_kept_reads_as_nothing(
+    backend: ResultBackend, backend_url: str, task: str
+) -> None:
+    if backend_url.startswith("memory"):
+        pytest.skip("nothing outside the process can write there")
+    backend.take_slot(task, "", "h0", 1, 60)  # the tables made, the slot held
+    write_junk(backend_url, task)
+    assert backend.rate_override(task) is None
+    assert backend.take_rate(task, "", 0.5, "h1") == 0  # no override, schedule, reservation
+    assert near(backend.take_rate(task, "", 0.5, "h2"), 0.5)
+    assert 0.05 - 1e-6 <= backend.take_slot(task, "", "h9", 1, 60) <= 0.1  # a first back-off

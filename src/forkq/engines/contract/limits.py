@@ -86,9 +86,17 @@ class Backoff(msgspec.Struct, frozen=True):
     most: float = 10.0
     kept: float = 60.0
 
+    def __post_init__(self) -> None:
+        if not (0 < self.first <= self.most < math.inf and 0 < self.kept < math.inf):
+            raise ValueError(f"a back-off needs 0 < first <= most and kept > 0: {self!r}")
+
     def next_base(self, previous: float | None) -> float:
-        """The un-jittered back-off after `previous` (None: the holder has none yet)."""
-        return self.first if previous is None else min(self.most, previous * 2)
+        """The un-jittered back-off after `previous` (None: the holder has none yet; one out
+        of [first, most], which only junk can be, counts as none: never a wait of 0, which
+        would mean a slot taken)."""
+        if previous is None or not self.first <= previous <= self.most:
+            return self.first
+        return min(self.most, previous * 2)
 
     @staticmethod
     def jittered(base: float, jitter: float) -> float:

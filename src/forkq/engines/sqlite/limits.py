@@ -19,6 +19,7 @@ bucket, and all of them at most once a minute per connection.
 
 from __future__ import annotations
 
+import math
 import random
 import sqlite3
 import time
@@ -71,7 +72,7 @@ class Limits:
                 "SELECT CAST(interval AS REAL) FROM forkq_rate_overrides WHERE task = ?",
                 (task,),
             ).fetchone()
-            if row is not None and isinstance(row[0], float) and row[0] > 0:
+            if row is not None and _interval(row[0]):
                 interval = row[0]
             row = conn.execute(
                 """SELECT CAST(tat AS REAL), CAST(last AS REAL) FROM forkq_rates
@@ -113,7 +114,7 @@ class Limits:
             )
             .fetchone()
         )
-        return row[0] if row is not None and isinstance(row[0], float) and row[0] > 0 else None
+        return row[0] if row is not None and _interval(row[0]) else None
 
     def take_slot(
         self, task: str, key: str, holder: str, limit: int, lease: float, backoff: Backoff
@@ -177,6 +178,11 @@ class Limits:
                 for table in _EXPIRING:
                     conn.execute(f"DELETE FROM {table} WHERE expires_at < ?", (now,))
         return conn
+
+
+def _interval(value: object) -> bool:
+    """Whether a stored override is one `set_rate_override` could have written."""
+    return isinstance(value, float) and 0 < value < math.inf
 
 
 def _or_never(last: float | None) -> float:

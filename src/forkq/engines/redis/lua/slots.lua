@@ -14,8 +14,8 @@
 -- ARGV[4]  first back-off (us)   ARGV[5]  most (us)   ARGV[6]  jitter, in [0, 1)
 -- ARGV[7]  kept (ms)
 --
--- Returns 0 when taken, else the back-off in microseconds. A stored back-off that is not a
--- whole number of decimal digits reads as none.
+-- Returns 0 when taken, else the back-off in microseconds (at least 1). A stored back-off that
+-- is not a whole number of decimal digits from `first` to `most` reads as none.
 local function whole(value)
   if type(value) == "string" and #value <= 17 and string.match(value, "^%d+$") then
     return tonumber(value)
@@ -44,8 +44,8 @@ end
 local first, most, jitter = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local previous = whole(redis.call("GET", KEYS[2]))
 local base = first
-if previous then
+if previous and previous >= first and previous <= most then
   base = math.min(most, previous * 2)
 end
 redis.call("SET", KEYS[2], text(base), "PX", ARGV[7])
-return math.floor(base * (0.5 + 0.5 * jitter))
+return math.max(1, math.floor(base * (0.5 + 0.5 * jitter)))  -- never 0: that means taken
