@@ -136,7 +136,9 @@ def test_concurrency_holds_across_two_workers(
 ) -> None:
     _, two_at_once = tasks(client)
     redis_client, key = counter
-    workers = [start_worker("-c", "2") for _ in range(2)]
+    # --prefetch 1: a child that just ran the quick pings of wait_until_serving would fetch
+    # 16 at once and run them one after the other; this test is about the slots.
+    workers = [start_worker("-c", "2", "--prefetch", "1") for _ in range(2)]
     for worker in workers:
         wait_until_serving(client, worker)
     started = time.monotonic()
@@ -153,7 +155,7 @@ def test_a_killed_child_leaks_no_slot(
 ) -> None:
     _, two_at_once = tasks(client)
     redis_client, key = counter
-    worker = start_worker("-c", "2")
+    worker = start_worker("-c", "2", "--prefetch", "1")  # as above
     wait_until_serving(client, worker)
     announced = StartedSignal(e2e_dir)
     killed = two_at_once.delay(REDIS, f"{key}-killed", 0.5, announced.path)
