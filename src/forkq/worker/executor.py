@@ -17,6 +17,10 @@ decoded message and running its task are `forkq.calling`'s, which eager mode sha
 
 Everything goes through the child's one `ConsumerSession`: it settles the delivery, and its
 `results` is where results are stored.
+
+A task with a rate or concurrency limit is admitted between the checks and the run
+(admission.py); over a limit its message is requeued to wait in the broker, and `handle` says
+so (False), for the consume loop's prefetch sizing.
 """
 
 from __future__ import annotations
