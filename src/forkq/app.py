@@ -35,6 +35,7 @@ from forkq.settings import Settings, load_settings
 from forkq.task import AsyncTask, BoundTaskDecorator, Task, TaskDecorator
 from forkq.task_modules import import_discovered, import_included
 from forkq.task_options import TaskOptions
+from forkq.throttle import Rate, parse_rate
 
 Hook = Callable[[], None]
 H = TypeVar("H", bound=Hook)
@@ -322,6 +323,14 @@ class Forkq:
         except BaseException:
             self.backend.unlock(unique.key, message.id)
             raise
+
+    def set_rate_limit(self, task: str, rate: Rate | str | float | None) -> None:
+        """Make `rate` ("10/s", "100/m", as the `rate_limit` option takes it) the limit in
+        force for the task named `task` on every worker, from their next take on, without a
+        restart; None puts back the task's own. Kept in the result backend until changed.
+        Only tasks defined with a `rate_limit` are limited: this changes their rate."""
+        interval = None if rate is None else parse_rate(rate, f"rate limit of {task}").interval
+        self.backend.set_rate_override(task, interval)
 
     def publish(self, message: Message) -> None:
         """Send the message; in eager mode, run its task here and now (eager.py)."""

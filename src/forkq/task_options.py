@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 
 from forkq.exceptions import ConfigurationError
+from forkq.throttle import DEFAULT_CONCURRENCY_LEASE, KeyFunction, Rate, Throttle, throttle_of
 from forkq.unique import UniqueWhile, check_unique_for, unique_while
 
 
@@ -35,6 +36,12 @@ class TaskOptions(msgspec.Struct, frozen=True):
     typing: bool = True  # check the arguments of a call against the signature when sending
     unique_for: float | None = None  # seconds: a second send while the first is pending is it
     unique_while: UniqueWhile | str = UniqueWhile.PENDING  # or "running": held until it ends
+    rate_limit: Rate | str | float | None = None  # "100/m": across all workers (throttle.py)
+    rate_limit_key: KeyFunction | None = None  # (*args, **kwargs) -> a bucket per key
+    concurrency: int | None = None  # at most this many running at once, across all workers
+    concurrency_key: KeyFunction | None = None
+    concurrency_lease: float = DEFAULT_CONCURRENCY_LEASE  # a slot's lease without a time limit
+    throttle: Throttle | None = None  # made from the five above: not an option of its own
     # Celery's names for what forkq always does: ack once the result is stored, and let a
     # task whose process died run again (up to max_deliveries).
     acks_late: bool = True
@@ -72,6 +79,9 @@ class TaskOptions(msgspec.Struct, frozen=True):
         msgspec.structs.force_setattr(
             self, "unique_while", unique_while(self.name, self.unique_while)
         )
+        limits = (self.rate_limit, self.rate_limit_key, self.concurrency, self.concurrency_key)
+        throttle = throttle_of(self.name, *limits, self.concurrency_lease)
+        msgspec.structs.force_setattr(self, "throttle", throttle)
         if not self.acks_late:
             raise ConfigurationError(
                 f"task {self.name}: acks_late=False (ack before running, at most once) is not "
@@ -88,7 +98,8 @@ class TaskOptions(msgspec.Struct, frozen=True):
     def build(cls, name: str, options: Mapping[str, Any]) -> TaskOptions:
         """The options of `@app.task(**options)`; an unknown one is named with the list of
         those supported."""
-        supported = [f.name for f in msgspec.structs.fields(cls) if f.name != "name"]
+        made = ("name", "throttle")
+        supported = [f.name for f in msgspec.structs.fields(cls) if f.name not in made]
         unknown = sorted(set(options) - set(supported))
         if unknown:
             raise ConfigurationError(

@@ -154,13 +154,14 @@ class ConsumeProgram:
                     time.sleep(pause)  # back-off between reconnection attempts
                 continue
             outage.succeeded()
-            started = time.monotonic()
+            started, ran = time.monotonic(), 0
             for delivery in batch:
                 if stop.requested:
                     return
                 if budget == 1:  # the last task of this child: take no more work
                     session.stop_fetching()
-                executor.handle(delivery)
+                ran += executor.handle(delivery)  # False: held back by a limit, not run
                 if budget is not None:
                     budget -= 1
-            prefetch.ran(len(batch), time.monotonic() - started)
+            if ran or not batch:  # hold-backs alone say nothing of how long tasks take
+                prefetch.ran(ran, time.monotonic() - started)

@@ -22,6 +22,10 @@ decoded message and running its task are `forkq.calling`'s, which eager mode sha
 
 Everything goes through the child's one `ConsumerSession`: it settles the delivery, and its
 `results` is where results are stored.
+
+A task with a rate or concurrency limit is admitted between the checks and the run
+(admission.py); over a limit its message is requeued to wait in the broker, and `handle` says
+so (False), for the consume loop's prefetch sizing.
 """
 
 from __future__ import annotations
@@ -50,7 +54,9 @@ from forkq.result import (
 )
 from forkq.states import FAILURE, RETRY, STARTED
 from forkq.task import Task
+from forkq.throttle import Throttle
 from forkq.unique import unlock_at_end, unlock_at_start
+from forkq.worker.admission import Admission
 from forkq.worker.limits import TimeLimits, call_within_soft_limit
 
 log = logging.getLogger("forkq.worker")
@@ -87,32 +93,42 @@ class Executor:
         self._unacked = session.kept_acks if caps.keeps_acks and caps.releases_others else _none
         self.slot = slot
         self.ttl = app.settings.result_ttl
+        self.admission = Admission(self.results, self.limits)  # rate and concurrency limits
 
-    def handle(self, delivery: Delivery) -> None:
+    def handle(self, delivery: Delivery) -> bool:
+        """Run the delivery's task, or reject it: True. False when a rate or concurrency
+        limit held it back: it waits in the broker, to come back (admission.py)."""
         self.slot.taken(delivery.receipt)
         if not delivery.returned:
-            self._handle(delivery)
-            return
+            return self._handle(delivery)
         key = returned_key(delivery.body)
         earlier = self.results.count_start(key, RETURNED_STARTS_TTL) - 1
-        self._handle(
+        done = self._handle(
             msgspec.structs.replace(delivery, delivery_count=delivery.delivery_count + earlier)
         )
         # Done with: a copy of the same bytes sent again (a requeued dead letter) counts anew.
-        self.results.forget_starts(key)
+        # One held back keeps its starts: when it comes back returned, they still count.
+        if done:
+            self.results.forget_starts(key)
+        return done
 
-    def _handle(self, delivery: Delivery) -> None:
+    def _handle(self, delivery: Delivery) -> bool:
         try:
             message, task = self._accept(delivery)
+            throttle = task.options.throttle  # None for tasks without limits: nothing more
+            if throttle is not None and self._held_back(delivery, throttle, task, message):
+                return False
         except _Refused as refused:
             self._reject(delivery, refused.rejected, refused.message)
             self.slot.finished(failed=True, unacked=self._unacked())
-            return
+            return True
         limits = self.limits.for_task(task)
         self.slot.busy(message.id, message.task, delivery.receipt, delivery.queue, limits.hard)
         if message.unique is not None:
             unlock_at_start(self.results, message)
         record = self._run(task, message, delivery, limits.soft)
+        if throttle is not None:  # before a retry is published: the next try takes anew
+            self.admission.let_go(throttle, task, message)
         if message.unique is not None and record.state != RETRY:
             unlock_at_end(self.results, message)
         if message.flow is None and record.state != RETRY:
@@ -124,6 +140,7 @@ class Executor:
         else:
             record = self._finish_with_effects(delivery, task, message, record)
         self.slot.finished(failed=record.state == FAILURE, unacked=self._unacked())
+        return True
 
     def _finish_with_effects(
         self, delivery: Delivery, task: Task, message: Message, record: ResultRecord
@@ -157,6 +174,7 @@ class Executor:
             decoded = self.app.codec.decode(delivery.body)
         except MessageRejected as rejected:
             raise _Refused(rejected) from None
+        task: Task | None = None
         try:
             message, task = accept(self.app, decoded)
             if delivery.returned or delivery.delivery_count > 1:
@@ -165,8 +183,25 @@ class Executor:
             if delivery.delivery_count > limit:
                 raise _worker_lost(delivery.delivery_count, limit, message.id)
         except MessageRejected as rejected:
+            if task is not None and task.options.throttle is not None:  # its slot, if it
+                self.admission.let_go(task.options.throttle, task, decoded)  # died holding one
             raise _Refused(rejected, decoded) from None
         return message, task
+
+    def _held_back(
+        self, delivery: Delivery, throttle: Throttle, task: Task, message: Message
+    ) -> bool:
+        """Whether the task is over a limit (forkq/worker/admission.py): then its message goes
+        back to wait in the broker, not counted as run, and the child moves on."""
+        try:
+            wait = self.admission.wait(throttle, task, message)
+        except MessageRejected as rejected:  # a key function that fails: it can never run
+            raise _Refused(rejected, message) from None
+        if wait <= 0:
+            return False
+        self.session.requeue(delivery, wait)
+        self.slot.idle()
+        return True
 
     def _most_deliveries(self) -> int:
         """The highest redelivery limit any registered task has."""

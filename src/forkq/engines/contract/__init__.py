@@ -4,6 +4,18 @@ session, result backend), the values that cross them, and the helpers every engi
 from forkq.engines.contract.broker import Broker
 from forkq.engines.contract.engine import Engine
 from forkq.engines.contract.fetching import Claimed, RecoveryClock, fetch_until
+from forkq.engines.contract.limits import (
+    BACKOFF,
+    NEVER,
+    RATE_TOLERANCE,
+    RESERVATION_KEPT,
+    Backoff,
+    RateState,
+    RateTaken,
+    check_interval,
+    decide_rate,
+    idle_after,
+)
 from forkq.engines.contract.results import ResultBackend, StoredResult
 from forkq.engines.contract.schedules import (
     Fire,
@@ -44,6 +56,7 @@ from forkq.engines.contract.values import (
 )
 
 __all__ = [
+    "BACKOFF",
     "DEFAULT_DEAD_CAPS",
     "DEFAULT_LEASE_TTL",
     "LAST_MOMENT",
@@ -51,7 +64,11 @@ __all__ = [
     "MAX_LEASE_TTL",
     "MAX_PRIORITY",
     "MIN_PRIORITY",
+    "NEVER",
+    "RATE_TOLERANCE",
+    "RESERVATION_KEPT",
     "SIGHTINGS_KEPT",
+    "Backoff",
     "Broker",
     "Burial",
     "Capabilities",
@@ -70,6 +87,8 @@ __all__ = [
     "Leftovers",
     "Outgoing",
     "Publish",
+    "RateState",
+    "RateTaken",
     "Recovery",
     "RecoveryClock",
     "ResultBackend",
@@ -79,8 +98,11 @@ __all__ = [
     "StoredResult",
     "check_delay",
     "check_fetch_args",
+    "check_interval",
     "clamp_priority",
+    "decide_rate",
     "fetch_until",
+    "idle_after",
     "lease_ttl_from_url",
     "outgoing",
     "record_then_publish",

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import msgspec
 
+from forkq.engines.contract.limits import BACKOFF, RESERVATION_KEPT, Backoff
 from forkq.engines.contract.schedules import ScheduleStore
 from forkq.engines.contract.values import ChordVote, Publish, ResultWrite
 
@@ -82,6 +83,45 @@ class ResultBackend(abc.ABC):
     @abc.abstractmethod
     def unlock(self, key: str, holder: str) -> None:
         """Let go of the lock `key` if `holder` holds it (another holder's is left alone)."""
+
+    # Rate and concurrency limits (forkq/engines/contract/limits.py has the rules). A bucket
+    # is a task's name and a key ("" for the task's one bucket); a holder is a task id.
+
+    @abc.abstractmethod
+    def take_rate(
+        self, task: str, key: str, interval: float, holder: str, keep: float = RESERVATION_KEPT
+    ) -> float:
+        """Take a start slot of `task`'s bucket `key`, one per `interval` seconds (or the
+        interval `set_rate_override` set for `task`), for `holder`, in one round trip or
+        transaction: 0 to start now, else the seconds to wait, a slot being reserved for
+        `holder` then, kept `keep` seconds past it (`limits.decide_rate`)."""
+
+    @abc.abstractmethod
+    def set_rate_override(self, task: str, interval: float | None) -> None:
+        """Make `interval` the one `take_rate` uses for `task`, whatever its caller says,
+        until set again; None: the caller's again."""
+
+    @abc.abstractmethod
+    def rate_override(self, task: str) -> float | None:
+        """The interval `set_rate_override` set for `task`, if any."""
+
+    @abc.abstractmethod
+    def take_slot(
+        self,
+        task: str,
+        key: str,
+        holder: str,
+        limit: int,
+        lease: float,
+        backoff: Backoff = BACKOFF,
+    ) -> float:
+        """Take one of the `limit` slots of `task`'s bucket `key` for `holder`, for `lease`
+        seconds, in one round trip or transaction: 0 when taken (or `holder` held one: its
+        lease starts again), else the holder's next back-off in seconds (`Backoff`)."""
+
+    @abc.abstractmethod
+    def release_slot(self, task: str, key: str, holder: str) -> None:
+        """Let go of `holder`'s slot, if it holds one, and forget its back-off."""
 
     @abc.abstractmethod
     def close(self) -> None:

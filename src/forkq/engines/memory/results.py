@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Sequence
 
 from forkq.engines.contract import (
+    BACKOFF,
+    RESERVATION_KEPT,
+    Backoff,
     ChordVote,
     Publish,
+    RateState,
     ResultBackend,
     ResultWrite,
     ScheduleStore,
     StoredResult,
+    check_interval,
+    decide_rate,
 )
 from forkq.engines.memory.schedules import MemorySchedules
 from forkq.states import READY_STATES
@@ -22,6 +29,18 @@ _STORES: dict[str, dict[str, tuple[StoredResult, float]]] = {}
 _STARTS: dict[str, dict[str, tuple[int, float]]] = {}
 _CHORDS: dict[str, dict[str, _Chord]] = {}
 _LOCKS: dict[str, dict[str, tuple[str, float]]] = {}
+_LIMITS: dict[str, _Limits] = {}
+
+
+class _Limits:
+    """One URL's rate buckets and concurrency slots (see `forkq.engines.contract.limits`)."""
+
+    def __init__(self) -> None:
+        self.rates: dict[tuple[str, str], RateState] = {}
+        self.reservations: dict[tuple[str, str, str], tuple[float, float]] = {}  # slot, until
+        self.overrides: dict[str, float] = {}
+        self.slots: dict[tuple[str, str], dict[str, float]] = {}  # holder: lease end
+        self.backoffs: dict[tuple[str, str, str], tuple[float, float]] = {}  # base, until
 
 
 class _Chord:
@@ -41,6 +60,7 @@ class MemoryBackend(ResultBackend):
         self._starts = _STARTS.setdefault(url, {})
         self._chords = _CHORDS.setdefault(url, {})
         self._locks = _LOCKS.setdefault(url, {})
+        self._limits = _LIMITS.setdefault(url, _Limits())
 
     def store(self, task_id: str, state: str, payload: bytes, ttl: float) -> None:
         with _LOCK:
@@ -119,6 +139,65 @@ class MemoryBackend(ResultBackend):
 
     def schedule_store(self, publish: Publish) -> ScheduleStore:
         return MemorySchedules(self._url, _LOCK, publish, atomic=False)
+
+    def take_rate(
+        self, task: str, key: str, interval: float, holder: str, keep: float = RESERVATION_KEPT
+    ) -> float:
+        check_interval(interval)
+        with _LOCK:
+            now = time.time()
+            limits = self._limits
+            interval = limits.overrides.get(task, interval)
+            state = limits.rates.setdefault((task, key), RateState())
+            kept = limits.reservations.pop((task, key, holder), None)
+            reservation = kept[0] if kept is not None and kept[1] >= now else None
+            taken = decide_rate(state, reservation, now, interval)
+            if taken.reservation is not None:
+                until = taken.reservation + keep
+                limits.reservations[(task, key, holder)] = (taken.reservation, until)
+        return taken.wait
+
+    def set_rate_override(self, task: str, interval: float | None) -> None:
+        if interval is not None:
+            check_interval(interval)
+        with _LOCK:
+            if interval is None:
+                self._limits.overrides.pop(task, None)
+            else:
+                self._limits.overrides[task] = interval
+
+    def rate_override(self, task: str) -> float | None:
+        with _LOCK:
+            return self._limits.overrides.get(task)
+
+    def take_slot(
+        self,
+        task: str,
+        key: str,
+        holder: str,
+        limit: int,
+        lease: float,
+        backoff: Backoff = BACKOFF,
+    ) -> float:
+        with _LOCK:
+            now = time.time()
+            held = self._limits.slots.setdefault((task, key), {})
+            for other in [h for h, until in held.items() if until < now]:
+                del held[other]
+            backoffs = self._limits.backoffs
+            if holder in held or len(held) < limit:
+                held[holder] = now + lease
+                backoffs.pop((task, key, holder), None)
+                return 0.0
+            kept = backoffs.get((task, key, holder))
+            base = backoff.next_base(kept[0] if kept is not None and kept[1] >= now else None)
+            backoffs[(task, key, holder)] = (base, now + backoff.kept)
+        return backoff.jittered(base, random.random())
+
+    def release_slot(self, task: str, key: str, holder: str) -> None:
+        with _LOCK:
+            self._limits.slots.get((task, key), {}).pop(holder, None)
+            self._limits.backoffs.pop((task, key, holder), None)
 
     def close(self) -> None:
         pass

@@ -49,6 +49,22 @@ Per unique lock K (result backend; `ResultBackend.lock`):
 
     {prefix:lock:K}:lock  the task id holding K, expiring when the lock's time is up
 
+Per rate-limited task T, bucket K ("" for the task's one bucket) and holder H (a task id)
+(result backend; `ResultBackend.take_rate`, rate.lua; all share the hash tag {prefix:rate:T}):
+
+    {prefix:rate:T}:override      the interval in force for T (microseconds), while an
+                                  override is set (`set_rate_override`); no expiry
+    {prefix:rate:T}:bucket:K      hash: tat = the next free start slot, last = the latest
+                                  start (Unix microseconds, server time); expires once idle
+    {prefix:rate:T}:held:H:K      H's reserved slot (microseconds), expiring a while after it
+
+Per concurrency-limited task T, bucket K and holder H (result backend; `take_slot`,
+slots.lua; all share the hash tag {prefix:slots:T}):
+
+    {prefix:slots:T}:held:K       sorted set: member = a holder, score = the end of its lease
+                                  (microseconds); expires with the latest lease
+    {prefix:slots:T}:backoff:H:K  H's latest back-off (microseconds), forgotten a minute on
+
 Per chord C (result backend; both keys share the hash tag {prefix:chord:C}, so that vote.lua
 touches one slot for the count):
 
@@ -163,6 +179,18 @@ def ready_key(prefix: str, task_id: str) -> str:
 
 def lock_key(prefix: str, key: str) -> str:
     return f"{{{prefix}:lock:{key}}}:lock"
+
+
+def rate_keys(prefix: str, task: str, key: str, holder: str) -> list[str]:
+    """rate.lua's KEYS: the task's override, the bucket, the holder's reservation."""
+    tag = f"{{{prefix}:rate:{task}}}"
+    return [f"{tag}:override", f"{tag}:bucket:{key}", f"{tag}:held:{holder}:{key}"]
+
+
+def slot_keys(prefix: str, task: str, key: str, holder: str) -> list[str]:
+    """slots.lua's KEYS: the bucket's held slots, the holder's back-off."""
+    tag = f"{{{prefix}:slots:{task}}}"
+    return [f"{tag}:held:{key}", f"{tag}:backoff:{holder}:{key}"]
 
 
 def starts_key(prefix: str, digest: str) -> str:

@@ -8,7 +8,8 @@ returns about one round trip after the worker stored the result. Keys:
 Several results are stored in one MULTI/EXEC (`store_all`) and read in one MGET (`get_many`).
 A chord's vote is vote.lua, sent in one MULTI/EXEC with the member's writes (`vote`); the
 Redis session, when it shares this server, sends it with the ack too, and the script then
-publishes the chord's messages itself (`vote_call` with destinations).
+publishes the chord's messages itself (`vote_call` with destinations). Rate and concurrency
+limits are rate.lua and slots.lua, one call each (`limits.py`).
 
 On Redis Cluster, keys of different tasks lie in different slots: MGET and a MULTI/EXEC of
 several tasks' writes would have to be split by slot (this module assumes one server).
@@ -27,6 +28,9 @@ from typing import Any
 import msgspec
 
 from forkq.engines.contract import (
+    BACKOFF,
+    RESERVATION_KEPT,
+    Backoff,
     ChordVote,
     Publish,
     ResultBackend,
@@ -42,6 +46,7 @@ from forkq.engines.redis.client import (
     script_missing,
 )
 from forkq.engines.redis.keys import chord_keys, lock_key, ready_key, result_key, starts_key
+from forkq.engines.redis.limits import RedisLimits
 from forkq.engines.redis.schedules import RedisSchedules
 from forkq.exceptions import BackendError, BackendUnavailable
 from forkq.states import READY_STATES
@@ -73,6 +78,7 @@ class RedisBackend(ResultBackend):
         self._unlock = self.client.register_script(_UNLOCK)
         self._vote = self.client.register_script(vote_script())
         self._wire: Wire | None = None  # made on the first read: a worker's child seldom reads
+        self._limits = RedisLimits(self.client, self.prefix)
 
     def store(self, task_id: str, state: str, payload: bytes, ttl: float) -> None:
         with self._errors():
@@ -212,6 +218,38 @@ class RedisBackend(ResultBackend):
     def schedule_store(self, publish: Publish) -> ScheduleStore:
         """Schedules kept here, each fire recorded here, then sent with `publish`."""
         return RedisSchedules(self.client, self.prefix, self._driver_errors, None, publish)
+
+    def take_rate(
+        self, task: str, key: str, interval: float, holder: str, keep: float = RESERVATION_KEPT
+    ) -> float:
+        """rate.lua: one round trip."""
+        with self._errors():
+            return self._limits.take_rate(task, key, interval, holder, keep)
+
+    def set_rate_override(self, task: str, interval: float | None) -> None:
+        with self._errors():
+            self._limits.set_rate_override(task, interval)
+
+    def rate_override(self, task: str) -> float | None:
+        with self._errors():
+            return self._limits.rate_override(task)
+
+    def take_slot(
+        self,
+        task: str,
+        key: str,
+        holder: str,
+        limit: int,
+        lease: float,
+        backoff: Backoff = BACKOFF,
+    ) -> float:
+        """slots.lua: one round trip."""
+        with self._errors():
+            return self._limits.take_slot(task, key, holder, limit, lease, backoff)
+
+    def release_slot(self, task: str, key: str, holder: str) -> None:
+        with self._errors():
+            self._limits.release_slot(task, key, holder)
 
     def close(self) -> None:
         self.client.close()

@@ -6,6 +6,7 @@ Schema::
     forkq_starts(key PRIMARY KEY, count, expires_at)   made on first use (`count_start`)
     forkq_locks(key PRIMARY KEY, holder, expires_at)   made on first use (`lock`)
     forkq_chords, forkq_chord_members                  made on first use (`vote`): `records`
+    forkq_rates, forkq_slots, ...                      made on first use (limits): `limits`
 
 Expired rows read as missing and are deleted in passing, at most once a minute per process.
 The writes and the chord counts are `Records`' statements, which the SQLite broker's session
@@ -19,6 +20,9 @@ import time
 from collections.abc import Sequence
 
 from forkq.engines.contract import (
+    BACKOFF,
+    RESERVATION_KEPT,
+    Backoff,
     ChordVote,
     Publish,
     ResultBackend,
@@ -33,6 +37,7 @@ from forkq.engines.sqlite.file import (
     open_database,
     transaction,
 )
+from forkq.engines.sqlite.limits import Limits
 from forkq.engines.sqlite.records import Records
 from forkq.engines.sqlite.schedules import SQLiteSchedules
 from forkq.exceptions import BackendError
@@ -77,6 +82,7 @@ class SQLiteBackend(ResultBackend):
         self._has_locks_table = False
         self._next_cleanup = time.time() + _CLEANUP_EVERY
         self._records = Records(self._conn, time.time())
+        self._limits = Limits(self._conn)
 
     def store(self, task_id: str, state: str, payload: bytes, ttl: float) -> None:
         now = time.time()
@@ -215,6 +221,36 @@ class SQLiteBackend(ResultBackend):
     def schedule_store(self, publish: Publish) -> ScheduleStore:
         """Schedules in this file, each fire recorded here, then sent with `publish`."""
         return SQLiteSchedules(self._conn, self._errors, publish)
+
+    def take_rate(
+        self, task: str, key: str, interval: float, holder: str, keep: float = RESERVATION_KEPT
+    ) -> float:
+        with self._errors:
+            return self._limits.take_rate(task, key, interval, holder, keep)
+
+    def set_rate_override(self, task: str, interval: float | None) -> None:
+        with self._errors:
+            self._limits.set_rate_override(task, interval)
+
+    def rate_override(self, task: str) -> float | None:
+        with self._errors:
+            return self._limits.rate_override(task)
+
+    def take_slot(
+        self,
+        task: str,
+        key: str,
+        holder: str,
+        limit: int,
+        lease: float,
+        backoff: Backoff = BACKOFF,
+    ) -> float:
+        with self._errors:
+            return self._limits.take_slot(task, key, holder, limit, lease, backoff)
+
+    def release_slot(self, task: str, key: str, holder: str) -> None:
+        with self._errors:
+            self._limits.release_slot(task, key, holder)
 
     def close(self) -> None:
         if self._waiter is not None:
