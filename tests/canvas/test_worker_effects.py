@@ -161,6 +161,29 @@ def test_a_body_whose_header_results_are_gone_is_rejected(h: Harness, t: Tasks) 
     assert "has no result" in h.dead_reasons()[0]
 
 
+def test_a_body_whose_header_result_is_junk_is_rejected(h: Harness, t: Tasks) -> None:
+    h.app.backend.store("c-0", "SUCCESS", b"not json at all", 60)
+    message = make_message("tsum", (), {}, queue=h.queue)
+    body = msgspec.json.encode(
+        {**msgspec.to_builtins(message), "flow": {"gather": {"id": "c", "size": 1}}}
+    )
+    h.publish(body)
+    h.run_next()
+    assert h.dead_reasons() == ["chord c: its member c-0 has a result that cannot be read"]
+
+
+@pytest.mark.parametrize("name", ["boom", "no.such.task"], ids=["failed", "rejected"])
+def test_an_error_callback_that_cannot_be_sent_is_left_out(h: Harness, t: Tasks, name: str) -> None:
+    errback = TaskNode(id="eb", task="note", queue=h.queue, countdown=1e300)
+    message = make_message(name, (), {}, queue=h.queue)
+    ok = TaskNode(id="eb-ok", task="note", queue=h.queue)
+    hostile = msgspec.structs.replace(message, flow=Flow(link_error=(errback, ok)))
+    h.publish(h.app.codec.encode(hostile))
+    h.run_next()  # its failure recorded, the callback that can be sent sent
+    assert h.record(message.id).state == FAILURE
+    assert [m.id for m in h.sent()] == ["eb-ok"]
+
+
 def deep_flow(levels: int) -> Flow:
     node: Node = TaskNode(id="leaf", task="add", queue="default")
     for i in range(levels):

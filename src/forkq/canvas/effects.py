@@ -108,7 +108,11 @@ def gathered(app: Forkq, message: Message) -> Message:
             found = "no result (expired?)" if stored is None else f"state {stored.state}"
             reason = f"chord {gather.id}: its member {task_id} has {found}"
             raise MessageRejected(reason, message.id, kind=Rejection.WORKFLOW)
-        values.append(decode_record(stored.payload).result)
+        try:
+            values.append(decode_record(stored.payload).result)
+        except Exception:  # whatever the stored bytes are, the answer is a rejection
+            reason = f"chord {gather.id}: its member {task_id} has a result that cannot be read"
+            raise MessageRejected(reason, message.id, kind=Rejection.WORKFLOW) from None
     return msgspec.structs.replace(message, args=[values, *message.args])
 
 
@@ -187,10 +191,12 @@ class _Effects:
             except _UNSENDABLE as exc:
                 log.error("chord %s: its failure cannot be sent on: %s", flow.chord.id, exc)
                 body = []
-            vote = self._vote(member or self.message.id, failed=True, then=body)
-        return Effects(writes=writes, publish=self._outgoing(sent), vote=vote)
+            vote = self._vote(member or self.message.id, failed=True, then=body, best_effort=True)
+        return Effects(writes=writes, publish=self._outgoing(sent, best_effort=True), vote=vote)
 
-    def _vote(self, member: str, *, failed: bool, then: list[Message]) -> ChordVote:
+    def _vote(
+        self, member: str, *, failed: bool, then: list[Message], best_effort: bool = False
+    ) -> ChordVote:
         chord = self.flow.chord
         assert chord is not None
         return ChordVote(
@@ -198,12 +204,24 @@ class _Effects:
             member=member,
             size=chord.size,
             failed=failed,
-            then=self._outgoing(then),
+            then=self._outgoing(then, best_effort=best_effort),
             ttl=self.ttl,
         )
 
-    def _outgoing(self, sent: list[Message]) -> tuple[Outgoing, ...]:
-        return tuple(self.app.to_outgoing(m, self.now) for m in sent)
+    def _outgoing(self, sent: list[Message], best_effort: bool = False) -> tuple[Outgoing, ...]:
+        """The messages encoded for the broker. On a success, one that cannot be (a delay no
+        engine holds, say) raises, and fails the task; a failure's messages are sent as far
+        as they can be, one that cannot be logged and left out, so that no hostile callback
+        keeps the failure itself from being recorded."""
+        if not best_effort:
+            return tuple(self.app.to_outgoing(m, self.now) for m in sent)
+        encoded = []
+        for m in sent:
+            try:
+                encoded.append(self.app.to_outgoing(m, self.now))
+            except _UNSENDABLE as exc:
+                log.error("task %s: %s[%s] cannot be sent: %s", self.message.id, m.task, m.id, exc)
+        return tuple(encoded)
 
     def _write(self, task_id: str, record: ResultRecord) -> ResultWrite:
         record, payload = encode_storable(record)
