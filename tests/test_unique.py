@@ -4,6 +4,7 @@ engine: tests/engines/test_conformance.py; on a real worker: tests/e2e/test_uniq
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 
@@ -94,3 +95,36 @@ def test_eager_mode_runs_every_send() -> None:
 
     first, second = add.delay(1, 2), add.delay(1, 2)
     assert first.id != second.id and second.get() == 3
+
+
+def test_a_unique_task_in_a_signature_or_workflow_is_refused() -> None:
+    forkq = app()
+
+    @forkq.task(unique_for=60)
+    def refresh(account: int) -> int:
+        return account
+
+    @forkq.task
+    def log_it(value: int) -> int:
+        return value
+
+    for workflow in (refresh.s(7), refresh.s(7) | log_it.s(), log_it.s(1) | refresh.si(7)):
+        with pytest.raises(ConfigurationError, match=r"is unique .* sent on its own"):
+            workflow.delay()
+    assert forkq.broker.size(forkq.settings.default_queue) == 0
+
+
+def test_a_worker_lets_a_running_lock_go_when_a_retry_is_refused() -> None:
+    from tests.worker.harness import Harness, task
+
+    h = Harness()
+
+    def flaky(self: Any, x: int) -> None:
+        raise self.retry(countdown=1e12)  # no engine holds that: the retry is refused
+
+    unique = task(h, flaky, bind=True, unique_for=60, unique_while="running")
+    first = unique.delay(1)
+    assert unique.delay(1).id == first.id
+    h.run_next()
+    assert h.record(first.id).exc_type == "RetryRefused"
+    assert unique.delay(1).id != first.id  # the failure let the lock go

@@ -173,6 +173,12 @@ def check_calls(app: Forkq, root: Node) -> None:
         if isinstance(node, TaskNode):
             stack.extend((*node.link, *node.link_error))
             task = app.tasks.get(node.task)
+            if task is not None and task.options.unique_for is not None:
+                raise ConfigurationError(
+                    f"task {task.name} is unique (unique_for), and its lock is taken only when "
+                    "it is sent on its own: call its delay() or apply_async(), not a "
+                    "signature's or a workflow's"
+                )
             if task is None or not task.options.typing or task.signature_check is None:
                 continue
             given = id(node) not in starts and not node.immutable

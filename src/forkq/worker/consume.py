@@ -161,7 +161,7 @@ class ConsumeProgram:
                 if budget == 1:  # the last task of this child: take no more work
                     session.stop_fetching()
                 ran += executor.handle(delivery)  # False: held back by a limit, not run
-                if budget is not None:
+                if budget is not None:  # a hold-back counts: the child has stopped fetching
                     budget -= 1
             if ran or not batch:  # hold-backs alone say nothing of how long tasks take
                 prefetch.ran(ran, time.monotonic() - started)

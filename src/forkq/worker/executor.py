@@ -129,8 +129,6 @@ class Executor:
         record = self._run(task, message, delivery, limits.soft)
         if throttle is not None:  # before a retry is published: the next try takes anew
             self.admission.let_go(throttle, task, message)
-        if message.unique is not None and record.state != RETRY:
-            unlock_at_end(self.results, message)
         if message.flow is None and record.state != RETRY:
             write = None
             # Failures are stored even for ignore_result tasks: errors must stay visible.
@@ -139,6 +137,10 @@ class Executor:
             self.session.finish(delivery, write)
         else:
             record = self._finish_with_effects(delivery, task, message, record)
+        # After the ack: a crash before it runs the task again, still holding its lock. A
+        # retry keeps it (the next try is the same task); a refused one is a failure.
+        if message.unique is not None and record.state != RETRY:
+            unlock_at_end(self.results, message)
         self.slot.finished(failed=record.state == FAILURE, unacked=self._unacked())
         return True
 
@@ -175,6 +177,7 @@ class Executor:
         except MessageRejected as rejected:
             raise _Refused(rejected) from None
         task: Task | None = None
+        message = decoded  # until accepted: then as its task gets it (converted arguments)
         try:
             message, task = accept(self.app, decoded)
             if delivery.returned or delivery.delivery_count > 1:
@@ -184,7 +187,7 @@ class Executor:
                 raise _worker_lost(delivery.delivery_count, limit, message.id)
         except MessageRejected as rejected:
             if task is not None and task.options.throttle is not None:  # its slot, if it
-                self.admission.let_go(task.options.throttle, task, decoded)  # died holding one
+                self.admission.let_go(task.options.throttle, task, message)  # died holding one
             raise _Refused(rejected, decoded) from None
         return message, task
 
