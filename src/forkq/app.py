@@ -6,8 +6,8 @@ import inspect
 import os
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
-from datetime import datetime, timedelta
-from typing import Any, Literal, ParamSpec, Protocol, TypeVar, cast, overload
+from datetime import datetime
+from typing import Any, Literal, ParamSpec, TypeVar, cast, overload
 
 import msgspec
 
@@ -28,8 +28,9 @@ from forkq.engines.registry import open_backend, open_broker
 from forkq.envelope import Codec, Message, Unique
 from forkq.exceptions import ConfigurationError
 from forkq.failures import TypeKey, type_key
+from forkq.periodic import PeriodicTasks
 from forkq.result import AsyncResult
-from forkq.schedule import Schedule, define
+from forkq.schedule import Schedule
 from forkq.sending import CallOptions
 from forkq.settings import Settings, load_settings
 from forkq.task import AsyncTask, BoundTaskDecorator, Task, TaskDecorator
@@ -43,25 +44,11 @@ H = TypeVar("H", bound=Hook)
 AfterForkHook = Callable[[], None] | Callable[[], Awaitable[None]]
 AH = TypeVar("AH", bound=AfterForkHook)
 E = TypeVar("E", bound=type[Exception])
-TaskT = TypeVar("TaskT", bound=Task[Any, Any])
-# What add_periodic schedules: a task or a task's name, alone or with (args, kwargs).
-PeriodicCall = Task[Any, Any] | str | tuple[Task[Any, Any] | str, Sequence[Any], dict[str, Any]]
-
-
-class PeriodicDecorator(Protocol):
-    """What `@app.periodic(...)` returns: the task it is given, or the task it makes."""
-
-    @overload
-    def __call__(self, fn: TaskT, /) -> TaskT: ...
-    @overload
-    def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
-
-
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class Forkq:
+class Forkq(PeriodicTasks):
     """`app = Forkq("proj")`; broker and results default to the SQLite file ./forkq.sqlite3.
 
     FORKQ_BROKER_URL and FORKQ_RESULT_BACKEND (read now, not at import) override the default;
@@ -136,6 +123,10 @@ class Forkq:
 
         return register(fn) if fn is not None else cast(TaskDecorator, register)
 
+    def _task_of(self, fn: Callable[..., Any]) -> Task[Any, Any]:
+        task: Task[Any, Any] = self.task(fn)
+        return task
+
     def register_exception(self, cls: E) -> E:
         """Let `get()` raise a failure of this task error type as an instance of it too (a
         subclass of both it and `TaskFailed`); usable as a class decorator. The type is
@@ -144,72 +135,6 @@ class Forkq:
             raise ConfigurationError(f"register_exception takes an Exception subclass, not {cls!r}")
         self.safe_exceptions[type_key(cls)] = cls
         return cls
-
-    def periodic(
-        self,
-        *,
-        cron: str | None = None,
-        every: float | timedelta | None = None,
-        tz: str | None = None,
-        name: str | None = None,
-        catch_up: str = "one",
-    ) -> PeriodicDecorator:
-        """Run a task on a schedule, with no arguments: `@app.periodic(every=30)` or
-        `@app.periodic(cron="*/5 * * * *", tz="Europe/Paris")` over `@app.task` (over a plain
-        function, it registers the task too). See `add_periodic`."""
-
-        def schedule(target: Callable[..., Any]) -> Task[Any, Any]:
-            task = target if isinstance(target, Task) else self.task(target)
-            self.add_periodic(task, cron=cron, every=every, tz=tz, name=name, catch_up=catch_up)
-            return task
-
-        return cast(PeriodicDecorator, schedule)
-
-    def add_periodic(
-        self,
-        call: PeriodicCall,
-        *,
-        cron: str | None = None,
-        every: float | timedelta | None = None,
-        tz: str | None = None,
-        name: str | None = None,
-        catch_up: str = "one",
-        queue: str | None = None,
-        priority: int | None = None,
-        expires: float | None = None,
-    ) -> Schedule:
-        """Schedule a call: a task (or a task's name) alone, or `(task, args, kwargs)`.
-
-        `cron=` (five fields, in `tz`, an IANA zone, UTC by default) or `every=` seconds (due
-        at each multiple since the epoch). `name` (default: the task's) must be unique.
-        `catch_up`: what to do with due times missed while no scheduler ran: "one" fire for
-        them all, "all" of them (the newest 1,000), or "none". `queue`, `priority` and
-        `expires` (seconds after the fire) override the task's own. Every argument is checked
-        now: a bad one raises `ConfigurationError` naming it."""
-        task, args, kwargs = self._periodic_call(call)
-        schedule = define(
-            name or task, task, cron=cron, every=every, tz=tz, catch_up=catch_up, args=args,
-            kwargs=kwargs, queue=queue, priority=priority, expires=expires,
-        )  # fmt: skip
-        known = self.schedules.get(schedule.name)
-        if known is not None and known != schedule:
-            raise ConfigurationError(
-                f"periodic {schedule.name}: a schedule of that name exists already "
-                f"({known.task}, {known.timing}); give this one another name="
-            )
-        self.schedules[schedule.name] = schedule
-        return schedule
-
-    def _periodic_call(self, call: PeriodicCall) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
-        """The task's name and arguments of what `add_periodic` was given."""
-        target, args, kwargs = call if isinstance(call, tuple) else (call, (), {})
-        if isinstance(target, Task):
-            return target.name, tuple(args), dict(kwargs)
-        if isinstance(target, str):
-            return target, tuple(args), dict(kwargs)
-        raise ConfigurationError(
-            f"periodic: schedule a task, a task's name or (task, args, kwargs), not {target!r}"
-        )
 
     def _default_name(self, func: Callable[..., Any]) -> str:
         module = func.__module__
