@@ -26,6 +26,7 @@ from forkq.engines.contract import (
     record_then_publish,
 )
 from forkq.engines.contract.errors import DriverErrors
+from forkq.engines.sqlite import holds
 from forkq.engines.sqlite.file import ensure_schema, transaction
 
 SCHEMA = """
@@ -59,7 +60,6 @@ WHERE forkq_leases.holder = excluded.holder
     OR typeof(forkq_leases.until) NOT IN ('integer', 'real') OR forkq_leases.until < ?
 RETURNING name
 """
-_PUBLISH = "INSERT INTO forkq_messages (queue, priority, visible_at, body) VALUES (?,?,?,?)"
 
 
 class SQLiteSchedules(ScheduleStore):
@@ -104,8 +104,7 @@ class SQLiteSchedules(ScheduleStore):
             for f in fires:
                 new = self._record(f, now)
                 if new and f.message is not None:
-                    m = f.message
-                    self._conn.execute(_PUBLISH, (m.queue, m.priority, now + m.delay, m.body))
+                    holds.publish(self._conn, (f.message,), now)
                 done.append(new)
         return done
 
