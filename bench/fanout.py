@@ -10,7 +10,8 @@ result, one after another (loop). Rates are tasks per second of the whole fan-ou
 Chord (suite 7): a chord of M such tasks whose body sums their results, timed from the first
 send to the body's result in the client's hands; Celery's chords count their header on its
 Redis result backend, Huey's (3.x) in its Redis storage; Dramatiq has none (a group's
-completion callback is not given the results).
+completion callback is not given the results). RQ is left out: it has no way to gather
+results but one job at a time, and its fork per job would be what it measured.
 
 Every system runs its worker at concurrency 2 (prefork, processes; Dramatiq one thread per
 process) with the stock result store on the same Redis database as the rest of the run:
