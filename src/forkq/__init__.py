@@ -1,6 +1,7 @@
 """forkq: a distributed task queue whose worker is a prefork pool done right.
 
-`Forkq`, `AsyncResult` and `Task` are loaded on first use: `import forkq.testing`, the pytest
+`Forkq`, `AsyncResult`, `Task` and the workflows' names (`chain`, `group`, `chord`,
+`signature`, `GroupResult`) are loaded on first use: `import forkq.testing`, the pytest
 plugin that every pytest run of a project with forkq installed loads, then costs nothing.
 """
 
@@ -18,11 +19,16 @@ from forkq.exceptions import (
     SoftTimeLimitExceeded,
     TaskFailed,
     WorkerLost,
+    WorkflowTooDeep,
 )
 from forkq.states import FAILURE, PENDING, RETRY, STARTED, SUCCESS
 
 if TYPE_CHECKING:
     from forkq.app import Forkq
+    from forkq.canvas.groups import chord, group
+    from forkq.canvas.results import GroupResult
+    from forkq.canvas.signature import Signature, chain
+    from forkq.canvas.signature import Signature as signature
     from forkq.result import AsyncResult
     from forkq.task import Task
 
@@ -38,14 +44,23 @@ __all__ = [
     "ConfigurationError",
     "Forkq",
     "ForkqError",
+    "GroupResult",
     "MaxRetriesExceeded",
     "ResultTimeout",
     "Retry",
+    "Signature",
     "SoftTimeLimitExceeded",
     "Task",
     "TaskFailed",
     "WorkerLost",
+    "WorkflowTooDeep",
+    "chain",
+    "chord",
+    "group",
+    "signature",
 ]
+
+_CANVAS = ("Signature", "signature", "chain", "chord", "group")
 
 
 def __getattr__(name: str) -> object:
@@ -61,4 +76,14 @@ def __getattr__(name: str) -> object:
         from forkq.task import Task
 
         return Task
+    if name in _CANVAS:
+        from forkq.canvas.groups import chord, group
+        from forkq.canvas.signature import Signature, chain
+
+        kinds = {"signature": Signature, "Signature": Signature, "chain": chain, "group": group}
+        return kinds.get(name, chord)
+    if name == "GroupResult":
+        from forkq.canvas.results import GroupResult
+
+        return GroupResult
     raise AttributeError(f"module 'forkq' has no attribute {name!r}")

@@ -11,6 +11,9 @@ from typing import Any, Literal, ParamSpec, TypeVar, cast, overload
 
 import msgspec
 
+from forkq.canvas.builtins import BUILTINS
+from forkq.canvas.results import Gatherable, gather
+from forkq.canvas.signature import Signature
 from forkq.config_object import settings_from_object
 from forkq.eager import backend_url as eager_backend_url
 from forkq.eager import run_eagerly
@@ -28,8 +31,9 @@ from forkq.failures import TypeKey, type_key
 from forkq.result import AsyncResult
 from forkq.sending import CallOptions
 from forkq.settings import Settings, load_settings
-from forkq.task import AsyncTask, BoundTaskDecorator, Task, TaskDecorator, TaskOptions
+from forkq.task import AsyncTask, BoundTaskDecorator, Task, TaskDecorator
 from forkq.task_modules import import_discovered, import_included
+from forkq.task_options import TaskOptions
 
 Hook = Callable[[], None]
 H = TypeVar("H", bound=Hook)
@@ -65,6 +69,9 @@ class Forkq:
         )
         self.codec = Codec(secret=self.settings.secret, max_bytes=self.settings.max_message_bytes)
         self.tasks: dict[str, Task[Any, Any]] = {}
+        self.builtin_tasks: dict[str, Task[Any, Any]] = {  # forkq.collect, forkq.starmap
+            name: Task(self, fn, TaskOptions.build(name, options)) for name, fn, options in BUILTINS
+        }
         self.safe_exceptions: dict[TypeKey, type[Exception]] = {}  # see register_exception
         self.before_fork_hooks: list[Hook] = []
         self.after_fork_hooks: list[AfterForkHook] = []
@@ -215,7 +222,7 @@ class Forkq:
 
     def publish(self, message: Message) -> None:
         """Send the message; in eager mode, run its task here and now (eager.py)."""
-        sent = self._outgoing(message, time.time())
+        sent = self.to_outgoing(message, time.time())
         if self.settings.eager:
             run_eagerly(self, sent.body)
         else:
@@ -225,7 +232,7 @@ class Forkq:
         """Send the messages in as few broker round trips as it takes; each is due when its
         `eta` says, as with `publish`."""
         now = time.time()
-        items = [self._outgoing(m, now) for m in messages]
+        items = [self.to_outgoing(m, now) for m in messages]
         if self.settings.eager:
             for item in items:
                 run_eagerly(self, item.body)
@@ -233,7 +240,7 @@ class Forkq:
             self.broker.publish(items)
         return [AsyncResult(m.id, self, name=m.task, queue=m.queue) for m in messages]
 
-    def _outgoing(self, message: Message, now: float) -> Outgoing:
+    def to_outgoing(self, message: Message, now: float) -> Outgoing:
         """The message encoded for the broker, due `eta - now` seconds from now (`outgoing`
         refuses a delay no engine can hold)."""
         delay = 0.0 if message.eta is None else message.eta - now
@@ -241,6 +248,29 @@ class Forkq:
 
     def AsyncResult(self, task_id: str) -> AsyncResult[Any]:
         return AsyncResult(task_id, self)
+
+    def signature(
+        self,
+        name: str,
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> Signature:
+        """A call of task `name`, to send later or make part of a workflow (forkq.canvas);
+        the task need not be registered in this process."""
+        return Signature(name, args, kwargs, options, app=self)
+
+    def gather(
+        self,
+        results: Iterable[Gatherable],
+        timeout: float | None = None,
+        propagate: bool = True,
+    ) -> list[Any]:
+        """The values of `results` (AsyncResults, or GroupResults: each a list), in order,
+        once all are ready: read in one round trip per batch that finished, waiting without
+        polling, `timeout` seconds at most in all. A failure raises its `TaskFailed` (with
+        `propagate=False`, it takes its value's place)."""
+        return gather(self, results, timeout, propagate)
 
     # -- connections: one per process, never inherited across fork ---------------------------
 

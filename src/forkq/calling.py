@@ -1,6 +1,7 @@
 """A decoded message to its outcome: the one path that a worker's child and eager mode share.
 
     decoded message ─► accept: the task, unknown or expired ─► MessageRejected
+                          (a chord's body: its header's results gathered, put first)
                     ─► execute: request set ─► invoke the task ─► ResultRecord
                           SUCCESS │ RETRY (self.retry(), autoretry_for) │ FAILURE
                     ─► RETRY: next_try, the message of the next try (or RetryRefused)
@@ -24,6 +25,7 @@ import msgspec
 
 from forkq import aio
 from forkq.arguments import convert_message
+from forkq.canvas.effects import gathered, not_run
 from forkq.engines.contract import check_delay
 from forkq.envelope import Message, readable_time
 from forkq.exceptions import MessageRejected, Retry
@@ -51,13 +53,22 @@ def to_the_end(call: Callable[[], Any]) -> Any:
 
 
 def accept(app: Forkq, message: Message) -> tuple[Message, Task]:
-    """The task a decoded message names, and the message as the task will get it; a message
-    that cannot run is a `MessageRejected` with the reason."""
+    """The task a decoded message names, and the message as the task will get it (a chord's
+    body given its header's results); a message that cannot run is a `MessageRejected` with
+    the reason."""
     task = app.tasks.get(message.task)
     if task is None:
-        raise MessageRejected(unknown_task(message.task, app.tasks), message.id)
+        task = app.builtin_tasks.get(message.task)
+        if task is None:
+            raise MessageRejected(unknown_task(message.task, app.tasks), message.id)
     if message.expires is not None and message.expires < time.time():
         raise MessageRejected(f"expired at {readable_time(message.expires)}", message.id)
+    flow = message.flow
+    if flow is not None:
+        if flow.failed is not None:  # it will not run: nothing to convert
+            return message, task
+        if flow.gather is not None:
+            message = gathered(app, message)
     return convert_message(task, message), task
 
 
@@ -92,7 +103,10 @@ def execute(
     """Run the task on the message's arguments: its record. A task's exception is a FAILURE
     (or a RETRY, by `self.retry()` or `autoretry_for`), except `passthrough` ones, which are
     the caller's (a child told to stop). `within` makes the call (under the soft time limit,
-    in a worker)."""
+    in a worker). A workflow's task sent only to fail (an upstream task failed) does not run:
+    its record is that failure."""
+    if message.flow is not None and message.flow.failed is not None:
+        return not_run(message, message.flow.failed)
     previous = task.request
     task.request = Request(
         message.id, message.retries, message.queue, delivery_count, message.headers

@@ -2,7 +2,9 @@
 calling process, at once, the way a worker would.
 
     encode ─► decode ─► accept ─► execute ─┬─► SUCCESS / FAILURE ─► in-process backend
-      ▲                (forkq.calling)      └─► RETRY ─► next try, encoded ─┐ (at once)
+      ▲                (forkq.calling)      │     └─► a workflow's effects (forkq.canvas):
+      │                                     │         the messages they send, run in turn
+      │                                     └─► RETRY ─► next try, encoded ─┐ (at once)
       └─────────────────────────────────────────────────────────────────────┘
 
 The message goes through the codec both ways, so an argument JSON cannot hold fails in the
@@ -17,9 +19,13 @@ this process (`memory://`), so `AsyncResult.get()` needs no server.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from typing import TYPE_CHECKING
 
 from forkq.calling import accept, execute, next_try, refused_retry
+from forkq.canvas.effects import apply_effects, effects_of, rejection_effects, stores_result
+from forkq.engines.contract import Effects, ResultWrite
+from forkq.envelope import Message
 from forkq.exceptions import ConfigurationError, MessageRejected
 from forkq.result import ResultRecord, encode_storable, failure_record
 from forkq.states import FAILURE, RETRY
@@ -39,16 +45,23 @@ def backend_url(app: Forkq) -> str:
 
 
 def run_eagerly(app: Forkq, body: bytes) -> None:
-    """Run the encoded message's task here, retries included, and store its outcome."""
+    """Run the encoded message's task here, retries included, and store its outcome; then
+    the messages its workflow sends on (next steps, callbacks, a chord's body), in the order
+    they are sent, in a loop rather than by recursion."""
+    pending = deque([body])
+    while pending:
+        pending.extend(_run(app, pending.popleft()))
+
+
+def _run(app: Forkq, body: bytes) -> list[bytes]:
+    """One message, retries included: the bodies of the messages its effects send."""
     while True:
+        message = None
         try:
-            message, task = accept(app, app.codec.decode(body))
+            message = app.codec.decode(body)
+            message, task = accept(app, message)
         except MessageRejected as rejected:
-            log.warning("eager: rejected message: %s", rejected.reason)
-            failed = rejected.failed_task_id
-            if failed is not None:
-                _store(app, failed, failure_record(rejected.exc_type, rejected.reason))
-            return
+            return _rejected(app, message, rejected)
         record = execute(task, message, passthrough=_CALLERS)
         if record.state != RETRY:
             break
@@ -57,10 +70,29 @@ def run_eagerly(app: Forkq, body: bytes) -> None:
         except ConfigurationError as exc:
             record = refused_retry(message, exc)
             break
-    if record.state == FAILURE or not task.ignores_result:
-        _store(app, message.id, record)
+    effects = None
+    if message.flow is not None:
+        record, effects = effects_of(app, message, record)
+    keep = record.state == FAILURE or not task.ignores_result or stores_result(message)
+    return _finish(app, _write(app, message.id, record) if keep else None, effects)
 
 
-def _store(app: Forkq, task_id: str, record: ResultRecord) -> None:
+def _rejected(app: Forkq, message: Message | None, rejected: MessageRejected) -> list[bytes]:
+    log.warning("eager: rejected message: %s", rejected.reason)
+    failed = rejected.failed_task_id
+    write = None
+    if failed is not None:
+        write = _write(app, failed, failure_record(rejected.exc_type, rejected.reason))
+    effects = None if message is None else rejection_effects(app, message, rejected)
+    return _finish(app, write, effects)
+
+
+def _finish(app: Forkq, write: ResultWrite | None, effects: Effects | None) -> list[bytes]:
+    sent: list[bytes] = []
+    apply_effects(app.backend, lambda out: sent.extend(o.body for o in out), write, effects)
+    return sent
+
+
+def _write(app: Forkq, task_id: str, record: ResultRecord) -> ResultWrite:
     record, payload = encode_storable(record)
-    app.backend.store(task_id, record.state, payload, app.settings.result_ttl)
+    return ResultWrite(task_id, record.state, payload, app.settings.result_ttl)

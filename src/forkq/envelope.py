@@ -5,6 +5,10 @@ Wire format (version 1)::
     unsigned:  <JSON object of Message>
     signed:    b"fq1." + <64 hex chars: HMAC-SHA256(secret, json)> + b"." + <JSON object>
 
+A field at its default is left out of the JSON (a decoder fills it in again), so a message
+carries only what it says: `flow`, a workflow's part (forkq.flow), is absent from
+every message that is not a step of one.
+
 Brokers treat a message as opaque bytes; only this module reads them. Decoding trusts nothing:
 size is checked before parsing, the signature before the JSON, and the JSON against the
 typed `Message` schema. Every failure is a `MessageRejected` carrying the reason and, when it
@@ -29,13 +33,14 @@ from typing import Any, NamedTuple
 import msgspec
 
 from forkq.exceptions import MessageRejected
+from forkq.flow import Flow, flow_problem
 
 VERSION = 1
 _SIGNED_PREFIX = b"fq1."
 _SIG_LEN = 64  # hex digits of a SHA-256 HMAC
 
 
-class Message(msgspec.Struct, frozen=True, kw_only=True):
+class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """One task invocation. Times are Unix timestamps in seconds."""
 
     v: int = VERSION
@@ -51,6 +56,7 @@ class Message(msgspec.Struct, frozen=True, kw_only=True):
     headers: dict[str, str] = {}
     created_at: float
     origin: str = ""
+    flow: Flow | None = None  # what follows this task in a workflow
 
 
 def new_task_id() -> str:
@@ -188,6 +194,10 @@ def _validate(message: Message) -> None:
         raise MessageRejected("id, task and queue must be non-empty", message.id or None)
     if message.retries < 0:
         raise MessageRejected(f"negative retries {message.retries}", message.id)
+    if message.flow is not None:
+        problem = flow_problem(message.flow)
+        if problem is not None:  # the flow is not acted on: its task fails alone
+            raise MessageRejected(problem, message.id)
 
 
 def readable_time(timestamp: float) -> str:

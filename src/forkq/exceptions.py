@@ -178,6 +178,23 @@ class TimeLimitExceeded(ForkqError):
     """A task ran past its hard time limit: its process was killed (stored as the FAILURE)."""
 
 
+class WorkflowTooDeep(ConfigurationError):
+    """A workflow nests more levels of chains, groups and chords than forkq.canvas allows."""
+
+    def __init__(self, depth: int, limit: int) -> None:
+        super().__init__(
+            f"workflow nested {depth} levels deep (chains, groups, chords and their "
+            f"callbacks), more than the limit of {limit}"
+        )
+        self.depth = depth
+        self.limit = limit
+
+
+class WorkflowError(ForkqError):
+    """A workflow's step could not go on: its next message could not be sent (too large, say),
+    or a chord's body found a member's result missing (expired before the body ran)."""
+
+
 MAX_REASON = 1000  # characters of a rejection's reason kept (logs, dead letters, results)
 
 
@@ -192,6 +209,8 @@ class Rejection(enum.Enum):
     WORKER_LOST = WorkerLost.__name__
     #: Its process was killed for its hard time limit: the master stored that FAILURE.
     KILLED_FOR_TIME = TimeLimitExceeded.__name__
+    #: A chord's body whose header's results cannot be gathered.
+    WORKFLOW = WorkflowError.__name__
 
     @property
     def exc_type(self) -> str:

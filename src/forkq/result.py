@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, overload
 
 import msgspec
 
@@ -94,11 +94,23 @@ def encode_storable(record: ResultRecord) -> tuple[ResultRecord, bytes]:
         return failure, _encoder.encode(failure)
 
 
+class ResultHandle(Protocol):
+    """What a workflow's step gives back: an AsyncResult, or a GroupResult (forkq.canvas)."""
+
+    @property
+    def id(self) -> str: ...
+
+    def ready(self) -> bool: ...
+
+
 class AsyncResult(Generic[R]):
     """A handle on a task's outcome, by id. Cheap to create; every property reads the backend.
 
     Generic in the task's return type: `add.delay(1, 2)` is an `AsyncResult[int]` when `add`
-    returns an int, so `get()` is typed."""
+    returns an int, so `get()` is typed. A workflow's handle has a `parent`: the handle of
+    the step before it (see forkq.canvas)."""
+
+    parent: ResultHandle | None = None  # set on the handles of workflows' steps
 
     def __init__(
         self, task_id: str, app: Forkq, *, name: str | None = None, queue: str | None = None
@@ -149,7 +161,7 @@ class AsyncResult(Generic[R]):
         record = self._record()
         if record is None:
             return None
-        return self._failure(record) if record.state == FAILURE else record.result
+        return self.failure(record) if record.state == FAILURE else record.result
 
     @property
     def info(self) -> Any:
@@ -159,7 +171,7 @@ class AsyncResult(Generic[R]):
         if record is None:
             return None
         if record.state in (FAILURE, RETRY) and record.exc_type is not None:
-            return self._failure(record)
+            return self.failure(record)
         return record.result
 
     @property
@@ -209,11 +221,11 @@ class AsyncResult(Generic[R]):
             if stored is not None and stored.state in READY_STATES:
                 break
             if time.monotonic() >= deadline:
-                raise ResultTimeout(self.id, limit, self._timeout_hint())
+                raise ResultTimeout(self.id, limit, self.timeout_hint())
         record = decode_record(stored.payload)
         if record.state == SUCCESS:
             return record.result  # type: ignore[no-any-return]  # typed by the task
-        failure = self._failure(record)
+        failure = self.failure(record)
         if propagate:
             raise failure
         return failure
@@ -227,7 +239,7 @@ class AsyncResult(Generic[R]):
         """The same as `get()` (Celery's other name for it)."""
         return self.get(timeout, propagate=propagate)
 
-    def _timeout_hint(self) -> str:
+    def timeout_hint(self) -> str:
         """Only on a timeout: who consumes the task's queue (a round trip to the broker). A
         handle made from a bare id does not know the queue, and a guess could mislead: then
         nothing. In eager mode there is no broker to ask, nor a worker to wait for: the task
@@ -253,7 +265,8 @@ class AsyncResult(Generic[R]):
     def forget(self) -> None:
         self.app.backend.forget(self.id)
 
-    def _failure(self, record: ResultRecord) -> TaskFailed:
+    def failure(self, record: ResultRecord) -> TaskFailed:
+        """The error a FAILURE record of this task reads as (`get()` raises it)."""
         return task_failure(
             self.id,
             record.exc_module,

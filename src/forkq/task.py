@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 import functools
-import math
 import random
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Concatenate,
+    Generic,
+    ParamSpec,
+    Protocol,
+    TypeVar,
+    cast,
+    overload,
+)
 
 import msgspec
 
 from forkq.arguments import Conversion, SignatureCheck, conversion_for, task_parameters
+from forkq.canvas.groups import group
+from forkq.canvas.signature import Signature
 from forkq.exceptions import ConfigurationError, MaxRetriesExceeded, Retry
+from forkq.flow import STARMAP_TASK
 from forkq.sending import CallOptions, due_delay
+from forkq.task_options import MAX_DOUBLINGS, TaskOptions
 
 if TYPE_CHECKING:
     from forkq.app import Forkq
@@ -29,88 +42,6 @@ if TYPE_CHECKING:
 else:
     P = ParamSpec("P")
     R = TypeVar("R")
-
-
-class TaskOptions(msgspec.Struct, frozen=True):
-    name: str
-    queue: str | None = None  # None: the app's default queue
-    priority: int = 0  # 0-9, 9 runs first
-    bind: bool = False  # pass the task itself as the first argument (for self.retry)
-    max_retries: int | None = 3  # None: retry for ever
-    default_retry_delay: float = 180.0
-    retry_backoff: bool | float = False  # True: 1 s base; a number: that base, doubled per try
-    retry_backoff_max: float = 600.0
-    retry_jitter: bool = True
-    autoretry_for: tuple[type[BaseException], ...] = ()  # these exceptions retry the task
-    dont_autoretry_for: tuple[type[BaseException], ...] = ()  # ... except these
-    retry_kwargs: dict[str, Any] = {}  # self.retry()'s arguments for autoretry_for
-    ignore_result: bool | None = None  # None: the app's setting
-    track_started: bool | None = None  # None: the app's setting
-    expires: float | datetime | None = None  # apply_async's default: seconds after sending
-    time_limit: float | None = None
-    soft_time_limit: float | None = None
-    max_deliveries: int | None = None  # None: the app's setting
-    typing: bool = True  # check the arguments of a call against the signature when sending
-    # Celery's names for what forkq always does: ack once the result is stored, and let a
-    # task whose process died run again (up to max_deliveries).
-    acks_late: bool = True
-    reject_on_worker_lost: bool = True
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.priority <= 9:
-            raise ConfigurationError(f"task {self.name}: priority must be 0-9")
-        if self.max_retries is not None and self.max_retries < 0:
-            raise ConfigurationError(f"task {self.name}: max_retries must be >= 0 or None")
-        retried = _exception_types(self.name, "autoretry_for", self.autoretry_for)
-        not_retried = _exception_types(self.name, "dont_autoretry_for", self.dont_autoretry_for)
-        msgspec.structs.force_setattr(self, "autoretry_for", retried)
-        msgspec.structs.force_setattr(self, "dont_autoretry_for", not_retried)
-        unknown = set(self.retry_kwargs) - RETRY_KWARGS
-        if unknown:
-            raise ConfigurationError(
-                f"task {self.name}: retry_kwargs takes {', '.join(sorted(RETRY_KWARGS))}, "
-                f"not {', '.join(sorted(unknown))}"
-            )
-        wrong = _retry_kwargs_error(self.retry_kwargs)
-        if wrong is not None:
-            raise ConfigurationError(f"task {self.name}: retry_kwargs: {wrong}")
-        for limit, value in (
-            ("time_limit", self.time_limit),
-            ("soft_time_limit", self.soft_time_limit),
-        ):
-            if value is not None and value <= 0:
-                raise ConfigurationError(f"task {self.name}: {limit} must be > 0 seconds")
-        if isinstance(self.expires, datetime) and self.expires.tzinfo is None:
-            raise ConfigurationError(f"task {self.name}: expires must be a timezone-aware datetime")
-        if isinstance(self.expires, (int, float)) and not 0 < self.expires < math.inf:
-            raise ConfigurationError(f"task {self.name}: expires must be > 0 seconds")
-        if not self.acks_late:
-            raise ConfigurationError(
-                f"task {self.name}: acks_late=False (ack before running, at most once) is not "
-                "available: forkq acks only once the result is stored, so a task may run "
-                "again after a crash; make it idempotent and drop the option"
-            )
-        if not self.reject_on_worker_lost and self.max_deliveries not in (None, 1):
-            raise ConfigurationError(
-                f"task {self.name}: reject_on_worker_lost=False means max_deliveries=1, "
-                f"not {self.max_deliveries}"
-            )
-
-    @classmethod
-    def build(cls, name: str, options: Mapping[str, Any]) -> TaskOptions:
-        """The options of `@app.task(**options)`; an unknown one is named with the list of
-        those supported."""
-        supported = [f.name for f in msgspec.structs.fields(cls) if f.name != "name"]
-        unknown = sorted(set(options) - set(supported))
-        if unknown:
-            raise ConfigurationError(
-                f"task {name}: unknown option{'s' if len(unknown) > 1 else ''} "
-                f"{', '.join(unknown)}; supported: {', '.join(['name', *supported])}"
-            )
-        values = dict(options)
-        if values.get("reject_on_worker_lost") is False and values.get("max_deliveries") is None:
-            values["max_deliveries"] = 1  # the first lost process fails it, as in Celery
-        return cls(name=name, **values)
 
 
 class Request(msgspec.Struct, dict=True):
@@ -183,7 +114,11 @@ class Task(Generic[P, R]):
         priority: int | None = None,
         task_id: str | None = None,
         headers: dict[str, str] | None = None,
+        link: Signature | Iterable[Signature] | None = None,
+        link_error: Signature | Iterable[Signature] | None = None,
     ) -> AsyncResult[R]:
+        """Send a call of the task; `link` callbacks are sent its result when it succeeds,
+        `link_error` ones its id when it fails (see forkq.canvas)."""
         if (
             countdown is None
             and eta is None
@@ -192,10 +127,26 @@ class Task(Generic[P, R]):
             and priority is None
             and task_id is None
             and headers is None
+            and link is None
+            and link_error is None
         ):  # delay()'s call: the task's own options (_defaults' lookup, inlined)
             own, options = self._own
             if own is not self.options:
                 options = self._defaults()
+        elif link is not None or link_error is not None:
+            given = {
+                "countdown": countdown,
+                "eta": eta,
+                "expires": expires,
+                "queue": queue,
+                "priority": priority,
+                "task_id": task_id,
+                "headers": headers,
+            }
+            chosen = {k: v for k, v in given.items() if v is not None}
+            call = Signature(self, tuple(args), kwargs, chosen)
+            sent = call.apply_async(link=link, link_error=link_error)
+            return cast("AsyncResult[R]", sent)
         else:
             o = self.options  # the task's options where the call gives none
             options = CallOptions(
@@ -240,6 +191,45 @@ class Task(Generic[P, R]):
             return self.app.publish_many(messages)
         except TypeError as exc:
             raise next(filter(None, (self._unencodable(a, {}) for a in calls)), exc) from None
+
+    # -- workflows (forkq.canvas) ------------------------------------------------------------
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """A call to make later, or a step of a workflow: a step before it gives its result
+        as the first argument, before these."""
+        return Signature(self, args, kwargs)
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature:
+        """An immutable call: given no result of a step before it."""
+        return Signature(self, args, kwargs, immutable=True)
+
+    def signature(
+        self,
+        args: Iterable[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Signature:
+        """`s()` with options (queue, countdown, eta, priority, expires, task_id, headers,
+        immutable), as Celery's `task.signature(args, kwargs, **options)`."""
+        return Signature(self, args, kwargs, options)
+
+    def starmap(self, argument_lists: Iterable[Iterable[Any]]) -> Signature:
+        """One message that calls the task once per argument tuple, in a worker's child, and
+        returns the list of values (built-in task forkq.starmap)."""
+        calls = [list(args) for args in argument_lists]
+        for args in calls:
+            self._check(tuple(args), {})
+        options = {"queue": self.options.queue, "priority": self.options.priority}
+        return Signature(STARMAP_TASK, (self.name, calls), None, options, app=self.app)
+
+    def chunks(self, argument_lists: Iterable[Iterable[Any]], n: int) -> group:
+        """The calls in chunks of `n`, a group of `starmap`s: its GroupResult's value is a
+        list of lists."""
+        if n < 1:
+            raise ConfigurationError(f"task {self.name}: chunks of {n} calls; give n >= 1")
+        calls = [tuple(args) for args in argument_lists]
+        parts = [self.starmap(calls[i : i + n]) for i in range(0, len(calls), n)]
+        return group(parts, app=self.app)
 
     def _check(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if self.options.typing and self.signature_check is not None:
@@ -321,41 +311,6 @@ class Task(Generic[P, R]):
 def _own_call_options(options: TaskOptions) -> CallOptions:
     """The options a call of the task is sent with when it gives none of its own."""
     return CallOptions(expires=options.expires, queue=options.queue, priority=options.priority)
-
-
-RETRY_KWARGS = frozenset({"countdown", "eta", "max_retries"})
-MAX_DOUBLINGS = 1000  # of the back-off's base: beyond any retry_backoff_max
-
-
-def _retry_kwargs_error(kwargs: Mapping[str, Any]) -> str | None:
-    """What is wrong with `retry_kwargs`' values, if anything: checked when the task is
-    defined, since they are used only once it has failed (too late to be the caller's error)."""
-    countdown, eta, limit = (kwargs.get(name) for name in ("countdown", "eta", "max_retries"))
-    if countdown is not None and not (_is_number(countdown) and 0 <= countdown < math.inf):
-        return f"countdown must be a number of seconds >= 0, not {countdown!r}"
-    if eta is not None:
-        if countdown is not None:
-            return "give countdown or eta, not both"
-        if isinstance(eta, datetime) and eta.tzinfo is None:
-            return f"eta must be a timezone-aware datetime, not {eta!r}"
-        if not (isinstance(eta, datetime) or (_is_number(eta) and math.isfinite(eta))):
-            return f"eta must be an aware datetime or a Unix time, not {eta!r}"
-    if limit is not None and not (_is_number(limit) and isinstance(limit, int) and limit >= 0):
-        return f"max_retries must be an int >= 0 or None, not {limit!r}"
-    return None
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _exception_types(task: str, option: str, value: object) -> tuple[type[BaseException], ...]:
-    """`autoretry_for` as Celery takes it: exception classes, in a tuple or list, or one."""
-    types = tuple(value) if isinstance(value, (tuple, list)) else (value,)
-    for kind in types:
-        if not (isinstance(kind, type) and issubclass(kind, BaseException)):
-            raise ConfigurationError(f"task {task}: {option} takes exception classes, not {kind!r}")
-    return types
 
 
 class AsyncTask(Task[P, R]):

@@ -189,4 +189,5 @@ def test_a_junk_result_row_reads_as_bytes(tmp_path: Path, state: str, payload: s
     assert stored is not None
     assert isinstance(stored.state, str)
     assert isinstance(stored.payload, bytes) and len(stored.payload) < 100
+    assert backend.get_many(["t", "missing"]) == [stored, None]  # a gathering reads it alike
     backend.close()

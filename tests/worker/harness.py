@@ -7,6 +7,7 @@ from typing import Any
 
 from forkq import Forkq
 from forkq.engines.contract import Consumer, Delivery, outgoing
+from forkq.envelope import Message
 from forkq.pool.scoreboard import Scoreboard
 from forkq.result import decode_record
 from forkq.task import Task
@@ -37,6 +38,20 @@ class Harness:
 
     def run_next(self) -> None:
         self.executor.handle(self.fetch())
+
+    def drain(self, most: int = 1_000) -> int:
+        """Run what the queue holds, and what that sends, until it is empty: how many ran."""
+        for ran in range(most):
+            held = self.session.fetch([self.queue], 1, 0)
+            if not held:
+                return ran
+            self.executor.handle(held[0])
+        raise AssertionError(f"the queue still holds messages after {most} ran")
+
+    def sent(self) -> list[Message]:
+        """The messages the queue holds, decoded, without running them (they stay held)."""
+        held = self.session.fetch([self.queue], 10_000, 0)
+        return [self.app.codec.decode(d.body) for d in held]
 
     def record(self, task_id: str) -> Any:
         stored = self.app.backend.get(task_id)

@@ -1,9 +1,14 @@
 """Turning one delivery into one outcome, inside a child.
 
     delivery ─► slot: taken ─► decode ─► checks ─► run task* ─► store result ─► ack
-                                 │          │           ├─► Retry: publish the next try ─► RETRY
+                                 │          │           ├─► Retry: the next try ─► RETRY
+                                 │          │           └─► a workflow's step: its effects
                                  └──────────┴─► rejected: store FAILURE (see MessageRejected)
                                                           ─► dead letter
+
+A retry's next try and a workflow's effects (forkq.canvas.effects: the next step, callbacks,
+a chord's vote, the failure of what will not run now) go to `session.finish` with the result,
+which does them before the ack; a plain message's finish is only its result and ack.
 
 A task's exception never leaves `handle`: it becomes a FAILURE record, and whatever the bytes
 hold, decoding ends in a rejection. The slot names the message before its bytes are read, so
@@ -31,7 +36,8 @@ import msgspec
 
 from forkq.app import Forkq
 from forkq.calling import accept, execute, next_try, refused_retry
-from forkq.engines.contract import ConsumerSession, Delivery, ResultWrite
+from forkq.canvas.effects import apply_effects, effects_of, rejection_effects, stores_result
+from forkq.engines.contract import ConsumerSession, Delivery, Effects, ResultWrite
 from forkq.envelope import Message
 from forkq.exceptions import ConfigurationError, MessageRejected, Rejection, TimeLimitExceeded
 from forkq.pool.child import Stopping
@@ -97,34 +103,64 @@ class Executor:
     def _handle(self, delivery: Delivery) -> None:
         try:
             message, task = self._accept(delivery)
-        except MessageRejected as rejected:
-            self._reject(delivery, rejected)
+        except _Refused as refused:
+            self._reject(delivery, refused.rejected, refused.message)
             self.slot.finished(failed=True, unacked=self._unacked())
             return
         limits = self.limits.for_task(task)
         self.slot.busy(message.id, message.task, delivery.receipt, delivery.queue, limits.hard)
         record = self._run(task, message, delivery, limits.soft)
-        if record.state == RETRY:
-            record = self._publish_retry(message, record)
-        write = None
-        # Failures are stored even for ignore_result tasks: errors must stay visible.
-        if record.state == FAILURE or not task.ignores_result:
-            record, write = self._result_write(message.id, record)
-        self.session.finish(delivery, write)
+        if message.flow is None and record.state != RETRY:
+            write = None
+            # Failures are stored even for ignore_result tasks: errors must stay visible.
+            if record.state == FAILURE or not task.ignores_result:
+                record, write = self._result_write(message.id, record)
+            self.session.finish(delivery, write)
+        else:
+            record = self._finish_with_effects(delivery, task, message, record)
         self.slot.finished(failed=record.state == FAILURE, unacked=self._unacked())
 
+    def _finish_with_effects(
+        self, delivery: Delivery, task: Task, message: Message, record: ResultRecord
+    ) -> ResultRecord:
+        """A retry (its next try published) or a workflow's step (forkq.canvas.effects): the
+        effects go with the result, done by the session before the ack."""
+        effects = None
+        if record.state == RETRY:
+            try:
+                next_one = self.app.to_outgoing(next_try(message, record), time.time())
+                effects = Effects(publish=(next_one,))
+            except ConfigurationError as exc:  # a retry no engine can schedule: a failure
+                record = refused_retry(message, exc)
+        if message.flow is not None and record.state != RETRY:
+            record, effects = effects_of(self.app, message, record)
+        write = None
+        if record.state == FAILURE or not task.ignores_result or stores_result(message):
+            record, write = self._result_write(message.id, record)
+        self.session.finish(delivery, write, effects)
+        return record
+
     def _accept(self, delivery: Delivery) -> tuple[Message, Task]:
+        """The message and its task, or `_Refused`: the rejection, with the message when it
+        was decoded (its workflow then fails downstream of it)."""
         if delivery.delivery_count > 1 and delivery.delivery_count > self._most_deliveries() + 1:
             # Over every task's limit, and the last try to reject it died too: decoding it
             # may be what kills the process, so it goes without being read.
             task_id = self.app.codec.trusted_id(delivery.body)  # found without decoding
-            raise _worker_lost(delivery.delivery_count, self._most_deliveries(), task_id)
-        message, task = accept(self.app, self.app.codec.decode(delivery.body))
-        if delivery.returned or delivery.delivery_count > 1:
-            self._refuse_if_killed_for_time(message)
-        limit = task.options.max_deliveries or self.app.settings.max_deliveries
-        if delivery.delivery_count > limit:
-            raise _worker_lost(delivery.delivery_count, limit, message.id)
+            raise _Refused(_worker_lost(delivery.delivery_count, self._most_deliveries(), task_id))
+        try:
+            decoded = self.app.codec.decode(delivery.body)
+        except MessageRejected as rejected:
+            raise _Refused(rejected) from None
+        try:
+            message, task = accept(self.app, decoded)
+            if delivery.returned or delivery.delivery_count > 1:
+                self._refuse_if_killed_for_time(message)
+            limit = task.options.max_deliveries or self.app.settings.max_deliveries
+            if delivery.delivery_count > limit:
+                raise _worker_lost(delivery.delivery_count, limit, message.id)
+        except MessageRejected as rejected:
+            raise _Refused(rejected, decoded) from None
         return message, task
 
     def _most_deliveries(self) -> int:
@@ -151,11 +187,21 @@ class Executor:
             reason = record.exc_message or "hard time limit exceeded"
             raise MessageRejected(reason, message.id, kind=Rejection.KILLED_FOR_TIME)
 
-    def _reject(self, delivery: Delivery, rejected: MessageRejected) -> None:
+    def _reject(
+        self, delivery: Delivery, rejected: MessageRejected, message: Message | None
+    ) -> None:
+        """Its FAILURE stored (when its id can be trusted), the effects of that failure done
+        (a workflow's step), then the message dead-lettered: a crash in between repeats the
+        rejection and its effects, which are keyed by task id."""
         log.warning("dead-lettering message %s: %s", delivery.receipt, rejected.reason)
         task_id = rejected.failed_task_id
+        write = None
         if task_id is not None:
-            self._store(task_id, failure_record(rejected.exc_type, rejected.reason))
+            _, write = self._result_write(
+                task_id, failure_record(rejected.exc_type, rejected.reason)
+            )
+        effects = None if message is None else rejection_effects(self.app, message, rejected)
+        apply_effects(self.results, self.app.broker.publish, write, effects)
         self.session.dead_letter(delivery, rejected.reason)
 
     def _run(
@@ -175,15 +221,6 @@ class Executor:
         within = partial(call_within_soft_limit, seconds=soft_limit)
         return execute(task, message, delivery_count, within=within, passthrough=(Stopping,))
 
-    def _publish_retry(self, message: Message, record: ResultRecord) -> ResultRecord:
-        """The next try, published; a retry that cannot be scheduled (a countdown of 200
-        years, say) fails the task instead."""
-        try:
-            self.app.publish(next_try(message, record))
-        except ConfigurationError as exc:
-            return refused_retry(message, exc)
-        return record
-
     def _tracks_started(self, task: Task) -> bool:
         own = task.options.track_started
         return self.app.settings.track_started if own is None else own
@@ -195,6 +232,15 @@ class Executor:
     def _result_write(self, task_id: str, record: ResultRecord) -> tuple[ResultRecord, ResultWrite]:
         record, payload = encode_storable(record)
         return record, ResultWrite(task_id, record.state, payload, self.ttl)
+
+
+class _Refused(Exception):
+    """A delivery that will not run: why, and its message when it was decoded."""
+
+    def __init__(self, rejected: MessageRejected, message: Message | None = None) -> None:
+        super().__init__(rejected.reason)
+        self.rejected = rejected
+        self.message = message
 
 
 def _worker_lost(deliveries: int, limit: int, task_id: str | None) -> MessageRejected:

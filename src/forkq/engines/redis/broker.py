@@ -17,7 +17,6 @@ Key schema: `forkq.engines.redis.keys`; the connection, scripts and error transl
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Collection, Sequence
 
@@ -74,13 +73,7 @@ class RedisBroker(Broker):
             for queue in {m.queue for m in messages}:
                 link.ensure(queue)
             pipe = link.client.pipeline(transaction=False)
-            for m in messages:
-                k = link.keys(m.queue)
-                if m.delay > 0:
-                    member = b"%s|%d|0|%s" % (os.urandom(8).hex().encode(), m.priority, m.body)
-                    pipe.zadd(k.delayed, {member: now_ms + int(m.delay * 1000)})
-                else:
-                    pipe.xadd(k.band(band_of(m.priority)), {"b": m.body, "d": 0, "p": m.priority})
+            link.queue_publish(pipe, messages, now_ms)
             pipe.execute()
 
     def _open_session(self, consumer: Consumer, results: ResultBackend) -> ConsumerSession:

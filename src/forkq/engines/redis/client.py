@@ -89,6 +89,18 @@ def longest_block(client: redis.Redis) -> float:
     return max(0.01, timeout - min(1.0, max(0.25, timeout / 5)))
 
 
+def script_missing(replies: Sequence[Any]) -> bool:
+    """Whether a reply of a pipeline run with `raise_on_error=False` is NOSCRIPT (a server that
+    lost its scripts, or never had them); any other error reply is raised, the first first."""
+    missing = False
+    for reply in replies:
+        if isinstance(reply, NoScriptError):
+            missing = True
+        elif isinstance(reply, Exception):
+            raise reply
+    return missing
+
+
 def _identity() -> dict[str, Any]:
     """No CLIENT SETINFO: redis-py would send it as two more round trips on every new
     connection (the worker's start-up opens several in a row), and to fill it in, read its

@@ -35,6 +35,14 @@ Per task T (result backend; both keys share the hash tag {prefix:T}):
     {prefix:T}:ready      a list that receives one element when T reaches a ready state, so
                           waiters block on BLPOP instead of polling
 
+Per chord C (result backend; both keys share the hash tag {prefix:chord:C}, so that vote.lua
+touches one slot for the count):
+
+    {prefix:chord:C}:members  set of the header members whose success is counted (task ids)
+    {prefix:chord:C}:state    hash: firing = the member whose vote fired, done = "1" once its
+                              messages are published; both keys expire the chord's TTL after
+                              its latest vote (`ChordVote`, vote.lua)
+
 Per message M that a broker gave back without knowing whether it started (result backend):
 
     {prefix:D}:starts     D = a digest of M's bytes; a counter of M's starts as a returned
@@ -133,3 +141,15 @@ def ready_key(prefix: str, task_id: str) -> str:
 
 def starts_key(prefix: str, digest: str) -> str:
     return f"{{{prefix}:{digest}}}:starts"
+
+
+def chord_keys(prefix: str, chord: str) -> list[str]:
+    """vote.lua's KEYS[1] and KEYS[2]: the chord's members and state."""
+    tag = f"{{{prefix}:chord:{chord}}}"
+    return [f"{tag}:members", f"{tag}:state"]
+
+
+def delayed_member(nonce: bytes, priority: int, starts: int, body: bytes) -> bytes:
+    """A member of a queue's delayed set, "<nonce>|<priority>|<d>|<body>" (vote.lua and
+    settle.lua build the same)."""
+    return b"%s|%d|%d|%s" % (nonce, priority, starts, body)

@@ -23,14 +23,21 @@ import redis
 from redis.client import Pipeline
 from redis.commands.core import Script
 
-from forkq.engines.contract import DeadLetterCaps
+from forkq.engines.contract import DeadLetterCaps, Outgoing
 from forkq.engines.redis.client import (
     Wire,
     client_from_url,
     errors_as,
     longest_block,
 )
-from forkq.engines.redis.keys import GROUP, QueueKeys, Receipt, queues_key
+from forkq.engines.redis.keys import (
+    GROUP,
+    QueueKeys,
+    Receipt,
+    band_of,
+    delayed_member,
+    queues_key,
+)
 from forkq.exceptions import BrokerError, BrokerUnavailable
 
 MOVE_AT_ONCE = 1000  # delayed messages a fetch script call moves into the streams
@@ -95,6 +102,23 @@ class RedisLink:
                     raise reply
             self._ready_queues.add(queue)
         return keys
+
+    def destination(self, message: Outgoing) -> str:
+        """The key a message goes to: its band stream when due now, else its delayed set."""
+        k = self.keys(message.queue)
+        return k.delayed if message.delay > 0 else k.band(band_of(message.priority))
+
+    def queue_publish(self, pipe: Pipeline, messages: Sequence[Outgoing], now_ms: int) -> None:
+        """Add the messages to a pipeline: each due now an entry of its band stream, each
+        delayed a member of its delayed set, due `delay` after `now_ms`. Their queues must
+        exist (`ensure`)."""
+        for m in messages:
+            key = self.destination(m)
+            if m.delay > 0:
+                member = delayed_member(os.urandom(8).hex().encode(), m.priority, 0, m.body)
+                pipe.zadd(key, {member: now_ms + int(m.delay * 1000)})
+            else:
+                pipe.xadd(key, {"b": m.body, "d": 0, "p": m.priority})
 
     def known_queues(self) -> list[str]:
         """Every queue used under this prefix."""

@@ -6,19 +6,52 @@ returns about one round trip after the worker stored the result, and a result al
 costs one GET, sent on the `Wire` as the broker's publish is: through redis-py's
 `execute_command` the same GET takes over twice the client CPU (about 30 µs against 13 on a
 2-vCPU VM, where the round trip's wall time is about 24 µs). Keys: `forkq.engines.redis.keys`.
+
+Several results are stored in one MULTI/EXEC (`store_all`) and read in one MGET (`get_many`).
+A chord's vote is vote.lua, sent in one MULTI/EXEC with the member's writes (`vote`); the
+Redis session, when it shares this server, sends it with the ack too, and the script then
+publishes the chord's messages itself (`vote_call` with destinations).
+
+On Redis Cluster, keys of different tasks lie in different slots: MGET and a MULTI/EXEC of
+several tasks' writes would have to be split by slot (this module assumes one server).
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import time
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from importlib import resources
 from typing import Any
 
-from forkq.engines.contract import ResultBackend, ResultWrite, StoredResult
-from forkq.engines.redis.client import Wire, client_from_url, errors_as, longest_block
-from forkq.engines.redis.keys import ready_key, result_key, starts_key
+import msgspec
+
+from forkq.engines.contract import ChordVote, ResultBackend, ResultWrite, StoredResult
+from forkq.engines.redis.client import (
+    Wire,
+    client_from_url,
+    errors_as,
+    longest_block,
+    script_missing,
+)
+from forkq.engines.redis.keys import chord_keys, ready_key, result_key, starts_key
 from forkq.exceptions import BackendError, BackendUnavailable
 from forkq.states import READY_STATES
+
+
+@functools.cache
+def vote_script() -> str:
+    """vote.lua's text, read once per process tree."""
+    return resources.files("forkq.engines.redis.lua").joinpath("vote.lua").read_text()
+
+
+class VoteCall(msgspec.Struct, frozen=True):
+    """vote.lua's KEYS and ARGV for one vote: queued on a pipeline, or run again on its own."""
+
+    keys: list[str]
+    args: list[Any]
 
 
 class RedisBackend(ResultBackend):
@@ -27,6 +60,7 @@ class RedisBackend(ResultBackend):
         self._driver_errors = errors_as(BackendUnavailable, BackendError, "redis result backend")
         self._longest_block = longest_block(self.client)
         self._wire = Wire(self.client)  # get: one command, the hot path of a result's reader
+        self._vote = self.client.register_script(vote_script())
 
     def store(self, task_id: str, state: str, payload: bytes, ttl: float) -> None:
         with self._errors():
@@ -45,13 +79,69 @@ class RedisBackend(ResultBackend):
             pipe.rpush(ready, 1)
             pipe.pexpire(ready, ttl_ms)
 
+    def store_all(self, writes: Sequence[ResultWrite]) -> None:
+        """One MULTI/EXEC."""
+        if not writes:
+            return
+        with self._errors():
+            pipe = self.client.pipeline(transaction=True)
+            for w in writes:
+                self.queue_store(pipe, w)
+            pipe.execute()
+
+    def vote(self, writes: Sequence[ResultWrite], vote: ChordVote) -> bool:
+        """The writes and vote.lua in one MULTI/EXEC. A server that does not know the script
+        stores the writes and answers NOSCRIPT for it: it is run again on its own, which loads
+        it (nothing of the vote ran)."""
+        call = self.vote_call(vote)
+        with self._errors():
+            pipe = self.client.pipeline(transaction=True)
+            for w in writes:
+                self.queue_store(pipe, w)
+            self.queue_vote(pipe, call)
+            replies = pipe.execute(raise_on_error=False)
+            fires = self.run_vote(call) if script_missing(replies) else replies[-1]
+        return bool(fires)
+
+    def vote_call(self, vote: ChordVote, destinations: Sequence[str] | None = None) -> VoteCall:
+        """vote.lua's arguments. With `destinations`, the key each of `vote.then` goes to (its
+        band stream, or its delayed set when delayed), the script publishes them when the vote
+        fires and marks the chord done; without, it only counts."""
+        args: list[Any] = [vote.member, vote.size, int(vote.failed), max(1, int(vote.ttl * 1000))]
+        args += [int(time.time() * 1000), int(destinations is not None)]
+        for m in vote.then if destinations is not None else ():
+            delay_ms = max(1, int(m.delay * 1000)) if m.delay > 0 else 0  # as its destination
+            args += [m.priority, delay_ms, os.urandom(8).hex(), m.body]
+        return VoteCall([*chord_keys(self.prefix, vote.chord), *(destinations or ())], args)
+
+    def queue_vote(self, pipe: Any, call: VoteCall) -> None:
+        """vote.lua as a bare EVALSHA on a pipeline on this server (see `link._queue_script`)."""
+        pipe.evalsha(self._vote.sha, len(call.keys), *call.keys, *call.args)
+
+    def run_vote(self, call: VoteCall) -> Any:
+        """vote.lua on its own, loaded first if the server does not know it."""
+        return self._vote(keys=call.keys, args=call.args)
+
+    def fired(self, vote: ChordVote) -> None:
+        state = chord_keys(self.prefix, vote.chord)[1]
+        with self._errors():
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hset(state, "done", 1)
+            pipe.pexpire(state, max(1, int(vote.ttl * 1000)))
+            pipe.execute()
+
     def get(self, task_id: str) -> StoredResult | None:
         with self._errors():
             raw: Any = self._wire.call("GET", result_key(self.prefix, task_id))
-        if raw is None:
-            return None
-        state, _, payload = bytes(raw).partition(b"\n")
-        return StoredResult(state.decode(errors="replace"), payload)  # junk reads as no state
+        return _record(raw)
+
+    def get_many(self, task_ids: Sequence[str]) -> list[StoredResult | None]:
+        """One MGET."""
+        if not task_ids:
+            return []
+        with self._errors():
+            raws: Any = self.client.mget([result_key(self.prefix, t) for t in task_ids])
+        return [_record(raw) for raw in raws]
 
     def wait(self, task_id: str, timeout: float) -> StoredResult | None:
         deadline = time.monotonic() + timeout
@@ -92,3 +182,10 @@ class RedisBackend(ResultBackend):
 
     def _errors(self) -> AbstractContextManager[None]:
         return self._driver_errors
+
+
+def _record(raw: Any) -> StoredResult | None:
+    if raw is None:
+        return None
+    state, _, payload = bytes(raw).partition(b"\n")
+    return StoredResult(state.decode(errors="replace"), payload)  # junk reads as no state

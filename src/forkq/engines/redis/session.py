@@ -10,7 +10,10 @@ Round trips: the acks the session keeps back (a task finished without a result t
 `ConsumerSession`) ride, grouped by queue, in the next fetch script's arguments, so a batch of
 such tasks costs one round trip in all; every other call sends them first. A task whose result
 is kept, with the result backend on the broker's own server and database (`joins_results`),
-has its result write, the kept acks and its ack in one pipeline.
+has its result write, the kept acks and its ack in one pipeline. With effects there
+(`atomic_effects`), one MULTI/EXEC carries the writes, vote.lua (which publishes the chord's
+messages itself when the vote fires, and marks the chord done), the effects' messages, the
+kept acks and the ack: a connection lost on the way applies all of it or nothing.
 
 A fetch that fails after its request may have reached the server (a connection lost before
 the reply) may have delivered entries the consumer never learned of: its next fetch of those
@@ -22,6 +25,7 @@ fetches (`forkq.engines.redis.recovery`).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,12 +37,13 @@ from forkq.engines.contract import (
     Consumer,
     ConsumerSession,
     Delivery,
+    Effects,
     RecoveryClock,
     ResultBackend,
     ResultWrite,
     fetch_until,
 )
-from forkq.engines.redis.client import same_server
+from forkq.engines.redis.client import same_server, script_missing
 from forkq.engines.redis.keys import GROUP, QueueKeys
 from forkq.engines.redis.link import Action, RedisLink, owed_by_queue
 from forkq.engines.redis.recovery import DeadWorkerRecovery
@@ -60,7 +65,7 @@ class RedisSession(ConsumerSession):
         self._joined: RedisBackend | None = None  # the results, if on the broker's server
         if isinstance(results, RedisBackend) and same_server(link.client, results.client):
             self._joined = results
-        self.joins_results = self._joined is not None
+        self.joins_results = self.atomic_effects = self._joined is not None
         self._clock = RecoveryClock(lease_ttl)
         self._recovery = DeadWorkerRecovery(link, lease_ttl)
         self._reread: set[str] = set()  # queues whose pending entries to read again
@@ -146,6 +151,41 @@ class RedisSession(ConsumerSession):
             except redis.exceptions.NoScriptError:
                 self._link.send_acks(name, owed)
                 self._link.settle(name, queue, receipt, "ack", 0)
+
+    def _finish_atomically(
+        self,
+        acks: list[Delivery],
+        delivery: Delivery,
+        writes: tuple[ResultWrite, ...],
+        effects: Effects,
+    ) -> None:
+        """One MULTI/EXEC: the writes, vote.lua (publishing `then` when it fires), the effects'
+        messages, the kept acks and the ack. A server that lost the scripts runs the rest and
+        answers NOSCRIPT for them: they are run again on their own, in the same order, which
+        loads them. The vote is safe to run again: if it ran and fired, its chord is done."""
+        results = self._joined
+        assert results is not None  # atomic_effects says so
+        link, owed, vote = self._link, _owed(acks), effects.vote
+        name, queue, receipt = self.consumer.name, delivery.queue, delivery.receipt
+        then = vote.then if vote is not None else ()
+        with link.errors():
+            for published in {m.queue for m in (*effects.publish, *then)}:
+                link.ensure(published)
+            pipe = link.client.pipeline(transaction=True)
+            for w in writes:
+                results.queue_store(pipe, w)
+            call = None
+            if vote is not None:
+                call = results.vote_call(vote, [link.destination(m) for m in then])
+                results.queue_vote(pipe, call)
+            link.queue_publish(pipe, effects.publish, int(time.time() * 1000))
+            link.send_acks(name, owed, pipe)
+            link.settle(name, queue, receipt, "ack", 0, pipe)
+            if script_missing(pipe.execute(raise_on_error=False)):
+                if call is not None:
+                    results.run_vote(call)
+                link.send_acks(name, owed)
+                link.settle(name, queue, receipt, "ack", 0)
 
     def _requeue(self, acks: list[Delivery], delivery: Delivery, delay: float) -> None:
         self._settle(acks, delivery, "requeue", int(max(0.0, delay) * 1000))

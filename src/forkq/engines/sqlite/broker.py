@@ -80,8 +80,6 @@ CREATE TABLE IF NOT EXISTS forkq_workers (
 );
 """
 
-_PUBLISH = "INSERT INTO forkq_messages (queue, priority, visible_at, body) VALUES (?,?,?,?)"
-
 
 class SQLiteBroker(Broker):
     #: Each ack is one statement of its own: none is kept back.
@@ -104,12 +102,10 @@ class SQLiteBroker(Broker):
         now = time.time()
         with self._errors:
             if len(messages) == 1:
-                m = messages[0]
-                self._conn.execute(_PUBLISH, (m.queue, m.priority, now + m.delay, m.body))
+                holds.publish(self._conn, messages, now)
             elif messages:
-                rows = [(m.queue, m.priority, now + m.delay, m.body) for m in messages]
                 with transaction(self._conn):
-                    self._conn.executemany(_PUBLISH, rows)
+                    holds.publish(self._conn, messages, now)
 
     def _open_session(self, consumer: Consumer, results: ResultBackend) -> ConsumerSession:
         return SQLiteSession(

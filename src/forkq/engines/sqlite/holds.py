@@ -1,7 +1,7 @@
-"""What becomes of the rows of `forkq_messages` a consumer holds (`owner` = its name): acked
-(deleted), released (visible again), or taken back once their lease runs out. Used by the
-consumer's own session and by the broker for a consumer that is gone; the dead letters are
-`forkq.engines.sqlite.dead`'s.
+"""The rows of `forkq_messages`: how they are published, and what becomes of those a consumer
+holds (`owner` = its name): acked (deleted), released (visible again), or taken back once
+their lease runs out. Used by the consumer's own session and by the broker (publishing, and
+for a consumer that is gone); the dead letters are `forkq.engines.sqlite.dead`'s.
 
 A receipt is a row's id as text (`str(id)`): `row_id` is the one place that reads it back.
 Every statement names the holder, so a row another consumer holds by now is left alone.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Sequence
 
-from forkq.engines.contract import LAST_MOMENT
+from forkq.engines.contract import LAST_MOMENT, Outgoing
 
 UNHOLD = "owner = NULL, worker = NULL, lease_until = NULL"
 
@@ -20,6 +20,19 @@ UNHOLD = "owner = NULL, worker = NULL, lease_until = NULL"
 def row_id(receipt: str) -> int:
     """The id of the row a receipt (of a message or of a dead letter) names."""
     return int(receipt)
+
+
+_PUBLISH = "INSERT INTO forkq_messages (queue, priority, visible_at, body) VALUES (?,?,?,?)"
+
+
+def publish(conn: sqlite3.Connection, messages: Sequence[Outgoing], now: float) -> None:
+    """Insert the messages, each visible `delay` seconds after `now` (in the caller's
+    transaction when there are several)."""
+    if len(messages) == 1:
+        m = messages[0]
+        conn.execute(_PUBLISH, (m.queue, m.priority, now + m.delay, m.body))
+    elif messages:
+        conn.executemany(_PUBLISH, [(m.queue, m.priority, now + m.delay, m.body) for m in messages])
 
 
 _ACK = "DELETE FROM forkq_messages WHERE id = ? AND owner = ?"

@@ -4,17 +4,28 @@ Schema::
 
     forkq_results(task_id PRIMARY KEY, state, payload, expires_at)
     forkq_starts(key PRIMARY KEY, count, expires_at)   made on first use (`count_start`)
+    forkq_chords, forkq_chord_members                  made on first use (`vote`): `records`
 
 Expired rows read as missing and are deleted in passing, at most once a minute per process.
+The writes and the chord counts are `Records`' statements, which the SQLite broker's session
+also runs on its own connection when the results share its file (one transaction per finish).
 `wait` blocks on the WAL (`ChangeWaiter`), so `AsyncResult.get()` wakes when a worker commits.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
-from forkq.engines.contract import ResultBackend, StoredResult
-from forkq.engines.sqlite.file import ChangeWaiter, abandon, driver_errors_as, open_database
+from forkq.engines.contract import ChordVote, ResultBackend, ResultWrite, StoredResult
+from forkq.engines.sqlite.file import (
+    ChangeWaiter,
+    abandon,
+    driver_errors_as,
+    open_database,
+    transaction,
+)
+from forkq.engines.sqlite.records import Records
 from forkq.exceptions import BackendError
 from forkq.states import READY_STATES
 
@@ -33,7 +44,9 @@ CREATE TABLE IF NOT EXISTS forkq_starts (
     expires_at REAL NOT NULL
 ) WITHOUT ROWID
 """
-_CLEANUP_EVERY = 60.0
+# Ids read by one query of `get_many`: under SQLite's default limit of bound parameters
+# (32766 since 3.32; forkq needs 3.35, for RETURNING), the expiry time being one more.
+_IDS_AT_ONCE = 32_000
 
 
 class SQLiteBackend(ResultBackend):
@@ -44,7 +57,7 @@ class SQLiteBackend(ResultBackend):
         self._errors = driver_errors_as(BackendError, f"sqlite result backend {self.path}")
         self._waiter: ChangeWaiter | None = None
         self._has_starts_table = False
-        self._next_cleanup = time.time() + _CLEANUP_EVERY
+        self._records = Records(self._conn, time.time())
 
     def store(self, task_id: str, state: str, payload: bytes, ttl: float) -> None:
         now = time.time()
@@ -53,9 +66,28 @@ class SQLiteBackend(ResultBackend):
                 "INSERT OR REPLACE INTO forkq_results VALUES (?, ?, ?, ?)",
                 (task_id, state, payload, now + ttl),
             )
-            if now >= self._next_cleanup:
-                self._next_cleanup = now + _CLEANUP_EVERY
-                self._conn.execute("DELETE FROM forkq_results WHERE expires_at < ?", (now,))
+            self._records.clean(now)
+
+    def store_all(self, writes: Sequence[ResultWrite]) -> None:
+        """In one transaction."""
+        if not writes:
+            return
+        now = time.time()
+        with self._errors, transaction(self._conn):
+            self._records.store(writes, now)
+
+    def vote(self, writes: Sequence[ResultWrite], vote: ChordVote) -> bool:
+        """The writes and the count in one transaction."""
+        now = time.time()
+        with self._errors:
+            self._records.make_chord_tables()
+            with transaction(self._conn):
+                self._records.store(writes, now)
+                return self._records.vote(vote, now)
+
+    def fired(self, vote: ChordVote) -> None:
+        with self._errors:
+            self._records.fired(vote)
 
     def get(self, task_id: str) -> StoredResult | None:
         with self._errors:
@@ -67,6 +99,23 @@ class SQLiteBackend(ResultBackend):
                 (task_id, time.time()),
             ).fetchone()
         return None if row is None else StoredResult(row[0].decode(errors="replace"), row[1])
+
+    def get_many(self, task_ids: Sequence[str]) -> list[StoredResult | None]:
+        """One query (per 32,000 ids), read as `get` reads a row."""
+        found: dict[str, StoredResult] = {}
+        now = time.time()
+        with self._errors:
+            for start in range(0, len(task_ids), _IDS_AT_ONCE):
+                chunk = task_ids[start : start + _IDS_AT_ONCE]
+                rows = self._conn.execute(
+                    f"""SELECT task_id, CAST(state AS BLOB), CAST(payload AS BLOB)
+                        FROM forkq_results WHERE task_id IN ({",".join("?" * len(chunk))})
+                        AND expires_at >= ?""",
+                    (*chunk, now),
+                ).fetchall()
+                for task_id, state, payload in rows:
+                    found[task_id] = StoredResult(state.decode(errors="replace"), payload)
+        return [found.get(task_id) for task_id in task_ids]
 
     def wait(self, task_id: str, timeout: float) -> StoredResult | None:
         if self._waiter is None:

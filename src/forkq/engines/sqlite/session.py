@@ -7,7 +7,11 @@ fetch (`contract.fetch_until`):
     nothing visible          wait on the database's WAL (`ChangeWaiter`) for a commit, the
                              next delayed message or the next recovery, whichever comes first
 settle, each naming this consumer as the holder (a row held by another by now is left alone):
-    finish                   the result stored through `results`, then the row deleted
+    finish                   the result stored through `results`, then the row deleted; with
+                             effects, when `results` is a SQLiteBackend on this file
+                             (`atomic_effects`): the writes, the chord vote, the messages
+                             published (the chord's too when the vote fires) and the row
+                             deleted, in one transaction on this connection (`records`)
     requeue / release        the row visible again (`holds`)
     dead_letter              the row moved to the dead letters (`dead.move_dead`)
 
@@ -21,6 +25,7 @@ round trip to save. The session shares its broker's connection (one per process)
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -35,12 +40,16 @@ from forkq.engines.contract import (
     ConsumerSession,
     DeadLetterCaps,
     Delivery,
+    Effects,
     RecoveryClock,
     ResultBackend,
+    ResultWrite,
     fetch_until,
 )
 from forkq.engines.sqlite import dead, holds
 from forkq.engines.sqlite.file import ChangeWaiter, driver_errors_as, transaction
+from forkq.engines.sqlite.records import Records
+from forkq.engines.sqlite.results import SQLiteBackend
 from forkq.exceptions import BrokerError
 
 # Why a claimed row is malformed, NULL when it is well formed; a row due after LAST_MOMENT (or
@@ -85,6 +94,11 @@ class SQLiteSession(ConsumerSession):
         self._dead_caps = dead_caps
         self._clock = RecoveryClock(lease_ttl)
         self._waiter: ChangeWaiter | None = None  # made when a fetch first has to wait
+        # The result backend's statements on this connection, if the results are in this file.
+        self._records: Records | None = None
+        if isinstance(results, SQLiteBackend) and _same_file(results.path, path):
+            self._records = Records(conn, time.time())
+        self.atomic_effects = self._records is not None
 
     # -- fetching ----------------------------------------------------------------------------
 
@@ -178,6 +192,31 @@ class SQLiteSession(ConsumerSession):
             self._ack_all(acks)
             holds.ack(self._conn, self.consumer.name, holds.row_id(delivery.receipt))
 
+    def _finish_atomically(
+        self,
+        acks: list[Delivery],
+        delivery: Delivery,
+        writes: tuple[ResultWrite, ...],
+        effects: Effects,
+    ) -> None:
+        """One transaction: the kept acks, the writes, the vote, the messages (the vote's
+        `then` when it fires, marked done at once), the ack. A vote that fired has committed
+        with its messages and its done mark, so no redelivery publishes them again."""
+        records = self._records
+        assert records is not None  # atomic_effects says so
+        vote, publish, now = effects.vote, effects.publish, time.time()
+        with self._errors:
+            if vote is not None:
+                records.make_chord_tables()
+            with transaction(self._conn):
+                self._ack_all(acks)
+                records.store(writes, now)
+                if vote is not None and records.vote(vote, now):
+                    publish = (*publish, *vote.then)
+                    records.fired(vote)
+                holds.publish(self._conn, publish, now)
+                holds.ack(self._conn, self.consumer.name, holds.row_id(delivery.receipt))
+
     def _requeue(self, acks: list[Delivery], delivery: Delivery, delay: float) -> None:
         msg_id, visible_at = holds.row_id(delivery.receipt), time.time() + max(0.0, delay)
         with self._errors:
@@ -202,3 +241,10 @@ class SQLiteSession(ConsumerSession):
             if self._waiter is not None:
                 self._waiter.close()
                 self._waiter = None
+
+
+def _same_file(one: str, other: str) -> bool:
+    try:
+        return os.path.samefile(one, other)
+    except OSError:
+        return False
