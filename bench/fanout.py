@@ -17,8 +17,9 @@ Every system runs its worker at concurrency 2 (prefork, processes; Dramatiq one 
 process) with the stock result store on the same Redis database as the rest of the run:
 forkq's Redis backend (forkq-rabbitmq: RabbitMQ broker, results in Redis; forkq-sqlite: broker
 and results in one SQLite file), Celery's Redis result backend (celery-rabbitmq: RabbitMQ
-broker), Huey's RedisHuey with `notify_result=True` (a waiting `get` blocks in BLPOP rather
-than polling), Dramatiq's Results middleware on Redis. The apps are bench/apps/fan_*.py.
+broker), Huey's RedisHuey (huey: a waiting `get` polls with back-off, Huey's default;
+huey-notify: `notify_result=True`, it blocks in BLPOP), Dramatiq's Results middleware on
+Redis. The apps are bench/apps/fan_*.py.
 Each round, per system in a new random order: the store is cleared, the worker started, and
 each form (in a random order) and then the chord are run by a client process of their own,
 each after an untimed fan-out (or chord) of 4 that opens its connections and waits out the
@@ -28,6 +29,7 @@ worker's start; every result is checked. Figures are medians over rounds (min-ma
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import uuid
 from dataclasses import dataclass, field
@@ -53,6 +55,7 @@ class FanRuns:
     gather: list[float] = field(default_factory=list)
     loop: list[float] = field(default_factory=list)
     chord: list[float] = field(default_factory=list)
+    load: list[float] = field(default_factory=list)  # 1-minute load average as a round began
 
 
 def fanout_systems(pythons: Interpreters, sqlite: Path) -> list[System]:
@@ -81,6 +84,7 @@ def fanout_systems(pythons: Interpreters, sqlite: Path) -> list[System]:
             on_redis=False,
         ),
         System("huey", "fan_huey", peers, common),
+        System("huey-notify", "fan_huey", peers, {**common, "BENCH_HUEY_NOTIFY": "1"}),
         System("celery", "fan_celery", peers, common),
         System(
             "celery-rabbitmq",
@@ -94,6 +98,7 @@ def fanout_systems(pythons: Interpreters, sqlite: Path) -> list[System]:
 
 
 def one_round(system: System, tasks: int, chord_tasks: int, runs: FanRuns, log: IO[bytes]) -> None:
+    runs.load.append(os.getloadavg()[0])
     offered = drive(system, "forms")
     timeout = ("--timeout", str(TIMEOUT))
     clear(system)

@@ -15,7 +15,12 @@ from pathlib import Path
 
 from huey import RedisHuey, group
 
-huey = RedisHuey("fan", url=os.environ["BENCH_REDIS_URL"], results=True, notify_result=True)
+huey = RedisHuey(
+    "fan",
+    url=os.environ["BENCH_REDIS_URL"],
+    results=True,
+    notify_result=os.environ.get("BENCH_HUEY_NOTIFY") == "1",
+)
 
 
 @huey.task()
