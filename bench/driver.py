@@ -12,9 +12,9 @@
                                                    it has a chord; JSON
     python driver.py APP fanout COUNT --form F     COUNT add tasks sent and gathered in form
                                                    F, after an untimed fan-out of 4; JSON
-                                                   seconds
+                                                   seconds, and this process's CPU seconds
     python driver.py APP chord COUNT               a chord of COUNT add tasks and a sum,
-                                                   after an untimed one of 4; JSON seconds
+                                                   after an untimed one of 4; the same
 
 APP is a module of bench/apps exposing worker_command and either enqueue, send_ping,
 send_scans and send_warm (suites 1-5) or FORMS and CHORD (suites 6 and 7: fan_*.py). Every
@@ -72,8 +72,9 @@ def main() -> None:
 
 def fan_in(app: Any, options: argparse.Namespace) -> dict[str, Any]:
     """Suites 6 and 7: what the app offers, or the seconds of one fan-out or chord, from the
-    first send to the last result in hand (or the body's). A first, untimed one opens this
-    process's connections and waits out the worker's start."""
+    first send to the last result in hand (or the body's), and the CPU time this process
+    spent on it. A first, untimed one opens this process's connections and waits out the
+    worker's start."""
     if options.action == "forms":
         return {"forms": list(app.FORMS), "chord": app.CHORD is not None}
     count, timeout = options.count, options.timeout
@@ -86,12 +87,12 @@ def fan_in(app: Any, options: argparse.Namespace) -> dict[str, Any]:
         expected, warm = count * (count - 1), WARM_UP * (WARM_UP - 1)
     if run(WARM_UP, timeout) != warm:
         raise SystemExit(f"{options.app}: the warm-up's results are wrong")
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     got = run(count, timeout)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     if got != expected:
         raise SystemExit(f"{options.app} {options.action} {options.form}: wrong results")
-    return {"seconds": seconds}
+    return {"seconds": seconds, "cpu": cpu}
 
 
 def latencies(app: object, options: argparse.Namespace) -> list[float]:

@@ -23,7 +23,11 @@ Redis. The apps are bench/apps/fan_*.py.
 Each round, per system in a new random order: the store is cleared, the worker started, and
 each form (in a random order) and then the chord are run by a client process of their own,
 each after an untimed fan-out (or chord) of 4 that opens its connections and waits out the
-worker's start; every result is checked. Figures are medians over rounds (min-max).
+worker's start; every result is checked. Figures are medians over rounds (min-max). CPU
+per task, for each form: the client's process over the timed fan-out; the worker's process
+tree and the Redis server over the whole client call (its start and warm-up of 4 tasks
+included; RabbitMQ's own CPU is not counted, nor SQLite's, which is the worker's and the
+client's).
 """
 
 from __future__ import annotations
@@ -36,7 +40,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from harness import AMQP, REDIS, Interpreters, System, clear, drive, worker
+import redis
+from harness import (
+    AMQP,
+    REDIS,
+    Interpreters,
+    System,
+    clear,
+    drive,
+    server_cpu,
+    tree_cpu_seconds,
+    worker,
+)
 from report import cell
 from rich.console import Console
 from rich.progress import Progress
@@ -56,6 +71,8 @@ class FanRuns:
     loop: list[float] = field(default_factory=list)
     chord: list[float] = field(default_factory=list)
     load: list[float] = field(default_factory=list)  # 1-minute load average as a round began
+    # per form, one [client, worker, Redis] per round: CPU µs per task
+    cpu: dict[str, list[list[float]]] = field(default_factory=dict)
 
 
 def fanout_systems(pythons: Interpreters, sqlite: Path) -> list[System]:
@@ -100,14 +117,23 @@ def fanout_systems(pythons: Interpreters, sqlite: Path) -> list[System]:
 def one_round(system: System, tasks: int, chord_tasks: int, runs: FanRuns, log: IO[bytes]) -> None:
     runs.load.append(os.getloadavg()[0])
     offered = drive(system, "forms")
+    forms = random.sample(offered["forms"], len(offered["forms"]))
     timeout = ("--timeout", str(TIMEOUT))
     clear(system)
-    with worker(system, CONCURRENCY, log):
-        for form in random.sample(offered["forms"], len(offered["forms"])):
-            seconds = drive(system, "fanout", str(tasks), "--form", form, *timeout)["seconds"]
-            vars(runs)[form].append(tasks / seconds)
+    client = redis.Redis.from_url(REDIS)
+    with worker(system, CONCURRENCY, log) as process:
+        drive(system, "fanout", "4", "--form", forms[0], *timeout)  # the worker is up
+        for form in forms:
+            worker_cpu, redis_cpu = tree_cpu_seconds(process.pid), server_cpu(client)
+            out = drive(system, "fanout", str(tasks), "--form", form, *timeout)
+            worker_cpu = tree_cpu_seconds(process.pid) - worker_cpu
+            redis_cpu = server_cpu(client) - redis_cpu
+            vars(runs)[form].append(tasks / out["seconds"])
+            cpu = [out["cpu"], worker_cpu, redis_cpu]
+            runs.cpu.setdefault(form, []).append([seconds / tasks * 1e6 for seconds in cpu])
         if offered["chord"] and chord_tasks:
             runs.chord.append(drive(system, "chord", str(chord_tasks), *timeout)["seconds"])
+    client.close()
 
 
 def run_fanout(

@@ -32,6 +32,27 @@ def table(results: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def cpu_table(results: dict[str, dict[str, Any]]) -> list[str]:
+    """CPU µs per task of each form: client + worker + Redis = total, medians over rounds
+    of each part."""
+    forms = [(key, heading) for key, heading, _, _ in COLUMNS if key != "chord"]
+    lines = ["| CPU µs per task: client + worker + Redis | " + " | ".join(
+        heading.replace(", tasks/s", "") for _, heading in forms) + " |"]  # fmt: skip
+    lines.append("|" + " --- |" * (len(forms) + 1))
+    for label, r in results.items():
+        cells = []
+        for form, _ in forms:
+            rounds = r.get("cpu", {}).get(form)  # older records: none
+            if not rounds:
+                cells.append(DASH)
+                continue
+            parts = [statistics.median(part) for part in zip(*rounds, strict=True)]
+            shown = " + ".join(f"{part:,.0f}" for part in parts)
+            cells.append(f"{shown} = {sum(parts):,.0f}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def ratio(ours: dict[str, Any], theirs: dict[str, Any], key: str, higher: bool) -> str:
     """How many times better forkq's figure is: a rate's quotient, a time's inverse."""
     if not (ours[key] and theirs[key]):
@@ -119,6 +140,8 @@ def fanout_section(fanout: dict[str, Any], method: str, charts: list[Path]) -> l
         *table(results),
         "",
         *[f"![{chart.stem}]({chart})" for chart in charts],
+        "",
+        *cpu_table(results),
         "",
         "Ratios of medians (above 1 means forkq is faster):",
         "",

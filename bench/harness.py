@@ -262,6 +262,12 @@ def process_tree(root: int, stats: dict[int, list[str]] | None = None) -> dict[i
     return tree
 
 
+def server_cpu(client: redis.Redis) -> float:
+    """CPU seconds the Redis server has used (its main thread and the others)."""
+    info: Any = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def tree_cpu_seconds(root: int) -> float:
     """User + system CPU of `root` and its live descendants, plus what each of them reaped (a
     process that has exited counts in its parent's, once that parent has waited for it: RQ's

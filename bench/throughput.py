@@ -8,7 +8,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import redis
 from harness import (
@@ -21,6 +21,7 @@ from harness import (
     drive,
     redis_monitor,
     run_script,
+    server_cpu,
     tree_cpu_seconds,
     worker,
 )
@@ -69,12 +70,6 @@ def wait_count(client: redis.Redis, at_least: int, deadline: float) -> tuple[int
         if now > deadline:
             raise TimeoutError(f"{done} of {at_least} tasks done before the deadline")
         time.sleep(0.002)
-
-
-def server_cpu(client: redis.Redis) -> float:
-    """CPU seconds the Redis server has used (its main thread and the others)."""
-    info: Any = client.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 def floor_round(system: System, tasks: int, runs: Runs) -> None:
