@@ -117,7 +117,7 @@ def test_a_result_reader_whose_connection_the_server_dropped_reads_the_result(
     assert isinstance(backend, RedisBackend)
     backend.store("t", SUCCESS, b'{"state":"SUCCESS","result":4}', 60)
     assert backend.get("t") == StoredResult(SUCCESS, b'{"state":"SUCCESS","result":4}')
-    held = backend._wire.call("CLIENT", "ID")
+    held = backend._reader().call("CLIENT", "ID")
     redis.Redis.from_url(REDIS).execute_command("CLIENT", "KILL", "ID", held)
     assert backend.get("t") == StoredResult(SUCCESS, b'{"state":"SUCCESS","result":4}')
     assert backend.get("missing") is None

@@ -31,12 +31,13 @@ class _Bound(Protocol):
     def app(self) -> _App: ...
 
 
-def collect(results: list[Any]) -> list[Any]:
-    """The results of a chord's header, in order, as its body was given them."""
+def collect(results: Any) -> Any:
+    """The results of a chord's header, in order, as its body was given them (the list: `Any`
+    so that the worker has nothing to convert)."""
     return results
 
 
-def starmap(self: _Bound, task: str, calls: list[list[Any]]) -> list[Any]:
+def starmap(self: _Bound, task: str, calls: Any) -> list[Any]:
     """The values of `task` (its function, called in this process) for each argument list."""
     found = self.app.tasks.get(task)
     if found is None:

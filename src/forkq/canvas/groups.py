@@ -55,6 +55,9 @@ class group(Signature):
         twin.set(**options)
         return twin
 
+    def delay(self, *args: Any, **kwargs: Any) -> GroupResult:
+        return self.apply_async(args, kwargs)
+
     def apply_async(
         self,
         args: Iterable[Any] = (),
@@ -132,6 +135,9 @@ class chord(Signature):
         twin.options = dict(self.options)
         twin.set(**options)
         return twin
+
+    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult[Any]:
+        return self.apply_async(args, kwargs)
 
     def apply_async(
         self,

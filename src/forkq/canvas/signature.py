@@ -240,6 +240,9 @@ class chain(Signature):
         twin.set(**options)
         return twin
 
+    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult[Any]:
+        return self.apply_async(args, kwargs)
+
     def apply_async(
         self,
         args: Iterable[Any] = (),

@@ -92,7 +92,8 @@ def run_worker(app: Forkq, config: WorkerConfig, *, gc_was_enabled: bool | None 
             raise
         if checking:
             return exitcodes.OK
-        prepare_conversions(app.tasks.values())  # before the freeze: shared by the children
+        # Before the freeze: shared by the children (the built-in tasks of workflows too).
+        prepare_conversions([*app.tasks.values(), *app.builtin_tasks.values()])
         hostname = config.hostname or socket.gethostname()
         worker_id = new_worker_id(hostname)
         options = ConsumeOptions(

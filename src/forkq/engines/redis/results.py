@@ -2,10 +2,8 @@
 
 Storing a ready state also pushes one element to the task's `ready` list; a waiter blocks in
 BLPOP on that list and, when woken, pushes the element back for any other waiter. So `get()`
-returns about one round trip after the worker stored the result, and a result already stored
-costs one GET, sent on the `Wire` as the broker's publish is: through redis-py's
-`execute_command` the same GET takes over twice the client CPU (about 30 µs against 13 on a
-2-vCPU VM, where the round trip's wall time is about 24 µs). Keys: `forkq.engines.redis.keys`.
+returns about one round trip after the worker stored the result. Keys:
+`forkq.engines.redis.keys`.
 
 Several results are stored in one MULTI/EXEC (`store_all`) and read in one MGET (`get_many`).
 A chord's vote is vote.lua, sent in one MULTI/EXEC with the member's writes (`vote`); the
@@ -59,8 +57,8 @@ class RedisBackend(ResultBackend):
         self.client, self.prefix = client_from_url(url)
         self._driver_errors = errors_as(BackendUnavailable, BackendError, "redis result backend")
         self._longest_block = longest_block(self.client)
-        self._wire = Wire(self.client)  # get: one command, the hot path of a result's reader
         self._vote = self.client.register_script(vote_script())
+        self._wire: Wire | None = None  # made on the first read: a worker's child seldom reads
 
     def store(self, task_id: str, state: str, payload: bytes, ttl: float) -> None:
         with self._errors():
@@ -131,16 +129,23 @@ class RedisBackend(ResultBackend):
             pipe.execute()
 
     def get(self, task_id: str) -> StoredResult | None:
+        """One GET on the Wire: a caller's `get()` of a stored result is this round trip, at
+        about half the CPU of redis-py's command path."""
         with self._errors():
-            raw: Any = self._wire.call("GET", result_key(self.prefix, task_id))
+            raw: Any = self._reader().call("GET", result_key(self.prefix, task_id))
         return _record(raw)
+
+    def _reader(self) -> Wire:
+        if self._wire is None:
+            self._wire = Wire(self.client)
+        return self._wire
 
     def get_many(self, task_ids: Sequence[str]) -> list[StoredResult | None]:
         """One MGET."""
         if not task_ids:
             return []
         with self._errors():
-            raws: Any = self.client.mget([result_key(self.prefix, t) for t in task_ids])
+            raws: Any = self._reader().call("MGET", *(result_key(self.prefix, t) for t in task_ids))
         return [_record(raw) for raw in raws]
 
     def wait(self, task_id: str, timeout: float) -> StoredResult | None:
