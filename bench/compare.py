@@ -19,7 +19,8 @@ fan-out/fan-in and chords (tasks whose results are stored), run last, as bench/f
 describes. `--suites` names the parts to run (throughput: 1, 2, 3 and 5; memory: 4; fanout:
 6 and 7), as `--rounds 0`, `--memory-rounds 0` or `--fanout-rounds 0` skips one; a part
 that does not run keeps its figures from the previous run's record (`--out`), so the page
-shows every part, each with the date of its own run.
+shows every part, each with the date of its own run. Without figures of every part, the
+page is written beside the record (bench/results/redis.md), not over `--doc`.
 
 Installs the pinned peers (bench/peers.txt) into bench/.peers-venv on first use, and forkq,
 editable from this tree with its runtime dependencies only (no dev tools), into
@@ -211,7 +212,11 @@ def main() -> None:
     record = carried_over(record, options.out)
     options.out.write_text(json.dumps(record, indent=1))
     console.print(f"raw figures: {options.out}")
-    write_doc(record, options.doc, console)
+    doc = options.doc
+    if not (record["results"] and record["memory"] and record["fanout"]):
+        doc = options.out.with_suffix(".md")  # not over a page that has every part
+        console.print(f"no figures of some parts, from this run or the one before: {doc}")
+    write_doc(record, doc, console)
 
 
 def carried_over(record: dict[str, Any], previous: Path) -> dict[str, Any]:
