@@ -17,14 +17,15 @@ test: $(VENV)/.dev-installed lint typecheck
 	$(BIN)/python -m pytest
 	$(if $(strip $(OTHER_PYTHONS)),scripts/test-other-pythons $(OTHER_PYTHONS))
 
-# forkq against Huey, Dramatiq, Celery and RQ on this machine, suites 1-5 (about 28 minutes on
-# 2 vCPUs, the memory suite about 6 of them); writes docs/benchmarks.md. The peers go into
-# bench/.peers-venv and forkq with its runtime dependencies only into bench/.forkq-venv, as
-# users install them; .venv runs the harness.
+# forkq against Huey, Dramatiq, Celery and RQ on this machine, suites 1-7 (about 35 minutes on
+# 2 vCPUs, the memory suite about 6 of them, fan-out and chords about 5); writes
+# docs/benchmarks.md. `make bench BENCH_OPTIONS="--suites fanout"` runs some of them only. The
+# peers go into bench/.peers-venv and forkq with its runtime dependencies only into
+# bench/.forkq-venv, as users install them; .venv runs the harness.
 bench: $(VENV)/.dev-installed
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	scripts/ensure-services
-	$(BIN)/python bench/compare.py
+	$(BIN)/python bench/compare.py $(BENCH_OPTIONS)
 
 # lint-imports checks the layer contract in pyproject.toml (which package may import which).
 lint: $(VENV)/.dev-installed

@@ -1,5 +1,6 @@
-"""PNG charts for docs/benchmarks.md: drain throughput, latency and copy-on-write memory per
-system, medians with min-max bars, drawn from the raw figures bench/compare.py saves."""
+"""PNG charts for docs/benchmarks.md: drain throughput, latency, copy-on-write memory, and
+fan-out/fan-in and chords per system, medians with min-max bars, drawn from the raw figures
+bench/compare.py saves (a part of the record without figures draws no chart)."""
 
 from __future__ import annotations
 
@@ -23,11 +24,14 @@ def _spread(values: list[float]) -> tuple[float, float, float]:
 
 
 def _bars(ax: Any, results: dict[str, dict[str, Any]], key: str, offset: float, width: float,
-          label: str, hatch: str = "") -> None:  # fmt: skip
+          label: str, hatch: str = "", among: list[str] | None = None) -> None:  # fmt: skip
+    """One bar per system with figures under `key`, at its place among the systems `among`
+    (default: those same systems)."""
     labels = [name for name, r in results.items() if r[key] and name not in NOT_SYSTEMS]
+    among = labels if among is None else among
     figures = [_spread(results[name][key]) for name in labels]
     colors = [FORKQ_COLOR if name.startswith("forkq") else PEER_COLOR for name in labels]
-    positions = [i + offset for i in range(len(labels))]
+    positions = [among.index(name) + offset for name in labels]
     ax.bar(
         positions,
         [f[0] for f in figures],
@@ -40,14 +44,23 @@ def _bars(ax: Any, results: dict[str, dict[str, Any]], key: str, offset: float, 
         capsize=3,
         label=label,
     )
-    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    ax.set_xticks(range(len(among)), among, rotation=30, ha="right")
 
 
 def draw(record: dict[str, Any], folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
-    results = record["results"]
     drawn = []
+    if record["results"]:
+        drawn += _throughput(record, folder)
+    if record.get("memory"):
+        drawn.append(_memory(record["memory"], folder / "memory.png"))
+    if record.get("fanout"):
+        drawn.append(_fanout(record["fanout"], folder / "fanout.png"))
+    return drawn
 
+
+def _throughput(record: dict[str, Any], folder: Path) -> list[Path]:
+    results, drawn = record["results"], []
     fig, ax = plt.subplots(figsize=(9, 4.5))
     _bars(ax, results, "drain", 0.0, 0.7, "drain")
     ax.set_ylabel("tasks per second (higher is better)")
@@ -67,8 +80,6 @@ def draw(record: dict[str, Any], folder: Path) -> list[Path]:
     drawn.append(folder / "latency.png")
     fig.savefig(drawn[-1], dpi=110)
     plt.close(fig)
-    if record.get("memory"):
-        drawn.append(_memory(record["memory"], folder / "memory.png"))
     return drawn
 
 
@@ -89,6 +100,30 @@ def _memory(memory: dict[str, Any], path: Path) -> Path:
     _bars(right, results, "drain", 0.0, 0.7, "tasks/s")
     right.set_ylabel("scans per second (higher is better)")
     right.set_title("Throughput of the same runs", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _fanout(fanout: dict[str, Any], path: Path) -> Path:
+    """Tasks/s of each fan-out form beside the chord's time to its body's result."""
+    results = fanout["results"]
+    forms = (("group", "own fan-out API", ""), ("gather", "delay() + app.gather", ".."),
+             ("loop", "delay()/get() loops", "//"))  # fmt: skip
+    among = [name for name, r in results.items() if any(r[form] for form, _, _ in forms)]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), width_ratios=(2, 1))
+    for n, (form, label, hatch) in enumerate(forms):
+        _bars(left, results, form, (n - 1) * 0.27, 0.27, label, hatch=hatch, among=among)
+    left.set_ylabel("tasks per second, send to last result (higher is better)")
+    left.set_title(
+        f"Fan-out/fan-in of {fanout['tasks']:,} tasks, {fanout['concurrency']} workers:\n"
+        "own fan-out API (plain), delay() + app.gather (dotted), delay()/get() loops (hatched)",
+        fontsize=10,
+    )
+    _bars(right, results, "chord", 0.0, 0.7, "chord")
+    right.set_ylabel("seconds, send to the body's result (lower is better)")
+    right.set_title(f"Chord of {fanout['chord_tasks']:,} tasks and a sum", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -24,12 +24,15 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 import redis
 
 HERE = Path(__file__).resolve().parent
-DB = 14
-REDIS = f"redis://127.0.0.1:6379/{DB}"
+# The Redis every suite runs on (flushed before each enqueue): BENCH_REDIS, default database 14
+# of the local server; a private server (redis-server --port N) keeps a run off a shared one.
+REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/14")
+DB = int(urlsplit(REDIS).path.strip("/") or 0)
 AMQP = "amqp://guest:guest@127.0.0.1:5672/%2F"
 APPS = HERE / "apps"
 PEERS_VENV = HERE / ".peers-venv"
@@ -192,6 +195,9 @@ def worker(
         stop_group(process)
 
 
+FORKQ_APPS = ("forkq_app", "fan_forkq")
+
+
 def clear(system: System) -> None:
     """An empty broker and counter before an enqueue: flush the Redis database (the counter,
     and the queues of the Redis brokers), delete forkq's SQLite file, and purge forkq's
@@ -204,7 +210,7 @@ def clear(system: System) -> None:
         path = Path(url.removeprefix("sqlite:///"))
         for suffix in ("", "-wal", "-shm"):
             path.with_name(path.name + suffix).unlink(missing_ok=True)
-    elif url.startswith("amqp") and system.app == "forkq_app":
+    elif url.startswith("amqp") and system.app in FORKQ_APPS:
         subprocess.run(
             [system.python, "-m", "forkq", "--broker", url, "purge", "--yes"],
             env=system.environment(),
@@ -256,6 +262,12 @@ def process_tree(root: int, stats: dict[int, list[str]] | None = None) -> dict[i
     return tree
 
 
+def server_cpu(client: redis.Redis) -> float:
+    """CPU seconds the Redis server has used (its main thread and the others)."""
+    info: Any = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def tree_cpu_seconds(root: int) -> float:
     """User + system CPU of `root` and its live descendants, plus what each of them reaped (a
     process that has exited counts in its parent's, once that parent has waited for it: RQ's
@@ -269,9 +281,7 @@ def tree_cpu_seconds(root: int) -> float:
 def redis_monitor(path: Path) -> Iterator[None]:
     """Every command the server receives, written to `path` while inside the block."""
     with path.open("wb") as out:
-        process = subprocess.Popen(
-            ["redis-cli", "-h", "127.0.0.1", "-p", "6379", "monitor"], stdout=out
-        )
+        process = subprocess.Popen(["redis-cli", "-u", REDIS, "monitor"], stdout=out)
         try:
             deadline = time.monotonic() + 10
             while path.stat().st_size == 0:  # "OK" once MONITOR is on

@@ -13,7 +13,11 @@ from importlib import metadata
 import pytest
 import redis
 
+from forkq.engines.contract import StoredResult
 from forkq.engines.redis.client import Wire, client_from_url
+from forkq.engines.redis.results import RedisBackend
+from forkq.engines.registry import open_backend
+from forkq.states import SUCCESS
 from tests.conftest import REDIS, engine_url, redis_test_url
 
 
@@ -102,3 +106,19 @@ def test_a_connection_the_server_dropped_is_opened_again(redis_url: str) -> None
     redis.Redis.from_url(REDIS).execute_command("CLIENT", "KILL", "ID", first_id)
     assert wire.call("CLIENT", "ID") != first_id  # redis-py's retry policy reconnected
     client.close()
+
+
+def test_a_result_reader_whose_connection_the_server_dropped_reads_the_result(
+    redis_url: str,
+) -> None:
+    """The result backend's get takes the Wire: its held connection, lost while idle (a
+    server restart, a proxy's idle timeout), is opened again before the GET is sent."""
+    backend = open_backend(redis_url)
+    assert isinstance(backend, RedisBackend)
+    backend.store("t", SUCCESS, b'{"state":"SUCCESS","result":4}', 60)
+    assert backend.get("t") == StoredResult(SUCCESS, b'{"state":"SUCCESS","result":4}')
+    held = backend._reader().call("CLIENT", "ID")
+    redis.Redis.from_url(REDIS).execute_command("CLIENT", "KILL", "ID", held)
+    assert backend.get("t") == StoredResult(SUCCESS, b'{"state":"SUCCESS","result":4}')
+    assert backend.get("missing") is None
+    backend.close()
