@@ -9,7 +9,7 @@ import os
 import ssl
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
@@ -112,6 +112,22 @@ def _identity() -> dict[str, Any]:
     return {"driver_info": None}
 
 
+class Commands(Protocol):
+    """Where commands are queued: a redis-py pipeline, or a `Batch` for the `Wire`."""
+
+    def execute_command(self, *args: Any) -> Any: ...
+
+
+class Batch:
+    """Commands queued to go in one write on the `Wire` (`Wire.send_batch`), replies in order."""
+
+    def __init__(self) -> None:
+        self.commands: list[tuple[Any, ...]] = []
+
+    def execute_command(self, *args: Any) -> None:
+        self.commands.append(args)
+
+
 class Wire:
     """forkq's hot commands (publish, fetch, the blocking read) sent and read on a connection
     this process holds, past redis-py's per-command machinery.
@@ -150,6 +166,11 @@ class Wire:
 
         return self._on_connection(run)
 
+    def send_batch(self, batch: Batch) -> list[Any]:
+        """Every command of `batch` in one write, and their replies, in order. Every reply is
+        read before an error reply is raised (the first), so none is left for a later call."""
+        return self._on_connection(lambda conn: _send_read_all(conn, batch.commands))  # type: ignore[no-any-return]
+
     def _on_connection(self, use: Callable[[Any], Any]) -> Any:
         if self._pid != os.getpid():
             self._pid, self._held, self._busy = os.getpid(), None, threading.Lock()
@@ -181,6 +202,26 @@ def _make_ready(conn: Any) -> None:
     except redis.ConnectionError:
         pass
     conn.disconnect()
+
+
+def _send_read_all(conn: Any, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    """Several commands in one write, as `_send_read` sends one."""
+    replies: list[Any] = []
+    failed: redis.ResponseError | None = None
+    try:
+        conn.send_packed_command(conn.pack_commands(commands))
+        for _ in commands:
+            try:
+                replies.append(conn.read_response())
+            except redis.ResponseError as exc:
+                failed = failed or exc
+                replies.append(exc)
+    except BaseException:
+        conn.disconnect()
+        raise
+    if failed is not None:
+        raise failed
+    return replies
 
 
 def _send_read(conn: Any, args: Sequence[Any]) -> Any:

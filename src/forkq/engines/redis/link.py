@@ -25,6 +25,7 @@ from redis.commands.core import Script
 
 from forkq.engines.contract import DeadLetterCaps, Outgoing
 from forkq.engines.redis.client import (
+    Commands,
     Wire,
     client_from_url,
     errors_as,
@@ -134,7 +135,7 @@ class RedisLink:
         return self.wire.script(self._fetch, _fetch_keys(k), args)
 
     def send_acks(
-        self, consumer: str, owed: dict[str, list[str]], pipe: Pipeline | None = None
+        self, consumer: str, owed: dict[str, list[str]], pipe: Commands | None = None
     ) -> None:
         """The acks `consumer` owes (`owed_by_queue`), one fetch script call per queue that
         reads nothing; queued on `pipe` when given, for its caller to send."""
@@ -153,7 +154,7 @@ class RedisLink:
         receipt: str,
         action: Action,
         arg: int | str,
-        pipe: Pipeline | None = None,
+        pipe: Commands | None = None,
     ) -> None:
         """settle.lua on one entry `consumer` holds (queued on `pipe` when given)."""
         r, k = Receipt.of(receipt), self.keys(queue)
@@ -189,8 +190,8 @@ class RedisLink:
         return self._errors
 
 
-def _queue_script(pipe: Pipeline, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> None:
-    """A script call queued on a pipeline as a bare EVALSHA. (Queued as a `Script`, redis-py
-    sends SCRIPT EXISTS before the pipeline: a round trip of its own.) A server that does not
-    know the script answers NOSCRIPT, which `pipe.execute()` raises as `NoScriptError`."""
-    pipe.evalsha(script.sha, len(keys), *keys, *args)
+def _queue_script(pipe: Commands, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> None:
+    """A script call queued on a pipeline or batch as a bare EVALSHA. (Queued as a `Script`,
+    redis-py sends SCRIPT EXISTS before the pipeline: a round trip of its own.) A server that
+    does not know the script answers NOSCRIPT, raised as `NoScriptError` once all is read."""
+    pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)

@@ -39,6 +39,7 @@ from forkq.engines.contract import (
     StoredResult,
 )
 from forkq.engines.redis.client import (
+    Commands,
     Wire,
     client_from_url,
     errors_as,
@@ -86,16 +87,17 @@ class RedisBackend(ResultBackend):
             self.queue_store(pipe, ResultWrite(task_id, state, payload, ttl))
             pipe.execute()
 
-    def queue_store(self, pipe: Any, write: ResultWrite) -> None:
-        """Add the writes of `store` to a pipeline on the same server (`RedisSession._finish`)."""
+    def queue_store(self, pipe: Commands, write: ResultWrite) -> None:
+        """Add the writes of `store` to a pipeline or batch on the same server (the session's
+        result and ack in one round trip)."""
         ttl_ms = max(1, int(write.ttl * 1000))
         value = write.state.encode() + b"\n" + write.payload
-        pipe.set(result_key(self.prefix, write.task_id), value, px=ttl_ms)
+        pipe.execute_command("SET", result_key(self.prefix, write.task_id), value, "PX", ttl_ms)
         if write.state in READY_STATES:
             ready = ready_key(self.prefix, write.task_id)
-            pipe.delete(ready)
-            pipe.rpush(ready, 1)
-            pipe.pexpire(ready, ttl_ms)
+            pipe.execute_command("DEL", ready)
+            pipe.execute_command("RPUSH", ready, 1)
+            pipe.execute_command("PEXPIRE", ready, ttl_ms)
 
     def store_all(self, writes: Sequence[ResultWrite]) -> None:
         """One MULTI/EXEC."""
