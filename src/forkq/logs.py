@@ -16,6 +16,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import select
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -73,9 +75,37 @@ class JsonFormatter(logging.Formatter):
 QUIET_DRIVERS = ("pika",)
 
 
+class WholeLinesHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A StreamHandler that writes each record whole to its stream's file descriptor.
+
+    Why: with PYTHONUNBUFFERED=1 (as in many containers), sys.stderr writes straight to the
+    descriptor and drops whatever a partial write left over: a signal that lands while a long
+    line waits for room in a full pipe cuts it at a page and loses the rest. Here the rest is
+    written until all of it is out (and a descriptor someone made non-blocking is waited on)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            data = (self.format(record) + self.terminator).encode(errors="replace")
+            self.flush()
+            write_all(self.stream.fileno(), data)
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            select.select([], [fd], [])
+
+
 def configure_master(level: str, json_lines: bool, logfile: str | None, pid: int) -> None:
     handler: logging.Handler = (
-        logging.FileHandler(logfile) if logfile else logging.StreamHandler(sys.stderr)
+        logging.FileHandler(logfile) if logfile else WholeLinesHandler(sys.stderr)
     )
     handler.setFormatter(JsonFormatter() if json_lines else logging.Formatter(TEXT_FORMAT))
     handler.addFilter(_OriginFilter(Origin("master", pid)))
@@ -109,7 +139,7 @@ class _ChildRecordFormatter(logging.Formatter):
 def configure_child(running: RunningTask) -> None:
     """In a child after fork: records leave as JSON lines on stderr (the pipe to the master),
     tagged with the task running when they were made."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = WholeLinesHandler(sys.stderr)
     handler.setFormatter(_ChildRecordFormatter(running))
     root = logging.getLogger()
     level = root.level
