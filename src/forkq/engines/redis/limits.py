@@ -17,8 +17,9 @@ _US = 1_000_000  # microseconds a second: the scripts' unit of time
 
 @functools.cache
 def _script(name: str) -> str:
-    """A script's text, read once per process tree."""
-    return resources.files("forkq.engines.redis.lua").joinpath(name).read_text()
+    """A script's text after clock.lua (the helpers both share), read once per process tree."""
+    scripts = resources.files("forkq.engines.redis.lua")
+    return scripts.joinpath("clock.lua").read_text() + scripts.joinpath(name).read_text()
 
 
 def _us(seconds: float) -> int:

@@ -21,18 +21,6 @@
 --
 -- Returns the wait in microseconds: 0 to start now. A stored value that is not a whole number
 -- of decimal digits (junk anyone with access could write) reads as absent.
-local function whole(value)
-  if type(value) == "string" and #value <= 17 and string.match(value, "^%d+$") then
-    return tonumber(value)
-  end
-  return nil
-end
-local function text(n)
-  return string.format("%.0f", n)
-end
-
-local time = redis.call("TIME")
-local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
 local interval = whole(redis.call("GET", KEYS[1]))
 if not interval or interval < 1 then
   interval = tonumber(ARGV[1])

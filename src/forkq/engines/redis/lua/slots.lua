@@ -16,18 +16,6 @@
 --
 -- Returns 0 when taken, else the back-off in microseconds (at least 1). A stored back-off that
 -- is not a whole number of decimal digits from `first` to `most` reads as none.
-local function whole(value)
-  if type(value) == "string" and #value <= 17 and string.match(value, "^%d+$") then
-    return tonumber(value)
-  end
-  return nil
-end
-local function text(n)
-  return string.format("%.0f", n)
-end
-
-local time = redis.call("TIME")
-local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
 local holder, limit, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 
 redis.call("ZREMRANGEBYSCORE", KEYS[1], "-inf", "(" .. text(now))
