@@ -4,9 +4,10 @@ reads what anyone may have written), the queues whose streams and group exist, a
 calls both make. Driver errors become `BrokerError` in `errors`, `BrokerUnavailable` for a
 connection problem.
 
-Acks are sent by the fetch script reading and moving nothing: one call per queue acks the
-entries given in one XACK and one XDEL per band. An entry id is never reused (a released
-entry comes back under a new one), so an ack can only reach the entry its consumer fetched.
+Acks are one XACK and one XDEL per band stream for all the ids given, in the next fetch
+script's call or as plain commands in the caller's round trip. An entry id is never reused (a
+released entry comes back under a new one), so an ack can only reach the entry its consumer
+fetched: there is no holder to check.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from redis.commands.core import Script
 
 from forkq.engines.contract import DeadLetterCaps, Outgoing
 from forkq.engines.redis.client import (
+    Batch,
     Commands,
     Wire,
     client_from_url,
@@ -43,8 +45,8 @@ from forkq.exceptions import BrokerError, BrokerUnavailable
 
 MOVE_AT_ONCE = 1000  # delayed messages a fetch script call moves into the streams
 
-#: settle.lua's actions: its ARGV[5] is then 0, the delay in ms, or the reason.
-Action = Literal["ack", "requeue", "dead"]
+#: settle.lua's actions: its ARGV[5] is then the delay in ms, or the reason.
+Action = Literal["requeue", "dead"]
 
 
 @functools.cache
@@ -61,6 +63,14 @@ def owed_by_queue(acks: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
     for queue, receipt in acks:
         by_queue.setdefault(queue, []).append(receipt)
     return {queue: Receipt.flat(receipts) for queue, receipts in by_queue.items()}
+
+
+def _ids_by_band(flat: Sequence[str]) -> dict[int, list[str]]:
+    """[band, id, band, id, ...] (`owed_by_queue`) as the ids of each band."""
+    by_band: dict[int, list[str]] = {}
+    for band, entry_id in zip(flat[::2], flat[1::2], strict=True):
+        by_band.setdefault(int(band), []).append(entry_id)
+    return by_band
 
 
 def _fetch_keys(k: QueueKeys) -> list[str]:
@@ -137,15 +147,23 @@ class RedisLink:
     def send_acks(
         self, consumer: str, owed: dict[str, list[str]], pipe: Commands | None = None
     ) -> None:
-        """The acks `consumer` owes (`owed_by_queue`), one fetch script call per queue that
-        reads nothing; queued on `pipe` when given, for its caller to send."""
-        for queue, acks in owed.items():
-            keys = _fetch_keys(self.keys(queue))
-            args: list[Any] = [GROUP, consumer, 0, _now_ms(), 0, 0, *self._caps, *acks]
-            if pipe is None:
-                self.wire.script(self._fetch, keys, args)
-            else:
-                _queue_script(pipe, self._fetch, keys, args)
+        """The acks `consumer` owes (`owed_by_queue`): one XACK and one XDEL per band stream
+        for all its ids, plain commands (no script: an id never passes to another consumer, so
+        there is no holder to check); queued on `pipe` when given, for its caller to send."""
+        if pipe is not None:
+            self._queue_acks(pipe, owed)
+            return
+        batch = Batch()
+        self._queue_acks(batch, owed)
+        if batch.commands:
+            self.wire.send_batch(batch)
+
+    def _queue_acks(self, pipe: Commands, owed: dict[str, list[str]]) -> None:
+        for queue, flat in owed.items():
+            k = self.keys(queue)
+            for band, ids in _ids_by_band(flat).items():
+                pipe.execute_command("XACK", k.band(band), GROUP, *ids)
+                pipe.execute_command("XDEL", k.band(band), *ids)
 
     def settle(
         self,

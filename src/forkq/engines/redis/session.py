@@ -3,8 +3,9 @@
 Fetch (`fetch_until`): the fetch script moves due delayed messages of a queue into its streams
 and reads up to N new entries for the consumer, highest band first (one round trip a queue);
 only when there is nothing does the consumer block in XREADGROUP (no polling; an idle consumer
-costs nothing). An entry stays pending for its consumer until it is settled (ack, requeue,
-dead-letter: settle.lua) or released (release.lua puts it back at the end of its band).
+costs nothing). An entry stays pending for its consumer until it is acked (XACK and XDEL,
+plain commands), settled (requeue, dead-letter: settle.lua) or released (release.lua puts it
+back at the end of its band).
 
 Round trips: the acks the session keeps back (a task finished without a result to write,
 `ConsumerSession`) ride, grouped by queue, in the next fetch script's arguments, so a batch of
@@ -28,8 +29,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from typing import Any
-
-import redis
 
 from forkq.engines.contract import (
     Capabilities,
@@ -130,28 +129,20 @@ class RedisSession(ConsumerSession):
         return got[:limit]
 
     def _ack_finished(self, acks: list[Delivery], delivery: Delivery) -> None:
-        self._settle(acks, delivery, "ack", 0)
+        self._send_acks([*acks, delivery])
 
     def _store_and_ack(self, acks: list[Delivery], delivery: Delivery, result: ResultWrite) -> None:
         """The result write, the kept acks and the ack in one write on the `Wire`, one round
         trip, the result first, on the same connection (redis-py's pipeline costs this call
-        more CPU than the round trip). A server that lost the scripts (restarted, or SCRIPT
-        FLUSH) ran the result's writes and answered NOSCRIPT for the acks: they are sent again
-        on their own, which loads the scripts (acking twice is harmless)."""
+        more CPU than the round trip). Plain commands only: no script a restarted server could
+        have lost."""
         results = self._joined
         assert results is not None  # joins_results says so
-        owed = _owed(acks)
-        name, queue, receipt = self.consumer.name, delivery.queue, delivery.receipt
         with self._link.errors():
             batch = Batch()
             results.queue_store(batch, result)
-            self._link.send_acks(name, owed, batch)
-            self._link.settle(name, queue, receipt, "ack", 0, batch)
-            try:
-                self._link.wire.send_batch(batch)
-            except redis.exceptions.NoScriptError:
-                self._link.send_acks(name, owed)
-                self._link.settle(name, queue, receipt, "ack", 0)
+            self._link.send_acks(self.consumer.name, _owed([*acks, delivery]), batch)
+            self._link.wire.send_batch(batch)
 
     def _finish_atomically(
         self,
@@ -161,13 +152,12 @@ class RedisSession(ConsumerSession):
         effects: Effects,
     ) -> None:
         """One MULTI/EXEC: the writes, vote.lua (publishing `then` when it fires), the effects'
-        messages, the kept acks and the ack. A server that lost the scripts runs the rest and
-        answers NOSCRIPT for them: they are run again on their own, in the same order, which
-        loads them. The vote is safe to run again: if it ran and fired, its chord is done."""
+        messages, the kept acks and the ack. A server that lost the script runs the rest and
+        answers NOSCRIPT for it: the vote is run again on its own, which loads it. It is safe
+        to run again: if it ran and fired, its chord is done."""
         results = self._joined
         assert results is not None  # atomic_effects says so
-        link, owed, vote = self._link, _owed(acks), effects.vote
-        name, queue, receipt = self.consumer.name, delivery.queue, delivery.receipt
+        link, vote = self._link, effects.vote
         then = vote.then if vote is not None else ()
         with link.errors():
             for published in {m.queue for m in (*effects.publish, *then)}:
@@ -180,13 +170,9 @@ class RedisSession(ConsumerSession):
                 call = results.vote_call(vote, [link.destination(m) for m in then])
                 results.queue_vote(pipe, call)
             link.queue_publish(pipe, effects.publish, int(time.time() * 1000))
-            link.send_acks(name, owed, pipe)
-            link.settle(name, queue, receipt, "ack", 0, pipe)
-            if script_missing(pipe.execute(raise_on_error=False)):
-                if call is not None:
-                    results.run_vote(call)
-                link.send_acks(name, owed)
-                link.settle(name, queue, receipt, "ack", 0)
+            link.send_acks(self.consumer.name, _owed([*acks, delivery]), pipe)
+            if script_missing(pipe.execute(raise_on_error=False)) and call is not None:
+                results.run_vote(call)
 
     def _requeue(self, acks: list[Delivery], delivery: Delivery, delay: float) -> None:
         self._settle(acks, delivery, "requeue", int(max(0.0, delay) * 1000))

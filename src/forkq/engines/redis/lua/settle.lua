@@ -1,11 +1,11 @@
--- settle.lua: finish with one entry held by CONSUMER: ack it, requeue it, or dead-letter it.
--- An entry this consumer does not hold (acked already, released from it, or another
--- consumer's) is left alone. Runs after entries.lua: the entry's fields may be junk (a junk
+-- settle.lua: give back one entry held by CONSUMER: requeue it, or dead-letter it (an ack is
+-- plain XACK and XDEL, link.py). An entry this consumer does not hold (acked already,
+-- released from it, or another consumer's) is left alone. Runs after entries.lua: the entry's fields may be junk (a junk
 -- start count is 0, a junk priority the lowest of its band); an entry deleted while held has
 -- nothing left to requeue or keep.
 --
 -- KEYS[1] the entry's band stream   KEYS[2] {prefix:queue}:delayed   KEYS[3] {prefix:queue}:dead
--- ARGV[1] group   ARGV[2] consumer   ARGV[3] entry id   ARGV[4] action: ack | requeue | dead
+-- ARGV[1] group   ARGV[2] consumer   ARGV[3] entry id   ARGV[4] action: requeue | dead
 -- ARGV[5] requeue: delay (ms), dead: reason   ARGV[6] now (ms)   ARGV[7] the entry's band (0-3)
 -- ARGV[8] nonce (of a delayed member, so that two equal messages stay two members)
 -- ARGV[9], ARGV[10] the dead-letter caps: most letters kept, oldest kept in ms (0: no cap)
@@ -15,7 +15,7 @@ local pending = redis.call("XPENDING", KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, AR
 if #pending == 0 then return 0 end
 redis.call("XACK", KEYS[1], ARGV[1], ARGV[3])
 local action = ARGV[4]
-local entry = action ~= "ack" and redis.call("XRANGE", KEYS[1], ARGV[3], ARGV[3])[1]
+local entry = redis.call("XRANGE", KEYS[1], ARGV[3], ARGV[3])[1]
 if entry then
   local fields = fields_of(entry[2])
   local body = fields["b"] or ""
