@@ -46,15 +46,17 @@ ENTRY_ONLY = ("countdown", "eta", "task_id")  # a workflow's: for the tasks that
 _RESULT = object()  # the stand-in for a result a task will be given, when checking its call
 
 
-def checked_options(where: str, options: Mapping[str, Any]) -> dict[str, Any]:
+def checked_options(where: Callable[[], str], options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options, or a `ConfigurationError` that names `where()` (made only then: a
+    signature's text costs more than the check)."""
     unknown = sorted(set(options) - OPTIONS)
     if unknown:
         raise ConfigurationError(
-            f"{where}: unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
-            f"supported: {', '.join(sorted(OPTIONS))}"
+            f"{where()}: unknown option{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(unknown)}; supported: {', '.join(sorted(OPTIONS))}"
         )
     if options.get("countdown") is not None and options.get("eta") is not None:
-        raise ConfigurationError(f"{where}: give countdown or eta, not both")
+        raise ConfigurationError(f"{where()}: give countdown or eta, not both")
     return dict(options)
 
 

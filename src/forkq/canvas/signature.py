@@ -79,7 +79,7 @@ class Signature:
     def set(self, **options: Any) -> Signature:
         """Set options for the call: queue, countdown, eta, priority, expires, task_id,
         headers, immutable. Returns the signature itself."""
-        given = checked_options(f"signature {self!r}", options)
+        given = checked_options(lambda: f"signature {self!r}", options)
         if "immutable" in given:
             self.immutable = bool(given.pop("immutable"))
         if given.get("countdown") is not None:
@@ -162,7 +162,7 @@ class Signature:
         self, args: tuple[Any, ...], kwargs: Mapping[str, Any] | None, options: Mapping[str, Any]
     ) -> AsyncResult[Any] | GroupResult:
         app = self.app
-        given = checked_options(f"apply_async of {self!r}", options)
+        given = checked_options(lambda: f"apply_async of {self!r}", options)
         depth = _depth(self)
         if depth > MAX_DEPTH:
             raise WorkflowTooDeep(depth, MAX_DEPTH)

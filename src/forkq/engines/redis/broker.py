@@ -40,6 +40,7 @@ from forkq.engines.contract import (
     outgoing,
 )
 from forkq.engines.redis import seen as redis_seen
+from forkq.engines.redis.client import Batch
 from forkq.engines.redis.dead import delete_dead, purge_dead_letters, read_dead
 from forkq.engines.redis.keys import band_of
 from forkq.engines.redis.link import RedisLink, owed_by_queue
@@ -74,9 +75,9 @@ class RedisBroker(Broker):
                 return
             for queue in {m.queue for m in messages}:
                 link.ensure(queue)
-            pipe = link.client.pipeline(transaction=False)
-            link.queue_publish(pipe, messages, now_ms)
-            pipe.execute()
+            batch = Batch()
+            link.queue_publish(batch, messages, now_ms)
+            link.wire.send_batch(batch)
 
     def _open_session(self, consumer: Consumer, results: ResultBackend) -> ConsumerSession:
         return RedisSession(consumer, results, self.capabilities, self._link, self.lease_ttl)

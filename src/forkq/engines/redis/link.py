@@ -21,7 +21,6 @@ from importlib import resources
 from typing import Any, Literal
 
 import redis
-from redis.client import Pipeline
 from redis.commands.core import Script
 
 from forkq.engines.contract import DeadLetterCaps, Outgoing
@@ -119,17 +118,17 @@ class RedisLink:
         k = self.keys(message.queue)
         return k.delayed if message.delay > 0 else k.band(band_of(message.priority))
 
-    def queue_publish(self, pipe: Pipeline, messages: Sequence[Outgoing], now_ms: int) -> None:
-        """Add the messages to a pipeline: each due now an entry of its band stream, each
-        delayed a member of its delayed set, due `delay` after `now_ms`. Their queues must
+    def queue_publish(self, pipe: Commands, messages: Sequence[Outgoing], now_ms: int) -> None:
+        """Add the messages to a pipeline or batch: each due now an entry of its band stream,
+        each delayed a member of its delayed set, due `delay` after `now_ms`. Their queues must
         exist (`ensure`)."""
         for m in messages:
             key = self.destination(m)
             if m.delay > 0:
                 member = delayed_member(os.urandom(8).hex().encode(), m.priority, 0, m.body)
-                pipe.zadd(key, {member: now_ms + int(m.delay * 1000)})
+                pipe.execute_command("ZADD", key, now_ms + int(m.delay * 1000), member)
             else:
-                pipe.xadd(key, {"b": m.body, "d": 0, "p": m.priority})
+                pipe.execute_command("XADD", key, "*", "b", m.body, "d", 0, "p", m.priority)
 
     def known_queues(self) -> list[str]:
         """Every queue used under this prefix."""
