@@ -411,7 +411,8 @@ def survive_outage(
     finally:
         start()
     assert [r.get(timeout=120) for r in results] == list(range(300))
+    # The line goes through the master's relay: it can land after the last result does.
+    worker.wait_for_log("reachable again")
     log = worker.log()
-    assert "reachable again" in log
     assert log.count("unreachable") <= 3, log
     assert worker.proc.poll() is None
