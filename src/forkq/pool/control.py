@@ -2,7 +2,9 @@
 
 One Unix socket per master, `<control dir>/<master pid>.sock` (control_dir.py: which
 directory, and the checks that make it ours alone). A request is one JSON line,
-`{"command": "stats"}`; the reply is one JSON line, then the master closes the connection.
+`{"command": "stats", "args": {...}}` (args optional, an object); the reply is one JSON line,
+then the master closes the connection. A handler that refuses its arguments raises
+`BadArguments`: the reply is then `{"error": "<why>"}`, as for an unknown command.
 Both ends check the other's user with SO_PEERCRED: the master answers only its own uid, and
 `ask` believes only a master of its own uid. The listening socket and its connections are in
 the master's selector: answering never blocks the loop for longer than a reply's write to a
@@ -17,16 +19,20 @@ import os
 import selectors
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from forkq.pool.control_dir import SUFFIX, ControlDir, ForeignSocket, open_worker_dir
 
 log = logging.getLogger("forkq.master")
 
-Handler = Callable[[], dict[str, Any]]
-_MAX_REQUEST = 4096
+Handler = Callable[[Mapping[str, Any]], dict[str, Any]]  # the request's args -> the reply
+_MAX_REQUEST = 65536
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+
+class BadArguments(ValueError):
+    """A handler's refusal of its request's arguments; the message says what to fix."""
 
 
 def socket_name(pid: int) -> str:
@@ -82,9 +88,8 @@ class ControlServer:
     def answer(self, conn: socket.socket) -> None:
         """Read the request (it is one small line, readable now) and reply."""
         try:
-            request = json.loads(conn.recv(_MAX_REQUEST) or b"{}")
-            handler = self.handlers.get(str(request.get("command")))
-            reply = handler() if handler else {"error": f"unknown command {request!r}"}
+            request = json.loads(_read_line(conn) or b"{}")
+            reply = self.dispatch(request)
             conn.settimeout(1.0)
             conn.sendall(json.dumps(reply).encode() + b"\n")
         except (OSError, ValueError, AttributeError):
@@ -92,13 +97,47 @@ class ControlServer:
         finally:
             conn.close()
 
+    def dispatch(self, request: Any) -> dict[str, Any]:
+        """The reply to one decoded request."""
+        if not isinstance(request, dict):
+            return {"error": "a request is a JSON object"}
+        handler = self.handlers.get(str(request.get("command")))
+        args = request.get("args") or {}
+        if handler is None:
+            return {"error": f"unknown command {request.get('command')!r}"}
+        if not isinstance(args, dict):
+            return {"error": "args must be a JSON object"}
+        try:
+            return handler(args)
+        except BadArguments as exc:
+            return {"error": str(exc)}
+
     def close(self) -> None:
         self.listener.close()
         self.directory.unlink(self.name)
         self.directory.close()
 
 
-def ask(directory: ControlDir, name: str, command: str, timeout: float = 5.0) -> dict[str, Any]:
+def _read_line(conn: socket.socket) -> bytes:
+    """A request: readable now, at most `_MAX_REQUEST` bytes, ending at its newline. A client
+    of ours that stalls mid-line holds the loop up to 0.2 s, then gets nothing."""
+    conn.settimeout(0.2)
+    data = b""
+    while not data.endswith(b"\n") and len(data) < _MAX_REQUEST:
+        chunk = conn.recv(_MAX_REQUEST - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def ask(
+    directory: ControlDir,
+    name: str,
+    command: str,
+    timeout: float = 5.0,
+    args: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Client side: one request to the master listening on `name` in `directory`. Raises
     ForeignSocket if the socket or the process serving it is not ours, OSError if nothing
     answers."""
@@ -112,7 +151,8 @@ def ask(directory: ControlDir, name: str, command: str, timeout: float = 5.0) ->
                 f"not trusting {directory.path / name}: it is served by uid {uid}, not by you "
                 f"(uid {os.getuid()}), so it is no worker of yours"
             )
-        conn.sendall(json.dumps({"command": command}).encode() + b"\n")
+        request = {"command": command, "args": dict(args or {})}
+        conn.sendall(json.dumps(request).encode() + b"\n")
         data = b""
         while not data.endswith(b"\n"):
             chunk = conn.recv(65536)

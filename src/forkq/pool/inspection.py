@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from forkq.pool.control import Handler
 from forkq.pool.process_memory import memory_json, process_tree_memory
 from forkq.pool.scoreboard import Scoreboard, SlotState, SlotView
 
@@ -30,10 +31,11 @@ class PoolView(Protocol):
         ...
 
 
-def handlers(pool: PoolView) -> dict[str, Callable[[], dict[str, Any]]]:
-    """The control socket's commands, bound to this pool."""
+def handlers(pool: PoolView) -> dict[str, Handler]:
+    """The control socket's commands, bound to this pool: the one registry of what a master
+    answers (each command's module adds its line here)."""
     return {
-        name: functools.partial(answer, pool)
+        name: functools.partial(_without_args, answer, pool)
         for name, answer in (
             ("ping", ping),
             ("stats", stats),
@@ -41,6 +43,12 @@ def handlers(pool: PoolView) -> dict[str, Callable[[], dict[str, Any]]]:
             ("memory", memory),
         )
     }
+
+
+def _without_args(
+    answer: Callable[[PoolView], dict[str, Any]], pool: PoolView, args: Mapping[str, Any]
+) -> dict[str, Any]:
+    return answer(pool)
 
 
 def ping(pool: PoolView) -> dict[str, Any]:

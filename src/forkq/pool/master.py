@@ -32,6 +32,7 @@ from setproctitle import setproctitle
 from forkq import exitcodes
 from forkq.logs import Origin, relay
 from forkq.pool import inspection
+from forkq.pool.bulletin import Bulletin
 from forkq.pool.child import ChildProgram
 from forkq.pool.companion import Companion, CompanionProgram, Companions
 from forkq.pool.control import ControlServer
@@ -88,8 +89,10 @@ class Master:
         config: PoolConfig,
         private_fds: Sequence[int] = (),  # the caller's that no child may keep (a pidfile's)
         companions: Sequence[CompanionProgram] = (),  # kept running beside the children
+        bulletin: Bulletin | None = None,  # what the master posts for its children to read
     ):
         self.program = program
+        self.bulletin = bulletin or Bulletin()
         self.private_fds = list(private_fds)
         self.supervision = supervision
         self.config = config

@@ -28,6 +28,7 @@ from forkq.app import Forkq
 from forkq.engines.contract import Consumer, ConsumerSession
 from forkq.exceptions import BackendError, BrokerError, Unavailable
 from forkq.outage import Outage
+from forkq.pool.bulletin import BulletinReader
 from forkq.pool.child import EXIT_BOOT_FAILED, EXIT_CRASHED, EXIT_OK, Stopping, StopSignal
 from forkq.pool.scoreboard import SlotWriter
 from forkq.worker.executor import Executor
@@ -66,9 +67,12 @@ def task_budget(max_tasks: int | None) -> int | None:
 class ConsumeProgram:
     """Runs in each child: fetch a batch, execute each message, until told to stop."""
 
-    def __init__(self, app: Forkq, options: ConsumeOptions) -> None:
+    def __init__(
+        self, app: Forkq, options: ConsumeOptions, bulletin: BulletinReader | None = None
+    ) -> None:
         self.app = app
         self.options = options
+        self.bulletin = bulletin  # what the master posts for every child (pool/bulletin.py)
 
     def run_child(self, index: int, slot: SlotWriter, stop: StopSignal) -> int:
         try:

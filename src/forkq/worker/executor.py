@@ -58,6 +58,7 @@ from forkq.throttle import Throttle
 from forkq.unique import unlock_at_end, unlock_at_start
 from forkq.worker.admission import Admission
 from forkq.worker.limits import TimeLimits, call_within_soft_limit
+from forkq.worker.observe import Observers, Rejected
 
 log = logging.getLogger("forkq.worker")
 
@@ -80,8 +81,10 @@ class Executor:
         slot: SlotWriter,
         limits: TimeLimits | None = None,
         run_task: TaskRunner = run_here,
+        observers: Observers | None = None,
     ) -> None:
         self.app = app
+        self.observers = observers or Observers()  # told of each outcome (worker/observe.py)
         self.run_task = run_task
         self.limits = limits or TimeLimits()
         self.session = session
@@ -126,6 +129,9 @@ class Executor:
         self.slot.busy(message.id, message.task, delivery.receipt, delivery.queue, limits.hard)
         if message.unique is not None:
             unlock_at_start(self.results, message)
+        observed, began = self.observers, time.monotonic()
+        if observed:
+            observed.started(message, delivery.queue)
         record = self._run(task, message, delivery, limits.soft)
         if throttle is not None:  # before a retry is published: the next try takes anew
             self.admission.let_go(throttle, task, message)
@@ -142,6 +148,8 @@ class Executor:
         if message.unique is not None and record.state != RETRY:
             unlock_at_end(self.results, message)
         self.slot.finished(failed=record.state == FAILURE, unacked=self._unacked())
+        if observed:
+            observed.finished(message, delivery.queue, record.state, time.monotonic() - began)
         return True
 
     def _finish_with_effects(
@@ -248,6 +256,9 @@ class Executor:
         effects = None if message is None else rejection_effects(self.app, message, rejected)
         apply_effects(self.results, self.app.broker.publish, write, effects)
         self.session.dead_letter(delivery, rejected.reason)
+        if self.observers:
+            name = "" if message is None else message.task
+            self.observers.rejected(Rejected(task_id or "", name, delivery.queue, rejected.reason))
 
     def _run(
         self, task: Task, message: Message, delivery: Delivery, soft_limit: float | None

@@ -31,6 +31,7 @@ from forkq import exitcodes, logs
 from forkq.app import Forkq
 from forkq.arguments import prepare_conversions
 from forkq.engines.contract import schedule_store
+from forkq.pool.bulletin import Bulletin
 from forkq.pool.control_dir import open_worker_dir
 from forkq.pool.master import Master, PoolConfig
 from forkq.pool.pidfile import PidFile
@@ -105,7 +106,8 @@ def run_worker(app: Forkq, config: WorkerConfig, *, gc_was_enabled: bool | None 
         options = ConsumeOptions(
             worker_id, config.queues, config.prefetch, config.limits, config.max_tasks_per_child
         )
-        program = ConsumeProgram(app, options)
+        bulletin = Bulletin(tuple(config.queues))  # shared: made before the fork
+        program = ConsumeProgram(app, options, bulletin.reader())
         supervision = WorkerSupervision(app, worker_id, config.queues)
         companions = [SchedulerProgram(app, schedules, worker_id)] if schedules else []
         pool = PoolConfig(
@@ -131,7 +133,7 @@ def run_worker(app: Forkq, config: WorkerConfig, *, gc_was_enabled: bool | None 
             _warm_package_metadata()
         gc.freeze()
     private = [] if pidfile.fd is None else [pidfile.fd]
-    master = Master(program, supervision, pool, private, companions)
+    master = Master(program, supervision, pool, private, companions, bulletin)
     with pidfile:
         log_banner(app, config, hostname, os.getpid())
         code = master.run()
