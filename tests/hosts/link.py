@@ -115,13 +115,9 @@ class Connection:
     task: asyncio.Task[None]
 
     def abort(self) -> None:
-        """Close both sides with RST (SO_LINGER 0), as a crashed peer does."""
-        for writer in (self.client, self.server):
-            sock = writer.get_extra_info("socket")
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            writer.transport.abort()
+        """Close both sides with RST, as a crashed peer does."""
+        _reset(self.client)
+        _reset(self.server)
 
     def reset(self) -> None:
         """Abort, and stop forwarding for it."""
@@ -225,7 +221,7 @@ class Link:
                 asyncio.open_connection(*self.target, limit=CHUNK), CALL_TIMEOUT
             )
         except (OSError, asyncio.TimeoutError):
-            client.transport.abort()
+            _reset(client)  # as the server's host would answer
             self._serving.discard(task)
             return
         connection = Connection(client, server, task)
@@ -272,6 +268,15 @@ class Link:
                 await sink.drain()
 
         await _all_or_none(receive(), send())
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Close with RST (SO_LINGER 0), not FIN."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
 
 
 async def _all_or_none(*work: Coroutine[Any, Any, None]) -> None:

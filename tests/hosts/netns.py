@@ -239,14 +239,27 @@ def kill_all(namespace: str, timeout: float = 10.0) -> list[int]:
 
 
 def remove(namespace: str, veth: str | None) -> None:
-    """The processes inside killed, the veth pair deleted (at once, both ends) and the
-    namespace unmounted; each step is skipped when already done."""
+    """The processes inside killed, the veth pair deleted (at once, both ends; found from
+    inside when not given) and the namespace unmounted; each step is skipped when done."""
     if namespace in namespaces():
         kill_all(namespace)
+        veth = veth or _root_side(namespace)
     if veth is not None and Path(f"/sys/class/net/{veth}").exists():
         ip("link", "del", veth)
     if namespace in namespaces():
         ip("netns", "del", namespace)
+
+
+def _root_side(namespace: str) -> str | None:
+    """The root namespace's end of the namespace's eth0, by its interface index."""
+    links = json.loads(ip("-netns", namespace, "-json", "link", "show", check=False) or "[]")
+    for link in links:
+        if link.get("ifname") == "eth0" and "link_index" in link:
+            for device in Path("/sys/class/net").iterdir():
+                with contextlib.suppress(OSError, ValueError):
+                    if int((device / "ifindex").read_text()) == link["link_index"]:
+                        return device.name
+    return None
 
 
 def netns_inode(namespace: str) -> int:
