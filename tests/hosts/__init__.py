@@ -33,7 +33,8 @@ Host:
 - `forward(port, target="127.0.0.1")` adds a link (to a private redis-server of the test, for
   one that must be cut apart from the broker); `link(port)`, `redis`, `amqp`, `links`.
 - `run(argv, timeout=30)` -> CompletedProcess (text, captured); `python(code)` runs the venv's
-  Python; `spawn(argv, stdin=False)` -> HostProcess (output collected: `log()`,
+  Python; `forkq(app_dir, *args)` runs the CLI (`inspect`, `control`, ...) from the host;
+  `spawn(argv, stdin=False)` -> HostProcess (output collected: `log()`,
   `wait_for_log(text)`, `write(line)`, `signal()`, `wait()`, `stop()`); `worker(app_dir,
   broker, *args, backend=None, app="e2eapp")` is `forkq worker` in the host. All are killed
   when the host is removed; what they start is killed with the namespace.
@@ -45,6 +46,12 @@ segment's cost: the bytes after it wait one retransmission timeout), `blackhole(
 (nothing forwarded that way, nothing closed: a one-way or two-way partition of that service
 only), `heal()`, `cut()` (RST both sides of every open connection), `connections`,
 `accepted`. Directions: `Direction.UP` (host to server), `DOWN`, `BOTH` (the default).
+
+A server a host runs (a worker's metrics port, say) listens on `host.address`; the test, in
+the root namespace, reaches it there, and every port is free inside a fresh host. Hosts do
+not reach each other (the machine does not forward between them): what they share is reached
+through links. A second Redis that can fail apart from the broker (a result backend, say) is
+a private redis-server on 127.0.0.1 with `host.forward(its_port)` on each host.
 
 Outside pytest: `with Cluster(2, directory) as hosts: ...`. Removal kills the processes in
 each namespace, deletes the veth pairs, then the namespaces; a namespace of a run that died

@@ -163,6 +163,13 @@ class Host:
         """`code` run by this interpreter (the project's venv: redis, pika, forkq) in the host."""
         return self.run([sys.executable, "-c", code], timeout=timeout, env=env)
 
+    def forkq(
+        self, cwd: Path, *args: str, timeout: float = RUN_TIMEOUT
+    ) -> subprocess.CompletedProcess[str]:
+        """`forkq ARGS` run in the host from `cwd` (where the app module is), to its end:
+        `host.forkq(app_dir, "inspect", "ping", "-A", "e2eapp", "--broker", host.reach(url))`."""
+        return self.run([sys.executable, "-m", "forkq", *args], cwd=cwd, timeout=timeout)
+
     def spawn(
         self,
         argv: Sequence[str],

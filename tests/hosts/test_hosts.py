@@ -12,6 +12,7 @@ import sys
 import textwrap
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -118,6 +119,18 @@ def test_each_host_reaches_the_servers_through_its_own_link(
     assert netns.netns_inode(a.namespace) != netns.netns_inode(b.namespace)
 
 
+def test_the_root_namespace_reaches_a_server_a_host_runs(
+    cluster: MakeCluster, tmp_path: Path
+) -> None:
+    a, b = cluster(2)
+    (tmp_path / "hello").write_text("from a host")
+    for host in (a, b):  # the same port on each: every port is free in a fresh host
+        argv = [sys.executable, "-m", "http.server", "8000", "--bind", host.address]
+        host.spawn([*argv, "--directory", str(tmp_path)]).wait_for_log("Serving HTTP")
+        with urllib.request.urlopen(f"http://{host.address}:8000/hello", timeout=5) as page:
+            assert page.read() == b"from a host"
+
+
 def test_reach_rewrites_a_url_to_the_host_s_link(cluster: MakeCluster) -> None:
     (a,) = cluster(1)
     redis_at, amqp_at = f"{a.gateway}:{a.redis.port}", f"{a.gateway}:{a.amqp.port}"
@@ -168,11 +181,11 @@ def broker_url(request: pytest.FixtureRequest) -> Iterator[str]:
     yield from engine_url(request.param, urls[request.param]())
 
 
-def test_a_worker_in_a_host_runs_a_task_sent_from_the_root(
+def test_a_worker_in_a_host_runs_tasks_sent_from_the_root_and_another_host(
     cluster: MakeCluster, e2e_dir: Path, broker_url: str
 ) -> None:
-    (a,) = cluster(1)
-    results = results_url_for(broker_url, e2e_dir)  # RabbitMQ's: a SQLite file both reach
+    a, b = cluster(2)
+    results = results_url_for(broker_url, e2e_dir)  # RabbitMQ's: a SQLite file all reach
     worker = a.worker(e2e_dir, a.reach(broker_url), "-c", "1", backend=results)
     client = Forkq("e2e", broker=broker_url, backend=results)
     try:
@@ -183,8 +196,15 @@ def test_a_worker_in_a_host_runs_a_task_sent_from_the_root(
     child = os.readlink(f"/proc/{where['pid']}/ns/net")
     assert child == f"net:[{netns.netns_inode(a.namespace)}]"
     assert f"forkq worker {a.name} " in worker.log()  # the host's name, as its own
+    assert (a.directory / "control" / f"{worker.pid}.sock").exists()  # the host's own dir
     link = a.redis if broker_url.startswith("redis") else a.amqp
     assert link.accepted >= 1
+
+    backend = ["--backend", results] if results else []
+    sent = b.forkq(e2e_dir, "call", "e2eapp.add", "2", "3", "--wait", "-A", "e2eapp",
+                   "--broker", b.reach(broker_url), *backend)  # fmt: skip
+    assert sent.returncode == 0, sent.stderr
+    assert sent.stdout.strip().splitlines()[-1] == "5"
 
 
 def open_fds() -> set[str]:
