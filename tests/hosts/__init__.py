@@ -8,7 +8,7 @@ shared Redis and RabbitMQ listen on 127.0.0.1 only, which a host cannot reach: e
 a link to each, a TCP proxy (link.py) in the test process listening on the root side of its
 veth, which also plays the network's faults. Needs root and iproute2; without them the tests
 are skipped, with CI=true they fail. The kernel here has no netem qdisc and no traffic
-classifier, so delay and loss are the proxy's; a partition is the link set down.
+classifier, so delay and loss are the proxy's; a partition is in the neighbour entries.
 
 Use from a test (the `cluster` fixture is in tests/conftest.py):
 
@@ -38,8 +38,9 @@ Host:
   `wait_for_log(text)`, `write(line)`, `signal()`, `wait()`, `stop()`); `worker(app_dir,
   broker, *args, backend=None, app="e2eapp")` is `forkq worker` in the host. All are killed
   when the host is removed; what they start is killed with the namespace.
-- `partition()` / `heal()`: the link down / up, all services at once, silently (no reset, no
-  ICMP: connects and reads time out); heal also heals its links. `delay(ms)` on every link.
+- `partition()` / `heal()`: nothing passes between the host and the rest, either way, all
+  services at once, silently (no reset, no ICMP: connects and reads time out, from the host
+  and to it); heal also heals its links. `delay(ms)` on every link.
 
 Link (one service, one host): `delay(ms, direction)`, `loss(fraction, stall_ms=200)` (a lost
 segment's cost: the bytes after it wait one retransmission timeout), `blackhole(direction)`

@@ -115,14 +115,15 @@ class Host:
     # -- the network as a whole ---------------------------------------------------------------
 
     def partition(self) -> None:
-        """Cut the host off: its link is down, nothing passes either way, no connection is
-        closed or reset, and new connections (from the host or to it) time out."""
-        netns.set_link(self.wiring, up=False)
+        """Cut the host off, both ways, from everything: what either side sends is dropped
+        without a word (no reset, no ICMP), so reads and connects time out, both from the host
+        and to it; no connection is closed, and its links keep their settings."""
+        netns.set_neighbours(self.wiring, connected=False)
 
     def heal(self) -> None:
-        """The link up again and every forwarded link healed (no delay, loss or blackhole);
-        returns once packets pass both ways."""
-        netns.set_link(self.wiring, up=True)
+        """The host connected again (at once: no queue to reactivate), and every one of its
+        links healed: no delay, loss or blackhole, what they held delivered."""
+        netns.set_neighbours(self.wiring, connected=True)
         for link in self._links.values():
             link.heal()
 

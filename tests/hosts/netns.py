@@ -8,8 +8,8 @@ What holds:
 - A run's addresses come from one /24 of 10.128.0.0/9 that overlaps no route or address the
   machine has; each host gets a /30 of it (`.4i+1` on the root side, `.4i+2` inside). Only
   the root side of our own veths gets an address in the root namespace.
-- Both ends know each other's MAC as a permanent neighbour entry, so a link set down drops
-  packets silently (a partition, not an ICMP error after a failed ARP).
+- Both ends know each other's MAC as a permanent neighbour entry (no ARP); a partition
+  replaces them with a MAC no one has, so each end drops the other's frames, silently.
 - The choice of subnet and the creation run under one file lock, so parallel runs never pick
   the same subnet.
 """
@@ -35,6 +35,7 @@ NAME = re.compile(rf"^{PREFIX}-(\d+)-(\d+)-\S+$")
 POOL = ipaddress.ip_network("10.128.0.0/9")
 LOCK = Path("/run/lock") if Path("/run/lock").is_dir() else Path("/tmp")
 IP_TIMEOUT = 10.0
+NOWHERE = "02:00:00:00:00:00"  # a MAC no interface of ours has (theirs hold an address)
 
 
 class NetnsError(RuntimeError):
@@ -167,36 +168,28 @@ def create(wiring: Wiring) -> None:
         f"addr add {w.gateway}/30 dev {w.veth}\n"
         f"link set {w.veth} up\n"
     )
-    _know_host(w)
-    ip(
-        "-netns",
-        w.namespace,
-        batch="link set lo up\n"
-        f"addr add {w.address}/30 dev eth0\n"
-        f"neigh replace {w.gateway} lladdr {w.gateway_mac} dev eth0 nud permanent\n"
-        "link set eth0 up\n",
-    )
+    ip("-netns", w.namespace, batch=f"link set lo up\naddr add {w.address}/30 dev eth0\n")
+    set_neighbours(w, connected=True)
+    ip("-netns", w.namespace, "link", "set", "eth0", "up")
     wait_operational(w)
 
 
-def _know_host(w: Wiring) -> None:
-    """The root side's permanent entry for the host (setting the link down drops it)."""
-    ip("neigh", "replace", w.address, "lladdr", w.address_mac, "dev", w.veth, "nud", "permanent")
-
-
-def set_link(wiring: Wiring, up: bool) -> None:
-    """Down: the root side is down, so nothing passes either way and both ends stay silent
-    (no reset, no ICMP): a partition. Up: back, and both ends forward again on return."""
-    ip("link", "set", wiring.veth, "up" if up else "down")
-    if up:
-        _know_host(wiring)
-        wait_operational(wiring)
+def set_neighbours(wiring: Wiring, connected: bool) -> None:
+    """Each end's permanent neighbour entry for the other: its real MAC (connected), or one
+    no interface has (a partition). Then frames still leave each end, but the other drops them
+    as addressed to another host: nothing passes either way, and no one hears of it (no reset,
+    no ICMP, no failed ARP), while links, addresses and routes stay as they are."""
+    w = wiring
+    to_host, to_gateway = (w.address_mac, w.gateway_mac) if connected else (NOWHERE, NOWHERE)
+    ip("neigh", "replace", w.address, "lladdr", to_host, "dev", w.veth, "nud", "permanent")
+    ip("-netns", w.namespace, "neigh", "replace", w.gateway, "lladdr", to_gateway, "dev", "eth0",
+       "nud", "permanent")  # fmt: skip
 
 
 def wait_operational(wiring: Wiring, timeout: float = 5.0) -> None:
-    """Until both ends report carrier and are up. The kernel activates a veth's queue after a
-    carrier change asynchronously; a packet sent before that is dropped (and a SYN then waits
-    a second for its retransmission). It leaves no event a test can wait on but its state."""
+    """Until both ends report carrier and are up. The kernel activates a veth's queue after
+    the carrier comes asynchronously; a packet sent before that is dropped (and a SYN then
+    waits a second for its retransmission). It leaves no event to wait on but its state."""
     deadline = time.monotonic() + timeout
     while not (_root_side_up(wiring) and _host_side_up(wiring)):
         if time.monotonic() > deadline:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -160,10 +161,14 @@ def test_a_partition_times_out_the_host_and_heal_restores_it(
     pinger.write("ping")  # a new connection: its SYN goes nowhere either
     pinger.wait_for_log("FAILED TimeoutError", timeout=10, count=2)
     assert float(python(b, ROUND_TRIP, b.gateway, b.redis.port).stdout) < 0.1  # b unaffected
+    with pytest.raises(TimeoutError):  # from the root to the host: silence too
+        socket.create_connection((a.address, 9), timeout=0.5)
     a.heal()
     pinger.write("ping")
     log = pinger.wait_for_log("PONG", timeout=10, count=2)
     assert "ConnectionRefused" not in log and "Unreachable" not in log, log
+    with pytest.raises(ConnectionRefusedError):  # connected: port 9 answers with a reset
+        socket.create_connection((a.address, 9), timeout=5)
 
 
 def test_one_host_s_link_is_slowed_the_other_s_not(cluster: MakeCluster, servers: None) -> None:
