@@ -128,6 +128,23 @@ def test_delay_adds_latency_not_a_queue(link: Link) -> None:
         assert 0.29 <= time.monotonic() - start < 0.8
 
 
+def test_large_values_pass_whole_through_delay_and_stalls(
+    link: Link, key: str, direct: redis.Redis
+) -> None:
+    """8 MiB each way, through a delay line that holds and stalls chunks: not a byte lost,
+    reordered or changed (the line is bounded: reading stops while it is full)."""
+    value = os.urandom(8 * 2**20)
+    link.delay(20)
+    link.loss(0.3, stall_ms=5)
+    proxied = redis.Redis.from_url(f"redis://{link.address}:{link.port}/{REDIS.rsplit('/', 1)[1]}")
+    try:
+        assert proxied.set(key, value)
+        assert direct.get(key) == value
+        assert proxied.get(key) == value
+    finally:
+        proxied.close()
+
+
 def test_loss_costs_a_stall(link: Link) -> None:
     with connect(link) as sock:
         link.loss(1.0, stall_ms=150, direction=Direction.DOWN)
