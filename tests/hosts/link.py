@@ -188,7 +188,10 @@ class Link:
     async def _flow(self, direction: Direction, flowing: bool) -> None:
         for side in direction.sides():
             event = self._shaping[side].flowing
-            event.set() if flowing else event.clear()
+            if flowing:
+                event.set()
+            else:
+                event.clear()
 
     async def _count(self) -> int:
         return len(self._connections)
