@@ -1,4 +1,5 @@
-"""Shared fixtures: throwaway SQLite URLs and real `forkq worker` processes.
+"""Shared fixtures: throwaway SQLite URLs and real `forkq worker` processes; `cluster`, hosts
+in network namespaces for multi-host tests (tests/hosts/__init__.py says how to use them).
 
 Every worker a test starts runs in its own session (process group); teardown kills that group
 and nothing else, and every wait is bounded.
@@ -24,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from forkq import Forkq, ResultTimeout
+from tests.hosts.fixture import cluster  # noqa: F401  (the fixture, for every test)
 
 PING_TIMEOUT = 30.0
 
