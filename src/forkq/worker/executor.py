@@ -1,8 +1,9 @@
 """Turning one delivery into one outcome, inside a child.
 
     delivery ─► slot: taken ─► decode ─► checks ─► run task* ─► store result ─► ack
-                                 │          │           ├─► Retry: the next try ─► RETRY
-                                 │          │           └─► a workflow's step: its effects
+                                 │          │  │        ├─► Retry: the next try ─► RETRY
+                                 │          │  │        └─► a workflow's step: its effects
+                                 │          │  └─► revoked: store REVOKED ─► ack (not run)
                                  └──────────┴─► rejected: store FAILURE (see MessageRejected)
                                                           ─► dead letter
 
@@ -22,6 +23,10 @@ decoded message and running its task are `forkq.calling`'s, which eager mode sha
 
 Everything goes through the child's one `ConsumerSession`: it settles the delivery, and its
 `results` is where results are stored.
+
+A revoked task (its id in the child's `RevokedIds`, revoked.py: no round trip) is discarded
+right after the checks: REVOKED stored and the message acked, its workflow failed downstream,
+its unique lock let go. So is a delayed message revoked while it waited, when it comes due.
 
 A task with a rate or concurrency limit is admitted between the checks and the run
 (admission.py); over a limit its message is requeued to wait in the broker, and `handle` says
@@ -43,27 +48,36 @@ from forkq.calling import accept, execute, next_try, refused_retry
 from forkq.canvas.effects import apply_effects, effects_of, rejection_effects, stores_result
 from forkq.engines.contract import ConsumerSession, Delivery, Effects, ResultWrite
 from forkq.envelope import Message
-from forkq.exceptions import ConfigurationError, MessageRejected, Rejection, TimeLimitExceeded
-from forkq.pool.child import Stopping
+from forkq.exceptions import (
+    ConfigurationError,
+    MessageRejected,
+    Rejection,
+    TaskRevoked,
+    TimeLimitExceeded,
+)
+from forkq.pool.child import Stopping, Terminated
 from forkq.pool.scoreboard import SlotWriter
 from forkq.result import (
     ResultRecord,
     decode_record,
     encode_storable,
     failure_record,
+    revoked_record,
 )
-from forkq.states import FAILURE, RETRY, STARTED
+from forkq.states import FAILURE, RETRY, REVOKED, STARTED
 from forkq.task import Task
 from forkq.throttle import Throttle
 from forkq.unique import unlock_at_end, unlock_at_start
 from forkq.worker.admission import Admission
 from forkq.worker.limits import TimeLimits, call_within_soft_limit
 from forkq.worker.observe import Observers, Rejected
+from forkq.worker.revoked import RevokedIds
 
 log = logging.getLogger("forkq.worker")
 
 # How long the starts of a returned message are remembered after its last one.
 RETURNED_STARTS_TTL = 7 * 24 * 3600.0
+NOT_RUN = "not run"  # what became of a revoked task discarded here (its REVOKED record says)
 
 TaskRunner = Callable[[Callable[[], ResultRecord]], ResultRecord]
 
@@ -82,9 +96,12 @@ class Executor:
         limits: TimeLimits | None = None,
         run_task: TaskRunner = run_here,
         observers: Observers | None = None,
+        revoked: RevokedIds | None = None,
     ) -> None:
         self.app = app
         self.observers = observers or Observers()  # told of each outcome (worker/observe.py)
+        # The revoked ids, in memory (revoked.py); without a bulletin, read every few seconds.
+        self.revoked = RevokedIds(session.results) if revoked is None else revoked
         self.run_task = run_task
         self.limits = limits or TimeLimits()
         self.session = session
@@ -118,6 +135,8 @@ class Executor:
     def _handle(self, delivery: Delivery) -> bool:
         try:
             message, task = self._accept(delivery)
+            if self.revoked.revoked(message.id):
+                return self._discard_revoked(delivery, task, message)
             throttle = task.options.throttle  # None for tasks without limits: nothing more
             if throttle is not None and self._held_back(delivery, throttle, task, message):
                 return False
@@ -171,6 +190,36 @@ class Executor:
             record, write = self._result_write(message.id, record)
         self.session.finish(delivery, write, effects)
         return record
+
+    def _discard_revoked(self, delivery: Delivery, task: Task, message: Message) -> bool:
+        """A revoked task is not run: its REVOKED record stored and its message acked (not
+        dead-lettered: nothing is wrong with it); its workflow failed downstream with an
+        error that says it was revoked; its unique lock let go, and the concurrency slot a
+        process that died running it may hold."""
+        log.info("task %s[%s] revoked: discarded, not run", message.task, message.id)
+        if task.options.throttle is not None:
+            self.admission.let_go(task.options.throttle, task, message)
+        effects = None
+        if message.flow is not None:
+            why = f"task {message.id} was revoked"
+            failed = failure_record(TaskRevoked.__name__, why, name=message.task)
+            effects = effects_of(self.app, message, failed)[1]
+        self.session.finish(delivery, self._revoked_write(message), effects)
+        if message.unique is not None:  # after the ack, as for a task that ran
+            unlock_at_end(self.results, message)
+        self.slot.finished(failed=False, unacked=self._unacked())
+        if self.observers:
+            self.observers.finished(message, delivery.queue, REVOKED, 0.0)
+        return True
+
+    def _revoked_write(self, message: Message) -> ResultWrite:
+        """The REVOKED record to store: the one stored already, if any (a master that ended
+        the task's process stored "terminated while running", and gave its message back for
+        this discard), else "not run". One read per discard: revocations are rare."""
+        stored = self.results.get(message.id)
+        if stored is not None and stored.state == REVOKED:
+            return ResultWrite(message.id, REVOKED, stored.payload, self.ttl)
+        return self._result_write(message.id, revoked_record(NOT_RUN, message.task))[1]
 
     def _accept(self, delivery: Delivery) -> tuple[Message, Task]:
         """The message and its task, or `_Refused`: the rejection, with the message when it
@@ -275,7 +324,9 @@ class Executor:
     ) -> ResultRecord:
         """The task itself: in this process, or in one of its own (`run_task`)."""
         within = partial(call_within_soft_limit, seconds=soft_limit)
-        return execute(task, message, delivery_count, within=within, passthrough=(Stopping,))
+        return execute(
+            task, message, delivery_count, within=within, passthrough=(Stopping, Terminated)
+        )
 
     def _tracks_started(self, task: Task) -> bool:
         own = task.options.track_started
