@@ -229,6 +229,7 @@ def test_a_unique_tasks_lock_goes_with_its_revocation(h: Harness, bulletin: Bull
     assert report.delay("mon").id == first.id  # locked while pending
     revoke(h, bulletin, first.id)
     h.run_next()
+    assert first.state == REVOKED
     second = report.delay("mon")
     assert second.id != first.id  # the lock went with the discard
     h.run_next()

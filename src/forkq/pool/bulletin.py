@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import mmap
 import struct
+import sys
 import time
 
 import msgspec
@@ -34,6 +35,7 @@ import msgspec
 _HEAD = struct.Struct("<I 4x Q Q I")
 _REVOKES_AT = 8  # aligned
 _SEQ = struct.Struct("<I")
+_COUNT = struct.Struct("<Q")
 _QUEUES = 2048
 _TERMINATING = 16  # task ids kept
 _TASK_ID = 64  # bytes of each: ids longer are compared by their first 64 bytes
@@ -63,6 +65,7 @@ class Bulletin:
         self._seq = 0
         self._posted = Posted(0, 0, (), ("",) * _TERMINATING)
         self._next_terminating = 0  # the slot the next id overwrites
+        self._readers: list[BulletinReader] = []
         if queues:
             self.post_queues(queues)
 
@@ -93,7 +96,9 @@ class Bulletin:
         self._write(Posted(p.revokes, p.queues_version + 1, tuple(queues), p.terminating))
 
     def reader(self) -> BulletinReader:
-        return BulletinReader(self._map)
+        made = BulletinReader(self._map)
+        self._readers.append(made)
+        return made
 
     def _write(self, posted: Posted) -> None:
         raw = "\n".join(posted.queues).encode()
@@ -108,19 +113,33 @@ class Bulletin:
         self._posted = posted
 
     def close(self) -> None:
+        for reader in self._readers:
+            reader.close()  # a view of the page would keep it from closing
         self._map.close()
 
 
 class BulletinReader:
-    """A child's view. `revokes()` is one load, cheap enough to make before every task."""
+    """A child's view. `revokes()` is one load, cheap enough to make before every task: an
+    index into a view of the page's first 16 bytes as two native 8-byte integers (an unpack
+    where the native order is not the page's), about a tenth of `struct.unpack_from` on the
+    page. The view is released by `Bulletin.close` (a page with a view cannot close)."""
 
     def __init__(self, shared: mmap.mmap) -> None:
         self._map = shared
+        little = sys.byteorder == "little"
+        self._counts = memoryview(shared)[0:16].cast("Q") if little else None
 
     def revokes(self) -> int:
         """The master's count of revocations (a single aligned 8-byte field: no torn read
         that matters, a count read one write early is caught at the next look)."""
-        return int(struct.unpack_from("<Q", self._map, _REVOKES_AT)[0])
+        if self._counts is not None:
+            return self._counts[1]
+        return int(_COUNT.unpack_from(self._map, _REVOKES_AT)[0])
+
+    def close(self) -> None:
+        if self._counts is not None:
+            self._counts.release()
+            self._counts = None
 
     def read(self) -> Posted:
         give_up = time.monotonic() + _READ_PATIENCE
