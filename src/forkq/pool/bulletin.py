@@ -121,8 +121,9 @@ class Bulletin:
 class BulletinReader:
     """A child's view. `revokes()` is one load, cheap enough to make before every task: an
     index into a view of the page's first 16 bytes as two native 8-byte integers (an unpack
-    where the native order is not the page's), about a tenth of `struct.unpack_from` on the
-    page. The view is released by `Bulletin.close` (a page with a view cannot close)."""
+    where the native order is not the page's), with none of the buffer export an unpack from
+    the mmap makes each time. The view is released by `Bulletin.close` (a page with a view
+    cannot close)."""
 
     def __init__(self, shared: mmap.mmap) -> None:
         self._map = shared
