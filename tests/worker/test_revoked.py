@@ -186,6 +186,27 @@ def test_a_record_the_master_stored_is_kept_when_the_message_is_discarded(
         result.get(timeout=1)
 
 
+def test_a_redelivery_whose_record_is_revoked_is_discarded_without_the_revoked_ids(
+    h: Harness,
+) -> None:
+    """A worker that has not read the revoked ids since (another host) gets the message of a
+    task terminated elsewhere: the record its master stored is read, as for any redelivery,
+    and the message discarded, even past the redelivery limit."""
+    ran: list[int] = []
+    result = task(h, lambda: ran.append(1), name="f", max_deliveries=1).delay()
+    first = h.fetch()
+    h.app.backend.store(
+        result.id, REVOKED, encode_record(revoked_record("terminated while running", "f")), 60
+    )
+    h.child_died_holding(first)  # the master gives it back counted
+    h.run_next()
+    assert ran == [] and h.dead_reasons() == []
+    assert len(h.executor.revoked) == 0  # not from the revoked ids
+    with pytest.raises(TaskRevoked, match="terminated while running"):
+        result.get(timeout=1)
+    assert h.app.broker.size(h.queue) == 0
+
+
 def test_a_revoked_chain_step_fails_what_follows_saying_so(h: Harness, bulletin: Bulletin) -> None:
     add = task(h, lambda x, y: x + y, name="add")
     workflow = chain(add.s(1, 1), add.s(2), add.s(3)).delay()

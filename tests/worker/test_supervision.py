@@ -120,11 +120,12 @@ def test_where_the_engine_recovers_by_connection_nothing_is_released(
     assert stored is not None and decode_record(stored.payload).exc_type == "TimeLimitExceeded"
 
 
-def test_a_child_terminated_for_a_revoked_task_stores_revoked_and_gives_it_back_uncounted(
+def test_a_child_terminated_for_a_revoked_task_stores_revoked_and_gives_it_back(
     app: Forkq,
 ) -> None:
-    """Its message goes back as if never started, for the next child to discard (executor):
-    the master holds only its receipt, not what a discard also does (its workflow, its lock)."""
+    """Its message goes back counted, for the next consumer to discard on reading the record
+    (executor): the master holds only its receipt, not what a discard also does (its
+    workflow, its lock)."""
     running, finished, _ = held(app, [b"running", b"finished", b"prefetched"])
     seen = busy_with(running, unacked=((finished.queue, finished.receipt),))
     supervision = WorkerSupervision(app, WORKER)
@@ -139,5 +140,5 @@ def test_a_child_terminated_for_a_revoked_task_stores_revoked_and_gives_it_back_
         "terminated while running",
         "slow",
     )
-    assert deliveries(app) == {b"running": 1, b"prefetched": 1}  # uncounted; finished acked
+    assert deliveries(app) == {b"running": 2, b"prefetched": 1}  # the finished one acked
     assert app.broker.dead_letters() == []

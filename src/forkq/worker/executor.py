@@ -134,8 +134,8 @@ class Executor:
 
     def _handle(self, delivery: Delivery) -> bool:
         try:
-            message, task = self._accept(delivery)
-            if self.revoked.revoked(message.id):
+            message, task, revoked = self._accept(delivery)
+            if revoked or self.revoked.revoked(message.id):
                 return self._discard_revoked(delivery, task, message)
             throttle = task.options.throttle  # None for tasks without limits: nothing more
             if throttle is not None and self._held_back(delivery, throttle, task, message):
@@ -221,9 +221,10 @@ class Executor:
             return ResultWrite(message.id, REVOKED, stored.payload, self.ttl)
         return self._result_write(message.id, revoked_record(NOT_RUN, message.task))[1]
 
-    def _accept(self, delivery: Delivery) -> tuple[Message, Task]:
-        """The message and its task, or `_Refused`: the rejection, with the message when it
-        was decoded (its workflow then fails downstream of it)."""
+    def _accept(self, delivery: Delivery) -> tuple[Message, Task, bool]:
+        """The message, its task, and whether its stored record says it was revoked (read for
+        redeliveries only); or `_Refused`: the rejection, with the message when it was decoded
+        (its workflow then fails downstream of it)."""
         if delivery.delivery_count > 1 and delivery.delivery_count > self._most_deliveries() + 1:
             # Over every task's limit, and the last try to reject it died too: decoding it
             # may be what kills the process, so it goes without being read.
@@ -235,18 +236,19 @@ class Executor:
             raise _Refused(rejected) from None
         task: Task | None = None
         message = decoded  # until accepted: then as its task gets it (converted arguments)
+        revoked = False
         try:
             message, task = accept(self.app, decoded)
             if delivery.returned or delivery.delivery_count > 1:
-                self._refuse_if_killed_for_time(message)
+                revoked = self._revoked_by_master(message)
             limit = task.options.max_deliveries or self.app.settings.max_deliveries
-            if delivery.delivery_count > limit:
+            if delivery.delivery_count > limit and not revoked:
                 raise _worker_lost(delivery.delivery_count, limit, message.id)
         except MessageRejected as rejected:
             if task is not None and task.options.throttle is not None:  # its slot, if it
                 self.admission.let_go(task.options.throttle, task, message)  # died holding one
             raise _Refused(rejected, decoded) from None
-        return message, task
+        return message, task, revoked
 
     def _held_back(
         self, delivery: Delivery, throttle: Throttle, task: Task, message: Message
@@ -268,24 +270,33 @@ class Executor:
         own = (t.options.max_deliveries or 0 for t in self.app.tasks.values())
         return max([self.app.settings.max_deliveries, *own])
 
-    def _refuse_if_killed_for_time(self, message: Message) -> None:
-        """A message back after its process was killed for its hard time limit: the master
-        stored that FAILURE. Where the engine recovers by connection (RabbitMQ) the master
-        cannot dead-letter the message, and the server brings it back as a returned delivery.
-        Where the master releases, its release buries the message, unless that release never
-        landed (an outage that outlasted the lease, or the whole worker dying in between) and
-        the lease brought it back. Either way it is dead-lettered here, not run again: one read
-        of the result per redelivery, and redeliveries follow crashes only."""
+    def _revoked_by_master(self, message: Message) -> bool:
+        """A message back after its process was ended by its master, which stored why: one
+        read of the result per redelivery (redeliveries follow crashes only).
+
+        Revoked and terminated (REVOKED stored): True, to be discarded, whether or not this
+        child's revoked ids have it yet (a worker on another host may not have read them
+        since). The master gives the message back counted, as a task whose process died.
+
+        Killed for its hard time limit (FAILURE `TimeLimitExceeded` stored): refused. Where
+        the engine recovers by connection (RabbitMQ) the master cannot dead-letter the
+        message, and the server brings it back as a returned delivery. Where the master
+        releases, its release buries the message, unless that release never landed (an outage
+        that outlasted the lease, or the whole worker dying in between) and the lease brought
+        it back. Either way it is dead-lettered here, not run again."""
         stored = self.results.get(message.id)
+        if stored is not None and stored.state == REVOKED:
+            return True
         if stored is None or stored.state != FAILURE:
-            return
+            return False
         try:
             record = decode_record(stored.payload)
         except Exception:  # a junk record is no verdict of the master's
-            return
+            return False
         if record.exc_type == TimeLimitExceeded.__name__:
             reason = record.exc_message or "hard time limit exceeded"
             raise MessageRejected(reason, message.id, kind=Rejection.KILLED_FOR_TIME)
+        return False
 
     def _reject(
         self, delivery: Delivery, rejected: MessageRejected, message: Message | None

@@ -5,7 +5,7 @@ the living ones hold theirs.
                   running: back counted │ finished, ack kept: acked │ killed for its hard
                   time limit: FAILURE stored (every engine), dead-lettered (by the release)
                   │ terminated, its task revoked: REVOKED stored (every engine), back
-                  uncounted, for the next child to discard (executor.py)
+                  counted, for the next child to discard (executor.py)
     tick       ─► heartbeat (with the queues consumed) ─► retry releases an outage held up
 
 Where the engine recovers by connection (RabbitMQ: `Capabilities.releases_others` is False),
@@ -14,10 +14,13 @@ released here: the message of a task killed for its time limit comes back as a r
 delivery, which the executor dead-letters on reading the FAILURE stored here.
 
 A revoked task's message goes back rather than being acked here: the master holds only its
-receipt, and the child that fetches it next (it is in every child's revoked ids before any
-child was signalled) discards it with all a revoked task's consequences — its workflow failed
-downstream, its unique lock let go — the same way on every engine (RabbitMQ redelivers it
-anyway). Should the release fail, the lease brings it back to the same end.
+receipt, and the child that fetches it next discards it with all a revoked task's
+consequences — its workflow failed downstream, its unique lock let go — the same way on every
+engine (RabbitMQ redelivers it anyway). It goes back counted, as any message whose process
+died while running it: the consumer that gets it, on any host, reads the REVOKED stored here
+before anything else (it reads the record of every redelivery), so it is discarded even by a
+worker that has not read the revoked ids since. The record is stored before the release: a
+store that fails is retried with the release on the next tick.
 """
 
 from __future__ import annotations
@@ -63,8 +66,7 @@ class WorkerSupervision:
         if exit.reason is Ending.TIME_LIMIT and running:
             dead, running = (self._fail_timed_out(seen),), ()
         elif exit.reason is Ending.REVOKED and running:
-            self._store_revoked(seen)
-            running = ()  # back uncounted: not the task's doing
+            self._store_revoked(seen)  # back counted: its next consumer reads this first
         if not self.app.broker.capabilities.releases_others:
             return  # the server gives back what the child's connection held
         consumer = Consumer.of_child(self.worker_id, exit.index, exit.pid)
