@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from time import monotonic
 
 from forkq.engines.contract import REVOKED_MAX, ResultBackend, Revocations
 from forkq.exceptions import BackendError
@@ -34,6 +36,10 @@ BACKSTOP = 5.0  # seconds between reads when no revocation was heard of
 RETRY_AFTER = 1.0  # seconds after a failed read before the next
 
 
+def _nothing_heard() -> int:
+    return 0
+
+
 class RevokedIds:
     def __init__(
         self,
@@ -42,7 +48,10 @@ class RevokedIds:
         backstop: float = BACKSTOP,
     ) -> None:
         self._results = results
-        self._bulletin = bulletin
+        # The master's count of revocations heard of: a bound method, called before each task.
+        self._heard_now: Callable[[], int] = (
+            _nothing_heard if bulletin is None else bulletin.revokes
+        )
         self._backstop = backstop
         self._ids: dict[str, float] = {}  # task id -> its revocation's expiry, oldest first
         self._cursor = 0
@@ -57,8 +66,8 @@ class RevokedIds:
     def revoked(self, task_id: str) -> bool:
         """Whether `task_id` is revoked: read again first if the bulletin or the backstop says
         the set may have changed."""
-        heard = 0 if self._bulletin is None else self._bulletin.revokes()
-        if heard != self._heard or time.monotonic() >= self._due:
+        heard = self._heard_now()
+        if heard != self._heard or monotonic() >= self._due:
             self.refresh(heard)
         expires = self._ids.get(task_id)
         return expires is not None and expires >= time.time()
@@ -66,8 +75,8 @@ class RevokedIds:
     def refresh(self, heard: int | None = None) -> None:
         """Read what changed since the cursor (everything, the first time)."""
         if heard is None:
-            heard = 0 if self._bulletin is None else self._bulletin.revokes()
-        now = time.monotonic()
+            heard = self._heard_now()
+        now = monotonic()
         self._heard = heard  # taken before the read: a revoke posted during it reads again
         try:
             found = self._results.revocations(self._cursor)
