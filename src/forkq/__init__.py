@@ -18,10 +18,11 @@ from forkq.exceptions import (
     Retry,
     SoftTimeLimitExceeded,
     TaskFailed,
+    TaskRevoked,
     WorkerLost,
     WorkflowTooDeep,
 )
-from forkq.states import FAILURE, PENDING, RETRY, STARTED, SUCCESS
+from forkq.states import FAILURE, PENDING, RETRY, REVOKED, STARTED, SUCCESS
 
 if TYPE_CHECKING:
     from forkq.app import Forkq
@@ -37,6 +38,7 @@ __all__ = [
     "FAILURE",
     "PENDING",
     "RETRY",
+    "REVOKED",
     "STARTED",
     "SUCCESS",
     "ArgumentError",
@@ -52,6 +54,7 @@ __all__ = [
     "SoftTimeLimitExceeded",
     "Task",
     "TaskFailed",
+    "TaskRevoked",
     "WorkerLost",
     "WorkflowTooDeep",
     "chain",

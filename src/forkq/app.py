@@ -30,6 +30,7 @@ from forkq.exceptions import ConfigurationError
 from forkq.failures import TypeKey, type_key
 from forkq.periodic import PeriodicTasks
 from forkq.result import AsyncResult
+from forkq.revocation import TELL_TIMEOUT, Told, revoke
 from forkq.schedule import Schedule
 from forkq.sending import CallOptions
 from forkq.settings import Settings, load_settings
@@ -256,6 +257,20 @@ class Forkq(PeriodicTasks):
         Only tasks defined with a `rate_limit` are limited: this changes their rate."""
         interval = None if rate is None else parse_rate(rate, f"rate limit of {task}").interval
         self.backend.set_rate_override(task, interval)
+
+    def revoke(
+        self,
+        task_ids: str | Iterable[str],
+        *,
+        terminate: bool = False,
+        signal: str = "SIGTERM",
+        ttl: float | None = None,
+        timeout: float = TELL_TIMEOUT,
+    ) -> Told:
+        """Revoke tasks by id, stored first (workers down or started later honour it), then
+        running workers told; `terminate` sends `signal` to the child running one. A revoked
+        task is REVOKED and its `get()` raises `TaskRevoked` (forkq/revocation.py)."""
+        return revoke(self, task_ids, terminate=terminate, signal=signal, ttl=ttl, timeout=timeout)
 
     def publish(self, message: Message) -> None:
         """Send the message; in eager mode, run its task here and now (eager.py)."""

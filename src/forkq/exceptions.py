@@ -75,6 +75,28 @@ class TaskFailed(ForkqError):
         return (_rebuild_failure, (self.original, *fields, self.exc_module))
 
 
+class TaskRevoked(TaskFailed):
+    """The task was revoked (`AsyncResult.revoke`, `forkq revoke`): a worker discarded it
+    without running it, or terminated the process running it. Its state is REVOKED; a
+    `TaskFailed`, so that code that handles a task's failure handles this too. `exc_message`
+    says which of the two ("not run", "terminated while running")."""
+
+    def __init__(
+        self,
+        task_id: str,
+        exc_type: str = "TaskRevoked",
+        exc_message: str = "revoked",
+        traceback: str = "",
+        exc_module: str | None = None,
+    ) -> None:
+        super().__init__(task_id, exc_type, exc_message, traceback, exc_module)
+        self.args = (f"task {task_id} was revoked: {exc_message}",)
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        fields = (self.task_id, self.exc_type, self.exc_message, self.remote_traceback)
+        return (TaskRevoked, (*fields, self.exc_module))
+
+
 def _rebuild_failure(original: type[Exception] | None, *fields: Any) -> TaskFailed:
     return failure_of(original, *fields)
 

@@ -10,10 +10,16 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, over
 import msgspec
 
 from forkq.engines.sightings import who_consumes
-from forkq.exceptions import BackendUnavailable, BackendUnreachable, ResultTimeout, TaskFailed
+from forkq.exceptions import (
+    BackendUnavailable,
+    BackendUnreachable,
+    ResultTimeout,
+    TaskFailed,
+    TaskRevoked,
+)
 from forkq.failures import task_failure
 from forkq.outage import Outage
-from forkq.states import FAILURE, PENDING, READY_STATES, RETRY, SUCCESS
+from forkq.states import FAILURE, PENDING, READY_STATES, RETRY, REVOKED, SUCCESS
 
 log = logging.getLogger("forkq.client")
 
@@ -75,6 +81,18 @@ def failure_record(
         exc_message=message,
         traceback=traceback,
         retries=retries,
+        date_done=time.time(),
+        name=name,
+    )
+
+
+def revoked_record(how: str, name: str | None = None) -> ResultRecord:
+    """The REVOKED record of a revoked task; `how` says what became of it ("not run",
+    "terminated while running")."""
+    return ResultRecord(
+        state=REVOKED,
+        exc_type=TaskRevoked.__name__,
+        exc_message=how,
         date_done=time.time(),
         name=name,
     )
@@ -157,11 +175,12 @@ class AsyncResult(Generic[R]):
 
     @property
     def result(self) -> Any:
-        """The return value, the `TaskFailed` error of a failure, or None while not ready."""
+        """The return value, the `TaskFailed` error of a failure (`TaskRevoked` of a revoked
+        task), or None while not ready."""
         record = self._record()
         if record is None:
             return None
-        return self.failure(record) if record.state == FAILURE else record.result
+        return self.failure(record) if record.state in (FAILURE, REVOKED) else record.result
 
     @property
     def info(self) -> Any:
@@ -170,7 +189,7 @@ class AsyncResult(Generic[R]):
         record = self._record()
         if record is None:
             return None
-        if record.state in (FAILURE, RETRY) and record.exc_type is not None:
+        if record.state in (FAILURE, RETRY, REVOKED) and record.exc_type is not None:
             return self.failure(record)
         return record.result
 
@@ -195,7 +214,8 @@ class AsyncResult(Generic[R]):
     def get(self, timeout: float | None = None, propagate: bool = True) -> R | TaskFailed:
         """Wait for the task to finish and return its value.
 
-        A failed task raises `TaskFailed` (or returns it with propagate=False); waiting longer
+        A failed task raises `TaskFailed` (or returns it with propagate=False), a revoked one
+        `TaskRevoked` (a `TaskFailed` too); waiting longer
         than `timeout` seconds raises `ResultTimeout`, a `TimeoutError` naming the task id. An
         unreachable backend is waited out until then, and if it is still unreachable at the
         deadline the `ResultTimeout` is a `BackendUnreachable` that says so; any other failure
@@ -265,8 +285,18 @@ class AsyncResult(Generic[R]):
     def forget(self) -> None:
         self.app.backend.forget(self.id)
 
+    def revoke(self, terminate: bool = False, signal: str = "SIGTERM") -> None:
+        """Revoke the task: no worker runs it from now on, a worker started later included
+        (kept in the result backend); with `terminate`, the process running it now is sent
+        `signal` too (see `Forkq.revoke`)."""
+        self.app.revoke([self.id], terminate=terminate, signal=signal)
+
     def failure(self, record: ResultRecord) -> TaskFailed:
-        """The error a FAILURE record of this task reads as (`get()` raises it)."""
+        """The error a FAILURE record of this task reads as (`get()` raises it); a REVOKED
+        record's is `TaskRevoked`."""
+        if record.state == REVOKED:
+            how = record.exc_message or "revoked"
+            return TaskRevoked(self.id, record.exc_type or TaskRevoked.__name__, how)
         return task_failure(
             self.id,
             record.exc_module,

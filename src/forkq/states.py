@@ -12,6 +12,9 @@ STARTED: Final = "STARTED"
 RETRY: Final = "RETRY"
 SUCCESS: Final = "SUCCESS"
 FAILURE: Final = "FAILURE"
+#: The task was revoked: discarded without running, or its process terminated while it ran
+#: (`AsyncResult.revoke`); `get()` raises `TaskRevoked`.
+REVOKED: Final = "REVOKED"
 
 #: States after which a task will not change again; `AsyncResult.get()` waits for one of these.
-READY_STATES: Final = frozenset({SUCCESS, FAILURE})
+READY_STATES: Final = frozenset({SUCCESS, FAILURE, REVOKED})

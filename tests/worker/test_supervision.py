@@ -23,7 +23,7 @@ from forkq.pool.exits import ChildExit
 from forkq.pool.scoreboard import SlotState, SlotView
 from forkq.pool.watch import Ending
 from forkq.result import decode_record
-from forkq.states import FAILURE
+from forkq.states import FAILURE, REVOKED
 from forkq.worker.supervision import WorkerSupervision
 
 WORKER, INDEX, PID = "w", 0, 4242
@@ -118,3 +118,27 @@ def test_where_the_engine_recovers_by_connection_nothing_is_released(
     assert deliveries(app) == {}  # still held by the child's consumer: no one released them
     stored = app.backend.get("task-1")
     assert stored is not None and decode_record(stored.payload).exc_type == "TimeLimitExceeded"
+
+
+def test_a_child_terminated_for_a_revoked_task_stores_revoked_and_gives_it_back(
+    app: Forkq,
+) -> None:
+    """Its message goes back counted, for the next consumer to discard on reading the record
+    (executor): the master holds only its receipt, not what a discard also does (its
+    workflow, its lock)."""
+    running, finished, _ = held(app, [b"running", b"finished", b"prefetched"])
+    seen = busy_with(running, unacked=((finished.queue, finished.receipt),))
+    supervision = WorkerSupervision(app, WORKER)
+    supervision.child_exited(killed(seen, Ending.REVOKED))
+    assert supervision.unreleased == []
+    stored = app.backend.get("task-1")
+    assert stored is not None
+    record = decode_record(stored.payload)
+    assert (record.state, record.exc_type, record.exc_message, record.name) == (
+        REVOKED,
+        "TaskRevoked",
+        "terminated while running",
+        "slow",
+    )
+    assert deliveries(app) == {b"running": 2, b"prefetched": 1}  # the finished one acked
+    assert app.broker.dead_letters() == []

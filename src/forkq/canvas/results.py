@@ -103,6 +103,12 @@ class GroupResult:
         for result in self.results:
             result.forget()
 
+    def revoke(self, terminate: bool = False, signal: str = "SIGTERM") -> None:
+        """Revoke every member (`Forkq.revoke`): a member that did not run yet never does, and
+        the group's `get()` raises its `TaskRevoked`; a chord over this group fails its body
+        with an error that says so."""
+        self.app.revoke([r.id for r in self.results], terminate=terminate, signal=signal)
+
 
 def gather(
     app: Forkq,

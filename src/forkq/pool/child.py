@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from types import FrameType
 from typing import NoReturn, Protocol
@@ -35,16 +35,31 @@ class Stopping(BaseException):
     takes it for a failure of what was being read."""
 
 
+class Terminated(BaseException):
+    """Raised in a busy child by SIGTERM when the master is terminating the task it runs (a
+    revoke with terminate): the task unwinds (its `finally` blocks and context managers run)
+    and the child leaves at once, its slot still naming the task, for the master to settle
+    (`forkq.worker.supervision`). A BaseException, like `Stopping`, so that no `except
+    Exception` on the way takes it for the task's failure."""
+
+
+def _never() -> bool:
+    return False
+
+
 class StopSignal:
     """SIGTERM in a child: a flag while it works, an immediate `Stopping` while it waits.
 
     Interrupting a wait is safe because the master releases whatever a child held when it
-    exits; interrupting a task is not, so a busy child only notes the request.
+    exits; interrupting a task is not, so a busy child only notes the request, unless the
+    master is terminating that very task (`terminating`, set by the program: the bulletin
+    says so), when it raises `Terminated` wherever the task is.
     """
 
     def __init__(self) -> None:
         self.requested = False
         self._interruptible = False
+        self.terminating: Callable[[], bool] = _never  # whether the running task is ended
         signal.signal(signal.SIGTERM, self._on_term)
 
     def _on_term(self, signum: int, frame: FrameType | None) -> None:
@@ -52,6 +67,8 @@ class StopSignal:
         if self._interruptible:
             self._interruptible = False
             raise Stopping()
+        if self.terminating():
+            raise Terminated()
 
     @contextmanager
     def interruptible(self) -> Iterator[None]:
@@ -93,7 +110,7 @@ def child_main(
         stop = StopSignal()
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
         code = program.run_child(index, slot, stop)
-    except Stopping:
+    except (Stopping, Terminated):
         code = EXIT_OK
     except BaseException:
         traceback.print_exc()

@@ -11,10 +11,11 @@ from typing import Any, Protocol
 
 from forkq.pool.control import Handler
 from forkq.pool.process_memory import memory_json, process_tree_memory
+from forkq.pool.revoke import RevokingPool, revoke
 from forkq.pool.scoreboard import Scoreboard, SlotState, SlotView
 
 
-class PoolView(Protocol):
+class PoolView(RevokingPool, Protocol):
     title: str
     hostname: str
     concurrency: int
@@ -35,13 +36,16 @@ def handlers(pool: PoolView) -> dict[str, Handler]:
     """The control socket's commands, bound to this pool: the one registry of what a master
     answers (each command's module adds its line here)."""
     return {
-        name: functools.partial(_without_args, answer, pool)
-        for name, answer in (
-            ("ping", ping),
-            ("stats", stats),
-            ("active", active),
-            ("memory", memory),
-        )
+        **{
+            name: functools.partial(_without_args, answer, pool)
+            for name, answer in (
+                ("ping", ping),
+                ("stats", stats),
+                ("active", active),
+                ("memory", memory),
+            )
+        },
+        "revoke": functools.partial(revoke, pool),
     }
 
 

@@ -386,7 +386,13 @@ class Master:
             self.stop_cold()
 
     def _unjudged(self) -> list[tuple[int, int]]:
-        return [(c.index, c.pid) for c in self.children.values() if c.pid not in self._verdicts]
+        """The children the watch still judges: not those already being ended, except for a
+        revoked task (a task that survives its SIGTERM still has time and memory limits)."""
+        return [
+            (c.index, c.pid)
+            for c in self.children.values()
+            if (v := self._verdicts.get(c.pid)) is None or v.reason is Ending.REVOKED
+        ]
 
     def enforce(self, verdicts: list[Verdict]) -> None:
         for verdict in verdicts:

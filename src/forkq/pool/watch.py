@@ -36,13 +36,14 @@ class Ending(enum.Enum):
     TIME_LIMIT = "time limit"  # its task ran past its hard time limit
     MEMORY = "memory"  # its USS grew past the limit: it is recycled
     SHRINK = "shrink"  # TTOU: an idle child retired
+    REVOKED = "revoked"  # its task was revoked with terminate (pool/revoke.py)
 
 
 class Verdict(msgspec.Struct, frozen=True):
     pid: int
     signum: int
     reason: Ending
-    task_id: str = ""  # the task it concerns, for a time limit
+    task_id: str = ""  # the task it concerns, for a time limit or a revocation
     detail: str = ""
 
     def announcement(self, index: int) -> tuple[int, str]:
@@ -55,6 +56,9 @@ class Verdict(msgspec.Struct, frozen=True):
                 logging.WARNING,
                 f"{child} ran {self.detail} past its hard time limit: killing it",
             )
+        if self.reason is Ending.REVOKED:
+            sent = signal.Signals(self.signum).name
+            return logging.WARNING, f"{child} runs revoked task {self.detail}: sending {sent}"
         return logging.INFO, f"recycling {child}: {self.detail}"
 
 

@@ -1,7 +1,8 @@
 """The child's half of a worker: one consumer session, and the loop that feeds it to the
 executor until the child is told to stop.
 
-    boot: own connections ─► ConsumerSession (Consumer.of_child) ─► after-fork hooks
+    boot: own connections ─► ConsumerSession (Consumer.of_child) ─► the revoked ids
+          (revoked.py) ─► after-fork hooks
     loop: fetch a batch (prefetch.py) ─► executor.handle each ─► ... (until stopped/budget)
     leave: release what it still holds (prefetched: back uncounted) ─► close the connections
 
@@ -9,7 +10,9 @@ A task's process that dies (`--max-tasks-per-child 1`, task_process.py) ends the
 in one place: its message goes back counted when the task is to blame (it ran and died), and
 uncounted when it never ran (a hook or the fork failed). A broker or backend error mid-task
 ends the child without releasing: its master releases what it held (or, where the engine
-recovers by connection, the server does), and the task runs again.
+recovers by connection, the server does), and the task runs again. A task the master
+terminates (a revoke with terminate: SIGTERM, and the bulletin names the task) ends the child
+at once, through `Terminated` (pool/child.py); its master settles the message.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from forkq.pool.scoreboard import SlotWriter
 from forkq.worker.executor import Executor
 from forkq.worker.limits import TimeLimits
 from forkq.worker.prefetch import PrefetchSizer
+from forkq.worker.revoked import RevokedIds
 from forkq.worker.task_process import TaskProcessDied, run_in_own_process
 
 log = logging.getLogger("forkq.worker")
@@ -75,6 +79,9 @@ class ConsumeProgram:
         self.bulletin = bulletin  # what the master posts for every child (pool/bulletin.py)
 
     def run_child(self, index: int, slot: SlotWriter, stop: StopSignal) -> int:
+        bulletin = self.bulletin
+        if bulletin is not None:  # SIGTERM ends the running task if the master terminates it
+            stop.terminating = lambda: bulletin.terminating(slot.task_id)
         try:
             return self._serve(index, slot, stop)
         finally:
@@ -126,14 +133,16 @@ class ConsumeProgram:
         self.app.drop_inherited_connections()
         # This child's own connections, and its one session on them.
         session = self.app.broker.consumer(consumer, self.app.backend)
+        revoked = RevokedIds(session.results, self.bulletin)
+        revoked.refresh()  # a failure is logged, and read again at the first task
         limits = self.options.limits
         if self.options.fork_per_task:  # the hooks run where the tasks run
             # The task's process never uses the child's connections: `app.broker` and
             # `app.backend` see the new pid and open their own if the task publishes.
             runner = partial(run_in_own_process, self._run_after_fork_hooks)
-            return session, Executor(self.app, session, slot, limits, runner)
+            return session, Executor(self.app, session, slot, limits, runner, revoked=revoked)
         self._run_after_fork_hooks()
-        return session, Executor(self.app, session, slot, limits)
+        return session, Executor(self.app, session, slot, limits, revoked=revoked)
 
     def _run_after_fork_hooks(self) -> None:
         for hook in self.app.after_fork_hooks:

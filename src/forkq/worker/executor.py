@@ -1,8 +1,9 @@
 """Turning one delivery into one outcome, inside a child.
 
     delivery ─► slot: taken ─► decode ─► checks ─► run task* ─► store result ─► ack
-                                 │          │           ├─► Retry: the next try ─► RETRY
-                                 │          │           └─► a workflow's step: its effects
+                                 │          │  │        ├─► Retry: the next try ─► RETRY
+                                 │          │  │        └─► a workflow's step: its effects
+                                 │          │  └─► revoked: store REVOKED ─► ack (not run)
                                  └──────────┴─► rejected: store FAILURE (see MessageRejected)
                                                           ─► dead letter
 
@@ -22,6 +23,10 @@ decoded message and running its task are `forkq.calling`'s, which eager mode sha
 
 Everything goes through the child's one `ConsumerSession`: it settles the delivery, and its
 `results` is where results are stored.
+
+A revoked task (its id in the child's `RevokedIds`, revoked.py: no round trip) is discarded
+right after the checks: REVOKED stored and the message acked, its workflow failed downstream,
+its unique lock let go. So is a delayed message revoked while it waited, when it comes due.
 
 A task with a rate or concurrency limit is admitted between the checks and the run
 (admission.py); over a limit its message is requeued to wait in the broker, and `handle` says
@@ -43,27 +48,36 @@ from forkq.calling import accept, execute, next_try, refused_retry
 from forkq.canvas.effects import apply_effects, effects_of, rejection_effects, stores_result
 from forkq.engines.contract import ConsumerSession, Delivery, Effects, ResultWrite
 from forkq.envelope import Message
-from forkq.exceptions import ConfigurationError, MessageRejected, Rejection, TimeLimitExceeded
-from forkq.pool.child import Stopping
+from forkq.exceptions import (
+    ConfigurationError,
+    MessageRejected,
+    Rejection,
+    TaskRevoked,
+    TimeLimitExceeded,
+)
+from forkq.pool.child import Stopping, Terminated
 from forkq.pool.scoreboard import SlotWriter
 from forkq.result import (
     ResultRecord,
     decode_record,
     encode_storable,
     failure_record,
+    revoked_record,
 )
-from forkq.states import FAILURE, RETRY, STARTED
+from forkq.states import FAILURE, RETRY, REVOKED, STARTED
 from forkq.task import Task
 from forkq.throttle import Throttle
 from forkq.unique import unlock_at_end, unlock_at_start
 from forkq.worker.admission import Admission
 from forkq.worker.limits import TimeLimits, call_within_soft_limit
 from forkq.worker.observe import Observers, Rejected
+from forkq.worker.revoked import RevokedIds
 
 log = logging.getLogger("forkq.worker")
 
 # How long the starts of a returned message are remembered after its last one.
 RETURNED_STARTS_TTL = 7 * 24 * 3600.0
+NOT_RUN = "not run"  # what became of a revoked task discarded here (its REVOKED record says)
 
 TaskRunner = Callable[[Callable[[], ResultRecord]], ResultRecord]
 
@@ -82,9 +96,12 @@ class Executor:
         limits: TimeLimits | None = None,
         run_task: TaskRunner = run_here,
         observers: Observers | None = None,
+        revoked: RevokedIds | None = None,
     ) -> None:
         self.app = app
         self.observers = observers or Observers()  # told of each outcome (worker/observe.py)
+        # The revoked ids, in memory (revoked.py); without a bulletin, read every few seconds.
+        self.revoked = RevokedIds(session.results) if revoked is None else revoked
         self.run_task = run_task
         self.limits = limits or TimeLimits()
         self.session = session
@@ -117,7 +134,9 @@ class Executor:
 
     def _handle(self, delivery: Delivery) -> bool:
         try:
-            message, task = self._accept(delivery)
+            message, task, revoked = self._accept(delivery)
+            if revoked or self.revoked.revoked(message.id):
+                return self._discard_revoked(delivery, task, message)
             throttle = task.options.throttle  # None for tasks without limits: nothing more
             if throttle is not None and self._held_back(delivery, throttle, task, message):
                 return False
@@ -172,9 +191,40 @@ class Executor:
         self.session.finish(delivery, write, effects)
         return record
 
-    def _accept(self, delivery: Delivery) -> tuple[Message, Task]:
-        """The message and its task, or `_Refused`: the rejection, with the message when it
-        was decoded (its workflow then fails downstream of it)."""
+    def _discard_revoked(self, delivery: Delivery, task: Task, message: Message) -> bool:
+        """A revoked task is not run: its REVOKED record stored and its message acked (not
+        dead-lettered: nothing is wrong with it); its workflow failed downstream with an
+        error that says it was revoked; its unique lock let go, and the concurrency slot a
+        process that died running it may hold."""
+        log.info("task %s[%s] revoked: discarded, not run", message.task, message.id)
+        if task.options.throttle is not None:
+            self.admission.let_go(task.options.throttle, task, message)
+        effects = None
+        if message.flow is not None:
+            why = f"task {message.id} was revoked"
+            failed = failure_record(TaskRevoked.__name__, why, name=message.task)
+            effects = effects_of(self.app, message, failed)[1]
+        self.session.finish(delivery, self._revoked_write(message), effects)
+        if message.unique is not None:  # after the ack, as for a task that ran
+            unlock_at_end(self.results, message)
+        self.slot.finished(failed=False, unacked=self._unacked())
+        if self.observers:
+            self.observers.finished(message, delivery.queue, REVOKED, 0.0)
+        return True
+
+    def _revoked_write(self, message: Message) -> ResultWrite:
+        """The REVOKED record to store: the one stored already, if any (a master that ended
+        the task's process stored "terminated while running", and gave its message back for
+        this discard), else "not run". One read per discard: revocations are rare."""
+        stored = self.results.get(message.id)
+        if stored is not None and stored.state == REVOKED:
+            return ResultWrite(message.id, REVOKED, stored.payload, self.ttl)
+        return self._result_write(message.id, revoked_record(NOT_RUN, message.task))[1]
+
+    def _accept(self, delivery: Delivery) -> tuple[Message, Task, bool]:
+        """The message, its task, and whether its stored record says it was revoked (read for
+        redeliveries only); or `_Refused`: the rejection, with the message when it was decoded
+        (its workflow then fails downstream of it)."""
         if delivery.delivery_count > 1 and delivery.delivery_count > self._most_deliveries() + 1:
             # Over every task's limit, and the last try to reject it died too: decoding it
             # may be what kills the process, so it goes without being read.
@@ -186,18 +236,19 @@ class Executor:
             raise _Refused(rejected) from None
         task: Task | None = None
         message = decoded  # until accepted: then as its task gets it (converted arguments)
+        revoked = False
         try:
             message, task = accept(self.app, decoded)
             if delivery.returned or delivery.delivery_count > 1:
-                self._refuse_if_killed_for_time(message)
+                revoked = self._revoked_by_master(message)
             limit = task.options.max_deliveries or self.app.settings.max_deliveries
-            if delivery.delivery_count > limit:
+            if delivery.delivery_count > limit and not revoked:
                 raise _worker_lost(delivery.delivery_count, limit, message.id)
         except MessageRejected as rejected:
             if task is not None and task.options.throttle is not None:  # its slot, if it
                 self.admission.let_go(task.options.throttle, task, message)  # died holding one
             raise _Refused(rejected, decoded) from None
-        return message, task
+        return message, task, revoked
 
     def _held_back(
         self, delivery: Delivery, throttle: Throttle, task: Task, message: Message
@@ -219,24 +270,33 @@ class Executor:
         own = (t.options.max_deliveries or 0 for t in self.app.tasks.values())
         return max([self.app.settings.max_deliveries, *own])
 
-    def _refuse_if_killed_for_time(self, message: Message) -> None:
-        """A message back after its process was killed for its hard time limit: the master
-        stored that FAILURE. Where the engine recovers by connection (RabbitMQ) the master
-        cannot dead-letter the message, and the server brings it back as a returned delivery.
-        Where the master releases, its release buries the message, unless that release never
-        landed (an outage that outlasted the lease, or the whole worker dying in between) and
-        the lease brought it back. Either way it is dead-lettered here, not run again: one read
-        of the result per redelivery, and redeliveries follow crashes only."""
+    def _revoked_by_master(self, message: Message) -> bool:
+        """A message back after its process was ended by its master, which stored why: one
+        read of the result per redelivery (redeliveries follow crashes only).
+
+        Revoked and terminated (REVOKED stored): True, to be discarded, whether or not this
+        child's revoked ids have it yet (a worker on another host may not have read them
+        since). The master gives the message back counted, as a task whose process died.
+
+        Killed for its hard time limit (FAILURE `TimeLimitExceeded` stored): refused. Where
+        the engine recovers by connection (RabbitMQ) the master cannot dead-letter the
+        message, and the server brings it back as a returned delivery. Where the master
+        releases, its release buries the message, unless that release never landed (an outage
+        that outlasted the lease, or the whole worker dying in between) and the lease brought
+        it back. Either way it is dead-lettered here, not run again."""
         stored = self.results.get(message.id)
+        if stored is not None and stored.state == REVOKED:
+            return True
         if stored is None or stored.state != FAILURE:
-            return
+            return False
         try:
             record = decode_record(stored.payload)
         except Exception:  # a junk record is no verdict of the master's
-            return
+            return False
         if record.exc_type == TimeLimitExceeded.__name__:
             reason = record.exc_message or "hard time limit exceeded"
             raise MessageRejected(reason, message.id, kind=Rejection.KILLED_FOR_TIME)
+        return False
 
     def _reject(
         self, delivery: Delivery, rejected: MessageRejected, message: Message | None
@@ -275,7 +335,9 @@ class Executor:
     ) -> ResultRecord:
         """The task itself: in this process, or in one of its own (`run_task`)."""
         within = partial(call_within_soft_limit, seconds=soft_limit)
-        return execute(task, message, delivery_count, within=within, passthrough=(Stopping,))
+        return execute(
+            task, message, delivery_count, within=within, passthrough=(Stopping, Terminated)
+        )
 
     def _tracks_started(self, task: Task) -> bool:
         own = task.options.track_started

@@ -4,12 +4,23 @@ the living ones hold theirs.
     child exit ─► its last scoreboard slot ─► Leftovers ─► Broker.release (engines that can)
                   running: back counted │ finished, ack kept: acked │ killed for its hard
                   time limit: FAILURE stored (every engine), dead-lettered (by the release)
+                  │ terminated, its task revoked: REVOKED stored (every engine), back
+                  counted, for the next child to discard (executor.py)
     tick       ─► heartbeat (with the queues consumed) ─► retry releases an outage held up
 
 Where the engine recovers by connection (RabbitMQ: `Capabilities.releases_others` is False),
 the server gives back what the child's connection held when it closed, and nothing is
 released here: the message of a task killed for its time limit comes back as a returned
 delivery, which the executor dead-letters on reading the FAILURE stored here.
+
+A revoked task's message goes back rather than being acked here: the master holds only its
+receipt, and the child that fetches it next discards it with all a revoked task's
+consequences — its workflow failed downstream, its unique lock let go — the same way on every
+engine (RabbitMQ redelivers it anyway). It goes back counted, as any message whose process
+died while running it: the consumer that gets it, on any host, reads the REVOKED stored here
+before anything else (it reads the record of every redelivery), so it is discarded even by a
+worker that has not read the revoked ids since. The record is stored before the release: a
+store that fails is retried with the release on the next tick.
 """
 
 from __future__ import annotations
@@ -24,7 +35,7 @@ from forkq.outage import Outage
 from forkq.pool.exits import ChildExit
 from forkq.pool.scoreboard import SlotState, SlotView
 from forkq.pool.watch import Ending
-from forkq.result import encode_record, failure_record
+from forkq.result import encode_record, failure_record, revoked_record
 
 log = logging.getLogger("forkq.worker")
 
@@ -54,6 +65,8 @@ class WorkerSupervision:
         dead: tuple[Burial, ...] = ()
         if exit.reason is Ending.TIME_LIMIT and running:
             dead, running = (self._fail_timed_out(seen),), ()
+        elif exit.reason is Ending.REVOKED and running:
+            self._store_revoked(seen)  # back counted: its next consumer reads this first
         if not self.app.broker.capabilities.releases_others:
             return  # the server gives back what the child's connection held
         consumer = Consumer.of_child(self.worker_id, exit.index, exit.pid)
@@ -76,6 +89,13 @@ class WorkerSupervision:
             seen.task_id, record.state, encode_record(record), self.app.settings.result_ttl
         )
         return Burial(seen.queue, seen.receipt, reason)
+
+    def _store_revoked(self, seen: SlotView) -> None:
+        """The task was revoked and its process ended: its REVOKED record, now."""
+        record = revoked_record("terminated while running", seen.task_name)
+        self.app.backend.store(
+            seen.task_id, record.state, encode_record(record), self.app.settings.result_ttl
+        )
 
     def tick(self) -> None:
         """Heartbeat, and retry releases that failed during an outage."""

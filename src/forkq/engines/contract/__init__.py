@@ -17,6 +17,13 @@ from forkq.engines.contract.limits import (
     idle_after,
 )
 from forkq.engines.contract.results import ResultBackend, StoredResult
+from forkq.engines.contract.revocations import (
+    MAX_TASK_ID,
+    REVOKED_MAX,
+    Revocation,
+    Revocations,
+    check_revocation,
+)
 from forkq.engines.contract.schedules import (
     Fire,
     FireRecord,
@@ -63,10 +70,12 @@ __all__ = [
     "MAX_DELAY",
     "MAX_LEASE_TTL",
     "MAX_PRIORITY",
+    "MAX_TASK_ID",
     "MIN_PRIORITY",
     "NEVER",
     "RATE_TOLERANCE",
     "RESERVATION_KEPT",
+    "REVOKED_MAX",
     "SIGHTINGS_KEPT",
     "Backoff",
     "Broker",
@@ -93,12 +102,15 @@ __all__ = [
     "RecoveryClock",
     "ResultBackend",
     "ResultWrite",
+    "Revocation",
+    "Revocations",
     "ScheduleStore",
     "Sighting",
     "StoredResult",
     "check_delay",
     "check_fetch_args",
     "check_interval",
+    "check_revocation",
     "clamp_priority",
     "decide_rate",
     "fetch_until",

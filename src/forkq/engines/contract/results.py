@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import msgspec
 
 from forkq.engines.contract.limits import BACKOFF, RESERVATION_KEPT, Backoff
+from forkq.engines.contract.revocations import Revocations
 from forkq.engines.contract.schedules import ScheduleStore
 from forkq.engines.contract.values import ChordVote, Publish, ResultWrite
 
@@ -83,6 +84,21 @@ class ResultBackend(abc.ABC):
     @abc.abstractmethod
     def unlock(self, key: str, holder: str) -> None:
         """Let go of the lock `key` if `holder` holds it (another holder's is left alone)."""
+
+    # Revoked task ids (forkq/engines/contract/revocations.py has the rules).
+
+    @abc.abstractmethod
+    def revoke(self, task_ids: Sequence[str], ttl: float) -> None:
+        """Revoke `task_ids` for `ttl` seconds, in one round trip or transaction: each gets
+        the next number of the revocations' sequence (an id revoked again: a new number and
+        expiry). Expired revocations go, and the oldest beyond `REVOKED_MAX`. Bad ids or ttl:
+        ValueError (`check_revocation`), before anything is written."""
+
+    @abc.abstractmethod
+    def revocations(self, since: int = 0) -> Revocations:
+        """The revocations numbered after `since` that have not expired, oldest first, and
+        the sequence's latest number (the cursor for the next call), read consistently: none
+        numbered up to that cursor is left out. `since=0`: every one."""
 
     # Rate and concurrency limits (forkq/engines/contract/limits.py has the rules). A bucket
     # is a task's name and a key ("" for the task's one bucket); a holder is a task id.

@@ -10,15 +10,19 @@ from collections.abc import Sequence
 from forkq.engines.contract import (
     BACKOFF,
     RESERVATION_KEPT,
+    REVOKED_MAX,
     Backoff,
     ChordVote,
     Publish,
     RateState,
     ResultBackend,
     ResultWrite,
+    Revocation,
+    Revocations,
     ScheduleStore,
     StoredResult,
     check_interval,
+    check_revocation,
     decide_rate,
 )
 from forkq.engines.memory.schedules import MemorySchedules
@@ -30,6 +34,15 @@ _STARTS: dict[str, dict[str, tuple[int, float]]] = {}
 _CHORDS: dict[str, dict[str, _Chord]] = {}
 _LOCKS: dict[str, dict[str, tuple[str, float]]] = {}
 _LIMITS: dict[str, _Limits] = {}
+_REVOKED: dict[str, _Revoked] = {}
+
+
+class _Revoked:
+    """One URL's revocations: task id -> (its number, its expiry), oldest number first."""
+
+    def __init__(self) -> None:
+        self.seq = 0
+        self.ids: dict[str, tuple[int, float]] = {}
 
 
 class _Limits:
@@ -61,6 +74,7 @@ class MemoryBackend(ResultBackend):
         self._chords = _CHORDS.setdefault(url, {})
         self._locks = _LOCKS.setdefault(url, {})
         self._limits = _LIMITS.setdefault(url, _Limits())
+        self._revoked = _REVOKED.setdefault(url, _Revoked())
 
     def store(self, task_id: str, state: str, payload: bytes, ttl: float) -> None:
         with _LOCK:
@@ -136,6 +150,31 @@ class MemoryBackend(ResultBackend):
             held = self._locks.get(key)
             if held is not None and held[0] == holder:
                 del self._locks[key]
+
+    def revoke(self, task_ids: Sequence[str], ttl: float) -> None:
+        check_revocation(task_ids, ttl)
+        now = time.time()
+        with _LOCK:
+            revoked = self._revoked
+            for task_id in task_ids:
+                revoked.seq += 1
+                revoked.ids.pop(task_id, None)  # to the end: the newest
+                revoked.ids[task_id] = (revoked.seq, now + ttl)
+            for task_id in [t for t, (_, until) in revoked.ids.items() if until < now]:
+                del revoked.ids[task_id]
+            for task_id in list(revoked.ids)[: max(0, len(revoked.ids) - REVOKED_MAX)]:
+                del revoked.ids[task_id]
+
+    def revocations(self, since: int = 0) -> Revocations:
+        now = time.time()
+        with _LOCK:
+            revoked = self._revoked
+            found = tuple(
+                Revocation(task_id, until)
+                for task_id, (seq, until) in revoked.ids.items()
+                if seq > since and until >= now
+            )
+            return Revocations(found, revoked.seq)
 
     def schedule_store(self, publish: Publish) -> ScheduleStore:
         return MemorySchedules(self._url, _LOCK, publish, atomic=False)

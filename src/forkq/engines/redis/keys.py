@@ -73,6 +73,15 @@ touches one slot for the count):
                               messages are published; both keys expire the chord's TTL after
                               its latest vote (`ChordVote`, vote.lua)
 
+Revoked task ids (result backend; `ResultBackend.revoke`, revoke.lua, revocations.lua; all
+share the hash tag {prefix:revoked}, and expire with the latest revocation):
+
+    {prefix:revoked}:order    sorted set: member = a revoked task id, score = the number of
+                              its revocation in the sequence below (revoked again: renumbered)
+    {prefix:revoked}:until    sorted set: member = a revoked task id, score = when its
+                              revocation expires (Unix ms)
+    {prefix:revoked}:seq      the latest number given (INCR): readers' cursor
+
 Per message M that a broker gave back without knowing whether it started (result backend):
 
     {prefix:D}:starts     D = a digest of M's bytes; a counter of M's starts as a returned
@@ -191,6 +200,12 @@ def slot_keys(prefix: str, task: str, key: str, holder: str) -> list[str]:
     """slots.lua's KEYS: the bucket's held slots, the holder's back-off."""
     tag = f"{{{prefix}:slots:{task}}}"
     return [f"{tag}:held:{key}", f"{tag}:backoff:{holder}:{key}"]
+
+
+def revoked_keys(prefix: str) -> list[str]:
+    """revoke.lua's and revocations.lua's KEYS: the order, the expiries, the sequence."""
+    tag = f"{{{prefix}:revoked}}"
+    return [f"{tag}:order", f"{tag}:until", f"{tag}:seq"]
 
 
 def starts_key(prefix: str, digest: str) -> str:

@@ -9,7 +9,8 @@ Several results are stored in one MULTI/EXEC (`store_all`) and read in one MGET 
 A chord's vote is vote.lua, sent in one MULTI/EXEC with the member's writes (`vote`); the
 Redis session, when it shares this server, sends it with the ack too, and the script then
 publishes the chord's messages itself (`vote_call` with destinations). Rate and concurrency
-limits are rate.lua and slots.lua, one call each (`limits.py`).
+limits are rate.lua and slots.lua, one call each (`limits.py`); revocations revoke.lua and
+revocations.lua (`revocations.py`).
 
 On Redis Cluster, keys of different tasks lie in different slots: MGET and a MULTI/EXEC of
 several tasks' writes would have to be split by slot (this module assumes one server).
@@ -35,6 +36,7 @@ from forkq.engines.contract import (
     Publish,
     ResultBackend,
     ResultWrite,
+    Revocations,
     ScheduleStore,
     StoredResult,
 )
@@ -48,6 +50,7 @@ from forkq.engines.redis.client import (
 )
 from forkq.engines.redis.keys import chord_keys, lock_key, ready_key, result_key, starts_key
 from forkq.engines.redis.limits import RedisLimits
+from forkq.engines.redis.revocations import RedisRevoked
 from forkq.engines.redis.schedules import RedisSchedules
 from forkq.exceptions import BackendError, BackendUnavailable
 from forkq.states import READY_STATES
@@ -80,6 +83,7 @@ class RedisBackend(ResultBackend):
         self._vote = self.client.register_script(vote_script())
         self._wire: Wire | None = None  # made on the first read: a worker's child seldom reads
         self._limits = RedisLimits(self.client, self.prefix)
+        self._revoked = RedisRevoked(self.client, self.prefix)
 
     def store(self, task_id: str, state: str, payload: bytes, ttl: float) -> None:
         with self._errors():
@@ -216,6 +220,16 @@ class RedisBackend(ResultBackend):
     def unlock(self, key: str, holder: str) -> None:
         with self._errors():
             self._unlock(keys=[lock_key(self.prefix, key)], args=[holder])
+
+    def revoke(self, task_ids: Sequence[str], ttl: float) -> None:
+        """revoke.lua: one round trip."""
+        with self._errors():
+            self._revoked.revoke(task_ids, ttl)
+
+    def revocations(self, since: int = 0) -> Revocations:
+        """revocations.lua: one round trip."""
+        with self._errors():
+            return self._revoked.revocations(since)
 
     def schedule_store(self, publish: Publish) -> ScheduleStore:
         """Schedules kept here, each fire recorded here, then sent with `publish`."""

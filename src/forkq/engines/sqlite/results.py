@@ -7,6 +7,7 @@ Schema::
     forkq_locks(key PRIMARY KEY, holder, expires_at)   made on first use (`lock`)
     forkq_chords, forkq_chord_members                  made on first use (`vote`): `records`
     forkq_rates, forkq_slots, ...                      made on first use (limits): `limits`
+    forkq_revoked                                      made on first use: `revocations`
 
 Expired rows read as missing and are deleted in passing, at most once a minute per process.
 The writes and the chord counts are `Records`' statements, which the SQLite broker's session
@@ -27,6 +28,7 @@ from forkq.engines.contract import (
     Publish,
     ResultBackend,
     ResultWrite,
+    Revocations,
     ScheduleStore,
     StoredResult,
 )
@@ -39,6 +41,7 @@ from forkq.engines.sqlite.file import (
 )
 from forkq.engines.sqlite.limits import Limits
 from forkq.engines.sqlite.records import Records
+from forkq.engines.sqlite.revocations import Revoked
 from forkq.engines.sqlite.schedules import SQLiteSchedules
 from forkq.exceptions import BackendError
 from forkq.states import READY_STATES
@@ -83,6 +86,7 @@ class SQLiteBackend(ResultBackend):
         self._next_cleanup = time.time() + _CLEANUP_EVERY
         self._records = Records(self._conn, time.time())
         self._limits = Limits(self._conn)
+        self._revoked = Revoked(self._conn)
 
     def store(self, task_id: str, state: str, payload: bytes, ttl: float) -> None:
         now = time.time()
@@ -217,6 +221,14 @@ class SQLiteBackend(ResultBackend):
         if not self._has_locks_table:
             self._conn.execute(_LOCKS_SCHEMA)
             self._has_locks_table = True
+
+    def revoke(self, task_ids: Sequence[str], ttl: float) -> None:
+        with self._errors:
+            self._revoked.revoke(task_ids, ttl)
+
+    def revocations(self, since: int = 0) -> Revocations:
+        with self._errors:
+            return self._revoked.revocations(since)
 
     def schedule_store(self, publish: Publish) -> ScheduleStore:
         """Schedules in this file, each fire recorded here, then sent with `publish`."""
