@@ -216,6 +216,20 @@ def test_readyz_says_stopping_during_a_warm_shutdown_while_healthz_stays_ok(
     assert worker.wait(timeout=30) == 0
 
 
+def test_after_a_hup_the_re_executed_master_serves_the_port_again(
+    client: Forkq, start_worker: Any
+) -> None:
+    worker, port = served(start_worker, client, "-c", "1")
+    first = scrape(port)[("forkq_worker_start_time_seconds", ())]
+    worker.signal(signal.SIGHUP)  # the check does not bind the port: it would be in use
+    worker.wait_for_log("starting 1 children", count=2)  # the re-executed master is up
+    assert client.send_task("e2eapp.add", (1, 2)).get(timeout=60) == 3
+    again = scrape_until(port, lambda s: tasks(s, "add", "succeeded") == 1)
+    assert again[("forkq_worker_start_time_seconds", ())] > first  # a new process's counts
+    assert tasks(again, "ping", "succeeded") == 0
+    assert "HUP refused" not in worker.log()
+
+
 def test_a_client_that_sends_nothing_stalls_nothing(client: Forkq, start_worker: Any) -> None:
     _, port = served(start_worker, client, "-c", "2")
     with socket.create_connection(("127.0.0.1", port), timeout=10) as silent:

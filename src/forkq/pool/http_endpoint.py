@@ -129,6 +129,8 @@ class HttpEndpoint:
                 self._read(conn)
             else:
                 self._write(conn)
+        except (BlockingIOError, InterruptedError):
+            return  # nothing to read, or no room to write, after all: the next event
         except OSError:
             self._close(conn)  # reset by the client, or gone: nothing more to say
 
@@ -173,7 +175,7 @@ class HttpEndpoint:
             response, head_only = self._answer(conn.received[:end])
         conn.out = memoryview(_encode(response, head_only))
         self._selector.modify(conn.sock, selectors.EVENT_WRITE, self)
-        self._write(conn)
+        self._write(conn)  # most answers fit the socket's buffer: sent now
 
     def _answer(self, head: bytes) -> tuple[Response, bool]:
         """The response to a request head, and whether it is to a HEAD (no body sent)."""
