@@ -147,6 +147,7 @@ def test_the_master_counts_a_dead_childs_task_lost_or_failed_and_what_it_release
     samples = scrape(metrics)
     assert tasks(samples, "slow", "lost") == 1
     assert tasks(samples, "slow", "failed") == 1  # its FAILURE stored by the master
+    assert samples[("forkq_task_runtime_seconds_count", (("task", "slow"),))] == 1  # it ran
     assert samples[("forkq_dead_letters_total", ())] == 1 == len(h.dead_reasons())
     assert samples[("forkq_released_messages_total", ())] == 1
 

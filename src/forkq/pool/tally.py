@@ -2,20 +2,22 @@
 by the master. What children count reaches the master without a message or a round trip.
 
     before fork: Tally(capacity, width) ─► one area of `width` words per scoreboard slot
-    child i:     tally.area(i)[word] += n           (its own area only; nothing else)
+    child i:     tally.area(i)[word] += x           (its own area only; nothing else)
     master:      totals() = folded + every area     (on a scrape)
                  fold(i) at reap, before slot i is forked again: the area joins `folded`
                  and is zeroed, in one step of the loop
-                 add(word, n): what the master counts itself joins `folded`
+                 add(word, x): what the master counts itself joins `folded`
 
-A word is an unsigned 64-bit counter that only its one writer changes, and only upwards. Each
-is written and read as one aligned 8-byte access (a memoryview of format "Q": CPython moves
-the item with an 8-byte `memcpy`, one load or store on x86-64 and arm64), so a reader never
-sees half an update of a word: every value it reads lies between the one read before and the
-one read after. No seqlock guards the areas, as one guards the scoreboard's slots, because
-nothing here needs one: an area is not one record but many counters, each monotonic on its
-own, and what a seqlock would add (the words of one task counted all together or not at all)
-would cost the child's hot path two more writes per task. A read in the middle of a child's
+A word is a double that only its one writer changes, and only upwards: a count (exact up to
+2**53) or a sum of seconds. A double, not an integer: the child adds a runtime as it is, with
+no conversion, and a scrape's values are floats anyway. Each word is written and read as one
+aligned 8-byte access (a memoryview of format "d": CPython moves the item with an 8-byte
+`memcpy`, one load or store on x86-64 and arm64), so a reader never sees half an update of a
+word: every value it reads lies between the one read before and the one read after. No
+seqlock guards the areas, as one guards the scoreboard's slots, because nothing here needs
+one: an area is not one record but many counters, each monotonic on its own, and what a
+seqlock would add (the words of one task counted all together or not at all) would cost the
+child's hot path two more writes per task. A read in the middle of a child's
 update may see a task counted in one word and not yet in the next; the next read sees both.
 
 Counters never go backwards, across children too: at reap the master folds the exited child's
@@ -44,11 +46,11 @@ class Tally:
         self.width = width
         self._stride = -(-width // _LINE_WORDS) * _LINE_WORDS
         self._map = mmap.mmap(-1, capacity * self._stride * _WORD, flags=mmap.MAP_SHARED)
-        self._words = memoryview(self._map).cast("Q")
-        self._folded = [0] * width  # the master's own: exited children's counts, its own adds
+        self._words = memoryview(self._map).cast("d")  # zero bytes: 0.0
+        self._folded = [0.0] * width  # the master's own: exited children's counts, its adds
 
-    def area(self, index: int) -> memoryview:
-        """Slot `index`'s words (format "Q"), for the child in that slot to count in."""
+    def area(self, index: int) -> memoryview[float]:
+        """Slot `index`'s words (format "d"), for the child in that slot to count in."""
         start = index * self._stride
         return self._words[start : start + self.width]
 
@@ -57,13 +59,13 @@ class Tally:
         the master's and its area is zeroed for the next child."""
         area = self.area(index)
         self._folded = list(map(add, self._folded, area.tolist()))
-        area[:] = memoryview(bytes(self.width * _WORD)).cast("Q")
+        area[:] = memoryview(bytes(self.width * _WORD)).cast("d")
 
-    def add(self, word: int, count: int = 1) -> None:
+    def add(self, word: int, amount: float = 1.0) -> None:
         """Master only: something the master counted itself."""
-        self._folded[word] += count
+        self._folded[word] += amount
 
-    def totals(self) -> list[int]:
+    def totals(self) -> list[float]:
         """Every word summed: what exited children counted, what the master added, what the
         live children have counted so far."""
         summed = self._folded

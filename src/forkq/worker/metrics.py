@@ -23,6 +23,7 @@ rather than served stale.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 
 from prometheus_client.core import (
@@ -57,12 +58,18 @@ class WorkerMetrics:
 
     def child_exited(self, exit: ChildExit) -> None:
         """The task a dead child was running: failed when the master killed it for its time
-        limit (its FAILURE is stored), else lost (it runs again)."""
+        limit (its FAILURE is stored; it ran from the start its slot shows), else lost (it
+        runs again)."""
         seen = exit.last_seen
         if seen.state != SlotState.BUSY:
             return
-        outcome = Outcome.FAILED if exit.reason is Ending.TIME_LIMIT else Outcome.LOST
-        self.tally.add(self.layout.row(seen.task_name) + outcome)
+        if exit.reason is Ending.TIME_LIMIT:
+            runtime = max(0.0, time.time() - seen.started_at)
+            bucket, total = self.layout.ran(seen.task_name, Outcome.FAILED, runtime)
+            self.tally.add(bucket)
+            self.tally.add(total, runtime)
+        else:
+            self.tally.add(self.layout.count(seen.task_name, Outcome.LOST))
 
     def released(self, count: int) -> None:
         self.tally.add(Word.RELEASED, count)
@@ -95,7 +102,9 @@ class WorkerMetrics:
     def collect(self) -> Iterable[Metric]:
         totals = self.tally.totals()
         yield from self._task_families(totals)
-        rejected = sum(TaskFigures(totals, row).outcomes[Outcome.REJECTED] for row in self._rows())
+        rejected = sum(
+            totals[self.layout.count(name, Outcome.REJECTED)] for name in self.layout.names
+        )
         yield _counter(
             "forkq_dead_letters", "Messages dead-lettered", rejected + totals[Word.BURIED]
         )
@@ -116,10 +125,7 @@ class WorkerMetrics:
             value=int(self.broker_up),
         )
 
-    def _rows(self) -> list[int]:
-        return [self.layout.rows[name] for name in self.layout.names]
-
-    def _task_families(self, totals: list[int]) -> Iterable[Metric]:
+    def _task_families(self, totals: list[float]) -> Iterable[Metric]:
         tasks = CounterMetricFamily(
             "forkq_tasks", "Tasks handled, by task and outcome", labels=["task", "state"]
         )
@@ -157,5 +163,5 @@ class WorkerMetrics:
         yield delayed
 
 
-def _counter(name: str, doc: str, value: int) -> CounterMetricFamily:
+def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
     return CounterMetricFamily(name, doc, value=value)

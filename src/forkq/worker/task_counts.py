@@ -1,24 +1,30 @@
 """Tasks counted by name and outcome, with their runtimes, in the tally (pool/tally.py): each
 child counts what it handles in its own area, through the executor's observer seam, and the
-master sums the areas on a scrape. No message, no round trip: a few stores per task.
+master sums the areas on a scrape. No message, no round trip: two stores per task.
 
     executor ─► Observers.finished(message, queue, state, runtime) ─► TaskCounter
-                   row of message.task ("other" if not registered at fork)
-                   row[outcome] += 1; row[bucket(runtime)] += 1; row[sum] += runtime in ns
+                   row of message.task ("other" if not registered at fork), block of its
+                   outcome: block[bucket(runtime)] += 1; block[sum] += runtime
              ─► Observers.rejected(rejection) ─► row[rejected] += 1
 
 The words of one area (`TaskLayout`)::
 
     Word (the worker's own counters: events dropped, messages released, buried by the master)
     then one row per task name: the app's tasks and built-in tasks, sorted, then "other"
-        Outcome counts | runtime histogram, one count per bucket of BUCKETS and one for the
-        rest (+Inf), not cumulative | runtime sum in nanoseconds
+        for each outcome of a task that ran (succeeded, failed, retried): its runtime
+            histogram, one count per bucket of BUCKETS and one for the rest (+Inf), not
+            cumulative, then its runtime sum in seconds
+        then one count for each outcome of a task that did not run (revoked, rejected, lost)
+
+A task that ran is counted once, in its outcome's histogram: the outcome's count is the sum
+of its buckets, and the task's histogram the sum of its outcomes' (`TaskFigures`), so the child
+writes two words per task, not three.
 
 The names are those registered when the master forks, so every child lays out its area alike;
 a task unknown then (registered later, or a message for a task this worker lacks) counts in
-"other". A revoked task did not run: it counts no runtime. `lost` and the master's `failed`
-(a task killed for its time limit) are counted by the master when it reaps the child
-(`worker/metrics.py`).
+"other". `lost` and the master's `failed` (a task killed for its time limit, which ran from the
+start its slot shows until the kill) are counted by the master when it reaps the child
+(`worker/metrics.py`), in the same words.
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ class Outcome(enum.IntEnum):
     LOST = 5  # its process died while running it (master): it runs again
 
 
+RAN = (Outcome.SUCCEEDED, Outcome.FAILED, Outcome.RETRIED)  # each with a histogram
 # A finished task's recorded state to its outcome: the one place states become outcomes.
 # REVOKED is the state a revoked task's record gets (forkq's revoke).
 OUTCOME_OF_STATE = {
@@ -66,14 +73,23 @@ OUTCOME_OF_STATE = {
     RETRY: Outcome.RETRIED,
     "REVOKED": Outcome.REVOKED,
 }
-# The same as plain ints, for the child's path: an enum member's lookup costs more than the
-# store it indexes.
-_COLUMN_OF_STATE = {state: int(outcome) for state, outcome in OUTCOME_OF_STATE.items()}
-_REVOKED, _REJECTED = int(Outcome.REVOKED), int(Outcome.REJECTED)
+_BUCKETS = len(BUCKETS) + 1  # with +Inf
+_SUM = _BUCKETS  # in a ran outcome's block, after its buckets
+_BLOCK = _BUCKETS + 1
+ROW = len(RAN) * _BLOCK + len(Outcome) - len(RAN)
+
+
+def at(outcome: Outcome) -> int:
+    """Where an outcome's block (ran) or count (did not run) starts in a row."""
+    if outcome in RAN:
+        return RAN.index(outcome) * _BLOCK
+    return len(RAN) * _BLOCK + outcome - len(RAN)
+
+
+# As plain ints, for the child's path: an enum member's lookup costs more than the store.
+_AT_OF_STATE = {state: at(outcome) for state, outcome in OUTCOME_OF_STATE.items()}
+_REVOKED, _REJECTED = at(Outcome.REVOKED), at(Outcome.REJECTED)
 _EVENTS_DROPPED = int(Word.EVENTS_DROPPED)
-_HISTOGRAM = len(Outcome)  # a row's first bucket
-SUM = _HISTOGRAM + len(BUCKETS) + 1  # a row's runtime sum, in nanoseconds
-ROW = SUM + 1
 
 
 class TaskLayout:
@@ -90,12 +106,21 @@ class TaskLayout:
     def row(self, task: str) -> int:
         return self.rows.get(task, self.other)
 
+    def ran(self, task: str, outcome: Outcome, runtime: float) -> tuple[int, int]:
+        """The words a task that ran adds to: its bucket (one more) and its sum (runtime)."""
+        block = self.row(task) + at(outcome)
+        return block + bisect_left(BUCKETS, runtime), block + _SUM
+
+    def count(self, task: str, outcome: Outcome) -> int:
+        """The word of an outcome of a task that did not run."""
+        return self.row(task) + at(outcome)
+
 
 class TaskCounter:
     """A child's observer (worker/observe.py): counts in its own area of the tally. It never
     raises on a task's path: a state it does not know is not counted."""
 
-    def __init__(self, layout: TaskLayout, area: memoryview) -> None:
+    def __init__(self, layout: TaskLayout, area: memoryview[float]) -> None:
         self._rows, self._other = layout.rows, layout.other
         self._area = area
 
@@ -103,17 +128,18 @@ class TaskCounter:
         pass  # a busy child is on the scoreboard; counted when it has finished
 
     def finished(self, message: Message, queue: str, state: str, runtime: float) -> None:
-        column = _COLUMN_OF_STATE.get(state)
-        if column is None:
+        block = _AT_OF_STATE.get(state)
+        if block is None:
             return
-        row, area = self._rows.get(message.task, self._other), self._area
-        area[row + column] += 1
-        if column != _REVOKED:  # it ran (its runtime is from the monotonic clock: >= 0)
-            area[row + _HISTOGRAM + bisect_left(BUCKETS, runtime)] += 1
-            area[row + SUM] += int(runtime * 1e9)
+        at_, area = self._rows.get(message.task, self._other) + block, self._area
+        if block == _REVOKED:  # it did not run
+            area[at_] += 1.0
+        else:  # its runtime is from the monotonic clock: >= 0, so every word only grows
+            area[at_ + bisect_left(BUCKETS, runtime)] += 1.0
+            area[at_ + _SUM] += runtime
 
     def rejected(self, rejection: Rejected) -> None:
-        self._area[self._rows.get(rejection.task_name, self._other) + _REJECTED] += 1
+        self._area[self._rows.get(rejection.task_name, self._other) + _REJECTED] += 1.0
 
     def events_dropped(self, count: int) -> None:
         """For the events' writer in this child: events it could not send and dropped."""
@@ -123,10 +149,13 @@ class TaskCounter:
 class TaskFigures:
     """One task's row, read from the tally's totals."""
 
-    def __init__(self, totals: list[int], row: int) -> None:
-        self.outcomes = totals[row : row + _HISTOGRAM]
-        self.buckets = totals[row + _HISTOGRAM : row + SUM]  # not cumulative; +Inf last
-        self.runtime = totals[row + SUM] / 1e9
+    def __init__(self, totals: list[float], row: int) -> None:
+        blocks = [totals[row + at(o) : row + at(o) + _BLOCK] for o in RAN]
+        self.outcomes = [int(sum(b[:_BUCKETS])) for b in blocks]
+        self.outcomes += [int(totals[row + at(o)]) for o in Outcome if o not in RAN]
+        per_bucket = zip(*(b[:_BUCKETS] for b in blocks), strict=True)
+        self.buckets = [int(sum(counts)) for counts in per_bucket]
+        self.runtime = sum(b[_SUM] for b in blocks)
 
     @property
     def active(self) -> bool:
