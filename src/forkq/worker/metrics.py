@@ -15,6 +15,10 @@ Prometheus' conventions (base units, `_total` counters, `_seconds`, `_bytes`).
     forkq_queue_delayed_messages{queue}    those not due yet (not on RabbitMQ)
     forkq_broker_up                        1 when the master's last heartbeat got through
 
+Events dropped, the hook for the events' writer: in a child, `observer(index).events_dropped(n)`
+(a counter of the child's own slot: every counter of one slot writes the same area); in the
+master, `events_dropped(n)`. Both add to forkq_events_dropped_total.
+
 Queue depths are read by the master's tick (`WorkerSupervision.tick`, every third of the
 lease: 10 s by default), never by a scrape, which answers from the last reading: a scrape
 never waits on the broker. When a reading fails, the depths are dropped until one succeeds,
