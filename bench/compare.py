@@ -60,7 +60,12 @@ converts the strings to a datetime and a UUID before the task runs. The page div
 forkq-typed by forkq-args (the feature on ÷ off, in the same run): drain rate, worker CPU per
 task, and enqueue time per task. They measure no latency (the ping task takes no arguments);
 against a `--baseline` revision without the `typing` option, both rows run the
-unannotated task unchecked."""
+unannotated task unchecked.
+
+Metrics: row forkq-metrics is row forkq's workload on a worker with `--metrics-port` (set
+through FORKQ_METRICS_PORT, port 19191: one worker runs at a time), whose children count every
+task in shared memory for a scrape; nothing scrapes it. The page divides it by forkq (the
+feature on ÷ off, in the same run)."""
 
 from __future__ import annotations
 

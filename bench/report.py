@@ -113,7 +113,10 @@ def against_baseline(results: dict[str, dict[str, Any]]) -> list[str]:
     return ["", *lines]
 
 
-FEATURES = [("forkq-typed", "forkq-args")]  # (on, off): rows of one run, one feature apart
+FEATURES = [  # (on, off): rows of one run, one feature apart
+    ("forkq-typed", "forkq-args"),
+    ("forkq-metrics", "forkq"),
+]
 FEATURE_COLUMNS = [  # (key, heading, a rate shown as time per task)
     ("drain", "drain tasks/s", False),
     ("cpu_us", "worker CPU µs/task", False),
@@ -136,7 +139,8 @@ def feature_ratios(on: dict[str, Any], off: dict[str, Any]) -> list[tuple[str, f
 def features(results: dict[str, dict[str, Any]]) -> list[str]:
     """Each feature measured on and off in the run: forkq-typed (a task whose parameters are
     annotated, `typing=True`: arguments checked in delay() and converted in the child) over
-    forkq-args (the same arguments, unannotated, `typing=False`)."""
+    forkq-args (the same arguments, unannotated, `typing=False`); forkq-metrics (a worker
+    with `--metrics-port`, its children counting every task, nobody scraping) over forkq."""
     pairs = [(on, off) for on, off in FEATURES if on in results and off in results]
     if not pairs:
         return []

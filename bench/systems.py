@@ -10,6 +10,7 @@ from pathlib import Path
 from harness import AMQP, REDIS, Interpreters, System
 
 FLOOR = "fork-floor"
+METRICS_PORT = "19191"  # one worker runs at a time
 
 
 def all_systems(pythons: Interpreters, sqlite: Path) -> list[System]:
@@ -36,6 +37,14 @@ def all_systems(pythons: Interpreters, sqlite: Path) -> list[System]:
             "forkq_app",
             forkq,
             {**common, "BENCH_ARGS": "typed"},
+            bulk=True,
+            measures_latency=False,
+        ),
+        System(  # --metrics-port (FORKQ_METRICS_PORT): children count every task for a scrape
+            "forkq-metrics",
+            "forkq_app",
+            forkq,
+            {**common, "FORKQ_METRICS_PORT": METRICS_PORT},
             bulk=True,
             measures_latency=False,
         ),

@@ -121,6 +121,18 @@ class TestBroker:
         session(broker).finish(d, None)
         assert broker.size(Q) == 0
 
+    def test_depth_counts_held_ready_and_delayed_messages(self, broker: Broker) -> None:
+        for body in (b"held", b"ready"):
+            put(broker, Q, body)
+        put(broker, Q, b"later", delay=600)
+        assert len(session(broker).fetch([Q], 1, 5.0)) == 1
+        depth = broker.depth(Q)
+        if broker.capabilities.counts_delayed:
+            assert (depth.messages, depth.delayed) == (3, 1) == (broker.size(Q), 1)
+        else:  # RabbitMQ: the delay queues are shared by every queue of the prefix
+            assert (depth.messages, depth.delayed) == (2, None) == (broker.size(Q), None)
+        assert broker.depth("elsewhere").messages == 0
+
     def test_a_held_message_is_not_fetched_twice(self, broker: Broker) -> None:
         put(broker, Q, b"one")
         assert len(session(broker, "a").fetch([Q], 10, 0)) == 1

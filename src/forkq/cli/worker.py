@@ -9,7 +9,7 @@ import sys
 import click
 
 from forkq.cli.main import app_options, cli, resolve_app
-from forkq.cli.worker_options import hostname, memory_size
+from forkq.cli.worker_options import hostname, listen_host, memory_size, port_number
 
 
 def prefetch_option(_ctx: click.Context, _param: click.Parameter, value: str) -> int | None:
@@ -102,6 +102,24 @@ def prefetch_option(_ctx: click.Context, _param: click.Parameter, value: str) ->
     is_flag=True,
     help="Fork no periodic scheduler (by default every worker runs one; one of them leads).",
 )
+@click.option(
+    "--metrics-port",
+    metavar="PORT",
+    envvar="FORKQ_METRICS_PORT",
+    callback=port_number,
+    help="Serve Prometheus metrics (/metrics) and health checks (/healthz, /readyz) on this "
+    "TCP port, from the master [env FORKQ_METRICS_PORT; default: not served].",
+)
+@click.option(
+    "--metrics-host",
+    metavar="ADDRESS",
+    envvar="FORKQ_METRICS_HOST",
+    default="0.0.0.0",
+    show_default=True,
+    callback=listen_host,
+    help="Address the metrics port listens on: 0.0.0.0 for Prometheus and Kubernetes probes "
+    "from elsewhere, 127.0.0.1 for this host only [env FORKQ_METRICS_HOST].",
+)
 def worker(
     app_spec: str | None,
     broker: str | None,
@@ -121,11 +139,14 @@ def worker(
     logfile: str | None,
     log_json: bool,
     no_scheduler: bool,
+    metrics_port: int | None,
+    metrics_host: str,
 ) -> None:
     """Start a prefork worker: forkq worker -A proj.tasks -c 4 -Q high,default."""
     gc_was_enabled = gc.isenabled()
     gc.disable()  # until the freeze, from before the app loads: see collector_paused
     try:
+        from forkq.pool.http_endpoint import Address
         from forkq.worker.limits import TimeLimits
         from forkq.worker.service import WorkerConfig, run_worker
 
@@ -156,6 +177,7 @@ def worker(
             max_memory_per_child=max_memory_per_child,
             hostname=worker_name,
             scheduler=not no_scheduler,
+            metrics=None if metrics_port is None else Address(metrics_host, metrics_port),
         )
     except BaseException:
         if gc_was_enabled:  # a caller in the same process (tests, embedding) gets it back

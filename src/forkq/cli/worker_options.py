@@ -1,5 +1,6 @@
 """Values of `forkq worker` options that click's types cannot read alone: memory sizes with
-units, and the worker's name with `%h`-style expansion."""
+units, the worker's name with `%h`-style expansion, and the metrics port (from its option or
+its variable)."""
 
 from __future__ import annotations
 
@@ -96,3 +97,34 @@ def hostname(_ctx: click.Context, _param: click.Parameter, value: str | None) ->
             f"{name!r}: give 1 to 200 letters, digits or . _ @ + - (e.g. worker1@%h)",
         )
     return name
+
+
+def port_number(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """`--metrics-port` (or FORKQ_METRICS_PORT): a TCP port from 1 to 65535."""
+    if value is None or value == "":
+        return None
+    try:
+        port = int(value)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise click.BadParameter(f"{_given(ctx, param, value)}: give a TCP port from 1 to 65535")
+    return port
+
+
+def listen_host(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """`--metrics-host` (or FORKQ_METRICS_HOST): an address or name to listen on."""
+    if not value.strip() or any(c.isspace() for c in value):
+        raise click.BadParameter(
+            f"{_given(ctx, param, value)}: give an address to listen on, such as 0.0.0.0 (every "
+            "IPv4 interface), :: (every interface) or 127.0.0.1 (this host only)"
+        )
+    return value.strip("[]")
+
+
+def _given(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """How the value is named in an error: by its variable when it came from one."""
+    source = ctx.get_parameter_source(param.name or "")
+    if source is click.core.ParameterSource.ENVIRONMENT and isinstance(param, click.Option):
+        return f"{param.envvar}={value!r}"
+    return repr(value)

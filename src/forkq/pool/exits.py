@@ -4,6 +4,11 @@ exit while STARTING (or code 3) ─► boot failure  ─► back off; five in a 
 crash while IDLE, < 1 s old     ─► quick crash   ─► back off, never give up
 crash while BUSY                ─► the task's business (redelivery limit): respawn now
 clean exit (recycled, retired)  ─► respawn now, reset the back-off
+
+Its cause, as metrics count it (`ChildExit.cause`): the master's reason when it ended the
+child (an `Ending`: time_limit, memory, shrink), else shutdown while the pool stops,
+boot_failed, max_tasks (a clean exit of its own: its --max-tasks-per-child budget was spent),
+crashed (killed by a signal nobody sent it, or an exit code other than 0).
 """
 
 from __future__ import annotations
@@ -21,6 +26,12 @@ from forkq.pool.watch import Ending
 BOOT_FAILURES_BEFORE_GIVING_UP = 5
 HEALTHY_LIFETIME = 1.0  # seconds; an idle child dying sooner makes the master back off
 MAX_RESPAWN_DELAY = 10.0
+SHUTDOWN, BOOT_FAILED, MAX_TASKS, CRASHED = "shutdown", "boot_failed", "max_tasks", "crashed"
+
+
+def exit_causes() -> list[str]:
+    """Every cause `ChildExit.cause` gives."""
+    return [e.name.lower() for e in Ending] + [SHUTDOWN, BOOT_FAILED, MAX_TASKS, CRASHED]
 
 
 class ChildExit(msgspec.Struct, frozen=True):
@@ -39,6 +50,16 @@ class ChildExit(msgspec.Struct, frozen=True):
         if os.WIFSIGNALED(self.status):
             return f"killed by {signal.Signals(os.WTERMSIG(self.status)).name}"
         return f"exit code {os.waitstatus_to_exitcode(self.status)}"
+
+    def cause(self, stopping: bool) -> str:
+        """Why the child left, as a metric's label (`exit_causes`)."""
+        if self.reason is not None:
+            return self.reason.name.lower()
+        if stopping:
+            return SHUTDOWN
+        if self.boot_failed:
+            return BOOT_FAILED
+        return MAX_TASKS if self.clean else CRASHED
 
     @property
     def boot_failed(self) -> bool:

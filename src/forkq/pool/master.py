@@ -4,9 +4,10 @@
     child exits ─► pidfds (SIGCHLD without them) ───┤
     children's stdout/stderr ─► one pipe each ──────┼─► selector.select(timeout)
     forkq inspect ─► control socket ────────────────┤        │
+    GET /metrics, /healthz, /readyz ─► HTTP ────────┤        │
     HUP's check of the new code: pipe, pidfd ───────┤        │
     timers (monotonic): tick, scan, back-off, ──────┘        ▼
-    shutdown deadline, check deadline           relay lines, answer, handle signals,
+    shutdown, check and HTTP deadlines          relay lines, answer, handle signals,
                                                 reap, run timers, manage (spawn/retire)
 
 Nothing here sleeps to poll and there are no threads: the loop blocks in `select` until one
@@ -24,7 +25,7 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 from setproctitle import setproctitle
@@ -37,12 +38,16 @@ from forkq.pool.child import ChildProgram
 from forkq.pool.companion import Companion, CompanionProgram, Companions
 from forkq.pool.control import ControlServer
 from forkq.pool.exits import ChildExit, RespawnPolicy
+from forkq.pool.http_endpoint import HttpEndpoint
 from forkq.pool.output import ChildOutput
 from forkq.pool.reload import ReloadCheck
-from forkq.pool.scoreboard import Scoreboard, SlotState
+from forkq.pool.scoreboard import Scoreboard, SlotState, slot_capacity
 from forkq.pool.signals import SignalPipe, pidfds_work
 from forkq.pool.spawn import fork_child
 from forkq.pool.watch import Ending, Verdict, Watch
+
+if TYPE_CHECKING:  # imported by the worker only with --metrics-port (prometheus_client)
+    from forkq.pool.metrics import PoolMetrics
 
 log = logging.getLogger("forkq.master")
 
@@ -90,9 +95,11 @@ class Master:
         private_fds: Sequence[int] = (),  # the caller's that no child may keep (a pidfile's)
         companions: Sequence[CompanionProgram] = (),  # kept running beside the children
         bulletin: Bulletin | None = None,  # what the master posts for its children to read
+        metrics: PoolMetrics | None = None,  # --metrics-port: served by this loop
     ):
         self.program = program
         self.bulletin = bulletin or Bulletin()
+        self.metrics = metrics
         self.private_fds = list(private_fds)
         self.supervision = supervision
         self.config = config
@@ -102,7 +109,7 @@ class Master:
         self.hostname = config.hostname
         self.started_at = time.time()
         self.restarts: Counter[int] = Counter()  # children replaced, by slot index
-        self.scoreboard = Scoreboard(capacity=max(4 * config.concurrency, config.concurrency + 16))
+        self.scoreboard = Scoreboard(capacity=slot_capacity(config.concurrency))
         self.reload_requested = False
         self.stopping = False
         self.exit_code = 0
@@ -138,6 +145,8 @@ class Master:
         self._control = ControlServer(inspection.handlers(self), self._selector)
         self._signals = signals = SignalPipe(catch_sigchld=not self._pidfds)
         self._selector.register(signals, selectors.EVENT_READ)
+        if self.metrics is not None:
+            self.metrics.start(self, self._selector)
         self._set_title()
         log.info("master %d starting %d children", os.getpid(), self.concurrency)
         try:
@@ -152,12 +161,16 @@ class Master:
                         key.data.on_readable()
                     elif isinstance(key.data, Companion):
                         self.companions.relay(key.data)
+                    elif isinstance(key.data, HttpEndpoint):
+                        key.data.on_ready(key.fileobj)
                 for signum in signals.received():
                     self._actions.get(signum, lambda: None)()
                 self.reap()
                 self._run_timers()
         finally:
             self.reload_check.close()
+            if self.metrics is not None:
+                self.metrics.close()
             self._selector.close()
             self._control.close()
             signals.close()
@@ -170,7 +183,8 @@ class Master:
     def _timeout(self) -> float:
         now = time.monotonic()
         due = [self._next_tick, self._next_scan]
-        for deadline in (self._shutdown_deadline, self.reload_check.deadline):
+        http = self.metrics.deadline if self.metrics is not None else None
+        for deadline in (self._shutdown_deadline, self.reload_check.deadline, http):
             if deadline is not None:
                 due.append(deadline)
         if not self.stopping and len(self.children) < self.concurrency:
@@ -191,6 +205,8 @@ class Master:
             self._next_scan = now + self.config.scan_interval
             self.enforce(self.watch.check(self._unjudged(), self.scoreboard))
         self.reload_check.expire(now)
+        if self.metrics is not None:
+            self.metrics.expire(now)
         if self._shutdown_deadline is not None and now >= self._shutdown_deadline:
             log.warning("shutdown timeout: killing %d busy children", len(self.children))
             self._shutdown_deadline = None
@@ -281,6 +297,7 @@ class Master:
         """The master's descriptors, which a new child closes (pool/spawn.py)."""
         own = [*(self._signals.fds if self._signals else ()), *self.reload_check.fds]
         own += self.private_fds + self.companions.fds
+        own += self.metrics.fds if self.metrics is not None else []
         if self._control is not None:
             own += [self._control.listener.fileno(), self._control.directory.fd]
         for other in self.children.values():
@@ -336,6 +353,8 @@ class Master:
             applies = verdict is not None and verdict.task_id in ("", seen.task_id)
             reason = verdict.reason if verdict is not None and applies else None
             exit = ChildExit(child.index, pid, status, seen, reason)
+            if self.metrics is not None:  # before the slot is forked again
+                self.metrics.child_reaped(exit, self.stopping)
             self._on_child_exit(exit, time.monotonic() - child.spawned_at)
 
     def _on_child_exit(self, exit: ChildExit, lifetime: float) -> None:

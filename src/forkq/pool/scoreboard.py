@@ -46,6 +46,13 @@ _READ_PATIENCE = 0.1  # seconds; a live writer finishes a write in microseconds
 _PAIR, _NEXT = "\x1f", "\x1e"  # ASCII unit and record separators
 
 
+def slot_capacity(concurrency: int) -> int:
+    """Slots a pool of `concurrency` children has: room for TTIN to grow it (up to four
+    times, at least 16 more) and for what lives beside the slots (the tally) to be made with
+    the scoreboard, before the fork."""
+    return max(4 * concurrency, concurrency + 16)
+
+
 class SlotState(enum.IntEnum):
     EMPTY = 0
     STARTING = 1

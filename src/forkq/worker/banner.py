@@ -8,6 +8,7 @@ from typing import Protocol
 
 from forkq.app import Forkq
 from forkq.engines.sqlite.file import shown_url
+from forkq.pool.http_endpoint import Address
 from forkq.worker.limits import TimeLimits
 
 log = logging.getLogger("forkq.worker")
@@ -36,6 +37,8 @@ class WorkerFacts(Protocol):
     def max_memory_per_child(self) -> int | None: ...
     @property
     def scheduler(self) -> bool: ...
+    @property
+    def metrics(self) -> Address | None: ...
 
 
 def log_banner(app: Forkq, facts: WorkerFacts, hostname: str, pid: int) -> None:
@@ -58,6 +61,8 @@ def banner_lines(app: Forkq, facts: WorkerFacts, hostname: str, pid: int) -> lis
     ]
     if app.schedules or not facts.scheduler:  # no line for an app without periodic tasks
         lines.append(f"  scheduler:   {_scheduler(app, facts)}")
+    if facts.metrics is not None:
+        lines.append(f"  metrics:     http://{facts.metrics}/metrics, /healthz, /readyz")
     lines.append(f"  tasks ({len(app.tasks)}):")
     return lines + [f"    . {name}" for name in sorted(app.tasks)]
 

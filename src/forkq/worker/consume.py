@@ -2,7 +2,8 @@
 executor until the child is told to stop.
 
     boot: own connections ─► ConsumerSession (Consumer.of_child) ─► the revoked ids
-          (revoked.py) ─► after-fork hooks
+          (revoked.py) ─► after-fork hooks ─► the executor's observers
+          (worker/observe.py): with metrics, this slot's counter
     loop: fetch a batch (prefetch.py) ─► executor.handle each ─► ... (until stopped/budget)
     leave: release what it still holds (prefetched: back uncounted) ─► close the connections
 
@@ -23,6 +24,7 @@ import os
 import random
 import time
 from functools import partial
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -36,9 +38,13 @@ from forkq.pool.child import EXIT_BOOT_FAILED, EXIT_CRASHED, EXIT_OK, Stopping, 
 from forkq.pool.scoreboard import SlotWriter
 from forkq.worker.executor import Executor
 from forkq.worker.limits import TimeLimits
+from forkq.worker.observe import Observers, TaskObserver
 from forkq.worker.prefetch import PrefetchSizer
 from forkq.worker.revoked import RevokedIds
 from forkq.worker.task_process import TaskProcessDied, run_in_own_process
+
+if TYPE_CHECKING:  # imported only with --metrics-port (service.py)
+    from forkq.worker.metrics import WorkerMetrics
 
 log = logging.getLogger("forkq.worker")
 
@@ -72,11 +78,16 @@ class ConsumeProgram:
     """Runs in each child: fetch a batch, execute each message, until told to stop."""
 
     def __init__(
-        self, app: Forkq, options: ConsumeOptions, bulletin: BulletinReader | None = None
+        self,
+        app: Forkq,
+        options: ConsumeOptions,
+        bulletin: BulletinReader | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.app = app
         self.options = options
         self.bulletin = bulletin  # what the master posts for every child (pool/bulletin.py)
+        self.metrics = metrics  # made before the fork: each child counts in its own area
 
     def run_child(self, index: int, slot: SlotWriter, stop: StopSignal) -> int:
         bulletin = self.bulletin
@@ -90,7 +101,7 @@ class ConsumeProgram:
     def _serve(self, index: int, slot: SlotWriter, stop: StopSignal) -> int:
         consumer = Consumer.of_child(self.options.worker_id, index, os.getpid())
         try:
-            session, executor = self._boot(consumer, slot)
+            session, executor = self._boot(consumer, slot, index)
         except Exception:
             log.exception("child %d failed to boot", index)
             return EXIT_BOOT_FAILED
@@ -129,20 +140,33 @@ class ConsumeProgram:
             self.app.close()  # even when the release failed: the kept acks still go
         return died.exit_code
 
-    def _boot(self, consumer: Consumer, slot: SlotWriter) -> tuple[ConsumerSession, Executor]:
+    def _boot(
+        self, consumer: Consumer, slot: SlotWriter, index: int
+    ) -> tuple[ConsumerSession, Executor]:
         self.app.drop_inherited_connections()
         # This child's own connections, and its one session on them.
         session = self.app.broker.consumer(consumer, self.app.backend)
         revoked = RevokedIds(session.results, self.bulletin)
         revoked.refresh()  # a failure is logged, and read again at the first task
-        limits = self.options.limits
+        limits, observers = self.options.limits, Observers(self._observers(index))
         if self.options.fork_per_task:  # the hooks run where the tasks run
             # The task's process never uses the child's connections: `app.broker` and
             # `app.backend` see the new pid and open their own if the task publishes.
             runner = partial(run_in_own_process, self._run_after_fork_hooks)
-            return session, Executor(self.app, session, slot, limits, runner, revoked=revoked)
+            return session, Executor(
+                self.app, session, slot, limits, runner, observers, revoked=revoked
+            )
         self._run_after_fork_hooks()
-        return session, Executor(self.app, session, slot, limits, revoked=revoked)
+        return session, Executor(
+            self.app, session, slot, limits, observers=observers, revoked=revoked
+        )
+
+    def _observers(self, index: int) -> list[TaskObserver]:
+        """Who hears of each outcome in this child (worker/observe.py)."""
+        observers: list[TaskObserver] = []
+        if self.metrics is not None:
+            observers.append(self.metrics.observer(index))
+        return observers
 
     def _run_after_fork_hooks(self) -> None:
         for hook in self.app.after_fork_hooks:

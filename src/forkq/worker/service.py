@@ -1,7 +1,8 @@
 """`forkq worker`: load, preload, freeze, fork, supervise.
 
 master: gc.disable() ─► import app ─► before-fork hooks ─► open broker (fail fast)
-        ─► tasks' argument conversions worked out ─► gc.freeze() ─► gc.enable()
+        ─► tasks' argument conversions worked out ─► --metrics-port bound (fail fast), the
+        tally made (shared) ─► gc.freeze() ─► gc.enable()
         ─► Master.run(): fork N children, supervise until stopped
 child:  drop inherited connections ─► open own ─► after-fork hooks ─► consume loop
 
@@ -23,7 +24,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from importlib import metadata
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import msgspec
 
@@ -31,16 +32,23 @@ from forkq import exitcodes, logs
 from forkq.app import Forkq
 from forkq.arguments import prepare_conversions
 from forkq.engines.contract import schedule_store
+from forkq.exceptions import ConfigurationError
 from forkq.pool.bulletin import Bulletin
 from forkq.pool.control_dir import open_worker_dir
+from forkq.pool.http_endpoint import Address, listen
 from forkq.pool.master import Master, PoolConfig
 from forkq.pool.pidfile import PidFile
 from forkq.pool.reload import CHECK_ENV
+from forkq.pool.scoreboard import slot_capacity
 from forkq.worker.banner import log_banner
 from forkq.worker.consume import ConsumeOptions, ConsumeProgram
 from forkq.worker.limits import TimeLimits
 from forkq.worker.scheduler import SchedulerProgram
 from forkq.worker.supervision import WorkerSupervision
+
+if TYPE_CHECKING:
+    from forkq.pool.metrics import PoolMetrics
+    from forkq.worker.metrics import WorkerMetrics
 
 log = logging.getLogger("forkq.worker")
 
@@ -63,6 +71,7 @@ class WorkerConfig(msgspec.Struct, frozen=True):
     log_json: bool = False
     hostname: str = ""  # the worker's name (-n); the machine's host name when empty
     scheduler: bool = True  # fork the periodic scheduler beside the children (if any schedule)
+    metrics: Address | None = None  # --metrics-port: Prometheus metrics and health checks
 
 
 def new_worker_id(hostname: str) -> str:
@@ -97,8 +106,14 @@ def run_worker(app: Forkq, config: WorkerConfig, *, gc_was_enabled: bool | None 
         except BaseException:
             pidfile.remove()
             raise
-        if checking:
+        if checking:  # before the port is bound: the running worker holds it
             return exitcodes.OK
+        try:
+            served = _metrics(app, config)
+        except ConfigurationError:
+            pidfile.remove()
+            raise
+        worker_metrics = served[1] if served else None
         # Before the freeze: shared by the children (the built-in tasks of workflows too).
         prepare_conversions([*app.tasks.values(), *app.builtin_tasks.values()])
         hostname = config.hostname or socket.gethostname()
@@ -107,8 +122,8 @@ def run_worker(app: Forkq, config: WorkerConfig, *, gc_was_enabled: bool | None 
             worker_id, config.queues, config.prefetch, config.limits, config.max_tasks_per_child
         )
         bulletin = Bulletin(tuple(config.queues))  # shared: made before the fork
-        program = ConsumeProgram(app, options, bulletin.reader())
-        supervision = WorkerSupervision(app, worker_id, config.queues)
+        program = ConsumeProgram(app, options, bulletin.reader(), worker_metrics)
+        supervision = WorkerSupervision(app, worker_id, config.queues, worker_metrics)
         companions = [SchedulerProgram(app, schedules, worker_id)] if schedules else []
         pool = PoolConfig(
             concurrency=config.concurrency,
@@ -133,7 +148,8 @@ def run_worker(app: Forkq, config: WorkerConfig, *, gc_was_enabled: bool | None 
             _warm_package_metadata()
         gc.freeze()
     private = [] if pidfile.fd is None else [pidfile.fd]
-    master = Master(program, supervision, pool, private, companions, bulletin)
+    pool_metrics = served[0] if served else None
+    master = Master(program, supervision, pool, private, companions, bulletin, pool_metrics)
     with pidfile:
         log_banner(app, config, hostname, os.getpid())
         code = master.run()
@@ -141,6 +157,34 @@ def run_worker(app: Forkq, config: WorkerConfig, *, gc_was_enabled: bool | None 
             pidfile.hand_over()
             _reexec(app)
     return code
+
+
+def _metrics(app: Forkq, config: WorkerConfig) -> tuple[PoolMetrics, WorkerMetrics] | None:
+    """With --metrics-port: its socket bound now, so that a port in use stops the worker before
+    it forks; and the tally every child counts in, made before the fork. ConfigurationError,
+    saying what to change, when the port cannot be had."""
+    if config.metrics is None:
+        return None
+    # Imported here: prometheus_client takes tens of milliseconds to import (its package
+    # loads its HTTP servers), which a worker without metrics does not pay at start.
+    from forkq.pool.metrics import PoolMetrics
+    from forkq.worker.metrics import WorkerMetrics
+
+    try:
+        listener = listen(config.metrics)
+    except socket.gaierror as exc:
+        raise ConfigurationError(
+            f"cannot serve metrics on {config.metrics}: {exc.strerror or exc}; give "
+            "--metrics-host an address of this host (0.0.0.0: all of its IPv4 addresses)"
+        ) from None
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot serve metrics on {config.metrics}: {exc.strerror or exc}; free the port "
+            "or choose another with --metrics-port (--metrics-host for the address)"
+        ) from None
+    names = [*app.tasks, *app.builtin_tasks]
+    worker = WorkerMetrics(names, slot_capacity(config.concurrency))
+    return PoolMetrics(listener, worker, worker.tally), worker
 
 
 @contextmanager

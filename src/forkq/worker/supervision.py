@@ -7,6 +7,7 @@ the living ones hold theirs.
                   │ terminated, its task revoked: REVOKED stored (every engine), back
                   counted, for the next child to discard (executor.py)
     tick       ─► heartbeat (with the queues consumed) ─► retry releases an outage held up
+                  ─► with metrics: the queues' depths, read for the scrapes to serve
 
 Where the engine recovers by connection (RabbitMQ: `Capabilities.releases_others` is False),
 the server gives back what the child's connection held when it closed, and nothing is
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from forkq.app import Forkq
 from forkq.engines.contract import Burial, Consumer, Leftovers
@@ -37,20 +39,32 @@ from forkq.pool.scoreboard import SlotState, SlotView
 from forkq.pool.watch import Ending
 from forkq.result import encode_record, failure_record, revoked_record
 
+if TYPE_CHECKING:  # imported only with --metrics-port (service.py)
+    from forkq.worker.metrics import WorkerMetrics
+
 log = logging.getLogger("forkq.worker")
 
 
 class WorkerSupervision:
     """Runs in the master, on its own broker connection."""
 
-    def __init__(self, app: Forkq, worker_id: str, queues: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        app: Forkq,
+        worker_id: str,
+        queues: Sequence[str] = (),
+        metrics: WorkerMetrics | None = None,  # --metrics-port: what the master counts
+    ) -> None:
         self.app = app
+        self.metrics = metrics
         self.worker_id = worker_id
         self.queues = tuple(queues)  # said with every heartbeat: `Broker.consumers_seen`
         self.outage = Outage("broker (from the master)", log)
         self.unreleased: list[ChildExit] = []  # exits whose release failed: retried each tick
 
     def child_exited(self, exit: ChildExit) -> None:
+        if self.metrics is not None:  # once, though a release that fails is tried again
+            self.metrics.child_exited(exit)
         try:
             self._settle(exit)
         except (BrokerError, BackendError) as exc:
@@ -71,6 +85,9 @@ class WorkerSupervision:
             return  # the server gives back what the child's connection held
         consumer = Consumer.of_child(self.worker_id, exit.index, exit.pid)
         released = self.app.broker.release(consumer, Leftovers(running, seen.unacked, dead))
+        if self.metrics is not None:
+            self.metrics.released(released)
+            self.metrics.buried(len(dead))
         if released:
             log.warning(
                 "released %d message(s) held by child %d (pid %d)%s",
@@ -98,16 +115,22 @@ class WorkerSupervision:
         )
 
     def tick(self) -> None:
-        """Heartbeat, and retry releases that failed during an outage."""
+        """Heartbeat, retry releases that failed during an outage, read the queues' depths."""
         try:
             self.app.broker.heartbeat(self.worker_id, self.queues)
             while self.unreleased:
                 self._settle(self.unreleased[0])
                 self.unreleased.pop(0)
+            if self.metrics is not None:
+                self.metrics.read_depths(self.app.broker, self.queues)
         except (BrokerError, BackendError) as exc:
             self.outage.failed(exc)
+            if self.metrics is not None:
+                self.metrics.heard(answered=False)
         else:
             self.outage.succeeded()
+            if self.metrics is not None:
+                self.metrics.heard(answered=True)
 
 
 def _what_ran(seen: SlotView) -> str:

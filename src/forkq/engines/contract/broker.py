@@ -27,6 +27,7 @@ from forkq.engines.contract.values import (
     DeadLetterCaps,
     Leftovers,
     Outgoing,
+    QueueDepth,
     Sighting,
 )
 from forkq.exceptions import BrokerError
@@ -111,6 +112,18 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     def _size(self, queue: str) -> int: ...
+
+    def depth(self, queue: str) -> QueueDepth:
+        """`size`'s count, and how many messages of `queue` wait for their due time where
+        the engine can count them; in one round trip. This process's sessions send their
+        kept acks first."""
+        self.flush_sessions()
+        return self._depth(queue)
+
+    def _depth(self, queue: str) -> QueueDepth:
+        """Engines that can count delayed messages say how many (RabbitMQ cannot: they wait
+        in delay queues shared by every queue of the prefix)."""
+        return QueueDepth(self._size(queue), None)
 
     @abc.abstractmethod
     def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:

@@ -231,6 +231,13 @@ class Capabilities(msgspec.Struct, frozen=True):
         return self.recovery is Recovery.LEASE
 
 
+class QueueDepth(msgspec.Struct, frozen=True):
+    """What a queue holds (`Broker.depth`)."""
+
+    messages: int  # as `Broker.size` counts them: delayed ones too where `counts_delayed`
+    delayed: int | None  # those not due yet; None where the engine cannot count them
+
+
 DEFAULT_LEASE_TTL = 30.0
 MAX_LEASE_TTL = 86400.0  # a day: a lease is renewed every third of it
 

@@ -19,6 +19,7 @@ from forkq.engines.contract import (
     DeadLetterCaps,
     Leftovers,
     Outgoing,
+    QueueDepth,
     Recovery,
     ResultBackend,
     ScheduleStore,
@@ -87,8 +88,14 @@ class MemoryBroker(Broker):
         return len(doomed)
 
     def _size(self, queue: str) -> int:
+        return self._depth(queue).messages
+
+    def _depth(self, queue: str) -> QueueDepth:
+        now = time.time()
         with self._store.cond:
-            return sum(1 for e in self._store.messages.values() if e.queue == queue)
+            mine = [e for e in self._store.messages.values() if e.queue == queue]
+            delayed = sum(1 for e in mine if e.owner is None and e.visible_at > now)
+        return QueueDepth(len(mine), delayed)
 
     def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
         with self._store.cond:

@@ -32,6 +32,7 @@ from forkq.engines.contract import (
     DeadLetterCaps,
     Leftovers,
     Outgoing,
+    QueueDepth,
     Recovery,
     ResultBackend,
     ScheduleStore,
@@ -103,13 +104,18 @@ class RedisBroker(Broker):
             return self._link.purge(self._link.ensure(queue))
 
     def _size(self, queue: str) -> int:
+        return self._depth(queue).messages
+
+    def _depth(self, queue: str) -> QueueDepth:
+        """The streams' entries (held ones stay in a stream until acked) and the delayed set."""
         k = self._link.keys(queue)
         with self._link.errors():
             pipe = self.client.pipeline(transaction=False)
             for stream in k.bands_high_first:
                 pipe.xlen(stream)
             pipe.zcard(k.delayed)
-            return sum(pipe.execute())
+            *streams, delayed = pipe.execute()
+        return QueueDepth(sum(streams) + delayed, delayed)
 
     def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
         with self._link.errors():

@@ -32,6 +32,7 @@ from forkq.engines.contract import (
     DeadLetterCaps,
     Leftovers,
     Outgoing,
+    QueueDepth,
     Recovery,
     ResultBackend,
     ScheduleStore,
@@ -167,6 +168,16 @@ class SQLiteBroker(Broker):
                 "SELECT COUNT(*) FROM forkq_messages WHERE queue = ?", (queue,)
             ).fetchone()
         return int(row[0])
+
+    def _depth(self, queue: str) -> QueueDepth:
+        """Delayed: not held and not visible yet (a countdown, an eta, a retry's wait)."""
+        with self._errors:
+            row = self._conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(owner IS NULL AND visible_at > ?), 0) "
+                "FROM forkq_messages WHERE queue = ?",
+                (time.time(), queue),
+            ).fetchone()
+        return QueueDepth(int(row[0]), int(row[1]))
 
     def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
         with self._errors:
