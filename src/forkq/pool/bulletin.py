@@ -28,6 +28,7 @@ import msgspec
 
 _HEAD = struct.Struct("<I 4x Q Q I")
 _REVOKES_AT = 8  # aligned
+_QUEUES_VERSION_AT = 16  # aligned
 _SEQ = struct.Struct("<I")
 _QUEUES = 2048
 _SIZE = _HEAD.size + _QUEUES
@@ -101,6 +102,11 @@ class BulletinReader:
         """The master's count of revocations (a single aligned 8-byte field: no torn read
         that matters, a count read one write early is caught at the next look)."""
         return int(struct.unpack_from("<Q", self._map, _REVOKES_AT)[0])
+
+    def queues_version(self) -> int:
+        """The version of the queue set (one aligned load, as `revokes`): a child reads the
+        set again only when it changed."""
+        return int(struct.unpack_from("<Q", self._map, _QUEUES_VERSION_AT)[0])
 
     def read(self) -> Posted:
         give_up = time.monotonic() + _READ_PATIENCE

@@ -97,7 +97,7 @@ class Master:
         self.supervision = supervision
         self.config = config
         self.children: dict[int, _Child] = {}  # by pid
-        self.concurrency = config.concurrency  # TTIN/TTOU change it
+        self.concurrency = config.concurrency  # TTIN/TTOU and control change it
         self.title = config.title
         self.hostname = config.hostname
         self.started_at = time.time()
@@ -230,20 +230,24 @@ class Master:
         ]
         self.enforce([Verdict(c.pid, signal.SIGTERM, Ending.SHRINK) for c in idle[:excess]])
 
-    def grow(self) -> None:
-        """TTIN: one child more."""
-        if self.stopping or self.concurrency >= self.scoreboard.capacity:
-            log.warning("cannot grow past %d children", self.scoreboard.capacity)
-            return
-        self.concurrency += 1
-        log.info("TTIN: pool grows to %d children", self.concurrency)
+    def grow(self, by: int = 1, source: str = "TTIN") -> int:
+        """`by` children more (TTIN: one), up to the scoreboard's capacity; the new size."""
+        wanted = min(self.concurrency + by, self.scoreboard.capacity)
+        if self.stopping or wanted <= self.concurrency:
+            log.warning("%s: cannot grow past %d children", source, self.scoreboard.capacity)
+            return self.concurrency
+        self.concurrency = wanted
+        log.info("%s: pool grows to %d children", source, self.concurrency)
+        return self.concurrency
 
-    def shrink(self) -> None:
-        """TTOU: one child fewer, retired when idle."""
-        if self.stopping or self.concurrency <= 1:
-            return
-        self.concurrency -= 1
-        log.info("TTOU: pool shrinks to %d children", self.concurrency)
+    def shrink(self, by: int = 1, source: str = "TTOU") -> int:
+        """`by` children fewer (TTOU: one), down to one, retired when idle; the new size."""
+        wanted = max(self.concurrency - by, 1)
+        if self.stopping or wanted >= self.concurrency:
+            return self.concurrency
+        self.concurrency = wanted
+        log.info("%s: pool shrinks to %d children", source, self.concurrency)
+        return self.concurrency
 
     def dump_stacks(self) -> None:
         """USR1: the master's stack to the log, and every child's (via faulthandler)."""
