@@ -102,6 +102,12 @@ def prefetch_option(_ctx: click.Context, _param: click.Parameter, value: str) ->
     is_flag=True,
     help="Fork no periodic scheduler (by default every worker runs one; one of them leads).",
 )
+@click.option(
+    "--no-control",
+    is_flag=True,
+    help="Fork no control agent: inspect and control then reach this worker only through its "
+    "host's control socket (by default every worker on Redis or RabbitMQ runs one).",
+)
 def worker(
     app_spec: str | None,
     broker: str | None,
@@ -121,6 +127,7 @@ def worker(
     logfile: str | None,
     log_json: bool,
     no_scheduler: bool,
+    no_control: bool,
 ) -> None:
     """Start a prefork worker: forkq worker -A proj.tasks -c 4 -Q high,default."""
     gc_was_enabled = gc.isenabled()
@@ -156,6 +163,7 @@ def worker(
             max_memory_per_child=max_memory_per_child,
             hostname=worker_name,
             scheduler=not no_scheduler,
+            control=not no_control,
         )
     except BaseException:
         if gc_was_enabled:  # a caller in the same process (tests, embedding) gets it back

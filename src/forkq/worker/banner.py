@@ -7,6 +7,7 @@ import logging
 from typing import Protocol
 
 from forkq.app import Forkq
+from forkq.engines.registry import carries_control
 from forkq.engines.sqlite.file import shown_url
 from forkq.worker.limits import TimeLimits
 
@@ -36,6 +37,8 @@ class WorkerFacts(Protocol):
     def max_memory_per_child(self) -> int | None: ...
     @property
     def scheduler(self) -> bool: ...
+    @property
+    def control(self) -> bool: ...
 
 
 def log_banner(app: Forkq, facts: WorkerFacts, hostname: str, pid: int) -> None:
@@ -58,6 +61,7 @@ def banner_lines(app: Forkq, facts: WorkerFacts, hostname: str, pid: int) -> lis
     ]
     if app.schedules or not facts.scheduler:  # no line for an app without periodic tasks
         lines.append(f"  scheduler:   {_scheduler(app, facts)}")
+    lines.append(f"  control:     {_control(app, facts, hostname)}")
     lines.append(f"  tasks ({len(app.tasks)}):")
     return lines + [f"    . {name}" for name in sorted(app.tasks)]
 
@@ -78,6 +82,14 @@ def _scheduler(app: Forkq, facts: WorkerFacts) -> str:
     if not facts.scheduler:
         return f"off (--no-scheduler), {count} schedule(s) left to others"
     return f"{count} schedule(s), fired by whichever scheduler of app {app.main} leads"
+
+
+def _control(app: Forkq, facts: WorkerFacts, hostname: str) -> str:
+    if not carries_control(app.settings.broker_url):
+        return "this host's control socket (the broker carries no control)"
+    if not facts.control:
+        return "this host's control socket only (--no-control)"
+    return f"over the broker, answering as {hostname}"
 
 
 def _seconds(value: float | None) -> str | None:

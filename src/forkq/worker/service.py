@@ -31,11 +31,14 @@ from forkq import exitcodes, logs
 from forkq.app import Forkq
 from forkq.arguments import prepare_conversions
 from forkq.engines.contract import schedule_store
+from forkq.engines.registry import carries_control
 from forkq.pool.bulletin import Bulletin
+from forkq.pool.companion import CompanionProgram
 from forkq.pool.control_dir import open_worker_dir
 from forkq.pool.master import Master, PoolConfig
 from forkq.pool.pidfile import PidFile
 from forkq.pool.reload import CHECK_ENV
+from forkq.worker.agent import AgentProgram
 from forkq.worker.banner import log_banner
 from forkq.worker.consume import ConsumeOptions, ConsumeProgram
 from forkq.worker.limits import TimeLimits
@@ -63,6 +66,7 @@ class WorkerConfig(msgspec.Struct, frozen=True):
     log_json: bool = False
     hostname: str = ""  # the worker's name (-n); the machine's host name when empty
     scheduler: bool = True  # fork the periodic scheduler beside the children (if any schedule)
+    control: bool = True  # fork the control agent, if the broker carries control
 
 
 def new_worker_id(hostname: str) -> str:
@@ -108,8 +112,12 @@ def run_worker(app: Forkq, config: WorkerConfig, *, gc_was_enabled: bool | None 
         )
         bulletin = Bulletin(tuple(config.queues))  # shared: made before the fork
         program = ConsumeProgram(app, options, bulletin.reader())
-        supervision = WorkerSupervision(app, worker_id, config.queues)
-        companions = [SchedulerProgram(app, schedules, worker_id)] if schedules else []
+        supervision = WorkerSupervision(app, worker_id, config.queues, bulletin)
+        companions: list[CompanionProgram] = []
+        if schedules:
+            companions.append(SchedulerProgram(app, schedules, worker_id))
+        if config.control and carries_control(app.settings.broker_url):
+            companions.append(AgentProgram(app, hostname, worker_id, bulletin.reader()))
         pool = PoolConfig(
             concurrency=config.concurrency,
             title=f"forkq: {app.main}",

@@ -21,6 +21,7 @@ from forkq.app import Forkq
 from forkq.engines.contract import Burial, Consumer, Leftovers
 from forkq.exceptions import BackendError, BrokerError, TimeLimitExceeded
 from forkq.outage import Outage
+from forkq.pool.bulletin import Bulletin
 from forkq.pool.exits import ChildExit
 from forkq.pool.scoreboard import SlotState, SlotView
 from forkq.pool.watch import Ending
@@ -32,10 +33,17 @@ log = logging.getLogger("forkq.worker")
 class WorkerSupervision:
     """Runs in the master, on its own broker connection."""
 
-    def __init__(self, app: Forkq, worker_id: str, queues: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        app: Forkq,
+        worker_id: str,
+        queues: Sequence[str] = (),
+        bulletin: Bulletin | None = None,  # where control posts the queues consumed now
+    ) -> None:
         self.app = app
         self.worker_id = worker_id
-        self.queues = tuple(queues)  # said with every heartbeat: `Broker.consumers_seen`
+        self._queues = tuple(queues)
+        self._bulletin = bulletin
         self.outage = Outage("broker (from the master)", log)
         self.unreleased: list[ChildExit] = []  # exits whose release failed: retried each tick
 
@@ -76,6 +84,13 @@ class WorkerSupervision:
             seen.task_id, record.state, encode_record(record), self.app.settings.result_ttl
         )
         return Burial(seen.queue, seen.receipt, reason)
+
+    @property
+    def queues(self) -> tuple[str, ...]:
+        """Said with every heartbeat (`Broker.consumers_seen`): the worker's, or the set
+        control posted since."""
+        posted = self._bulletin.posted.queues if self._bulletin is not None else ()
+        return posted or self._queues
 
     def tick(self) -> None:
         """Heartbeat, and retry releases that failed during an outage."""
