@@ -56,6 +56,21 @@ def amqp_reachable() -> bool:
         return False
 
 
+def drop_amqp_streams(url: str) -> None:
+    """A stream takes no x-expires: delete the control members stream (the test's workers'
+    agents make it), best effort."""
+    import pika
+    import pika.exceptions
+
+    prefix = url.split("prefix=")[1].split("&")[0]
+    with contextlib.suppress(pika.exceptions.AMQPError, OSError):
+        connection = pika.BlockingConnection(pika.URLParameters(AMQP))
+        try:
+            connection.channel().queue_delete(f"{prefix}.control.members")
+        finally:
+            connection.close()
+
+
 def redis_reachable() -> bool:
     import redis
 
@@ -74,6 +89,7 @@ def engine_url(engine: str, url: str) -> Iterator[str]:
                 pytest.fail("RabbitMQ is not reachable on 127.0.0.1:5672 (CI=true: no skipping)")
             pytest.skip("no RabbitMQ on 127.0.0.1:5672 (scripts/ensure-services starts one)")
         yield url  # its queues expire on their own (x-expires) once unused
+        drop_amqp_streams(url)
         return
     if engine != "redis":
         yield url
