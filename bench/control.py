@@ -39,7 +39,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def run_control(pings: int = 50, broker: str = "redis", python: str = sys.executable) -> dict[str, Any]:
+def run_control(
+    pings: int = 50, broker: str = "redis", python: str = sys.executable
+) -> dict[str, Any]:
     """Start two workers, time `pings` pings once both answer, stop them."""
     from forkq import Forkq  # the interpreter running this bench has forkq installed
 
@@ -49,12 +51,9 @@ def run_control(pings: int = 50, broker: str = "redis", python: str = sys.execut
         Path(scratch, "ctlbench.py").write_text(APP)
         env = {**os.environ, "FORKQ_BROKER_URL": url, "PYTHONPATH": scratch}
         env |= {"FORKQ_CONTROL_DIR": f"{scratch}/control", "FORKQ_RESULT_BACKEND": "memory://x"}
+        command = [python, "-m", "forkq", "worker", "-A", "ctlbench", "-c", "1", "-l", "warning"]
         workers = [
-            subprocess.Popen(
-                [python, "-m", "forkq", "worker", "-A", "ctlbench", "-c", "1", "-n", name,
-                 "-l", "warning"],
-                cwd=scratch, env=env, start_new_session=True,
-            )  # fmt: skip
+            subprocess.Popen([*command, "-n", name], cwd=scratch, env=env, start_new_session=True)
             for name in ("b1", "b2")
         ]
         app = Forkq("ctlbench", broker=url)

@@ -270,8 +270,15 @@ class WorkerProcess:
         return self.proc.pid
 
     def children(self) -> list[int]:
+        """Its master's children, but not its control agent (every worker on Redis or
+        RabbitMQ forks one, titled "... agent"): what tests count are the pool's processes."""
         path = Path(f"/proc/{self.pid}/task/{self.pid}/children")
-        return [int(p) for p in path.read_text().split()]
+        return [int(p) for p in path.read_text().split() if not _is_agent(int(p))]
+
+    def agent(self) -> int | None:
+        """The pid of its control agent, if it runs one."""
+        path = Path(f"/proc/{self.pid}/task/{self.pid}/children")
+        return next((int(p) for p in path.read_text().split() if _is_agent(int(p))), None)
 
     def all_children(self, count: int, timeout: float = 10.0) -> list[int]:
         """The pids of its children once `count` are forked (serving one task says only
@@ -309,6 +316,14 @@ class WorkerProcess:
         self._reader.join(timeout=5)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
+
+
+def _is_agent(pid: int) -> bool:
+    try:
+        title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").strip()
+        return title.endswith(b" agent")
+    except OSError:  # gone already: counted as it was, a child
+        return False
 
 
 def server_port() -> int:
@@ -429,5 +444,5 @@ def survive_outage(
     assert [r.get(timeout=120) for r in results] == list(range(300))
     log = worker.log()
     assert "reachable again" in log
-    assert log.count("unreachable") <= 3, log
+    assert log.count("unreachable") <= 4, log  # the master, two children, the control agent
     assert worker.proc.poll() is None

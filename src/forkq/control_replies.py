@@ -28,9 +28,7 @@ class Replies(msgspec.Struct, frozen=True):
     @property
     def errors(self) -> dict[str, str]:
         """The workers that answered with an error, and what it said."""
-        return {
-            name: str(body["error"]) for name, body in self.replies.items() if "error" in body
-        }
+        return {name: str(body["error"]) for name, body in self.replies.items() if "error" in body}
 
     @property
     def complete(self) -> bool:

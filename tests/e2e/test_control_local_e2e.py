@@ -19,7 +19,9 @@ pytestmark = pytest.mark.timeout(120)
 def test_control_through_the_local_sockets(
     client: Forkq, start_worker: Any, e2e_dir: Path, broker_url: str
 ) -> None:
-    worker = start_worker("-n", "w1", "-c", "1", env={"FORKQ_CONTROL_DIR": str(e2e_dir / "control")})
+    worker = start_worker(
+        "-n", "w1", "-c", "1", env={"FORKQ_CONTROL_DIR": str(e2e_dir / "control")}
+    )
     wait_until_serving(client, worker)
     assert "control:     this host's control socket (the broker carries no control)" in worker.log()
     assert " agent " not in worker.log()  # no agent forked

@@ -109,7 +109,9 @@ def test_xdg_runtime_dir_is_preferred(
     assert stat.S_IMODE(made.lstat().st_mode) == 0o700
     assert stat.S_ISSOCK((made / f"{worker.pid}.sock").lstat().st_mode)
     pong = forkq("inspect", "ping", "--json")  # also reads /tmp/forkq-<uid>: others may be there
-    assert worker.pid in [r["pid"] for r in json.loads(pong.stdout)["replies"].values()], pong.stderr
+    assert worker.pid in [r["pid"] for r in json.loads(pong.stdout)["replies"].values()], (
+        pong.stderr
+    )
 
 
 @pytest.mark.parametrize("unsafe", ["relative", "mode 0755", "symlink", "another owner"])

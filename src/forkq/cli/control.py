@@ -38,7 +38,9 @@ def _send(
 
 
 def _pool(name: str, reply: dict[str, Any], console: Console) -> None:
-    console.print(f"{name}: pool {reply['was']} -> {reply['concurrency']} children", highlight=False)
+    console.print(
+        f"{name}: pool {reply['was']} -> {reply['concurrency']} children", highlight=False
+    )
 
 
 def _queues(name: str, reply: dict[str, Any], console: Console) -> None:

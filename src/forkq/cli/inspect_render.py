@@ -94,7 +94,9 @@ def _children_table(children: list[dict[str, Any]], console: Console, title: str
     table = Table(title=title)
     columns = ("child", "pid", "state", "task", "task id", "runtime", "done", "failed", "restarts")
     for column in columns:
-        table.add_column(column, justify="right" if column in ("pid", "runtime", "done") else "left")
+        table.add_column(
+            column, justify="right" if column in ("pid", "runtime", "done") else "left"
+        )
     for c in children:
         runtime = f"{c['runtime']:.2f}s" if c["runtime"] is not None else ""
         table.add_row(

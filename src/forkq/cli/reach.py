@@ -8,6 +8,7 @@ or answered with an error (each is shown), or none answered at all.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -75,7 +76,7 @@ def report(replies: Replies, as_json: bool, render: Render, timeout: float) -> N
         where = "of this host" if replies.route is Route.LOCAL else "of this broker"
         raise ForkqError(f"no worker {where} answered within {timeout:g}s")
     if not replies.complete:
-        raise click.exceptions.Exit(1)
+        sys.exit(1)
 
 
 def _silence(replies: Replies, name: str, timeout: float) -> str:

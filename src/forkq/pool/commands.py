@@ -29,23 +29,21 @@ class PoolControl(Protocol):
     concurrency: int
     stopping: bool
 
-    def grow(self, by: int = 1, source: str = "TTIN") -> int: ...
-
-    def shrink(self, by: int = 1, source: str = "TTOU") -> int: ...
+    def resize(self, by: int, source: str) -> None: ...
 
     def stop_warm(self) -> None: ...
 
 
 def pool_grow(pool: PoolControl, args: Mapping[str, Any]) -> dict[str, Any]:
     before = pool.concurrency
-    after = pool.grow(_count(args), source="control")
-    return {"concurrency": after, "was": before}
+    pool.resize(_count(args), "control")
+    return {"concurrency": pool.concurrency, "was": before}
 
 
 def pool_shrink(pool: PoolControl, args: Mapping[str, Any]) -> dict[str, Any]:
     before = pool.concurrency
-    after = pool.shrink(_count(args), source="control")
-    return {"concurrency": after, "was": before}
+    pool.resize(-_count(args), "control")
+    return {"concurrency": pool.concurrency, "was": before}
 
 
 def shutdown(pool: PoolControl, args: Mapping[str, Any]) -> dict[str, Any]:

@@ -11,8 +11,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from forkq.pool import commands
-from forkq.pool.control import Handler
 from forkq.pool.bulletin import Bulletin
+from forkq.pool.control import Handler
 from forkq.pool.process_memory import memory_json, process_tree_memory
 from forkq.pool.scoreboard import Scoreboard, SlotState, SlotView
 

@@ -126,8 +126,8 @@ class Master:
             signal.SIGINT: self._on_interrupt,
             signal.SIGQUIT: self.stop_cold,
             signal.SIGHUP: self.reload,
-            signal.SIGTTIN: self.grow,
-            signal.SIGTTOU: self.shrink,
+            signal.SIGTTIN: lambda: self.resize(1, "TTIN"),
+            signal.SIGTTOU: lambda: self.resize(-1, "TTOU"),
             signal.SIGUSR1: self.dump_stacks,
             signal.SIGCHLD: lambda: None,  # reaping happens on every loop turn
         }
@@ -218,7 +218,7 @@ class Master:
                 log.error("cannot fork child %d: %s; %s", index, exc, self.respawn.fork_failed())
 
     def retire_excess(self) -> None:
-        """After TTOU: TERM idle children until the pool fits; a busy one is never touched."""
+        """After a shrink: TERM idle children until the pool fits; a busy one is never touched."""
         excess = len(self.children) - len(self._verdicts) - self.concurrency
         if excess <= 0:
             return
@@ -230,24 +230,17 @@ class Master:
         ]
         self.enforce([Verdict(c.pid, signal.SIGTERM, Ending.SHRINK) for c in idle[:excess]])
 
-    def grow(self, by: int = 1, source: str = "TTIN") -> int:
-        """`by` children more (TTIN: one), up to the scoreboard's capacity; the new size."""
-        wanted = min(self.concurrency + by, self.scoreboard.capacity)
-        if self.stopping or wanted <= self.concurrency:
-            log.warning("%s: cannot grow past %d children", source, self.scoreboard.capacity)
-            return self.concurrency
+    def resize(self, by: int, source: str) -> None:
+        """`by` children more (TTIN: 1) or fewer (TTOU: -1), from one to the scoreboard's
+        capacity; children over the size are retired when idle (`retire_excess`)."""
+        wanted = max(1, min(self.concurrency + by, self.scoreboard.capacity))
+        if self.stopping or wanted == self.concurrency:
+            if by > 0:
+                log.warning("%s: cannot grow past %d children", source, self.scoreboard.capacity)
+            return
+        change = "grows" if wanted > self.concurrency else "shrinks"
         self.concurrency = wanted
-        log.info("%s: pool grows to %d children", source, self.concurrency)
-        return self.concurrency
-
-    def shrink(self, by: int = 1, source: str = "TTOU") -> int:
-        """`by` children fewer (TTOU: one), down to one, retired when idle; the new size."""
-        wanted = max(self.concurrency - by, 1)
-        if self.stopping or wanted >= self.concurrency:
-            return self.concurrency
-        self.concurrency = wanted
-        log.info("%s: pool shrinks to %d children", source, self.concurrency)
-        return self.concurrency
+        log.info("%s: pool %s to %d children", source, change, wanted)
 
     def dump_stacks(self) -> None:
         """USR1: the master's stack to the log, and every child's (via faulthandler)."""

@@ -7,8 +7,9 @@ makes it even; a reader retries when it saw an odd value or the value changed un
 
 Slot layout (little-endian; `_HEAD`, then `unacked` with a sequence of its own)::
 
-    seq u32 | pid i32 | state u8 | pad | reserved u16 | pad 4 | started_at f64 | heartbeat f64 | deadline f64
-    | done u64 | failed u64 | task_id 48s | receipt 64s | queue 64s | task_name 160s
+    seq u32 | pid i32 | state u8 | pad 1 | reserved u16 | pad 4
+    | started_at f64 | heartbeat f64 | deadline f64 | done u64 | failed u64
+    | task_id 48s | receipt 64s | queue 64s | task_name 160s
     | unacked_seq u32 | unacked 2048s
 
 `unacked` lists the (queue, receipt) pairs of messages the child finished but whose acks its

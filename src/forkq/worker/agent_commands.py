@@ -47,14 +47,22 @@ Command = Callable[[AgentView, Mapping[str, Any]], dict[str, Any]]
 
 
 def registered(worker: AgentView, args: Mapping[str, Any]) -> dict[str, Any]:
-    return {"tasks": {name: options_shown(t.options) for name, t in sorted(worker.app.tasks.items())}}
+    return {
+        "tasks": {name: options_shown(t.options) for name, t in sorted(worker.app.tasks.items())}
+    }
 
 
 def options_shown(options: TaskOptions) -> dict[str, Any]:
     """The options given to a task, as JSON: those not at their default."""
-    given = msgspec.to_builtins(options, enc_hook=_shown)
-    default = msgspec.to_builtins(TaskOptions(name=options.name), enc_hook=_shown)
+    given, default = _fields(options), _fields(TaskOptions(name=options.name))
     return {k: v for k, v in given.items() if k not in _DERIVED and v != default.get(k)}
+
+
+def _fields(options: TaskOptions) -> dict[str, Any]:
+    return {
+        name: str(value) if isinstance(value, Rate) else msgspec.to_builtins(value, enc_hook=_shown)
+        for name, value in msgspec.structs.asdict(options).items()
+    }
 
 
 def conf(worker: AgentView, args: Mapping[str, Any]) -> dict[str, Any]:
@@ -77,7 +85,11 @@ def scheduled(worker: AgentView, args: Mapping[str, Any]) -> dict[str, Any]:
         if delayed is None:
             return {"error": "this broker cannot list delayed messages in one cheap read"}
         for item in delayed:
-            entry: dict[str, Any] = {"queue": queue, "due_at": item.due_at, "priority": item.priority}
+            entry: dict[str, Any] = {
+                "queue": queue,
+                "due_at": item.due_at,
+                "priority": item.priority,
+            }
             try:
                 message = worker.app.codec.decode(item.body)
             except MessageRejected as exc:
@@ -104,8 +116,6 @@ COMMANDS: dict[str, Command] = {
 
 def _shown(value: Any) -> Any:
     """An option's value JSON cannot hold, as a person reads it."""
-    if isinstance(value, Rate):
-        return str(value)
     if isinstance(value, (type, types.FunctionType, types.BuiltinFunctionType)):
         return f"{value.__module__}.{value.__qualname__}"
     if isinstance(value, enum.Enum):

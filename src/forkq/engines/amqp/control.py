@@ -25,6 +25,7 @@ forgets it too, since pika's state is then unknown.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -92,15 +93,15 @@ class AMQPControl(ControlChannel):
             self._inbox_queue, self._listening, self._members_declared = "", False, False
         return self._channel
 
-    def _forget(self) -> None:
-        """The connection is gone or unknown: whatever lived on it with it."""
+    def _forget(self, say_goodbye: bool = True) -> None:
+        """The connection is gone or unknown: whatever lived on it with it. Without
+        `say_goodbye`, nothing more is said on it (pika's state is unknown after an
+        interruption): the socket closes with the process, or when collected."""
         connection, self._connection, self._channel = self._connection, None, None
         self._inbox_queue, self._listening, self._members_declared = "", False, False
-        if connection is not None and connection.is_open:
-            try:
+        if say_goodbye and connection is not None and connection.is_open:
+            with contextlib.suppress(pika.exceptions.AMQPError, OSError):
                 connection.close()
-            except (pika.exceptions.AMQPError, OSError):
-                pass
 
     @contextmanager
     def _driver(self) -> Iterator[None]:
@@ -115,7 +116,7 @@ class AMQPControl(ControlChannel):
             self._forget()
             raise BrokerUnavailable(f"rabbitmq control: connection lost ({exc!r})") from exc
         except BaseException:
-            self._forget()
+            self._forget(say_goodbye=False)
             raise
 
     # -- client ------------------------------------------------------------------------------
@@ -226,13 +227,10 @@ class AMQPControl(ControlChannel):
         with self._driver():
             self._declared()
             assert self._connection is not None
-            return _read_stream(
-                self._connection, self._topology.members_stream, since, READ_WITHIN
-            )
+            return _read_stream(self._connection, self._topology.members_stream, since, READ_WITHIN)
 
     def close(self) -> None:
         self._forget()
-
 
 
 def _read_stream(

@@ -20,6 +20,7 @@ works (tests/engines/test_control_conformance.py waits past a 0.5 s socket_timeo
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Iterable
@@ -108,16 +109,14 @@ class RedisControl(ControlChannel):
     def close(self) -> None:
         for sub in (self._inbox_sub, self._requests_sub):
             if sub is not None:
-                try:
+                with contextlib.suppress(redis.RedisError, OSError):  # dropped either way
                     sub.close()
-                except (redis.RedisError, OSError):
-                    pass  # the connection is dropped either way
         self._inbox_sub = self._requests_sub = None
 
     def _subscribed(self, channel: str) -> PubSub:
         """A subscription to `channel` that the server has confirmed: a PUBLISH sent after
         this returns, on any connection, reaches it."""
-        sub = self._client.pubsub()
+        sub: PubSub = self._client.pubsub()  # type: ignore[no-untyped-call]
         try:
             with self._errors:
                 sub.subscribe(channel)
