@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -218,3 +219,14 @@ def test_reserved_counts_what_a_child_fetched_and_has_not_started(
     started.wait()
     reply = client.control.inspect("reserved", timeout=10).replies["w1"]
     assert reply["reserved"] == 3 and [c["reserved"] for c in reply["children"]] == [3]
+
+
+def test_a_killed_agent_is_forked_again_and_answers(client: Forkq, start_worker: Start) -> None:
+    worker = listening(start_worker, "w1")
+    agent = worker.agent()
+    assert agent is not None
+    os.kill(agent, signal.SIGKILL)
+    worker.wait_for_log(f"agent (pid {agent}) exited (-9); forked again")
+    worker.wait_for_log("control agent of w1 listening", count=2)
+    assert client.control.inspect("ping", timeout=10).complete
+    assert worker.agent() not in (None, agent)

@@ -77,8 +77,8 @@ class AMQPControl(ControlChannel):
         self._inbox_queue = ""
         self._replies: deque[bytes] = deque()
         self._requests: deque[bytes] = deque()
-        self._listening = False  # subscribed on the open connection
-        self._members_declared = False
+        self._listening = False  # subscribed on the open channel
+        self._declared: set[str] = set()  # the exchange and stream, declared on the channel
 
     # -- the connection ----------------------------------------------------------------------
 
@@ -90,15 +90,20 @@ class AMQPControl(ControlChannel):
             )
         if self._channel is None or not self._channel.is_open:
             self._channel = self._connection.channel()
-            self._inbox_queue, self._listening, self._members_declared = "", False, False
+            self._channel_lost()
         return self._channel
+
+    def _channel_lost(self) -> None:
+        """What lived on the channel went with it: the inbox, the subscription."""
+        self._inbox_queue, self._listening = "", False
+        self._declared.clear()
 
     def _forget(self, say_goodbye: bool = True) -> None:
         """The connection is gone or unknown: whatever lived on it with it. Without
         `say_goodbye`, nothing more is said on it (pika's state is unknown after an
         interruption): the socket closes with the process, or when collected."""
         connection, self._connection, self._channel = self._connection, None, None
-        self._inbox_queue, self._listening, self._members_declared = "", False, False
+        self._channel_lost()
         if say_goodbye and connection is not None and connection.is_open:
             with contextlib.suppress(pika.exceptions.AMQPError, OSError):
                 connection.close()
@@ -110,7 +115,7 @@ class AMQPControl(ControlChannel):
             yield
         except pika.exceptions.ChannelClosedByBroker as exc:
             self._channel = None
-            self._inbox_queue, self._listening, self._members_declared = "", False, False
+            self._channel_lost()
             raise BrokerError(f"rabbitmq control: {exc!r}") from exc
         except (pika.exceptions.AMQPError, OSError) as exc:
             self._forget()
@@ -135,8 +140,7 @@ class AMQPControl(ControlChannel):
 
     def _send_request(self, raw: bytes) -> None:
         with self._driver():
-            channel = self._open()
-            channel.exchange_declare(self._topology.control_exchange, "fanout")
+            channel = self._exchange()
             channel.basic_publish(self._topology.control_exchange, "", raw)
 
     def _next_reply(self, timeout: float) -> bytes | None:
@@ -147,16 +151,23 @@ class AMQPControl(ControlChannel):
     def _subscribe(self) -> None:
         assert self._member is not None
         with self._driver():
-            channel = self._open()
+            channel = self._exchange()
             if self._listening:
                 return
             exchange = self._topology.control_exchange
             queue = self._topology.agent_queue(self._member.name, uuid.uuid4().hex[:6])
-            channel.exchange_declare(exchange, "fanout")
             channel.queue_declare(queue, exclusive=True, auto_delete=True)
             channel.queue_bind(queue, exchange)
             channel.basic_consume(queue, self._on_request, auto_ack=True)
             self._listening = True
+
+    def _exchange(self) -> BlockingChannel:
+        """The channel, the control exchange declared on it."""
+        channel = self._open()
+        if self._topology.control_exchange not in self._declared:
+            channel.exchange_declare(self._topology.control_exchange, "fanout")
+            self._declared.add(self._topology.control_exchange)
+        return channel
 
     def _on_request(self, _ch: Any, _method: Any, _props: Any, body: bytes) -> None:
         self._requests.append(body)
@@ -191,14 +202,14 @@ class AMQPControl(ControlChannel):
 
     def _append(self, record: _Record) -> None:
         with self._driver():
-            channel = self._declared()
+            channel = self._stream()
             channel.basic_publish("", self._topology.members_stream, msgspec.json.encode(record))
 
-    def _declared(self) -> BlockingChannel:
+    def _stream(self) -> BlockingChannel:
         """The channel, the members stream declared on its connection."""
         channel = self._open()
-        if not self._members_declared:
-            stream = self._topology.members_stream
+        stream = self._topology.members_stream
+        if stream not in self._declared:
             try:
                 channel.queue_declare(
                     stream, durable=True, arguments=self._topology.members_arguments()
@@ -209,7 +220,7 @@ class AMQPControl(ControlChannel):
                 log.warning("RabbitMQ stream %s exists with other arguments: used as it is", stream)
                 channel = self._open()
                 channel.queue_declare(stream, passive=True)
-            self._members_declared = True
+            self._declared.add(stream)
         return channel
 
     def _members(self, since: float) -> Iterable[Member]:
@@ -225,7 +236,7 @@ class AMQPControl(ControlChannel):
     def _read(self, since: float) -> list[_Record]:
         """Every record from `since` (Unix time) to the end: to a probe appended now."""
         with self._driver():
-            self._declared()
+            self._stream()
             assert self._connection is not None
             return _read_stream(self._connection, self._topology.members_stream, since, READ_WITHIN)
 
