@@ -22,6 +22,7 @@ from tests.conftest import (
     engine_url,
     redis_test_url,
     results_url_for,
+    wait_until_serving,
 )
 
 pytestmark = pytest.mark.timeout(120)
@@ -73,6 +74,7 @@ def test_both_workers_answer_and_one_is_reached_by_name(
     client: Forkq, start_worker: Start, e2e_dir: Path, broker_url: str
 ) -> None:
     w1, w2 = two(start_worker)
+    assert "  control:     over the broker, answering as w1" in w1.log()
     pings = client.control.inspect("ping", timeout=10)
     assert sorted(pings.replies) == ["w1", "w2"] and pings.complete
     stats = client.control.inspect("stats", timeout=10)
@@ -230,3 +232,11 @@ def test_a_killed_agent_is_forked_again_and_answers(client: Forkq, start_worker:
     worker.wait_for_log("control agent of w1 listening", count=2)
     assert client.control.inspect("ping", timeout=10).complete
     assert worker.agent() not in (None, agent)
+
+
+def test_no_control_forks_no_agent(client: Forkq, start_worker: Start) -> None:
+    worker = start_worker("-n", "w1", "-c", "1", "--no-control")
+    wait_until_serving(client, worker)
+    assert "  control:     this host's control socket only (--no-control)" in worker.log()
+    assert worker.agent() is None
+    assert client.control.inspect("ping", timeout=0.5).replies == {}

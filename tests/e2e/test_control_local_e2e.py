@@ -23,8 +23,7 @@ def test_control_through_the_local_sockets(
         "-n", "w1", "-c", "1", env={"FORKQ_CONTROL_DIR": str(e2e_dir / "control")}
     )
     wait_until_serving(client, worker)
-    assert "control:     this host's control socket (the broker carries no control)" in worker.log()
-    assert " agent " not in worker.log()  # no agent forked
+    assert "control:" not in worker.log() and worker.agent() is None  # no agent forked
 
     grown = forkq(e2e_dir, "control", "pool-grow", "1", "--broker", broker_url)
     assert grown.returncode == 0, grown.stderr
@@ -38,6 +37,13 @@ def test_control_through_the_local_sockets(
     assert nobody.returncode == 1
     assert "w9: missing: no reply within 5s" in nobody.stdout and "pong from w1" in nobody.stdout
 
+    limited = forkq(e2e_dir, "control", "rate-limit", "e2eapp.add", "10/m", "--broker", broker_url)
+    assert limited.returncode == 0, limited.stderr
+    assert limited.stdout.strip() == "rate limit of e2eapp.add: 10/m"
+    assert client.backend.rate_override("e2eapp.add") == 6.0
+    forkq(e2e_dir, "control", "rate-limit", "e2eapp.add", "none", "--broker", broker_url)
+    assert client.backend.rate_override("e2eapp.add") is None
+
 
 def test_bad_control_arguments_say_what_to_fix_in_one_line(e2e_dir: Path) -> None:
     for args, hint in (
@@ -46,6 +52,7 @@ def test_bad_control_arguments_say_what_to_fix_in_one_line(e2e_dir: Path) -> Non
         (("inspect", "ping", "--destination", " , "), "give worker names, comma-separated"),
         (("inspect", "pings"), "'pings' is not one of"),
         (("inspect", "ping", "--timeout", "0"), "0 is not in the range x>0"),
+        (("control", "rate-limit", "e2eapp.add", "fast"), "N/s, N/m or N/h"),
     ):
         done = forkq(e2e_dir, *args)
         assert done.returncode == 2, (args, done.stderr)

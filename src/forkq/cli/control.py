@@ -16,6 +16,7 @@ from forkq.cli.main import app_options, cli, resolve_app, say_where
 from forkq.cli.reach import Render, reach_options, report
 from forkq.control_local import NoWorkerHere
 from forkq.exceptions import ConfigurationError
+from forkq.throttle import parse_rate
 
 
 @cli.group()
@@ -111,15 +112,18 @@ def rate_limit(
     """Make RATE (10/s, 100/m, 5/h; `none`: the task's own) the rate limit of TASK on every
     worker at once, from their next start of it. Kept in the result backend, which every
     worker reads: no worker needs to answer. Only tasks defined with a rate_limit have one."""
+    limit = None if rate.lower() == "none" else rate
+    try:
+        shown = "its own" if limit is None else str(parse_rate(limit))
+    except ConfigurationError as exc:
+        raise click.BadParameter(str(exc), param_hint="RATE") from None
     app = resolve_app(app_spec, broker, backend)
     say_where(app, "results")
     try:
-        app.set_rate_limit(task, None if rate.lower() == "none" else rate)
-    except ConfigurationError as exc:
-        raise click.BadParameter(str(exc), param_hint="RATE") from None
+        app.set_rate_limit(task, limit)
     finally:
         app.close()
-    click.echo(f"rate limit of {task}: {rate if rate.lower() != 'none' else 'its own'}")
+    click.echo(f"rate limit of {task}: {shown}")
 
 
 # Here goes `forkq control revoke ID... [--terminate [--signal SIG]]` (the revoke feature), as

@@ -61,7 +61,8 @@ def banner_lines(app: Forkq, facts: WorkerFacts, hostname: str, pid: int) -> lis
     ]
     if app.schedules or not facts.scheduler:  # no line for an app without periodic tasks
         lines.append(f"  scheduler:   {_scheduler(app, facts)}")
-    lines.append(f"  control:     {_control(app, facts, hostname)}")
+    if carries_control(app.settings.broker_url):  # no line where the sockets are the only way
+        lines.append(f"  control:     {_control(facts, hostname)}")
     lines.append(f"  tasks ({len(app.tasks)}):")
     return lines + [f"    . {name}" for name in sorted(app.tasks)]
 
@@ -84,9 +85,7 @@ def _scheduler(app: Forkq, facts: WorkerFacts) -> str:
     return f"{count} schedule(s), fired by whichever scheduler of app {app.main} leads"
 
 
-def _control(app: Forkq, facts: WorkerFacts, hostname: str) -> str:
-    if not carries_control(app.settings.broker_url):
-        return "this host's control socket (the broker carries no control)"
+def _control(facts: WorkerFacts, hostname: str) -> str:
     if not facts.control:
         return "this host's control socket only (--no-control)"
     return f"over the broker, answering as {hostname}"
