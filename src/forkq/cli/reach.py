@@ -69,7 +69,7 @@ def report(replies: Replies, as_json: bool, render: Render, timeout: float) -> N
             if "error" in body:
                 console.print(f"{name}: [bold red]error[/]: {body['error']}", highlight=False)
             else:
-                render(name, body, console)
+                _shown(render, name, body, console)
         for name in replies.missing:
             console.print(f"{name}: [bold red]missing[/]: {_silence(replies, name, timeout)}")
     if not replies.replies and not replies.missing:
@@ -77,6 +77,15 @@ def report(replies: Replies, as_json: bool, render: Render, timeout: float) -> N
         raise ForkqError(f"no worker {where} answered within {timeout:g}s")
     if not replies.complete:
         sys.exit(1)
+
+
+def _shown(render: Render, name: str, body: dict[str, Any], console: Console) -> None:
+    """A reply as its command shows it; one not of the form the command gives (a worker of
+    another version, or forged where there is no secret) as it came."""
+    try:
+        render(name, body, console)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        console.print(f"{name}: unexpected reply: {json.dumps(body)[:2000]}", highlight=False)
 
 
 def _silence(replies: Replies, name: str, timeout: float) -> str:
