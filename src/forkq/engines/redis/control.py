@@ -52,6 +52,14 @@ class RedisControl(ControlChannel):
         self._requests_sub: PubSub | None = None
 
     def _inbox(self) -> str:
+        if self._inbox_sub is not None:  # kept from an earlier request: is it still there?
+            try:
+                with self._errors:
+                    self._inbox_sub.ping()
+                    self._await(self._inbox_sub, "pong")
+            except BrokerUnavailable:  # dropped meanwhile (idle, a restart): subscribe anew
+                _close(self._inbox_sub)
+                self._inbox_sub = None
         if self._inbox_sub is None:
             channel = f"{self._replies_prefix}{uuid.uuid4().hex}"
             self._inbox_sub = self._subscribed(channel)
@@ -71,8 +79,14 @@ class RedisControl(ControlChannel):
             self._requests_sub = self._subscribed(self._requests_channel)
 
     def _next_request(self, timeout: float) -> bytes | None:
+        self._subscribe()  # again, after a dropped connection
         assert self._requests_sub is not None
-        return self._next(self._requests_sub, timeout)
+        try:
+            return self._next(self._requests_sub, timeout)
+        except BrokerUnavailable:  # the agent backs off, then subscribes anew
+            _close(self._requests_sub)
+            self._requests_sub = None
+            raise
 
     def _send_reply(self, address: str, raw: bytes) -> None:
         if not address.startswith(self._replies_prefix):  # only a client's reply channel
@@ -107,10 +121,8 @@ class RedisControl(ControlChannel):
                 yield Member(name, worker_id, float(ms) / 1000)
 
     def close(self) -> None:
-        for sub in (self._inbox_sub, self._requests_sub):
-            if sub is not None:
-                with contextlib.suppress(redis.RedisError, OSError):  # dropped either way
-                    sub.close()
+        _close(self._inbox_sub)
+        _close(self._requests_sub)
         self._inbox_sub = self._requests_sub = None
 
     def _subscribed(self, channel: str) -> PubSub:
@@ -120,15 +132,23 @@ class RedisControl(ControlChannel):
         try:
             with self._errors:
                 sub.subscribe(channel)
-                deadline = time.monotonic() + SUBSCRIBED_WITHIN
-                while (left := deadline - time.monotonic()) > 0:
-                    message = sub.get_message(timeout=left)
-                    if message is not None and message.get("type") == "subscribe":
-                        return sub
-            raise BrokerUnavailable(f"redis control: SUBSCRIBE not confirmed in {left:.0f}s")
+                self._await(sub, "subscribe")
         except BaseException:
             sub.close()
             raise
+        return sub
+
+    def _await(self, sub: PubSub, kind: str) -> None:
+        """Read the subscription's messages up to one of `kind` ("subscribe": the server
+        confirmed it; "pong": the answer to a PING, which comes after the confirmation of a
+        subscription redis-py renewed on a new connection). What comes before is dropped:
+        replies to earlier requests."""
+        deadline = time.monotonic() + SUBSCRIBED_WITHIN
+        while (left := deadline - time.monotonic()) > 0:
+            message = sub.get_message(timeout=left)
+            if message is not None and message.get("type") == kind:
+                return
+        raise BrokerUnavailable(f"redis control: no {kind} within {SUBSCRIBED_WITHIN:g}s")
 
     def _next(self, sub: PubSub, timeout: float) -> bytes | None:
         with self._errors:
@@ -137,6 +157,13 @@ class RedisControl(ControlChannel):
             return None  # a (re)subscription's confirmation after a reconnect, or nothing
         data = message.get("data")
         return data.encode() if isinstance(data, str) else data if isinstance(data, bytes) else None
+
+
+def _close(sub: PubSub | None) -> None:
+    """Close a subscription; its connection is dropped either way."""
+    if sub is not None:
+        with contextlib.suppress(redis.RedisError, OSError):
+            sub.close()
 
 
 def _entry(member: Member) -> str:
