@@ -18,9 +18,10 @@ without a reject. An agent announces itself every `PRESENCE_KEPT / 4` seconds: a
 at most five records per worker.
 
 Its own connection (not the broker's): an agent blocks on it, and a client's waits never hold
-the broker's lock. Any driver error forgets the connection, and the next call opens another
-(an agent subscribes again on its next wait); an interruption (a stop signal while waiting)
-forgets it too, since pika's state is then unknown.
+the broker's lock. Any driver error forgets the connection; a client's call that finds it
+dropped is made once more on a new one (`_repeated`), and an agent subscribes again on its next
+wait, after its back-off. An interruption (a stop signal while waiting) forgets it too, unsaid,
+since pika's state is then unknown.
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import pika
@@ -47,6 +48,7 @@ from forkq.engines.contract import PRESENCE_KEPT, ControlChannel, Member
 from forkq.exceptions import BrokerError, BrokerUnavailable
 
 log = logging.getLogger("forkq.control")
+T = TypeVar("T")
 READ_WITHIN = 5.0  # seconds a read of the members stream may take
 INBOX_PREFIX = "amq.gen-"  # RabbitMQ's names for server-named queues
 
@@ -124,10 +126,25 @@ class AMQPControl(ControlChannel):
             self._forget(say_goodbye=False)
             raise
 
+    def _repeated(self, call: Callable[[], T]) -> T:
+        """`call()` under `_driver`, made once more on a new connection when the one it found
+        open had been dropped meanwhile (pika sees that only when it is used: an idle
+        connection closed by a restart, a proxy, a firewall). Each call that comes here can
+        be: declarations, reads, and publishes taken once (requests by id, replies by worker)."""
+        found_open = self._connection is not None and self._connection.is_open
+        try:
+            with self._driver():
+                return call()
+        except BrokerUnavailable:
+            if not found_open:
+                raise
+        with self._driver():
+            return call()
+
     # -- client ------------------------------------------------------------------------------
 
     def _inbox(self) -> str:
-        with self._driver():
+        def inbox() -> str:
             channel = self._open()
             if not self._inbox_queue:
                 declared = channel.queue_declare("", exclusive=True, auto_delete=True)
@@ -135,13 +152,14 @@ class AMQPControl(ControlChannel):
                 channel.basic_consume(self._inbox_queue, self._on_reply, auto_ack=True)
             return self._inbox_queue
 
+        return self._repeated(inbox)
+
     def _on_reply(self, _ch: Any, _method: Any, _props: Any, body: bytes) -> None:
         self._replies.append(body)
 
     def _send_request(self, raw: bytes) -> None:
-        with self._driver():
-            channel = self._exchange()
-            channel.basic_publish(self._topology.control_exchange, "", raw)
+        exchange = self._topology.control_exchange
+        self._repeated(lambda: self._exchange().basic_publish(exchange, "", raw))
 
     def _next_reply(self, timeout: float) -> bytes | None:
         return self._next(self._replies, timeout)
@@ -181,8 +199,7 @@ class AMQPControl(ControlChannel):
         if not address.startswith(INBOX_PREFIX):  # only a client's inbox
             self._refuse(f"reply address {address[:100]!r} is no client's inbox")
             return
-        with self._driver():
-            self._open().basic_publish("", address, raw)
+        self._repeated(lambda: self._open().basic_publish("", address, raw))
 
     def _next(self, arrived: deque[bytes], timeout: float) -> bytes | None:
         if not arrived:
@@ -201,9 +218,8 @@ class AMQPControl(ControlChannel):
         self._append(_Record(member.name, member.worker_id, time.time(), left=True))
 
     def _append(self, record: _Record) -> None:
-        with self._driver():
-            channel = self._stream()
-            channel.basic_publish("", self._topology.members_stream, msgspec.json.encode(record))
+        raw, stream = msgspec.json.encode(record), self._topology.members_stream
+        self._repeated(lambda: self._stream().basic_publish("", stream, raw))
 
     def _stream(self) -> BlockingChannel:
         """The channel, the members stream declared on its connection."""
@@ -235,10 +251,14 @@ class AMQPControl(ControlChannel):
 
     def _read(self, since: float) -> list[_Record]:
         """Every record from `since` (Unix time) to the end: to a probe appended now."""
-        with self._driver():
+
+        def read() -> list[_Record]:
             self._stream()
             assert self._connection is not None
-            return _read_stream(self._connection, self._topology.members_stream, since, READ_WITHIN)
+            stream = self._topology.members_stream
+            return _read_stream(self._connection, stream, since, READ_WITHIN)
+
+        return self._repeated(read)
 
     def close(self) -> None:
         self._forget()
