@@ -15,6 +15,7 @@ from forkq.canvas.builtins import BUILTINS
 from forkq.canvas.results import Gatherable, gather
 from forkq.canvas.signature import Signature
 from forkq.config_object import settings_from_object
+from forkq.control import Control
 from forkq.eager import backend_url as eager_backend_url
 from forkq.eager import run_eagerly
 from forkq.engines.contract import (
@@ -83,6 +84,7 @@ class Forkq(PeriodicTasks):
         self._owner_pid = -1  # the process that opened _broker/_backend
         self._broker: Broker | None = None
         self._backend: ResultBackend | None = None
+        self._control: Control | None = None
 
     def __repr__(self) -> str:
         return f"<Forkq {self.main} broker={self.settings.broker_url}>"
@@ -344,6 +346,15 @@ class Forkq(PeriodicTasks):
             )
         return self._backend
 
+    @property
+    def control(self) -> Control:
+        """Inspect and control this app's workers, on every host (`forkq.control`)."""
+        if self._control is None:
+            self._control = Control(
+                self.settings.broker_url, lambda: self.broker, self.settings.secret
+            )
+        return self._control
+
     def drop_inherited_connections(self) -> None:
         """After fork: let go of connections another process opened (without closing them
         under it); the next use of `broker`/`backend` opens this process's own."""
@@ -378,6 +389,9 @@ class Forkq(PeriodicTasks):
         self.configure(**settings_from_object(source, fields, namespace))
 
     def close(self) -> None:
+        if self._control is not None:
+            self._control.close()
+            self._control = None
         if self._owner_pid == os.getpid():
             for conn in (self._broker, self._backend):
                 if conn is not None:

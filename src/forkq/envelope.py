@@ -5,6 +5,8 @@ Wire format (version 1)::
     unsigned:  <JSON object of Message>
     signed:    b"fq1." + <64 hex chars: HMAC-SHA256(secret, json)> + b"." + <JSON object>
 
+(the scheme of `forkq.signing`, which control messages share)
+
 A field at its default is left out of the JSON (a decoder fills it in again), so a message
 carries only what it says: `flow`, a workflow's part (forkq.flow), is absent from
 every message that is not a step of one.
@@ -19,8 +21,6 @@ message and fail the task instead of crashing.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import os
 import re
 import socket
@@ -34,10 +34,9 @@ import msgspec
 
 from forkq.exceptions import MessageRejected
 from forkq.flow import Flow, flow_problem
+from forkq.signing import SignatureRefused, Signer
 
 VERSION = 1
-_SIGNED_PREFIX = b"fq1."
-_SIG_LEN = 64  # hex digits of a SHA-256 HMAC
 
 
 class Unique(msgspec.Struct, frozen=True):
@@ -118,7 +117,7 @@ class Codec:
     """Encodes and decodes messages with the app's size limit and optional HMAC secret."""
 
     def __init__(self, *, secret: str | None, max_bytes: int) -> None:
-        self._key = secret.encode() if secret else None
+        self._signer = Signer(secret)
         self.max_bytes = max_bytes
         self._encoder = msgspec.json.Encoder()
         self._decoder = msgspec.json.Decoder(Message)
@@ -130,8 +129,7 @@ class Codec:
             raise TypeError(
                 f"task {message.task} arguments are not JSON-serialisable: {exc}"
             ) from None
-        if self._key is not None:
-            body = _SIGNED_PREFIX + self._sign(body) + b"." + body
+        body = self._signer.sign(body)
         if len(body) > self.max_bytes:
             raise ValueError(
                 f"message for {message.task} is {len(body)} bytes, over the limit of "
@@ -143,8 +141,8 @@ class Codec:
         if len(data) > self.max_bytes:
             raise MessageRejected(
                 f"message of {len(data)} bytes exceeds max_message_bytes={self.max_bytes}",
-                _peek_id(data[: self.max_bytes]) if self._key is None else None,
-                trusted=self._key is None,
+                _peek_id(data[: self.max_bytes]) if not self._signer.signs else None,
+                trusted=not self._signer.signs,
             )
         body = self._verified_body(data)
         try:
@@ -171,31 +169,10 @@ class Codec:
         return Names(*(_fit(found.get(key)) for key in (b'"task"', b'"id"')))
 
     def _verified_body(self, data: bytes) -> bytes:
-        signed = data.startswith(_SIGNED_PREFIX)
-        if self._key is None:
-            if signed:
-                raise MessageRejected(
-                    "signed message but this worker has no secret (set FORKQ_SECRET)",
-                    trusted=False,
-                )
-            return data
-        if not signed:
-            raise MessageRejected("unsigned message rejected: a secret is set", trusted=False)
-        head = len(_SIGNED_PREFIX)
-        signature, dot, body = (
-            data[head : head + _SIG_LEN],
-            data[head + _SIG_LEN : head + _SIG_LEN + 1],
-            data[head + _SIG_LEN + 1 :],
-        )
-        if dot != b"." or not hmac.compare_digest(signature, self._sign(body)):
-            raise MessageRejected(
-                "bad signature: message tampered with or wrong secret", trusted=False
-            )
-        return body
-
-    def _sign(self, body: bytes) -> bytes:
-        assert self._key is not None
-        return hmac.new(self._key, body, hashlib.sha256).hexdigest().encode()
+        try:
+            return self._signer.verified(data)
+        except SignatureRefused as exc:
+            raise MessageRejected(str(exc), trusted=False) from None
 
 
 def _validate(message: Message) -> None:

@@ -53,9 +53,9 @@ def test_inspect_a_busy_worker(
     busy = started.wait()
 
     pong = inspect("ping", "--pid", str(worker.pid))
-    assert pong.stdout.strip() == f"pong from forkq: e2e {named} (master pid {worker.pid})"
+    assert pong.stdout.strip() == f"pong from {named} (forkq: e2e, master pid {worker.pid})"
 
-    [stats] = json.loads(inspect("stats", "--json").stdout)
+    [stats] = json.loads(inspect("stats", "--json").stdout)["replies"].values()
     assert stats["hostname"] == named
     assert (stats["pid"], stats["concurrency"], stats["done"]) == (worker.pid, 2, 1)  # the ping
     by_pid = {c["pid"]: c for c in stats["children"]}
@@ -71,7 +71,7 @@ def test_inspect_a_busy_worker(
     active = inspect("active")
     assert busy_task.id in active.stdout and "e2eapp.announce_then_sleep" in active.stdout
 
-    [memory] = json.loads(inspect("memory", "--json").stdout)
+    [memory] = json.loads(inspect("memory", "--json").stdout)["replies"].values()
     assert {p["pid"] for p in memory["processes"]} == {worker.pid, *worker.children()}
     assert memory["totals"]["cow_saving"] > 0
     assert "Sum of PSS (real footprint)" in inspect("memory").stdout
@@ -84,7 +84,9 @@ def test_inspect_a_busy_worker(
     assert cmdline(idle).endswith(" idle")
     os.kill(idle, signal.SIGKILL)
     worker.wait_for_log("killed by SIGKILL")
-    [stats] = json.loads(inspect("stats", "--json", "--pid", str(worker.pid)).stdout)
+    [stats] = json.loads(inspect("stats", "--json", "--pid", str(worker.pid)).stdout)[
+        "replies"
+    ].values()
     assert stats["restarts"] == 1
 
 

@@ -34,6 +34,7 @@ from tests.conftest import (
     WorkerProcess,
     amqp_reachable,
     amqp_test_url,
+    drop_amqp_streams,
     results_url_for,
     wait_until_serving,
 )
@@ -203,6 +204,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
     finally:
         worker.stop()
         client.close()
+        drop_amqp_streams(url)  # its agent's members stream: a stream takes no x-expires
 
 
 def ran(client: Forkq, task_id: str) -> bool:

@@ -109,7 +109,9 @@ def test_xdg_runtime_dir_is_preferred(
     assert stat.S_IMODE(made.lstat().st_mode) == 0o700
     assert stat.S_ISSOCK((made / f"{worker.pid}.sock").lstat().st_mode)
     pong = forkq("inspect", "ping", "--json")  # also reads /tmp/forkq-<uid>: others may be there
-    assert worker.pid in [r["pid"] for r in json.loads(pong.stdout)], pong.stderr
+    assert worker.pid in [r["pid"] for r in json.loads(pong.stdout)["replies"].values()], (
+        pong.stderr
+    )
 
 
 @pytest.mark.parametrize("unsafe", ["relative", "mode 0755", "symlink", "another owner"])
@@ -209,7 +211,7 @@ def test_inspect_ignores_a_socket_served_by_another_user(
         # credentials tell it apart.
         os.chown(control / f"{planted}.sock", file_owner, file_owner)
         done = forkq("inspect", "ping", "--json")
-        assert [r["title"] for r in json.loads(done.stdout)] == ["forkq: e2e"]
+        assert [r["title"] for r in json.loads(done.stdout)["replies"].values()] == ["forkq: e2e"]
         [warning] = done.stderr.splitlines()
         assert warning.startswith(f"forkq: warning: not trusting {control}/{planted}.sock: ")
         assert "uid 65534" in warning

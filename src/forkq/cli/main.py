@@ -42,6 +42,7 @@ def resolve_app(app_spec: str | None, broker: str | None, backend: str | None) -
 # Commands with a module of their own, imported only when named or listed (--help): a worker
 # then starts without loading rich (inspect, demo) or the dead-letter tools.
 LAZY_COMMANDS = {
+    "control": "forkq.cli.control",
     "dead": "forkq.cli.dead",
     "demo": "forkq.cli.demo",
     "inspect": "forkq.cli.inspect",

@@ -120,6 +120,12 @@ def prefetch_option(_ctx: click.Context, _param: click.Parameter, value: str) ->
     help="Address the metrics port listens on: 0.0.0.0 for Prometheus and Kubernetes probes "
     "from elsewhere, 127.0.0.1 for this host only [env FORKQ_METRICS_HOST].",
 )
+@click.option(
+    "--no-control",
+    is_flag=True,
+    help="Fork no control agent: inspect and control then reach this worker only through its "
+    "host's control socket (by default every worker on Redis or RabbitMQ runs one).",
+)
 def worker(
     app_spec: str | None,
     broker: str | None,
@@ -141,6 +147,7 @@ def worker(
     no_scheduler: bool,
     metrics_port: int | None,
     metrics_host: str,
+    no_control: bool,
 ) -> None:
     """Start a prefork worker: forkq worker -A proj.tasks -c 4 -Q high,default."""
     gc_was_enabled = gc.isenabled()
@@ -178,6 +185,7 @@ def worker(
             hostname=worker_name,
             scheduler=not no_scheduler,
             metrics=None if metrics_port is None else Address(metrics_host, metrics_port),
+            control=not no_control,
         )
     except BaseException:
         if gc_was_enabled:  # a caller in the same process (tests, embedding) gets it back

@@ -17,7 +17,7 @@ from forkq.engines.contract import (
 from forkq.exceptions import ConfigurationError
 from forkq.settings import redacted
 
-__all__ = ["open_backend", "open_broker"]
+__all__ = ["carries_control", "open_backend", "open_broker"]
 
 
 def _sqlite() -> Engine:
@@ -84,3 +84,10 @@ def open_backend(url: str) -> ResultBackend:
             "--backend or FORKQ_RESULT_BACKEND) to a sqlite:/// or redis:// URL"
         )
     return engine.results(url)
+
+
+def carries_control(url: str) -> bool:
+    """Whether the broker the URL names carries control requests across hosts
+    (`Broker.control_channel`), known without opening it (an SQLite broker would create its
+    file)."""
+    return _engine(url, "broker", _BROKER_FORMS).control

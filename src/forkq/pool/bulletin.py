@@ -34,6 +34,7 @@ import msgspec
 
 _HEAD = struct.Struct("<I 4x Q Q I")
 _REVOKES_AT = 8  # aligned
+_QUEUES_VERSION_AT = 16  # aligned
 _SEQ = struct.Struct("<I")
 _COUNT = struct.Struct("<Q")
 _QUEUES = 2048
@@ -141,6 +142,11 @@ class BulletinReader:
         if self._counts is not None:
             self._counts.release()
             self._counts = None
+
+    def queues_version(self) -> int:
+        """The version of the queue set (one aligned load, as `revokes`): a child reads the
+        set again only when it changed."""
+        return int(struct.unpack_from("<Q", self._map, _QUEUES_VERSION_AT)[0])
 
     def read(self) -> Posted:
         give_up = time.monotonic() + _READ_PATIENCE

@@ -100,7 +100,8 @@ class Companions:
         def enter(output_fd: int, closed: list[int]) -> NoReturn:
             companion_main(c.program, master_pid, closed, output_fd, title)
 
-        c.pid, out_r = fork_process(enter, [*masters, *self.fds])
+        # The master's own list names the other companions' descriptors too: each closed once.
+        c.pid, out_r = fork_process(enter, sorted({*masters, *self.fds}))
         c.output, c.started = ChildOutput(out_r), time.monotonic()
         self._selector.register(out_r, selectors.EVENT_READ, c)
         if self._pidfds:

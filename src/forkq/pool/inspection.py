@@ -1,5 +1,6 @@
 """What the master answers on its control socket: built from the scoreboard and /proc only,
-so inspecting a busy worker costs its children nothing."""
+so inspecting a busy worker costs its children nothing; and the one registry of its
+commands (`handlers`), these and those that act (`pool/commands.py`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from forkq.pool import commands
+from forkq.pool.bulletin import Bulletin
 from forkq.pool.control import Handler
 from forkq.pool.process_memory import memory_json, process_tree_memory
 from forkq.pool.revoke import RevokingPool, revoke
@@ -21,6 +24,7 @@ class PoolView(RevokingPool, Protocol):
     concurrency: int
     started_at: float
     scoreboard: Scoreboard
+    bulletin: Bulletin
 
     @property
     def restarts(self) -> Mapping[int, int]:
@@ -32,21 +36,35 @@ class PoolView(RevokingPool, Protocol):
         ...
 
 
-def handlers(pool: PoolView) -> dict[str, Handler]:
+class Pool(PoolView, commands.PoolControl, Protocol):
+    """The master, as its commands see it."""
+
+
+def handlers(pool: Pool) -> dict[str, Handler]:
     """The control socket's commands, bound to this pool: the one registry of what a master
     answers (each command's module adds its line here)."""
-    return {
-        **{
-            name: functools.partial(_without_args, answer, pool)
-            for name, answer in (
-                ("ping", ping),
-                ("stats", stats),
-                ("active", active),
-                ("memory", memory),
-            )
-        },
-        "revoke": functools.partial(revoke, pool),
+    inspections = {
+        name: functools.partial(_without_args, answer, pool)
+        for name, answer in (
+            ("ping", ping),
+            ("stats", stats),
+            ("active", active),
+            ("memory", memory),
+            ("reserved", reserved),
+        )
     }
+    actions: dict[str, Handler] = {
+        name: functools.partial(act, pool)
+        for name, act in (
+            ("pool-grow", commands.pool_grow),
+            ("pool-shrink", commands.pool_shrink),
+            ("shutdown", commands.shutdown),
+            ("add-queue", commands.add_queue),
+            ("cancel-queue", commands.cancel_queue),
+            ("revoke", revoke),
+        )
+    }
+    return {**inspections, **actions}
 
 
 def _without_args(
@@ -71,6 +89,7 @@ def stats(pool: PoolView) -> dict[str, Any]:
         "hostname": pool.hostname,
         "uptime": round(now - pool.started_at, 3),
         "concurrency": pool.concurrency,
+        "queues": list(pool.bulletin.posted.queues),
         "children": children,
         "done": sum(c["done"] for c in children),
         "failed": sum(c["failed"] for c in children),
@@ -81,6 +100,16 @@ def stats(pool: PoolView) -> dict[str, Any]:
 def active(pool: PoolView) -> dict[str, Any]:
     busy = [c for c in stats(pool)["children"] if c["state"] == SlotState.BUSY.name.lower()]
     return {"pid": os.getpid(), "title": pool.title, "active": busy}
+
+
+def reserved(pool: PoolView) -> dict[str, Any]:
+    """Messages each child fetched and holds but has not started (the rest of its batch)."""
+    held = [
+        {"index": c["index"], "pid": c["pid"], "reserved": c["reserved"]}
+        for c in stats(pool)["children"]
+    ]
+    total = sum(c["reserved"] for c in held)
+    return {"pid": os.getpid(), "title": pool.title, "reserved": total, "children": held}
 
 
 def memory(pool: PoolView) -> dict[str, Any]:
@@ -103,5 +132,6 @@ def _child(index: int, pid: int, seen: SlotView, restarts: int, now: float) -> d
         "runtime": round(now - seen.started_at, 3) if busy else None,
         "done": seen.done if booted else 0,
         "failed": seen.failed if booted else 0,
+        "reserved": seen.reserved if booted else 0,
         "restarts": restarts,
     }

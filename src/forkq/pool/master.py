@@ -104,7 +104,7 @@ class Master:
         self.supervision = supervision
         self.config = config
         self.children: dict[int, _Child] = {}  # by pid
-        self.concurrency = config.concurrency  # TTIN/TTOU change it
+        self.concurrency = config.concurrency  # TTIN/TTOU and control change it
         self.title = config.title
         self.hostname = config.hostname
         self.started_at = time.time()
@@ -133,8 +133,8 @@ class Master:
             signal.SIGINT: self._on_interrupt,
             signal.SIGQUIT: self.stop_cold,
             signal.SIGHUP: self.reload,
-            signal.SIGTTIN: self.grow,
-            signal.SIGTTOU: self.shrink,
+            signal.SIGTTIN: lambda: self.resize(1, "TTIN"),
+            signal.SIGTTOU: lambda: self.resize(-1, "TTOU"),
             signal.SIGUSR1: self.dump_stacks,
             signal.SIGCHLD: lambda: None,  # reaping happens on every loop turn
         }
@@ -234,7 +234,7 @@ class Master:
                 log.error("cannot fork child %d: %s; %s", index, exc, self.respawn.fork_failed())
 
     def retire_excess(self) -> None:
-        """After TTOU: TERM idle children until the pool fits; a busy one is never touched."""
+        """After a shrink: TERM idle children until the pool fits; a busy one is never touched."""
         excess = len(self.children) - len(self._verdicts) - self.concurrency
         if excess <= 0:
             return
@@ -246,20 +246,17 @@ class Master:
         ]
         self.enforce([Verdict(c.pid, signal.SIGTERM, Ending.SHRINK) for c in idle[:excess]])
 
-    def grow(self) -> None:
-        """TTIN: one child more."""
-        if self.stopping or self.concurrency >= self.scoreboard.capacity:
-            log.warning("cannot grow past %d children", self.scoreboard.capacity)
+    def resize(self, by: int, source: str) -> None:
+        """`by` children more (TTIN: 1) or fewer (TTOU: -1), from one to the scoreboard's
+        capacity; children over the size are retired when idle (`retire_excess`)."""
+        wanted = max(1, min(self.concurrency + by, self.scoreboard.capacity))
+        if self.stopping or wanted == self.concurrency:
+            if by > 0:
+                log.warning("%s: cannot grow past %d children", source, self.scoreboard.capacity)
             return
-        self.concurrency += 1
-        log.info("TTIN: pool grows to %d children", self.concurrency)
-
-    def shrink(self) -> None:
-        """TTOU: one child fewer, retired when idle."""
-        if self.stopping or self.concurrency <= 1:
-            return
-        self.concurrency -= 1
-        log.info("TTOU: pool shrinks to %d children", self.concurrency)
+        change = "grows" if wanted > self.concurrency else "shrinks"
+        self.concurrency = wanted
+        log.info("%s: pool %s to %d children", source, change, wanted)
 
     def dump_stacks(self) -> None:
         """USR1: the master's stack to the log, and every child's (via faulthandler)."""

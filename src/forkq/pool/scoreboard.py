@@ -7,8 +7,9 @@ makes it even; a reader retries when it saw an odd value or the value changed un
 
 Slot layout (little-endian; `_HEAD`, then `unacked` with a sequence of its own)::
 
-    seq u32 | pid i32 | state u8 | started_at f64 | heartbeat f64 | deadline f64
-    | done u64 | failed u64 | task_id 48s | receipt 64s | queue 64s | task_name 160s
+    seq u32 | pid i32 | state u8 | pad 1 | reserved u16 | pad 4
+    | started_at f64 | heartbeat f64 | deadline f64 | done u64 | failed u64
+    | task_id 48s | receipt 64s | queue 64s | task_name 160s
     | unacked_seq u32 | unacked 2048s
 
 `unacked` lists the (queue, receipt) pairs of messages the child finished but whose acks its
@@ -18,6 +19,8 @@ are written: one that does not fit is left out, and would at worst run twice. A 
 `unacked` only when it changed: the 2 KiB would otherwise be most of a slot write's cost. Its
 own sequence (odd while it is rewritten) tells a dead child's master whether the list, not
 only the slot, was cut short.
+
+`reserved` counts the messages of the child's batch that it holds and has not started yet.
 
 `deadline` is on the monotonic clock (system-wide on Linux, so the master can compare it with
 its own): the moment the running task passes its hard time limit, 0 when it has none.
@@ -34,7 +37,7 @@ from collections.abc import Sequence
 import msgspec
 from setproctitle import setproctitle
 
-_HEAD = struct.Struct("<Ii B 7x ddd QQ 48s 64s 64s 160s")  # every field but unacked
+_HEAD = struct.Struct("<Ii B x H 4x ddd QQ 48s 64s 64s 160s")  # every field but unacked
 _SEQ = struct.Struct("<I")
 # What `taken` writes in place: the state and the receipt.
 _STATE_AT = struct.calcsize("<Ii")
@@ -76,6 +79,7 @@ class SlotView(msgspec.Struct, frozen=True):
     queue: str
     task_name: str
     unacked: tuple[tuple[str, str], ...] = ()
+    reserved: int = 0  # messages fetched, held, not started
 
 
 class Scoreboard:
@@ -136,6 +140,7 @@ class SlotWriter:
         self.state = SlotState.EMPTY
         self.started_at = self.deadline = 0.0
         self.done = self.failed = 0
+        self.reserved = 0  # written with the next whole-slot write (the next task's start)
         self.task_id = self.receipt = self.queue = self.task_name = ""
         self.unacked = b""
         self._unacked_written = _UNACKED  # bytes to overwrite: all, the first time
@@ -196,6 +201,7 @@ class SlotWriter:
             self._seq + 1,
             self.pid,
             state,
+            min(self.reserved, 0xFFFF),
             self.started_at,
             time.time(),
             self.deadline,
@@ -232,7 +238,7 @@ class SlotWriter:
 
 
 def _view(raw: bytes) -> SlotView:
-    _, pid, state, started, beat, deadline, done, failed, task_id, receipt, queue, name = (
+    _, pid, state, held, started, beat, deadline, done, failed, task_id, receipt, queue, name = (
         _HEAD.unpack_from(raw)
     )
     un = raw[_UNACKED_AT:]
@@ -249,6 +255,7 @@ def _view(raw: bytes) -> SlotView:
         queue=_text(queue),
         task_name=_text(name),
         unacked=_decode_pairs(_text(un)),
+        reserved=held,
     )
 
 

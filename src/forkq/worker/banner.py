@@ -7,6 +7,7 @@ import logging
 from typing import Protocol
 
 from forkq.app import Forkq
+from forkq.engines.registry import carries_control
 from forkq.engines.sqlite.file import shown_url
 from forkq.pool.http_endpoint import Address
 from forkq.worker.limits import TimeLimits
@@ -39,6 +40,8 @@ class WorkerFacts(Protocol):
     def scheduler(self) -> bool: ...
     @property
     def metrics(self) -> Address | None: ...
+    @property
+    def control(self) -> bool: ...
 
 
 def log_banner(app: Forkq, facts: WorkerFacts, hostname: str, pid: int) -> None:
@@ -63,6 +66,8 @@ def banner_lines(app: Forkq, facts: WorkerFacts, hostname: str, pid: int) -> lis
         lines.append(f"  scheduler:   {_scheduler(app, facts)}")
     if facts.metrics is not None:
         lines.append(f"  metrics:     http://{facts.metrics}/metrics, /healthz, /readyz")
+    if carries_control(app.settings.broker_url):  # no line where the sockets are the only way
+        lines.append(f"  control:     {_control(facts, hostname)}")
     lines.append(f"  tasks ({len(app.tasks)}):")
     return lines + [f"    . {name}" for name in sorted(app.tasks)]
 
@@ -83,6 +88,12 @@ def _scheduler(app: Forkq, facts: WorkerFacts) -> str:
     if not facts.scheduler:
         return f"off (--no-scheduler), {count} schedule(s) left to others"
     return f"{count} schedule(s), fired by whichever scheduler of app {app.main} leads"
+
+
+def _control(facts: WorkerFacts, hostname: str) -> str:
+    if not facts.control:
+        return "this host's control socket only (--no-control)"
+    return f"over the broker, answering as {hostname}"
 
 
 def _seconds(value: float | None) -> str | None:

@@ -4,7 +4,8 @@ executor until the child is told to stop.
     boot: own connections ─► ConsumerSession (Consumer.of_child) ─► the revoked ids
           (revoked.py) ─► after-fork hooks ─► the executor's observers
           (worker/observe.py): with metrics, this slot's counter
-    loop: fetch a batch (prefetch.py) ─► executor.handle each ─► ... (until stopped/budget)
+    loop: the queues (the bulletin's, when the master posted others) ─► fetch a batch
+          (prefetch.py) ─► executor.handle each ─► ... (until stopped/budget)
     leave: release what it still holds (prefetched: back uncounted) ─► close the connections
 
 A task's process that dies (`--max-tasks-per-child 1`, task_process.py) ends the child here,
@@ -175,7 +176,8 @@ class ConsumeProgram:
     def _consume(
         self, session: ConsumerSession, executor: Executor, slot: SlotWriter, stop: StopSignal
     ) -> None:
-        queues, prefetch = self.options.queues, PrefetchSizer(self.options.prefetch)
+        queues = ConsumedQueues(self.options.queues, self.bulletin)
+        prefetch = PrefetchSizer(self.options.prefetch)
         budget = None if self.options.fork_per_task else task_budget(self.options.max_tasks)
         outage = Outage("broker", log)
         while not stop.requested and budget != 0:
@@ -183,8 +185,10 @@ class ConsumeProgram:
             limit = prefetch.size() if budget is None else min(prefetch.size(), budget)
             slot.waiting()
             try:
+                if queues.changed():  # what it was pushed of a queue no longer consumed goes back
+                    session.release()
                 with stop.interruptible():
-                    batch = session.fetch(queues, limit, FETCH_WAIT)
+                    batch = session.fetch(queues.now, limit, FETCH_WAIT)
             except BrokerError as exc:
                 pause = outage.failed(exc)
                 with stop.interruptible():
@@ -192,9 +196,10 @@ class ConsumeProgram:
                 continue
             outage.succeeded()
             started, ran = time.monotonic(), 0
-            for delivery in batch:
+            for i, delivery in enumerate(batch):
                 if stop.requested:
                     return
+                slot.reserved = len(batch) - i - 1  # shown by `forkq inspect reserved`
                 if budget == 1:  # the last task of this child: take no more work
                     session.stop_fetching()
                 ran += executor.handle(delivery)  # False: held back by a limit, not run
@@ -202,3 +207,27 @@ class ConsumeProgram:
                     budget -= 1
             if ran or not batch:  # hold-backs alone say nothing of how long tasks take
                 prefetch.ran(ran, time.monotonic() - started)
+
+
+class ConsumedQueues:
+    """The queues a child fetches from: the worker's, until the master posts another set on
+    the bulletin (`forkq control add-queue`, `cancel-queue`); read again only when the set's
+    version changed, which costs one load per fetch."""
+
+    def __init__(self, queues: tuple[str, ...], bulletin: BulletinReader | None) -> None:
+        self.now, self._bulletin, self._version = queues, bulletin, 0
+        if bulletin is not None:  # a child forked after a change starts with the new set
+            posted = bulletin.read()
+            self.now, self._version = posted.queues or queues, posted.queues_version
+
+    def changed(self) -> bool:
+        """Whether the set lost a queue since the last look (`now` is the new set)."""
+        if self._bulletin is None or self._bulletin.queues_version() == self._version:
+            return False
+        posted = self._bulletin.read()
+        dropped = set(self.now) - set(posted.queues)
+        if posted.queues:
+            log.debug("queues now %s", ",".join(posted.queues))
+            self.now = posted.queues
+        self._version = posted.queues_version
+        return bool(dropped)

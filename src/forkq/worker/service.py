@@ -33,13 +33,16 @@ from forkq.app import Forkq
 from forkq.arguments import prepare_conversions
 from forkq.engines.contract import schedule_store
 from forkq.exceptions import ConfigurationError
+from forkq.engines.registry import carries_control
 from forkq.pool.bulletin import Bulletin
+from forkq.pool.companion import CompanionProgram
 from forkq.pool.control_dir import open_worker_dir
 from forkq.pool.http_endpoint import Address, listen
 from forkq.pool.master import Master, PoolConfig
 from forkq.pool.pidfile import PidFile
 from forkq.pool.reload import CHECK_ENV
 from forkq.pool.scoreboard import slot_capacity
+from forkq.worker.agent import AgentProgram
 from forkq.worker.banner import log_banner
 from forkq.worker.consume import ConsumeOptions, ConsumeProgram
 from forkq.worker.limits import TimeLimits
@@ -72,6 +75,7 @@ class WorkerConfig(msgspec.Struct, frozen=True):
     hostname: str = ""  # the worker's name (-n); the machine's host name when empty
     scheduler: bool = True  # fork the periodic scheduler beside the children (if any schedule)
     metrics: Address | None = None  # --metrics-port: Prometheus metrics and health checks
+    control: bool = True  # fork the control agent, if the broker carries control
 
 
 def new_worker_id(hostname: str) -> str:
@@ -123,8 +127,14 @@ def run_worker(app: Forkq, config: WorkerConfig, *, gc_was_enabled: bool | None 
         )
         bulletin = Bulletin(tuple(config.queues))  # shared: made before the fork
         program = ConsumeProgram(app, options, bulletin.reader(), worker_metrics)
-        supervision = WorkerSupervision(app, worker_id, config.queues, worker_metrics)
-        companions = [SchedulerProgram(app, schedules, worker_id)] if schedules else []
+        supervision = WorkerSupervision(
+            app, worker_id, config.queues, metrics=worker_metrics, bulletin=bulletin
+        )
+        companions: list[CompanionProgram] = []
+        if schedules:
+            companions.append(SchedulerProgram(app, schedules, worker_id))
+        if config.control and carries_control(app.settings.broker_url):
+            companions.append(AgentProgram(app, hostname, worker_id, bulletin.reader()))
         pool = PoolConfig(
             concurrency=config.concurrency,
             title=f"forkq: {app.main}",

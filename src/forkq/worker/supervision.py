@@ -34,6 +34,7 @@ from forkq.app import Forkq
 from forkq.engines.contract import Burial, Consumer, Leftovers
 from forkq.exceptions import BackendError, BrokerError, TimeLimitExceeded
 from forkq.outage import Outage
+from forkq.pool.bulletin import Bulletin
 from forkq.pool.exits import ChildExit
 from forkq.pool.scoreboard import SlotState, SlotView
 from forkq.pool.watch import Ending
@@ -54,11 +55,13 @@ class WorkerSupervision:
         worker_id: str,
         queues: Sequence[str] = (),
         metrics: WorkerMetrics | None = None,  # --metrics-port: what the master counts
+        bulletin: Bulletin | None = None,  # where control posts the queues consumed now
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.worker_id = worker_id
-        self.queues = tuple(queues)  # said with every heartbeat: `Broker.consumers_seen`
+        self._queues = tuple(queues)
+        self._bulletin = bulletin
         self.outage = Outage("broker (from the master)", log)
         self.unreleased: list[ChildExit] = []  # exits whose release failed: retried each tick
 
@@ -113,6 +116,13 @@ class WorkerSupervision:
         self.app.backend.store(
             seen.task_id, record.state, encode_record(record), self.app.settings.result_ttl
         )
+
+    @property
+    def queues(self) -> tuple[str, ...]:
+        """Said with every heartbeat (`Broker.consumers_seen`): the worker's, or the set
+        control posted since."""
+        posted = self._bulletin.posted.queues if self._bulletin is not None else ()
+        return posted or self._queues
 
     def tick(self) -> None:
         """Heartbeat, retry releases that failed during an outage, read the queues' depths."""

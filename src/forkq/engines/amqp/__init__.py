@@ -4,6 +4,6 @@ another engine's backend."""
 from forkq.engines.amqp.broker import AMQPBroker
 from forkq.engines.contract import Engine
 
-ENGINE = Engine("RabbitMQ", AMQPBroker, None)
+ENGINE = Engine("RabbitMQ", AMQPBroker, None, control=True)
 
 __all__ = ["ENGINE", "AMQPBroker"]

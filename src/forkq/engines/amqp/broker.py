@@ -41,6 +41,7 @@ from functools import partial
 
 import pika
 
+from forkq.engines.amqp.control import AMQPControl
 from forkq.engines.amqp.dead import list_dead, take_dead
 from forkq.engines.amqp.keeper import Keeper
 from forkq.engines.amqp.link import Link
@@ -53,6 +54,7 @@ from forkq.engines.contract import (
     Broker,
     Capabilities,
     Consumer,
+    ControlChannel,
     DeadLetter,
     DeadLetterCaps,
     Outgoing,
@@ -183,6 +185,10 @@ class AMQPBroker(Broker):
             partial(take_dead, self.publisher, self._open, chosen, republish=False),
             repeatable=True,
         )
+
+    def control_channel(self, secret: str | None) -> ControlChannel:
+        """On a connection of its own (`forkq.engines.amqp.control`)."""
+        return AMQPControl(self._link.parameters, self.topology, secret)
 
     # -- lifetime ----------------------------------------------------------------------------
 

@@ -21,6 +21,17 @@
                       its queue; x-expires lets a bucket no one uses vanish (the bucket
                       header has no "x-" prefix: headers exchanges ignore those)
 
+Control (`forkq.engines.amqp.control`):
+
+    P.control         a fanout exchange (not durable) of control requests
+    P.control.agent.NAME.HEX  an agent's queue: exclusive, auto-delete, bound to P.control
+    amq.gen-...       a client's inbox: exclusive, server-named; replies go to it by the
+                      default exchange
+    P.control.members a stream (`x-queue-type: stream`): each agent's announcements and its
+                      withdrawal (JSON records), read without taking them from the
+                      `PRESENCE_KEPT` before the read to a probe the reader appends; kept
+                      twice that long in small segments (a stream takes no x-expires)
+
 Message headers: x-forkq-starts (times a process started it and died, as known when forkq
 published it; a redelivered message's later starts are counted by the executor),
 x-forkq-due (ms since the epoch; a message that arrives early, after the rounding, goes round
@@ -35,7 +46,7 @@ from typing import Any
 
 import msgspec
 
-from forkq.engines.contract import DEFAULT_DEAD_CAPS, MAX_DELAY, DeadLetterCaps
+from forkq.engines.contract import DEFAULT_DEAD_CAPS, MAX_DELAY, PRESENCE_KEPT, DeadLetterCaps
 
 MAX_PRIORITY = 9
 MAX_HOP_MS = 2**31 - 1  # the largest x-message-ttl: longer delays take several hops
@@ -45,6 +56,7 @@ DECLARE_AGAIN_AFTER = 600.0  # seconds; a bucket's x-expires is its delay plus a
 BUCKET_EXPIRES_MS = 3_600_000
 SEEN_KEPT = 1000  # heartbeats kept per queue: 100 workers beating every 10 s show 100 s
 DAY_MS = 86_400_000
+MEMBERS_SEGMENT_BYTES = 200_000  # a stream drops whole segments only: small ones age out
 
 
 def bucket_ms(delay_ms: int) -> int:
@@ -85,6 +97,24 @@ class Topology(msgspec.Struct, frozen=True):
             "x-max-length": SEEN_KEPT,
             "x-message-ttl": DAY_MS,
             "x-expires": self.expires_ms or DAY_MS + BUCKET_EXPIRES_MS,
+        }
+
+    @property
+    def control_exchange(self) -> str:
+        return f"{self.prefix}.control"
+
+    def agent_queue(self, name: str, nonce: str) -> str:
+        return f"{self.prefix}.control.agent.{name}.{nonce}"
+
+    @property
+    def members_stream(self) -> str:
+        return f"{self.prefix}.control.members"
+
+    def members_arguments(self) -> dict[str, Any]:
+        return {
+            "x-queue-type": "stream",
+            "x-max-age": f"{int(2 * PRESENCE_KEPT)}s",
+            "x-stream-max-segment-size-bytes": MEMBERS_SEGMENT_BYTES,
         }
 
     def delay_queue(self, bucket: int) -> str:

@@ -2,6 +2,15 @@
 session, result backend), the values that cross them, and the helpers every engine shares."""
 
 from forkq.engines.contract.broker import Broker
+from forkq.engines.contract.control import (
+    MAX_AGE,
+    PRESENCE_KEPT,
+    Collected,
+    ControlChannel,
+    ControlReply,
+    ControlRequest,
+    Member,
+)
 from forkq.engines.contract.engine import Engine
 from forkq.engines.contract.fetching import Claimed, RecoveryClock, fetch_until
 from forkq.engines.contract.limits import (
@@ -48,6 +57,7 @@ from forkq.engines.contract.values import (
     Consumer,
     DeadLetter,
     DeadLetterCaps,
+    Delayed,
     Delivery,
     Effects,
     Leftovers,
@@ -68,12 +78,14 @@ __all__ = [
     "DEFAULT_DEAD_CAPS",
     "DEFAULT_LEASE_TTL",
     "LAST_MOMENT",
+    "MAX_AGE",
     "MAX_DELAY",
     "MAX_LEASE_TTL",
     "MAX_PRIORITY",
     "MAX_TASK_ID",
     "MIN_PRIORITY",
     "NEVER",
+    "PRESENCE_KEPT",
     "RATE_TOLERANCE",
     "RESERVATION_KEPT",
     "REVOKED_MAX",
@@ -84,10 +96,15 @@ __all__ = [
     "Capabilities",
     "ChordVote",
     "Claimed",
+    "Collected",
     "Consumer",
     "ConsumerSession",
+    "ControlChannel",
+    "ControlReply",
+    "ControlRequest",
     "DeadLetter",
     "DeadLetterCaps",
+    "Delayed",
     "Delivery",
     "Effects",
     "Engine",
@@ -95,6 +112,7 @@ __all__ = [
     "FireRecord",
     "Lease",
     "Leftovers",
+    "Member",
     "Outgoing",
     "Publish",
     "QueueDepth",

@@ -16,6 +16,7 @@ import abc
 from collections.abc import Collection, Sequence
 from contextlib import suppress
 
+from forkq.engines.contract.control import ControlChannel
 from forkq.engines.contract.results import ResultBackend
 from forkq.engines.contract.schedules import ScheduleStore
 from forkq.engines.contract.session import ConsumerSession
@@ -25,6 +26,7 @@ from forkq.engines.contract.values import (
     Consumer,
     DeadLetter,
     DeadLetterCaps,
+    Delayed,
     Leftovers,
     Outgoing,
     QueueDepth,
@@ -141,6 +143,18 @@ class Broker(abc.ABC):
     def schedule_store(self) -> ScheduleStore | None:
         """Where periodic schedules keep their lease and records, each fire recorded and
         enqueued at once (`contract/schedules.py`); None: in the result backend instead."""
+        return None
+
+    def delayed(self, queue: str, limit: int = 100) -> list[Delayed] | None:
+        """The delayed messages of `queue` (a countdown or eta not reached yet), soonest
+        first, up to `limit`; None where the engine cannot list them in one cheap read
+        (`forkq inspect scheduled` then says so)."""
+        return None
+
+    def control_channel(self, secret: str | None) -> ControlChannel | None:
+        """A new control channel on this broker's server (`contract/control.py`), signing and
+        checking with `secret`; the caller closes it. None: this engine carries no control
+        (its workers are reached on their host, through their control sockets)."""
         return None
 
     def flush_sessions(self) -> None:

@@ -15,3 +15,4 @@ class Engine(msgspec.Struct, frozen=True):
     name: str  # as people know it: "Redis", "RabbitMQ"
     broker: Callable[[str, DeadLetterCaps], Broker]
     results: Callable[[str], ResultBackend] | None  # None: the engine keeps no results
+    control: bool = False  # its brokers carry control requests (`Broker.control_channel`)

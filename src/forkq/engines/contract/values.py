@@ -172,6 +172,15 @@ class DeadLetter(msgspec.Struct, frozen=True):
     priority: int = 0
 
 
+class Delayed(msgspec.Struct, frozen=True):
+    """A message waiting in its queue until it is due (`Broker.delayed`)."""
+
+    queue: str
+    body: bytes
+    due_at: float  # Unix time
+    priority: int = 0
+
+
 class DeadLetterCaps(msgspec.Struct, frozen=True):
     """How many dead letters each queue keeps, and for how long (settings `dead_letter_max`
     and `dead_letter_ttl`). Enforced where a letter is added: the oldest go first. 0: no cap."""

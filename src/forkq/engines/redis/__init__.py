@@ -5,6 +5,6 @@ from forkq.engines.contract import Engine
 from forkq.engines.redis.broker import RedisBroker
 from forkq.engines.redis.results import RedisBackend
 
-ENGINE = Engine("Redis", RedisBroker, RedisBackend)
+ENGINE = Engine("Redis", RedisBroker, RedisBackend, control=True)
 
 __all__ = ["ENGINE", "RedisBackend", "RedisBroker"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection, Sequence
+from typing import Any
 
 import redis
 
@@ -28,8 +29,10 @@ from forkq.engines.contract import (
     Capabilities,
     Consumer,
     ConsumerSession,
+    ControlChannel,
     DeadLetter,
     DeadLetterCaps,
+    Delayed,
     Leftovers,
     Outgoing,
     QueueDepth,
@@ -42,8 +45,9 @@ from forkq.engines.contract import (
 )
 from forkq.engines.redis import seen as redis_seen
 from forkq.engines.redis.client import Batch
+from forkq.engines.redis.control import RedisControl
 from forkq.engines.redis.dead import delete_dead, purge_dead_letters, read_dead
-from forkq.engines.redis.keys import band_of
+from forkq.engines.redis.keys import band_of, read_delayed_member
 from forkq.engines.redis.link import RedisLink, owed_by_queue
 from forkq.engines.redis.schedules import RedisSchedules
 from forkq.engines.redis.session import RedisSession
@@ -139,6 +143,23 @@ class RedisBroker(Broker):
         """Schedules beside the queues: fire.lua records a fire and adds its message at once."""
         link = self._link
         return RedisSchedules(link.client, link.prefix, link.errors(), link.ensure)
+
+    def delayed(self, queue: str, limit: int = 100) -> list[Delayed]:
+        """One ZRANGE of the queue's delayed set."""
+        with self._link.errors():
+            found: Any = self.client.zrange(
+                self._link.keys(queue).delayed, 0, max(0, limit - 1), withscores=True
+            )
+        listed = []
+        for member, ms in found:
+            read = read_delayed_member(member)
+            if read is not None:
+                listed.append(Delayed(queue, read[1], float(ms) / 1000, read[0]))
+        return listed
+
+    def control_channel(self, secret: str | None) -> ControlChannel:
+        """Over pub/sub on this connection's server (`forkq.engines.redis.control`)."""
+        return RedisControl(self.client, self.prefix, secret)
 
     def _named(self, queue: str | None) -> list[str]:
         return [queue] if queue else self._link.known_queues()

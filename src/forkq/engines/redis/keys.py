@@ -39,6 +39,15 @@ Per worker W:
     prefix:worker:W       exists while W is alive: its master sets it every lease_ttl / 3
                           with an expiry of lease_ttl
 
+Control (`forkq.engines.redis.control`):
+
+    prefix:control:requests     pub/sub channel: every agent subscribes, clients publish
+    prefix:control:reply:<hex>  pub/sub channel: one client's inbox
+    prefix:control:members      sorted set: member = "<worker name> <worker id>", score = its
+                                agent's latest announcement (ms); ZREM when it withdraws;
+                                each announcement drops members older than PRESENCE_KEPT and
+                                keeps the key that long
+
 Per task T (result backend; both keys share the hash tag {prefix:T}):
 
     {prefix:T}:result     "<state>\\n<record>", expires after the result TTL
@@ -174,6 +183,11 @@ def lease_key(prefix: str, lease: str) -> str:
     return f"{prefix}:lease:{lease}"
 
 
+def control_key(prefix: str, part: str) -> str:
+    """`prefix:control:<part>`: the channels and members of control."""
+    return f"{prefix}:control:{part}"
+
+
 def worker_key(prefix: str, worker: str) -> str:
     return f"{prefix}:worker:{worker}"
 
@@ -222,3 +236,12 @@ def delayed_member(nonce: bytes, priority: int, starts: int, body: bytes) -> byt
     """A member of a queue's delayed set, "<nonce>|<priority>|<d>|<body>" (vote.lua and
     settle.lua build the same)."""
     return b"%s|%d|%d|%s" % (nonce, priority, starts, body)
+
+
+def read_delayed_member(member: bytes) -> tuple[int, bytes] | None:
+    """The priority and body of a member of a delayed set; None for one not of that form
+    (anyone may write into Redis: fetch.lua dead-letters those when they come due)."""
+    parts = member.split(b"|", 3)
+    if len(parts) != 4 or not parts[1].isdigit():
+        return None
+    return int(parts[1]), parts[3]
