@@ -14,23 +14,19 @@ TTL, so a message revoked while it waits for its eta is still revoked when it co
 practice a revocation stays until `REVOKED_MAX` newer ones push it out (the oldest go first).
 `ttl=` shortens it, for a caller who knows the message's eta.
 
-`tell_workers` is the one place that knows how to reach running workers (see its docstring);
+`tell_workers` is the one place that reaches running workers (`app.control`, see its docstring);
 `current_revocations` is what `forkq inspect revoked` shows.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from forkq.engines.contract import MAX_DELAY, Revocation
 from forkq.exceptions import ConfigurationError, ForkqError
-from forkq.pool.control import ask
-from forkq.pool.control_dir import SUFFIX, ForeignSocket, open_inspect_dirs
 from forkq.pool.revoke import MAX_IDS, terminating_signal
 from forkq.settings import Settings
 
@@ -95,45 +91,16 @@ def current_revocations(app: Forkq) -> tuple[Revocation, ...]:
 
 
 def tell_workers(app: Forkq, command: str, args: Mapping[str, Any], timeout: float) -> Told:
-    """Send `command` with `args` to every running worker; their replies.
-
-    THE SEAM for control over the broker (issue 18). Until `app.control.broadcast(command,
-    args, destination=None, timeout=...)` exists, this reaches the masters on this host only,
-    each through its control socket (pool/control.py, the directories `forkq inspect` reads),
-    and `app` is unused. When it exists, this body becomes that call and every caller (revoke,
-    the CLI) stays as it is. Workers on other hosts meanwhile catch up through their children's
-    backstop read of the revoked ids (worker/revoked.py: every 5 s), and terminate reaches only
-    this host's. A master of another app on this host that is told only re-reads its own
-    (unchanged) revoked ids; terminate acts only on a child running one of these task ids.
-    """
+    """Send `command` with `args` to every running worker (`app.control.broadcast`: over the
+    broker to every host, or through this host's control sockets where the broker carries no
+    control); the answers, and the workers that did not answer or refused, each with why.
+    A worker that is not told (down, partitioned) catches up through its children's backstop
+    read of the revoked ids (worker/revoked.py); terminate reaches only the workers told."""
     try:
-        dirs, skipped = open_inspect_dirs()
-    except ForkqError as exc:  # an unsafe control directory: nothing there is trusted
+        got = app.control.broadcast(command, args, None, timeout)
+    except ForkqError as exc:  # no worker runs on this host (SQLite), or none can be trusted
         return Told(silent=(str(exc),))
-    replies: list[dict[str, Any]] = []
-    silent = list(skipped)
-    try:
-        for directory in dirs:
-            for name in directory.names():
-                if not _alive(name):
-                    continue
-                try:
-                    reply = ask(directory, name, command, timeout, args)
-                except (ForeignSocket, OSError, ValueError) as exc:
-                    silent.append(f"{directory.path / name}: {exc}")
-                    continue
-                if "error" in reply:
-                    silent.append(f"{directory.path / name}: {reply['error']}")
-                else:
-                    replies.append(reply)
-    finally:
-        for directory in dirs:
-            directory.close()
-    return Told(tuple(replies), tuple(silent))
-
-
-def _alive(name: str) -> bool:
-    """Whether the master a socket is named after still runs (a stale socket is skipped)."""
-    with contextlib.suppress(ValueError):
-        return Path(f"/proc/{int(name.removesuffix(SUFFIX))}").exists()
-    return False
+    silent = [f"{name} did not answer" for name in got.missing]
+    silent += [f"{name}: {why}" for name, why in got.errors.items()]
+    replies = tuple(body for body in got.replies.values() if "error" not in body)
+    return Told(replies, (*silent, *got.warnings))

@@ -170,7 +170,14 @@ def test_terminate_ends_the_running_task_which_is_revoked_and_not_run_again(
     running = Held(client, e2e_dir)
     pid = running.started.wait()
     done = forkq(
-        e2e_dir, broker_url, "revoke", running.result.id, "--terminate", "--signal", signal_name
+        e2e_dir,
+        broker_url,
+        "control",
+        "revoke",
+        running.result.id,
+        "--terminate",
+        "--signal",
+        signal_name,
     )
     assert done.returncode == 0, done.stderr
     assert f"terminated {running.result.id}: {signal_name} to child pid {pid}" in done.stdout
@@ -240,10 +247,13 @@ def forkq(cwd: Path, broker_url: str, *args: str) -> subprocess.CompletedProcess
 
 def test_revoke_command_errors_are_one_line(e2e_dir: Path, sqlite_url: str) -> None:
     for args, error in (
-        (["revoke"], "Missing argument 'ID...'"),
-        (["revoke", "x", "--signal", "KILL"], "--signal goes with --terminate"),
-        (["revoke", "x", "--terminate", "--signal", "INT"], "SIGINT would not end the child"),
-        (["revoke", "x", "--terminate", "--signal", "NOPE"], "unknown signal 'NOPE'"),
+        (["control", "revoke"], "Missing argument 'ID...'"),
+        (["control", "revoke", "x", "--signal", "KILL"], "--signal goes with --terminate"),
+        (
+            ["control", "revoke", "x", "--terminate", "--signal", "INT"],
+            "SIGINT would not end the child",
+        ),
+        (["control", "revoke", "x", "--terminate", "--signal", "NOPE"], "unknown signal 'NOPE'"),
     ):
         done = forkq(e2e_dir, sqlite_url, *args)
         assert done.returncode == 2, done

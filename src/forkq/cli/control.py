@@ -14,6 +14,7 @@ from rich.console import Console
 
 from forkq.cli.main import app_options, cli, resolve_app, say_where
 from forkq.cli.reach import Render, reach_options, report
+from forkq.cli.revoke import revoke_command
 from forkq.control_local import NoWorkerHere
 from forkq.exceptions import ConfigurationError
 from forkq.throttle import parse_rate
@@ -126,6 +127,4 @@ def rate_limit(
     click.echo(f"rate limit of {task}: {shown}")
 
 
-# Here goes `forkq control revoke ID... [--terminate [--signal SIG]]` (the revoke feature), as
-# the commands above: `_send(options, "revoke", {"ids": [...], "terminate": ..., "signal":
-# ...}, raw_reply or a renderer of its own)`.
+control.add_command(revoke_command)  # stores the ids first, then tells the workers (revocation.py)

@@ -86,7 +86,7 @@ def scheduled(name: str, reply: dict[str, Any], console: Console) -> None:
 
 
 def revoked(name: str, reply: dict[str, Any], console: Console) -> None:
-    ids = reply.get("revoked") or []
+    ids = [entry["id"] for entry in reply.get("revoked") or ()]
     console.print(f"{name}: {len(ids)} revoked id(s)" + "".join(f"\n  {i}" for i in ids))
 
 

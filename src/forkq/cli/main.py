@@ -47,7 +47,6 @@ LAZY_COMMANDS = {
     "demo": "forkq.cli.demo",
     "inspect": "forkq.cli.inspect",
     "periodic": "forkq.cli.periodic",
-    "revoke": "forkq.cli.revoke",
     "scheduler": "forkq.cli.periodic",
     "worker": "forkq.cli.worker",
 }

@@ -1,14 +1,11 @@
-"""`forkq revoke ID... [--terminate [--signal SIG]]`: revoke tasks (forkq/revocation.py).
-
-`revoke_command` is a plain click command, registered on `forkq` here; a `forkq control`
-group registers the same object as its `revoke` subcommand (`control.add_command(...)`).
-"""
+"""`forkq control revoke ID... [--terminate [--signal SIG]]`: revoke tasks
+(forkq/revocation.py), registered on the `forkq control` group by cli/control.py."""
 
 from __future__ import annotations
 
 import click
 
-from forkq.cli.main import app_options, cli, resolve_app, say_where
+from forkq.cli.main import app_options, resolve_app, say_where
 from forkq.revocation import TELL_TIMEOUT
 
 
@@ -54,12 +51,6 @@ def revoke_command(
     say_where(app, "results")
     for why in told.silent:
         click.echo(f"forkq: warning: a worker was not told: {why}", err=True)
-    click.echo(
-        f"revoked {len(set(task_ids))} task(s); {len(told.replies)} running worker(s) on this "
-        "host told"
-    )
+    click.echo(f"revoked {len(set(task_ids))} task(s); {len(told.replies)} running worker(s) told")
     for ended in told.terminated:
         click.echo(f"terminated {ended['task_id']}: {ended['signal']} to child pid {ended['pid']}")
-
-
-cli.add_command(revoke_command)

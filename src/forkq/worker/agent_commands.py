@@ -5,7 +5,7 @@ the master cannot say (it knows processes, not tasks). Every other command goes 
     conf        the settings, the secret and URL passwords shown as ***
     scheduled   the delayed messages of the queues consumed, where the broker lists them in
                 one cheap read (Redis); elsewhere a reply that says it cannot
-    revoked     a hook: the revoke feature answers it; until then, an error that says so
+    revoked     the revoked task ids in force, with their expiry (revocation.py)
 
 A handler takes the agent's view of its worker and the request's args and returns the reply's
 body; bad args raise `BadArguments`, shown to the client as this worker's error.
@@ -24,6 +24,7 @@ import msgspec
 from forkq.app import Forkq
 from forkq.exceptions import MessageRejected
 from forkq.pool.control import BadArguments
+from forkq.revocation import current_revocations
 from forkq.settings import redacted
 from forkq.task_options import TaskOptions
 from forkq.throttle import Rate
@@ -101,8 +102,13 @@ def scheduled(worker: AgentView, args: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def revoked(worker: AgentView, args: Mapping[str, Any]) -> dict[str, Any]:
-    """The ids this worker holds as revoked: the revoke feature replaces this hook."""
-    return {"error": "this worker keeps no revoked ids (revoke is not part of this version)"}
+    """The revoked task ids in force, as every worker reads them (the result backend), each
+    with when its revocation expires (Unix time)."""
+    return {
+        "revoked": [
+            {"id": r.task_id, "expires_at": r.expires_at} for r in current_revocations(worker.app)
+        ]
+    }
 
 
 #: The agent's own commands; the rest are relayed to the master (`pool/inspection.handlers`).

@@ -32,8 +32,8 @@ from forkq import exitcodes, logs
 from forkq.app import Forkq
 from forkq.arguments import prepare_conversions
 from forkq.engines.contract import schedule_store
-from forkq.exceptions import ConfigurationError
 from forkq.engines.registry import carries_control
+from forkq.exceptions import ConfigurationError
 from forkq.pool.bulletin import Bulletin
 from forkq.pool.companion import CompanionProgram
 from forkq.pool.control_dir import open_worker_dir
