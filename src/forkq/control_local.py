@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from forkq.control_replies import Replies, Route
-from forkq.exceptions import ForkqError
+from forkq.exceptions import ForkqError, NoWorkerHere
 from forkq.pool.control import ask, socket_name
 from forkq.pool.control_dir import (
     SUFFIX,
@@ -24,10 +24,6 @@ from forkq.pool.control_dir import (
     open_inspect_dirs,
     worker_dir_path,
 )
-
-
-class NoWorkerHere(ForkqError):
-    """No live master's socket where this host's workers put theirs; says where it looked."""
 
 
 class _Master(NamedTuple):

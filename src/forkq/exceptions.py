@@ -275,3 +275,7 @@ class MessageRejected(ForkqError):
         if not self.trusted or self.kind is Rejection.KILLED_FOR_TIME:
             return None
         return self.task_id
+
+
+class NoWorkerHere(ForkqError):
+    """No live master's socket where this host's workers put theirs; says where it looked."""

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from forkq.engines.contract import MAX_DELAY, Revocation
-from forkq.exceptions import ConfigurationError, ForkqError
+from forkq.exceptions import ConfigurationError, ForkqError, NoWorkerHere
 from forkq.pool.revoke import MAX_IDS, terminating_signal
 from forkq.settings import Settings
 
@@ -98,7 +98,9 @@ def tell_workers(app: Forkq, command: str, args: Mapping[str, Any], timeout: flo
     read of the revoked ids (worker/revoked.py); terminate reaches only the workers told."""
     try:
         got = app.control.broadcast(command, args, None, timeout)
-    except ForkqError as exc:  # no worker runs on this host (SQLite), or none can be trusted
+    except NoWorkerHere:  # SQLite, and no worker runs on this host: none to tell
+        return Told()
+    except ForkqError as exc:  # an unsafe control directory: nothing there is trusted
         return Told(silent=(str(exc),))
     silent = [f"{name} did not answer" for name in got.missing]
     silent += [f"{name}: {why}" for name, why in got.errors.items()]

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -203,7 +204,9 @@ def test_the_agent_answers_registered_conf_and_scheduled(
             )
         else:  # RabbitMQ's delayed messages wait in shared TTL queues: not listed
             assert "cannot list delayed messages" in scheduled.errors["w1"]
-        assert "keeps no revoked ids" in app.control.inspect("revoked", timeout=10).errors["w1"]
+        app.revoke(later.id)
+        [revoked] = app.control.inspect("revoked", timeout=10).replies["w1"]["revoked"]
+        assert revoked["id"] == later.id and revoked["expires_at"] > time.time()
     finally:
         app.close()
 

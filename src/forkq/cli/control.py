@@ -15,8 +15,7 @@ from rich.console import Console
 from forkq.cli.main import app_options, cli, resolve_app, say_where
 from forkq.cli.reach import Render, reach_options, report
 from forkq.cli.revoke import revoke_command
-from forkq.control_local import NoWorkerHere
-from forkq.exceptions import ConfigurationError
+from forkq.exceptions import ConfigurationError, NoWorkerHere
 from forkq.throttle import parse_rate
 
 

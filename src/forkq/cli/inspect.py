@@ -11,7 +11,8 @@ import click
 from forkq.cli.inspect_render import RENDER
 from forkq.cli.main import app_options, cli, resolve_app
 from forkq.cli.reach import reach_options, report
-from forkq.control_local import NoWorkerHere, ask_local
+from forkq.control_local import ask_local
+from forkq.exceptions import NoWorkerHere
 
 COMMANDS = tuple(RENDER)
 
