@@ -61,10 +61,15 @@ def amqp_reachable() -> bool:
 def drop_amqp_streams(url: str) -> None:
     """A stream takes no x-expires: delete the control members stream (the test's workers'
     agents make it), best effort."""
+    from urllib.parse import parse_qs, urlsplit
+
     import pika
     import pika.exceptions
 
-    prefix = url.split("prefix=")[1].split("&")[0]
+    prefixes = parse_qs(urlsplit(url).query).get("prefix")
+    if not prefixes:  # a test of the default prefix starts no worker of its own there
+        return
+    prefix = prefixes[0]
     with contextlib.suppress(pika.exceptions.AMQPError, OSError):
         connection = pika.BlockingConnection(pika.URLParameters(AMQP))
         try:
@@ -447,5 +452,7 @@ def survive_outage(
     # The line goes through the master's relay: it can land after the last result does.
     worker.wait_for_log("reachable again")
     log = worker.log()
-    assert log.count("unreachable") <= 4, log  # the master, two children, the control agent
+    # One line per outage and process and connection, not one per attempt: the master's
+    # broker, each child's broker and result backend, the control agent's channel.
+    assert log.count("unreachable") <= 6, log
     assert worker.proc.poll() is None

@@ -3,7 +3,7 @@
     app.control.inspect("stats")                          every worker on every host
     app.control.inspect("ping", destination=["w1"], timeout=2)
     app.control.broadcast("pool-grow", {"n": 2}, destination=["w1"])
-    app.control.broadcast("revoke", {"ids": [...], "terminate": False})
+    app.control.broadcast("add-queue", {"queue": "reports"})
 
 Both return `Replies`: each worker's reply by name, and the workers expected that did not
 answer within `timeout` (`missing`). `broadcast` is generic: a command no worker knows comes

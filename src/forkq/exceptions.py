@@ -76,7 +76,7 @@ class TaskFailed(ForkqError):
 
 
 class TaskRevoked(TaskFailed):
-    """The task was revoked (`AsyncResult.revoke`, `forkq revoke`): a worker discarded it
+    """The task was revoked (`AsyncResult.revoke`, `forkq control revoke`): a worker discarded it
     without running it, or terminated the process running it. Its state is REVOKED; a
     `TaskFailed`, so that code that handles a task's failure handles this too. `exc_message`
     says which of the two ("not run", "terminated while running")."""

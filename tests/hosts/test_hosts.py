@@ -291,7 +291,7 @@ def test_interrupted_run_cleans_up_and_a_killed_one_is_swept(tmp_path: Path) -> 
         with Cluster(1, tmp_path / "alongside") as alongside:
             assert namespace not in alongside.swept  # its owner runs: never touched
         holder.send_signal(signal.SIGINT)  # Ctrl-C: KeyboardInterrupt leaves the `with`
-        assert holder.wait(timeout=30) == 130
+        assert holder.wait(timeout=90) == 130  # its teardown, on a loaded machine
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(holder.pid, signal.SIGKILL)

@@ -13,12 +13,12 @@ Layout (little-endian), guarded by a sequence counter as a scoreboard slot is (t
 makes it odd, writes, makes it even; a reader retries while it is odd or changed)::
 
     seq u32 | pad 4 | revokes u64 | queues_version u64 | queues_length u32 | queues 2048s
-    | terminating 16 x 64s
+    | terminating 128 x 64s
 
 `revokes` counts the revocations the master has heard of: a child whose count is behind reads
 the revoked ids again from where they are kept (the result backend). `queues` is the set of
 queues the pool consumes, newline-separated, with a version that changes with it.
-`terminating` holds the ids of the last 16 tasks the master is terminating (a revoke with
+`terminating` holds the ids of the last 128 tasks the master is terminating (a revoke with
 terminate), oldest overwritten first: a busy child that gets SIGTERM while running one of them
 ends its task at once instead of finishing it (`forkq.pool.child.StopSignal`).
 """
@@ -32,20 +32,23 @@ import time
 
 import msgspec
 
+from forkq.exceptions import ConfigurationError
+
 _HEAD = struct.Struct("<I 4x Q Q I")
 _REVOKES_AT = 8  # aligned
 _QUEUES_VERSION_AT = 16  # aligned
 _SEQ = struct.Struct("<I")
 _COUNT = struct.Struct("<Q")
 _QUEUES = 2048
-_TERMINATING = 16  # task ids kept
+_TERMINATING = 128  # task ids kept
+TERMINATING_AT_ONCE = _TERMINATING  # a revoke terminates at most this many tasks
 _TASK_ID = 64  # bytes of each: ids longer are compared by their first 64 bytes
 _TERMINATING_AT = _HEAD.size + _QUEUES
 _SIZE = _TERMINATING_AT + _TERMINATING * _TASK_ID
 _READ_PATIENCE = 0.1  # seconds; the master finishes a write in microseconds
 
 
-class QueuesTooLong(ValueError):
+class QueuesTooLong(ConfigurationError):
     """The queue names do not fit the bulletin."""
 
 

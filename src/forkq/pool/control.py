@@ -92,7 +92,7 @@ class ControlServer:
             reply = self.dispatch(request)
             conn.settimeout(1.0)
             conn.sendall(json.dumps(reply).encode() + b"\n")
-        except (OSError, ValueError, AttributeError):
+        except (OSError, ValueError, AttributeError, RecursionError):
             pass  # a client that went away or sent junk gets nothing; the master goes on
         finally:
             conn.close()

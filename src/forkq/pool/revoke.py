@@ -23,15 +23,15 @@ import signal
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from forkq.pool.bulletin import Bulletin
+from forkq.pool.bulletin import TERMINATING_AT_ONCE, Bulletin
 from forkq.pool.control import BadArguments
-from forkq.pool.scoreboard import Scoreboard, SlotState
+from forkq.pool.scoreboard import Scoreboard, SlotState, slot_task_id
 from forkq.pool.signals import CHILD_IGNORES
 from forkq.pool.watch import Ending, Verdict
 
 log = logging.getLogger("forkq.master")
 
-MAX_IDS = 1000  # ids in one request (a request is one line of at most 64 KiB)
+MAX_IDS = 200  # ids in one request: at MAX_ID characters each, within a request's 64 KiB
 MAX_ID = 255  # characters of one
 
 # Signals that would leave a child running, and why: those it ignores or uses, and those whose
@@ -44,6 +44,8 @@ _SPARED: dict[signal.Signals, str] = {
     signal.SIGCONT: "it does not end a process",
     signal.SIGURG: "it does not end a process",
     signal.SIGWINCH: "it does not end a process",
+    signal.SIGPIPE: "Python ignores it",
+    signal.SIGXFSZ: "Python ignores it",
     signal.SIGSTOP: "it pauses a process rather than ending it",
     signal.SIGTSTP: "it pauses a process rather than ending it",
 }
@@ -114,12 +116,19 @@ def _ids(raw: object) -> list[str]:
 
 def _terminate(pool: RevokingPool, ids: set[str], signum: signal.Signals) -> list[dict[str, Any]]:
     """Signal each child running one of `ids`; what was ended, for the reply."""
-    verdicts = []
+    verdicts: list[Verdict] = []
+    ended: list[dict[str, Any]] = []
+    wanted = {slot_task_id(i): i for i in ids}  # as a slot holds an id: its first bytes
     for index, pid in pool.child_slots():
         seen = pool.scoreboard.read(index)
-        if seen.pid == pid and seen.state == SlotState.BUSY and seen.task_id in ids:
-            pool.bulletin.post_terminating(seen.task_id)  # before the signal lands
-            detail = f"{seen.task_name}[{seen.task_id}]"
+        task_id = wanted.get(seen.task_id) if seen.pid == pid else None
+        if task_id is not None and seen.state == SlotState.BUSY:
+            if len(verdicts) == TERMINATING_AT_ONCE:
+                log.warning("revoke: %s not terminated: %d at most at once", task_id, len(verdicts))
+                continue
+            pool.bulletin.post_terminating(task_id)  # before the signal lands
+            detail = f"{seen.task_name}[{task_id}]"
             verdicts.append(Verdict(pid, signum, Ending.REVOKED, seen.task_id, detail))
+            ended.append({"pid": pid, "task_id": task_id, "signal": signum.name})
     pool.enforce(verdicts)
-    return [{"pid": v.pid, "task_id": v.task_id, "signal": signum.name} for v in verdicts]
+    return ended

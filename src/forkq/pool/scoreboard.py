@@ -272,5 +272,11 @@ def _decode_pairs(text: str) -> tuple[tuple[str, str], ...]:
     return tuple((queue, receipt) for queue, receipt in records)
 
 
+def slot_task_id(task_id: str) -> str:
+    """A task id as a slot holds it: its first 48 bytes (`SlotView.task_id` of a child
+    running it)."""
+    return _text(task_id.encode()[:48])
+
+
 def _text(raw: bytes) -> str:
     return raw.rstrip(b"\0").decode(errors="replace")

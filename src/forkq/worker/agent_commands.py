@@ -101,13 +101,20 @@ def scheduled(worker: AgentView, args: Mapping[str, Any]) -> dict[str, Any]:
     return {"scheduled": sorted(listed, key=lambda e: e["due_at"])}
 
 
+REVOKED_SHOWN = 1000  # ids in a `revoked` reply by default: the newest
+
+
 def revoked(worker: AgentView, args: Mapping[str, Any]) -> dict[str, Any]:
-    """The revoked task ids in force, as every worker reads them (the result backend), each
-    with when its revocation expires (Unix time)."""
+    """The newest revoked task ids in force (`limit`, 1,000 by default), as every worker reads
+    them (the result backend), each with when its revocation expires (Unix time), and how many
+    are in force: a reply stays far below a control message's size limit."""
+    limit = args.get("limit", REVOKED_SHOWN)
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 0 < limit <= 50_000:
+        raise BadArguments("limit must be a whole number from 1 to 50000")
+    every = current_revocations(worker.app)
     return {
-        "revoked": [
-            {"id": r.task_id, "expires_at": r.expires_at} for r in current_revocations(worker.app)
-        ]
+        "revoked": [{"id": r.task_id, "expires_at": r.expires_at} for r in every[-limit:]],
+        "count": len(every),
     }
 
 

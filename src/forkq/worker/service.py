@@ -91,6 +91,8 @@ def run_worker(app: Forkq, config: WorkerConfig, *, gc_was_enabled: bool | None 
     with collector_paused(gc.isenabled() if gc_was_enabled is None else gc_was_enabled):
         with open_worker_dir():
             pass  # an unsafe control directory is refused now, before anything is logged
+        bulletin = Bulletin(tuple(config.queues))  # shared: made before the fork; too many
+        # queue names for it are refused here, before anything is claimed
         pidfile = PidFile.claim(None if checking else config.pidfile)
         try:
             for hook in app.before_fork_hooks:
@@ -125,7 +127,6 @@ def run_worker(app: Forkq, config: WorkerConfig, *, gc_was_enabled: bool | None 
         options = ConsumeOptions(
             worker_id, config.queues, config.prefetch, config.limits, config.max_tasks_per_child
         )
-        bulletin = Bulletin(tuple(config.queues))  # shared: made before the fork
         program = ConsumeProgram(app, options, bulletin.reader(), worker_metrics)
         supervision = WorkerSupervision(
             app, worker_id, config.queues, metrics=worker_metrics, bulletin=bulletin

@@ -44,6 +44,10 @@ log = logging.getLogger("forkq.control")
 PRESENCE_KEPT = 600.0
 #: Seconds a request stays valid after it was sent (either way, for clocks out of step).
 MAX_AGE = 60.0
+#: A request sent more than this before its agent began to listen is refused: the ids an agent
+#: acted on die with it, so one restarted within MAX_AGE would otherwise act on a replay of a
+#: request its predecessor acted on. The margin is for clocks a little out of step.
+LISTENING_MARGIN = 2.0
 #: Bytes of one request or reply, at most; larger ones are refused unread.
 MAX_CONTROL_BYTES = 4 << 20
 _LOG_EVERY = 10.0  # seconds between two log lines about refused messages
@@ -124,6 +128,7 @@ class ControlChannel(abc.ABC):
         self._signer = Signer(secret)
         self._member: Member | None = None
         self._acted: dict[str, float] = {}  # request ids acted on -> when (monotonic)
+        self._listening_since = math.inf  # time.time() of `listen`
         self.refused = 0  # messages dropped for their signature, size or form
         self._unlogged = 0
         self._logged_at = -math.inf
@@ -190,6 +195,7 @@ class ControlChannel(abc.ABC):
         """Take the requests addressed to `name` (or to every worker) from now on, then
         announce it: a client that sees the announcement reaches the agent."""
         self._member = Member(name, worker_id, 0.0)
+        self._listening_since = time.time()
         self._subscribe()
         self.announce()
 
@@ -237,6 +243,8 @@ class ControlChannel(abc.ABC):
         age = time.time() - request.sent_at
         if abs(age) > MAX_AGE:
             return f"request {request.command!r} sent {age:.0f}s ago (clocks out of step?)"
+        if request.sent_at < self._listening_since - LISTENING_MARGIN:
+            return f"request {request.command!r} sent before this agent listened (a replay?)"
         now = time.monotonic()
         self._acted = {i: at for i, at in self._acted.items() if now - at < 2 * MAX_AGE}
         if request.id in self._acted:

@@ -9,7 +9,9 @@
 --          (all three share the hash tag {prefix:revoked}: one slot on Redis Cluster)
 -- ARGV[1]  now (ms)   ARGV[2]  the expiry (ms)   ARGV[3]  the cap   ARGV[4..]  the task ids
 --
--- The three keys expire with the latest revocation. Returns the latest number.
+-- The two sets expire with the latest revocation; the sequence never does (a reader that
+-- found it renumbered from 1 could miss revocations numbered at or below its cursor).
+-- Returns the latest number.
 local seq = 0
 for i = 4, #ARGV do
   seq = redis.call("INCR", KEYS[3])
@@ -33,7 +35,7 @@ end
 local latest = redis.call("ZRANGE", KEYS[2], -1, -1, "WITHSCORES")
 if latest[2] then
   local at = string.format("%.0f", tonumber(latest[2]))
-  for i = 1, 3 do
+  for i = 1, 2 do
     redis.call("PEXPIREAT", KEYS[i], at)
   end
 end
