@@ -17,6 +17,7 @@ import pytest
 
 from forkq import Forkq, TaskFailed, TaskRevoked, chord, group
 from forkq.engines.contract import Consumer
+from forkq.engines.registry import carries_control
 from tests.conftest import E2E_APP, StartedSignal, results_url_for, wait_until_serving
 
 pytestmark = pytest.mark.timeout(120)
@@ -127,8 +128,10 @@ def test_a_message_prefetched_by_a_child_is_not_run_once_revoked(
     blocker = Held(client, e2e_dir)
     paths = [e2e_dir / f"prefetched-{i}" for i in range(3)]
     results = [touch(client, path) for path in paths]
-    start_worker("-c", "1", "--prefetch", "4")  # its first fetch takes all four
+    worker = start_worker("-c", "1", "--prefetch", "4", "-l", "info")  # it takes all four
     blocker.started.wait()
+    if carries_control(client.settings.broker_url):  # told over the broker, once it listens
+        worker.wait_for_log("control agent of")
     probe = client.broker.consumer(Consumer.of_child("probe", 0, os.getpid()), client.backend)
     assert probe.fetch([client.settings.default_queue], 10, 0) == []  # all held by the child
     started = time.monotonic()

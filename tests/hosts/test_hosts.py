@@ -258,11 +258,15 @@ HOLDER = textwrap.dedent(
     from pathlib import Path
     from tests.hosts import Cluster
 
+    # Blocked before the link's thread starts, so that it inherits the block: the kernel
+    # could deliver a Ctrl-C to that thread, and a main thread in pause() would never wake.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         with Cluster(1, Path(sys.argv[1])) as hosts:
             hosts[0].spawn(["sleep", "600"])
             print(hosts[0].namespace, hosts[0].wiring.veth, flush=True)
-            signal.pause()
+            signal.sigwait({signal.SIGINT})
+            raise KeyboardInterrupt
     except KeyboardInterrupt:
         sys.exit(130)
     """
