@@ -48,13 +48,14 @@ def worker_on(host: Host, e2e_dir: Path, broker_url: str) -> HostProcess:
     return worker
 
 
-def forkq_from(host: Host, e2e_dir: Path, broker_url: str, *args: str) -> Any:
-    """`forkq ARGS -A e2eapp --broker URL [--backend ...] --json` run in `host`; its JSON."""
+def forkq_from(host: Host, e2e_dir: Path, broker_url: str, *args: str, status: int = 0) -> Any:
+    """`forkq ARGS -A e2eapp --broker URL [--backend ...] --json` run in `host`; its JSON.
+    `status` 1: a call that names a missing worker."""
     results = results_url_for(broker_url, e2e_dir)
     backend = ["--backend", results] if results else []
     done = host.forkq(e2e_dir, *args, "-A", "e2eapp", "--broker", host.reach(broker_url),
                       *backend, "--json")  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.returncode == status, done.stdout + done.stderr
     return json.loads(done.stdout)
 
 
@@ -77,18 +78,8 @@ def test_inspect_and_control_from_a_third_host_reach_both_workers(
     assert only_b["replies"][b.name]["concurrency"] == 2
 
     workers[0].stop()  # killed: its agent never withdraws, so it is expected and missing
-    pinged = forkq_from_allowing_missing(c, e2e_dir, broker_url, "inspect", "ping")
+    pinged = forkq_from(c, e2e_dir, broker_url, "inspect", "ping", "--timeout", "3", status=1)
     assert list(pinged["replies"]) == [b.name] and pinged["missing"] == [a.name]
-
-
-def forkq_from_allowing_missing(host: Host, e2e_dir: Path, broker_url: str, *args: str) -> Any:
-    """As `forkq_from`, for a call that names a missing worker (its exit status is 1)."""
-    results = results_url_for(broker_url, e2e_dir)
-    backend = ["--backend", results] if results else []
-    done = host.forkq(e2e_dir, *args, "-A", "e2eapp", "--broker", host.reach(broker_url),
-                      *backend, "--json", "--timeout", "3")  # fmt: skip
-    assert done.returncode == 1, done.stdout + done.stderr
-    return json.loads(done.stdout)
 
 
 def test_a_revoke_from_a_third_host_terminates_a_task_running_on_another(
