@@ -39,6 +39,10 @@ _ENV_NAMES: dict[str, str] = {
     "eager": "FORKQ_EAGER",
     "dead_letter_max": "FORKQ_DEAD_LETTER_MAX",
     "dead_letter_ttl": "FORKQ_DEAD_LETTER_TTL",
+    "events": "FORKQ_EVENTS",
+    "events_url": "FORKQ_EVENTS_URL",
+    "events_kept": "FORKQ_EVENTS_KEPT",
+    "events_sent": "FORKQ_EVENTS_SENT",
 }
 
 
@@ -55,6 +59,10 @@ class Settings(msgspec.Struct, frozen=True):
     eager: bool = False  # tests: publishing runs the task in the caller (eager.py)
     dead_letter_max: int = 10_000  # per queue (RabbitMQ: per prefix), oldest go first; 0: all
     dead_letter_ttl: float = 7 * 86_400.0  # seconds a dead letter is kept; 0: for ever
+    events: bool = False  # workers send task and worker events (forkq worker -E)
+    events_url: str | None = None  # where events are kept; None: the result backend
+    events_kept: int = 100_000  # the newest events kept; the oldest go first
+    events_sent: bool = False  # clients send a `sent` event for each task they publish
 
     def __post_init__(self) -> None:
         if self.result_ttl <= 0:
@@ -72,12 +80,18 @@ class Settings(msgspec.Struct, frozen=True):
                 f"dead_letter_ttl must be 0 (no cap) to 366 days in seconds, got "
                 f"{self.dead_letter_ttl}"
             )
+        if self.events_kept < 1:
+            raise ConfigurationError(f"events_kept must be >= 1, got {self.events_kept}")
         if not self.default_queue:
             raise ConfigurationError("default_queue must not be empty")
 
     @property
     def backend_url(self) -> str:
         return self.result_backend or self.broker_url
+
+    @property
+    def events_store_url(self) -> str:
+        return self.events_url or self.backend_url
 
     def replaced(self, **overrides: Any) -> Settings:
         """These settings with some replaced, each value checked against its setting's type

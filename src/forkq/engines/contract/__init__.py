@@ -12,6 +12,14 @@ from forkq.engines.contract.control import (
     Member,
 )
 from forkq.engines.contract.engine import Engine
+from forkq.engines.contract.events import (
+    EVENTS_KEPT,
+    READ_MAX,
+    EventPage,
+    StoredEvent,
+    check_event_reading,
+    check_events_kept,
+)
 from forkq.engines.contract.fetching import Claimed, RecoveryClock, fetch_until
 from forkq.engines.contract.limits import (
     BACKOFF,
@@ -77,6 +85,7 @@ __all__ = [
     "BACKOFF",
     "DEFAULT_DEAD_CAPS",
     "DEFAULT_LEASE_TTL",
+    "EVENTS_KEPT",
     "LAST_MOMENT",
     "MAX_AGE",
     "MAX_DELAY",
@@ -87,6 +96,7 @@ __all__ = [
     "NEVER",
     "PRESENCE_KEPT",
     "RATE_TOLERANCE",
+    "READ_MAX",
     "RESERVATION_KEPT",
     "REVOKED_MAX",
     "SIGHTINGS_KEPT",
@@ -108,6 +118,7 @@ __all__ = [
     "Delivery",
     "Effects",
     "Engine",
+    "EventPage",
     "Fire",
     "FireRecord",
     "Lease",
@@ -126,8 +137,11 @@ __all__ = [
     "Revocations",
     "ScheduleStore",
     "Sighting",
+    "StoredEvent",
     "StoredResult",
     "check_delay",
+    "check_event_reading",
+    "check_events_kept",
     "check_fetch_args",
     "check_interval",
     "check_revocation",

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import msgspec
 
+from forkq.engines.contract.events import EventPage
 from forkq.engines.contract.limits import BACKOFF, RESERVATION_KEPT, Backoff
 from forkq.engines.contract.revocations import Revocations
 from forkq.engines.contract.schedules import ScheduleStore
@@ -99,6 +100,22 @@ class ResultBackend(abc.ABC):
         """The revocations numbered after `since` that have not expired, oldest first, and
         the sequence's latest number (the cursor for the next call), read consistently: none
         numbered up to that cursor is left out. `since=0`: every one."""
+
+    # Events (forkq/engines/contract/events.py has the rules).
+
+    @abc.abstractmethod
+    def add_events(self, bodies: Sequence[bytes], kept: int) -> None:
+        """Append `bodies` in order, in one round trip or transaction, then let the oldest
+        go until about `kept` remain."""
+
+    @abc.abstractmethod
+    def read_events(self, after: str | None, limit: int) -> EventPage:
+        """At most `limit` events added after offset `after` (None: from the oldest kept),
+        oldest first. A malformed `after` or limit: ValueError."""
+
+    @abc.abstractmethod
+    def last_event_offset(self) -> str | None:
+        """The newest event's offset; None while the store holds none."""
 
     # Rate and concurrency limits (forkq/engines/contract/limits.py has the rules). A bucket
     # is a task's name and a key ("" for the task's one bucket); a holder is a task id.

@@ -13,6 +13,7 @@ from forkq.engines.contract import (
     REVOKED_MAX,
     Backoff,
     ChordVote,
+    EventPage,
     Publish,
     RateState,
     ResultBackend,
@@ -20,7 +21,10 @@ from forkq.engines.contract import (
     Revocation,
     Revocations,
     ScheduleStore,
+    StoredEvent,
     StoredResult,
+    check_event_reading,
+    check_events_kept,
     check_interval,
     check_revocation,
     decide_rate,
@@ -35,6 +39,7 @@ _CHORDS: dict[str, dict[str, _Chord]] = {}
 _LOCKS: dict[str, dict[str, tuple[str, float]]] = {}
 _LIMITS: dict[str, _Limits] = {}
 _REVOKED: dict[str, _Revoked] = {}
+_EVENTS: dict[str, _Events] = {}
 
 
 class _Revoked:
@@ -43,6 +48,22 @@ class _Revoked:
     def __init__(self) -> None:
         self.seq = 0
         self.ids: dict[str, tuple[int, float]] = {}
+
+
+class _Events:
+    """One URL's events: offset -> body, oldest first, offsets counting up from 1."""
+
+    def __init__(self) -> None:
+        self.last = 0
+        self.kept: dict[int, bytes] = {}
+
+
+def _offset(after: str | None) -> int:
+    if after is None:
+        return 0
+    if not after.isdigit() or len(after) > 19:
+        raise ValueError(f"an event offset here is a whole number, not {after[:40]!r}")
+    return int(after)
 
 
 class _Limits:
@@ -175,6 +196,34 @@ class MemoryBackend(ResultBackend):
                 if seq > since and until >= now
             )
             return Revocations(found, revoked.seq)
+
+    def add_events(self, bodies: Sequence[bytes], kept: int) -> None:
+        check_events_kept(kept)
+        with _LOCK:
+            events = _EVENTS.setdefault(self._url, _Events())
+            for body in bodies:
+                events.last += 1
+                events.kept[events.last] = bytes(body)
+            for offset in list(events.kept)[: max(0, len(events.kept) - kept)]:
+                del events.kept[offset]
+            _LOCK.notify_all()
+
+    def read_events(self, after: str | None, limit: int) -> EventPage:
+        check_event_reading(limit)
+        start = _offset(after)
+        with _LOCK:
+            events = _EVENTS.get(self._url, _Events())
+            found = tuple(
+                StoredEvent(str(offset), body)
+                for offset, body in events.kept.items()
+                if offset > start
+            )[:limit]
+        return EventPage(found, found[-1].offset if found else after or "")
+
+    def last_event_offset(self) -> str | None:
+        with _LOCK:
+            events = _EVENTS.get(self._url)
+            return str(events.last) if events is not None and events.kept else None
 
     def schedule_store(self, publish: Publish) -> ScheduleStore:
         return MemorySchedules(self._url, _LOCK, publish, atomic=False)
