@@ -1,19 +1,18 @@
-"""The application: settings, the task registry, publishing, and the fork hooks."""
+"""The application: settings, the task registry, publishing, and its connections; the rest of
+its API is mixed in (periodic.py, fork_hooks.py, steering.py, handles.py)."""
 
 from __future__ import annotations
 
 import inspect
 import os
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Literal, ParamSpec, TypeVar, cast, overload
 
 import msgspec
 
 from forkq.canvas.builtins import BUILTINS
-from forkq.canvas.results import Gatherable, gather
-from forkq.canvas.signature import Signature
 from forkq.config_object import settings_from_object
 from forkq.control import Control
 from forkq.eager import backend_url as eager_backend_url
@@ -29,28 +28,24 @@ from forkq.engines.registry import open_backend, open_broker
 from forkq.envelope import Codec, Message, Unique
 from forkq.exceptions import ConfigurationError
 from forkq.failures import TypeKey, type_key
+from forkq.fork_hooks import AfterForkHook, ForkHooks, Hook
+from forkq.handles import Handles
 from forkq.periodic import PeriodicTasks
 from forkq.result import AsyncResult
-from forkq.revocation import TELL_TIMEOUT, Told, revoke
 from forkq.schedule import Schedule
 from forkq.sending import CallOptions
 from forkq.settings import Settings, load_settings
+from forkq.steering import Steering
 from forkq.task import AsyncTask, BoundTaskDecorator, Task, TaskDecorator
 from forkq.task_modules import import_discovered, import_included
 from forkq.task_options import TaskOptions
-from forkq.throttle import Rate, parse_rate
 
-Hook = Callable[[], None]
-H = TypeVar("H", bound=Hook)
-# After fork, a hook may be `async def`: it runs on the child's event loop (forkq/aio.py).
-AfterForkHook = Callable[[], None] | Callable[[], Awaitable[None]]
-AH = TypeVar("AH", bound=AfterForkHook)
 E = TypeVar("E", bound=type[Exception])
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class Forkq(PeriodicTasks):
+class Forkq(PeriodicTasks, ForkHooks, Steering, Handles):
     """`app = Forkq("proj")`; broker and results default to the SQLite file ./forkq.sqlite3.
 
     FORKQ_BROKER_URL and FORKQ_RESULT_BACKEND (read now, not at import) override the default;
@@ -78,13 +73,18 @@ class Forkq(PeriodicTasks):
             name: Task(self, fn, TaskOptions.build(name, options)) for name, fn, options in BUILTINS
         }
         self.safe_exceptions: dict[TypeKey, type[Exception]] = {}  # see register_exception
-        self.before_fork_hooks: list[Hook] = []
+        self.before_fork_hooks: list[Hook] = []  # see on_before_fork, on_after_fork
         self.after_fork_hooks: list[AfterForkHook] = []
         self.schedules: dict[str, Schedule] = {}  # by name: see periodic, add_periodic
         self._owner_pid = -1  # the process that opened _broker/_backend
         self._broker: Broker | None = None
         self._backend: ResultBackend | None = None
         self._control: Control | None = None
+
+    @property
+    def _app(self) -> Forkq:
+        """What the mixins forward on their app's behalf (steering.py, handles.py)."""
+        return self
 
     def __repr__(self) -> str:
         return f"<Forkq {self.main} broker={self.settings.broker_url}>"
@@ -252,28 +252,6 @@ class Forkq(PeriodicTasks):
             self.backend.unlock(unique.key, message.id)
             raise
 
-    def set_rate_limit(self, task: str, rate: Rate | str | float | None) -> None:
-        """Make `rate` ("10/s", "100/m", as the `rate_limit` option takes it) the limit in
-        force for the task named `task` on every worker, from their next take on, without a
-        restart; None puts back the task's own. Kept in the result backend until changed.
-        Only tasks defined with a `rate_limit` are limited: this changes their rate."""
-        interval = None if rate is None else parse_rate(rate, f"rate limit of {task}").interval
-        self.backend.set_rate_override(task, interval)
-
-    def revoke(
-        self,
-        task_ids: str | Iterable[str],
-        *,
-        terminate: bool = False,
-        signal: str = "SIGTERM",
-        ttl: float | None = None,
-        timeout: float = TELL_TIMEOUT,
-    ) -> Told:
-        """Revoke tasks by id, stored first (workers down or started later honour it), then
-        running workers told; `terminate` sends `signal` to the child running one. A revoked
-        task is REVOKED and its `get()` raises `TaskRevoked` (forkq/revocation.py)."""
-        return revoke(self, task_ids, terminate=terminate, signal=signal, ttl=ttl, timeout=timeout)
-
     def publish(self, message: Message) -> None:
         """Send the message; in eager mode, run its task here and now (eager.py)."""
         sent = self.to_outgoing(message, time.time())
@@ -300,32 +278,6 @@ class Forkq(PeriodicTasks):
         delay = 0.0 if message.eta is None else message.eta - now
         return outgoing(message.queue, self.codec.encode(message), message.priority, delay)
 
-    def AsyncResult(self, task_id: str) -> AsyncResult[Any]:
-        return AsyncResult(task_id, self)
-
-    def signature(
-        self,
-        name: str,
-        args: Iterable[Any] = (),
-        kwargs: dict[str, Any] | None = None,
-        **options: Any,
-    ) -> Signature:
-        """A call of task `name`, to send later or make part of a workflow (forkq.canvas);
-        the task need not be registered in this process."""
-        return Signature(name, args, kwargs, options, app=self)
-
-    def gather(
-        self,
-        results: Iterable[Gatherable],
-        timeout: float | None = None,
-        propagate: bool = True,
-    ) -> list[Any]:
-        """The values of `results` (AsyncResults, or GroupResults: each a list), in order,
-        once all are ready: read in one round trip per batch that finished, waiting without
-        polling, `timeout` seconds at most in all. A failure raises its `TaskFailed` (with
-        `propagate=False`, it takes its value's place)."""
-        return gather(self, results, timeout, propagate)
-
     # -- connections: one per process, never inherited across fork ---------------------------
 
     @property
@@ -345,15 +297,6 @@ class Forkq(PeriodicTasks):
                 eager_backend_url(self) if eager else self.settings.backend_url
             )
         return self._backend
-
-    @property
-    def control(self) -> Control:
-        """Inspect and control this app's workers, on every host (`forkq.control`)."""
-        if self._control is None:
-            self._control = Control(
-                self.settings.broker_url, lambda: self.broker, self.settings.secret
-            )
-        return self._control
 
     def drop_inherited_connections(self) -> None:
         """After fork: let go of connections another process opened (without closing them
@@ -397,27 +340,6 @@ class Forkq(PeriodicTasks):
                 if conn is not None:
                     conn.close()
         self._broker = self._backend = None
-
-    # -- fork hooks --------------------------------------------------------------------------
-
-    def on_before_fork(self, fn: H) -> H:
-        """Run `fn()` in the worker's master once the app is loaded, before any child forks:
-        the place to preload data children will share copy-on-write. It must be a plain
-        function: the master runs no event loop (async set-up belongs in an after-fork hook)."""
-        if inspect.iscoroutinefunction(fn):
-            raise ConfigurationError(
-                f"before-fork hook {fn.__qualname__} is `async def`, but before-fork hooks run"
-                " in the master, which has no event loop: make it a plain function, or do the"
-                " async set-up in an `async def` @app.on_after_fork hook (run on each child's loop)"
-            )
-        self.before_fork_hooks.append(fn)
-        return fn
-
-    def on_after_fork(self, fn: AH) -> AH:
-        """Run `fn()` in every child right after fork: the place to open DB engines and clients.
-        An `async def` hook runs on the child's event loop, the one its async tasks run on."""
-        self.after_fork_hooks.append(fn)
-        return fn
 
 
 def _names(names: Iterable[str]) -> list[str]:
