@@ -25,7 +25,7 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import msgspec
 from setproctitle import setproctitle
@@ -39,15 +39,13 @@ from forkq.pool.companion import Companion, CompanionProgram, Companions
 from forkq.pool.control import ControlServer
 from forkq.pool.exits import ChildExit, RespawnPolicy
 from forkq.pool.http_endpoint import HttpEndpoint
+from forkq.pool.metrics_port import MetricsPort, Unserved
 from forkq.pool.output import ChildOutput
 from forkq.pool.reload import ReloadCheck
 from forkq.pool.scoreboard import Scoreboard, SlotState, slot_capacity
 from forkq.pool.signals import SignalPipe, pidfds_work
 from forkq.pool.spawn import fork_child
 from forkq.pool.watch import Ending, Verdict, Watch
-
-if TYPE_CHECKING:  # imported by the worker only with --metrics-port (prometheus_client)
-    from forkq.pool.metrics import PoolMetrics
 
 log = logging.getLogger("forkq.master")
 
@@ -95,11 +93,11 @@ class Master:
         private_fds: Sequence[int] = (),  # the caller's that no child may keep (a pidfile's)
         companions: Sequence[CompanionProgram] = (),  # kept running beside the children
         bulletin: Bulletin | None = None,  # what the master posts for its children to read
-        metrics: PoolMetrics | None = None,  # --metrics-port: served by this loop
+        metrics: MetricsPort | None = None,  # --metrics-port: served by this loop
     ):
         self.program = program
         self.bulletin = bulletin or Bulletin()
-        self.metrics = metrics
+        self.metrics = metrics or Unserved()
         self.private_fds = list(private_fds)
         self.supervision = supervision
         self.config = config
@@ -145,8 +143,7 @@ class Master:
         self._control = ControlServer(inspection.handlers(self), self._selector)
         self._signals = signals = SignalPipe(catch_sigchld=not self._pidfds)
         self._selector.register(signals, selectors.EVENT_READ)
-        if self.metrics is not None:
-            self.metrics.start(self, self._selector)
+        self.metrics.start(self, self._selector)
         self._set_title()
         log.info("master %d starting %d children", os.getpid(), self.concurrency)
         try:
@@ -169,8 +166,7 @@ class Master:
                 self._run_timers()
         finally:
             self.reload_check.close()
-            if self.metrics is not None:
-                self.metrics.close()
+            self.metrics.close()
             self._selector.close()
             self._control.close()
             signals.close()
@@ -183,7 +179,7 @@ class Master:
     def _timeout(self) -> float:
         now = time.monotonic()
         due = [self._next_tick, self._next_scan]
-        http = self.metrics.deadline if self.metrics is not None else None
+        http = self.metrics.deadline
         for deadline in (self._shutdown_deadline, self.reload_check.deadline, http):
             if deadline is not None:
                 due.append(deadline)
@@ -205,8 +201,7 @@ class Master:
             self._next_scan = now + self.config.scan_interval
             self.enforce(self.watch.check(self._unjudged(), self.scoreboard))
         self.reload_check.expire(now)
-        if self.metrics is not None:
-            self.metrics.expire(now)
+        self.metrics.expire(now)
         if self._shutdown_deadline is not None and now >= self._shutdown_deadline:
             log.warning("shutdown timeout: killing %d busy children", len(self.children))
             self._shutdown_deadline = None
@@ -294,7 +289,7 @@ class Master:
         """The master's descriptors, which a new child closes (pool/spawn.py)."""
         own = [*(self._signals.fds if self._signals else ()), *self.reload_check.fds]
         own += self.private_fds + self.companions.fds
-        own += self.metrics.fds if self.metrics is not None else []
+        own += self.metrics.fds
         if self._control is not None:
             own += [self._control.listener.fileno(), self._control.directory.fd]
         for other in self.children.values():
@@ -350,8 +345,7 @@ class Master:
             applies = verdict is not None and verdict.task_id in ("", seen.task_id)
             reason = verdict.reason if verdict is not None and applies else None
             exit = ChildExit(child.index, pid, status, seen, reason)
-            if self.metrics is not None:  # before the slot is forked again
-                self.metrics.child_reaped(exit, self.stopping)
+            self.metrics.child_reaped(exit, self.stopping)  # before the slot is forked again
             self._on_child_exit(exit, time.monotonic() - child.spawned_at)
 
     def _on_child_exit(self, exit: ChildExit, lifetime: float) -> None:

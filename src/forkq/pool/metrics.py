@@ -26,7 +26,7 @@ import selectors
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -38,11 +38,11 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from forkq.pool.companion import Companions
 from forkq.pool.exits import ChildExit, exit_causes
 from forkq.pool.http_endpoint import HttpEndpoint, Response
+from forkq.pool.metrics_port import ServedPool
 from forkq.pool.process_memory import ProcessMemory, read_process_memory
-from forkq.pool.scoreboard import Scoreboard, SlotState
+from forkq.pool.scoreboard import SlotState
 from forkq.pool.tally import Tally
 
 MEMORY_MAX_AGE = 5.0  # seconds a reading of the processes' memory is served again
@@ -67,24 +67,9 @@ class Exposed(Protocol):
         ...
 
 
-class ServedPool(Protocol):
-    """What the metrics read of the master."""
-
-    hostname: str
-    concurrency: int
-    started_at: float
-    stopping: bool
-    scoreboard: Scoreboard
-    companions: Companions
-
-    def child_slots(self) -> Sequence[tuple[int, int]]:
-        """(index, pid) of every live child."""
-        ...
-
-
 class PoolMetrics:
     """Made by the worker layer before the fork (the listener bound, the tally shared); the
-    master starts it in its loop and tells it of every reaped child."""
+    master drives it as its `MetricsPort` (pool/metrics_port.py)."""
 
     def __init__(self, listener: socket.socket, exposed: Exposed, tally: Tally | None) -> None:
         self.listener = listener
@@ -116,10 +101,6 @@ class PoolMetrics:
     @property
     def deadline(self) -> float | None:
         return self._endpoint.deadline if self._endpoint else None
-
-    def on_ready(self, source: object) -> None:
-        if self._endpoint is not None:
-            self._endpoint.on_ready(source)
 
     def expire(self, now: float) -> None:
         if self._endpoint is not None:
