@@ -11,12 +11,9 @@ import contextlib
 import os
 import random
 import select
-import signal
 import socket
-import subprocess
 import sys
 import textwrap
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,6 +23,7 @@ import pytest
 
 from forkq import Forkq, ResultTimeout
 from tests.hosts.fixture import cluster  # noqa: F401  (the fixture, for every test)
+from tests.processes import CollectedProcess
 
 PING_TIMEOUT = 30.0
 
@@ -244,85 +242,24 @@ E2E_APP = textwrap.dedent(
 )
 
 
-class WorkerProcess:
-    """A `forkq worker` subprocess in its own process group; its output is collected by a
-    reader thread so tests can await a log line instead of polling for it."""
+class WorkerProcess(CollectedProcess):
+    """A `forkq worker` subprocess in its own process group (tests/processes.py)."""
 
     def __init__(self, app_dir: Path, url: str, *args: str, env: dict[str, str] | None = None):
         env = {**os.environ, "FORKQ_BROKER_URL": url, "PYTHONUNBUFFERED": "1", **(env or {})}
         if results := results_url_for(url, app_dir):
             env["FORKQ_RESULT_BACKEND"] = results
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "forkq", "worker", "-A", "e2eapp", *args],
-            cwd=app_dir,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self._lines: list[str] = []
-        self._changed = threading.Condition()
-        self._reader = threading.Thread(target=self._collect, daemon=True)
-        self._reader.start()
-
-    def _collect(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            with self._changed:
-                self._lines.append(raw.decode(errors="replace"))
-                self._changed.notify_all()
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
+        argv = [sys.executable, "-m", "forkq", "worker", "-A", "e2eapp", *args]
+        super().__init__(argv, app_dir, env)
 
     def children(self) -> list[int]:
         """Its master's children, but not its control agent (every worker on Redis or
         RabbitMQ forks one, titled "... agent"): what tests count are the pool's processes."""
-        path = Path(f"/proc/{self.pid}/task/{self.pid}/children")
-        return [int(p) for p in path.read_text().split() if not _is_agent(int(p))]
+        return [pid for pid in super().children() if not _is_agent(pid)]
 
     def agent(self) -> int | None:
         """The pid of its control agent, if it runs one."""
-        path = Path(f"/proc/{self.pid}/task/{self.pid}/children")
-        return next((int(p) for p in path.read_text().split() if _is_agent(int(p))), None)
-
-    def all_children(self, count: int, timeout: float = 10.0) -> list[int]:
-        """The pids of its children once `count` are forked (serving one task says only
-        that one is up); sorted, to compare with a later look."""
-        deadline = time.monotonic() + timeout
-        while len(pids := self.children()) < count:
-            assert time.monotonic() < deadline, f"{len(pids)} of {count} children forked"
-            time.sleep(0.01)  # forks leave no event a test can wait on
-        return sorted(pids)
-
-    def signal(self, signum: int) -> None:
-        self.proc.send_signal(signum)
-
-    def wait(self, timeout: float) -> int:
-        code = self.proc.wait(timeout=timeout)
-        self._reader.join(timeout=5)
-        return code
-
-    def log(self) -> str:
-        with self._changed:
-            return "".join(self._lines)
-
-    def wait_for_log(self, text: str, timeout: float = 30.0, count: int = 1) -> None:
-        with self._changed:
-            found = self._changed.wait_for(
-                lambda: "".join(self._lines).count(text) >= count, timeout
-            )
-        assert found, f"{text!r} not logged {count}x within {timeout}s:\n{self.log()}"
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        self._reader.join(timeout=5)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        return next((pid for pid in super().children() if _is_agent(pid)), None)
 
 
 def _is_agent(pid: int) -> bool:

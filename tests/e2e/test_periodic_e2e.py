@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from forkq import Forkq
 from forkq.engines.contract import schedule_store
 from forkq.schedule import fire_id
 from tests.conftest import REDIS, WorkerProcess, results_url_for, with_param
+from tests.processes import CollectedProcess
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]  # each waits out several due times
 
@@ -76,36 +76,14 @@ def counter() -> Iterator[tuple[redis.Redis, str]]:
     client.close()
 
 
-class Scheduler:
-    """A `forkq scheduler` subprocess in its own session; its output read by a thread."""
+class Scheduler(CollectedProcess):
+    """A `forkq scheduler` subprocess in its own session (tests/processes.py)."""
 
     def __init__(self, app_dir: Path, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "forkq", "scheduler", "-A", "e2eapp"],
-            cwd=app_dir,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.lines: list[str] = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            self.lines.append(raw.decode(errors="replace"))
+        super().__init__([sys.executable, "-m", "forkq", "scheduler", "-A", "e2eapp"], app_dir, env)
 
     def leads(self) -> bool:
-        return any(" leading scheduler:periodic" in line for line in self.lines)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
-        self.reader.join(timeout=5)
+        return " leading scheduler:periodic" in self.log()
 
 
 @pytest.fixture

@@ -1,20 +1,17 @@
 """A process running inside a test host, its output collected as it comes.
 
-It has the attributes and methods of tests.conftest.WorkerProcess (`proc`, `pid`, `log()`,
-`wait_for_log()`, `children()`, `signal()`, `wait()`, `stop()`), so the helpers written for
-local workers (`wait_until_serving`, ...) take a worker started in a host as well.
+It is a tests.processes.CollectedProcess, as tests.conftest.WorkerProcess is (`proc`, `pid`,
+`log()`, `wait_for_log()`, `children()`, `signal()`, `wait()`, `stop()`), so the helpers
+written for local workers (`wait_until_serving`, ...) take a worker started in a host as well.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import subprocess
-import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
+
+from tests.processes import CollectedProcess
 
 # `ip netns exec` joins the namespace and execs `unshare`, which gives the process a UTS
 # namespace of its own, where sh sets the host's name and execs the command: one pid
@@ -31,93 +28,16 @@ def in_host(namespace: str, hostname: str, argv: Sequence[str]) -> list[str]:
     ]  # fmt: skip
 
 
-class HostProcess:
+class HostProcess(CollectedProcess):
     """Started in a session (process group) of its own; `stop()` kills that group."""
 
     def __init__(
         self, argv: list[str], cwd: Path | None, env: dict[str, str], stdin: bool = False
     ) -> None:
-        self.argv = argv
-        self.proc = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self._lines: list[str] = []
-        self._ended = False  # its output closed: nothing more will come
-        self._changed = threading.Condition()
-        self._reader = threading.Thread(target=self._collect, daemon=True)
-        self._reader.start()
-
-    def _collect(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            with self._changed:
-                self._lines.append(raw.decode(errors="replace"))
-                self._changed.notify_all()
-        with self._changed:
-            self._ended = True
-            self._changed.notify_all()
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
+        super().__init__(argv, cwd, env, subprocess.PIPE if stdin else subprocess.DEVNULL)
 
     def write(self, line: str) -> None:
         """A line to its standard input (started with `stdin=True`)."""
         assert self.proc.stdin is not None, "started without stdin=True"
         self.proc.stdin.write(f"{line}\n".encode())
         self.proc.stdin.flush()
-
-    def children(self) -> list[int]:
-        path = Path(f"/proc/{self.pid}/task/{self.pid}/children")
-        return [int(p) for p in path.read_text().split()]
-
-    def all_children(self, count: int, timeout: float = 10.0) -> list[int]:
-        deadline = time.monotonic() + timeout
-        while len(pids := self.children()) < count:
-            assert time.monotonic() < deadline, f"{len(pids)} of {count} children forked"
-            time.sleep(0.01)  # forks leave no event a test can wait on
-        return sorted(pids)
-
-    def signal(self, signum: int) -> None:
-        self.proc.send_signal(signum)
-
-    def wait(self, timeout: float) -> int:
-        code = self.proc.wait(timeout=timeout)
-        self._reader.join(timeout=5)
-        return code
-
-    def log(self) -> str:
-        with self._changed:
-            return "".join(self._lines)
-
-    def wait_for_log(self, text: str, timeout: float = 30.0, count: int = 1) -> str:
-        """Until `text` has been printed `count` times (or the process ended without it);
-        returns the output so far."""
-        with self._changed:
-            found = self._changed.wait_for(
-                lambda: "".join(self._lines).count(text) >= count or self._ended,
-                timeout,
-            )
-        log = self.log()
-        assert found and log.count(text) >= count, (
-            f"{text!r} not printed {count}x within {timeout}s by {self.argv[-3:]}:\n{log}"
-        )
-        return log
-
-    def stop(self) -> None:
-        """SIGKILL to its process group, then reaped; its pipes closed."""
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        self._reader.join(timeout=5)
-        for pipe in (self.proc.stdin, self.proc.stdout):
-            if pipe is not None:
-                with contextlib.suppress(OSError):
-                    pipe.close()
