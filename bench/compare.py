@@ -1,12 +1,13 @@
 """forkq against Huey, Dramatiq, Celery and RQ on Redis, Celery on RabbitMQ, and forkq on
 SQLite, in one run: throughput, latency, fork per task, start-up, copy-on-write memory,
-fan-out/fan-in and chords.
+fan-out/fan-in and chords; and forkq's control round trip.
 
     .venv/bin/python bench/compare.py [--suites throughput,memory,fanout]
                                       [--rounds 3] [--tasks 10000] [--systems forkq,huey,...]
                                       [--memory-rounds 3] [--memory-systems forkq,celery,...]
                                       [--fanout-rounds 3] [--fanout-tasks 3000]
                                       [--chord-tasks 1000] [--fanout-systems forkq,huey,...]
+                                      [--control-pings 200]
                                       [--baseline REV]
 
 `--baseline REV` runs forkq as it was at git revision REV beside this tree, in the same rounds
@@ -15,9 +16,11 @@ a change measured on and off in one run.
 
 Suites 1, 2, 3 and 5 (below) run first; suite 4, copy-on-write memory, runs after them with
 its own rounds and progress bar, and bench/memory.py describes its method; suites 6 and 7,
-fan-out/fan-in and chords (tasks whose results are stored), run last, as bench/fanout.py
-describes. `--suites` names the parts to run (throughput: 1, 2, 3 and 5; memory: 4; fanout:
-6 and 7), as `--rounds 0`, `--memory-rounds 0` or `--fanout-rounds 0` skips one; a part
+fan-out/fan-in and chords (tasks whose results are stored), run next, as bench/fanout.py
+describes; suite 8, forkq's control round trip to two workers on Redis and on RabbitMQ, runs
+last, as bench/control.py describes. `--suites` names the parts to run (throughput: 1, 2, 3
+and 5; memory: 4; fanout: 6 and 7; control: 8), as `--rounds 0`, `--memory-rounds 0`,
+`--fanout-rounds 0` or `--control-pings 0` skips one; a part
 that does not run keeps its figures from the previous run's record (`--out`), so the page
 shows every part, each with the date of its own run. Without figures of every part, the
 page is written beside the record (bench/results/redis.md), not over `--doc`.
@@ -79,6 +82,8 @@ from typing import Any
 
 import redis
 from charts import draw
+from control import console_table as control_report
+from control import control_section, run_suite
 from fanout import __doc__ as fanout_doc
 from fanout import console_table as fanout_report
 from fanout import fanout_systems, run_fanout
@@ -123,7 +128,9 @@ def method_text() -> str:
     return "\n\n".join(p.strip() for p in paragraphs)
 
 
-SUITES = ("throughput", "memory", "fanout")  # 1, 2, 3 and 5; 4; 6 and 7
+SUITES = ("throughput", "memory", "fanout", "control")  # 1, 2, 3 and 5; 4; 6 and 7; 8
+PARTS = ("memory", "fanout", "control")  # the record's parts besides suites 1, 2, 3 and 5
+Part = dict[str, Any] | None  # one of them: None when its suites did not run
 THROUGHPUT_KEYS = ("date", "rounds", "tasks", "latency_samples", "gap_samples", "results")
 
 
@@ -135,6 +142,8 @@ def write_doc(record: dict[str, Any], doc: Path, console: Console) -> None:
     if record.get("fanout"):
         fanout_charts = [c for c in charts if c.stem == "fanout"]
         page += "\n" + "\n".join(fanout_section(record["fanout"], fanout_method, fanout_charts))
+    if record.get("control"):
+        page += "\n" + "\n".join(control_section(record["control"]))
     doc.write_text(page)
     console.print(f"wrote {doc} and {len(charts)} charts")
 
@@ -156,6 +165,7 @@ def main() -> None:
     parser.add_argument("--fanout-tasks", type=int, default=3_000)
     parser.add_argument("--chord-tasks", type=int, default=1_000, help="0 skips suite 7")
     parser.add_argument("--fanout-systems", default="", help="labels of suites 6, 7 (all)")
+    parser.add_argument("--control-pings", type=int, default=200, help="suite 8; 0 skips it")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "redis.json")
     parser.add_argument("--doc", type=Path, default=HERE.parent / "docs" / "benchmarks.md")
     parser.add_argument("--render-only", action="store_true", help="rewrite --doc from --out")
@@ -171,6 +181,7 @@ def main() -> None:
     options.rounds *= "throughput" in suites
     options.memory_rounds *= "memory" in suites
     options.fanout_rounds *= "fanout" in suites
+    options.control_pings *= "control" in suites
     console = Console(width=max(160, Console().width))
     if options.render_only:
         write_doc(json.loads(options.out.read_text()), options.doc, console)
@@ -192,7 +203,7 @@ def main() -> None:
               and (not options.systems or s.label in options.systems.split(","))]  # fmt: skip
     fan_chosen = [s for s in fan_systems if options.fanout_rounds and (
         not options.fanout_systems or s.label in options.fanout_systems.split(","))]  # fmt: skip
-    results, memory, fanout = run_all(chosen, fan_chosen, pythons, options, logs, console)
+    results, memory, fanout, control = run_all(chosen, fan_chosen, pythons, options, logs, console)
     for suffix in ("", "-wal", "-shm"):  # forkq-sqlite's broker, of no use after the run
         sqlite.with_name(sqlite.name + suffix).unlink(missing_ok=True)
     if results:
@@ -201,6 +212,8 @@ def main() -> None:
         memory_report(memory, console)
     if fanout:
         fanout_report(fanout, console)
+    if control:
+        control_report(control, console)
     server: Any = redis.Redis.from_url(REDIS).info("server")
     record: dict[str, Any] = {
         "machine": {**machine(), "redis": server["redis_version"], "rabbitmq": rabbitmq_version()},
@@ -214,11 +227,12 @@ def main() -> None:
                       results={label: vars(r) for label, r in results.items()})  # fmt: skip
     record["memory"] = memory and {**memory, "date": today}
     record["fanout"] = fanout and {**fanout, "date": today}
+    record["control"] = control and {**control, "date": today}
     record = carried_over(record, options.out)
     options.out.write_text(json.dumps(record, indent=1))
     console.print(f"raw figures: {options.out}")
     doc = options.doc
-    if not (record["results"] and record["memory"] and record["fanout"]):
+    if not (record["results"] and all(record[part] for part in PARTS)):
         doc = options.out.with_suffix(".md")  # not over a page that has every part
         console.print(f"no figures of some parts, from this run or the one before: {doc}")
     write_doc(record, doc, console)
@@ -234,7 +248,7 @@ def carried_over(record: dict[str, Any], previous: Path) -> dict[str, Any]:
     if "results" not in record:
         record.update({key: before[key] for key in THROUGHPUT_KEYS if key in before})
         record.setdefault("results", {})
-    for part in ("memory", "fanout"):
+    for part in PARTS:
         record[part] = record[part] or before.get(part)
     return record
 
@@ -246,12 +260,12 @@ def run_all(
     options: argparse.Namespace,
     logs: Path,
     console: Console,
-) -> tuple[dict[str, Runs], dict[str, Any] | None, dict[str, Any] | None]:
+) -> tuple[dict[str, Runs], Part, Part, Part]:
     """Suites 1, 2, 3 and 5 (rounds of every system, then the MONITOR passes), then suite 4,
-    then suites 6 and 7; each part has its own bar."""
+    then suites 6 and 7, then suite 8; each part has its own bar."""
     results = {s.label: Runs() for s in chosen}
     counted = [s for s in chosen if s.on_redis and s.measures_latency]  # MONITOR: Redis
-    memory = fanout = None
+    memory = fanout = control = None
     with logs.open("ab") as log, Progress(console=console) as progress, \
             tempfile.TemporaryDirectory() as scratch:  # fmt: skip
         steps = options.rounds * len(chosen) + len(counted)
@@ -272,7 +286,9 @@ def run_all(
             memory = run_memory(pythons, options, progress, log, Path(scratch))
         if fan_chosen:
             fanout = run_fanout(fan_chosen, options, progress, log)
-    return results, memory, fanout
+        if options.control_pings:
+            control = run_suite(pythons.forkq, options.control_pings, progress, log)
+    return results, memory, fanout, control
 
 
 if __name__ == "__main__":
