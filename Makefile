@@ -18,7 +18,8 @@ test: $(VENV)/.dev-installed lint typecheck
 	$(if $(strip $(OTHER_PYTHONS)),scripts/test-other-pythons $(OTHER_PYTHONS))
 
 # forkq against Huey, Dramatiq, Celery and RQ on this machine, suites 1-7 (about 35 minutes on
-# 2 vCPUs, the memory suite about 6 of them, fan-out and chords about 5); writes
+# 2 vCPUs, the memory suite about 6 of them, fan-out and chords about 5), and suite 8, forkq's
+# control round trip (under a minute); writes
 # docs/benchmarks.md. `make bench BENCH_OPTIONS="--suites fanout"` runs some of them only. The
 # peers go into bench/.peers-venv and forkq with its runtime dependencies only into
 # bench/.forkq-venv, as users install them; .venv runs the harness.
