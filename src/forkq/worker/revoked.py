@@ -34,6 +34,7 @@ reader's cursor: `Revocations.epoch`).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -147,5 +148,7 @@ class RevokedIds:
                 del ids[task_id]
             self._soonest_expiry = min(ids.values(), default=float("inf"))
         if len(ids) > REVOKED_MAX:  # the backend keeps no more: the oldest go here too
-            for task_id in list(ids)[: len(ids) - REVOKED_MAX]:
+            # Only the first few keys are visited: in a child, the inherited set's other
+            # entries stay untouched, their pages shared with the master.
+            for task_id in list(itertools.islice(ids, len(ids) - REVOKED_MAX)):
                 del ids[task_id]
