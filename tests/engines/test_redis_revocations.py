@@ -12,8 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from forkq.engines.contract import ResultBackend
+from forkq.engines.redis.keys import revoked_keys
 from forkq.engines.registry import open_backend
 from forkq.exceptions import BackendError
 from forkq.worker.revoked import RevokedIds
@@ -74,3 +76,23 @@ def test_a_reader_reads_everything_again_after_the_sequence_started_again(
     reader.refresh()
     assert [i for i in new if reader.revoked(i)] == new
     assert len(reader) == after_restart  # what the server lost is not held either
+
+
+@pytest.mark.parametrize("junk", ["seq", "epoch", "order", "until"])
+def test_a_key_of_another_type_reads_as_absent_rather_than_failing(
+    backends: tuple[ResultBackend, ResultBackend], server: PrivateRedis, junk: str
+) -> None:
+    """A worker takes no task before it has read the revoked ids once: junk where they are
+    kept must not keep every worker from working."""
+    writer, backend = backends
+    writer.revoke(["a"], 60)
+    admin = redis.Redis.from_url(server.url)
+    key = dict(zip(("order", "until", "seq", "epoch"), revoked_keys("forkq"), strict=True))[junk]
+    admin.delete(key)
+    admin.hset(key, "junk", "\xff")
+    admin.close()
+    found = backend.revocations()
+    assert found.cursor == (0 if junk == "seq" else 1)
+    assert [r.task_id for r in found.revoked] == (
+        [] if junk in ("seq", "order", "until") else ["a"]
+    )
