@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from forkq import Forkq, GroupResult
+from forkq import Forkq, GroupResult, chain, group
 from forkq.engines.contract import MAX_DELAY
 from forkq.exceptions import ConfigurationError
 from forkq.revocation import current_revocations, revocation_ttl
@@ -43,6 +43,25 @@ def test_an_async_result_and_a_group_result_revoke_their_ids(app: Forkq) -> None
     app.AsyncResult("one").revoke()
     GroupResult("g", [app.AsyncResult("m1"), app.AsyncResult("m2")], app).revoke()
     assert [r.task_id for r in current_revocations(app)] == ["one", "m1", "m2"]
+
+
+def test_a_group_of_chains_revokes_every_step_of_each_member(app: Forkq) -> None:
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    sent = group(
+        chain(add.s(1, 1), add.s(2), add.s(3)),
+        add.s(4, 4),
+        chain(group(add.s(5, 5), add.s(6, 6)), add.si(7, 7)),  # a chord as a member
+    ).apply_async()
+    first, single, chord_body = sent.results
+    header = chord_body.parent
+    assert isinstance(header, GroupResult)
+    steps = [first.id, first.parent.id, first.parent.parent.id]  # type: ignore[union-attr]
+    sent.revoke()
+    revoked = {r.task_id for r in current_revocations(app)}
+    assert revoked == {*steps, single.id, chord_body.id, *(m.id for m in header.results)}
 
 
 @pytest.mark.parametrize(

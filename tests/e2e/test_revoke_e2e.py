@@ -43,6 +43,15 @@ def held(announce, runs, release):  # runs until the test writes a line to `rele
         with open(runs, "a") as ran:
             ran.write("finally\\n")
 
+@app.task(time_limit=4)
+def stubborn(announce):  # survives its SIGTERM, and runs on into its hard time limit
+    with open(announce, "w") as started:
+        started.write(f"started {os.getpid()}\\n")
+    try:
+        time.sleep(60)
+    except BaseException:
+        time.sleep(60)
+
 @app.task
 def record_all(values, path):
     with open(path, "w") as out:
@@ -195,6 +204,23 @@ def test_terminate_ends_the_running_task_which_is_revoked_and_not_run_again(
     assert lines == (["started", "finally"] if signal_name == "SIGTERM" else ["started"])
     with pytest.raises(TaskRevoked, match="terminated while running"):  # the master's record
         running.result.get(timeout=1)
+
+
+@pytest.mark.parametrize("every_broker_url", ["sqlite"], indirect=True)
+def test_a_terminated_task_that_then_passes_its_time_limit_stays_revoked(
+    client: Forkq, start_worker: Any, e2e_dir: Path
+) -> None:
+    worker = start_worker("-c", "1", "--prefetch", "1", "-l", "info")
+    wait_until_serving(client, worker)
+    started = StartedSignal(e2e_dir)
+    result = client.send_task("e2eapp.stubborn", (started.path,))
+    pid = started.wait()
+    assert [t["pid"] for t in client.revoke(result.id, terminate=True).terminated] == [pid]
+    worker.wait_for_log(f"child 0 (pid {pid}) ran")  # the time limit's SIGKILL, after the TERM
+    with pytest.raises(TaskRevoked, match="terminated while running"):
+        result.get(timeout=30)
+    worker.wait_for_log(f"[{result.id}] revoked: discarded, not run")  # back, and discarded
+    assert client.broker.dead_letters() == []
 
 
 def test_a_revoked_member_fails_its_group_and_its_chords_body_does_not_run(

@@ -15,7 +15,7 @@ import msgspec
 import pytest
 
 from forkq.engines.contract import ControlChannel, ControlReply, ControlRequest
-from forkq.engines.contract.control import MAX_AGE, encode_control
+from forkq.engines.contract.control import LISTENING_MARGIN, MAX_AGE, encode_control
 from forkq.engines.registry import carries_control, open_broker
 from forkq.signing import Signer
 from tests.conftest import amqp_test_url, engine_url, redis_test_url
@@ -207,6 +207,24 @@ class TestControlChannel:
         taken = [agent.receive(5), agent.receive(5), agent.receive(0.5)]
         assert [r.command if r else None for r in taken] == ["fresh", "last", None]
         assert agent.refused == 6
+
+    def test_a_request_sent_before_the_agent_listened_is_refused_as_a_replay(
+        self, engine: Engine
+    ) -> None:
+        """An agent restarted within MAX_AGE must not act again on a request its predecessor
+        acted on: one dated before it listened (past the margin for clocks) is refused, a
+        fresh one answered."""
+        agent = engine.channel(secret="s3cret")
+        agent.listen("w1", "w1.1.aaaaaa")
+        client = engine.channel(secret="s3cret")
+        signer = Signer("s3cret")
+        before = time.time() - LISTENING_MARGIN - 5  # within MAX_AGE: only the listening check
+        assert before > time.time() - MAX_AGE
+        for request in (_request(client, "replayed", sent_at=before), _request(client, "fresh")):
+            client._send_request(signer.sign(encode_control(request)))
+        taken = [agent.receive(5), agent.receive(0.5)]
+        assert [r.command if r else None for r in taken] == ["fresh", None]
+        assert agent.refused == 1
 
     def test_a_reply_goes_only_to_a_client_inbox(self, engine: Engine) -> None:
         agent = engine.channel()

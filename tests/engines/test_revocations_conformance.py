@@ -64,8 +64,14 @@ class TestRevocations:
         backend.revoke([c], 60)
         second = backend.revocations(first.cursor)
         assert ids(second) == [c] and second.cursor > first.cursor
-        assert backend.revocations(second.cursor) == Revocations((), second.cursor)
+        assert backend.revocations(second.cursor) == Revocations((), second.cursor, first.epoch)
         assert ids(backend.revocations()) == [a, b, c]
+
+    def test_the_epoch_stays_while_the_sequence_does(self, backend: ResultBackend) -> None:
+        backend.revoke(new_ids(1), 60)
+        first = backend.revocations()
+        backend.revoke(new_ids(2), 60)
+        assert backend.revocations(first.cursor).epoch == first.epoch
 
     def test_other_connections_read_the_same_set(
         self, backend: ResultBackend, backend_url: str

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from forkq.pool import watch as watch_module
 from forkq.pool.process_memory import ProcessMemory
 from forkq.pool.scoreboard import Scoreboard
-from forkq.pool.watch import Ending, Watch
+from forkq.pool.watch import Ending, Verdict, Watch
 
 MIB = 2**20
 
@@ -53,3 +55,13 @@ def test_a_growing_child_is_read_sooner_and_recycled_near_its_limit(
     assert verdicts == [Ending.MEMORY]
     assert uss[0] <= 85 * MIB  # past 75 MiB by at most one scan's growth, not by 2 s of it
     assert len(reads) >= 4  # read more often than every 2 s as it neared the limit
+
+
+def test_a_revocation_outlasts_a_later_verdict_on_the_same_task() -> None:
+    revoked = Verdict(7, signal.SIGTERM, Ending.REVOKED, "t-1")
+    timed_out = Verdict(7, signal.SIGKILL, Ending.TIME_LIMIT, "t-1")
+    memory = Verdict(7, signal.SIGTERM, Ending.MEMORY)
+    assert timed_out.after(revoked) is revoked and memory.after(revoked) is revoked
+    assert timed_out.after(None) is timed_out  # no revocation: the newest verdict
+    other = Verdict(7, signal.SIGKILL, Ending.TIME_LIMIT, "t-2")  # the child moved on
+    assert other.after(revoked) is other and revoked.after(timed_out) is revoked

@@ -10,8 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from forkq import Forkq
-from forkq.engines.contract import Consumer
+from forkq import Forkq, TaskRevoked
+from forkq.engines.contract import Consumer, ResultBackend, Revocations
+from forkq.exceptions import BackendUnavailable
 from forkq.pool.child import EXIT_BOOT_FAILED, EXIT_CRASHED, EXIT_OK, StopSignal
 from forkq.pool.scoreboard import Scoreboard
 from forkq.worker.consume import ConsumeOptions, ConsumeProgram
@@ -96,3 +97,26 @@ def test_a_task_process_whose_hook_fails_charges_no_message(app: Forkq, stop: St
     app.send_task("add", (1, 1))
     assert run_child(app, stop, prefetch=1, max_tasks=1) == EXIT_BOOT_FAILED
     assert free_deliveries(app) == {"add": 1}
+
+
+def test_a_child_that_cannot_read_the_revoked_ids_fetches_nothing_until_it_can(
+    app: Forkq, stop: StopSignal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The result backend is down when the child boots: it does not run a task revoked before
+    it could read the revoked ids, but waits, backing off, and reads them once it is back."""
+    revoked, kept = app.send_task("add", (1, 1)), app.send_task("add", (2, 2))
+    app.backend.revoke([revoked.id], 60)
+    read = type(app.backend).revocations
+    attempts: list[int] = []
+
+    def down_twice(backend: ResultBackend, since: int = 0) -> Revocations:
+        attempts.append(since)
+        if len(attempts) <= 2:  # the boot's read and the first retry
+            raise BackendUnavailable("connection refused")
+        return read(backend, since)
+
+    monkeypatch.setattr(type(app.backend), "revocations", down_twice)
+    assert run_child(app, stop, prefetch=2, max_tasks=2) == EXIT_OK
+    with pytest.raises(TaskRevoked):
+        revoked.get(timeout=1)
+    assert kept.get(timeout=1) == 4 and len(attempts) >= 3

@@ -18,7 +18,7 @@ from forkq.exceptions import BackendUnavailable
 from forkq.pool.bulletin import Bulletin
 from forkq.result import encode_record, revoked_record
 from forkq.worker.observe import Observers, Rejected
-from forkq.worker.revoked import RevokedIds
+from forkq.worker.revoked import MASTER_BACKSTOP, RevokedIds
 from tests.worker.harness import Harness, task
 
 
@@ -27,11 +27,14 @@ class Reads:
 
     def __init__(self, backend: ResultBackend, monkeypatch: pytest.MonkeyPatch) -> None:
         self.count = 0
+        self.read: list[tuple[int, int]] = []  # each read's cursor, and how many it found
         read = backend.revocations
 
         def counted(since: int = 0) -> Revocations:
             self.count += 1
-            return read(since)
+            found = read(since)
+            self.read.append((since, len(found.revoked)))
+            return found
 
         monkeypatch.setattr(backend, "revocations", counted)
 
@@ -108,6 +111,22 @@ def test_other_tasks_run_and_the_ids_are_read_once_until_the_bulletin_changes(
     revoke(h, bulletin, later.id)
     h.run_next()
     assert reads.count == 2 and later.state == REVOKED
+
+
+def test_a_child_inherits_its_masters_ids_and_reads_only_what_changed_since(
+    h: Harness, bulletin: Bulletin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The master reads the whole set once, before it forks; each child it forks starts from
+    the master's set and cursor rather than reading the whole set again."""
+    h.app.backend.revoke(["old-1", "old-2"], 60)
+    master = RevokedIds(h.app.backend, bulletin.reader(), MASTER_BACKSTOP)
+    master.refresh()
+    revoke(h, bulletin, "new")  # after the master's read
+    reads = Reads(h.session.results, monkeypatch)
+    child = master.inherited(h.session.results)
+    child.refresh()
+    assert reads.read == [(2, 1)]  # from the master's cursor: the one revocation since
+    assert all(child.revoked(i) for i in ("old-1", "old-2", "new")) and len(child) == 3
 
 
 def test_a_revocation_not_heard_of_is_read_by_the_backstop(

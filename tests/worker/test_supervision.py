@@ -19,11 +19,13 @@ from forkq.engines.contract import (
     Recovery,
     outgoing,
 )
+from forkq.pool.bulletin import Bulletin
 from forkq.pool.exits import ChildExit
 from forkq.pool.scoreboard import SlotState, SlotView
 from forkq.pool.watch import Ending
 from forkq.result import decode_record
 from forkq.states import FAILURE, REVOKED
+from forkq.worker.revoked import MASTER_BACKSTOP, RevokedIds
 from forkq.worker.supervision import WorkerSupervision
 
 WORKER, INDEX, PID = "w", 0, 4242
@@ -142,3 +144,21 @@ def test_a_child_terminated_for_a_revoked_task_stores_revoked_and_gives_it_back(
     )
     assert deliveries(app) == {b"running": 2, b"prefetched": 1}  # the finished one acked
     assert app.broker.dead_letters() == []
+
+
+def test_the_tick_keeps_the_masters_revoked_ids_current_for_the_children_it_forks(
+    app: Forkq,
+) -> None:
+    bulletin = Bulletin()
+    try:
+        revoked = RevokedIds(app.backend, bulletin.reader(), MASTER_BACKSTOP)
+        revoked.refresh()
+        supervision = WorkerSupervision(app, WORKER, [QUEUE], None, bulletin, revoked)
+        app.backend.revoke(["heard", "also"], 60)
+        supervision.tick()  # nothing posted, the backstop a minute away: not read yet
+        assert len(revoked) == 0
+        bulletin.post_revoke()  # the master heard of it
+        supervision.tick()
+        assert len(revoked) == 2 and revoked.revoked("heard")
+    finally:
+        bulletin.close()

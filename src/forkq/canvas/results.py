@@ -104,10 +104,30 @@ class GroupResult:
             result.forget()
 
     def revoke(self, terminate: bool = False, signal: str = "SIGTERM") -> None:
-        """Revoke every member (`Forkq.revoke`): a member that did not run yet never does, and
-        the group's `get()` raises its `TaskRevoked`; a chord over this group fails its body
-        with an error that says so."""
-        self.app.revoke([r.id for r in self.results], terminate=terminate, signal=signal)
+        """Revoke every step of every member (`Forkq.revoke`): a member that is a chain has
+        each of its steps revoked, not only the last whose handle the group holds, so none
+        that did not run yet ever does; the group's `get()` raises a member's `TaskRevoked`,
+        and a chord over this group fails its body with an error that says so."""
+        self.app.revoke(step_ids(self.results), terminate=terminate, signal=signal)
+
+
+def step_ids(handles: Iterable[ResultHandle]) -> list[str]:
+    """The task ids of the workflows that end in `handles`, each handle's first: every step
+    back through the `.parent` links (a chord's header: each of its members')."""
+    ids: dict[str, None] = {}
+    todo = list(handles)
+    for handle in todo:  # grows as it goes: each handle's parent and members follow it
+        if isinstance(handle, GroupResult):
+            todo.extend(handle.results)
+            parent = handle.parent
+        elif isinstance(handle, AsyncResult):
+            ids[handle.id] = None
+            parent = handle.parent
+        else:
+            continue
+        if parent is not None:
+            todo.append(parent)
+    return list(ids)
 
 
 def gather(

@@ -407,7 +407,7 @@ class Master:
     def enforce(self, verdicts: list[Verdict]) -> None:
         for verdict in verdicts:
             log.log(*verdict.announcement(self.children[verdict.pid].index))
-            self._verdicts[verdict.pid] = verdict
+            self._verdicts[verdict.pid] = verdict.after(self._verdicts.get(verdict.pid))
             self.kill(verdict.pid, verdict.signum)
 
     def kill_all(self, signum: int) -> None:

@@ -61,6 +61,19 @@ class Verdict(msgspec.Struct, frozen=True):
             return logging.WARNING, f"{child} runs revoked task {self.detail}: sending {sent}"
         return logging.INFO, f"recycling {child}: {self.detail}"
 
+    def after(self, held: Verdict | None) -> Verdict:
+        """The verdict a child's exit is judged by once this one is carried out while `held`
+        stands: a revocation outlasts any later verdict on the same task (its hard time limit,
+        the memory limit), since the task was revoked and its record is REVOKED; otherwise
+        this newest one."""
+        if (
+            held is not None
+            and held.reason is Ending.REVOKED
+            and self.task_id in ("", held.task_id)
+        ):
+            return held
+        return self
+
 
 class _Reading(msgspec.Struct, frozen=True):
     uss: int

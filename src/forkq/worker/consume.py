@@ -2,9 +2,10 @@
 executor until the child is told to stop.
 
     boot: own connections ─► ConsumerSession (Consumer.of_child) ─► the revoked ids
-          (revoked.py) ─► after-fork hooks ─► the executor's observers
-          (worker/observe.py): with metrics, this slot's counter
-    loop: the queues (the bulletin's, when the master posted others) ─► fetch a batch
+          (revoked.py: the master's, inherited, and what changed since) ─► after-fork hooks
+          ─► the executor's observers (worker/observe.py): with metrics, this slot's counter
+    loop: the revoked ids never read? read them, else back off (nothing fetched yet)
+          ─► the queues (the bulletin's, when the master posted others) ─► fetch a batch
           (prefetch.py) ─► executor.handle each ─► ... (until stopped/budget)
     leave: release what it still holds (prefetched: back uncounted) ─► close the connections
 
@@ -84,11 +85,13 @@ class ConsumeProgram:
         options: ConsumeOptions,
         bulletin: BulletinReader | None = None,
         metrics: WorkerMetrics | None = None,
+        revoked: RevokedIds | None = None,
     ) -> None:
         self.app = app
         self.options = options
         self.bulletin = bulletin  # what the master posts for every child (pool/bulletin.py)
         self.metrics = metrics  # made before the fork: each child counts in its own area
+        self.revoked = revoked  # the master's revoked ids, which each child inherits
 
     def run_child(self, index: int, slot: SlotWriter, stop: StopSignal) -> int:
         bulletin = self.bulletin
@@ -147,8 +150,11 @@ class ConsumeProgram:
         self.app.drop_inherited_connections()
         # This child's own connections, and its one session on them.
         session = self.app.broker.consumer(consumer, self.app.backend)
-        revoked = RevokedIds(session.results, self.bulletin)
-        revoked.refresh()  # a failure is logged, and read again at the first task
+        if self.revoked is None:
+            revoked = RevokedIds(session.results, self.bulletin)
+        else:  # the master's, as it was at the fork: only what changed since is read
+            revoked = self.revoked.inherited(session.results)
+        revoked.refresh()  # a failure is logged; the loop fetches nothing until a read works
         limits, observers = self.options.limits, Observers(self._observers(index))
         if self.options.fork_per_task:  # the hooks run where the tasks run
             # The task's process never uses the child's connections: `app.broker` and
@@ -181,6 +187,11 @@ class ConsumeProgram:
         budget = None if self.options.fork_per_task else task_budget(self.options.max_tasks)
         outage = Outage("broker", log)
         while not stop.requested and budget != 0:
+            pause = executor.revoked.first_read()  # never read: fetch nothing yet
+            if pause:
+                with stop.interruptible():
+                    time.sleep(pause)
+                continue
             # Never prefetch more than the child will run before it is recycled.
             limit = prefetch.size() if budget is None else min(prefetch.size(), budget)
             slot.waiting()

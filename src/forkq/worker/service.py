@@ -46,6 +46,7 @@ from forkq.worker.agent import AgentProgram
 from forkq.worker.banner import log_banner
 from forkq.worker.consume import ConsumeOptions, ConsumeProgram
 from forkq.worker.limits import TimeLimits
+from forkq.worker.revoked import MASTER_BACKSTOP, RevokedIds
 from forkq.worker.scheduler import SchedulerProgram
 from forkq.worker.supervision import WorkerSupervision
 
@@ -127,9 +128,12 @@ def run_worker(app: Forkq, config: WorkerConfig, *, gc_was_enabled: bool | None 
         options = ConsumeOptions(
             worker_id, config.queues, config.prefetch, config.limits, config.max_tasks_per_child
         )
-        program = ConsumeProgram(app, options, bulletin.reader(), worker_metrics)
+        # Read once here, before the freeze, for every child to inherit (worker/revoked.py).
+        revoked = RevokedIds(app.backend, bulletin.reader(), MASTER_BACKSTOP)
+        revoked.refresh()  # a failure is logged: each child reads them itself
+        program = ConsumeProgram(app, options, bulletin.reader(), worker_metrics, revoked)
         supervision = WorkerSupervision(
-            app, worker_id, config.queues, metrics=worker_metrics, bulletin=bulletin
+            app, worker_id, config.queues, worker_metrics, bulletin, revoked
         )
         companions: list[CompanionProgram] = []
         if schedules:

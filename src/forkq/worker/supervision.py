@@ -8,6 +8,8 @@ the living ones hold theirs.
                   counted, for the next child to discard (executor.py)
     tick       ─► heartbeat (with the queues consumed) ─► retry releases an outage held up
                   ─► with metrics: the queues' depths, read for the scrapes to serve
+                  ─► the revoked ids the next child inherits: what changed, when it may
+                     have (worker/revoked.py)
 
 Where the engine recovers by connection (RabbitMQ: `Capabilities.releases_others` is False),
 the server gives back what the child's connection held when it closed, and nothing is
@@ -39,6 +41,7 @@ from forkq.pool.exits import ChildExit
 from forkq.pool.scoreboard import SlotState, SlotView
 from forkq.pool.watch import Ending
 from forkq.result import encode_record, failure_record, revoked_record
+from forkq.worker.revoked import RevokedIds
 
 if TYPE_CHECKING:  # imported only with --metrics-port (service.py)
     from forkq.worker.metrics import WorkerMetrics
@@ -56,12 +59,14 @@ class WorkerSupervision:
         queues: Sequence[str] = (),
         metrics: WorkerMetrics | None = None,  # --metrics-port: what the master counts
         bulletin: Bulletin | None = None,  # where control posts the queues consumed now
+        revoked: RevokedIds | None = None,  # the revoked ids the children it forks inherit
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.worker_id = worker_id
         self._queues = tuple(queues)
         self._bulletin = bulletin
+        self.revoked = revoked
         self.outage = Outage("broker (from the master)", log)
         self.unreleased: list[ChildExit] = []  # exits whose release failed: retried each tick
 
@@ -133,6 +138,8 @@ class WorkerSupervision:
                 self.unreleased.pop(0)
             if self.metrics is not None:
                 self.metrics.read_depths(self.app.broker, self.queues)
+            if self.revoked is not None:  # kept current for the next fork (it logs failures)
+                self.revoked.catch_up()
         except (BrokerError, BackendError) as exc:
             self.outage.failed(exc)
             if self.metrics is not None:

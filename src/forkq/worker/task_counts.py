@@ -34,7 +34,7 @@ from bisect import bisect_left
 from collections.abc import Iterable
 
 from forkq.envelope import Message
-from forkq.states import FAILURE, RETRY, SUCCESS
+from forkq.states import FAILURE, RETRY, REVOKED, SUCCESS
 from forkq.worker.observe import Rejected
 
 # Seconds; forkq tasks run from a hundred microseconds to hours.
@@ -66,12 +66,11 @@ class Outcome(enum.IntEnum):
 
 RAN = (Outcome.SUCCEEDED, Outcome.FAILED, Outcome.RETRIED)  # each with a histogram
 # A finished task's recorded state to its outcome: the one place states become outcomes.
-# REVOKED is the state a revoked task's record gets (forkq's revoke).
 OUTCOME_OF_STATE = {
     SUCCESS: Outcome.SUCCEEDED,
     FAILURE: Outcome.FAILED,
     RETRY: Outcome.RETRIED,
-    "REVOKED": Outcome.REVOKED,
+    REVOKED: Outcome.REVOKED,
 }
 _BUCKETS = len(BUCKETS) + 1  # with +Inf
 _SUM = _BUCKETS  # in a ran outcome's block, after its buckets

@@ -2,12 +2,17 @@
 
     revoke(ids, ttl) ─► each id gets the next number of a sequence that never goes back,
                         and an expiry (now + ttl; revoking it again renews both)
-    revocations(since=cursor) ─► the ids numbered after `cursor` that have not expired, and
-                                 the cursor to read from next time: the sequence's latest
+    revocations(since=cursor) ─► the ids numbered after `cursor` that have not expired, the
+                                 cursor to read from next time (the sequence's latest), and
+                                 the sequence's epoch
 
-So a worker's child reads the whole set once (`since=0`) and afterwards only what changed. A
-backend that lost its sequence (a Redis server emptied, or its keys expired with the last
-revocation) answers a cursor lower than the reader's: the reader starts again from 0.
+So a worker reads the whole set once (`since=0`) and afterwards only what changed. A backend
+that lost its sequence answers a cursor lower than the reader's (a Redis server emptied), or
+another epoch: a sequence started again (a Redis server restarted without its data) gets a
+new one, so a reader whose cursor the new sequence has already passed still sees that it
+must start again from 0. The epoch is made with the sequence's first number and kept as long
+as the sequence; a backend whose sequence cannot start again (SQLite's AUTOINCREMENT, the
+memory engine's) answers "".
 
 Bounded: at most `REVOKED_MAX` ids are kept, the oldest revocations going first, and expired
 ones are deleted by the next revocation. The expiry a caller gives should outlast the longest
@@ -39,10 +44,12 @@ class Revocation(msgspec.Struct, frozen=True):
 
 class Revocations(msgspec.Struct, frozen=True):
     """What `ResultBackend.revocations(since)` found: the revocations numbered after `since`
-    (oldest first, none expired), and the cursor to give next time."""
+    (oldest first, none expired), the cursor to give next time, and the sequence's epoch (a
+    reader that read another epoch before reads again from 0)."""
 
     revoked: tuple[Revocation, ...]
     cursor: int
+    epoch: str = ""
 
 
 def check_revocation(task_ids: Sequence[str], ttl: float) -> None:

@@ -83,13 +83,16 @@ touches one slot for the count):
                               its latest vote (`ChordVote`, vote.lua)
 
 Revoked task ids (result backend; `ResultBackend.revoke`, revoke.lua, revocations.lua; all
-share the hash tag {prefix:revoked}, and expire with the latest revocation):
+share the hash tag {prefix:revoked}; the two sets expire with the latest revocation, the
+sequence and its epoch never):
 
     {prefix:revoked}:order    sorted set: member = a revoked task id, score = the number of
                               its revocation in the sequence below (revoked again: renumbered)
     {prefix:revoked}:until    sorted set: member = a revoked task id, score = when its
                               revocation expires (Unix ms)
     {prefix:revoked}:seq      the latest number given (INCR): readers' cursor
+    {prefix:revoked}:epoch    a random token set when the sequence gets its number 1: a
+                              reader that read another one reads everything again
 
 Per message M that a broker gave back without knowing whether it started (result backend):
 
@@ -217,9 +220,10 @@ def slot_keys(prefix: str, task: str, key: str, holder: str) -> list[str]:
 
 
 def revoked_keys(prefix: str) -> list[str]:
-    """revoke.lua's and revocations.lua's KEYS: the order, the expiries, the sequence."""
+    """revoke.lua's and revocations.lua's KEYS: the order, the expiries, the sequence and
+    its epoch."""
     tag = f"{{{prefix}:revoked}}"
-    return [f"{tag}:order", f"{tag}:until", f"{tag}:seq"]
+    return [f"{tag}:order", f"{tag}:until", f"{tag}:seq", f"{tag}:epoch"]
 
 
 def starts_key(prefix: str, digest: str) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import time
+import uuid
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
@@ -37,17 +38,17 @@ class RedisRevoked:
     def revoke(self, task_ids: Sequence[str], ttl: float) -> None:
         check_revocation(task_ids, ttl)
         now = time.time()
-        args = [_ms(now), _ms(now + ttl), REVOKED_MAX, *task_ids]
+        args = [_ms(now), _ms(now + ttl), REVOKED_MAX, uuid.uuid4().hex, *task_ids]
         self._revoke(keys=self.keys, args=args)
 
     def revocations(self, since: int) -> Revocations:
         reply = self._read(keys=self.keys, args=[int(since), _ms(time.time())])
-        cursor, pairs = int(reply[0]), reply[1:]
+        cursor, epoch, pairs = int(reply[0]), bytes(reply[1]).decode(errors="replace"), reply[2:]
         found = tuple(
             Revocation(bytes(pairs[i]).decode(errors="replace"), float(pairs[i + 1]) / 1000)
             for i in range(0, len(pairs) - 1, 2)
         )
-        return Revocations(found, cursor)
+        return Revocations(found, cursor, epoch)
 
 
 def _ms(seconds: float) -> int:

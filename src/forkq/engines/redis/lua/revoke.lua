@@ -6,18 +6,26 @@
 -- KEYS[1]  {prefix:revoked}:order   sorted set: member = a task id, score = its number
 -- KEYS[2]  {prefix:revoked}:until   sorted set: member = a task id, score = its expiry (ms)
 -- KEYS[3]  {prefix:revoked}:seq     the latest number given (INCR)
---          (all three share the hash tag {prefix:revoked}: one slot on Redis Cluster)
--- ARGV[1]  now (ms)   ARGV[2]  the expiry (ms)   ARGV[3]  the cap   ARGV[4..]  the task ids
+-- KEYS[4]  {prefix:revoked}:epoch   the sequence's epoch: a token set with its number 1
+--          (all four share the hash tag {prefix:revoked}: one slot on Redis Cluster)
+-- ARGV[1]  now (ms)   ARGV[2]  the expiry (ms)   ARGV[3]  the cap
+-- ARGV[4]  a new random token, the epoch should the sequence start here
+-- ARGV[5..]  the task ids
 --
--- The two sets expire with the latest revocation; the sequence never does (a reader that
--- found it renumbered from 1 could miss revocations numbered at or below its cursor).
+-- The two sets expire with the latest revocation; the sequence and its epoch never do. A
+-- sequence that starts again (a server restarted without its data) starts a new epoch, so a
+-- reader whose cursor it passes before the reader looks still reads everything again.
 -- Returns the latest number.
 local seq = 0
-for i = 4, #ARGV do
+for i = 5, #ARGV do
   seq = redis.call("INCR", KEYS[3])
+  if seq == 1 then
+    redis.call("SET", KEYS[4], ARGV[4])
+  end
   redis.call("ZADD", KEYS[1], seq, ARGV[i])
   redis.call("ZADD", KEYS[2], ARGV[2], ARGV[i])
 end
+redis.call("SET", KEYS[4], ARGV[4], "NX")  -- a sequence from before epochs: one now
 
 local function forget(ids)
   for first = 1, #ids, 1000 do
