@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from forkq.pool.child import StopSignal
+from forkq.pool.config import PoolConfig
 from forkq.pool.exits import ChildExit
-from forkq.pool.master import Master, PoolConfig
+from forkq.pool.master import Master
 from forkq.pool.scoreboard import SlotWriter
 from forkq.pool.signals import pidfds_work
 

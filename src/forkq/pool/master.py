@@ -25,7 +25,6 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Protocol
 
 import msgspec
 from setproctitle import setproctitle
@@ -36,6 +35,7 @@ from forkq.pool import inspection
 from forkq.pool.bulletin import Bulletin
 from forkq.pool.child import ChildProgram
 from forkq.pool.companion import Companion, CompanionProgram, Companions
+from forkq.pool.config import PoolConfig, Supervision
 from forkq.pool.control import ControlServer
 from forkq.pool.exits import ChildExit, RespawnPolicy
 from forkq.pool.http_endpoint import HttpEndpoint
@@ -48,29 +48,6 @@ from forkq.pool.spawn import fork_child
 from forkq.pool.watch import Ending, Verdict, Watch
 
 log = logging.getLogger("forkq.master")
-
-
-class PoolConfig(msgspec.Struct, frozen=True):
-    concurrency: int
-    title: str = "forkq"
-    shutdown_timeout: float = 60.0  # warm shutdown: how long running tasks may still take
-    tick_interval: float = 1.0  # how often Supervision.tick runs
-    scan_interval: float = 0.25  # how often the scoreboard is read for time limits
-    max_memory_per_child: int | None = None  # bytes of USS; over it, a child is recycled
-    reload_check: tuple[str, ...] = ()  # HUP runs it first: exit 0 if the new code loads
-    hostname: str = ""  # the worker's name, as inspect shows it
-
-
-class Supervision(Protocol):
-    """What the worker layer does in the master."""
-
-    def child_exited(self, exit: ChildExit) -> None:
-        """A child is gone: make whatever it held available again."""
-        ...
-
-    def tick(self) -> None:
-        """Runs every `tick_interval` seconds (heartbeats)."""
-        ...
 
 
 class _Child(msgspec.Struct):

@@ -36,9 +36,10 @@ from forkq.engines.registry import carries_control
 from forkq.exceptions import ConfigurationError
 from forkq.pool.bulletin import Bulletin
 from forkq.pool.companion import CompanionProgram
+from forkq.pool.config import PoolConfig
 from forkq.pool.control_dir import open_worker_dir
 from forkq.pool.http_endpoint import Address, listen
-from forkq.pool.master import Master, PoolConfig
+from forkq.pool.master import Master
 from forkq.pool.pidfile import PidFile
 from forkq.pool.reload import CHECK_ENV
 from forkq.pool.scoreboard import slot_capacity
