@@ -158,6 +158,41 @@ class TestFollow:
             proc.stdout.close()  # type: ignore[union-attr]
             proc.stderr.close()  # type: ignore[union-attr]
 
+    def test_a_reader_that_closes_the_pipe_ends_it_quietly(
+        self, store: ResultBackend, url: str, tmp_path: Path
+    ) -> None:
+        store.add_events([encode(done(f"t-{i}", 1.0)) for i in range(3000)], 10_000)  # > a pipe
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FORKQ_")}
+        command = [
+            sys.executable,
+            "-m",
+            "forkq",
+            "events",
+            "--broker",
+            url,
+            "--json",
+            "--from",
+            "start",
+        ]
+        proc = subprocess.Popen(
+            command,
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert read_line(proc, 15)["task_id"] == "t-0"
+            proc.stdout.close()  # type: ignore[union-attr]
+            assert proc.wait(timeout=10) == 0
+            assert proc.stderr.read() == ""  # type: ignore[union-attr]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stderr.close()  # type: ignore[union-attr]
+
 
 def read_line(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
     assert proc.stdout is not None

@@ -8,13 +8,14 @@ JSON, one event a line.
 
 Each JSON line carries the offset it was read at: a monitor that restarts gives the last one
 it printed to --from and loses nothing still kept. A body that is not an event is skipped,
-with a warning naming its offset (JSON) or counted (live). SIGINT and SIGTERM end it with
-status 0.
+with a warning naming its offset (JSON) or counted (live). SIGINT, SIGTERM and a reader that
+closes the pipe end it with status 0.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import time
@@ -103,6 +104,8 @@ def events(
                 show_live(pages, state, redacted(url), tasks)
     except (KeyboardInterrupt, Stop):
         pass  # asked to stop: what was read is printed
+    except BrokenPipeError:  # the reader went (`| head`): nothing more to print to
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     finally:
         signal.signal(signal.SIGTERM, previous)
         store.close()
