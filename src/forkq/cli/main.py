@@ -44,6 +44,7 @@ def resolve_app(app_spec: str | None, broker: str | None, backend: str | None) -
 LAZY_COMMANDS = {
     "control": "forkq.cli.control",
     "dead": "forkq.cli.dead",
+    "events": "forkq.cli.events",
     "demo": "forkq.cli.demo",
     "inspect": "forkq.cli.inspect",
     "periodic": "forkq.cli.periodic",

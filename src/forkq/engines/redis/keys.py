@@ -94,6 +94,13 @@ sequence and its epoch never):
     {prefix:revoked}:epoch    a random token set when the sequence gets its number 1: a
                               reader that read another one reads everything again
 
+Events (result backend, or the server `events_url` names; `ResultBackend.add_events`,
+`events.py`):
+
+    prefix:events         stream of task and worker events: entry field b = an event's
+                          bytes (`forkq.events.codec`); each XADD trims it to about
+                          `events_kept` entries (MAXLEN ~); no expiry
+
 Per message M that a broker gave back without knowing whether it started (result backend):
 
     {prefix:D}:starts     D = a digest of M's bytes; a counter of M's starts as a returned
@@ -224,6 +231,10 @@ def revoked_keys(prefix: str) -> list[str]:
     its epoch."""
     tag = f"{{{prefix}:revoked}}"
     return [f"{tag}:order", f"{tag}:until", f"{tag}:seq", f"{tag}:epoch"]
+
+
+def events_key(prefix: str) -> str:
+    return f"{prefix}:events"
 
 
 def starts_key(prefix: str, digest: str) -> str:
