@@ -4,8 +4,9 @@ offset, capped, durable where the engine is.
     add_events(bodies, kept) ─► appended in one round trip or transaction, in order; then the
                                 oldest go until at most `kept` remain (about: Redis trims a
                                 stream by whole nodes)
-    read_events(after, limit) ─► at most `limit` events added after offset `after` (None: from
-                                 the oldest kept), oldest first, and the offset to give next
+    read_events(after, limit) ─► at most `limit` events added after offset `after` (None or
+                                 "": from the oldest kept), oldest first, and the offset
+                                 to give next
     last_event_offset() ─────► the newest event's offset (None while there is none): a
                                 monitor that wants only what comes next starts from it
 
@@ -37,7 +38,7 @@ class StoredEvent(msgspec.Struct, frozen=True):
 class EventPage(msgspec.Struct, frozen=True):
     """What `read_events` found: the events (oldest first) and the offset to read after next
     time (the last event's, or the `after` given when there was none; "" for a store that
-    was empty and read from the start)."""
+    was empty and read from the start, which reads from the start again)."""
 
     events: tuple[StoredEvent, ...]
     next: str

@@ -32,7 +32,7 @@ _BODY = b"b"
 def event_offset(after: str | None) -> str:
     """XRANGE's start for an offset: "-" (the oldest) for None, else just after the entry
     id; ValueError for anything but an id a stream can hold."""
-    if after is None:
+    if not after:
         return "-"
     found = _ID.fullmatch(after)
     if found is None or max(int(found[1]), int(found[2])) > _LARGEST:

@@ -34,7 +34,7 @@ _LARGEST = 2**63 - 1  # SQLite's largest integer
 def event_offset(after: str | None) -> int:
     """The id an offset names (None: 0, before every event); ValueError for anything but a
     whole number SQLite can hold."""
-    if after is None:
+    if not after:
         return 0
     if not (after.isascii() and after.isdigit()) or len(after) > 19 or int(after) > _LARGEST:
         raise ValueError(
