@@ -34,6 +34,7 @@ from forkq.result import AsyncResult
 from forkq.revocation import TELL_TIMEOUT, Told, revoke
 from forkq.schedule import Schedule
 from forkq.sending import CallOptions
+from forkq.sent_events import SentEvents
 from forkq.settings import Settings, load_settings
 from forkq.task import AsyncTask, BoundTaskDecorator, Task, TaskDecorator
 from forkq.task_modules import import_discovered, import_included
@@ -84,6 +85,7 @@ class Forkq(PeriodicTasks):
         self._owner_pid = -1  # the process that opened _broker/_backend
         self._broker: Broker | None = None
         self._backend: ResultBackend | None = None
+        self.sent_events = SentEvents()  # events_sent: one add_events per publish call
         self._control: Control | None = None
 
     def __repr__(self) -> str:
@@ -281,6 +283,8 @@ class Forkq(PeriodicTasks):
             run_eagerly(self, sent.body)
         else:
             self.broker.publish((sent,))
+            if self.settings.events_sent:
+                self.sent_events.sent(self.settings, lambda: self.backend, (message,))
 
     def publish_many(self, messages: Sequence[Message]) -> list[AsyncResult[Any]]:
         """Send the messages in as few broker round trips as it takes; each is due when its
@@ -292,6 +296,8 @@ class Forkq(PeriodicTasks):
                 run_eagerly(self, item.body)
         else:
             self.broker.publish(items)
+            if self.settings.events_sent:
+                self.sent_events.sent(self.settings, lambda: self.backend, messages)
         return [AsyncResult(m.id, self, name=m.task, queue=m.queue) for m in messages]
 
     def to_outgoing(self, message: Message, now: float) -> Outgoing:
@@ -392,6 +398,7 @@ class Forkq(PeriodicTasks):
         if self._control is not None:
             self._control.close()
             self._control = None
+        self.sent_events.close()
         if self._owner_pid == os.getpid():
             for conn in (self._broker, self._backend):
                 if conn is not None:

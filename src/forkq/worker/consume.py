@@ -3,10 +3,14 @@ executor until the child is told to stop.
 
     boot: own connections ─► ConsumerSession (Consumer.of_child) ─► the revoked ids
           (revoked.py) ─► after-fork hooks ─► the executor's observers
-          (worker/observe.py): with metrics, this slot's counter
+          (worker/observe.py): with metrics, this slot's counter; with events (-E), its
+          task events (task_events.py)
     loop: the queues (the bulletin's, when the master posted others) ─► fetch a batch
-          (prefetch.py) ─► executor.handle each ─► ... (until stopped/budget)
-    leave: release what it still holds (prefetched: back uncounted) ─► close the connections
+          (prefetch.py) ─► executor.handle each, the events flushed when due ─► ...
+          (until stopped/budget); before a fetch that may wait (the last batch was not
+          full), the events held are flushed
+    leave: the events held flushed ─► release what it still holds (prefetched: back
+           uncounted) ─► close the connections
 
 A task's process that dies (`--max-tasks-per-child 1`, task_process.py) ends the child here,
 in one place: its message goes back counted when the task is to blame (it ran and died), and
@@ -24,6 +28,7 @@ import logging
 import os
 import random
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -42,6 +47,7 @@ from forkq.worker.limits import TimeLimits
 from forkq.worker.observe import Observers, TaskObserver
 from forkq.worker.prefetch import PrefetchSizer
 from forkq.worker.revoked import RevokedIds
+from forkq.worker.task_events import EventBuffer, TaskEvents, child_buffer, no_count
 from forkq.worker.task_process import TaskProcessDied, run_in_own_process
 
 if TYPE_CHECKING:  # imported only with --metrics-port (service.py)
@@ -89,6 +95,7 @@ class ConsumeProgram:
         self.options = options
         self.bulletin = bulletin  # what the master posts for every child (pool/bulletin.py)
         self.metrics = metrics  # made before the fork: each child counts in its own area
+        self.events: EventBuffer | None = None  # a child's, with -E (made in the child)
 
     def run_child(self, index: int, slot: SlotWriter, stop: StopSignal) -> int:
         bulletin = self.bulletin
@@ -121,6 +128,8 @@ class ConsumeProgram:
             log.warning("child %d %s mid-task (%s); leaving", index, lost, exc)
             return EXIT_CRASHED
         slot.exiting()
+        if self.events is not None:
+            self.events.flush()
         # Prefetched messages not started yet go back now rather than at lease expiry.
         with contextlib.suppress(BrokerError):
             session.release()
@@ -149,7 +158,8 @@ class ConsumeProgram:
         session = self.app.broker.consumer(consumer, self.app.backend)
         revoked = RevokedIds(session.results, self.bulletin)
         revoked.refresh()  # a failure is logged, and read again at the first task
-        limits, observers = self.options.limits, Observers(self._observers(index))
+        limits = self.options.limits
+        observers = Observers(self._observers(index, session))
         if self.options.fork_per_task:  # the hooks run where the tasks run
             # The task's process never uses the child's connections: `app.broker` and
             # `app.backend` see the new pid and open their own if the task publishes.
@@ -162,11 +172,17 @@ class ConsumeProgram:
             self.app, session, slot, limits, observers=observers, revoked=revoked
         )
 
-    def _observers(self, index: int) -> list[TaskObserver]:
+    def _observers(self, index: int, session: ConsumerSession) -> list[TaskObserver]:
         """Who hears of each outcome in this child (worker/observe.py)."""
         observers: list[TaskObserver] = []
+        dropped: Callable[[int], None] = no_count
         if self.metrics is not None:
-            observers.append(self.metrics.observer(index))
+            counter = self.metrics.observer(index)
+            observers.append(counter)
+            dropped = counter.events_dropped
+        if self.app.settings.events:
+            self.events = child_buffer(self.app.settings, session.results, dropped)
+            observers.append(TaskEvents(self.events, self.options.worker_id, index))
         return observers
 
     def _run_after_fork_hooks(self) -> None:
@@ -180,6 +196,7 @@ class ConsumeProgram:
         prefetch = PrefetchSizer(self.options.prefetch)
         budget = None if self.options.fork_per_task else task_budget(self.options.max_tasks)
         outage = Outage("broker", log)
+        events, full = self.events, False
         while not stop.requested and budget != 0:
             # Never prefetch more than the child will run before it is recycled.
             limit = prefetch.size() if budget is None else min(prefetch.size(), budget)
@@ -187,6 +204,8 @@ class ConsumeProgram:
             try:
                 if queues.changed():  # what it was pushed of a queue no longer consumed goes back
                     session.release()
+                if events is not None and not full:  # the fetch may wait: none held meanwhile
+                    events.flush()
                 with stop.interruptible():
                     batch = session.fetch(queues.now, limit, FETCH_WAIT)
             except BrokerError as exc:
@@ -195,6 +214,7 @@ class ConsumeProgram:
                     time.sleep(pause)  # back-off between reconnection attempts
                 continue
             outage.succeeded()
+            full = len(batch) >= limit
             started, ran = time.monotonic(), 0
             for i, delivery in enumerate(batch):
                 if stop.requested:
@@ -203,6 +223,8 @@ class ConsumeProgram:
                 if budget == 1:  # the last task of this child: take no more work
                     session.stop_fetching()
                 ran += executor.handle(delivery)  # False: held back by a limit, not run
+                if events is not None:
+                    events.flush_if_due()
                 if budget is not None:  # a hold-back counts: the child has stopped fetching
                     budget -= 1
             if ran or not batch:  # hold-backs alone say nothing of how long tasks take
