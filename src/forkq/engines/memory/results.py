@@ -61,7 +61,7 @@ class _Events:
 def _offset(after: str | None) -> int:
     if after is None:
         return 0
-    if not after.isdigit() or len(after) > 19:
+    if not (after.isascii() and after.isdigit()) or len(after) > 19:
         raise ValueError(f"an event offset here is a whole number, not {after[:40]!r}")
     return int(after)
 

@@ -91,6 +91,13 @@ share the hash tag {prefix:revoked}, and expire with the latest revocation):
                               revocation expires (Unix ms)
     {prefix:revoked}:seq      the latest number given (INCR): readers' cursor
 
+Events (result backend, or the server `events_url` names; `ResultBackend.add_events`,
+`events.py`):
+
+    prefix:events         stream of task and worker events: entry field b = an event's
+                          bytes (`forkq.events.codec`); each XADD trims it to about
+                          `events_kept` entries (MAXLEN ~); no expiry
+
 Per message M that a broker gave back without knowing whether it started (result backend):
 
     {prefix:D}:starts     D = a digest of M's bytes; a counter of M's starts as a returned
@@ -220,6 +227,10 @@ def revoked_keys(prefix: str) -> list[str]:
     """revoke.lua's and revocations.lua's KEYS: the order, the expiries, the sequence."""
     tag = f"{{{prefix}:revoked}}"
     return [f"{tag}:order", f"{tag}:until", f"{tag}:seq"]
+
+
+def events_key(prefix: str) -> str:
+    return f"{prefix}:events"
 
 
 def starts_key(prefix: str, digest: str) -> str:

@@ -8,6 +8,7 @@ Schema::
     forkq_chords, forkq_chord_members                  made on first use (`vote`): `records`
     forkq_rates, forkq_slots, ...                      made on first use (limits): `limits`
     forkq_revoked                                      made on first use: `revocations`
+    forkq_events                                       made on first use: `events`
 
 Expired rows read as missing and are deleted in passing, at most once a minute per process.
 The writes and the chord counts are `Records`' statements, which the SQLite broker's session
@@ -33,6 +34,7 @@ from forkq.engines.contract import (
     ScheduleStore,
     StoredResult,
 )
+from forkq.engines.sqlite.events import SQLiteEvents
 from forkq.engines.sqlite.file import (
     ChangeWaiter,
     abandon,
@@ -88,6 +90,7 @@ class SQLiteBackend(ResultBackend):
         self._records = Records(self._conn, time.time())
         self._limits = Limits(self._conn)
         self._revoked = Revoked(self._conn)
+        self._events = SQLiteEvents(self._conn)
 
     def store(self, task_id: str, state: str, payload: bytes, ttl: float) -> None:
         now = time.time()
@@ -266,13 +269,17 @@ class SQLiteBackend(ResultBackend):
             self._limits.release_slot(task, key, holder)
 
     def add_events(self, bodies: Sequence[bytes], kept: int) -> None:
-        raise NotImplementedError("events are being built (issue 18)")
+        """The bodies and the trim in one transaction (`events.py`)."""
+        with self._errors:
+            self._events.add(bodies, kept)
 
     def read_events(self, after: str | None, limit: int) -> EventPage:
-        raise NotImplementedError("events are being built (issue 18)")
+        with self._errors:
+            return self._events.read(after, limit)
 
     def last_event_offset(self) -> str | None:
-        raise NotImplementedError("events are being built (issue 18)")
+        with self._errors:
+            return self._events.last_offset()
 
     def close(self) -> None:
         if self._waiter is not None:
