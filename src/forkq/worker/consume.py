@@ -7,8 +7,8 @@ executor until the child is told to stop.
           task events (task_events.py)
     loop: the queues (the bulletin's, when the master posted others) ─► fetch a batch
           (prefetch.py) ─► executor.handle each, the events flushed when due ─► ...
-          (until stopped/budget); before a fetch that may wait (the last batch was not
-          full), the events held are flushed
+          (until stopped/budget); with events held, the fetch first waits for nothing,
+          and only if that finds none are they flushed before the fetch that waits
     leave: the events held flushed ─► release what it still holds (prefetched: back
            uncounted) ─► close the connections
 
@@ -36,7 +36,7 @@ import msgspec
 
 from forkq import aio
 from forkq.app import Forkq
-from forkq.engines.contract import Consumer, ConsumerSession
+from forkq.engines.contract import Consumer, ConsumerSession, Delivery
 from forkq.exceptions import BackendError, BrokerError, Unavailable
 from forkq.outage import Outage
 from forkq.pool.bulletin import BulletinReader
@@ -196,7 +196,7 @@ class ConsumeProgram:
         prefetch = PrefetchSizer(self.options.prefetch)
         budget = None if self.options.fork_per_task else task_budget(self.options.max_tasks)
         outage = Outage("broker", log)
-        events, full = self.events, False
+        events = self.events
         while not stop.requested and budget != 0:
             # Never prefetch more than the child will run before it is recycled.
             limit = prefetch.size() if budget is None else min(prefetch.size(), budget)
@@ -204,17 +204,13 @@ class ConsumeProgram:
             try:
                 if queues.changed():  # what it was pushed of a queue no longer consumed goes back
                     session.release()
-                if events is not None and not full:  # the fetch may wait: none held meanwhile
-                    events.flush()
-                with stop.interruptible():
-                    batch = session.fetch(queues.now, limit, FETCH_WAIT)
+                batch = self._fetch(session, queues.now, limit, stop)
             except BrokerError as exc:
                 pause = outage.failed(exc)
                 with stop.interruptible():
                     time.sleep(pause)  # back-off between reconnection attempts
                 continue
             outage.succeeded()
-            full = len(batch) >= limit
             started, ran = time.monotonic(), 0
             for i, delivery in enumerate(batch):
                 if stop.requested:
@@ -229,6 +225,22 @@ class ConsumeProgram:
                     budget -= 1
             if ran or not batch:  # hold-backs alone say nothing of how long tasks take
                 prefetch.ran(ran, time.monotonic() - started)
+
+    def _fetch(
+        self, session: ConsumerSession, queues: tuple[str, ...], limit: int, stop: StopSignal
+    ) -> list[Delivery]:
+        """A batch, waiting up to FETCH_WAIT for one; an idle child holds no events while it
+        waits: with some held, a fetch that does not wait comes first, and the events are
+        flushed only when it finds nothing (a busy child flushes in batches)."""
+        events = self.events
+        if events is not None and events.bodies:
+            with stop.interruptible():
+                batch = session.fetch(queues, limit, 0)
+            if batch:
+                return batch
+            events.flush()  # not interruptible: a stop waits for its one round trip
+        with stop.interruptible():
+            return session.fetch(queues, limit, FETCH_WAIT)
 
 
 class ConsumedQueues:

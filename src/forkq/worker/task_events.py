@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from forkq.engines.contract import ResultBackend
 from forkq.engines.registry import open_backend
@@ -49,6 +50,12 @@ KIND_OF_STATE = {
 }
 
 
+class EventStore(Protocol):
+    """Where a buffer's events go: every result backend is one (engines/contract/events.py)."""
+
+    def add_events(self, bodies: Sequence[bytes], kept: int) -> None: ...
+
+
 def no_count(_dropped: int) -> None:
     """Where drops go when no metrics are served: they are still logged."""
 
@@ -60,7 +67,7 @@ class EventBuffer:
 
     def __init__(
         self,
-        store: ResultBackend,
+        store: EventStore,
         kept: int,
         dropped: Callable[[int], None] = no_count,
         *,
