@@ -20,7 +20,7 @@ from forkq.exceptions import BackendUnavailable
 from forkq.pool.child import EXIT_OK, StopSignal
 from forkq.pool.scoreboard import Scoreboard
 from forkq.worker.consume import ConsumeOptions, ConsumeProgram
-from forkq.worker.task_events import BACKOFF_MAX, BACKOFF_MIN, EventBuffer
+from forkq.worker.task_events import BACKOFF_MAX, BACKOFF_MIN, STALLED, EventBuffer
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -36,14 +36,18 @@ class Clock:
 
 
 class Flaky:
-    """An event store that fails while `down` (as an unreachable one does), else keeps
-    what it is given in the memory engine's store; counts the attempts."""
+    """An event store that fails while `down` (as an unreachable one does), after `stall`
+    seconds of the clock (a timeout), else keeps what it is given in the memory engine's
+    store; counts the attempts."""
 
-    def __init__(self, store: ResultBackend) -> None:
+    def __init__(self, store: ResultBackend, clock: Clock | None = None) -> None:
         self.store, self.down, self.attempts = store, False, 0
+        self.clock, self.stall = clock, 0.0
 
     def add_events(self, bodies: Sequence[bytes], kept: int) -> None:
         self.attempts += 1
+        if self.clock is not None:
+            self.clock.now += self.stall
         if self.down:
             raise BackendUnavailable("events store unreachable")
         self.store.add_events(bodies, kept)
@@ -120,6 +124,22 @@ def test_a_failed_flush_drops_its_batch_and_backs_off(store: ResultBackend) -> N
     assert flaky.attempts == 2
     assert [e.task_id for e in kept(store)] == [f"id-{n}" for n in range(2, 6)]
     assert buffer.dropped_total == 2
+
+
+def test_a_store_that_stalls_costs_at_most_a_small_share_of_the_time(
+    store: ResultBackend,
+) -> None:
+    clock = Clock()
+    flaky = Flaky(store, clock)
+    flaky.down, flaky.stall = True, 5.0  # each attempt waits out a 5 s timeout, then fails
+    buffer = EventBuffer(flaky, 1000, batch=1, clock=clock)
+    start = clock.now
+    while clock.now - start < 1000:
+        buffer.add(event(0))
+        buffer.flush_if_due()
+        clock.now += 0.01  # a task
+    stalled = flaky.attempts * flaky.stall
+    assert flaky.attempts >= 2 and stalled / (clock.now - start) <= 1 / STALLED * 1.05
 
 
 def test_an_unreachable_store_costs_a_drop_not_an_error() -> None:

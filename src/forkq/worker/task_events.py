@@ -9,11 +9,12 @@ loop does between tasks.
                 ─► before a fetch that may wait: EventBuffer.flush (an idle worker holds none)
 
 A flush that fails (the store unreachable, or slow past its timeout) drops its batch, counts
-it, and the buffer tries no flush again for a back-off of BACKOFF_MIN to BACKOFF_MAX seconds:
-a slow store costs the tasks at most one attempt per back-off, never more, and a task never
-waits for room. The drops are counted where the metrics count them (`forkq_events_dropped_total`)
-and logged once per outage. The master's buffer is the same class, flushed on its tick
-(worker_events.py).
+it, and the buffer tries no flush again for a back-off of BACKOFF_MIN to BACKOFF_MAX seconds,
+and at least STALLED times as long as the failed attempt took: a store that refuses costs an
+attempt per few seconds, one that stalls until the client's timeout (5 s on Redis) at most
+1/STALLED of the child's time, and a task never waits for room. The drops are counted where
+the metrics count them (`forkq_events_dropped_total`) and logged once per outage. The
+master's buffer is the same class, flushed on its tick (worker_events.py).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ BOUND = 10_000  # events held at most; beyond, each new one is dropped and count
 BATCH = 100  # a flush is due once this many are held
 MAX_AGE = 1.0  # or once the oldest held is this old (seconds)
 BACKOFF_MIN, BACKOFF_MAX = 1.0, 5.0  # seconds without a flush after one failed
+STALLED = 20  # and at least this many times as long as the failed attempt took
 REASON_MAX = 200  # characters of an exception's line kept in an event
 
 # A finished task's recorded state to its event's kind.
@@ -105,11 +107,13 @@ class EventBuffer:
         if not self.bodies or self.clock() < self._not_before:
             return
         bodies, self.bodies = self.bodies, []
+        began = self.clock()
         try:
             self.store.add_events(bodies, self.kept)
         except (BackendError, OSError) as exc:  # a store that answers late fails the same way
+            now = self.clock()
             wait = min(BACKOFF_MAX, max(BACKOFF_MIN, self._outage.failed(exc)))
-            self._not_before = self.clock() + wait
+            self._not_before = now + max(wait, STALLED * (now - began))
             self._drop(len(bodies))
         else:
             self._outage.succeeded()
