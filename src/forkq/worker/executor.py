@@ -135,6 +135,8 @@ class Executor:
     def _handle(self, delivery: Delivery) -> bool:
         try:
             message, task, revoked = self._accept(delivery)
+            if self.observers:
+                self.observers.received(message, delivery.queue)
             if revoked or self.revoked.revoked(message.id):
                 return self._discard_revoked(delivery, task, message)
             throttle = task.options.throttle  # None for tasks without limits: nothing more
@@ -168,7 +170,8 @@ class Executor:
             unlock_at_end(self.results, message)
         self.slot.finished(failed=record.state == FAILURE, unacked=self._unacked())
         if observed:
-            observed.finished(message, delivery.queue, record.state, time.monotonic() - began)
+            runtime = time.monotonic() - began
+            observed.finished(message, delivery.queue, record.state, runtime, _reason(record))
         return True
 
     def _finish_with_effects(
@@ -209,7 +212,7 @@ class Executor:
             unlock_at_end(self.results, message)
         self.slot.finished(failed=False, unacked=self._unacked())
         if self.observers:
-            self.observers.finished(message, delivery.queue, REVOKED, 0.0)
+            self.observers.finished(message, delivery.queue, REVOKED, 0.0, NOT_RUN)
         return True
 
     def _revoked_write(self, message: Message) -> ResultWrite:
@@ -367,6 +370,13 @@ def _worker_lost(deliveries: int, limit: int, task_id: str | None) -> MessageRej
         task_id,
         kind=Rejection.WORKER_LOST,
     )
+
+
+def _reason(record: ResultRecord) -> str:
+    """What an observer hears of why a task failed or will retry: its exception's line."""
+    if record.exc_type is None:
+        return ""
+    return f"{record.exc_type}: {record.exc_message or ''}"
 
 
 def _none() -> tuple[()]:
