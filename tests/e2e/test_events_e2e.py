@@ -81,7 +81,10 @@ def test_a_worker_with_events_keeps_what_happened(
     assert all(e.child in (0, 1) for e in tasks)
 
     def of(task_id: str) -> list[tuple[TaskEventKind, str]]:
-        return [(e.kind, e.name) for e in tasks if e.task_id == task_id]
+        # In the order they happened: children flush in batches of their own, so one task's
+        # events from two children (a retry's tries) may be stored in either order.
+        mine = sorted((e for e in tasks if e.task_id == task_id), key=lambda e: e.at)
+        return [(e.kind, e.name) for e in mine]
 
     r, s, ok_, f, rt, rv = (
         TaskEventKind.RECEIVED,

@@ -51,7 +51,9 @@ class Seen:
     def started(self, message: Any, queue: str) -> None:
         pass
 
-    def finished(self, message: Any, queue: str, state: str, runtime: float, reason: str) -> None:
+    def finished(
+        self, message: Any, queue: str, state: str, runtime: float, reason: str, at: float
+    ) -> None:
         self.outcomes.append((message.id, state, runtime))
 
     def rejected(self, rejection: Rejected) -> None:

@@ -154,6 +154,9 @@ class Executor:
         if observed:
             observed.started(message, delivery.queue)
         record = self._run(task, message, delivery, limits.soft)
+        # When it ended, before its result and effects are sent: a retry's next try may be
+        # received by another child at once, and the events order by these times.
+        ended_at, runtime = time.time(), time.monotonic() - began
         if throttle is not None:  # before a retry is published: the next try takes anew
             self.admission.let_go(throttle, task, message)
         if message.flow is None and record.state != RETRY:
@@ -170,8 +173,8 @@ class Executor:
             unlock_at_end(self.results, message)
         self.slot.finished(failed=record.state == FAILURE, unacked=self._unacked())
         if observed:
-            runtime = time.monotonic() - began
-            observed.finished(message, delivery.queue, record.state, runtime, _reason(record))
+            reason = _reason(record)
+            observed.finished(message, delivery.queue, record.state, runtime, reason, ended_at)
         return True
 
     def _finish_with_effects(
@@ -212,7 +215,7 @@ class Executor:
             unlock_at_end(self.results, message)
         self.slot.finished(failed=False, unacked=self._unacked())
         if self.observers:
-            self.observers.finished(message, delivery.queue, REVOKED, 0.0, NOT_RUN)
+            self.observers.finished(message, delivery.queue, REVOKED, 0.0, NOT_RUN, time.time())
         return True
 
     def _revoked_write(self, message: Message) -> ResultWrite:

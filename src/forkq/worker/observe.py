@@ -3,10 +3,12 @@ reports outcomes, for whoever counts or records them (metrics, events).
 
     Executor ─► received(message, queue)           its message decoded and accepted
              ─► started(message, queue)            the task is about to run
-             ─► finished(message, queue, state, runtime, reason)  it ran: SUCCESS, FAILURE,
-                                                    RETRY (or it was revoked: REVOKED, runtime
-                                                    0); reason: the exception's line of a
-                                                    failure or retry, "" for a success
+             ─► finished(message, queue, state, runtime, reason, at)  it ran: SUCCESS,
+                                                    FAILURE, RETRY (or it was revoked: REVOKED,
+                                                    runtime 0); reason: the exception's line of
+                                                    a failure or retry, "" for a success; at:
+                                                    when it ended (Unix time), before its
+                                                    result and effects were sent
              ─► rejected(rejection)                 dead-lettered without running
 
 An observer must not block or raise: it is called on the task's path, in the child. What it
@@ -39,7 +41,7 @@ class TaskObserver(Protocol):
     def started(self, message: Message, queue: str) -> None: ...
 
     def finished(
-        self, message: Message, queue: str, state: str, runtime: float, reason: str
+        self, message: Message, queue: str, state: str, runtime: float, reason: str, at: float
     ) -> None: ...
 
     def rejected(self, rejection: Rejected) -> None: ...
@@ -63,10 +65,10 @@ class Observers:
             o.started(message, queue)
 
     def finished(
-        self, message: Message, queue: str, state: str, runtime: float, reason: str = ""
+        self, message: Message, queue: str, state: str, runtime: float, reason: str, at: float
     ) -> None:
         for o in self._all:
-            o.finished(message, queue, state, runtime, reason)
+            o.finished(message, queue, state, runtime, reason, at)
 
     def rejected(self, rejection: Rejected) -> None:
         for o in self._all:

@@ -130,7 +130,7 @@ class TaskCounter:
         pass  # a busy child is on the scoreboard; counted when it has finished
 
     def finished(
-        self, message: Message, queue: str, state: str, runtime: float, reason: str = ""
+        self, message: Message, queue: str, state: str, runtime: float, reason: str, at: float
     ) -> None:
         block = _AT_OF_STATE.get(state)
         if block is None:

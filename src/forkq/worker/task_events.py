@@ -146,6 +146,7 @@ class TaskEvents:
         queue: str,
         runtime: float | None = None,
         reason: str = "",
+        at: float | None = None,
     ) -> None:
         self.buffer.add(
             TaskEvent(
@@ -153,7 +154,7 @@ class TaskEvents:
                 message.id,
                 message.task,
                 queue,
-                time.time(),
+                time.time() if at is None else at,
                 self.worker,
                 self.child,
                 runtime,
@@ -168,13 +169,13 @@ class TaskEvents:
         self._add(TaskEventKind.STARTED, message, queue)
 
     def finished(
-        self, message: Message, queue: str, state: str, runtime: float, reason: str
+        self, message: Message, queue: str, state: str, runtime: float, reason: str, at: float
     ) -> None:
         kind = KIND_OF_STATE.get(state)
         if kind is None:
             return
         ran = kind is not TaskEventKind.REVOKED
-        self._add(kind, message, queue, runtime if ran else None, reason)
+        self._add(kind, message, queue, runtime if ran else None, reason, at)
 
     def rejected(self, rejection: Rejected) -> None:
         self.buffer.add(
