@@ -4,6 +4,9 @@ Celery's names for the event settings."""
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -54,6 +57,44 @@ def test_an_unreachable_events_store_costs_the_event_not_the_publish(app: Forkq)
     app.tasks["add"].map([(1, 1)])
     assert app.broker.size("default") == 2 and result.id
     assert app.sent_events.dropped == 2
+
+
+def test_an_events_url_no_engine_keeps_costs_the_event_not_the_publish(app: Forkq) -> None:
+    app.configure(events_url="amqp://guest:guest@127.0.0.1:5672/")  # RabbitMQ keeps no events
+    app.send_task("add", (1, 2))
+    assert app.broker.size("default") == 1
+    assert app.sent_events.dropped == 1
+
+
+def test_after_a_failure_no_attempt_is_made_for_a_back_off(app: Forkq) -> None:
+    # A store that takes each connection and closes it: every attempt is one accept.
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted = threading.Semaphore(0)
+
+    def refuse() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            conn.close()
+            accepted.release()
+
+    threading.Thread(target=refuse, daemon=True).start()
+    try:
+        app.configure(events_url=f"redis://127.0.0.1:{listener.getsockname()[1]}/0")
+        app.send_task("add", (1, 2))
+        assert accepted.acquire(timeout=5)  # the first publish tried
+        while accepted.acquire(timeout=0.2):  # and its client's own retries, if any
+            pass
+        began = time.monotonic()
+        for _ in range(5):
+            app.send_task("add", (1, 2))
+        assert time.monotonic() - began < 1.0  # inside the back-off
+        assert not accepted.acquire(timeout=0.2)  # no attempt at all
+        assert app.sent_events.dropped == 6 and app.broker.size("default") == 6
+    finally:
+        listener.close()
 
 
 def test_celery_event_settings_are_forkq_s() -> None:

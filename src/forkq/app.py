@@ -260,9 +260,10 @@ class Forkq(PeriodicTasks, ForkHooks, Steering, Handles):
         if self.settings.eager:
             run_eagerly(self, sent.body)
         else:
+            at = time.time()
             self.broker.publish((sent,))
             if self.settings.events_sent:
-                self.sent_events.sent(self.settings, lambda: self.backend, (message,))
+                self.sent_events.sent(self.settings, lambda: self.backend, (message,), at)
 
     def publish_many(self, messages: Sequence[Message]) -> list[AsyncResult[Any]]:
         """Send the messages in as few broker round trips as it takes; each is due when its
@@ -273,9 +274,10 @@ class Forkq(PeriodicTasks, ForkHooks, Steering, Handles):
             for item in items:
                 run_eagerly(self, item.body)
         else:
+            at = time.time()
             self.broker.publish(items)
             if self.settings.events_sent:
-                self.sent_events.sent(self.settings, lambda: self.backend, messages)
+                self.sent_events.sent(self.settings, lambda: self.backend, messages, at)
         return [AsyncResult(m.id, self, name=m.task, queue=m.queue) for m in messages]
 
     def to_outgoing(self, message: Message, now: float) -> Outgoing:

@@ -20,7 +20,7 @@ from forkq.exceptions import BackendUnavailable
 from forkq.pool.child import EXIT_OK, StopSignal
 from forkq.pool.scoreboard import Scoreboard
 from forkq.worker.consume import ConsumeOptions, ConsumeProgram
-from forkq.worker.task_events import BACKOFF_MAX, BACKOFF_MIN, STALLED, EventBuffer
+from forkq.worker.task_events import BACKOFF_MAX, BACKOFF_MIN, SLOW, STALLED, EventBuffer
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -140,6 +140,43 @@ def test_a_store_that_stalls_costs_at_most_a_small_share_of_the_time(
         clock.now += 0.01  # a task
     stalled = flaky.attempts * flaky.stall
     assert flaky.attempts >= 2 and stalled / (clock.now - start) <= 1 / STALLED * 1.05
+
+
+def test_a_store_that_answers_slowly_is_given_a_rest_and_nothing_is_dropped(
+    store: ResultBackend,
+) -> None:
+    clock = Clock()
+    flaky = Flaky(store, clock)
+    flaky.stall = 3.0  # answers, but only after 3 s
+    buffer = EventBuffer(flaky, 1000, batch=1, clock=clock)
+    buffer.add(event(0))
+    buffer.flush_if_due()
+    for n in range(1, 4):  # held meanwhile: no attempt for STALLED times that long
+        clock.now += STALLED * flaky.stall / 4
+        buffer.add(event(n))
+        buffer.flush_if_due()
+    assert flaky.attempts == 1 and len(buffer.bodies) == 3
+    clock.now += STALLED * flaky.stall / 4
+    flaky.stall = SLOW / 2
+    buffer.flush_if_due()
+    assert flaky.attempts == 2 and buffer.dropped_total == 0
+    assert [e.task_id for e in kept(store)] == [f"id-{n}" for n in range(4)]
+
+
+def test_the_last_flush_sends_what_is_held_or_counts_it_dropped(store: ResultBackend) -> None:
+    flaky, clock, heard = Flaky(store), Clock(), []
+    buffer = EventBuffer(flaky, 1000, heard.append, batch=100, clock=clock)
+    buffer.add(event(0))
+    buffer.flush(final=True)  # not due, but the process leaves
+    assert [e.task_id for e in kept(store)] == ["id-0"]
+    flaky.down = True
+    buffer.add(event(1))
+    buffer.flush()  # fails: a back-off
+    buffer.add(event(2))
+    buffer.add(event(3))
+    buffer.flush(final=True)  # within the back-off: not tried, counted
+    assert flaky.attempts == 2 and buffer.bodies == []
+    assert heard == [1, 2] and buffer.dropped_total == 3
 
 
 def test_an_unreachable_store_costs_a_drop_not_an_error() -> None:

@@ -31,7 +31,7 @@ from forkq.engines.registry import open_backend
 from forkq.events import decode
 from forkq.events.jsonable import event_json
 from forkq.events.state import RECENT_TASKS, EventsState
-from forkq.exceptions import BackendUnavailable, ConfigurationError
+from forkq.exceptions import BackendError, ConfigurationError
 from forkq.settings import redacted
 
 POLL_EVERY = 0.25  # seconds between reads once caught up
@@ -138,12 +138,12 @@ def _starting_offset(store: ResultBackend, start: str | None, no_follow: bool) -
 
 def _pages(store: ResultBackend, position: Position, follow: bool) -> Iterator[EventPage]:
     """Pages read on from `position` (kept up to date): until caught up, or, following,
-    for ever, pausing POLL_EVERY once caught up. While following, an unreachable store is
-    said on stderr and read again every RETRY_EVERY."""
+    for ever, pausing POLL_EVERY once caught up. While following, a store that is
+    unreachable or fails is said on stderr and read again every RETRY_EVERY."""
     while True:
         try:
             page = store.read_events(position.after, PAGE)
-        except BackendUnavailable as exc:
+        except BackendError as exc:  # unreachable, or a key another program broke
             if not follow:
                 raise
             click.echo(f"forkq: warning: {exc}; reading again in {RETRY_EVERY:g}s", err=True)

@@ -8,10 +8,10 @@ executor until the child is told to stop.
     loop: the revoked ids never read? read them, else back off (nothing fetched yet)
           ─► the queues (the bulletin's, when the master posted others) ─► fetch a batch
           (prefetch.py) ─► executor.handle each, the events flushed when due ─► ...
-          (until stopped/budget); with events held, the fetch first waits for nothing,
-          and only if that finds none are they flushed before the fetch that waits
-    leave: the events held flushed ─► release what it still holds (prefetched: back
-           uncounted) ─► close the connections
+          (until stopped/budget); with events held, the fetch waits at most until the
+          oldest is task_events.IDLE_AGE old, and they are flushed when it found nothing
+    leave: the events held flushed (or counted dropped) ─► release what it still holds
+           (prefetched: back uncounted) ─► close the connections
 
 A task's process that dies (`--max-tasks-per-child 1`, task_process.py) ends the child here,
 in one place: its message goes back counted when the task is to blame (it ran and died), and
@@ -123,16 +123,17 @@ class ConsumeProgram:
                 self._consume(session, executor, slot, stop)
         except TaskProcessDied as died:
             log.warning("child %d leaving: %s", index, died)
+            self._last_events()
             return self._leave_after(died, session, slot)
         except (BrokerError, BackendError) as exc:
             # Mid-task: the result or the ack may be lost. Leave, so that the master releases
             # what this child held and the task runs again (at least once, never lost).
             lost = "lost its connection" if isinstance(exc, Unavailable) else "failed"
             log.warning("child %d %s mid-task (%s); leaving", index, lost, exc)
+            self._last_events()
             return EXIT_CRASHED
         slot.exiting()
-        if self.events is not None:
-            self.events.flush()
+        self._last_events()
         # Prefetched messages not started yet go back now rather than at lease expiry.
         with contextlib.suppress(BrokerError):
             session.release()
@@ -240,18 +241,26 @@ class ConsumeProgram:
     def _fetch(
         self, session: ConsumerSession, queues: tuple[str, ...], limit: int, stop: StopSignal
     ) -> list[Delivery]:
-        """A batch, waiting up to FETCH_WAIT for one; an idle child holds no events while it
-        waits: with some held, a fetch that does not wait comes first, and the events are
-        flushed only when it finds nothing (a busy child flushes in batches)."""
+        """A batch, waiting up to FETCH_WAIT for one; an idle child holds events at most
+        IDLE_AGE: with some held, the fetch waits only until the oldest is that old, and they
+        are flushed when it found nothing (a busy child's fetch returns at once, and it
+        flushes in batches)."""
         events = self.events
         if events is not None and events.bodies:
-            with stop.interruptible():
-                batch = session.fetch(queues, limit, 0)
-            if batch:
-                return batch
+            wait = events.idle_wait()
+            if wait > 0:
+                with stop.interruptible():
+                    batch = session.fetch(queues, limit, min(wait, FETCH_WAIT))
+                if batch:
+                    return batch
             events.flush()  # not interruptible: a stop waits for its one round trip
         with stop.interruptible():
             return session.fetch(queues, limit, FETCH_WAIT)
+
+    def _last_events(self) -> None:
+        """The child leaves: its events held go now, or are counted as dropped."""
+        if self.events is not None:
+            self.events.close()
 
 
 class ConsumedQueues:

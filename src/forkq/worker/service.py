@@ -181,9 +181,11 @@ def run_worker(app: Forkq, config: WorkerConfig, *, gc_was_enabled: bool | None 
         log_banner(app, config, hostname, os.getpid())
         if supervision.events is not None:
             supervision.events.attach(master)
-        code = master.run()
-        if supervision.events is not None:
-            supervision.events.stopped()
+        try:
+            code = master.run()
+        finally:
+            if supervision.events is not None:
+                supervision.events.stopped()
         if master.reload_requested:
             pidfile.hand_over()
             _reexec(app)

@@ -4,16 +4,23 @@ loop does between tasks.
 
     executor ─► Observers.received/started/finished/rejected ─► TaskEvents ─► EventBuffer
                   (one encoded TaskEvent each; over BOUND buffered: dropped and counted)
-    consume loop, between tasks ─► EventBuffer.flush_if_due: BATCH events, or the oldest
-                  older than MAX_AGE ─► ResultBackend.add_events (one round trip)
-                ─► before a fetch that may wait: EventBuffer.flush (an idle worker holds none)
+    consume loop, before and after each task ─► EventBuffer.flush_if_due: BATCH events, or
+                  the oldest older than MAX_AGE ─► ResultBackend.add_events (one round trip)
+                ─► with events held, a fetch waits at most until the oldest is IDLE_AGE old,
+                   then EventBuffer.flush: an idle child holds none for longer
+                ─► leaving: EventBuffer.flush(final=True)
 
 A flush that fails (the store unreachable, or slow past its timeout) drops its batch, counts
 it, and the buffer tries no flush again for a back-off of BACKOFF_MIN to BACKOFF_MAX seconds,
 and at least STALLED times as long as the failed attempt took: a store that refuses costs an
 attempt per few seconds, one that stalls until the client's timeout (5 s on Redis) at most
-1/STALLED of the child's time, and a task never waits for room. The drops are counted where
-the metrics count them (`forkq_events_dropped_total`) and logged once per outage. The
+1/STALLED of the child's time, and a task never waits for room. A flush that worked but took
+longer than SLOW backs off the same way, its next events held meanwhile (within the bound): a
+store that answers slowly costs at most 1/STALLED of the child's time too. The last flush
+(`flush(final=True)`, when the process leaves) ignores no failure: what it cannot send, or
+what is held during a back-off, is dropped and counted, never silently lost. The drops are
+counted where the metrics count them (`forkq_events_dropped_total`) and logged once per
+outage. The
 master's buffer is the same class, flushed on its tick (worker_events.py).
 """
 
@@ -39,8 +46,10 @@ log = logging.getLogger("forkq.worker")
 BOUND = 10_000  # events held at most; beyond, each new one is dropped and counted
 BATCH = 100  # a flush is due once this many are held
 MAX_AGE = 1.0  # or once the oldest held is this old (seconds)
+IDLE_AGE = 0.2  # an idle child waits for work at most this long before it flushes
 BACKOFF_MIN, BACKOFF_MAX = 1.0, 5.0  # seconds without a flush after one failed
 STALLED = 20  # and at least this many times as long as the failed attempt took
+SLOW = 0.05  # seconds: a flush that worked but took longer backs off too
 REASON_MAX = 200  # characters of an exception's line kept in an event
 
 # A finished task's recorded state to its event's kind.
@@ -77,8 +86,10 @@ class EventBuffer:
         batch: int = BATCH,
         max_age: float = MAX_AGE,
         clock: Callable[[], float] = time.monotonic,
+        release: Callable[[], None] | None = None,  # closes the store when it is our own
     ) -> None:
         self.store, self.kept, self._dropped = store, kept, dropped
+        self._release = release
         self.bound, self.batch, self.max_age, self.clock = bound, batch, max_age, clock
         self.bodies: list[bytes] = []
         self.dropped_total = 0  # in this process, since it started
@@ -94,6 +105,11 @@ class EventBuffer:
             self._oldest = self.clock()
         self.bodies.append(encode(event))
 
+    def idle_wait(self) -> float:
+        """How long a fetch may wait for work before the events held should go: until the
+        oldest is IDLE_AGE old (0: now)."""
+        return max(0.0, self._oldest + IDLE_AGE - self.clock())
+
     def flush_if_due(self) -> None:
         """Flush when a batch is held, or the oldest held has waited long enough."""
         if len(self.bodies) >= self.batch or (
@@ -101,10 +117,16 @@ class EventBuffer:
         ):
             self.flush()
 
-    def flush(self) -> None:
-        """Everything held, in one `add_events`; unless backing off after a failure (then
-        it stays held, within the bound, for the flush after the back-off)."""
-        if not self.bodies or self.clock() < self._not_before:
+    def flush(self, final: bool = False) -> None:
+        """Everything held, in one `add_events`; unless backing off after a failed or slow
+        flush (then it stays held, within the bound, for the flush after the back-off).
+        `final`: the process leaves, so what cannot go now is dropped and counted."""
+        if not self.bodies:
+            return
+        if self.clock() < self._not_before:
+            if final:
+                self._drop(len(self.bodies))
+                self.bodies = []
             return
         bodies, self.bodies = self.bodies, []
         began = self.clock()
@@ -117,6 +139,17 @@ class EventBuffer:
             self._drop(len(bodies))
         else:
             self._outage.succeeded()
+            took = self.clock() - began
+            if took > SLOW:
+                self._not_before = began + took + STALLED * took
+
+    def close(self) -> None:
+        """The process leaves: the last flush, then the store closed if it is this buffer's
+        own connection (`events_url`)."""
+        self.flush(final=True)
+        if self._release is not None:
+            self._release()
+            self._release = None
 
     def _drop(self, count: int) -> None:
         self.dropped_total += count
@@ -128,8 +161,10 @@ def child_buffer(
 ) -> EventBuffer:
     """A child's buffer: flushed to its own result backend's connection (`results`), or to
     a connection of its own to `events_url` when events are kept elsewhere."""
-    store = results if settings.events_url is None else open_backend(settings.events_url)
-    return EventBuffer(store, settings.events_kept, dropped)
+    if settings.events_url is None:
+        return EventBuffer(results, settings.events_kept, dropped)
+    own = open_backend(settings.events_url)
+    return EventBuffer(own, settings.events_kept, dropped, release=own.close)
 
 
 class TaskEvents:

@@ -7,7 +7,7 @@ task ended by a revoke's terminate, one killed for its hard time limit).
         (/proc smaps), the master's memory ─► one flush (one add_events) with the master's
         task events held since the last tick
     child reaped (terminated, time limit) ─► its task's event, held for the next tick
-    pool stopped ─► offline ─► flushed
+    pool stopped ─► offline ─► the last flush (what cannot go counted as dropped)
 
 The buffer is task_events.EventBuffer: bounded, a failed flush dropped and counted with a
 back-off, so a slow store costs the master's loop one attempt per back-off at most.
@@ -71,7 +71,7 @@ class WorkerEvents:
     def stopped(self) -> None:
         """The pool has stopped: offline, sent now with whatever was held."""
         self.buffer.add(self._event(WorkerEventKind.OFFLINE))
-        self.buffer.flush()
+        self.buffer.close()  # sent, or counted as dropped
 
     def task_ended(self, kind: TaskEventKind, seen: SlotView, child: int, reason: str) -> None:
         """A task the master ended (revoked and terminated, or killed for its time limit),
@@ -139,6 +139,9 @@ def master_events(
 ) -> WorkerEvents:
     """The master's events, kept on its own result backend's connection (`backend()`), or on
     a connection of its own to `events_url`."""
-    store = backend() if settings.events_url is None else open_backend(settings.events_url)
-    buffer = EventBuffer(store, settings.events_kept, dropped or no_count)
+    if settings.events_url is None:
+        buffer = EventBuffer(backend(), settings.events_kept, dropped or no_count)
+    else:
+        own = open_backend(settings.events_url)
+        buffer = EventBuffer(own, settings.events_kept, dropped or no_count, release=own.close)
     return WorkerEvents(buffer, worker, host, queues)
