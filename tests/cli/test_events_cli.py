@@ -18,6 +18,7 @@ import pytest
 from rich.console import Console
 
 from forkq.engines.contract import ResultBackend
+from forkq.engines.redis.keys import events_key
 from forkq.engines.registry import open_backend
 from forkq.events import (
     ChildRow,
@@ -29,7 +30,7 @@ from forkq.events import (
 )
 from forkq.events.state import EventsState
 from tests.commands import forkq
-from tests.conftest import engine_url
+from tests.conftest import REDIS, engine_url, redis_test_url
 from tests.engines.test_conformance import BACKENDS
 
 STORES = ("redis", "sqlite")
@@ -192,6 +193,45 @@ class TestFollow:
                 proc.kill()
                 proc.wait()
             proc.stderr.close()  # type: ignore[union-attr]
+
+
+def test_following_goes_on_past_a_key_another_program_broke(tmp_path: Path) -> None:
+    import redis
+
+    url = next(engine_url("redis", redis_test_url()))  # fails or skips without a server
+    key = events_key(url.split("prefix=")[1].split("&")[0])
+    store, client = open_backend(url), redis.Redis.from_url(REDIS)
+    store.add_events([encode(done("t-1", 1.0))], 100)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FORKQ_")}
+    command = [sys.executable, "-m", "forkq", "events", "--broker", url, "--json"]
+    proc = subprocess.Popen(
+        [*command, "--from", "start"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert read_line(proc, 15)["task_id"] == "t-1"
+        client.delete(key)
+        client.set(key, "not a stream")  # WRONGTYPE for every read
+        assert proc.stderr is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(proc.stderr, selectors.EVENT_READ)
+            assert selector.select(15), "no warning"
+        assert "warning" in proc.stderr.readline()
+        client.delete(key)
+        store.add_events([encode(done("t-2", 2.0))], 100)
+        assert read_line(proc, 15)["task_id"] == "t-2"
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]
+        store.close()
+        client.delete(key)
+        client.close()
 
 
 def read_line(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
