@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from forkq.control import Control
 from forkq.engines.contract import ControlChannel, ControlReply, ControlRequest
 from forkq.engines.contract.control import LISTENING_MARGIN, MAX_AGE, encode_control
 from forkq.engines.registry import carries_control, open_broker
@@ -248,3 +249,42 @@ def _request(client: ControlChannel, command: str, **fields: Any) -> ControlRequ
         **fields,
     }
     return ControlRequest(**values)
+
+
+@pytest.fixture
+def redis_engine() -> Iterator[Engine]:
+    url = redis_test_url()
+    for _ in engine_url("redis", url):
+        opened = Engine(url)
+        yield opened
+        opened.close()
+
+
+def test_app_control_from_two_threads_at_once_gets_each_its_own_replies(
+    redis_engine: Engine, agents: list[Agent]
+) -> None:
+    """`app.control` is shared by a process's threads (a dashboard's): one request and its
+    replies at a time on its channel, so no thread reads another's replies."""
+    agents += [Agent(redis_engine.channel(), "w1"), Agent(redis_engine.channel(), "w2")]
+    control = Control(redis_engine.url, lambda: redis_engine.broker, None)
+    start, got, failed = threading.Barrier(2), {}, []
+
+    def ask(n: int) -> None:
+        start.wait(timeout=10)
+        try:
+            for i in range(10):
+                replies = control.broadcast("echo", {"n": n, "i": i}, timeout=10)
+                got[(n, i)] = {name: body["args"] for name, body in replies.replies.items()}
+        except Exception as exc:  # shown by the assertion below, not lost in the thread
+            failed.append(repr(exc))
+
+    threads = [threading.Thread(target=ask, args=(n,)) for n in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    control.close()
+    assert failed == []
+    assert got == {
+        (n, i): {"w1": {"n": n, "i": i}, "w2": {"n": n, "i": i}} for n in (1, 2) for i in range(10)
+    }
