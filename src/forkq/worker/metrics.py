@@ -101,8 +101,9 @@ class WorkerMetrics:
 
     # -- what a scrape reads ----------------------------------------------------------------
 
-    def collect(self) -> Iterable[Metric]:
-        totals = self.tally.totals()
+    def collect(self, occupied: Sequence[int] | None = None) -> Iterable[Metric]:
+        """What a scrape serves; `occupied`: the slots with a child now (None: every slot)."""
+        totals = self.tally.totals(occupied)
         yield from self._task_families(totals)
         rejected = sum(
             totals[self.layout.count(name, Outcome.REJECTED)] for name in self.layout.names
