@@ -14,12 +14,17 @@ agent (`forkq.engines.contract.control`, `forkq.worker.agent`), signed with the 
 when it has one; the workers expected are those that announced themselves. Otherwise
 (SQLite, memory) it goes to the masters of this host through their control sockets
 (`forkq.control_local`), and only workers named in `destination` can be missing.
+
+Thread-safe: a process's threads (a web dashboard's) may share `app.control`; each request
+and its replies hold the channel alone (a lock), so a second thread's request waits for the
+first's replies, at most its timeout. Over the local sockets each request has its own.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -36,12 +41,14 @@ __all__ = ["Control", "Replies", "Route"]
 
 class Control:
     """One process's client; its channel (an open reply inbox) is kept for the next request
-    and closed with the app. Not shared across fork: a child makes its own."""
+    and closed with the app. Not shared across fork: a child makes its own. Its threads take
+    turns on the channel (`_turn`)."""
 
     def __init__(self, broker_url: str, broker: Callable[[], Broker], secret: str | None) -> None:
         self._url, self._broker, self._secret = broker_url, broker, secret
         self._channel: ControlChannel | None = None
         self._pid = os.getpid()
+        self._exchange = threading.Lock()  # held from a request's sending to its last reply
 
     @property
     def over_broker(self) -> bool:
@@ -72,7 +79,8 @@ class Control:
         _check(command, destination, timeout)
         if not self.over_broker:
             return ask_local(command, args, destination, timeout)
-        got = self.channel().ask(command, args, destination, timeout)
+        with self._turn():
+            got = self.channel().ask(command, args, destination, timeout)
         twice = tuple(f"two workers answer to the name {name}" for name in got.duplicates)
         return Replies(
             command,
@@ -83,10 +91,18 @@ class Control:
             twice,
         )
 
-    def channel(self) -> ControlChannel:
-        """This process's control channel on the broker (opened on first use)."""
-        if self._pid != os.getpid():  # forked: the parent's channel is not this process's
+    def _turn(self) -> threading.Lock:
+        """The lock a request holds on this process's channel. Forked: the parent's channel
+        is not this process's, and its lock may be held by a thread that is not here."""
+        if self._pid != os.getpid():
             self._channel, self._pid = None, os.getpid()
+            self._exchange = threading.Lock()
+        return self._exchange
+
+    def channel(self) -> ControlChannel:
+        """This process's control channel on the broker (opened on first use); a request on
+        it holds `_turn()`."""
+        self._turn()
         if self._channel is None:
             channel = self._broker().control_channel(self._secret)
             if channel is None:
@@ -95,9 +111,10 @@ class Control:
         return self._channel
 
     def close(self) -> None:
-        if self._channel is not None and self._pid == os.getpid():
-            self._channel.close()
-        self._channel = None
+        with self._turn():  # not under a request of another thread
+            if self._channel is not None:
+                self._channel.close()
+            self._channel = None
 
 
 def _check(command: str, destination: Sequence[str] | None, timeout: float) -> None:

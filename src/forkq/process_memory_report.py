@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rich.table import Table
+from rich.text import Text
 
 from forkq.pool.process_memory import ProcessMemory, format_bytes, totals
 
@@ -17,7 +18,9 @@ def memory_table(rows: Sequence[ProcessMemory], title: str = "Memory per process
     for name in ("RSS", "PSS", "USS (private)", "shared"):
         table.add_column(name, justify="right")
     for row in rows:
-        table.add_row(row.role, str(row.pid), *_figures(row.rss, row.pss, row.uss, row.shared))
+        table.add_row(
+            Text(row.role), str(row.pid), *_figures(row.rss, row.pss, row.uss, row.shared)
+        )
     total = totals(rows)
     table.add_section()
     table.add_row(

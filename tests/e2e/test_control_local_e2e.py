@@ -33,6 +33,18 @@ def test_control_through_the_local_sockets(
     assert json.loads(stats.stdout)["replies"]["w1"]["concurrency"] == 2
     assert json.loads(stats.stdout)["route"] == "local"
 
+    client.revoke(["a-revoked-id"])
+    app_said = {  # answered by the master, with the agent's functions (agent_commands.py)
+        command: json.loads(
+            forkq(e2e_dir, "inspect", command, "--broker", broker_url, "--json").stdout
+        )["replies"]["w1"]
+        for command in ("registered", "conf", "scheduled", "revoked")
+    }
+    assert "e2eapp.add" in app_said["registered"]["tasks"]
+    assert app_said["conf"]["settings"]["broker_url"] == broker_url
+    assert "scheduled" in app_said["scheduled"] or "error" in app_said["scheduled"]
+    assert [r["id"] for r in app_said["revoked"]["revoked"]] == ["a-revoked-id"]
+
     nobody = forkq(e2e_dir, "inspect", "ping", "--broker", broker_url, "-d", "w1,w9")
     assert nobody.returncode == 1
     assert "w9: missing: no reply within 5s" in nobody.stdout and "pong from w1" in nobody.stdout

@@ -14,6 +14,8 @@ from typing import Any
 import msgspec
 import pytest
 
+from forkq.control import Control
+from forkq.engines.amqp.control import AGENT_PREFETCH, AMQPControl
 from forkq.engines.contract import ControlChannel, ControlReply, ControlRequest
 from forkq.engines.contract.control import LISTENING_MARGIN, MAX_AGE, encode_control
 from forkq.engines.registry import carries_control, open_broker
@@ -248,3 +250,66 @@ def _request(client: ControlChannel, command: str, **fields: Any) -> ControlRequ
         **fields,
     }
     return ControlRequest(**values)
+
+
+@pytest.fixture
+def redis_engine() -> Iterator[Engine]:
+    url = redis_test_url()
+    for _ in engine_url("redis", url):
+        opened = Engine(url)
+        yield opened
+        opened.close()
+
+
+def test_app_control_from_two_threads_at_once_gets_each_its_own_replies(
+    redis_engine: Engine, agents: list[Agent]
+) -> None:
+    """`app.control` is shared by a process's threads (a dashboard's): one request and its
+    replies at a time on its channel, so no thread reads another's replies."""
+    agents += [Agent(redis_engine.channel(), "w1"), Agent(redis_engine.channel(), "w2")]
+    control = Control(redis_engine.url, lambda: redis_engine.broker, None)
+    start, got, failed = threading.Barrier(2), {}, []
+
+    def ask(n: int) -> None:
+        start.wait(timeout=10)
+        try:
+            for i in range(10):
+                replies = control.broadcast("echo", {"n": n, "i": i}, timeout=10)
+                got[(n, i)] = {name: body["args"] for name, body in replies.replies.items()}
+        except Exception as exc:  # shown by the assertion below, not lost in the thread
+            failed.append(repr(exc))
+
+    threads = [threading.Thread(target=ask, args=(n,)) for n in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    control.close()
+    assert failed == []
+    assert got == {
+        (n, i): {"w1": {"n": n, "i": i}, "w2": {"n": n, "i": i}} for n in (1, 2) for i in range(10)
+    }
+
+
+def test_a_rabbitmq_agent_holds_at_most_its_prefetch_of_a_flood() -> None:
+    """Requests published faster than an agent answers wait in its queue on the server: the
+    agent's process holds `AGENT_PREFETCH` of them, and every one is still taken in turn."""
+    url = amqp_test_url()
+    for _ in engine_url("amqp", url):
+        engine = Engine(url)
+        try:
+            agent = engine.channel()
+            assert isinstance(agent, AMQPControl)
+            agent.listen("w1", "w1.1234.abcdef")
+            client = engine.channel()
+            flood = AGENT_PREFETCH * 4
+            for _ in range(flood):
+                client._send_request(encode_control(_request(client, "ping")))
+            taken = [agent.receive(10)]
+            assert len(agent._requests) <= AGENT_PREFETCH  # the rest wait on the server
+            while len(taken) < flood:
+                taken.append(agent.receive(10))
+            assert all(r is not None and r.command == "ping" for r in taken)
+            assert agent.receive(0.3) is None
+        finally:
+            engine.close()

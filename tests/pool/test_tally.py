@@ -59,3 +59,16 @@ def test_no_area_overlaps_another() -> None:
 def test_a_tally_needs_slots_and_words() -> None:
     with pytest.raises(ValueError, match="needs slots and words"):
         Tally(capacity=0, width=3)
+
+
+def test_a_scrape_reads_only_the_occupied_slots_and_misses_nothing() -> None:
+    """Every slot without a child was folded and zeroed at reap: the totals of the occupied
+    slots and the folded words are the totals of every slot."""
+    tally = Tally(capacity=64, width=3)
+    counted_in_child(tally, 0, {0: 4})
+    tally.fold(0)  # reaped: slot 0 is empty now
+    counted_in_child(tally, 5, {1: 2})  # slot 5's child is alive (its area not folded)
+    tally.add(2, 3.0)
+    assert tally.totals([5]) == tally.totals() == [4, 2, 3]
+    assert tally.totals([]) == [4, 0, 3]  # the folded and the master's own
+    tally.close()

@@ -17,10 +17,11 @@ from prometheus_client.registry import Collector
 
 from forkq.engines.contract import outgoing
 from forkq.envelope import make_message
-from forkq.exceptions import BrokerUnavailable
+from forkq.exceptions import BrokerUnavailable, TimeLimitExceeded
 from forkq.pool.exits import ChildExit
 from forkq.pool.scoreboard import SlotState
 from forkq.pool.watch import Ending
+from forkq.result import encode_record, failure_record
 from forkq.states import FAILURE, RETRY, REVOKED, SUCCESS
 from forkq.worker.executor import Executor
 from forkq.worker.metrics import WorkerMetrics
@@ -190,3 +191,46 @@ def test_every_child_lays_its_area_out_alike_with_other_last() -> None:
     assert layout.row("unknown") == layout.other
     assert layout.width == layout.other + layout.row("b") - layout.row("a")
     assert {FAILURE, RETRY, SUCCESS} < set(OUTCOME_OF_STATE)
+
+
+def _running(h: Harness, metrics: WorkerMetrics) -> tuple[Any, ChildExit]:
+    """A `slow` task fetched by the harness's child (slot 0, pid 1), and its exit as the master
+    sees it when it ends that child."""
+    task(h, lambda: None, name="slow")
+    with_counter(h, metrics)
+    send(h, "slow")
+    delivery = h.fetch()
+    seen = msgspec.structs.replace(
+        busy_with(delivery), pid=1, task_id=h.app.codec.decode(delivery.body).id
+    )
+    return delivery, ChildExit(0, 1, signal.SIGTERM, seen)
+
+
+def test_a_terminated_task_counts_revoked_once_never_lost() -> None:
+    h = Harness()
+    metrics = WorkerMetrics(["slow"], capacity=1)
+    _, exit = _running(h, metrics)
+    WorkerSupervision(h.app, "w", metrics=metrics).child_exited(
+        msgspec.structs.replace(exit, reason=Ending.REVOKED)
+    )  # REVOKED stored, its message given back: the next child discards it
+    assert h.drain() == 1
+    samples = scrape(metrics)
+    assert tasks(samples, "slow", "revoked") == 1
+    assert tasks(samples, "slow", "lost") == 0
+
+
+def test_a_time_limit_kill_counts_failed_once_and_its_dead_letter_as_buried() -> None:
+    """Where the server gives the message back (RabbitMQ), the child dead-letters it on the
+    master's verdict: not counted rejected, the master counted the run failed."""
+    h = Harness()
+    metrics = WorkerMetrics(["slow"], capacity=1)
+    delivery, exit = _running(h, metrics)
+    metrics.child_exited(msgspec.structs.replace(exit, reason=Ending.TIME_LIMIT))
+    record = failure_record(TimeLimitExceeded.__name__, "hard time limit exceeded")
+    h.app.backend.store(exit.last_seen.task_id, record.state, encode_record(record), 60)
+    h.child_died_holding(delivery)  # as the server does when the child's connection closes
+    assert h.drain() == 1
+    samples = scrape(metrics)
+    assert tasks(samples, "slow", "failed") == 1
+    assert tasks(samples, "slow", "rejected") == 0
+    assert samples[("forkq_dead_letters_total", ())] == 1 == len(h.dead_reasons())

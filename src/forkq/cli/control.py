@@ -40,22 +40,25 @@ def _send(
 
 def _pool(name: str, reply: dict[str, Any], console: Console) -> None:
     console.print(
-        f"{name}: pool {reply['was']} -> {reply['concurrency']} children", highlight=False
+        f"{name}: pool {reply['was']} -> {reply['concurrency']} children",
+        highlight=False,
+        markup=False,
     )
 
 
 def _queues(name: str, reply: dict[str, Any], console: Console) -> None:
     changed = "now" if reply["changed"] else "unchanged"
-    console.print(f"{name}: queues {changed}: {', '.join(reply['queues'])}", highlight=False)
+    shown = f"{name}: queues {changed}: {', '.join(reply['queues'])}"
+    console.print(shown, highlight=False, markup=False)
 
 
 def _shutdown(name: str, reply: dict[str, Any], console: Console) -> None:
-    console.print(f"{name}: shutdown: {reply['shutdown']}", highlight=False)
+    console.print(f"{name}: shutdown: {reply['shutdown']}", highlight=False, markup=False)
 
 
 def raw_reply(name: str, reply: dict[str, Any], console: Console) -> None:
     """A reply as JSON: for commands without a rendering of their own."""
-    console.print(f"{name}: {json.dumps(reply)}", highlight=False)
+    console.print(f"{name}: {json.dumps(reply)}", highlight=False, markup=False)
 
 
 @control.command("pool-grow")

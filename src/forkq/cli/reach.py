@@ -1,6 +1,9 @@
 """What `forkq inspect` and `forkq control` share: which workers (`--destination`), how long
 to wait (`--timeout`), and how replies are shown, missing workers included.
 
+Names, errors and replies are shown as plain text, never read as Rich markup: any writer of
+the broker chooses them.
+
 Exit status: 0 when every worker expected answered without an error; 1 when one is missing
 or answered with an error (each is shown), or none answered at all.
 """
@@ -16,6 +19,7 @@ from typing import Any, TypeVar
 import click
 import msgspec
 from rich.console import Console
+from rich.markup import escape
 
 from forkq.control_replies import Replies, Route
 from forkq.exceptions import ForkqError
@@ -67,11 +71,15 @@ def report(replies: Replies, as_json: bool, render: Render, timeout: float) -> N
         console = Console()
         for name, body in replies.replies.items():
             if "error" in body:
-                console.print(f"{name}: [bold red]error[/]: {body['error']}", highlight=False)
+                console.print(
+                    f"{escape(name)}: [bold red]error[/]: {escape(str(body['error']))}",
+                    highlight=False,
+                )
             else:
                 _shown(render, name, body, console)
         for name in replies.missing:
-            console.print(f"{name}: [bold red]missing[/]: {_silence(replies, name, timeout)}")
+            said = escape(_silence(replies, name, timeout))
+            console.print(f"{escape(name)}: [bold red]missing[/]: {said}", highlight=False)
     if not replies.replies and not replies.missing:
         where = "of this host" if replies.route is Route.LOCAL else "of this broker"
         raise ForkqError(f"no worker {where} answered within {timeout:g}s")
@@ -85,7 +93,8 @@ def _shown(render: Render, name: str, body: dict[str, Any], console: Console) ->
     try:
         render(name, body, console)
     except (KeyError, TypeError, ValueError, AttributeError):
-        console.print(f"{name}: unexpected reply: {json.dumps(body)[:2000]}", highlight=False)
+        shown = f"{name}: unexpected reply: {json.dumps(body)[:2000]}"
+        console.print(shown, highlight=False, markup=False)
 
 
 def _silence(replies: Replies, name: str, timeout: float) -> str:

@@ -45,10 +45,13 @@ def revoke_command(
     if signal_name is not None and not terminate:
         raise click.UsageError("--signal goes with --terminate")
     app = resolve_app(app_spec, broker, backend)
-    told = app.revoke(
-        task_ids, terminate=terminate, signal=signal_name or "SIGTERM", timeout=timeout
-    )
-    say_where(app, "results")
+    try:
+        told = app.revoke(
+            task_ids, terminate=terminate, signal=signal_name or "SIGTERM", timeout=timeout
+        )
+        say_where(app, "results")
+    finally:
+        app.close()
     for why in told.silent:
         click.echo(f"forkq: warning: a worker was not told: {why}", err=True)
     click.echo(f"revoked {len(set(task_ids))} task(s); {len(told.replies)} running worker(s) told")

@@ -3,10 +3,12 @@ master when a child exits and on each tick (`Supervision`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
 import msgspec
 
+from forkq.pool.control import Handler
 from forkq.pool.exits import ChildExit
 
 
@@ -19,6 +21,8 @@ class PoolConfig(msgspec.Struct, frozen=True):
     max_memory_per_child: int | None = None  # bytes of USS; over it, a child is recycled
     reload_check: tuple[str, ...] = ()  # HUP runs it first: exit 0 if the new code loads
     hostname: str = ""  # the worker's name, as inspect shows it
+    # The worker layer's commands its control socket answers too (`pool/inspection.handlers`).
+    commands: Mapping[str, Handler] = msgspec.field(default_factory=dict)
 
 
 class Supervision(Protocol):

@@ -40,9 +40,10 @@ class Pool(PoolView, commands.PoolControl, Protocol):
     """The master, as its commands see it."""
 
 
-def handlers(pool: Pool) -> dict[str, Handler]:
+def handlers(pool: Pool, given: Mapping[str, Handler]) -> dict[str, Handler]:
     """The control socket's commands, bound to this pool: the one registry of what a master
-    answers (each command's module adds its line here)."""
+    answers (each command's module adds its line here), with those the worker layer gives
+    (`PoolConfig.commands`: what the app is, where no agent answers it)."""
     inspections = {
         name: functools.partial(_without_args, answer, pool)
         for name, answer in (
@@ -64,7 +65,7 @@ def handlers(pool: Pool) -> dict[str, Handler]:
             ("revoke", revoke),
         )
     }
-    return {**inspections, **actions}
+    return {**given, **inspections, **actions}
 
 
 def _without_args(

@@ -117,7 +117,9 @@ class Master:
     # -- the loop ---------------------------------------------------------------------------
 
     def run(self) -> int:
-        self._control = ControlServer(inspection.handlers(self), self._selector)
+        self._control = ControlServer(
+            inspection.handlers(self, self.config.commands), self._selector
+        )
         self._signals = signals = SignalPipe(catch_sigchld=not self._pidfds)
         self._selector.register(signals, selectors.EVENT_READ)
         self.metrics.start(self, self._selector)

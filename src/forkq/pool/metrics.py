@@ -26,7 +26,7 @@ import selectors
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -58,8 +58,9 @@ _MEMORY: tuple[tuple[str, str, Callable[[ProcessMemory], int]], ...] = (
 class Exposed(Protocol):
     """What the worker layer adds to what the master serves."""
 
-    def collect(self) -> Iterable[Metric]:
-        """Its metric families, read from memory: no broker round trip."""
+    def collect(self, occupied: Sequence[int]) -> Iterable[Metric]:
+        """Its metric families, read from memory: no broker round trip. `occupied`: the
+        slots with a child now (`Tally.totals`)."""
         ...
 
     def unready(self) -> str | None:
@@ -198,7 +199,8 @@ class _Families(Collector):
 
     def collect(self) -> Iterable[Metric]:
         yield from self._metrics.collect(self._pool)
-        yield from self._metrics.exposed.collect()
+        occupied = [index for index, _ in self._pool.child_slots()]
+        yield from self._metrics.exposed.collect(occupied)
 
 
 def _child_states(pool: ServedPool) -> list[tuple[int, SlotState]]:

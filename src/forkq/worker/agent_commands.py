@@ -1,5 +1,7 @@
 """The commands a worker's agent answers itself (`worker/agent.py`): what the app is, which
-the master cannot say (it knows processes, not tasks). Every other command goes to the master.
+the pool cannot say (it knows processes, not tasks). Every other command goes to the master.
+Where there is no agent (SQLite, `--no-control`), the master answers these on its control
+socket (`bound`, handed to the pool as `PoolConfig.commands`): the same functions.
 
     registered  the tasks, each with the options it was given (those not at their default)
     conf        the settings, the secret and URL passwords shown as ***
@@ -14,6 +16,7 @@ body; bad args raise `BadArguments`, shown to the client as this worker's error.
 from __future__ import annotations
 
 import enum
+import functools
 import types
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -23,7 +26,7 @@ import msgspec
 
 from forkq.app import Forkq
 from forkq.exceptions import MessageRejected
-from forkq.pool.control import BadArguments
+from forkq.pool.control import BadArguments, Handler
 from forkq.revocation import current_revocations
 from forkq.settings import redacted
 from forkq.task_options import TaskOptions
@@ -125,6 +128,11 @@ COMMANDS: dict[str, Command] = {
     "scheduled": scheduled,
     "revoked": revoked,
 }
+
+
+def bound(worker: AgentView) -> dict[str, Handler]:
+    """These commands, answering for `worker` (the master's view of it, where no agent is)."""
+    return {name: functools.partial(command, worker) for name, command in COMMANDS.items()}
 
 
 def _shown(value: Any) -> Any:

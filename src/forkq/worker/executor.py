@@ -324,7 +324,10 @@ class Executor:
         self.session.dead_letter(delivery, rejected.reason)
         if self.observers:
             name = "" if message is None else message.task
-            self.observers.rejected(Rejected(task_id or "", name, delivery.queue, rejected.reason))
+            verdict = rejected.kind is Rejection.KILLED_FOR_TIME
+            self.observers.rejected(
+                Rejected(task_id or "", name, delivery.queue, rejected.reason, verdict)
+            )
 
     def _run(
         self, task: Task, message: Message, delivery: Delivery, soft_limit: float | None

@@ -41,8 +41,7 @@ from forkq.engines.contract import Broker, QueueDepth
 from forkq.pool.exits import ChildExit
 from forkq.pool.scoreboard import SlotState
 from forkq.pool.tally import Tally
-from forkq.pool.watch import Ending
-from forkq.worker.task_counts import Outcome, TaskCounter, TaskFigures, TaskLayout, Word
+from forkq.worker.task_counts import Outcome, TaskCounter, TaskFigures, TaskLayout, Word, reaped
 
 
 class WorkerMetrics:
@@ -61,19 +60,18 @@ class WorkerMetrics:
     # -- what the master counts -------------------------------------------------------------
 
     def child_exited(self, exit: ChildExit) -> None:
-        """The task a dead child was running: failed when the master killed it for its time
-        limit (its FAILURE is stored; it ran from the start its slot shows), else lost (it
-        runs again)."""
+        """The task a dead child was running, as `reaped` counts it: failed when the master
+        killed it for its time limit (its FAILURE is stored; it ran from the start its slot
+        shows), nothing when it was terminated (revoked), else lost (it runs again)."""
         seen = exit.last_seen
-        if seen.state != SlotState.BUSY:
-            return
-        if exit.reason is Ending.TIME_LIMIT:
+        outcome = reaped(exit.reason) if seen.state == SlotState.BUSY else None
+        if outcome is Outcome.FAILED:
             runtime = max(0.0, time.time() - seen.started_at)
-            bucket, total = self.layout.ran(seen.task_name, Outcome.FAILED, runtime)
+            bucket, total = self.layout.ran(seen.task_name, outcome, runtime)
             self.tally.add(bucket)
             self.tally.add(total, runtime)
-        else:
-            self.tally.add(self.layout.count(seen.task_name, Outcome.LOST))
+        elif outcome is not None:
+            self.tally.add(self.layout.count(seen.task_name, outcome))
 
     def released(self, count: int) -> None:
         self.tally.add(Word.RELEASED, count)
@@ -103,8 +101,9 @@ class WorkerMetrics:
 
     # -- what a scrape reads ----------------------------------------------------------------
 
-    def collect(self) -> Iterable[Metric]:
-        totals = self.tally.totals()
+    def collect(self, occupied: Sequence[int] | None = None) -> Iterable[Metric]:
+        """What a scrape serves; `occupied`: the slots with a child now (None: every slot)."""
+        totals = self.tally.totals(occupied)
         yield from self._task_families(totals)
         rejected = sum(
             totals[self.layout.count(name, Outcome.REJECTED)] for name in self.layout.names

@@ -27,12 +27,14 @@ from forkq.envelope import Message
 
 class Rejected(msgspec.Struct, frozen=True):
     """A delivery dead-lettered without running: its task's id and name when they could be
-    read (empty otherwise), its queue and why."""
+    read (empty otherwise), its queue and why; `verdict` when the dead-lettering carries out
+    the master's (killed for its time limit), whose run the master counted."""
 
     task_id: str
     task_name: str
     queue: str
     reason: str
+    verdict: bool = False
 
 
 class TaskObserver(Protocol):

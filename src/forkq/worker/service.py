@@ -44,6 +44,7 @@ from forkq.pool.pidfile import PidFile
 from forkq.pool.reload import CHECK_ENV
 from forkq.pool.scoreboard import slot_capacity
 from forkq.worker.agent import AgentProgram
+from forkq.worker.agent_commands import bound
 from forkq.worker.banner import log_banner
 from forkq.worker.consume import ConsumeOptions, ConsumeProgram
 from forkq.worker.limits import TimeLimits
@@ -150,7 +151,8 @@ def run_worker(app: Forkq, config: WorkerConfig, *, gc_was_enabled: bool | None 
         companions: list[CompanionProgram] = []
         if schedules:
             companions.append(SchedulerProgram(app, schedules, worker_id))
-        if config.control and carries_control(app.settings.broker_url):
+        agent = config.control and carries_control(app.settings.broker_url)
+        if agent:
             companions.append(AgentProgram(app, hostname, worker_id, bulletin.reader()))
         pool = PoolConfig(
             concurrency=config.concurrency,
@@ -160,6 +162,7 @@ def run_worker(app: Forkq, config: WorkerConfig, *, gc_was_enabled: bool | None 
             max_memory_per_child=config.max_memory_per_child,
             reload_check=(sys.executable, *sys.orig_argv[1:]),
             hostname=hostname,
+            commands={} if agent else bound(supervision),  # what the agent would answer
         )
         # Everything loaded so far is shared copy-on-write with the children; freezing it
         # keeps the collector from writing to those pages (and so copying them) in every child.

@@ -25,6 +25,16 @@ a task unknown then (registered later, or a message for a task this worker lacks
 "other". `lost` and the master's `failed` (a task killed for its time limit, which ran from the
 start its slot shows until the kill) are counted by the master when it reaps the child
 (`worker/metrics.py`), in the same words.
+
+One outcome per run of a task, decided here (`reaped`, `TaskCounter`), when the master ends
+the process running it and its message comes back to a child:
+
+    ended for its time limit ─► failed (master, at reap); the message's dead-lettering, by
+                                the master's release or by a child reading the FAILURE stored
+                                (`Rejected.verdict`), counts as buried, not rejected
+    terminated (revoked)     ─► nothing at reap; revoked when a child discards the message
+                                the master gave back (every engine gives it back)
+    died otherwise           ─► lost (master, at reap); it runs again, counted again
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ from bisect import bisect_left
 from collections.abc import Iterable
 
 from forkq.envelope import Message
+from forkq.pool.watch import Ending
 from forkq.states import FAILURE, RETRY, REVOKED, SUCCESS
 from forkq.worker.observe import Rejected
 
@@ -88,7 +99,18 @@ def at(outcome: Outcome) -> int:
 # As plain ints, for the child's path: an enum member's lookup costs more than the store.
 _AT_OF_STATE = {state: at(outcome) for state, outcome in OUTCOME_OF_STATE.items()}
 _REVOKED, _REJECTED = at(Outcome.REVOKED), at(Outcome.REJECTED)
-_EVENTS_DROPPED = int(Word.EVENTS_DROPPED)
+_EVENTS_DROPPED, _BURIED = int(Word.EVENTS_DROPPED), int(Word.BURIED)
+
+
+def reaped(reason: Ending | None) -> Outcome | None:
+    """What the master counts for the task a child it reaped was running: failed when it
+    killed it for its time limit, none when it terminated a revoked task (the child that
+    discards its message counts it revoked), else lost."""
+    if reason is Ending.TIME_LIMIT:
+        return Outcome.FAILED
+    if reason is Ending.REVOKED:
+        return None
+    return Outcome.LOST
 
 
 class TaskLayout:
@@ -143,7 +165,10 @@ class TaskCounter:
             area[at_ + _SUM] += runtime
 
     def rejected(self, rejection: Rejected) -> None:
-        self._area[self._rows.get(rejection.task_name, self._other) + _REJECTED] += 1.0
+        if rejection.verdict:  # its run was counted failed by the master: a burial
+            self._area[_BURIED] += 1.0
+        else:
+            self._area[self._rows.get(rejection.task_name, self._other) + _REJECTED] += 1.0
 
     def events_dropped(self, count: int) -> None:
         """For the events' writer in this child: events it could not send and dropped."""

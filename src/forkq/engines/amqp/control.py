@@ -5,7 +5,8 @@ an exclusive queue per agent, replies to the client's own queue, and membership 
     client: its inbox, an exclusive server-named queue (once per channel) ─► read the members
             stream ─► publish the request to P.control ─► replies come to the inbox
     agent:  P.control.agent.NAME.HEX (exclusive, auto-delete), bound to P.control, consumed
-            ─► announce: a record appended to P.control.members ─► reply to the inbox named
+            `AGENT_PREFETCH` at a time, each acked when taken ─► announce: a record appended
+            to P.control.members ─► reply to the inbox named
 
 Why a stream for membership: reading it takes nothing from it, so any number of clients read
 it at once and each sees every record (a classic queue is read by taking its messages, and two
@@ -51,6 +52,9 @@ log = logging.getLogger("forkq.control")
 T = TypeVar("T")
 READ_WITHIN = 5.0  # seconds a read of the members stream may take
 INBOX_PREFIX = "amq.gen-"  # RabbitMQ's names for server-named queues
+# Requests an agent holds unacked, at most: a flood stays in its queue on the server, not in
+# the agent's memory (a prefetch limit bounds only a consumer that acks).
+AGENT_PREFETCH = 16
 
 
 class _Record(msgspec.Struct, frozen=True):
@@ -78,7 +82,7 @@ class AMQPControl(ControlChannel):
         self._channel: BlockingChannel | None = None
         self._inbox_queue = ""
         self._replies: deque[bytes] = deque()
-        self._requests: deque[bytes] = deque()
+        self._requests: deque[tuple[int, bytes]] = deque()  # delivery tag, body: unacked
         self._listening = False  # subscribed on the open channel
         self._declared: set[str] = set()  # the exchange and stream, declared on the channel
 
@@ -99,6 +103,7 @@ class AMQPControl(ControlChannel):
         """What lived on the channel went with it: the inbox, the subscription."""
         self._inbox_queue, self._listening = "", False
         self._declared.clear()
+        self._requests.clear()  # their tags were the channel's: its queue went with it
 
     def _forget(self, say_goodbye: bool = True) -> None:
         """The connection is gone or unknown: whatever lived on it with it. Without
@@ -176,7 +181,8 @@ class AMQPControl(ControlChannel):
             queue = self._topology.agent_queue(self._member.name, uuid.uuid4().hex[:6])
             channel.queue_declare(queue, exclusive=True, auto_delete=True)
             channel.queue_bind(queue, exchange)
-            channel.basic_consume(queue, self._on_request, auto_ack=True)
+            channel.basic_qos(prefetch_count=AGENT_PREFETCH)
+            channel.basic_consume(queue, self._on_request)
             self._listening = True
 
     def _exchange(self) -> BlockingChannel:
@@ -187,13 +193,22 @@ class AMQPControl(ControlChannel):
             self._declared.add(self._topology.control_exchange)
         return channel
 
-    def _on_request(self, _ch: Any, _method: Any, _props: Any, body: bytes) -> None:
-        self._requests.append(body)
+    def _on_request(self, _ch: Any, method: Any, _props: Any, body: bytes) -> None:
+        self._requests.append((method.delivery_tag, body))
 
     def _next_request(self, timeout: float) -> bytes | None:
+        """The next request, acked as it is taken: the server then sends one more."""
         if not self._listening:  # the connection was lost: subscribe again on a new one
             self._subscribe()
-        return self._next(self._requests, timeout)
+        if not self._requests:
+            self._wait(timeout)
+        if not self._requests:
+            return None
+        tag, body = self._requests.popleft()
+        with self._driver():  # on the channel it came by: a tag is that channel's
+            assert self._channel is not None  # its loss would have emptied _requests
+            self._channel.basic_ack(tag)
+        return body
 
     def _send_reply(self, address: str, raw: bytes) -> None:
         if not address.startswith(INBOX_PREFIX):  # only a client's inbox
@@ -203,11 +218,15 @@ class AMQPControl(ControlChannel):
 
     def _next(self, arrived: deque[bytes], timeout: float) -> bytes | None:
         if not arrived:
-            with self._driver():
-                self._open()
-                assert self._connection is not None
-                self._connection.process_data_events(time_limit=timeout)
+            self._wait(timeout)
         return arrived.popleft() if arrived else None
+
+    def _wait(self, timeout: float) -> None:
+        """Deliveries for at most `timeout` seconds, each to its consumer's callback."""
+        with self._driver():
+            self._open()
+            assert self._connection is not None
+            self._connection.process_data_events(time_limit=timeout)
 
     # -- membership --------------------------------------------------------------------------
 
