@@ -40,7 +40,7 @@ def documented() -> dict[str, set[str]]:
 def served() -> dict[str, set[str]]:
     """Each family one scrape of a worker serves, as Prometheus names it, with its labels."""
     worker = WorkerMetrics(["t"], capacity=1)
-    worker.observer(0).finished(make_message("t", [], {}, queue="q"), "q", SUCCESS, 0.1)
+    worker.observer(0).finished(make_message("t", [], {}, queue="q"), "q", SUCCESS, 0.1, "", 0.0)
     worker.depths = {"q": QueueDepth(messages=1, delayed=0)}
     pool = SimpleNamespace(
         hostname="h", concurrency=1, started_at=0.0, stopping=False,
