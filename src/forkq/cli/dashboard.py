@@ -1,0 +1,70 @@
+"""`forkq dashboard`: the web dashboard (forkq.dashboard), served by uvicorn. Starlette,
+uvicorn and Jinja2 come with the `dashboard` extra and are imported only here and in
+forkq.dashboard, when this command runs."""
+
+from __future__ import annotations
+
+import click
+
+from forkq.cli.main import app_options, cli, resolve_app
+from forkq.exceptions import ConfigurationError
+
+
+@cli.command()
+@app_options
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=5555, show_default=True)
+@click.option("--auth", metavar="USER:PASSWORD", help="HTTP basic authentication.")
+@click.option("--token", metavar="TOKEN", help="A bearer token (or ?token= once per browser).")
+@click.option("--read-only", is_flag=True, help="No actions: buttons hidden, POSTs refused.")
+@click.option("--hide-args", is_flag=True, help="Show neither task arguments nor results.")
+@click.option(
+    "--url-prefix",
+    metavar="PATH",
+    help="The path a reverse proxy serves the dashboard under, e.g. /forkq.",
+)
+@click.option(
+    "--events-url",
+    metavar="URL",
+    help="Where the events are kept (overrides events_url; default: the result backend).",
+)
+def dashboard(
+    app_spec: str | None,
+    broker: str | None,
+    backend: str | None,
+    host: str,
+    port: int,
+    auth: str | None,
+    token: str | None,
+    read_only: bool,
+    hide_args: bool,
+    url_prefix: str | None,
+    events_url: str | None,
+) -> None:
+    """Serve the web dashboard: workers, their memory, tasks; live."""
+    from forkq.dashboard.config import DashboardConfig, normal_prefix, parse_credentials
+
+    config = DashboardConfig(
+        host=host,
+        port=port,
+        auth=parse_credentials(auth) if auth is not None else None,
+        token=token,
+        read_only=read_only,
+        hide_args=hide_args,
+        url_prefix=normal_prefix(url_prefix),
+    )
+    try:
+        import uvicorn
+
+        from forkq.dashboard.app import build
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"the dashboard needs its extra: pip install 'forkq[dashboard]' ({exc})"
+        ) from None
+    app = resolve_app(app_spec, broker, backend)
+    if events_url:
+        app.configure(events_url=events_url)
+    asgi = build(config, app, app.settings.events_store_url)
+    shown = f"http://{host}:{port}{config.url_prefix}/"
+    click.echo(f"forkq dashboard on {shown}" + ("" if config.protected else " (no auth)"))
+    uvicorn.run(asgi, host=host, port=port, log_level="warning", proxy_headers=False)
