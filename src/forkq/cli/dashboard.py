@@ -4,6 +4,8 @@ forkq.dashboard, when this command runs."""
 
 from __future__ import annotations
 
+import socket
+
 import click
 
 from forkq.cli.main import app_options, cli, resolve_app
@@ -64,7 +66,32 @@ def dashboard(
     app = resolve_app(app_spec, broker, backend)
     if events_url:
         app.configure(events_url=events_url)
-    asgi = build(config, app, app.settings.events_store_url)
-    shown = f"http://{host}:{port}{config.url_prefix}/"
-    click.echo(f"forkq dashboard on {shown}" + ("" if config.protected else " (no auth)"))
-    uvicorn.run(asgi, host=host, port=port, log_level="warning", proxy_headers=False)
+    listening = _listen(host, port)
+    shown = f"http://{_shown_host(host)}:{port}{config.url_prefix}/"
+
+    def ready(events: int) -> None:
+        auth = "" if config.protected else " (no auth: open to anyone on this host)"
+        click.echo(f"forkq dashboard on {shown}{auth}; {events} events read", err=True)
+
+    asgi = build(config, app, app.settings.events_store_url, ready)
+    server = uvicorn.Server(uvicorn.Config(asgi, log_level="warning", proxy_headers=False))
+    server.run(sockets=[listening])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before the event history is read, so a port in use is
+    one line at once and a client that connects while it is read waits in the backlog."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listening = socket.socket(family, socket.SOCK_STREAM)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listening.bind((host, port))
+    except OSError as exc:
+        listening.close()
+        raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    listening.listen(128)
+    return listening
+
+
+def _shown_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

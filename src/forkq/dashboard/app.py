@@ -134,7 +134,13 @@ class Blank:
         return iter(())
 
 
-def build(config: DashboardConfig, app: Forkq, events_url: str) -> Starlette:
+def build(
+    config: DashboardConfig,
+    app: Forkq,
+    events_url: str,
+    ready: Callable[[int], None] | None = None,
+) -> Starlette:
+    """The ASGI app; `ready(events read)` is called once the history is read."""
     feed = Feed(app, events_url)
     dashboard = Dashboard(config, feed)
     actions = Actions(feed, config)
@@ -142,6 +148,8 @@ def build(config: DashboardConfig, app: Forkq, events_url: str) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         await feed.start()
+        if ready is not None:
+            ready(feed.read)
         try:
             yield
         finally:

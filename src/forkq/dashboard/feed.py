@@ -48,6 +48,7 @@ class Feed:
         self.depths: dict[str, QueueDepth] = {}
         self.trouble = ""  # why the store or the broker cannot be read now; "" when it can
         self.version = 0  # bumped on every change
+        self.read = 0  # events read from the store
         self._changed = asyncio.Event()
         self._offset: str | None = None
         self._store: ResultBackend | None = None
@@ -107,6 +108,7 @@ class Feed:
         return page
 
     def _fold_page(self, page: EventPage) -> None:
+        self.read += len(page.events)
         for stored in page.events:
             event = decode(stored.body)
             if event is None:

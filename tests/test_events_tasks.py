@@ -1,0 +1,77 @@
+"""The task index (forkq.events.tasks) and the outcome series (forkq.events.series): pure."""
+
+from __future__ import annotations
+
+from forkq.events import TaskEvent, TaskEventKind
+from forkq.events.series import OutcomeSeries
+from forkq.events.tasks import TIMELINE, TaskFilter, TaskIndex
+
+
+def event(kind: TaskEventKind, at: float, task_id: str = "t1", **fields: object) -> TaskEvent:
+    fields = {"worker": "w1", "child": 0, **fields}
+    return TaskEvent(kind, task_id, str(fields.pop("name", "app.add")), "default", at, **fields)  # type: ignore[arg-type]
+
+
+class TestTaskIndex:
+    def test_a_task_takes_its_newest_events_state_whatever_order_they_come_in(self) -> None:
+        index = TaskIndex()
+        index.fold(event(TaskEventKind.SUCCEEDED, 3.0, runtime=0.5))
+        index.fold(event(TaskEventKind.STARTED, 2.0))  # a child's earlier event, read later
+        task = index.get("t1")
+        assert task is not None and task.state is TaskEventKind.SUCCEEDED
+        assert [e.kind for e in task.timeline] == [TaskEventKind.STARTED, TaskEventKind.SUCCEEDED]
+        assert task.runtime == 0.5 and task.first_at == 2.0
+
+    def test_the_oldest_task_goes_first_when_full(self) -> None:
+        index = TaskIndex(capacity=2)
+        for n, task_id in enumerate(["a", "b", "c"]):
+            index.fold(event(TaskEventKind.RECEIVED, float(n), task_id))
+        assert index.get("a") is None and len(index) == 2
+
+    def test_a_task_with_news_is_kept_over_an_older_one(self) -> None:
+        index = TaskIndex(capacity=2)
+        index.fold(event(TaskEventKind.RECEIVED, 1.0, "a"))
+        index.fold(event(TaskEventKind.RECEIVED, 2.0, "b"))
+        index.fold(event(TaskEventKind.SUCCEEDED, 3.0, "a"))
+        index.fold(event(TaskEventKind.RECEIVED, 4.0, "c"))
+        assert index.get("a") is not None and index.get("b") is None
+
+    def test_a_timeline_is_bounded_keeping_the_first_and_the_newest(self) -> None:
+        index = TaskIndex()
+        for n in range(TIMELINE * 3):
+            index.fold(event(TaskEventKind.RETRIED, float(n)))
+        task = index.get("t1")
+        assert task is not None and len(task.timeline) == TIMELINE
+        assert task.timeline[0].at == 0.0 and task.timeline[-1].at == TIMELINE * 3 - 1
+
+    def test_filters_and_search_newest_first_up_to_the_limit(self) -> None:
+        index = TaskIndex()
+        index.fold(event(TaskEventKind.FAILED, 1.0, "abc1", name="app.a"))
+        index.fold(event(TaskEventKind.SUCCEEDED, 2.0, "abc2", name="app.b"))
+        index.fold(event(TaskEventKind.FAILED, 3.0, "xyz3", name="app.a", worker="w2"))
+        ids = lambda f, n=10: [t.task_id for t in index.newest(f, n)]  # noqa: E731
+        assert ids(TaskFilter()) == ["xyz3", "abc2", "abc1"]
+        assert ids(TaskFilter(state=TaskEventKind.FAILED)) == ["xyz3", "abc1"]
+        assert ids(TaskFilter(name="app.b")) == ["abc2"]
+        assert ids(TaskFilter(worker="w2")) == ["xyz3"]
+        assert ids(TaskFilter(search="abc")) == ["abc2", "abc1"]
+        assert ids(TaskFilter(), 1) == ["xyz3"]
+
+
+class TestOutcomeSeries:
+    def test_counts_per_bucket_oldest_first_ending_now(self) -> None:
+        series = OutcomeSeries(step=10.0, span=30.0)
+        series.fold(event(TaskEventKind.SUCCEEDED, 105.0))
+        series.fold(event(TaskEventKind.SUCCEEDED, 118.0))
+        series.fold(event(TaskEventKind.FAILED, 119.0))
+        series.fold(event(TaskEventKind.STARTED, 119.0))  # not an outcome
+        buckets = series.read(now=121.0)
+        assert buckets.start == 100.0
+        assert buckets.succeeded == [1, 1, 0] and buckets.failed == [0, 1, 0]
+
+    def test_buckets_older_than_the_span_are_forgotten(self) -> None:
+        series = OutcomeSeries(step=10.0, span=30.0)
+        series.fold(event(TaskEventKind.SUCCEEDED, 5.0))
+        series.fold(event(TaskEventKind.SUCCEEDED, 1005.0))
+        assert series.read(now=1005.0).succeeded == [0, 0, 1]
+        assert series.read(now=25.0).succeeded == [0, 0, 0]  # the old one is gone
