@@ -24,9 +24,18 @@ def heartbeat(host: str, worker: str = "w1", at: float | None = None, busy: str 
     )  # fmt: skip
     return encode(
         WorkerEvent(
-            WorkerEventKind.HEARTBEAT, worker, host, 4000, at or time.time(), ("default",), 1,
-            (child,), master_rss=40 * MIB, master_pss=25 * MIB, master_uss=6 * MIB,
-        )  # fmt: skip
+            WorkerEventKind.HEARTBEAT,
+            worker,
+            host,
+            4000,
+            at or time.time(),
+            ("default",),
+            1,
+            (child,),
+            master_rss=40 * MIB,
+            master_pss=25 * MIB,
+            master_uss=6 * MIB,
+        )
     )
 
 
