@@ -11,6 +11,7 @@ from starlette.testclient import TestClient
 from forkq.app import Forkq
 from forkq.dashboard.app import build
 from forkq.dashboard.config import DashboardConfig
+from forkq.dashboard.feed import Feed
 from forkq.events import ChildRow, TaskEvent, TaskEventKind, WorkerEvent, WorkerEventKind, encode
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
@@ -55,5 +56,5 @@ def dashboard(url: str, bodies: list[bytes], **options: object) -> Iterator[Test
     writer.close()
     app = Forkq("dash", broker=url)
     config = DashboardConfig(**options)  # type: ignore[arg-type]
-    with TestClient(build(config, app, url), base_url="http://127.0.0.1:5555") as client:
+    with TestClient(build(config, Feed(app, url)), base_url="http://127.0.0.1:5555") as client:
         yield client

@@ -5,6 +5,7 @@ forkq.dashboard, when this command runs."""
 from __future__ import annotations
 
 import socket
+from types import FrameType
 
 import click
 
@@ -59,6 +60,7 @@ def dashboard(
         import uvicorn
 
         from forkq.dashboard.app import build
+        from forkq.dashboard.feed import Feed
     except ImportError as exc:
         raise ConfigurationError(
             f"the dashboard needs its extra: pip install 'forkq[dashboard]' ({exc})"
@@ -73,9 +75,16 @@ def dashboard(
         auth = "" if config.protected else " (no auth: open to anyone on this host)"
         click.echo(f"forkq dashboard on {shown}{auth}; {events} events read", err=True)
 
-    asgi = build(config, app, app.settings.events_store_url, ready)
-    server = uvicorn.Server(uvicorn.Config(asgi, log_level="warning", proxy_headers=False))
-    server.run(sockets=[listening])
+    feed = Feed(app, app.settings.events_store_url)
+    asgi = build(config, feed, ready)
+    settings = uvicorn.Config(asgi, log_level="warning", proxy_headers=False)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            feed.close_streams()  # open streams would hold the shutdown up
+            super().handle_exit(sig, frame)
+
+    Server(settings).run(sockets=[listening])
 
 
 def _listen(host: str, port: int) -> socket.socket:

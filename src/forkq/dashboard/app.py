@@ -19,7 +19,6 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from forkq.app import Forkq
 from forkq.dashboard.actions import Actions, forget_said, said
 from forkq.dashboard.config import DashboardConfig
 from forkq.dashboard.feed import Feed, now
@@ -111,7 +110,7 @@ class Dashboard:
     async def _messages(self, request: Request, data: PageData) -> AsyncIterator[str]:
         """The page's data now, then again on each change (or every KEEPALIVE seconds)."""
         version = self.feed.version
-        while True:
+        while not self.feed.closing:
             yield f"data: {json.dumps(await data(request))}\n\n"
             version = await self.feed.changed_since(version, KEEPALIVE)
 
@@ -135,13 +134,9 @@ class Blank:
 
 
 def build(
-    config: DashboardConfig,
-    app: Forkq,
-    events_url: str,
-    ready: Callable[[int], None] | None = None,
+    config: DashboardConfig, feed: Feed, ready: Callable[[int], None] | None = None
 ) -> Starlette:
-    """The ASGI app; `ready(events read)` is called once the history is read."""
-    feed = Feed(app, events_url)
+    """The ASGI app over `feed`; `ready(events read)` is called once the history is read."""
     dashboard = Dashboard(config, feed)
     actions = Actions(feed, config)
 

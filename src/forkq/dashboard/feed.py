@@ -50,6 +50,8 @@ class Feed:
         self.version = 0  # bumped on every change
         self.read = 0  # events read from the store
         self._changed = asyncio.Event()
+        self._closing = asyncio.Event()  # set when the server stops: the streams end
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._offset: str | None = None
         self._store: ResultBackend | None = None
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="forkq-dashboard-io")
@@ -62,6 +64,7 @@ class Feed:
     async def start(self) -> None:
         """Read the history (folded in the I/O thread: nothing reads the state yet), then
         tail the store and poll the depths."""
+        self._loop = asyncio.get_running_loop()
         await self.call(self._load_history)
         self._tasks = [asyncio.create_task(self._tail()), asyncio.create_task(self._depths())]
 
@@ -74,11 +77,26 @@ class Feed:
         await self.call(self._close)
         self._thread.shutdown(wait=True)
 
+    @property
+    def closing(self) -> bool:
+        return self._closing.is_set()
+
+    def close_streams(self) -> None:
+        """End every stream (from any thread, or a signal handler): the server can stop
+        without waiting for browsers that keep their streams open."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._closing.set)
+
     async def changed_since(self, version: int, timeout: float) -> int:
-        """The version once it differs from `version`, or after `timeout` seconds."""
-        if self.version == version:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout)
+        """The version once it differs from `version`, or after `timeout` seconds, or at
+        once when closing."""
+        if self.version == version and not self.closing:
+            waits = [asyncio.ensure_future(e.wait()) for e in (self._changed, self._closing)]
+            try:
+                await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for wait in waits:
+                    wait.cancel()
         return self.version
 
     def _bump(self) -> None:
