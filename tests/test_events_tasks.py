@@ -75,3 +75,20 @@ class TestOutcomeSeries:
         series.fold(event(TaskEventKind.SUCCEEDED, 1005.0))
         assert series.read(now=1005.0).succeeded == [0, 0, 1]
         assert series.read(now=25.0).succeeded == [0, 0, 0]  # the old one is gone
+
+
+class TestMemorySeries:
+    def test_each_heartbeat_adds_its_sums_and_the_oldest_go(self) -> None:
+        from forkq.events import ChildRow, WorkerEvent, WorkerEventKind
+        from forkq.events.series import MemorySeries
+
+        series = MemorySeries(points=2)
+        child = ChildRow(0, 2, "idle", rss=30, pss=20, uss=10)
+        for at in (1.0, 2.0, 3.0):
+            series.fold(WorkerEvent(WorkerEventKind.HEARTBEAT, "w1", "h", 1, at, (), 1, (child,),
+                                    master_rss=50, master_pss=40, master_uss=5))  # fmt: skip
+        series.fold(WorkerEvent(WorkerEventKind.OFFLINE, "w1", "h", 1, 4.0))
+        points = series.of("w1")
+        assert [p.at for p in points] == [2.0, 3.0]
+        assert (points[0].rss, points[0].pss, points[0].uss) == (80, 60, 15)
+        assert series.of("w2") == []

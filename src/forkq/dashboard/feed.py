@@ -22,7 +22,7 @@ from forkq.app import Forkq
 from forkq.engines.contract import EventPage, QueueDepth, ResultBackend, StoredResult
 from forkq.engines.registry import open_backend
 from forkq.events.codec import decode
-from forkq.events.series import OutcomeSeries
+from forkq.events.series import MemorySeries, OutcomeSeries
 from forkq.events.state import EventsState
 from forkq.events.tasks import TaskIndex
 from forkq.events.values import Event, TaskEvent
@@ -45,6 +45,7 @@ class Feed:
         self.state = EventsState(recent=RECENT)
         self.tasks = TaskIndex()
         self.outcomes = OutcomeSeries()
+        self.memory = MemorySeries()
         self.depths: dict[str, QueueDepth] = {}
         self.trouble = ""  # why the store or the broker cannot be read now; "" when it can
         self.version = 0  # bumped on every change
@@ -139,6 +140,8 @@ class Feed:
         if isinstance(event, TaskEvent):
             self.tasks.fold(event)
             self.outcomes.fold(event)
+        else:
+            self.memory.fold(event)
 
     async def _tail(self) -> None:
         while True:

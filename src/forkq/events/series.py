@@ -1,15 +1,16 @@
-"""Task outcomes over time: how many tasks succeeded and failed in each `step`-second bucket
-of the last `span` seconds. Pure: events go in, the time is given when the buckets are read.
+"""Over time: how many tasks succeeded and failed in each `step`-second bucket of the last
+`span` seconds (`OutcomeSeries`), and each worker's memory sums heartbeat by heartbeat
+(`MemorySeries`). Pure: events go in, the time is given when the buckets are read.
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections import Counter, deque
 
 import msgspec
 
-from forkq.events.values import TaskEvent, TaskEventKind
+from forkq.events.values import TaskEvent, TaskEventKind, WorkerEvent, WorkerEventKind
 
 STEP = 10.0  # seconds a bucket covers
 SPAN = 600.0  # seconds the series covers: the last ten minutes
@@ -60,3 +61,40 @@ class OutcomeSeries:
     def _forget_before(self, bucket: int) -> None:
         for key in [key for key in self._counts if key[0] < bucket]:
             del self._counts[key]
+
+
+MEMORY_POINTS = 120  # heartbeats kept per worker: 20 minutes at the default 10 s tick
+
+
+class MemoryPoint(msgspec.Struct, frozen=True):
+    """One heartbeat's sums over a worker's processes (master and children), in bytes."""
+
+    at: float
+    rss: int
+    pss: int
+    uss: int
+
+
+class MemorySeries:
+    """Each worker's memory sums from its last `points` heartbeats, oldest first: RSS against
+    PSS over time shows what fork saves, and children's pages turning private."""
+
+    def __init__(self, points: int = MEMORY_POINTS) -> None:
+        self.points = points
+        self._workers: dict[str, deque[MemoryPoint]] = {}
+
+    def fold(self, event: WorkerEvent) -> None:
+        if event.kind is not WorkerEventKind.HEARTBEAT:
+            return
+        rows = event.children
+        point = MemoryPoint(
+            event.at,
+            event.master_rss + sum(c.rss for c in rows),
+            event.master_pss + sum(c.pss for c in rows),
+            event.master_uss + sum(c.uss for c in rows),
+        )
+        kept = self._workers.setdefault(event.worker, deque(maxlen=self.points))
+        kept.append(point)
+
+    def of(self, worker: str) -> list[MemoryPoint]:
+        return list(self._workers.get(worker, ()))

@@ -10,6 +10,7 @@ from typing import Any
 from forkq.dashboard import charts
 from forkq.dashboard.feed import Feed
 from forkq.dashboard.views.common import Links, ago, human_bytes
+from forkq.events.series import MemoryPoint
 from forkq.events.state import WorkerView
 from forkq.events.values import ChildRow
 
@@ -19,11 +20,13 @@ def workers(feed: Feed, links: Links, now: float) -> dict[str, Any]:
     return {
         "trouble": feed.trouble,
         "count": str(len(views)),
-        "workers": [_worker(view, links, now) for view in views],
+        "workers": [_worker(view, feed.memory.of(view.worker), links, now) for view in views],
     }
 
 
-def _worker(view: WorkerView, links: Links, now: float) -> dict[str, Any]:
+def _worker(
+    view: WorkerView, history: list[MemoryPoint], links: Links, now: float
+) -> dict[str, Any]:
     rss = view.master_rss + sum(c.rss for c in view.children)
     pss = view.master_pss + sum(c.pss for c in view.children)
     widest = max([1, view.master_rss, *(c.rss for c in view.children)])
@@ -49,6 +52,17 @@ def _worker(view: WorkerView, links: Links, now: float) -> dict[str, Any]:
         "sum_pss": human_bytes(pss),
         "saved": human_bytes(max(0, rss - pss)),
         "pss_width": charts.percent(pss, rss),
+        "history": _history(history),
+    }
+
+
+def _history(points: list[MemoryPoint]) -> dict[str, str]:
+    """The sums of RSS and of PSS over the last heartbeats: the gap is what fork saved."""
+    top = max([1, *(p.rss for p in points)])
+    return {
+        "rss": charts.polyline([p.rss for p in points], top),
+        "pss": charts.polyline([p.pss for p in points], top),
+        "span": f"last {len(points)} heartbeats, top {human_bytes(top)}",
     }
 
 
