@@ -168,3 +168,25 @@ class TestConfig:
     def test_auth_is_user_colon_password(self, raw: str) -> None:
         with pytest.raises(ConfigurationError):
             parse_credentials(raw)
+
+
+class TestTrouble:
+    def test_an_unreachable_event_store_is_said_on_the_page(self, url: str) -> None:
+        from starlette.testclient import TestClient
+
+        from forkq.dashboard.app import build
+        from forkq.dashboard.feed import Feed
+
+        app = Forkq("dash", broker=url)
+        feed = Feed(app, "redis://127.0.0.1:1/0")  # nothing listens on port 1
+        with TestClient(build(DashboardConfig(), feed)) as client:
+            page = client.get("/").text
+            assert "the event store cannot be read" in page
+            assert client.get("/workers").status_code == 200
+
+
+def test_a_token_link_under_a_prefix_redirects_under_it(url: str) -> None:
+    with dashboard(url, [], token=TOKEN, url_prefix="/forkq") as client:
+        login = client.get(f"/forkq/workers?token={TOKEN}", follow_redirects=False)
+        assert login.headers["location"] == "/forkq/workers"
+        assert "Path=/forkq" in login.headers["set-cookie"]

@@ -17,8 +17,18 @@ from forkq.exceptions import ConfigurationError
 @app_options
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=5555, show_default=True)
-@click.option("--auth", metavar="USER:PASSWORD", help="HTTP basic authentication.")
-@click.option("--token", metavar="TOKEN", help="A bearer token (or ?token= once per browser).")
+@click.option(
+    "--auth",
+    metavar="USER:PASSWORD",
+    envvar="FORKQ_DASHBOARD_AUTH",
+    help="HTTP basic authentication (or FORKQ_DASHBOARD_AUTH, kept out of `ps`).",
+)
+@click.option(
+    "--token",
+    metavar="TOKEN",
+    envvar="FORKQ_DASHBOARD_TOKEN",
+    help="A bearer token, or ?token= once per browser (or FORKQ_DASHBOARD_TOKEN).",
+)
 @click.option("--read-only", is_flag=True, help="No actions: buttons hidden, POSTs refused.")
 @click.option("--hide-args", is_flag=True, help="Show neither task arguments nor results.")
 @click.option(
