@@ -177,12 +177,13 @@ class TestTrouble:
         from forkq.dashboard.app import build
         from forkq.dashboard.feed import Feed
 
-        app = Forkq("dash", broker=url)
-        feed = Feed(app, "redis://127.0.0.1:1/0")  # nothing listens on port 1
-        with TestClient(build(DashboardConfig(), feed)) as client:
+        nowhere = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+        app = Forkq("dash", broker=url, backend=nowhere)
+        with TestClient(build(DashboardConfig(), Feed(app, nowhere))) as client:
             page = client.get("/").text
             assert "the event store cannot be read" in page
             assert client.get("/workers").status_code == 200
+            assert "the result backend cannot be read" in client.get("/tasks/t1").text
 
 
 def test_a_token_link_under_a_prefix_redirects_under_it(url: str) -> None:

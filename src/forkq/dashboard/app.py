@@ -28,6 +28,7 @@ from forkq.dashboard.views.common import Links
 from forkq.dashboard.views.overview import overview
 from forkq.dashboard.views.tasks import STATES, task_filter, task_list, task_page
 from forkq.dashboard.views.workers import workers
+from forkq.exceptions import ForkqError
 
 HERE = Path(__file__).parent
 KEEPALIVE = 15.0  # seconds between a stream's messages when nothing changes
@@ -64,12 +65,13 @@ class Dashboard:
 
     async def _task(self, request: Request) -> dict[str, Any]:
         task_id = request.path_params.get("task_id") or request.query_params.get("id", "")
-        stored = await self.feed.call(self.feed.stored, task_id) if task_id else None
+        trouble, stored = self.feed.trouble, None
+        try:
+            stored = await self.feed.call(self.feed.stored, task_id) if task_id else None
+        except ForkqError as exc:
+            trouble = f"the result backend cannot be read: {exc}"
         found = self.feed.tasks.get(task_id)
-        return {
-            "trouble": self.feed.trouble,
-            **task_page(task_id, found, stored, self.config.hide_args),
-        }
+        return {"trouble": trouble, **task_page(task_id, found, stored, self.config.hide_args)}
 
     def page(self, name: str) -> Callable[[Request], Awaitable[Response]]:
         template, data = self.pages[name]
