@@ -49,6 +49,15 @@ class TestPages:
             page = client.get("/tasks/t-bad").text
             assert "ValueError: no" in page and 'data-action="revoke"' in page
 
+    def test_a_restarted_dashboard_shows_what_it_showed(self, url: str) -> None:
+        bodies = [heartbeat("alpha@host"), task_event(TaskEventKind.SUCCEEDED, "t-1")]
+        with dashboard(url, bodies) as client:
+            first = client.get("/tasks").text
+            assert "t-1" in first
+        with dashboard(url, []) as client:  # a new process: nothing but the store
+            assert client.get("/tasks").text.count("t-1") == first.count("t-1")
+            assert "alpha@host" in client.get("/workers").text
+
     def test_a_task_page_shows_the_stored_traceback(self, url: str) -> None:
         with dashboard(url, [task_event(TaskEventKind.FAILED, "t1")]) as client:
             record = failure_record("ValueError", "boom", "Traceback: line 1")
