@@ -4,6 +4,7 @@ before the first request is served: the history is read by then)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -32,6 +33,7 @@ from forkq.exceptions import ForkqError
 
 HERE = Path(__file__).parent
 KEEPALIVE = 15.0  # seconds between a stream's messages when nothing changes
+STREAM_GAP = 0.5  # seconds at least between two messages of one stream
 PageData = Callable[[Request], Awaitable[dict[str, Any]]]
 
 
@@ -110,11 +112,20 @@ class Dashboard:
         )
 
     async def _messages(self, request: Request, data: PageData) -> AsyncIterator[str]:
-        """The page's data now, then again on each change (or every KEEPALIVE seconds)."""
-        version = self.feed.version
+        """The page's data now, then again when it differs from what was sent last, at
+        most once every STREAM_GAP seconds; a comment every KEEPALIVE seconds otherwise, so
+        proxies keep the connection."""
+        version, sent = self.feed.version, ""
         while not self.feed.closing:
-            yield f"data: {json.dumps(await data(request))}\n\n"
-            version = await self.feed.changed_since(version, KEEPALIVE)
+            message = json.dumps(await data(request))
+            if message != sent:
+                yield f"data: {message}\n\n"
+                sent = message
+                await asyncio.sleep(STREAM_GAP)
+            newer = await self.feed.changed_since(version, KEEPALIVE)
+            if newer == version:
+                yield ": nothing new\n\n"
+            version = newer
 
 
 class Blank:
