@@ -4,6 +4,7 @@ rules hold as a browser meets them."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -16,7 +17,7 @@ from forkq.events import TaskEventKind
 from forkq.exceptions import TaskRevoked
 from forkq.revocation import current_revocations
 from forkq.states import REVOKED
-from tests.conftest import WorkerProcess
+from tests.conftest import StartedSignal, WorkerProcess
 from tests.dashboard.browser import DashboardProcess, status
 from tests.dashboard.conftest import Reporter, wait_for
 from tests.dashboard.helpers import HOSTILE, heartbeat, task_event
@@ -94,6 +95,25 @@ def test_revoke_a_queued_task_stores_revoked(
     assert isinstance(parked.get(timeout=15, propagate=False), TaskRevoked)
     stored = redis_client.backend.get(parked.id)
     assert stored is not None and stored.state == REVOKED
+
+
+def test_terminate_kills_the_running_task_and_stores_revoked(
+    browser: Any, worker: WorkerProcess, redis_client: Forkq, e2e_dir: Path,
+    start_dashboard: Any,
+) -> None:  # fmt: skip
+    started = StartedSignal(e2e_dir)
+    running = redis_client.send_task("e2eapp.announce_then_sleep", (started.path, 60))
+    child = started.wait(timeout=15)
+    dash: DashboardProcess = start_dashboard()
+    browser.get(dash.url(f"/tasks/{running.id}"))
+    browser.find_element(By.CSS_SELECTOR, 'button[data-action="terminate"]').click()
+    browser.switch_to.alert.accept()  # "terminate?"
+    wait_for(browser, lambda d: d.find_elements(By.ID, "said"), "what the action did")
+    assert text(browser, "#said") == f"{running.id} revoked and terminated"
+    assert isinstance(running.get(timeout=15, propagate=False), TaskRevoked)
+    stored = redis_client.backend.get(running.id)
+    assert stored is not None and stored.state == REVOKED
+    assert child not in worker.all_children(1)
 
 
 def test_grow_adds_a_child_to_the_pool(
