@@ -53,7 +53,7 @@ class TestTaskIndex:
         assert ids(TaskFilter()) == ["xyz3", "abc2", "abc1"]
         assert ids(TaskFilter(state=TaskEventKind.FAILED)) == ["xyz3", "abc1"]
         assert ids(TaskFilter(name="app.b")) == ["abc2"]
-        assert ids(TaskFilter(worker="w2")) == ["xyz3"]
+        assert ids(TaskFilter(workers=frozenset({"w2", "w9"}))) == ["xyz3"]
         assert ids(TaskFilter(search="abc")) == ["abc2", "abc1"]
         assert ids(TaskFilter(), 1) == ["xyz3"]
 

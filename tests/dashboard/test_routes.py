@@ -46,6 +46,9 @@ class TestPages:
             tasks = client.get("/tasks?state=failed").text
             assert "t-bad" in tasks and "t-ok" not in tasks
             assert "t-ok" in client.get("/tasks?search=t-o").text
+            by_host = client.get("/tasks?worker=alpha@host").text  # its events name w1
+            assert "t-ok" in by_host and 'data-text="worker">alpha@host<' in by_host
+            assert "t-ok" not in client.get("/tasks?worker=beta@host").text
             page = client.get("/tasks/t-bad").text
             assert "ValueError: no" in page and 'data-action="revoke"' in page
 

@@ -62,7 +62,7 @@ class Dashboard:
         return workers(self.feed, _links(request), now())
 
     async def _tasks(self, request: Request) -> dict[str, Any]:
-        chosen = task_filter(dict(request.query_params))
+        chosen = task_filter(self.feed, dict(request.query_params))
         return task_list(self.feed, _links(request), chosen)
 
     async def _task(self, request: Request) -> dict[str, Any]:
@@ -72,8 +72,7 @@ class Dashboard:
             stored = await self.feed.call(self.feed.stored, task_id) if task_id else None
         except ForkqError as exc:
             trouble = f"the result backend cannot be read: {exc}"
-        found = self.feed.tasks.get(task_id)
-        return {"trouble": trouble, **task_page(task_id, found, stored, self.config.hide_args)}
+        return {"trouble": trouble, **task_page(self.feed, task_id, stored, self.config.hide_args)}
 
     def page(self, name: str) -> Callable[[Request], Awaitable[Response]]:
         template, data = self.pages[name]

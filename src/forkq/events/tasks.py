@@ -38,12 +38,13 @@ class TaskView(msgspec.Struct):
 
 
 class TaskFilter(msgspec.Struct, frozen=True):
-    """What a task list shows: every field empty matches all; `search` is a task id prefix."""
+    """What a task list shows: every field empty matches all; `workers` are worker ids (any
+    of them); `search` is a task id prefix."""
 
     state: TaskEventKind | None = None
     name: str = ""
     queue: str = ""
-    worker: str = ""
+    workers: frozenset[str] = frozenset()
     search: str = ""
 
     def matches(self, task: TaskView) -> bool:
@@ -51,7 +52,7 @@ class TaskFilter(msgspec.Struct, frozen=True):
             (self.state is None or task.state is self.state)
             and (not self.name or task.name == self.name)
             and (not self.queue or task.queue == self.queue)
-            and (not self.worker or task.worker == self.worker)
+            and (not self.workers or task.worker in self.workers)
             and task.task_id.startswith(self.search)
         )
 

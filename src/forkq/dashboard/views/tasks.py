@@ -21,14 +21,17 @@ SHOWN_RESULT = 10_000  # characters of a result shown
 STATES = [kind.value for kind in TaskEventKind]
 
 
-def task_filter(query: dict[str, str]) -> TaskFilter:
-    """The filter a query string names; an unknown state is no filter on the state."""
+def task_filter(feed: Feed, query: dict[str, str]) -> TaskFilter:
+    """The filter a query string names; an unknown state is no filter on the state; a worker
+    is named by its host name (-n) or its id."""
     state = query.get("state", "")
+    worker = query.get("worker", "").strip()
+    ids = {w.worker for w in feed.state.workers.values() if w.host == worker}
     return TaskFilter(
         state=TaskEventKind(state) if state in STATES else None,
         name=query.get("name", "").strip(),
         queue=query.get("queue", "").strip(),
-        worker=query.get("worker", "").strip(),
+        workers=frozenset({worker, *ids} if worker else ()),
         search=query.get("search", "").strip(),
     )
 
@@ -38,26 +41,33 @@ def task_list(feed: Feed, links: Links, chosen: TaskFilter) -> dict[str, Any]:
     return {
         "trouble": feed.trouble,
         "shown": f"{len(found)} shown of {len(feed.tasks)} known",
-        "tasks": [_row(task, links) for task in found],
+        "tasks": [_row(task, links, host_of(feed, task.worker)) for task in found],
     }
 
 
-def _row(task: TaskView, links: Links) -> dict[str, Any]:
+def host_of(feed: Feed, worker: str) -> str:
+    """The worker's host name (-n), known from its events; else its id."""
+    view = feed.state.workers.get(worker)
+    return view.host if view is not None else worker
+
+
+def _row(task: TaskView, links: Links, worker: str) -> dict[str, Any]:
     return {
         "task_id": task.task_id,
         "url": links.task(task.task_id),
         "name": task.name,
         "state": task.state.value,
         "queue": task.queue,
-        "worker": task.worker,
+        "worker": worker,
         "at": clock(task.last_at),
         "runtime": seconds(task.runtime),
     }
 
 
 def task_page(
-    task_id: str, task: TaskView | None, stored: StoredResult | None, hide_args: bool
+    feed: Feed, task_id: str, stored: StoredResult | None, hide_args: bool
 ) -> dict[str, Any]:
+    task = feed.tasks.get(task_id)
     found = task is not None or stored is not None
     return {
         "task_id": task_id,
@@ -65,7 +75,7 @@ def task_page(
         "name": task.name if task else "",
         "state": task.state.value if task else "",
         "queue": task.queue if task else "",
-        "worker": task.worker if task else "",
+        "worker": host_of(feed, task.worker) if task else "",
         "child": str(task.child) if task and task.child >= 0 else "",
         "runtime": seconds(task.runtime) if task else "",
         "reason": task.reason if task else "",
@@ -74,7 +84,7 @@ def task_page(
             {
                 "at": clock(e.at),
                 "kind": e.kind.value,
-                "where": f"{e.worker} #{e.child}" if e.worker else "client",
+                "where": f"{host_of(feed, e.worker)} #{e.child}" if e.worker else "client",
                 "reason": e.reason,
             }
             for e in (task.timeline if task else [])
