@@ -72,6 +72,7 @@ def task_page(
     return {
         "task_id": task_id,
         "found": found,
+        "unknown": "" if found else "No event and no result tell of this task (yet).",
         "name": task.name if task else "",
         "state": task.state.value if task else "",
         "queue": task.queue if task else "",
