@@ -160,6 +160,22 @@ def test_auth_refuses_every_route_and_a_token_lets_the_browser_in(
     wait_for(browser, lambda d: text(d, "#workers-online") == "1", "a streamed update")
 
 
+def test_basic_auth_reaches_the_stream_and_the_static_files(
+    browser: Any, redis_client: Forkq, reporter: Reporter, start_dashboard: Any
+) -> None:
+    dash: DashboardProcess = start_dashboard("--auth", "ann:s3cret")
+    assert status(dash.url("/stream/overview"))[0] == 401
+    browser.get(dash.url("/").replace("http://", "http://ann:s3cret@"))
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, '#live[data-state="on"]'),
+             "the live stream, with the page's credentials")  # fmt: skip
+    styled = browser.execute_script(
+        "return getComputedStyle(document.querySelector('body > header')).display"
+    )
+    assert styled == "flex"  # the stylesheet came, behind the same auth
+    reporter.publish(heartbeat("basic@host"))
+    wait_for(browser, lambda d: text(d, "#workers-online") == "1", "a streamed update")
+
+
 def test_a_post_without_the_csrf_token_is_refused(
     redis_client: Forkq, start_dashboard: Any
 ) -> None:
