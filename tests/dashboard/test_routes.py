@@ -77,6 +77,13 @@ class TestPages:
                 assert "<script>alert" not in client.get(path).text
             assert "&lt;script&gt;" in client.get("/tasks").text
 
+    def test_bodies_that_are_not_events_are_skipped_and_counted(self, url: str) -> None:
+        bodies = [b"\xff\x00 not msgpack", b"{}", task_event(TaskEventKind.SUCCEEDED, "t-1")]
+        with dashboard(url, bodies) as client:
+            page = client.get("/").text
+            assert "2 stored bodies were not events of this version" in page
+            assert "t-1" in client.get("/tasks").text
+
     def test_hide_args_shows_neither_arguments_nor_results(self, url: str) -> None:
         bodies = [task_event(TaskEventKind.RECEIVED, "t1", args="('secret@example.com',)")]
         with dashboard(url, bodies) as client:

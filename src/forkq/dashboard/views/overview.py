@@ -26,6 +26,11 @@ def overview(feed: Feed, links: Links, now: float) -> dict[str, Any]:
         "succeeded": str(counts[TaskEventKind.SUCCEEDED]),
         "failed": str(counts[TaskEventKind.FAILED]),
         "tasks_known": str(len(feed.tasks)),
+        "skipped": (
+            f"{feed.state.skipped} stored bodies were not events of this version: skipped"
+            if feed.state.skipped
+            else ""
+        ),
         "chart": {
             "succeeded": charts.polyline(buckets.succeeded, top),
             "failed": charts.polyline(buckets.failed, top),
