@@ -48,6 +48,13 @@ def test_a_port_in_use_is_one_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(60)
+def test_rabbitmq_without_an_event_store_is_one_line(tmp_path: Path) -> None:
+    done = forkq("dashboard", "--broker", "amqp://guest:guest@127.0.0.1:5672/%2F", cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "no event store" in done.stderr and "events_url" in done.stderr
+
+
+@pytest.mark.timeout(60)
 def test_sigterm_stops_it_with_a_stream_open(e2e_dir: Path, sqlite_url: str) -> None:
     dash = DashboardProcess(e2e_dir, sqlite_url, server_port())
     try:

@@ -10,6 +10,7 @@ from types import FrameType
 import click
 
 from forkq.cli.main import app_options, cli, resolve_app
+from forkq.engines.registry import open_backend
 from forkq.exceptions import ConfigurationError
 
 
@@ -78,6 +79,7 @@ def dashboard(
     app = resolve_app(app_spec, broker, backend)
     if events_url:
         app.configure(events_url=events_url)
+    _check_store(app.settings.events_store_url)
     listening = _listen(host, port)
     shown = f"http://{_shown_host(host)}:{port}{config.url_prefix}/"
 
@@ -95,6 +97,18 @@ def dashboard(
             super().handle_exit(sig, frame)
 
     Server(settings).run(sockets=[listening])
+
+
+def _check_store(url: str) -> None:
+    """The event store is one a result backend can be (not RabbitMQ): said at once, in one
+    line, rather than on the page."""
+    try:
+        open_backend(url).close()
+    except ConfigurationError as exc:
+        raise ConfigurationError(
+            f"no event store: events are kept by a result backend (SQLite, Redis); set "
+            f"events_url (FORKQ_EVENTS_URL, --events-url) or result_backend (--backend) ({exc})"
+        ) from None
 
 
 def _listen(host: str, port: int) -> socket.socket:
