@@ -68,7 +68,13 @@ unannotated task unchecked.
 Metrics: row forkq-metrics is row forkq's workload on a worker with `--metrics-port` (set
 through FORKQ_METRICS_PORT, port 19191: one worker runs at a time), whose children count every
 task in shared memory for a scrape; nothing scrapes it. The page divides it by forkq (the
-feature on ÷ off, in the same run)."""
+feature on ÷ off, in the same run).
+
+Events: row forkq-events is row forkq's workload on a worker with -E (set through
+FORKQ_EVENTS): each child records received, started and succeeded for every task and adds them
+to the result backend (Redis, the broker's database) in batches of 100 or once a second,
+the master a heartbeat every tick. The page divides it by forkq (on ÷ off, same run); the
+target is at most 5 % of the drain rate lost (issue 18)."""
 
 from __future__ import annotations
 

@@ -116,6 +116,7 @@ def against_baseline(results: dict[str, dict[str, Any]]) -> list[str]:
 FEATURES = [  # (on, off): rows of one run, one feature apart
     ("forkq-typed", "forkq-args"),
     ("forkq-metrics", "forkq"),
+    ("forkq-events", "forkq"),
 ]
 FEATURE_COLUMNS = [  # (key, heading, a rate shown as time per task)
     ("drain", "drain tasks/s", False),
@@ -140,7 +141,9 @@ def features(results: dict[str, dict[str, Any]]) -> list[str]:
     """Each feature measured on and off in the run: forkq-typed (a task whose parameters are
     annotated, `typing=True`: arguments checked in delay() and converted in the child) over
     forkq-args (the same arguments, unannotated, `typing=False`); forkq-metrics (a worker
-    with `--metrics-port`, its children counting every task, nobody scraping) over forkq."""
+    with `--metrics-port`, its children counting every task, nobody scraping) over forkq;
+    forkq-events (a worker with -E: received, started and succeeded of every task, and the
+    worker's heartbeats, kept in the result backend) over forkq."""
     pairs = [(on, off) for on, off in FEATURES if on in results and off in results]
     if not pairs:
         return []
@@ -196,6 +199,10 @@ def targets(results: dict[str, dict[str, Any]]) -> list[str]:
                 f"{', below the target' if most < 4 else ''}; forkq-fork1 runs at "
                 f"{reached:.0%} of it"
             )
+    if events := results.get("forkq-events"):  # issue 18: events on by default if cheap
+        kept = _median(events, "drain") / _median(ours, "drain")
+        check("events (-E) cost at most 5% of the drain rate (issue 18)", kept >= 0.95,
+              f"{kept:.1%} of forkq's rate")  # fmt: skip
     rabbit, celery_rabbit = results.get("forkq-rabbitmq"), results.get("celery-rabbitmq")
     if rabbit and celery_rabbit:
         ratio = _median(rabbit, "drain") / _median(celery_rabbit, "drain")

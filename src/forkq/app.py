@@ -34,6 +34,7 @@ from forkq.periodic import PeriodicTasks
 from forkq.result import AsyncResult
 from forkq.schedule import Schedule
 from forkq.sending import CallOptions
+from forkq.sent_events import SentEvents
 from forkq.settings import Settings, load_settings
 from forkq.steering import Steering
 from forkq.task import AsyncTask, BoundTaskDecorator, Task, TaskDecorator
@@ -79,6 +80,7 @@ class Forkq(PeriodicTasks, ForkHooks, Steering, Handles):
         self._owner_pid = -1  # the process that opened _broker/_backend
         self._broker: Broker | None = None
         self._backend: ResultBackend | None = None
+        self.sent_events = SentEvents()  # events_sent: one add_events per publish call
         self._control: Control | None = None
 
     @property
@@ -259,6 +261,8 @@ class Forkq(PeriodicTasks, ForkHooks, Steering, Handles):
             run_eagerly(self, sent.body)
         else:
             self.broker.publish((sent,))
+            if self.settings.events_sent:
+                self.sent_events.sent(self.settings, lambda: self.backend, (message,))
 
     def publish_many(self, messages: Sequence[Message]) -> list[AsyncResult[Any]]:
         """Send the messages in as few broker round trips as it takes; each is due when its
@@ -270,6 +274,8 @@ class Forkq(PeriodicTasks, ForkHooks, Steering, Handles):
                 run_eagerly(self, item.body)
         else:
             self.broker.publish(items)
+            if self.settings.events_sent:
+                self.sent_events.sent(self.settings, lambda: self.backend, messages)
         return [AsyncResult(m.id, self, name=m.task, queue=m.queue) for m in messages]
 
     def to_outgoing(self, message: Message, now: float) -> Outgoing:
@@ -335,6 +341,7 @@ class Forkq(PeriodicTasks, ForkHooks, Steering, Handles):
         if self._control is not None:
             self._control.close()
             self._control = None
+        self.sent_events.close()
         if self._owner_pid == os.getpid():
             for conn in (self._broker, self._backend):
                 if conn is not None:

@@ -33,6 +33,8 @@ ALIASES: dict[str, str] = {  # another name -> forkq's
     "task_track_started": "track_started",
     "result_expires": "result_ttl",
     "task_always_eager": "eager",  # when the app has that setting
+    "worker_send_task_events": "events",  # forkq worker -E
+    "task_send_sent_event": "events_sent",
 }
 
 _JSON = "forkq always sends and stores JSON"
@@ -64,8 +66,6 @@ IGNORED: dict[str, str] = {  # Celery tuning that forkq sets elsewhere or decide
     "result_extended": "forkq always stores the task's name",
     "broker_connection_retry": "forkq always rides out a broker outage",
     "broker_connection_retry_on_startup": "forkq always rides out a broker outage",
-    "worker_send_task_events": "forkq has no events: see forkq inspect",
-    "task_send_sent_event": "forkq has no events: see forkq inspect",
     "task_create_missing_queues": "forkq creates queues on first use",
 }
 

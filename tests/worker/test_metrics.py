@@ -21,7 +21,7 @@ from forkq.exceptions import BrokerUnavailable
 from forkq.pool.exits import ChildExit
 from forkq.pool.scoreboard import SlotState
 from forkq.pool.watch import Ending
-from forkq.states import FAILURE, RETRY, SUCCESS
+from forkq.states import FAILURE, RETRY, REVOKED, SUCCESS
 from forkq.worker.executor import Executor
 from forkq.worker.metrics import WorkerMetrics
 from forkq.worker.observe import Observers, Rejected
@@ -109,9 +109,9 @@ def test_runtimes_fall_in_the_buckets_prometheus_reads_cumulatively() -> None:
     counter = metrics.observer(0)
     message = make_message("t", [], {}, queue="q")
     for runtime in (0.0005, 0.001, 0.002, 0.7, 5000.0):
-        counter.finished(message, "q", SUCCESS, runtime)
-    counter.finished(message, "q", "REVOKED", 0.0)  # did not run: no runtime
-    counter.finished(message, "q", "STARTED", 1.0)  # no outcome: not counted
+        counter.finished(message, "q", SUCCESS, runtime, "", 0.0)
+    counter.finished(message, "q", REVOKED, 0.0, "", 0.0)  # did not run: no runtime
+    counter.finished(message, "q", "STARTED", 1.0, "", 0.0)  # no outcome: not counted
     samples = scrape(metrics)
 
     def below(le: str) -> float:

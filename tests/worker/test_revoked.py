@@ -45,10 +45,15 @@ class Seen:
     def __init__(self) -> None:
         self.outcomes: list[tuple[str, str, float]] = []
 
+    def received(self, message: Any, queue: str) -> None:
+        pass
+
     def started(self, message: Any, queue: str) -> None:
         pass
 
-    def finished(self, message: Any, queue: str, state: str, runtime: float) -> None:
+    def finished(
+        self, message: Any, queue: str, state: str, runtime: float, reason: str, at: float
+    ) -> None:
         self.outcomes.append((message.id, state, runtime))
 
     def rejected(self, rejection: Rejected) -> None:

@@ -121,6 +121,12 @@ def prefetch_option(_ctx: click.Context, _param: click.Parameter, value: str) ->
     "from elsewhere, 127.0.0.1 for this host only [env FORKQ_METRICS_HOST].",
 )
 @click.option(
+    "-E",
+    "--events",
+    is_flag=True,
+    help="Send task and worker events (forkq events reads them) [setting events].",
+)
+@click.option(
     "--no-control",
     is_flag=True,
     help="Fork no control agent: inspect and control then reach this worker only through its "
@@ -148,6 +154,7 @@ def worker(
     metrics_port: int | None,
     metrics_host: str,
     no_control: bool,
+    events: bool,
 ) -> None:
     """Start a prefork worker: forkq worker -A proj.tasks -c 4 -Q high,default."""
     gc_was_enabled = gc.isenabled()
@@ -160,7 +167,7 @@ def worker(
         if not (app_spec or click.get_current_context().find_root().params.get("app_spec")):
             raise click.UsageError("worker needs the app: -A module[:attribute]")
         app = resolve_app(app_spec, broker, backend)
-        app.configure(max_deliveries=max_deliveries)
+        app.configure(max_deliveries=max_deliveries, events=events or None)
         if app.settings.eager:
             raise click.UsageError(
                 "the app is in eager mode (eager=True or FORKQ_EAGER): a worker would run the "

@@ -3,11 +3,15 @@ executor until the child is told to stop.
 
     boot: own connections ─► ConsumerSession (Consumer.of_child) ─► the revoked ids
           (revoked.py: the master's, inherited, and what changed since) ─► after-fork hooks
-          ─► the executor's observers (worker/observe.py): with metrics, this slot's counter
+          ─► the executor's observers (worker/observe.py): with metrics, this slot's counter;
+          with events (-E), its task events (task_events.py)
     loop: the revoked ids never read? read them, else back off (nothing fetched yet)
           ─► the queues (the bulletin's, when the master posted others) ─► fetch a batch
-          (prefetch.py) ─► executor.handle each ─► ... (until stopped/budget)
-    leave: release what it still holds (prefetched: back uncounted) ─► close the connections
+          (prefetch.py) ─► executor.handle each, the events flushed when due ─► ...
+          (until stopped/budget); with events held, the fetch first waits for nothing,
+          and only if that finds none are they flushed before the fetch that waits
+    leave: the events held flushed ─► release what it still holds (prefetched: back
+           uncounted) ─► close the connections
 
 A task's process that dies (`--max-tasks-per-child 1`, task_process.py) ends the child here,
 in one place: its message goes back counted when the task is to blame (it ran and died), and
@@ -25,6 +29,7 @@ import logging
 import os
 import random
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -32,7 +37,7 @@ import msgspec
 
 from forkq import aio
 from forkq.app import Forkq
-from forkq.engines.contract import Consumer, ConsumerSession
+from forkq.engines.contract import Consumer, ConsumerSession, Delivery
 from forkq.exceptions import BackendError, BrokerError, Unavailable
 from forkq.outage import Outage
 from forkq.pool.bulletin import BulletinReader
@@ -43,6 +48,7 @@ from forkq.worker.limits import TimeLimits
 from forkq.worker.observe import Observers, TaskObserver
 from forkq.worker.prefetch import PrefetchSizer
 from forkq.worker.revoked import RevokedIds
+from forkq.worker.task_events import EventBuffer, TaskEvents, child_buffer, no_count
 from forkq.worker.task_process import TaskProcessDied, run_in_own_process
 
 if TYPE_CHECKING:  # imported only with --metrics-port (service.py)
@@ -92,6 +98,7 @@ class ConsumeProgram:
         self.bulletin = bulletin  # what the master posts for every child (pool/bulletin.py)
         self.metrics = metrics  # made before the fork: each child counts in its own area
         self.revoked = revoked  # the master's revoked ids, which each child inherits
+        self.events: EventBuffer | None = None  # a child's, with -E (made in the child)
 
     def run_child(self, index: int, slot: SlotWriter, stop: StopSignal) -> int:
         bulletin = self.bulletin
@@ -124,6 +131,8 @@ class ConsumeProgram:
             log.warning("child %d %s mid-task (%s); leaving", index, lost, exc)
             return EXIT_CRASHED
         slot.exiting()
+        if self.events is not None:
+            self.events.flush()
         # Prefetched messages not started yet go back now rather than at lease expiry.
         with contextlib.suppress(BrokerError):
             session.release()
@@ -155,7 +164,8 @@ class ConsumeProgram:
         else:  # the master's, as it was at the fork: only what changed since is read
             revoked = self.revoked.inherited(session.results)
         revoked.refresh()  # a failure is logged; the loop fetches nothing until a read works
-        limits, observers = self.options.limits, Observers(self._observers(index))
+        limits = self.options.limits
+        observers = Observers(self._observers(index, session))
         if self.options.fork_per_task:  # the hooks run where the tasks run
             # The task's process never uses the child's connections: `app.broker` and
             # `app.backend` see the new pid and open their own if the task publishes.
@@ -168,11 +178,17 @@ class ConsumeProgram:
             self.app, session, slot, limits, observers=observers, revoked=revoked
         )
 
-    def _observers(self, index: int) -> list[TaskObserver]:
+    def _observers(self, index: int, session: ConsumerSession) -> list[TaskObserver]:
         """Who hears of each outcome in this child (worker/observe.py)."""
         observers: list[TaskObserver] = []
+        dropped: Callable[[int], None] = no_count
         if self.metrics is not None:
-            observers.append(self.metrics.observer(index))
+            counter = self.metrics.observer(index)
+            observers.append(counter)
+            dropped = counter.events_dropped
+        if self.app.settings.events:
+            self.events = child_buffer(self.app.settings, session.results, dropped)
+            observers.append(TaskEvents(self.events, self.options.worker_id, index))
         return observers
 
     def _run_after_fork_hooks(self) -> None:
@@ -186,6 +202,7 @@ class ConsumeProgram:
         prefetch = PrefetchSizer(self.options.prefetch)
         budget = None if self.options.fork_per_task else task_budget(self.options.max_tasks)
         outage = Outage("broker", log)
+        events = self.events
         while not stop.requested and budget != 0:
             pause = executor.revoked.first_read()  # never read: fetch nothing yet
             if pause:
@@ -198,8 +215,7 @@ class ConsumeProgram:
             try:
                 if queues.changed():  # what it was pushed of a queue no longer consumed goes back
                     session.release()
-                with stop.interruptible():
-                    batch = session.fetch(queues.now, limit, FETCH_WAIT)
+                batch = self._fetch(session, queues.now, limit, stop)
             except BrokerError as exc:
                 pause = outage.failed(exc)
                 with stop.interruptible():
@@ -214,10 +230,28 @@ class ConsumeProgram:
                 if budget == 1:  # the last task of this child: take no more work
                     session.stop_fetching()
                 ran += executor.handle(delivery)  # False: held back by a limit, not run
+                if events is not None:
+                    events.flush_if_due()
                 if budget is not None:  # a hold-back counts: the child has stopped fetching
                     budget -= 1
             if ran or not batch:  # hold-backs alone say nothing of how long tasks take
                 prefetch.ran(ran, time.monotonic() - started)
+
+    def _fetch(
+        self, session: ConsumerSession, queues: tuple[str, ...], limit: int, stop: StopSignal
+    ) -> list[Delivery]:
+        """A batch, waiting up to FETCH_WAIT for one; an idle child holds no events while it
+        waits: with some held, a fetch that does not wait comes first, and the events are
+        flushed only when it finds nothing (a busy child flushes in batches)."""
+        events = self.events
+        if events is not None and events.bodies:
+            with stop.interruptible():
+                batch = session.fetch(queues, limit, 0)
+            if batch:
+                return batch
+            events.flush()  # not interruptible: a stop waits for its one round trip
+        with stop.interruptible():
+            return session.fetch(queues, limit, FETCH_WAIT)
 
 
 class ConsumedQueues:

@@ -135,6 +135,8 @@ class Executor:
     def _handle(self, delivery: Delivery) -> bool:
         try:
             message, task, revoked = self._accept(delivery)
+            if self.observers:
+                self.observers.received(message, delivery.queue)
             if revoked or self.revoked.revoked(message.id):
                 return self._discard_revoked(delivery, task, message)
             throttle = task.options.throttle  # None for tasks without limits: nothing more
@@ -152,6 +154,9 @@ class Executor:
         if observed:
             observed.started(message, delivery.queue)
         record = self._run(task, message, delivery, limits.soft)
+        # When it ended, before its result and effects are sent: a retry's next try may be
+        # received by another child at once, and the events order by these times.
+        ended_at, runtime = time.time(), time.monotonic() - began
         if throttle is not None:  # before a retry is published: the next try takes anew
             self.admission.let_go(throttle, task, message)
         if message.flow is None and record.state != RETRY:
@@ -168,7 +173,8 @@ class Executor:
             unlock_at_end(self.results, message)
         self.slot.finished(failed=record.state == FAILURE, unacked=self._unacked())
         if observed:
-            observed.finished(message, delivery.queue, record.state, time.monotonic() - began)
+            reason = _reason(record)
+            observed.finished(message, delivery.queue, record.state, runtime, reason, ended_at)
         return True
 
     def _finish_with_effects(
@@ -209,7 +215,7 @@ class Executor:
             unlock_at_end(self.results, message)
         self.slot.finished(failed=False, unacked=self._unacked())
         if self.observers:
-            self.observers.finished(message, delivery.queue, REVOKED, 0.0)
+            self.observers.finished(message, delivery.queue, REVOKED, 0.0, NOT_RUN, time.time())
         return True
 
     def _revoked_write(self, message: Message) -> ResultWrite:
@@ -367,6 +373,13 @@ def _worker_lost(deliveries: int, limit: int, task_id: str | None) -> MessageRej
         task_id,
         kind=Rejection.WORKER_LOST,
     )
+
+
+def _reason(record: ResultRecord) -> str:
+    """What an observer hears of why a task failed or will retry: its exception's line."""
+    if record.exc_type is None:
+        return ""
+    return f"{record.exc_type}: {record.exc_message or ''}"
 
 
 def _none() -> tuple[()]:

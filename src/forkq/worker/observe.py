@@ -1,9 +1,14 @@
 """What a child tells its observers about each delivery it handles: the one place the executor
 reports outcomes, for whoever counts or records them (metrics, events).
 
-    Executor ─► started(message, queue)            the task is about to run
-             ─► finished(message, queue, state, runtime)  it ran: SUCCESS, FAILURE, RETRY
-                                                    (or it was revoked: REVOKED, runtime 0)
+    Executor ─► received(message, queue)           its message decoded and accepted
+             ─► started(message, queue)            the task is about to run
+             ─► finished(message, queue, state, runtime, reason, at)  it ran: SUCCESS,
+                                                    FAILURE, RETRY (or it was revoked: REVOKED,
+                                                    runtime 0); reason: the exception's line of
+                                                    a failure or retry, "" for a success; at:
+                                                    when it ended (Unix time), before its
+                                                    result and effects were sent
              ─► rejected(rejection)                 dead-lettered without running
 
 An observer must not block or raise: it is called on the task's path, in the child. What it
@@ -31,9 +36,13 @@ class Rejected(msgspec.Struct, frozen=True):
 
 
 class TaskObserver(Protocol):
+    def received(self, message: Message, queue: str) -> None: ...
+
     def started(self, message: Message, queue: str) -> None: ...
 
-    def finished(self, message: Message, queue: str, state: str, runtime: float) -> None: ...
+    def finished(
+        self, message: Message, queue: str, state: str, runtime: float, reason: str, at: float
+    ) -> None: ...
 
     def rejected(self, rejection: Rejected) -> None: ...
 
@@ -47,13 +56,19 @@ class Observers:
     def __bool__(self) -> bool:
         return bool(self._all)
 
+    def received(self, message: Message, queue: str) -> None:
+        for o in self._all:
+            o.received(message, queue)
+
     def started(self, message: Message, queue: str) -> None:
         for o in self._all:
             o.started(message, queue)
 
-    def finished(self, message: Message, queue: str, state: str, runtime: float) -> None:
+    def finished(
+        self, message: Message, queue: str, state: str, runtime: float, reason: str, at: float
+    ) -> None:
         for o in self._all:
-            o.finished(message, queue, state, runtime)
+            o.finished(message, queue, state, runtime, reason, at)
 
     def rejected(self, rejection: Rejected) -> None:
         for o in self._all:

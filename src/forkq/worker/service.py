@@ -50,6 +50,7 @@ from forkq.worker.limits import TimeLimits
 from forkq.worker.revoked import MASTER_BACKSTOP, RevokedIds
 from forkq.worker.scheduler import SchedulerProgram
 from forkq.worker.supervision import WorkerSupervision
+from forkq.worker.worker_events import master_events
 
 if TYPE_CHECKING:
     from forkq.pool.metrics import PoolMetrics
@@ -136,6 +137,16 @@ def run_worker(app: Forkq, config: WorkerConfig, *, gc_was_enabled: bool | None 
         supervision = WorkerSupervision(
             app, worker_id, config.queues, worker_metrics, bulletin, revoked
         )
+        if app.settings.events:  # -E: the master's events, on its own connection
+            dropped = worker_metrics.events_dropped if worker_metrics else None
+            supervision.events = master_events(
+                app.settings,
+                lambda: app.backend,
+                worker_id,
+                hostname,
+                lambda: supervision.queues,
+                dropped,
+            )
         companions: list[CompanionProgram] = []
         if schedules:
             companions.append(SchedulerProgram(app, schedules, worker_id))
@@ -168,7 +179,11 @@ def run_worker(app: Forkq, config: WorkerConfig, *, gc_was_enabled: bool | None 
     master = Master(program, supervision, pool, private, companions, bulletin, pool_metrics)
     with pidfile:
         log_banner(app, config, hostname, os.getpid())
+        if supervision.events is not None:
+            supervision.events.attach(master)
         code = master.run()
+        if supervision.events is not None:
+            supervision.events.stopped()
         if master.reload_requested:
             pidfile.hand_over()
             _reexec(app)

@@ -10,6 +10,9 @@ the living ones hold theirs.
                   ─► with metrics: the queues' depths, read for the scrapes to serve
                   ─► the revoked ids the next child inherits: what changed, when it may
                      have (worker/revoked.py)
+                  ─► with events (-E): the worker's heartbeat event (worker_events.py), sent
+                  with the task events the master made (a task terminated or killed for its
+                  time limit, when its child was reaped)
 
 Where the engine recovers by connection (RabbitMQ: `Capabilities.releases_others` is False),
 the server gives back what the child's connection held when it closed, and nothing is
@@ -34,6 +37,7 @@ from typing import TYPE_CHECKING
 
 from forkq.app import Forkq
 from forkq.engines.contract import Burial, Consumer, Leftovers
+from forkq.events import TaskEventKind
 from forkq.exceptions import BackendError, BrokerError, TimeLimitExceeded
 from forkq.outage import Outage
 from forkq.pool.bulletin import Bulletin
@@ -43,10 +47,13 @@ from forkq.pool.watch import Ending
 from forkq.result import encode_record, failure_record, revoked_record
 from forkq.worker.revoked import RevokedIds
 
-if TYPE_CHECKING:  # imported only with --metrics-port (service.py)
+if TYPE_CHECKING:  # imported only with --metrics-port, -E (service.py)
     from forkq.worker.metrics import WorkerMetrics
+    from forkq.worker.worker_events import WorkerEvents
 
 log = logging.getLogger("forkq.worker")
+
+TERMINATED = "terminated while running"  # what became of a revoked task its master ended
 
 
 class WorkerSupervision:
@@ -60,8 +67,10 @@ class WorkerSupervision:
         metrics: WorkerMetrics | None = None,  # --metrics-port: what the master counts
         bulletin: Bulletin | None = None,  # where control posts the queues consumed now
         revoked: RevokedIds | None = None,  # the revoked ids the children it forks inherit
+        events: WorkerEvents | None = None,  # -E: the worker's events
     ) -> None:
         self.app = app
+        self.events = events
         self.metrics = metrics
         self.worker_id = worker_id
         self._queues = tuple(queues)
@@ -73,6 +82,8 @@ class WorkerSupervision:
     def child_exited(self, exit: ChildExit) -> None:
         if self.metrics is not None:  # once, though a release that fails is tried again
             self.metrics.child_exited(exit)
+        if self.events is not None:
+            self._tell_events(exit)
         try:
             self._settle(exit)
         except (BrokerError, BackendError) as exc:
@@ -117,10 +128,22 @@ class WorkerSupervision:
 
     def _store_revoked(self, seen: SlotView) -> None:
         """The task was revoked and its process ended: its REVOKED record, now."""
-        record = revoked_record("terminated while running", seen.task_name)
+        record = revoked_record(TERMINATED, seen.task_name)
         self.app.backend.store(
             seen.task_id, record.state, encode_record(record), self.app.settings.result_ttl
         )
+
+    def _tell_events(self, exit: ChildExit) -> None:
+        """The task the master ended with its child: revoked (terminated) or failed (its time
+        limit). Once per exit, though a release that fails is tried again."""
+        seen = exit.last_seen
+        if seen.state != SlotState.BUSY or not seen.task_id or self.events is None:
+            return
+        if exit.reason is Ending.TIME_LIMIT:
+            why = f"{TimeLimitExceeded.__name__}: hard time limit exceeded"
+            self.events.task_ended(TaskEventKind.FAILED, seen, exit.index, why)
+        elif exit.reason is Ending.REVOKED:
+            self.events.task_ended(TaskEventKind.REVOKED, seen, exit.index, TERMINATED)
 
     @property
     def queues(self) -> tuple[str, ...]:
@@ -148,6 +171,8 @@ class WorkerSupervision:
             self.outage.succeeded()
             if self.metrics is not None:
                 self.metrics.heard(answered=True)
+        if self.events is not None:  # its own store, its own failures (counted, not raised)
+            self.events.heartbeat()
 
 
 def _what_ran(seen: SlotView) -> str:

@@ -2,7 +2,7 @@
 child counts what it handles in its own area, through the executor's observer seam, and the
 master sums the areas on a scrape. No message, no round trip: two stores per task.
 
-    executor ─► Observers.finished(message, queue, state, runtime) ─► TaskCounter
+    executor ─► Observers.finished(message, queue, state, ...) ─► TaskCounter
                    row of message.task ("other" if not registered at fork), block of its
                    outcome: block[bucket(runtime)] += 1; block[sum] += runtime
              ─► Observers.rejected(rejection) ─► row[rejected] += 1
@@ -123,10 +123,15 @@ class TaskCounter:
         self._rows, self._other = layout.rows, layout.other
         self._area = area
 
+    def received(self, message: Message, queue: str) -> None:
+        pass  # counted when it has finished
+
     def started(self, message: Message, queue: str) -> None:
         pass  # a busy child is on the scoreboard; counted when it has finished
 
-    def finished(self, message: Message, queue: str, state: str, runtime: float) -> None:
+    def finished(
+        self, message: Message, queue: str, state: str, runtime: float, reason: str, at: float
+    ) -> None:
         block = _AT_OF_STATE.get(state)
         if block is None:
             return

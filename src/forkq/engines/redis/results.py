@@ -49,6 +49,7 @@ from forkq.engines.redis.client import (
     longest_block,
     script_missing,
 )
+from forkq.engines.redis.events import ADD as ADD_EVENTS
 from forkq.engines.redis.events import RedisEvents
 from forkq.engines.redis.keys import chord_keys, lock_key, ready_key, result_key, starts_key
 from forkq.engines.redis.limits import RedisLimits
@@ -86,7 +87,9 @@ class RedisBackend(ResultBackend):
         self._wire: Wire | None = None  # made on the first read: a worker's child seldom reads
         self._limits = RedisLimits(self.client, self.prefix)
         self._revoked = RedisRevoked(self.client, self.prefix)
-        self._events = RedisEvents(self._reader, self.prefix)
+        self._events = RedisEvents(
+            self._reader, self.prefix, self.client.register_script(ADD_EVENTS)
+        )
 
     def store(self, task_id: str, state: str, payload: bytes, ttl: float) -> None:
         with self._errors():
