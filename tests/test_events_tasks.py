@@ -92,3 +92,14 @@ class TestMemorySeries:
         assert [p.at for p in points] == [2.0, 3.0]
         assert (points[0].rss, points[0].pss, points[0].uss) == (80, 60, 15)
         assert series.of("w2") == []
+
+
+class TestCallText:
+    def test_like_the_call_each_value_abbreviated_the_whole_bounded(self) -> None:
+        from forkq.events.calls import ARGS_MAX, call_text
+
+        assert call_text([1, "a"], {"key": 2}) == "1, 'a', key=2"
+        assert call_text([], {}) == ""
+        long = call_text(["x" * 10_000, list(range(1000))], {f"k{i}": i for i in range(50)})
+        assert len(long) <= ARGS_MAX and "..." in long
+        assert call_text(list(range(30)), {}).endswith(", ...")

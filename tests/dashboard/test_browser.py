@@ -77,6 +77,8 @@ def test_every_page_opens_and_shows_the_worker_and_its_tasks(
     browser.find_element(By.CSS_SELECTOR, "#task-rows a").click()
     wait_for(browser, lambda d: text(d, "#stored-state") == "SUCCESS", "the stored state")
     assert text(browser, "#task-result") == "2"
+    if not reporter.needed:  # the worker's own received event carries the arguments
+        assert text(browser, "#task-args") == "1, 1"
 
 
 def test_revoke_a_queued_task_stores_revoked(
