@@ -1,8 +1,8 @@
 """Fixtures of the browser tests: a real `forkq worker` on Redis (default URL form), the
 dashboard as a subprocess, and headless Chromium. Each is killed when its test ends.
 
-Events: a worker that emits them (`forkq worker -E`) is started with -E; until every worker
-does, `Reporter` publishes the events a test needs into the same store, as a worker would.
+The worker runs with -E: what the pages show of it comes from its own events. `Reporter`
+publishes a test's own events (hostile names, arguments, other workers) into the same store.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 from forkq.app import Forkq
-from forkq.events import TaskEventKind
 from tests.conftest import (
     WorkerProcess,
     engine_url,
@@ -26,32 +25,15 @@ from tests.conftest import (
     wait_until_serving,
 )
 from tests.dashboard.browser import DashboardProcess, chromium, require_browser
-from tests.dashboard.helpers import heartbeat, task_event
-
-
-def worker_emits_events() -> bool:
-    from forkq.cli.worker import worker
-
-    return any("-E" in option.opts for option in worker.params)
 
 
 class Reporter:
-    """Publishes a worker's events where the dashboard reads them (skipped when the worker
-    emits its own)."""
+    """Publishes a test's own events where the dashboard reads them."""
 
-    def __init__(self, client: Forkq, host: str) -> None:
-        self.client, self.host, self.needed = client, host, not worker_emits_events()
-
-    def heartbeat(self) -> None:
-        if self.needed:
-            self.client.backend.add_events([heartbeat(self.host, worker=self.host)], 10_000)
-
-    def finished(self, task_id: str, kind: TaskEventKind = TaskEventKind.SUCCEEDED) -> None:
-        if self.needed:
-            self.client.backend.add_events([task_event(kind, task_id)], 10_000)
+    def __init__(self, client: Forkq) -> None:
+        self.client = client
 
     def publish(self, *bodies: bytes) -> None:
-        """Events no worker sends (a test's own: hostile names, arguments)."""
         self.client.backend.add_events(list(bodies), 10_000)
 
 
@@ -76,8 +58,7 @@ def worker_name() -> str:
 def worker(
     e2e_dir: Path, redis_url: str, redis_client: Forkq, worker_name: str
 ) -> Iterator[WorkerProcess]:
-    events = ["-E"] if worker_emits_events() else []
-    started = WorkerProcess(e2e_dir, redis_url, "-c", "1", "-n", worker_name, *events)
+    started = WorkerProcess(e2e_dir, redis_url, "-c", "1", "-n", worker_name, "-E")
     try:
         wait_until_serving(redis_client, started)
         yield started
@@ -86,8 +67,8 @@ def worker(
 
 
 @pytest.fixture
-def reporter(redis_client: Forkq, worker_name: str) -> Reporter:
-    return Reporter(redis_client, worker_name)
+def reporter(redis_client: Forkq) -> Reporter:
+    return Reporter(redis_client)
 
 
 @pytest.fixture

@@ -39,32 +39,27 @@ def no_alert(driver: Any) -> bool:
 
 
 def test_overview_counts_a_finished_task_live_without_a_reload(
-    browser: Any, worker: WorkerProcess, redis_client: Forkq, reporter: Reporter,
-    start_dashboard: Any,
-) -> None:  # fmt: skip
-    reporter.heartbeat()
+    browser: Any, worker: WorkerProcess, redis_client: Forkq, start_dashboard: Any
+) -> None:
     dash: DashboardProcess = start_dashboard()
     browser.get(dash.url("/"))
     wait_for(browser, lambda d: text(d, "#workers-online") == "1", "one worker online")
-    before = int(text(browser, "#succeeded"))
+    wait_for(browser, lambda d: text(d, "#succeeded") == "1", "the fixture's ping succeeded")
     browser.execute_script("window.forkqKept = 42")  # gone if the page reloads
     result = redis_client.send_task("e2eapp.add", (2, 3))
     assert result.get(timeout=15) == 5
-    reporter.finished(result.id)
-    wait_for(browser, lambda d: text(d, "#succeeded") == str(before + 1), "succeeded + 1")
+    wait_for(browser, lambda d: text(d, "#succeeded") == "2", "one more succeeded")
     assert browser.execute_script("return window.forkqKept") == 42
     links = browser.find_elements(By.CSS_SELECTOR, "#recent a")
     assert any(link.get_attribute("href").endswith(f"/tasks/{result.id}") for link in links)
 
 
 def test_every_page_opens_and_shows_the_worker_and_its_tasks(
-    browser: Any, worker: WorkerProcess, redis_client: Forkq, reporter: Reporter,
+    browser: Any, worker: WorkerProcess, redis_client: Forkq,
     worker_name: str, start_dashboard: Any,
 ) -> None:  # fmt: skip
-    reporter.heartbeat()
     result = redis_client.send_task("e2eapp.add", (1, 1))
     assert result.get(timeout=15) == 2
-    reporter.finished(result.id)
     dash: DashboardProcess = start_dashboard()
     browser.get(dash.url("/workers"))
     card = f'article[data-host="{worker_name}"]'
@@ -77,8 +72,7 @@ def test_every_page_opens_and_shows_the_worker_and_its_tasks(
     browser.find_element(By.CSS_SELECTOR, "#task-rows a").click()
     wait_for(browser, lambda d: text(d, "#stored-state") == "SUCCESS", "the stored state")
     assert text(browser, "#task-result") == "2"
-    if not reporter.needed:  # the worker's own received event carries the arguments
-        assert text(browser, "#task-args") == "1, 1"
+    assert text(browser, "#task-args") == "1, 1"  # from the worker's received event
 
 
 def test_revoke_a_queued_task_stores_revoked(
@@ -119,10 +113,9 @@ def test_terminate_kills_the_running_task_and_stores_revoked(
 
 
 def test_grow_adds_a_child_to_the_pool(
-    browser: Any, worker: WorkerProcess, redis_client: Forkq, reporter: Reporter,
+    browser: Any, worker: WorkerProcess, redis_client: Forkq,
     worker_name: str, start_dashboard: Any,
 ) -> None:  # fmt: skip
-    reporter.heartbeat()
     dash: DashboardProcess = start_dashboard()
     browser.get(dash.url("/workers"))
     grow = f'article[data-host="{worker_name}"] button[data-action="grow"]'
