@@ -107,6 +107,7 @@ class TestJson:
             "child": 0,
             "runtime": None,
             "reason": "",
+            "args": "",
         }
 
     def test_children_in_full(self) -> None:

@@ -43,6 +43,7 @@ def resolve_app(app_spec: str | None, broker: str | None, backend: str | None) -
 # then starts without loading rich (inspect, demo) or the dead-letter tools.
 LAZY_COMMANDS = {
     "control": "forkq.cli.control",
+    "dashboard": "forkq.cli.dashboard",
     "dead": "forkq.cli.dead",
     "events": "forkq.cli.events",
     "demo": "forkq.cli.demo",

@@ -40,6 +40,7 @@ class TaskEvent(msgspec.Struct, frozen=True, tag="task", omit_defaults=True):
     child: int = -1  # the child's slot index; -1 when not from a child
     runtime: float | None = None  # seconds, for succeeded, failed and retried
     reason: str = ""  # failed: the exception's line; rejected, revoked, retried: why
+    args: str = ""  # sent, received: the call's arguments as text, when the sender gives them
 
 
 class ChildRow(msgspec.Struct, frozen=True, omit_defaults=True):

@@ -35,6 +35,7 @@ from forkq.engines.contract import ResultBackend
 from forkq.engines.registry import open_backend
 from forkq.envelope import Message
 from forkq.events import Event, TaskEvent, TaskEventKind, encode
+from forkq.events.calls import call_text
 from forkq.exceptions import BackendError
 from forkq.outage import Outage
 from forkq.settings import Settings
@@ -182,6 +183,7 @@ class TaskEvents:
         runtime: float | None = None,
         reason: str = "",
         at: float | None = None,
+        args: str = "",
     ) -> None:
         self.buffer.add(
             TaskEvent(
@@ -194,11 +196,16 @@ class TaskEvents:
                 self.child,
                 runtime,
                 reason[:REASON_MAX],
+                args,
             )
         )
 
     def received(self, message: Message, queue: str) -> None:
-        self._add(TaskEventKind.RECEIVED, message, queue)
+        """With the call's arguments as short text (events/calls.py), as Celery's
+        task-received carries them."""
+        self._add(
+            TaskEventKind.RECEIVED, message, queue, args=call_text(message.args, message.kwargs)
+        )
 
     def started(self, message: Message, queue: str) -> None:
         self._add(TaskEventKind.STARTED, message, queue)

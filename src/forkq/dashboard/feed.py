@@ -1,0 +1,197 @@
+"""What the dashboard knows, kept current: the event history read from the store at start
+(up to the kept cap, so a restart loses nothing the store keeps), then the new events read
+every `POLL_EVERY` seconds by one asyncio task; and the queues' depths, read every
+`DEPTHS_EVERY` seconds. Pages and streams read it; `changed` wakes the streams.
+
+Every call on the app, its broker or the event store runs in one thread of its own
+(`Feed.call`): connections are not shared across threads, and the event loop never blocks.
+The dashboard process never forks, so a thread is safe here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from forkq.app import Forkq
+from forkq.engines.contract import EventPage, QueueDepth, ResultBackend, StoredResult
+from forkq.engines.registry import open_backend
+from forkq.events.codec import decode
+from forkq.events.series import MemorySeries, OutcomeSeries
+from forkq.events.state import EventsState
+from forkq.events.tasks import TaskIndex
+from forkq.events.values import Event, TaskEvent
+from forkq.exceptions import ForkqError
+
+log = logging.getLogger("forkq.dashboard")
+
+POLL_EVERY = 0.25  # seconds between reads of the event store once caught up
+RETRY_EVERY = 2.0  # seconds between reads while the store is unreachable
+DEPTHS_EVERY = 2.0  # seconds between reads of the queues' depths
+PAGE = 5_000  # events read at once
+RECENT = 200  # task events EventsState keeps (the task index keeps the rest)
+
+T = TypeVar("T")
+
+
+class Feed:
+    def __init__(self, app: Forkq, events_url: str) -> None:
+        self.app, self.events_url = app, events_url
+        self.state = EventsState(recent=RECENT)
+        self.tasks = TaskIndex()
+        self.outcomes = OutcomeSeries()
+        self.memory = MemorySeries()
+        self.depths: dict[str, QueueDepth] = {}
+        self.trouble = ""  # why the store or the broker cannot be read now; "" when it can
+        self.version = 0  # bumped on every change
+        self.read = 0  # events read from the store
+        self._changed = asyncio.Event()
+        self._closing = asyncio.Event()  # set when the server stops: the streams end
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._offset: str | None = None
+        self._store: ResultBackend | None = None
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="forkq-dashboard-io")
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def call(self, fn: Callable[..., T], *args: object) -> T:
+        """`fn(*args)` in the feed's one I/O thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+    async def start(self) -> None:
+        """Read the history (folded in the I/O thread: nothing reads the state yet), then
+        tail the store and poll the depths."""
+        self._loop = asyncio.get_running_loop()
+        await self.call(self._load_history)
+        self._tasks = [asyncio.create_task(self._tail()), asyncio.create_task(self._depths())]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.call(self._close)
+        self._thread.shutdown(wait=True)
+
+    @property
+    def closing(self) -> bool:
+        return self._closing.is_set()
+
+    def close_streams(self) -> None:
+        """End every stream (from any thread, or a signal handler): the server can stop
+        without waiting for browsers that keep their streams open."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._closing.set)
+
+    async def changed_since(self, version: int, timeout: float) -> int:
+        """The version once it differs from `version`, or after `timeout` seconds, or at
+        once when closing."""
+        if self.version == version and not self.closing:
+            waits = [asyncio.ensure_future(e.wait()) for e in (self._changed, self._closing)]
+            try:
+                await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for wait in waits:
+                    wait.cancel()
+        return self.version
+
+    def _bump(self) -> None:
+        self.version += 1
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _open(self) -> ResultBackend:
+        if self._store is None:
+            self._store = open_backend(self.events_url)
+        return self._store
+
+    def _load_history(self) -> None:
+        try:
+            while True:
+                page = self._read()
+                self._fold_page(page)
+                if len(page.events) < PAGE:
+                    return
+        except ForkqError as exc:
+            self.trouble = f"the event store cannot be read: {exc}"
+            log.warning("%s", self.trouble)
+
+    def _read(self) -> EventPage:
+        page = self._open().read_events(self._offset, PAGE)
+        self._offset = page.next or None
+        return page
+
+    def _fold_page(self, page: EventPage) -> None:
+        self.read += len(page.events)
+        for stored in page.events:
+            event = decode(stored.body)
+            if event is None:
+                self.state.skipped += 1
+            else:
+                self._fold(event)
+
+    def _fold(self, event: Event) -> None:
+        self.state.fold(event)
+        if isinstance(event, TaskEvent):
+            self.tasks.fold(event)
+            self.outcomes.fold(event)
+        else:
+            self.memory.fold(event)
+
+    async def _tail(self) -> None:
+        while True:
+            try:
+                page = await self.call(self._read)
+            except ForkqError as exc:
+                self._say(f"the event store cannot be read: {exc}")
+                await asyncio.sleep(RETRY_EVERY)
+                continue
+            if self.trouble:
+                self._say("")
+            if page.events:
+                self._fold_page(page)
+                self._bump()
+            if len(page.events) < PAGE:
+                await asyncio.sleep(POLL_EVERY)
+
+    async def _depths(self) -> None:
+        while True:
+            queues = sorted({q for w in self.state.workers.values() for q in w.queues})
+            queues = queues or [self.app.settings.default_queue]
+            try:
+                depths = await self.call(self._read_depths, queues)
+            except ForkqError as exc:
+                self._say(f"the broker cannot be read: {exc}")
+            else:
+                if depths != self.depths:
+                    self.depths = depths
+                    self._bump()
+            await asyncio.sleep(DEPTHS_EVERY)
+
+    def stored(self, task_id: str) -> StoredResult | None:
+        """The task's result record (call it in the I/O thread: `call(feed.stored, id)`)."""
+        return self.app.backend.get(task_id)
+
+    def _read_depths(self, queues: list[str]) -> dict[str, QueueDepth]:
+        return {queue: self.app.broker.depth(queue) for queue in queues}
+
+    def _say(self, trouble: str) -> None:
+        if trouble != self.trouble:
+            self.trouble = trouble
+            if trouble:
+                log.warning("%s", trouble)
+            self._bump()
+
+    def _close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+        self.app.close()
+
+
+def now() -> float:
+    return time.time()
