@@ -3,6 +3,7 @@ SQLite and Redis; and the live view drawn once."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -125,74 +126,23 @@ class TestFollow:
     def test_new_events_are_printed_as_they_come_and_sigterm_ends_it(
         self, store: ResultBackend, url: str, tmp_path: Path
     ) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FORKQ_")}
-        command = [
-            sys.executable,
-            "-m",
-            "forkq",
-            "events",
-            "--broker",
-            url,
-            "--json",
-            "--from",
-            "start",
-        ]
-        proc = subprocess.Popen(
-            command,
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
+        with following(url, tmp_path) as proc:
             store.add_events([encode(done("t-1", 1.0))], 100)
             assert read_line(proc, 15)["task_id"] == "t-1"
             store.add_events([encode(done("t-2", 2.0))], 100)
             assert read_line(proc, 15)["task_id"] == "t-2"
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=10) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            proc.stdout.close()  # type: ignore[union-attr]
-            proc.stderr.close()  # type: ignore[union-attr]
 
     def test_a_reader_that_closes_the_pipe_ends_it_quietly(
         self, store: ResultBackend, url: str, tmp_path: Path
     ) -> None:
         store.add_events([encode(done(f"t-{i}", 1.0)) for i in range(3000)], 10_000)  # > a pipe
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FORKQ_")}
-        command = [
-            sys.executable,
-            "-m",
-            "forkq",
-            "events",
-            "--broker",
-            url,
-            "--json",
-            "--from",
-            "start",
-        ]
-        proc = subprocess.Popen(
-            command,
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
+        with following(url, tmp_path) as proc:
             assert read_line(proc, 15)["task_id"] == "t-0"
             proc.stdout.close()  # type: ignore[union-attr]
             assert proc.wait(timeout=10) == 0
             assert proc.stderr.read() == ""  # type: ignore[union-attr]
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            proc.stderr.close()  # type: ignore[union-attr]
 
 
 def test_following_goes_on_past_a_key_another_program_broke(tmp_path: Path) -> None:
@@ -202,36 +152,47 @@ def test_following_goes_on_past_a_key_another_program_broke(tmp_path: Path) -> N
     key = events_key(url.split("prefix=")[1].split("&")[0])
     store, client = open_backend(url), redis.Redis.from_url(REDIS)
     store.add_events([encode(done("t-1", 1.0))], 100)
+    try:
+        with following(url, tmp_path) as proc:
+            assert read_line(proc, 15)["task_id"] == "t-1"
+            client.delete(key)
+            client.set(key, "not a stream")  # WRONGTYPE for every read
+            assert proc.stderr is not None
+            with selectors.DefaultSelector() as selector:
+                selector.register(proc.stderr, selectors.EVENT_READ)
+                assert selector.select(15), "no warning"
+            assert "warning" in proc.stderr.readline()
+            client.delete(key)
+            store.add_events([encode(done("t-2", 2.0))], 100)
+            assert read_line(proc, 15)["task_id"] == "t-2"
+    finally:
+        store.close()
+        client.delete(key)
+        client.close()
+
+
+@contextlib.contextmanager
+def following(url: str, cwd: Path) -> Iterator[subprocess.Popen[str]]:
+    """`forkq events --json --from start`, following, as a user runs it; killed after."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FORKQ_")}
     command = [sys.executable, "-m", "forkq", "events", "--broker", url, "--json"]
     proc = subprocess.Popen(
         [*command, "--from", "start"],
-        cwd=tmp_path,
+        cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        assert read_line(proc, 15)["task_id"] == "t-1"
-        client.delete(key)
-        client.set(key, "not a stream")  # WRONGTYPE for every read
-        assert proc.stderr is not None
-        with selectors.DefaultSelector() as selector:
-            selector.register(proc.stderr, selectors.EVENT_READ)
-            assert selector.select(15), "no warning"
-        assert "warning" in proc.stderr.readline()
-        client.delete(key)
-        store.add_events([encode(done("t-2", 2.0))], 100)
-        assert read_line(proc, 15)["task_id"] == "t-2"
+        yield proc
     finally:
-        proc.kill()
+        if proc.poll() is None:
+            proc.kill()
         proc.wait()
-        proc.stdout.close()  # type: ignore[union-attr]
-        proc.stderr.close()  # type: ignore[union-attr]
-        store.close()
-        client.delete(key)
-        client.close()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
 
 
 def read_line(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
