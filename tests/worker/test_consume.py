@@ -4,7 +4,6 @@ gives back when it leaves, and a task's process that dies (fork per task)."""
 from __future__ import annotations
 
 import os
-import signal
 import uuid
 from collections.abc import Iterator
 
@@ -36,13 +35,6 @@ def app() -> Iterator[Forkq]:
 
     yield app
     app.close()
-
-
-@pytest.fixture
-def stop() -> Iterator[StopSignal]:
-    previous = signal.getsignal(signal.SIGTERM)
-    yield StopSignal()
-    signal.signal(signal.SIGTERM, previous)
 
 
 def run_child(app: Forkq, stop: StopSignal, prefetch: int, max_tasks: int | None = None) -> int:

@@ -209,13 +209,6 @@ def app() -> Iterator[Forkq]:
     app.close()
 
 
-@pytest.fixture
-def stop() -> Iterator[StopSignal]:
-    previous = signal.getsignal(signal.SIGTERM)
-    yield StopSignal()
-    signal.signal(signal.SIGTERM, previous)
-
-
 def test_an_idle_child_holds_no_events_while_it_waits(app: Forkq, stop: StopSignal) -> None:
     """Two tasks, far fewer events than a batch: once the queue is empty, the child flushes
     before it waits for more. What the store holds is read while it waits (SIGALRM), then it
