@@ -286,3 +286,40 @@ def test_task_revoked_survives_pickling_and_names_what_became_of_it() -> None:
     copy = pickle.loads(pickle.dumps(error))
     assert type(copy) is TaskRevoked and str(copy) == str(error)
     assert str(copy) == "task t-1 was revoked: terminated while running"
+
+
+class Watched(dict[str, float]):
+    """The ids' dict, counting whole passes over it."""
+
+    passes = 0
+
+    def items(self) -> Any:
+        Watched.passes += 1
+        return super().items()
+
+    def values(self) -> Any:
+        Watched.passes += 1
+        return super().values()
+
+    def __iter__(self) -> Iterator[str]:
+        Watched.passes += 1
+        return super().__iter__()
+
+
+def test_expired_ids_go_without_a_pass_over_the_others(h: Harness) -> None:
+    """In a child the set is its master's, shared copy-on-write: a pass over every entry
+    would write every reference count and make each page the child's own."""
+    backend = h.app.backend
+    backend.revoke([f"long-{i}" for i in range(1_000)], 60)
+    backend.revoke([f"short-{i}" for i in range(10)], 0.05)
+    revoked = RevokedIds(backend)
+    revoked.refresh()
+    assert len(revoked) == 1_010
+    revoked._ids = Watched(revoked._ids)
+    Watched.passes = 0
+    time.sleep(0.1)  # the short ones expire: what is under test is time passing
+    backend.revoke(["late"], 60)
+    revoked.refresh()
+    assert Watched.passes == 0
+    assert len(revoked) == 1_001 and not any(revoked.revoked(f"short-{i}") for i in range(10))
+    assert revoked.revoked("long-0") and revoked.revoked("late")

@@ -26,6 +26,10 @@ it could look. Once read, a read that fails (the backend unreachable) leaves the
 were, is logged once per outage, and is tried again at the next task a second later at the
 soonest: a child never stops working for it, and the next read catches up from the same cursor.
 
+Expired ids go in expiry order: a heap of (expiry, id) beside the dict, so that dropping them
+visits those only. A full scan would write every entry's reference count and, in a child,
+make every page of the inherited set its own copy.
+
 A backend that lost its sequence is read again from 0, the ids held replaced once that read
 succeeds: one that answers a cursor below the reader's (a flushed server), or another epoch
 (a Redis server restarted without its data, whose new sequence may already have passed the
@@ -34,6 +38,7 @@ reader's cursor: `Revocations.epoch`).
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import logging
 import time
@@ -77,7 +82,9 @@ class RevokedIds:
         self._pause = 0.0  # the outage's back-off after the last failed read
         self._heard = -1  # the bulletin's count when last read (-1: never read)
         self._due = 0.0  # monotonic: when the backstop reads again
-        self._soonest_expiry = float("inf")  # Unix time: when to drop expired ids
+        # (expiry, task id), soonest first; an entry whose id was revoked again or dropped
+        # is stale, and skipped when it comes out.
+        self._expiries: list[tuple[float, str]] = []
         self._outage = Outage("result backend (revoked ids)", log)
 
     def __len__(self) -> int:
@@ -89,7 +96,7 @@ class RevokedIds:
         connection) from the same cursor; its first check reads what changed since."""
         child = RevokedIds(results, self._bulletin, backstop)
         child._ids, child._cursor, child._epoch = self._ids, self._cursor, self._epoch
-        child.known, child._soonest_expiry = self.known, self._soonest_expiry
+        child.known, child._expiries = self.known, self._expiries
         return child
 
     def revoked(self, task_id: str) -> bool:
@@ -125,7 +132,7 @@ class RevokedIds:
             found = self._results.revocations(self._cursor)
             if self._cursor and (found.cursor < self._cursor or found.epoch != self._epoch):
                 found = self._results.revocations(0)  # the backend lost its sequence
-                self._ids, self._soonest_expiry = {}, float("inf")
+                self._ids, self._expiries = {}, []
         except BackendError as exc:
             self._pause = self._outage.failed(exc)
             self._due = now + max(RETRY_AFTER, min(self._pause, self._backstop))
@@ -136,19 +143,26 @@ class RevokedIds:
         self._take(found)
 
     def _take(self, found: Revocations) -> None:
-        ids = self._ids
+        ids, expiries = self._ids, self._expiries
         for revocation in found.revoked:
             ids.pop(revocation.task_id, None)  # to the end: revoked again, newest
             ids[revocation.task_id] = revocation.expires_at
-            self._soonest_expiry = min(self._soonest_expiry, revocation.expires_at)
+            heapq.heappush(expiries, (revocation.expires_at, revocation.task_id))
         self._cursor, self._epoch = found.cursor, found.epoch
-        now = time.time()
-        if now >= self._soonest_expiry:
-            for task_id in [t for t, expires in ids.items() if expires < now]:
-                del ids[task_id]
-            self._soonest_expiry = min(ids.values(), default=float("inf"))
+        self._drop_expired(time.time())
         if len(ids) > REVOKED_MAX:  # the backend keeps no more: the oldest go here too
             # Only the first few keys are visited: in a child, the inherited set's other
             # entries stay untouched, their pages shared with the master.
             for task_id in list(itertools.islice(ids, len(ids) - REVOKED_MAX)):
+                del ids[task_id]
+        if len(expiries) > 2 * len(ids) + 1_000:  # mostly stale: made again, once in a while
+            self._expiries = [(expires, task_id) for task_id, expires in ids.items()]
+            heapq.heapify(self._expiries)
+
+    def _drop_expired(self, now: float) -> None:
+        """The ids expired by `now`, taken from the heap's front: nothing else is visited."""
+        ids, expiries = self._ids, self._expiries
+        while expiries and expiries[0][0] < now:
+            expires, task_id = heapq.heappop(expiries)
+            if ids.get(task_id) == expires:
                 del ids[task_id]
