@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 
 from forkq.app import Forkq
@@ -27,7 +27,25 @@ TOKEN = "browser-test-token-0123456789"
 
 
 def text(driver: Any, css: str) -> str:
-    return str(driver.find_element(By.CSS_SELECTOR, css).text)
+    """The element's text, found again if the live stream replaced it while it was read."""
+    while True:
+        try:
+            return str(driver.find_element(By.CSS_SELECTOR, css).text)
+        except StaleElementReferenceException:
+            continue
+
+
+def click(driver: Any, css: str) -> None:
+    """Click the element, found again if the live stream replaced it before the click."""
+
+    def clicked(d: Any) -> bool:
+        try:
+            d.find_element(By.CSS_SELECTOR, css).click()
+        except StaleElementReferenceException:
+            return False
+        return True
+
+    wait_for(driver, clicked, f"a click on {css}")
 
 
 def no_alert(driver: Any) -> bool:
@@ -69,7 +87,7 @@ def test_every_page_opens_and_shows_the_worker_and_its_tasks(
     browser.get(dash.url("/tasks?" + urlencode({"search": result.id})))
     wait_for(browser, lambda d: text(d, "#task-rows") != "", "the task's row")
     assert result.id in text(browser, "#task-rows")
-    browser.find_element(By.CSS_SELECTOR, "#task-rows a").click()
+    click(browser, "#task-rows a")
     wait_for(browser, lambda d: text(d, "#stored-state") == "SUCCESS", "the stored state")
     assert text(browser, "#task-result") == "2"
     assert text(browser, "#task-args") == "1, 1"  # from the worker's received event
@@ -82,7 +100,7 @@ def test_revoke_a_queued_task_stores_revoked(
     parked = redis_client.send_task("e2eapp.add", (1, 2), queue="parked")  # nobody consumes it
     dash: DashboardProcess = start_dashboard()
     browser.get(dash.url(f"/tasks/{parked.id}"))
-    browser.find_element(By.CSS_SELECTOR, 'button[data-action="revoke"]').click()
+    click(browser, 'button[data-action="revoke"]')
     wait_for(browser, lambda d: d.find_elements(By.ID, "said"), "what the action did")
     assert text(browser, "#said") == f"{parked.id} revoked"
     assert parked.id in [r.task_id for r in current_revocations(redis_client)]
@@ -102,7 +120,7 @@ def test_terminate_kills_the_running_task_and_stores_revoked(
     child = started.wait(timeout=15)
     dash: DashboardProcess = start_dashboard()
     browser.get(dash.url(f"/tasks/{running.id}"))
-    browser.find_element(By.CSS_SELECTOR, 'button[data-action="terminate"]').click()
+    click(browser, 'button[data-action="terminate"]')
     browser.switch_to.alert.accept()  # "terminate?"
     wait_for(browser, lambda d: d.find_elements(By.ID, "said"), "what the action did")
     assert text(browser, "#said") == f"{running.id} revoked and terminated"
@@ -120,7 +138,7 @@ def test_grow_adds_a_child_to_the_pool(
     browser.get(dash.url("/workers"))
     grow = f'article[data-host="{worker_name}"] button[data-action="grow"]'
     wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, grow), "the grow button")
-    browser.find_element(By.CSS_SELECTOR, grow).click()
+    click(browser, grow)
     wait_for(browser, lambda d: d.find_elements(By.ID, "said"), "what the action did")
     assert "grew" in text(browser, "#said"), text(browser, "#said")
     stats = redis_client.control.inspect("stats", [worker_name], timeout=5)
