@@ -67,3 +67,19 @@ def test_errors_missing_and_control_replies_show_markup_as_text(
     assert f"{text}: missing: no reply" in shown
     report(Replies("add-queue", {text: {"changed": True, "queues": [text]}}), False, _queues, 1)
     assert capsys.readouterr().out == f"{text}: queues now: {text}\n"
+
+
+def test_control_characters_reach_no_terminal_from_any_rendering(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    text = "app\x1b[2J\x1b]0;owned\x07"
+    for command, body in _replies(text).items():
+        report(Replies(command, {text: body}), False, RENDER[command], 1.0)
+        shown = capsys.readouterr().out
+        assert "\x1b" not in shown and "\x07" not in shown, command
+        assert "unexpected reply" not in shown, command
+    with pytest.raises(SystemExit):
+        report(Replies("ping", {text: {"error": text}}, missing=(text,)), False, raw_reply, 1.0)
+    shown = capsys.readouterr().out
+    assert "\x1b" not in shown
+    assert "app\\x1b[2J" in shown

@@ -15,6 +15,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from forkq.cli.printable import printable
 from forkq.engines.contract import EventPage
 from forkq.events.state import EventsState, WorkerStatus, WorkerView
 from forkq.events.values import ChildRow, TaskEvent
@@ -58,7 +59,7 @@ def safe(text: str) -> Text:
     """A string from the store as plain text: at most _LONGEST characters, control and other
     unprintable characters escaped (an ESC would reach the terminal)."""
     cut = text[:_LONGEST] + ("…" if len(text) > _LONGEST else "")
-    return Text("".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in cut))
+    return Text(printable(cut))
 
 
 def _header(state: EventsState, where: str) -> Text:

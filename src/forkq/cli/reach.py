@@ -1,8 +1,9 @@
 """What `forkq inspect` and `forkq control` share: which workers (`--destination`), how long
 to wait (`--timeout`), and how replies are shown, missing workers included.
 
-Names, errors and replies are shown as plain text, never read as Rich markup: any writer of
-the broker chooses them.
+Names, errors and replies are shown as plain text, never read as Rich markup, and with their
+unprintable characters escaped (`printable`, here once for every command): any writer of the
+broker chooses them.
 
 Exit status: 0 when every worker expected answered without an error; 1 when one is missing
 or answered with an error (each is shown), or none answered at all.
@@ -21,6 +22,7 @@ import msgspec
 from rich.console import Console
 from rich.markup import escape
 
+from forkq.cli.printable import printable, printable_values
 from forkq.control_replies import Replies, Route
 from forkq.exceptions import ForkqError
 
@@ -69,7 +71,8 @@ def report(replies: Replies, as_json: bool, render: Render, timeout: float) -> N
         click.echo(json.dumps(msgspec.to_builtins(replies), indent=2))
     else:
         console = Console()
-        for name, body in replies.replies.items():
+        for raw_name, raw_body in replies.replies.items():
+            name, body = printable(raw_name), printable_values(raw_body)
             if "error" in body:
                 console.print(
                     f"{escape(name)}: [bold red]error[/]: {escape(str(body['error']))}",
@@ -78,8 +81,8 @@ def report(replies: Replies, as_json: bool, render: Render, timeout: float) -> N
             else:
                 _shown(render, name, body, console)
         for name in replies.missing:
-            said = escape(_silence(replies, name, timeout))
-            console.print(f"{escape(name)}: [bold red]missing[/]: {said}", highlight=False)
+            said, shown = escape(_silence(replies, name, timeout)), escape(printable(name))
+            console.print(f"{shown}: [bold red]missing[/]: {said}", highlight=False)
     if not replies.replies and not replies.missing:
         where = "of this host" if replies.route is Route.LOCAL else "of this broker"
         raise ForkqError(f"no worker {where} answered within {timeout:g}s")
