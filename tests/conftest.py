@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import select
 import socket
 import sys
@@ -23,7 +22,12 @@ import pytest
 
 from forkq import Forkq, ResultTimeout
 from tests.hosts.fixture import cluster  # noqa: F401  (the fixture, for every test)
+from tests.ports import server_port  # noqa: F401  (imported from here by many tests)
 from tests.processes import CollectedProcess
+from tests.redis_servers import (  # noqa: F401  (the fixtures, for every test)
+    private_redis,
+    private_tls_redis,
+)
 
 PING_TIMEOUT = 30.0
 
@@ -47,7 +51,6 @@ def amqp_test_url(**params: object) -> str:
 
 
 def amqp_reachable() -> bool:
-    import socket
 
     try:
         with socket.create_connection(("127.0.0.1", 5672), timeout=2):
@@ -268,21 +271,6 @@ def _is_agent(pid: int) -> bool:
         return title.endswith(b" agent")
     except OSError:  # gone already: counted as it was, a child
         return False
-
-
-def server_port() -> int:
-    """A free port for a server of a test's own, below the kernel's range for outgoing
-    connections: a server the test stops and starts again must find its port still free, and
-    no client reconnecting meanwhile may be given it as its own source port."""
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    for port in random.sample(range(max(1024, low - 10_000), low), 100):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port below the ephemeral range")
 
 
 @pytest.fixture

@@ -33,8 +33,8 @@ from tests.conftest import (
     server_port,
     wait_until_serving,
 )
-from tests.e2e.test_redis_e2e import PrivateRedis, running
-from tests.e2e.test_redis_e2e import _need as need
+from tests.redis_servers import PrivateRedis, running
+from tests.redis_servers import need_programs as need
 
 pytestmark = pytest.mark.timeout(120)
 

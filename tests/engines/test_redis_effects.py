@@ -5,10 +5,7 @@ private redis-server: SCRIPT FLUSH on the shared one would touch every other tes
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -16,21 +13,16 @@ import redis
 from forkq.engines.contract import Broker, Consumer, Effects, ResultBackend, outgoing
 from forkq.engines.redis.results import vote_script
 from forkq.engines.registry import open_backend, open_broker
-from tests.e2e.test_redis_e2e import PrivateRedis, running
 from tests.engines.test_effects import BODY, Q, record, vote, write
+from tests.redis_servers import PrivateRedis
 
 pytestmark = pytest.mark.timeout(60)
 HOLDER = Consumer("w", "w/0")
 
 
 @pytest.fixture
-def url(tmp_path: Path) -> Iterator[str]:
-    if shutil.which("redis-server") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server is not installed (CI=true: no skipping)")
-        pytest.skip("redis-server is not installed")
-    with running(PrivateRedis(tmp_path)) as server:
-        yield server.url
+def url(private_redis: PrivateRedis) -> str:
+    return private_redis.url
 
 
 @pytest.fixture

@@ -6,10 +6,8 @@ already passed it (the sequence's epoch: forkq/engines/contract/revocations.py).
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -19,7 +17,7 @@ from forkq.engines.redis.keys import revoked_keys
 from forkq.engines.registry import open_backend
 from forkq.exceptions import BackendError
 from forkq.worker.revoked import RevokedIds
-from tests.e2e.test_redis_e2e import PrivateRedis, running
+from tests.redis_servers import PrivateRedis
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -43,13 +41,8 @@ def reconnected(backend: ResultBackend) -> ResultBackend:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[PrivateRedis]:
-    if shutil.which("redis-server") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server is not installed (CI=true: no skipping)")
-        pytest.skip("redis-server is not installed")
-    with running(PrivateRedis(tmp_path)) as started:
-        yield started
+def server(private_redis: PrivateRedis) -> PrivateRedis:
+    return private_redis
 
 
 @pytest.fixture
