@@ -18,9 +18,13 @@ HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 MIB = 1 << 20
 
 
-def heartbeat(host: str, worker: str = "w1", at: float | None = None, busy: str = "") -> bytes:
+def heartbeat(
+    host: str, worker: str = "w1", at: float | None = None, busy: str = "", restarts: int = 0
+) -> bytes:
+    at = at or time.time()
     child = ChildRow(
         0, 4242, "busy" if busy else "idle", busy, "e2eapp.add" if busy else "", 7,
+        at - 2.5 if busy else 0.0, restarts,
         rss=30 * MIB, pss=18 * MIB, uss=8 * MIB, shared=22 * MIB,
     )  # fmt: skip
     return encode(
@@ -29,7 +33,7 @@ def heartbeat(host: str, worker: str = "w1", at: float | None = None, busy: str 
             worker,
             host,
             4000,
-            at or time.time(),
+            at,
             ("default",),
             1,
             (child,),

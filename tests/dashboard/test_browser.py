@@ -4,6 +4,8 @@ rules hold as a browser meets them."""
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -24,6 +26,7 @@ from tests.dashboard.helpers import HOSTILE, heartbeat, task_event
 
 pytestmark = pytest.mark.timeout(120)
 TOKEN = "browser-test-token-0123456789"
+HEARTBEAT = 25.0  # seconds to wait for what a heartbeat brings (one every lease_ttl / 3)
 
 
 def text(driver: Any, css: str) -> str:
@@ -242,3 +245,42 @@ def test_a_phone_sized_screen_needs_no_sideways_scrolling(
             assert wide <= 1, f"{path} is {wide}px wider than the screen"
     finally:
         browser.set_window_size(1280, 900)
+
+
+def test_a_killed_child_counts_a_restart_and_a_running_task_its_time(
+    browser: Any, worker: WorkerProcess, redis_client: Forkq, worker_name: str, e2e_dir: Path,
+    start_dashboard: Any,
+) -> None:  # fmt: skip
+    dash: DashboardProcess = start_dashboard()
+    browser.get(dash.url("/workers"))
+    row = f'article[data-host="{worker_name}"] tr.child'
+    wait_for(browser, lambda d: text(d, f"{row} .restarts") == "0", "the child's row")
+    (child,) = worker.all_children(1)
+    os.kill(child, signal.SIGKILL)
+    wait_for(browser, lambda d: text(d, f"{row} .restarts") == "1", "the restart", HEARTBEAT)
+    started = StartedSignal(e2e_dir)
+    redis_client.send_task("e2eapp.announce_then_sleep", (started.path, 60))
+    started.wait(timeout=15)
+    wait_for(browser, lambda d: text(d, f"{row} .runtime") != "", "the task's runtime", HEARTBEAT)
+    first = float(text(browser, f"{row} .runtime").removesuffix("s"))
+    wait_for(browser, lambda d: float(text(d, f"{row} .runtime").removesuffix("s") or 0) > first,
+             "the runtime growing", HEARTBEAT)  # fmt: skip
+
+
+def test_shrink_then_a_warm_shutdown_from_the_page(
+    browser: Any, worker: WorkerProcess, redis_client: Forkq, worker_name: str,
+    start_dashboard: Any,
+) -> None:  # fmt: skip
+    dash: DashboardProcess = start_dashboard()
+    browser.get(dash.url("/workers"))
+    card = f'article[data-host="{worker_name}"]'
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, card), "the worker's card")
+    for verb, children in (("grow", 2), ("shrink", 1)):
+        click(browser, f'{card} button[data-action="{verb}"]')
+        wait_for(browser, lambda d: d.find_elements(By.ID, "said"), "what the action did")
+        stats = redis_client.control.inspect("stats", [worker_name], timeout=5)
+        assert stats.replies[worker_name]["concurrency"] == children, verb
+    click(browser, f'{card} button[data-action="shutdown"]')
+    browser.switch_to.alert.accept()  # "shutdown?"
+    assert worker.wait(timeout=30) == 0  # warm: the master's own exit, not a kill
+    wait_for(browser, lambda d: text(d, f"{card} .status") == "offline", "the worker offline")

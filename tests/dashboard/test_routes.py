@@ -52,6 +52,13 @@ class TestPages:
             page = client.get("/tasks/t-bad").text
             assert "ValueError: no" in page and 'data-action="revoke"' in page
 
+    def test_a_childs_row_says_how_long_its_task_runs_and_its_restarts(self, url: str) -> None:
+        with dashboard(url, [heartbeat("alpha@host", busy="t-long", restarts=2)]) as client:
+            page = client.get("/workers").text
+            running = page.rsplit('data-text="runtime">', 1)[1].split("<", 1)[0]  # not the template
+            assert 2.5 <= float(running.removesuffix("s")) < 60  # from the row's start
+            assert 'class="restarts" data-text="restarts">2<' in page
+
     def test_a_restarted_dashboard_shows_what_it_showed(self, url: str) -> None:
         bodies = [heartbeat("alpha@host"), task_event(TaskEventKind.SUCCEEDED, "t-1")]
         with dashboard(url, bodies) as client:

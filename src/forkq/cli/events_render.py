@@ -50,7 +50,7 @@ def render(state: EventsState, now: float, where: str, tasks: int) -> Renderable
     parts: list[RenderableType] = [_header(state, where), _workers(state, now)]
     for view in state.sorted_workers():
         if view.children and view.status(now) is not WorkerStatus.OFFLINE:
-            parts.append(_children(view))
+            parts.append(_children(view, now))
     parts.append(_tasks(list(state.tasks)[-tasks:]))
     return Group(*parts)
 
@@ -105,9 +105,26 @@ def _workers(state: EventsState, now: float) -> Table:
     return table
 
 
-def _children(view: WorkerView) -> Table:
+_CHILD_COLUMNS = ("#", "pid", "state", "task", "for", "done", "restarts",
+                  "RSS", "PSS", "USS", "shared")  # fmt: skip
+
+
+def _children(view: WorkerView, now: float) -> Table:
     table = Table(title=safe(f"children of {view.host} ({view.worker})"), title_justify="left")
-    for column in ("#", "pid", "state", "task", "done", "RSS", "PSS", "USS", "shared"):
+    columns = (
+        "#",
+        "pid",
+        "state",
+        "task",
+        "for",
+        "done",
+        "restarts",
+        "RSS",
+        "PSS",
+        "USS",
+        "shared",
+    )
+    for column in columns:
         table.add_column(column)
     for child in view.children:
         table.add_row(
@@ -115,7 +132,9 @@ def _children(view: WorkerView) -> Table:
             str(child.pid),
             safe(child.state),
             _child_task(child),
+            f"{max(0.0, now - child.started_at):.1f}s" if child.started_at else "",
             str(child.tasks_done),
+            str(child.restarts),
             *(format_bytes(n) for n in (child.rss, child.pss, child.uss, child.shared)),
         )
     return table

@@ -52,6 +52,8 @@ class ChildRow(msgspec.Struct, frozen=True, omit_defaults=True):
     task_id: str = ""
     task_name: str = ""
     tasks_done: int = 0
+    started_at: float = 0.0  # Unix time its current task started; 0 when none runs
+    restarts: int = 0  # children this slot's child replaced (it died or was recycled)
     rss: int = 0
     pss: int = 0
     uss: int = 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -24,7 +25,7 @@ from forkq.engines.contract import ResultBackend
 from forkq.engines.registry import open_backend
 from forkq.events import ChildRow, TaskEvent, TaskEventKind, WorkerEvent, WorkerEventKind
 from forkq.pool.process_memory import ProcessMemory, read_process_memory
-from forkq.pool.scoreboard import Scoreboard, SlotView
+from forkq.pool.scoreboard import Scoreboard, SlotState, SlotView
 from forkq.settings import Settings
 from forkq.worker.task_events import REASON_MAX, EventBuffer, no_count
 
@@ -34,6 +35,7 @@ class PoolRows(Protocol):
 
     concurrency: int
     scoreboard: Scoreboard
+    restarts: Counter[int]  # children replaced, by slot index
 
     def child_slots(self) -> Sequence[tuple[int, int]]:
         """(index, pid) of every live child."""
@@ -102,6 +104,8 @@ class WorkerEvents:
             seen.task_id,
             seen.task_name,
             seen.done,
+            seen.started_at if seen.state is SlotState.BUSY else 0.0,
+            self._pool.restarts[index],
             rss=memory.rss if memory else 0,
             pss=memory.pss if memory else 0,
             uss=memory.uss if memory else 0,

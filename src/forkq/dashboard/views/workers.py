@@ -9,7 +9,7 @@ from typing import Any
 
 from forkq.dashboard import charts
 from forkq.dashboard.feed import Feed
-from forkq.dashboard.views.common import Links, ago, human_bytes
+from forkq.dashboard.views.common import Links, ago, human_bytes, seconds
 from forkq.events.series import MemoryPoint
 from forkq.events.state import WorkerView
 from forkq.events.values import ChildRow
@@ -47,7 +47,7 @@ def _worker(
             "uss_width": charts.percent(view.master_uss, widest),
             "rss_width": charts.percent(view.master_rss, widest),
         },
-        "children": [_child(row, links, widest) for row in view.children],
+        "children": [_child(row, links, widest, now) for row in view.children],
         "sum_rss": human_bytes(rss),
         "sum_pss": human_bytes(pss),
         "saved": human_bytes(max(0, rss - pss)),
@@ -66,14 +66,16 @@ def _history(points: list[MemoryPoint]) -> dict[str, str]:
     }
 
 
-def _child(row: ChildRow, links: Links, widest: int) -> dict[str, Any]:
+def _child(row: ChildRow, links: Links, widest: int, now: float) -> dict[str, Any]:
     return {
         "index": str(row.index),
         "pid": str(row.pid),
         "state": row.state,
         "task_name": row.task_name,
         "task_url": links.task(row.task_id) if row.task_id else "",
+        "runtime": seconds(max(0.0, now - row.started_at)) if row.started_at else "",
         "tasks_done": str(row.tasks_done),
+        "restarts": str(row.restarts),
         "rss": human_bytes(row.rss),
         "uss": human_bytes(row.uss),
         "shared": human_bytes(row.shared),
