@@ -133,6 +133,17 @@ class TestBroker:
             assert (depth.messages, depth.delayed) == (2, None) == (broker.size(Q), None)
         assert broker.depth("elsewhere").messages == 0
 
+    def test_depth_counts_the_due_messages_by_priority_band(self, broker: Broker) -> None:
+        for priority in (0, 2, 4, 9, 9):
+            put(broker, Q, b"p%d" % priority, priority=priority)
+        put(broker, Q, b"later", delay=600, priority=9)
+        assert len(session(broker).fetch([Q], 1, 5.0)) == 1  # a 9, held: still counted
+        bands = broker.depth(Q).bands
+        if broker.capabilities.counts_delayed:
+            assert bands == (2, 1, 0, 2)  # 0-2, 3-5, 6-8, 9; the delayed one in none
+        else:  # RabbitMQ orders by priority inside one queue: no bands to count
+            assert bands is None
+
     def test_a_held_message_is_not_fetched_twice(self, broker: Broker) -> None:
         put(broker, Q, b"one")
         assert len(session(broker, "a").fetch([Q], 10, 0)) == 1

@@ -58,6 +58,7 @@ from forkq.engines.contract.values import (
     MAX_LEASE_TTL,
     MAX_PRIORITY,
     MIN_PRIORITY,
+    PRIORITY_BANDS,
     SIGHTINGS_KEPT,
     Burial,
     Capabilities,
@@ -79,6 +80,7 @@ from forkq.engines.contract.values import (
     clamp_priority,
     lease_ttl_from_url,
     outgoing,
+    priority_band,
 )
 
 __all__ = [
@@ -95,6 +97,7 @@ __all__ = [
     "MIN_PRIORITY",
     "NEVER",
     "PRESENCE_KEPT",
+    "PRIORITY_BANDS",
     "RATE_TOLERANCE",
     "READ_MAX",
     "RESERVATION_KEPT",
@@ -151,6 +154,7 @@ __all__ = [
     "idle_after",
     "lease_ttl_from_url",
     "outgoing",
+    "priority_band",
     "record_then_publish",
     "schedule_store",
 ]

@@ -240,11 +240,22 @@ class Capabilities(msgspec.Struct, frozen=True):
         return self.recovery is Recovery.LEASE
 
 
+PRIORITY_BANDS = ("0-2", "3-5", "6-8", "9")  # the priorities each band holds, lowest first
+
+
+def priority_band(priority: int) -> int:
+    """The band (index into PRIORITY_BANDS) of a priority; out-of-range ones are clamped."""
+    return min(len(PRIORITY_BANDS) - 1, max(0, int(priority)) // 3)
+
+
 class QueueDepth(msgspec.Struct, frozen=True):
     """What a queue holds (`Broker.depth`)."""
 
     messages: int  # as `Broker.size` counts them: delayed ones too where `counts_delayed`
     delayed: int | None  # those not due yet; None where the engine cannot count them
+    # The messages not delayed (held ones included), by priority band, lowest band first;
+    # None where the engine cannot count them (RabbitMQ orders by priority inside one queue).
+    bands: tuple[int, ...] | None = None
 
 
 DEFAULT_LEASE_TTL = 30.0

@@ -11,6 +11,7 @@ from collections.abc import Collection, Sequence
 
 from forkq.engines.contract import (
     DEFAULT_DEAD_CAPS,
+    PRIORITY_BANDS,
     Broker,
     Capabilities,
     Consumer,
@@ -26,6 +27,7 @@ from forkq.engines.contract import (
     Sighting,
     lease_ttl_from_url,
     outgoing,
+    priority_band,
 )
 from forkq.engines.memory.schedules import MemorySchedules
 from forkq.engines.memory.session import MemorySession
@@ -94,8 +96,12 @@ class MemoryBroker(Broker):
         now = time.time()
         with self._store.cond:
             mine = [e for e in self._store.messages.values() if e.queue == queue]
-            delayed = sum(1 for e in mine if e.owner is None and e.visible_at > now)
-        return QueueDepth(len(mine), delayed)
+        waiting = [e for e in mine if e.owner is None and e.visible_at > now]
+        bands = [0] * len(PRIORITY_BANDS)
+        for entry in mine:
+            if not (entry.owner is None and entry.visible_at > now):
+                bands[priority_band(entry.priority)] += 1
+        return QueueDepth(len(mine), len(waiting), tuple(bands))
 
     def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
         with self._store.cond:

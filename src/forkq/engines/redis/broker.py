@@ -119,7 +119,7 @@ class RedisBroker(Broker):
                 pipe.xlen(stream)
             pipe.zcard(k.delayed)
             *streams, delayed = pipe.execute()
-        return QueueDepth(sum(streams) + delayed, delayed)
+        return QueueDepth(sum(streams) + delayed, delayed, tuple(reversed(streams)))
 
     def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
         with self._link.errors():

@@ -113,12 +113,11 @@ from collections.abc import Iterable
 
 import msgspec
 
+from forkq.engines.contract.values import PRIORITY_BANDS, priority_band
+
 GROUP = "forkq"
-BANDS = 4  # priorities 0-2, 3-5, 6-8 and 9
-
-
-def band_of(priority: int) -> int:
-    return min(BANDS - 1, max(0, int(priority)) // 3)
+BANDS = len(PRIORITY_BANDS)  # a stream per band: priorities 0-2, 3-5, 6-8 and 9
+band_of = priority_band
 
 
 class QueueKeys(msgspec.Struct, frozen=True):

@@ -23,6 +23,7 @@ from collections.abc import Collection, Sequence
 
 from forkq.engines.contract import (
     DEFAULT_DEAD_CAPS,
+    PRIORITY_BANDS,
     SIGHTINGS_KEPT,
     Broker,
     Capabilities,
@@ -170,14 +171,21 @@ class SQLiteBroker(Broker):
         return int(row[0])
 
     def _depth(self, queue: str) -> QueueDepth:
-        """Delayed: not held and not visible yet (a countdown, an eta, a retry's wait)."""
+        """Delayed: not held and not visible yet (a countdown, an eta, a retry's wait); the
+        others counted by priority band."""
         with self._errors:
-            row = self._conn.execute(
-                "SELECT COUNT(*), COALESCE(SUM(owner IS NULL AND visible_at > ?), 0) "
-                "FROM forkq_messages WHERE queue = ?",
-                (time.time(), queue),
-            ).fetchone()
-        return QueueDepth(int(row[0]), int(row[1]))
+            rows = self._conn.execute(
+                "SELECT MIN(?, MAX(0, priority) / 3), owner IS NULL AND visible_at > ?, COUNT(*) "
+                "FROM forkq_messages WHERE queue = ? GROUP BY 1, 2",
+                (len(PRIORITY_BANDS) - 1, time.time(), queue),
+            ).fetchall()
+        bands, delayed = [0] * len(PRIORITY_BANDS), 0
+        for band, is_delayed, count in rows:
+            if is_delayed:
+                delayed += count
+            else:
+                bands[band] += count
+        return QueueDepth(sum(bands) + delayed, delayed, tuple(bands))
 
     def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
         with self._errors:
