@@ -48,7 +48,8 @@ def task_event(
     kind: TaskEventKind, task_id: str, name: str = "e2eapp.add", **fields: object
 ) -> bytes:
     at = float(fields.pop("at", time.time()))  # type: ignore[arg-type]
-    return encode(TaskEvent(kind, task_id, name, "default", at, "w1", 0, **fields))  # type: ignore[arg-type]
+    queue = str(fields.pop("queue", "default"))
+    return encode(TaskEvent(kind, task_id, name, queue, at, "w1", 0, **fields))  # type: ignore[arg-type]
 
 
 @contextmanager

@@ -233,11 +233,12 @@ def test_hide_args_hides_arguments(
 def test_a_phone_sized_screen_needs_no_sideways_scrolling(
     browser: Any, redis_client: Forkq, reporter: Reporter, start_dashboard: Any
 ) -> None:
-    reporter.publish(heartbeat("phone@host"), task_event(TaskEventKind.SUCCEEDED, "p-1"))
+    reporter.publish(heartbeat("phone@host", busy="p-2", restarts=12),
+                     task_event(TaskEventKind.SUCCEEDED, "p-1"))  # fmt: skip
     dash: DashboardProcess = start_dashboard()
     browser.set_window_size(390, 844)
     try:
-        for path in ("/", "/workers", "/tasks", "/tasks/p-1"):
+        for path in ("/", "/workers", "/tasks", "/tasks/p-1", "/queues"):
             browser.get(dash.url(path))
             wide = browser.execute_script(
                 "return document.documentElement.scrollWidth - window.innerWidth"
@@ -284,3 +285,24 @@ def test_shrink_then_a_warm_shutdown_from_the_page(
     browser.switch_to.alert.accept()  # "shutdown?"
     assert worker.wait(timeout=30) == 0  # warm: the master's own exit, not a kill
     wait_for(browser, lambda d: text(d, f"{card} .status") == "offline", "the worker offline")
+
+
+def test_queue_depth_and_priority_bands_change_live(
+    browser: Any, worker: WorkerProcess, redis_client: Forkq, start_dashboard: Any
+) -> None:
+    queue = f"parked-{os.getpid()}"  # no worker consumes it
+    redis_client.send_task("e2eapp.add", (1, 1), queue=queue, priority=9)
+    dash: DashboardProcess = start_dashboard()
+    browser.get(dash.url("/queues?" + urlencode({"queue": queue})))
+    card = f'article[data-queue="{queue}"]'
+    wait_for(browser, lambda d: text(d, f"{card} .messages") == "1", "the first message")
+    browser.execute_script("window.forkqKept = 42")  # gone if the page reloads
+    for _ in range(2):
+        redis_client.send_task("e2eapp.add", (1, 1), queue=queue, priority=0)
+    band = f'{card} tr[data-band="0-2"] .count'
+    wait_for(browser, lambda d: text(d, f"{card} .messages") == "3", "two more messages")
+    wait_for(browser, lambda d: text(d, band) == "2", "the low band")
+    assert text(browser, f'{card} tr[data-band="9"] .count') == "1"
+    assert redis_client.broker.purge(queue) == 3
+    wait_for(browser, lambda d: text(d, f"{card} .messages") == "0", "the purged queue")
+    assert browser.execute_script("return window.forkqKept") == 42

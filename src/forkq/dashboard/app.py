@@ -27,6 +27,7 @@ from forkq.dashboard.paths import PrefixMiddleware
 from forkq.dashboard.security import SecurityMiddleware
 from forkq.dashboard.views.common import Links
 from forkq.dashboard.views.overview import overview
+from forkq.dashboard.views.queues import queues
 from forkq.dashboard.views.tasks import STATES, task_filter, task_list, task_page
 from forkq.dashboard.views.workers import workers
 from forkq.exceptions import ForkqError
@@ -53,6 +54,7 @@ class Dashboard:
             "workers": ("workers.html", self._workers),
             "tasks": ("tasks.html", self._tasks),
             "task": ("task.html", self._task),
+            "queues": ("queues.html", self._queues),
         }
 
     async def _overview(self, request: Request) -> dict[str, Any]:
@@ -60,6 +62,12 @@ class Dashboard:
 
     async def _workers(self, request: Request) -> dict[str, Any]:
         return workers(self.feed, _links(request), now())
+
+    async def _queues(self, request: Request) -> dict[str, Any]:
+        chosen = request.query_params.get("queue", "")
+        if chosen:
+            self.feed.ask(chosen)
+        return queues(self.feed, now(), chosen)
 
     async def _tasks(self, request: Request) -> dict[str, Any]:
         chosen = task_filter(self.feed, dict(request.query_params))
@@ -166,6 +174,7 @@ def build(
         Route("/", dashboard.page("overview")),
         Route("/workers", dashboard.page("workers")),
         Route("/tasks", dashboard.page("tasks")),
+        Route("/queues", dashboard.page("queues")),
         Route("/tasks/{task_id:path}/revoke", actions.revoke, methods=["POST"]),
         Route("/tasks/{task_id:path}", dashboard.page("task")),
         Route("/workers/{host}/{verb}", actions.worker, methods=["POST"]),

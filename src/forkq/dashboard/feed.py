@@ -22,6 +22,7 @@ from forkq.app import Forkq
 from forkq.engines.contract import EventPage, QueueDepth, ResultBackend, StoredResult
 from forkq.engines.registry import open_backend
 from forkq.events.codec import decode
+from forkq.events.queue_rates import QueueRates
 from forkq.events.series import MemorySeries, OutcomeSeries
 from forkq.events.state import EventsState
 from forkq.events.tasks import TaskIndex
@@ -33,6 +34,8 @@ log = logging.getLogger("forkq.dashboard")
 POLL_EVERY = 0.25  # seconds between reads of the event store once caught up
 RETRY_EVERY = 2.0  # seconds between reads while the store is unreachable
 DEPTHS_EVERY = 2.0  # seconds between reads of the queues' depths
+QUEUES_READ = 50  # queues whose depth is read, at most (event bodies may name any number)
+ASKED_FOR = 60.0  # seconds a queue a page asked for by name is read after the last ask
 PAGE = 5_000  # events read at once
 RECENT = 200  # task events EventsState keeps (the task index keeps the rest)
 
@@ -45,8 +48,11 @@ class Feed:
         self.state = EventsState(recent=RECENT)
         self.tasks = TaskIndex()
         self.outcomes = OutcomeSeries()
+        self.rates = QueueRates()
         self.memory = MemorySeries()
         self.depths: dict[str, QueueDepth] = {}
+        self._asked: dict[str, float] = {}  # queue: when a page last asked for it (monotonic)
+        self._poll_now = asyncio.Event()  # a page asked for a queue not read yet
         self.trouble = ""  # why the store or the broker cannot be read now; "" when it can
         self.version = 0  # bumped on every change
         self.read = 0  # events read from the store
@@ -140,6 +146,7 @@ class Feed:
         if isinstance(event, TaskEvent):
             self.tasks.fold(event)
             self.outcomes.fold(event)
+            self.rates.fold(event)
         else:
             self.memory.fold(event)
 
@@ -161,8 +168,7 @@ class Feed:
 
     async def _depths(self) -> None:
         while True:
-            queues = sorted({q for w in self.state.workers.values() for q in w.queues})
-            queues = queues or [self.app.settings.default_queue]
+            queues = self.queue_names()
             try:
                 depths = await self.call(self._read_depths, queues)
             except ForkqError as exc:
@@ -171,7 +177,31 @@ class Feed:
                 if depths != self.depths:
                     self.depths = depths
                     self._bump()
-            await asyncio.sleep(DEPTHS_EVERY)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._poll_now.wait(), DEPTHS_EVERY)
+            self._poll_now.clear()
+
+    def queue_names(self) -> list[str]:
+        """The queues shown: the default one, those workers consume, those a page asked for
+        by name in the last ASKED_FOR seconds, then those task events name; QUEUES_READ at
+        most."""
+        since = time.monotonic() - ASKED_FOR
+        self._asked = {q: at for q, at in self._asked.items() if at >= since}
+        first = {q for w in self.state.workers.values() for q in w.queues}
+        first |= {self.app.settings.default_queue, *self._asked}
+        named = [q for q in self.rates.queues if q not in first]
+        return (sorted(first) + named)[:QUEUES_READ]
+
+    def ask(self, queue: str) -> None:
+        """A page shows `queue`: its depth is read from now on, for ASKED_FOR seconds after
+        the last ask; at once if it is not read yet."""
+        known = queue in self._asked or queue in self.depths
+        self._asked.pop(queue, None)
+        self._asked[queue] = time.monotonic()  # the newest last: the oldest go beyond the cap
+        while len(self._asked) > QUEUES_READ:
+            del self._asked[next(iter(self._asked))]
+        if not known:
+            self._poll_now.set()
 
     def stored(self, task_id: str) -> StoredResult | None:
         """The task's result record (call it in the I/O thread: `call(feed.stored, id)`)."""

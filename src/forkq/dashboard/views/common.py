@@ -21,6 +21,9 @@ class Links(msgspec.Struct, frozen=True):
     def task(self, task_id: str) -> str:
         return f"{self.root}/tasks/{quote(task_id, safe='')}"
 
+    def queue(self, name: str) -> str:
+        return f"{self.root}/queues?queue={quote(name, safe='')}"
+
     def worker_action(self, host: str, verb: str) -> str:
         return f"{self.root}/workers/{quote(host, safe='')}/{verb}"
 

@@ -40,6 +40,7 @@ def overview(feed: Feed, links: Links, now: float) -> dict[str, Any]:
         "queues": [
             {
                 "name": name,
+                "url": links.queue(name),
                 "messages": str(depth.messages),
                 "delayed": "" if depth.delayed is None else str(depth.delayed),
             }
