@@ -406,6 +406,17 @@ class TestBroker:
         assert broker.purge_dead(Q) == 1
         assert broker.dead_letters() == []
 
+    def test_delete_dead_deletes_only_the_letters_named(self, broker: Broker) -> None:
+        _dead_letter(broker, Q, [b"one", b"two", b"three"])
+        _dead_letter(broker, Q, [b"other"], queue_b=True)
+        letters = {d.body: d.receipt for d in broker.dead_letters()}
+        doomed = [letters[b"one"], letters[b"other"], "no-such-receipt", "9-9@nowhere", ""]
+        assert broker.delete_dead(doomed) == 2
+        assert sorted(d.body for d in broker.dead_letters()) == [b"three", b"two"]
+        assert broker.delete_dead([letters[b"one"]]) == 0  # gone already
+        assert broker.size(Q) == 0  # deleted, not requeued
+        assert broker.requeue_dead(["not-a-receipt"]) == 0  # requeue passes over them too
+
     def test_dead_letters_are_capped_by_count_the_oldest_going_first(self, url: str) -> None:
         capped = open_broker(url, DeadLetterCaps(max_count=3, max_age=0))
         try:

@@ -122,13 +122,22 @@ def requeue(
 
 @dead.command("purge")
 @app_options
+@click.argument("receipts", nargs=-1)
 @click.option("-Q", "--queue", help="Only this queue.")
 @click.option("--yes", is_flag=True, help="Confirm: this deletes dead letters.")
 def purge_dead(
-    app_spec: str | None, broker: str | None, backend: str | None, queue: str | None, yes: bool
+    app_spec: str | None,
+    broker: str | None,
+    backend: str | None,
+    receipts: tuple[str, ...],
+    queue: str | None,
+    yes: bool,
 ) -> None:
-    """Delete dead letters."""
+    """Delete dead letters: RECEIPTS from `dead list`, or all (of one queue with -Q)."""
+    if receipts and queue:
+        raise click.UsageError("name receipts or a queue (-Q), not both")
     if not yes:
         raise click.UsageError("this deletes dead letters; add --yes to confirm")
-    count = resolve_app(app_spec, broker, backend).broker.purge_dead(queue)
+    chosen = resolve_app(app_spec, broker, backend).broker
+    count = chosen.delete_dead(receipts) if receipts else chosen.purge_dead(queue)
     click.echo(f"deleted {count} dead letter(s)")

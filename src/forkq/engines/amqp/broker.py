@@ -177,6 +177,15 @@ class AMQPBroker(Broker):
             repeatable=True,
         )
 
+    def delete_dead(self, receipts: Collection[str]) -> int:
+        def chosen(letter: DeadLetter) -> bool:
+            return bool(letter.receipt) and letter.receipt in receipts
+
+        return self._link.run(
+            partial(take_dead, self.publisher, self._open, chosen, republish=False),
+            repeatable=True,
+        )
+
     def purge_dead(self, queue: str | None = None) -> int:
         def chosen(letter: DeadLetter) -> bool:
             return queue in (None, letter.queue)

@@ -136,6 +136,11 @@ class Broker(abc.ABC):
         """Publish dead letters back to their queues (all when `receipts` is None)."""
 
     @abc.abstractmethod
+    def delete_dead(self, receipts: Collection[str]) -> int:
+        """Delete the dead letters these receipts name; return how many there were. A receipt
+        that names no letter (gone, or not of this engine's form) is passed over."""
+
+    @abc.abstractmethod
     def purge_dead(self, queue: str | None = None) -> int:
         """Delete dead letters, of one queue or of all. Add each letter through one place
         that then drops the queue's oldest beyond `dead_caps`."""

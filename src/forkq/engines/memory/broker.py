@@ -119,6 +119,13 @@ class MemoryBroker(Broker):
         self.publish([outgoing(d.queue, d.body, d.priority) for d in chosen])
         return len(chosen)
 
+    def delete_dead(self, receipts: Collection[str]) -> int:
+        with self._store.cond:
+            doomed = [d for d in self._letters() if d.receipt in receipts]
+            for dead in doomed:
+                del self._store.dead[dead.queue][int(dead.receipt)]
+        return len(doomed)
+
     def purge_dead(self, queue: str | None = None) -> int:
         with self._store.cond:
             doomed = [d for d in self._letters() if queue in (None, d.queue)]

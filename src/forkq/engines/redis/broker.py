@@ -46,7 +46,12 @@ from forkq.engines.contract import (
 from forkq.engines.redis import seen as redis_seen
 from forkq.engines.redis.client import Batch
 from forkq.engines.redis.control import RedisControl
-from forkq.engines.redis.dead import delete_dead, purge_dead_letters, read_dead
+from forkq.engines.redis.dead import (
+    delete_dead,
+    delete_dead_letters,
+    purge_dead_letters,
+    read_dead,
+)
 from forkq.engines.redis.keys import band_of, read_delayed_member
 from forkq.engines.redis.link import RedisLink, owed_by_queue
 from forkq.engines.redis.schedules import RedisSchedules
@@ -134,6 +139,10 @@ class RedisBroker(Broker):
                 self.publish([outgoing(letter.queue, letter.body, letter.priority)])
                 delete_dead(self.client, self.prefix, letter)
         return len(chosen)
+
+    def delete_dead(self, receipts: Collection[str]) -> int:
+        with self._link.errors():
+            return delete_dead_letters(self.client, self.prefix, receipts)
 
     def purge_dead(self, queue: str | None = None) -> int:
         with self._link.errors():

@@ -8,7 +8,8 @@ body is empty, a missing reason says so, a junk time is 0 and a junk priority 0.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import redis
@@ -18,6 +19,7 @@ from forkq.engines.redis.keys import QueueKeys
 from forkq.engines.redis.replies import integer_field
 
 _LATEST_MS = int(LAST_MOMENT * 1000)
+_ENTRY_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")  # a stream entry's id, as XADD makes it
 
 
 def read_dead(
@@ -41,6 +43,16 @@ def _letter(receipt: str, queue: str, fields: dict[bytes, bytes]) -> DeadLetter:
 
 def delete_dead(client: redis.Redis, prefix: str, letter: DeadLetter) -> None:
     client.xdel(QueueKeys(prefix, letter.queue).dead, letter.receipt.split("@", 1)[0])
+
+
+def delete_dead_letters(client: redis.Redis, prefix: str, receipts: Collection[str]) -> int:
+    """XDEL of each receipt's entry from its queue's stream; how many were there."""
+    by_queue: dict[str, list[str]] = {}
+    for receipt in receipts:
+        entry_id, at, queue = receipt.partition("@")
+        if at and queue and _ENTRY_ID.fullmatch(entry_id):
+            by_queue.setdefault(queue, []).append(entry_id)
+    return sum(int(client.xdel(QueueKeys(prefix, q).dead, *ids)) for q, ids in by_queue.items())
 
 
 def purge_dead_letters(client: redis.Redis, prefix: str, queues: Sequence[str]) -> int:

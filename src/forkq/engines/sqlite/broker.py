@@ -195,6 +195,10 @@ class SQLiteBroker(Broker):
         with self._errors, transaction(self._conn):
             return dead.requeue_dead(self._conn, receipts)
 
+    def delete_dead(self, receipts: Collection[str]) -> int:
+        with self._errors:
+            return dead.delete_dead(self._conn, receipts)
+
     def purge_dead(self, queue: str | None = None) -> int:
         with self._errors:
             return dead.purge_dead(self._conn, queue)

@@ -124,6 +124,11 @@ def requeue_dead(conn: sqlite3.Connection, receipts: Collection[str] | None) -> 
     return moved
 
 
+def delete_dead(conn: sqlite3.Connection, receipts: Collection[str]) -> int:
+    where, params = _id_filter(receipts)
+    return conn.execute(f"DELETE FROM forkq_dead {where}", params).rowcount
+
+
 def purge_dead(conn: sqlite3.Connection, queue: str | None) -> int:
     where, params = ("WHERE queue = ?", (queue,)) if queue else ("", ())
     return conn.execute(f"DELETE FROM forkq_dead {where}", params).rowcount
@@ -136,5 +141,5 @@ def _text(raw: bytes) -> str:
 def _id_filter(receipts: Collection[str] | None) -> tuple[str, tuple[int, ...]]:
     if receipts is None:
         return "", ()
-    ids = tuple(row_id(r) for r in receipts)
+    ids = tuple(row_id(r) for r in receipts if r.isdigit())  # others name no row here
     return f"WHERE id IN ({','.join('?' * len(ids)) or 'NULL'})", ids
