@@ -15,11 +15,11 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from forkq.cli.printable import printable
 from forkq.engines.contract import EventPage
 from forkq.events.state import EventsState, WorkerStatus, WorkerView
 from forkq.events.values import ChildRow, TaskEvent
 from forkq.pool.process_memory import format_bytes
+from forkq.printable import printable
 
 _LONGEST = 80  # characters of a string from the store shown
 _STATUS_STYLE = {

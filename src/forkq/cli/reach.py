@@ -22,9 +22,9 @@ import msgspec
 from rich.console import Console
 from rich.markup import escape
 
-from forkq.cli.printable import printable, printable_values
 from forkq.control_replies import Replies, Route
 from forkq.exceptions import ForkqError
+from forkq.printable import printable, printable_values
 
 F = TypeVar("F", bound=Callable[..., Any])
 Render = Callable[[str, dict[str, Any], Console], None]

@@ -1,11 +1,13 @@
 """What a user can do from the pages: grow, shrink or stop a worker's pool, revoke or
-terminate a task. Each is a POST (security.py has checked its CSRF token), refused with 403
-under --read-only, done in the feed's I/O thread, and answered by a redirect to the page it
-came from with one line saying what happened (a short-lived cookie, never the URL, so no
-link can make the page say something)."""
+terminate a task, requeue or delete dead letters (one, or all of a queue or of every queue).
+Each is a POST (security.py has checked its CSRF token), refused with 403 under --read-only,
+done in the feed's I/O thread, and answered by a redirect to the page it came from with one
+line saying what happened (a short-lived cookie, never the URL, so no link can make the page
+say something)."""
 
 from __future__ import annotations
 
+import enum
 from urllib.parse import parse_qs, quote, unquote
 
 from starlette.requests import Request
@@ -18,6 +20,7 @@ from forkq.dashboard.views.common import Links
 from forkq.exceptions import ForkqError
 
 SAID_COOKIE = "forkq_said"
+DEAD_ALL = 1_000_000  # the letters of one queue requeued by "requeue all"
 CONTROL_TIMEOUT = 2.0  # seconds a worker has to answer
 WORKER_VERBS = {
     "grow": ("pool-grow", {"n": 1}, "grew by one child"),
@@ -58,6 +61,45 @@ class Actions:
             said = f"{task_id} not revoked: {exc}"
         links = _links(request)
         return _back(links, links.task(task_id), said)
+
+    async def dead(self, request: Request) -> Response:
+        if self.config.read_only:
+            return _read_only()
+        action = DEAD_ACTIONS.get(request.path_params["verb"])
+        if action is None:
+            return PlainTextResponse("no such action", 404)
+        form = parse_qs((await request.body()).decode("latin-1"))
+        queue = form.get("queue", [""])[-1]
+        receipts = None if form.get("all") == ["1"] else form.get("receipt", [])
+        try:
+            count = await self.feed.call(_on_dead, self.feed, action, receipts, queue)
+            await self.feed.reread_dead()
+            said = f"{action.value} {count} dead letter(s)"
+        except ForkqError as exc:
+            said = f"dead letters not changed: {exc}"
+        links = _links(request)
+        target = links.page("/dead") + (f"?queue={quote(queue, safe='')}" if queue else "")
+        return _back(links, target, said)
+
+
+class DeadAction(enum.Enum):
+    REQUEUE = "requeued"
+    DELETE = "deleted"
+
+
+DEAD_ACTIONS = {"requeue": DeadAction.REQUEUE, "delete": DeadAction.DELETE}
+
+
+def _on_dead(feed: Feed, action: DeadAction, receipts: list[str] | None, queue: str) -> int:
+    """The letters named by `receipts`, or all (None): of `queue`, or of every queue."""
+    broker = feed.app.broker
+    if receipts is None and action is DeadAction.DELETE:
+        return broker.purge_dead(queue or None)
+    if receipts is None and queue:
+        receipts = [d.receipt for d in broker.dead_letters(queue, DEAD_ALL)]
+    if action is DeadAction.DELETE:
+        return broker.delete_dead(receipts or [])
+    return broker.requeue_dead(receipts)
 
 
 def _broadcast(feed: Feed, command: str, args: dict[str, int] | None, host: str) -> Replies:

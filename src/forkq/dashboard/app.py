@@ -26,6 +26,7 @@ from forkq.dashboard.feed import Feed, now
 from forkq.dashboard.paths import PrefixMiddleware
 from forkq.dashboard.security import SecurityMiddleware
 from forkq.dashboard.views.common import Links
+from forkq.dashboard.views.dead import dead_letters
 from forkq.dashboard.views.overview import overview
 from forkq.dashboard.views.queues import queues
 from forkq.dashboard.views.tasks import STATES, task_filter, task_list, task_page
@@ -55,6 +56,7 @@ class Dashboard:
             "tasks": ("tasks.html", self._tasks),
             "task": ("task.html", self._task),
             "queues": ("queues.html", self._queues),
+            "dead": ("dead.html", self._dead),
         }
 
     async def _overview(self, request: Request) -> dict[str, Any]:
@@ -68,6 +70,11 @@ class Dashboard:
         if chosen:
             self.feed.ask(chosen)
         return queues(self.feed, now(), chosen)
+
+    async def _dead(self, request: Request) -> dict[str, Any]:
+        self.feed.ask_dead()
+        chosen = request.query_params.get("queue", "")
+        return dead_letters(self.feed, _links(request), now(), chosen)
 
     async def _tasks(self, request: Request) -> dict[str, Any]:
         chosen = task_filter(self.feed, dict(request.query_params))
@@ -175,6 +182,8 @@ def build(
         Route("/workers", dashboard.page("workers")),
         Route("/tasks", dashboard.page("tasks")),
         Route("/queues", dashboard.page("queues")),
+        Route("/dead", dashboard.page("dead")),
+        Route("/dead/{verb}", actions.dead, methods=["POST"]),
         Route("/tasks/{task_id:path}/revoke", actions.revoke, methods=["POST"]),
         Route("/tasks/{task_id:path}", dashboard.page("task")),
         Route("/workers/{host}/{verb}", actions.worker, methods=["POST"]),

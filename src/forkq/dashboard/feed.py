@@ -1,7 +1,8 @@
 """What the dashboard knows, kept current: the event history read from the store at start
 (up to the kept cap, so a restart loses nothing the store keeps), then the new events read
-every `POLL_EVERY` seconds by one asyncio task; and the queues' depths, read every
-`DEPTHS_EVERY` seconds. Pages and streams read it; `changed` wakes the streams.
+every `POLL_EVERY` seconds by one asyncio task; and the queues' depths (and the dead letters
+while a page shows them), read every `DEPTHS_EVERY` seconds or at once when a page asks for
+what is not read yet. Pages and streams read it; `changed` wakes the streams.
 
 Every call on the app, its broker or the event store runs in one thread of its own
 (`Feed.call`): connections are not shared across threads, and the event loop never blocks.
@@ -19,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from forkq.app import Forkq
-from forkq.engines.contract import EventPage, QueueDepth, ResultBackend, StoredResult
+from forkq.engines.contract import DeadLetter, EventPage, QueueDepth, ResultBackend, StoredResult
 from forkq.engines.registry import open_backend
 from forkq.events.codec import decode
 from forkq.events.queue_rates import QueueRates
@@ -36,6 +37,7 @@ RETRY_EVERY = 2.0  # seconds between reads while the store is unreachable
 DEPTHS_EVERY = 2.0  # seconds between reads of the queues' depths
 QUEUES_READ = 50  # queues whose depth is read, at most (event bodies may name any number)
 ASKED_FOR = 60.0  # seconds a queue a page asked for by name is read after the last ask
+DEAD_READ = 500  # dead letters read, the oldest first
 PAGE = 5_000  # events read at once
 RECENT = 200  # task events EventsState keeps (the task index keeps the rest)
 
@@ -53,6 +55,8 @@ class Feed:
         self.depths: dict[str, QueueDepth] = {}
         self._asked: dict[str, float] = {}  # queue: when a page last asked for it (monotonic)
         self._poll_now = asyncio.Event()  # a page asked for a queue not read yet
+        self.dead: list[DeadLetter] | None = None  # None: not read (no page asked for them)
+        self._dead_asked = -ASKED_FOR  # when a page last showed the dead letters (monotonic)
         self.trouble = ""  # why the store or the broker cannot be read now; "" when it can
         self.version = 0  # bumped on every change
         self.read = 0  # events read from the store
@@ -167,15 +171,17 @@ class Feed:
                 await asyncio.sleep(POLL_EVERY)
 
     async def _depths(self) -> None:
+        """The queues' depths, and the dead letters while a page shows them."""
         while True:
             queues = self.queue_names()
+            dead = time.monotonic() - self._dead_asked < ASKED_FOR
             try:
-                depths = await self.call(self._read_depths, queues)
+                depths, letters = await self.call(self._read_broker, queues, dead)
             except ForkqError as exc:
                 self._say(f"the broker cannot be read: {exc}")
             else:
-                if depths != self.depths:
-                    self.depths = depths
+                if (depths, letters) != (self.depths, self.dead):
+                    self.depths, self.dead = depths, letters
                     self._bump()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._poll_now.wait(), DEPTHS_EVERY)
@@ -203,12 +209,29 @@ class Feed:
         if not known:
             self._poll_now.set()
 
+    def ask_dead(self) -> None:
+        """A page shows the dead letters: they are read from now on, for ASKED_FOR seconds
+        after the last ask; at once if they are not read yet."""
+        self._dead_asked = time.monotonic()
+        if self.dead is None:
+            self._poll_now.set()
+
+    async def reread_dead(self) -> None:
+        """The dead letters read again now (after an action changed them)."""
+        letters = await self.call(self.app.broker.dead_letters, None, DEAD_READ)
+        self.dead, self._dead_asked = letters, time.monotonic()
+        self._bump()
+
     def stored(self, task_id: str) -> StoredResult | None:
         """The task's result record (call it in the I/O thread: `call(feed.stored, id)`)."""
         return self.app.backend.get(task_id)
 
-    def _read_depths(self, queues: list[str]) -> dict[str, QueueDepth]:
-        return {queue: self.app.broker.depth(queue) for queue in queues}
+    def _read_broker(
+        self, queues: list[str], dead: bool
+    ) -> tuple[dict[str, QueueDepth], list[DeadLetter] | None]:
+        broker = self.app.broker
+        depths = {queue: broker.depth(queue) for queue in queues}
+        return depths, broker.dead_letters(None, DEAD_READ) if dead else None
 
     def _say(self, trouble: str) -> None:
         if trouble != self.trouble:

@@ -67,11 +67,14 @@
     if (main && main.dataset.stream && window.EventSource) connect(main);
   });
 
+  // what asks to confirm: what stops work, and what moves or deletes dead letters
+  const CONFIRMED = new Set(["shutdown", "terminate", "requeue", "delete", "requeue all", "delete all"]);
+
   // rows are rebuilt by the stream: one listener for every form, now and later
   document.addEventListener("submit", function (event) {
     const button = event.target.querySelector("button[data-action]");
     const verb = button ? button.dataset.action : "";
-    if ((verb === "shutdown" || verb === "terminate") && !window.confirm(verb + "?")) {
+    if (CONFIRMED.has(verb) && !window.confirm(verb + "?")) {
       event.preventDefault();
     }
   });

@@ -1,6 +1,6 @@
-"""Text that any writer of a broker or store chooses, made safe for a terminal: every
-character that is not printable (ESC above all, which would reach the terminal as a control
-sequence) is shown as its Python escape (`\\x1b`), so the text stands for itself."""
+"""Text that any writer of a broker or store chooses, made safe for a terminal and plain in a
+page: every character that is not printable (ESC above all, which would reach the terminal as
+a control sequence) is shown as its Python escape (`\\x1b`), so the text stands for itself."""
 
 from __future__ import annotations
 
