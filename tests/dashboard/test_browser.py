@@ -51,6 +51,12 @@ def click(driver: Any, css: str) -> None:
     wait_for(driver, clicked, f"a click on {css}")
 
 
+def said(driver: Any) -> str:
+    """The line the last action left on the page ("" when none)."""
+    found = driver.find_elements(By.ID, "said")
+    return text(driver, "#said") if found else ""
+
+
 def no_alert(driver: Any) -> bool:
     try:
         _ = driver.switch_to.alert
@@ -276,9 +282,9 @@ def test_shrink_then_a_warm_shutdown_from_the_page(
     browser.get(dash.url("/workers"))
     card = f'article[data-host="{worker_name}"]'
     wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, card), "the worker's card")
-    for verb, children in (("grow", 2), ("shrink", 1)):
+    for verb, done, children in (("grow", "grew", 2), ("shrink", "shrank", 1)):
         click(browser, f'{card} button[data-action="{verb}"]')
-        wait_for(browser, lambda d: d.find_elements(By.ID, "said"), "what the action did")
+        wait_for(browser, lambda d, done=done: done in said(d), "what the action did")
         stats = redis_client.control.inspect("stats", [worker_name], timeout=5)
         assert stats.replies[worker_name]["concurrency"] == children, verb
     click(browser, f'{card} button[data-action="shutdown"]')
@@ -306,3 +312,35 @@ def test_queue_depth_and_priority_bands_change_live(
     assert redis_client.broker.purge(queue) == 3
     wait_for(browser, lambda d: text(d, f"{card} .messages") == "0", "the purged queue")
     assert browser.execute_script("return window.forkqKept") == 42
+
+
+def test_a_dead_letter_requeued_then_deleted_from_the_page(
+    browser: Any, worker: WorkerProcess, redis_client: Forkq, start_dashboard: Any
+) -> None:
+    def letters() -> list[Any]:
+        return redis_client.broker.dead_letters(None, 10)
+
+    sent = redis_client.send_task("e2eapp.missing", (1,))  # the worker has no such task
+    wait_for(None, lambda _: letters(), "the worker's dead letter")
+    [first] = letters()
+    dash: DashboardProcess = start_dashboard()
+    browser.get(dash.url("/dead"))
+    row = f'tr.letter[data-receipt="{first.receipt}"]'
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, row), "the letter's row")
+    assert "unknown task 'e2eapp.missing'" in text(browser, f"{row} .reason")
+    assert sent.id in text(browser, row)
+    click(browser, f'{row} button[data-action="requeue"]')
+    browser.switch_to.alert.accept()  # "requeue?"
+    wait_for(browser, lambda d: d.find_elements(By.ID, "said"), "what the action did")
+    assert text(browser, "#said") == "requeued 1 dead letter(s)"
+    # back in its queue, so the worker fetched it again and dead-lettered it anew
+    wait_for(None, lambda _: [d.receipt for d in letters()] not in ([], [first.receipt]),
+             "the requeued message dead-lettered again")  # fmt: skip
+    [again] = letters()
+    assert again.body == first.body
+    row = f'tr.letter[data-receipt="{again.receipt}"]'
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, row), "the new letter, live")
+    click(browser, f'{row} button[data-action="delete"]')
+    browser.switch_to.alert.accept()  # "delete?"
+    wait_for(browser, lambda d: said(d) == "deleted 1 dead letter(s)", "what the action did")
+    assert letters() == [] and redis_client.broker.size("default") == 0

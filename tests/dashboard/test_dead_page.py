@@ -1,0 +1,129 @@
+"""The Dead letters page on a SQLite store: letters with their reasons, shown as text; requeue
+and delete, one or all (of a queue or of every queue), each checked in the broker; the rules
+every action keeps (CSRF, read-only)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from forkq.app import Forkq
+from forkq.engines.contract import Consumer, outgoing
+from tests.dashboard.helpers import HOSTILE, dashboard
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/store.sqlite3"
+
+
+def bury(url: str, *letters: tuple[str, bytes, str]) -> None:
+    """Each (queue, body, reason) published, fetched and dead-lettered."""
+    app = Forkq("bury", broker=url)
+    session = app.broker.consumer(Consumer("w", "w/0"), app.backend)
+    for queue, body, reason in letters:
+        app.broker.publish([outgoing(queue, body)])
+        [held] = session.fetch([queue], 1, 5.0)
+        session.dead_letter(held, reason)
+    app.close()
+
+
+def shown(client: TestClient, path: str, text: str, timeout: float = 10.0) -> str:
+    """The page once it shows `text` (the letters are read a moment after a page asks)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        page = client.get(path).text
+        if text in page or time.monotonic() > deadline:
+            return page
+        time.sleep(0.05)
+
+
+def post(client: TestClient, path: str, **form: str) -> str:
+    """The action's line, from the page it redirects to."""
+    client.get("/dead")  # the CSRF cookie
+    answer = client.post(path, data={"csrf": client.cookies["forkq_csrf"], **form})
+    assert answer.status_code == 200, answer.text  # followed the redirect
+    return answer.text.split('id="said">', 1)[1].split("<", 1)[0]
+
+
+def broker_letters(url: str) -> list[tuple[str, bytes]]:
+    app = Forkq("look", broker=url)
+    try:
+        return sorted((d.queue, d.body) for d in app.broker.dead_letters(None, 100))
+    finally:
+        app.close()
+
+
+def queue_size(url: str, queue: str) -> int:
+    app = Forkq("look", broker=url)
+    try:
+        return app.broker.size(queue)
+    finally:
+        app.close()
+
+
+def test_letters_are_listed_with_their_reasons_as_text(url: str) -> None:
+    bury(url, ("q", HOSTILE.encode() + b"\x1b[2J", HOSTILE))
+    with dashboard(url, []) as client:
+        page = shown(client, "/dead", "1 shown of 1 read")
+        assert "<script>alert" not in page and "&lt;script&gt;" in page
+        assert "\\x1b[2J" in page and "\x1b" not in page  # the body's ESC as its escape
+        assert "1 shown of 1 read" in page
+
+
+def test_requeue_one_and_delete_one_act_on_that_letter_only(url: str) -> None:
+    bury(url, ("q", b"one", "r1"), ("q", b"two", "r2"), ("q", b"three", "r3"))
+    app = Forkq("look", broker=url)
+    receipts = {d.body: d.receipt for d in app.broker.dead_letters(None, 10)}
+    app.close()
+    with dashboard(url, []) as client:
+        shown(client, "/dead", "3 shown")
+        assert (
+            post(client, "/dead/requeue", receipt=receipts[b"one"]) == "requeued 1 dead letter(s)"
+        )
+        assert broker_letters(url) == [("q", b"three"), ("q", b"two")]
+        assert queue_size(url, "q") == 1  # back in its queue
+        assert post(client, "/dead/delete", receipt=receipts[b"two"]) == "deleted 1 dead letter(s)"
+        assert broker_letters(url) == [("q", b"three")]
+        assert queue_size(url, "q") == 1  # deleted, not requeued
+        assert "1 shown of 1 read" in client.get("/dead").text  # read again after the action
+
+
+def test_all_of_one_queue_or_of_every_queue(url: str) -> None:
+    bury(url, ("a", b"a1", "r"), ("a", b"a2", "r"), ("b", b"b1", "r"), ("c", b"c1", "r"))
+    with dashboard(url, []) as client:
+        shown(client, "/dead", "4 shown")
+        assert post(client, "/dead/requeue", all="1", queue="a") == "requeued 2 dead letter(s)"
+        assert broker_letters(url) == [("b", b"b1"), ("c", b"c1")]
+        assert queue_size(url, "a") == 2
+        assert post(client, "/dead/delete", all="1", queue="b") == "deleted 1 dead letter(s)"
+        assert broker_letters(url) == [("c", b"c1")]
+        assert post(client, "/dead/requeue", all="1") == "requeued 1 dead letter(s)"
+        bury(url, ("d", b"d1", "r"))
+        assert post(client, "/dead/delete", all="1", queue="") == "deleted 1 dead letter(s)"
+        assert broker_letters(url) == []
+        assert "No dead letters." in client.get("/dead").text
+
+
+def test_actions_need_the_csrf_token_and_are_refused_read_only(url: str) -> None:
+    bury(url, ("q", b"one", "r"))
+    with dashboard(url, []) as client:
+        client.get("/dead")
+        assert client.post("/dead/delete", data={"all": "1"}).status_code == 403
+        assert (
+            client.post("/dead/purge", data={"csrf": client.cookies["forkq_csrf"]}).status_code
+            == 404
+        )
+    with dashboard(url, [], read_only=True) as client:
+        page = client.get("/dead").text
+        assert "data-action=" not in page
+        assert (
+            client.post(
+                "/dead/delete", data={"csrf": client.cookies["forkq_csrf"], "all": "1"}
+            ).status_code
+            == 403
+        )
+    assert broker_letters(url) == [("q", b"one")]
