@@ -53,13 +53,16 @@ def task_event(
 
 
 @contextmanager
-def dashboard(url: str, bodies: list[bytes], **options: object) -> Iterator[TestClient]:
-    """A dashboard (its lifespan run: history read) on the store at `url` holding `bodies`."""
+def dashboard(
+    url: str, bodies: list[bytes], app: Forkq | None = None, **options: object
+) -> Iterator[TestClient]:
+    """A dashboard (its lifespan run: history read) on the store at `url` holding `bodies`,
+    of `app` (a plain app on `url` by default)."""
     writer = Forkq("writer", broker=url)
     if bodies:
         writer.backend.add_events(bodies, 1000)
     writer.close()
-    app = Forkq("dash", broker=url)
+    app = app or Forkq("dash", broker=url)
     config = DashboardConfig(**options)  # type: ignore[arg-type]
     with TestClient(build(config, Feed(app, url)), base_url="http://127.0.0.1:5555") as client:
         yield client

@@ -244,7 +244,7 @@ def test_a_phone_sized_screen_needs_no_sideways_scrolling(
     dash: DashboardProcess = start_dashboard()
     browser.set_window_size(390, 844)
     try:
-        for path in ("/", "/workers", "/tasks", "/tasks/p-1", "/queues"):
+        for path in ("/", "/workers", "/tasks", "/tasks/p-1", "/queues", "/dead", "/schedules"):
             browser.get(dash.url(path))
             wide = browser.execute_script(
                 "return document.documentElement.scrollWidth - window.innerWidth"

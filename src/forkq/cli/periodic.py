@@ -11,9 +11,8 @@ import click
 
 from forkq.cli.dead import ago
 from forkq.cli.main import app_options, cli, resolve_app
-from forkq.engines.contract import FireRecord, schedule_store
-from forkq.schedule import Schedule
-from forkq.worker.scheduler import lease_name, queue_of, run_scheduler
+from forkq.worker.scheduler import run_scheduler
+from forkq.worker.schedules_now import ScheduleNow, schedules_now
 
 
 @cli.command()
@@ -55,54 +54,45 @@ def periodic() -> None:
 def list_(app_spec: str | None, broker: str | None, backend: str | None, as_json: bool) -> None:
     """Each schedule, its next due time and its last fire (as the broker records it)."""
     app = resolve_app(app_spec, broker, backend)
-    schedules = sorted(app.schedules.values(), key=lambda s: s.name)
-    if not schedules:
+    if not app.schedules:
         click.echo(f"app {app.main} has no periodic tasks")
         return
-    store = schedule_store(app.broker, app.backend)
-    records = store.records({s.name: queue_of(app, s) for s in schedules})
-    leader = store.leader(lease_name(app))
     now = time.time()
+    found = schedules_now(app, now)
     if as_json:
-        for s in schedules:
-            click.echo(json.dumps(_as_dict(s, records.get(s.name), now)))
+        for found_row in found.schedules:
+            click.echo(json.dumps(_as_dict(found_row)))
         return
+    leader = found.leader
     lead = f"{leader.holder} (lease for {max(0, leader.until - now):.0f} s more)" if leader else (
         "none: no scheduler of this app runs (or its lease ran out)"
     )  # fmt: skip
     click.echo(f"leader: {lead}")
     header = ("SCHEDULE", "TASK", "WHEN", "CATCH-UP", "NEXT DUE", "LAST FIRE")
-    rows = [header] + [_row(s, records.get(s.name), now) for s in schedules]
+    rows = [header] + [_row(each, now) for each in found.schedules]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
     for row in rows:
         click.echo("  ".join([c.ljust(w) for c, w in zip(row, widths, strict=False)] + [row[-1]]))
 
 
-def _next_due(s: Schedule, record: FireRecord | None, now: float) -> int | None:
-    """The next due time after now (or after the newest recorded, if that is later)."""
-    return s.timing.after(max(int(now * 1000), record.due_ms if record else 0))
+def _row(row: ScheduleNow, now: float) -> tuple[str, ...]:
+    s = row.schedule
+    due = "never" if row.next_due is None else _moment(row.next_due, now)
+    last = "never" if row.last_due is None else _moment(row.last_due, now)
+    return (s.name, s.task, str(s.timing), s.catch_up.value, due, last)
 
 
-def _row(s: Schedule, record: FireRecord | None, now: float) -> tuple[str, ...]:
-    due = _next_due(s, record, now)
-    fired = record is not None and bool(record.task_id)
-    last = _moment(record.due_ms / 1000, now) if record and fired else "never"
-    return (s.name, s.task, str(s.timing), s.catch_up.value,
-            "never" if due is None else _moment(due / 1000, now), last)  # fmt: skip
-
-
-def _as_dict(s: Schedule, record: FireRecord | None, now: float) -> dict[str, object]:
-    due = _next_due(s, record, now)
-    fired = record is not None and bool(record.task_id)
+def _as_dict(row: ScheduleNow) -> dict[str, object]:
+    s = row.schedule
     return {
         "name": s.name,
         "task": s.task,
         "when": str(s.timing),
         "catch_up": s.catch_up.value,
-        "next_due": None if due is None else _utc(due / 1000),
-        "last_due": _utc(record.due_ms / 1000) if record and fired else None,
-        "last_fired_at": _utc(record.fired_at_ms / 1000) if record and fired else None,
-        "last_task_id": record.task_id if record and fired else None,
+        "next_due": None if row.next_due is None else _utc(row.next_due),
+        "last_due": None if row.last_due is None else _utc(row.last_due),
+        "last_fired_at": None if row.last_fired_at is None else _utc(row.last_fired_at),
+        "last_task_id": row.last_task_id or None,
     }
 
 

@@ -29,6 +29,7 @@ from forkq.dashboard.views.common import Links
 from forkq.dashboard.views.dead import dead_letters
 from forkq.dashboard.views.overview import overview
 from forkq.dashboard.views.queues import queues
+from forkq.dashboard.views.schedules import schedules
 from forkq.dashboard.views.tasks import STATES, task_filter, task_list, task_page
 from forkq.dashboard.views.workers import workers
 from forkq.exceptions import ForkqError
@@ -57,6 +58,7 @@ class Dashboard:
             "task": ("task.html", self._task),
             "queues": ("queues.html", self._queues),
             "dead": ("dead.html", self._dead),
+            "schedules": ("schedules.html", self._schedules),
         }
 
     async def _overview(self, request: Request) -> dict[str, Any]:
@@ -75,6 +77,11 @@ class Dashboard:
         self.feed.ask_dead()
         chosen = request.query_params.get("queue", "")
         return dead_letters(self.feed, _links(request), now(), chosen)
+
+    async def _schedules(self, request: Request) -> dict[str, Any]:
+        if self.feed.app.schedules:
+            self.feed.ask_schedules()
+        return schedules(self.feed, _links(request), now())
 
     async def _tasks(self, request: Request) -> dict[str, Any]:
         chosen = task_filter(self.feed, dict(request.query_params))
@@ -183,6 +190,7 @@ def build(
         Route("/tasks", dashboard.page("tasks")),
         Route("/queues", dashboard.page("queues")),
         Route("/dead", dashboard.page("dead")),
+        Route("/schedules", dashboard.page("schedules")),
         Route("/dead/{verb}", actions.dead, methods=["POST"]),
         Route("/tasks/{task_id:path}/revoke", actions.revoke, methods=["POST"]),
         Route("/tasks/{task_id:path}", dashboard.page("task")),

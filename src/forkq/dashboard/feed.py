@@ -29,6 +29,7 @@ from forkq.events.state import EventsState
 from forkq.events.tasks import TaskIndex
 from forkq.events.values import Event, TaskEvent
 from forkq.exceptions import ForkqError
+from forkq.worker.schedules_now import SchedulesNow, schedules_now
 
 log = logging.getLogger("forkq.dashboard")
 
@@ -57,6 +58,8 @@ class Feed:
         self._poll_now = asyncio.Event()  # a page asked for a queue not read yet
         self.dead: list[DeadLetter] | None = None  # None: not read (no page asked for them)
         self._dead_asked = -ASKED_FOR  # when a page last showed the dead letters (monotonic)
+        self.schedules: SchedulesNow | None = None  # None: not read (no page asked for them)
+        self._schedules_asked = -ASKED_FOR
         self.trouble = ""  # why the store or the broker cannot be read now; "" when it can
         self.version = 0  # bumped on every change
         self.read = 0  # events read from the store
@@ -174,14 +177,15 @@ class Feed:
         """The queues' depths, and the dead letters while a page shows them."""
         while True:
             queues = self.queue_names()
-            dead = time.monotonic() - self._dead_asked < ASKED_FOR
+            asked = time.monotonic() - ASKED_FOR
+            dead, schedules = self._dead_asked > asked, self._schedules_asked > asked
             try:
-                depths, letters = await self.call(self._read_broker, queues, dead)
+                read = await self.call(self._read_broker, queues, dead, schedules)
             except ForkqError as exc:
                 self._say(f"the broker cannot be read: {exc}")
             else:
-                if (depths, letters) != (self.depths, self.dead):
-                    self.depths, self.dead = depths, letters
+                if read != (self.depths, self.dead, self.schedules):
+                    self.depths, self.dead, self.schedules = read
                     self._bump()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._poll_now.wait(), DEPTHS_EVERY)
@@ -216,6 +220,12 @@ class Feed:
         if self.dead is None:
             self._poll_now.set()
 
+    def ask_schedules(self) -> None:
+        """A page shows the schedules: read as the dead letters are (`ask_dead`)."""
+        self._schedules_asked = time.monotonic()
+        if self.schedules is None:
+            self._poll_now.set()
+
     async def reread_dead(self) -> None:
         """The dead letters read again now (after an action changed them)."""
         letters = await self.call(self.app.broker.dead_letters, None, DEAD_READ)
@@ -227,11 +237,12 @@ class Feed:
         return self.app.backend.get(task_id)
 
     def _read_broker(
-        self, queues: list[str], dead: bool
-    ) -> tuple[dict[str, QueueDepth], list[DeadLetter] | None]:
+        self, queues: list[str], dead: bool, schedules: bool
+    ) -> tuple[dict[str, QueueDepth], list[DeadLetter] | None, SchedulesNow | None]:
         broker = self.app.broker
         depths = {queue: broker.depth(queue) for queue in queues}
-        return depths, broker.dead_letters(None, DEAD_READ) if dead else None
+        letters = broker.dead_letters(None, DEAD_READ) if dead else None
+        return depths, letters, schedules_now(self.app, now()) if schedules else None
 
     def _say(self, trouble: str) -> None:
         if trouble != self.trouble:
