@@ -45,6 +45,18 @@ def test_each_message_published_has_its_sent_event(app: Forkq) -> None:
     assert app.broker.size("default") == 3
 
 
+def test_a_chords_members_say_their_chord_and_its_body(app: Forkq) -> None:
+    from forkq import chord
+
+    result = chord([app.signature("add", (n, n)) for n in range(3)])(app.signature("add", (1,)))
+    page = app.backend.read_events(None, READ_MAX)
+    events = [e for e in (decode(s.body) for s in page.events) if isinstance(e, TaskEvent)]
+    assert result.parent is not None
+    assert [(e.group, e.group_size, e.group_body) for e in events] == [
+        (result.parent.id, 3, result.id)
+    ] * 3  # the body is sent later, by the worker that finishes the last member
+
+
 def test_no_sent_events_unless_asked(app: Forkq) -> None:
     app.configure(events_sent=False)
     app.send_task("add", (1, 2))

@@ -25,6 +25,7 @@ from forkq.engines.contract import ResultBackend
 from forkq.engines.registry import open_backend
 from forkq.envelope import Message
 from forkq.events import TaskEvent, TaskEventKind, encode
+from forkq.events.workflow import membership
 from forkq.exceptions import BackendError, ConfigurationError
 from forkq.outage import Outage
 from forkq.settings import Settings
@@ -53,9 +54,7 @@ class SentEvents:
         if time.monotonic() < self._not_before:
             self.dropped += len(messages)
             return
-        bodies = [
-            encode(TaskEvent(TaskEventKind.SENT, m.id, m.task, m.queue, at)) for m in messages
-        ]
+        bodies = [encode(_sent(m, at)) for m in messages]
         try:
             self._store(settings, backend).add_events(bodies, settings.events_kept)
         except (BackendError, OSError, ConfigurationError) as exc:  # a bad events_url too
@@ -83,3 +82,8 @@ class SentEvents:
         if self._own is not None and self._own_pid == os.getpid():
             self._own.close()
         self._own = None
+
+
+def _sent(message: Message, at: float) -> TaskEvent:
+    member = membership(message.flow)._asdict()
+    return TaskEvent(TaskEventKind.SENT, message.id, message.task, message.queue, at, **member)

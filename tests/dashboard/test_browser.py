@@ -344,3 +344,27 @@ def test_a_dead_letter_requeued_then_deleted_from_the_page(
     browser.switch_to.alert.accept()  # "delete?"
     wait_for(browser, lambda d: said(d) == "deleted 1 dead letter(s)", "what the action did")
     assert letters() == [] and redis_client.broker.size("default") == 0
+
+
+def test_a_chords_member_progress_advances_live_to_its_body(
+    browser: Any, worker: WorkerProcess, redis_client: Forkq, start_dashboard: Any
+) -> None:
+    from forkq import chord
+
+    header = [redis_client.signature("e2eapp.slow_add", (n, n, 0.4)) for n in range(4)]
+    dash: DashboardProcess = start_dashboard()
+    result = chord(header)(redis_client.signature("e2eapp.ping", immutable=True))
+    chord_id = result.parent.id if result.parent is not None else ""
+    browser.get(dash.url(f"/workflows/{chord_id}"))
+    wait_for(browser, lambda d: text(d, "#kind") == "chord", "the chord, from its members' events")
+    browser.execute_script("window.forkqKept = 42")  # gone if the page reloads
+    seen = set()
+    while (done := text(browser, '#progress [data-text="succeeded"]')) != "4":
+        seen.add(done)
+        wait_for(browser, lambda d, done=done: text(d, '#progress [data-text="succeeded"]') != done,
+                 "more members succeeded")  # fmt: skip
+    assert len(seen) >= 2, seen  # counted up live, not all at once
+    assert text(browser, '#progress [data-text="size"]') == "4"
+    assert isinstance(result.get(timeout=15), int)  # the pid that ran it
+    wait_for(browser, lambda d: text(d, "#body-state") == "succeeded", "the body's state")
+    assert browser.execute_script("return window.forkqKept") == 42

@@ -32,6 +32,7 @@ from forkq.dashboard.views.queues import queues
 from forkq.dashboard.views.schedules import schedules
 from forkq.dashboard.views.tasks import STATES, task_filter, task_list, task_page
 from forkq.dashboard.views.workers import workers
+from forkq.dashboard.views.workflows import workflow_list, workflow_page
 from forkq.exceptions import ForkqError
 
 HERE = Path(__file__).parent
@@ -59,6 +60,8 @@ class Dashboard:
             "queues": ("queues.html", self._queues),
             "dead": ("dead.html", self._dead),
             "schedules": ("schedules.html", self._schedules),
+            "workflows": ("workflows.html", self._workflows),
+            "workflow": ("workflow.html", self._workflow),
         }
 
     async def _overview(self, request: Request) -> dict[str, Any]:
@@ -82,6 +85,13 @@ class Dashboard:
         if self.feed.app.schedules:
             self.feed.ask_schedules()
         return schedules(self.feed, _links(request), now())
+
+    async def _workflows(self, request: Request) -> dict[str, Any]:
+        return workflow_list(self.feed, _links(request))
+
+    async def _workflow(self, request: Request) -> dict[str, Any]:
+        group_id = request.path_params.get("group_id") or request.query_params.get("id", "")
+        return workflow_page(self.feed, _links(request), group_id)
 
     async def _tasks(self, request: Request) -> dict[str, Any]:
         chosen = task_filter(self.feed, dict(request.query_params))
@@ -191,6 +201,8 @@ def build(
         Route("/queues", dashboard.page("queues")),
         Route("/dead", dashboard.page("dead")),
         Route("/schedules", dashboard.page("schedules")),
+        Route("/workflows", dashboard.page("workflows")),
+        Route("/workflows/{group_id:path}", dashboard.page("workflow")),
         Route("/dead/{verb}", actions.dead, methods=["POST"]),
         Route("/tasks/{task_id:path}/revoke", actions.revoke, methods=["POST"]),
         Route("/tasks/{task_id:path}", dashboard.page("task")),
@@ -213,4 +225,7 @@ def _stream_url(request: Request, name: str, links: Links) -> str:
     query = request.url.query
     if name == "task":
         return links.page("/stream/task?id=") + quote(request.path_params["task_id"], safe="")
+    if name == "workflow":
+        group_id = quote(request.path_params["group_id"], safe="")
+        return links.page("/stream/workflow?id=") + group_id
     return links.page(f"/stream/{name}") + (f"?{query}" if query else "")

@@ -23,6 +23,7 @@ from forkq.app import Forkq
 from forkq.engines.contract import DeadLetter, EventPage, QueueDepth, ResultBackend, StoredResult
 from forkq.engines.registry import open_backend
 from forkq.events.codec import decode
+from forkq.events.groups import GroupIndex
 from forkq.events.queue_rates import QueueRates
 from forkq.events.series import MemorySeries, OutcomeSeries
 from forkq.events.state import EventsState
@@ -52,6 +53,7 @@ class Feed:
         self.tasks = TaskIndex()
         self.outcomes = OutcomeSeries()
         self.rates = QueueRates()
+        self.groups = GroupIndex()
         self.memory = MemorySeries()
         self.depths: dict[str, QueueDepth] = {}
         self._asked: dict[str, float] = {}  # queue: when a page last asked for it (monotonic)
@@ -154,6 +156,7 @@ class Feed:
             self.tasks.fold(event)
             self.outcomes.fold(event)
             self.rates.fold(event)
+            self.groups.fold(event)
         else:
             self.memory.fold(event)
 

@@ -41,6 +41,11 @@ class TaskEvent(msgspec.Struct, frozen=True, tag="task", omit_defaults=True):
     runtime: float | None = None  # seconds, for succeeded, failed and retried
     reason: str = ""  # failed: the exception's line; rejected, revoked, retried: why
     args: str = ""  # sent, received: the call's arguments as text, when the sender gives them
+    # sent, received: the chord this task is a header member of, its size and its body's
+    # first task (workflow.py)
+    group: str = ""
+    group_size: int = 0
+    group_body: str = ""
 
 
 class ChildRow(msgspec.Struct, frozen=True, omit_defaults=True):

@@ -36,6 +36,7 @@ from forkq.engines.registry import open_backend
 from forkq.envelope import Message
 from forkq.events import Event, TaskEvent, TaskEventKind, encode
 from forkq.events.calls import call_text
+from forkq.events.workflow import NONE, Membership, membership
 from forkq.exceptions import BackendError
 from forkq.outage import Outage
 from forkq.settings import Settings
@@ -184,6 +185,7 @@ class TaskEvents:
         reason: str = "",
         at: float | None = None,
         args: str = "",
+        member: Membership = NONE,
     ) -> None:
         self.buffer.add(
             TaskEvent(
@@ -197,15 +199,15 @@ class TaskEvents:
                 runtime,
                 reason[:REASON_MAX],
                 args,
+                **member._asdict(),
             )
         )
 
     def received(self, message: Message, queue: str) -> None:
         """With the call's arguments as short text (events/calls.py), as Celery's
         task-received carries them."""
-        self._add(
-            TaskEventKind.RECEIVED, message, queue, args=call_text(message.args, message.kwargs)
-        )
+        args, member = call_text(message.args, message.kwargs), membership(message.flow)
+        self._add(TaskEventKind.RECEIVED, message, queue, args=args, member=member)
 
     def started(self, message: Message, queue: str) -> None:
         self._add(TaskEventKind.STARTED, message, queue)

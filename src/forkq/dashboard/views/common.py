@@ -21,6 +21,9 @@ class Links(msgspec.Struct, frozen=True):
     def task(self, task_id: str) -> str:
         return f"{self.root}/tasks/{quote(task_id, safe='')}"
 
+    def workflow(self, group_id: str) -> str:
+        return f"{self.root}/workflows/{quote(group_id, safe='')}"
+
     def queue(self, name: str) -> str:
         return f"{self.root}/queues?queue={quote(name, safe='')}"
 
