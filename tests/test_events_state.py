@@ -108,6 +108,9 @@ class TestJson:
             "runtime": None,
             "reason": "",
             "args": "",
+            "group": "",
+            "group_size": 0,
+            "group_body": "",
         }
 
     def test_children_in_full(self) -> None:
