@@ -15,7 +15,7 @@ from forkq.events.values import TaskEventKind
 LISTED = 50  # groups a list shows
 DONE = frozenset({TaskEventKind.SUCCEEDED})
 BAD = frozenset({TaskEventKind.FAILED, TaskEventKind.REVOKED, TaskEventKind.REJECTED})
-RUNNING = frozenset({TaskEventKind.RECEIVED, TaskEventKind.STARTED, TaskEventKind.RETRIED})
+RUNNING = frozenset({TaskEventKind.STARTED})  # received, retried: waiting for a child
 
 
 def workflow_list(feed: Feed, links: Links) -> dict[str, Any]:
