@@ -22,11 +22,12 @@ QUEUES = ("default", "high")
 
 
 class Pool:
-    """Two children: slot 1 busy with a task after finishing two, slot 0 idle; their pids
-    this process's (a live process, so /proc has its memory)."""
+    """Two children: slot 1 busy with a task after finishing two, its child replaced three
+    times; slot 0 idle; their pids this process's (a live process, so /proc has its memory)."""
 
     def __init__(self) -> None:
         self.concurrency = 2
+        self.restarts = {1: 3}
         self.scoreboard = Scoreboard(2)
         idle, busy = self.scoreboard.writer(0), self.scoreboard.writer(1)
         for slot in (idle, busy):
@@ -61,6 +62,7 @@ def test_online_heartbeat_offline_with_the_pool_rows_and_memory(store: ResultBac
         events.attach(pool)
         events.heartbeat()
         events.stopped()
+        started = pool.scoreboard.read(1).started_at
     finally:
         pool.scoreboard.close()
     online, beat, offline = stored(store)
@@ -71,6 +73,10 @@ def test_online_heartbeat_offline_with_the_pool_rows_and_memory(store: ResultBac
     assert beat.concurrency == 2 and beat.master_rss > 0 and beat.master_uss > 0
     rows = [(r.index, r.state, r.task_id, r.task_name, r.tasks_done) for r in beat.children]
     assert rows == [(0, "idle", "", "", 0), (1, "busy", "running-id", "slow", 2)]
+    idle, busy = beat.children
+    assert (idle.started_at, idle.restarts) == (0.0, 0)
+    assert busy.restarts == 3
+    assert busy.started_at == started > 0
     assert all(r.rss > 0 and r.pss > 0 and r.pid == os.getpid() for r in beat.children)
 
 

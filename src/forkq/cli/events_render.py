@@ -21,6 +21,19 @@ from forkq.events.values import ChildRow, TaskEvent
 from forkq.pool.process_memory import format_bytes
 
 _LONGEST = 80  # characters of a string from the store shown
+_CHILD_COLUMNS = (
+    "#",
+    "pid",
+    "state",
+    "task",
+    "for",
+    "done",
+    "restarts",
+    "RSS",
+    "PSS",
+    "USS",
+    "shared",
+)
 _STATUS_STYLE = {
     WorkerStatus.ONLINE: "green",
     WorkerStatus.OFFLINE: "dim",
@@ -49,7 +62,7 @@ def render(state: EventsState, now: float, where: str, tasks: int) -> Renderable
     parts: list[RenderableType] = [_header(state, where), _workers(state, now)]
     for view in state.sorted_workers():
         if view.children and view.status(now) is not WorkerStatus.OFFLINE:
-            parts.append(_children(view))
+            parts.append(_children(view, now))
     parts.append(_tasks(list(state.tasks)[-tasks:]))
     return Group(*parts)
 
@@ -104,9 +117,9 @@ def _workers(state: EventsState, now: float) -> Table:
     return table
 
 
-def _children(view: WorkerView) -> Table:
+def _children(view: WorkerView, now: float) -> Table:
     table = Table(title=safe(f"children of {view.host} ({view.worker})"), title_justify="left")
-    for column in ("#", "pid", "state", "task", "done", "RSS", "PSS", "USS", "shared"):
+    for column in _CHILD_COLUMNS:
         table.add_column(column)
     for child in view.children:
         table.add_row(
@@ -114,7 +127,9 @@ def _children(view: WorkerView) -> Table:
             str(child.pid),
             safe(child.state),
             _child_task(child),
+            running_for(child, now),
             str(child.tasks_done),
+            str(child.restarts),
             *(format_bytes(n) for n in (child.rss, child.pss, child.uss, child.shared)),
         )
     return table
@@ -124,6 +139,13 @@ def _child_task(child: ChildRow) -> Text:
     if not child.task_id:
         return Text("")
     return safe(f"{child.task_name} {child.task_id[:8]}")
+
+
+def running_for(child: ChildRow, now: float) -> str:
+    """How long the child's current task has run at `now` ("" when it runs none)."""
+    if not child.started_at:
+        return ""
+    return f"{max(0.0, now - child.started_at):.1f}s"
 
 
 def _tasks(events: Iterable[TaskEvent]) -> Table:

@@ -62,8 +62,8 @@ class Dashboard:
         return workers(self.feed, _links(request), now())
 
     async def _tasks(self, request: Request) -> dict[str, Any]:
-        chosen = task_filter(self.feed, dict(request.query_params))
-        return task_list(self.feed, _links(request), chosen)
+        query = dict(request.query_params)
+        return task_list(self.feed, _links(request), task_filter(self.feed, query), query)
 
     async def _task(self, request: Request) -> dict[str, Any]:
         task_id = request.path_params.get("task_id") or request.query_params.get("id", "")

@@ -17,23 +17,29 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from forkq.engines.contract import ResultBackend
 from forkq.engines.registry import open_backend
 from forkq.events import ChildRow, TaskEvent, TaskEventKind, WorkerEvent, WorkerEventKind
 from forkq.pool.process_memory import ProcessMemory, read_process_memory
-from forkq.pool.scoreboard import Scoreboard, SlotView
+from forkq.pool.scoreboard import Scoreboard, SlotState, SlotView
 from forkq.settings import Settings
 from forkq.worker.task_events import REASON_MAX, EventBuffer, no_count
 
 
 class PoolRows(Protocol):
-    """What a heartbeat reads of the pool (the master): its children and their slots."""
+    """What a heartbeat reads of the pool (the master): its children, their slots, and how
+    many times each slot's child was replaced."""
 
     concurrency: int
     scoreboard: Scoreboard
+
+    @property
+    def restarts(self) -> Mapping[int, int]:
+        """Children replaced, by slot index."""
+        ...
 
     def child_slots(self) -> Sequence[tuple[int, int]]:
         """(index, pid) of every live child."""
@@ -106,6 +112,8 @@ class WorkerEvents:
             pss=memory.pss if memory else 0,
             uss=memory.uss if memory else 0,
             shared=memory.shared if memory else 0,
+            started_at=seen.started_at if seen.state is SlotState.BUSY else 0.0,
+            restarts=self._pool.restarts.get(index, 0),
         )
 
     def _event(

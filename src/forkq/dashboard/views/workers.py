@@ -1,5 +1,6 @@
 """Workers: each worker (by host, then id), its children's scoreboard rows as its latest
-heartbeat gave them, and the memory picture: each process's private pages (USS) against its
+heartbeat gave them (how long each one's task has run, how many times its slot's child was
+replaced), and the memory picture: each process's private pages (USS) against its
 shared ones, the sum of RSS (what `ps` adds up) against the sum of PSS (what the pages cost,
 each shared page divided among its sharers), and their difference, what fork saved."""
 
@@ -47,13 +48,21 @@ def _worker(
             "uss_width": charts.percent(view.master_uss, widest),
             "rss_width": charts.percent(view.master_rss, widest),
         },
-        "children": [_child(row, links, widest) for row in view.children],
+        "children": [_child(row, links, widest, now) for row in view.children],
         "sum_rss": human_bytes(rss),
         "sum_pss": human_bytes(pss),
         "saved": human_bytes(max(0, rss - pss)),
         "pss_width": charts.percent(pss, rss),
         "history": _history(history),
     }
+
+
+def running_for(started_at: float, now: float) -> str:
+    """How long the current task has run at the page's `now` ("" when the child runs none):
+    a heartbeat carries when it started, so every message of the stream says it anew."""
+    if not started_at:
+        return ""
+    return f"running for {max(0.0, now - started_at):.1f}s"
 
 
 def _history(points: list[MemoryPoint]) -> dict[str, str]:
@@ -66,14 +75,16 @@ def _history(points: list[MemoryPoint]) -> dict[str, str]:
     }
 
 
-def _child(row: ChildRow, links: Links, widest: int) -> dict[str, Any]:
+def _child(row: ChildRow, links: Links, widest: int, now: float) -> dict[str, Any]:
     return {
         "index": str(row.index),
         "pid": str(row.pid),
         "state": row.state,
         "task_name": row.task_name,
         "task_url": links.task(row.task_id) if row.task_id else "",
+        "running": running_for(row.started_at, now),
         "tasks_done": str(row.tasks_done),
+        "restarts": str(row.restarts),
         "rss": human_bytes(row.rss),
         "uss": human_bytes(row.uss),
         "shared": human_bytes(row.shared),
