@@ -18,10 +18,14 @@ HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 MIB = 1 << 20
 
 
-def heartbeat(host: str, worker: str = "w1", at: float | None = None, busy: str = "") -> bytes:
+def heartbeat(
+    host: str, worker: str = "w1", at: float | None = None, busy: str = "",
+    started_at: float = 0.0, restarts: int = 0,
+) -> bytes:  # fmt: skip
     child = ChildRow(
         0, 4242, "busy" if busy else "idle", busy, "e2eapp.add" if busy else "", 7,
         rss=30 * MIB, pss=18 * MIB, uss=8 * MIB, shared=22 * MIB,
+        started_at=started_at, restarts=restarts,
     )  # fmt: skip
     return encode(
         WorkerEvent(
