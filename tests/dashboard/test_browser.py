@@ -284,7 +284,8 @@ def test_shrink_takes_a_child_from_the_pool(
     assert "shrank" in text(browser, "#said"), text(browser, "#said")
     wait_for(browser, lambda _: len(pool_stats(redis_client, worker_name)["children"]) == 1,
              "the pool down to one child")  # fmt: skip
-    assert pool_stats(redis_client, worker_name)["concurrency"] == 1
+    after = pool_stats(redis_client, worker_name)
+    assert after["concurrency"] == 1 and after["restarts"] == 0  # retired, not replaced
     wait_for(browser, lambda d: len(child_rows(d, card)) == 1, "one child row, live")
 
 
