@@ -358,3 +358,20 @@ def test_a_long_tasks_runtime_grows_live(
     wait_for(browser, grown, "the running time growing each second", timeout=6)
     assert browser.execute_script("return window.forkqKept") == 42
     assert not running.ready()
+
+
+def test_an_older_page_keeps_its_rows_while_new_tasks_stream_in(
+    browser: Any, redis_client: Forkq, reporter: Reporter, start_dashboard: Any
+) -> None:
+    reporter.publish(*(task_event(TaskEventKind.SUCCEEDED, f"old-{n:03d}") for n in range(120)))
+    dash: DashboardProcess = start_dashboard()
+    browser.get(dash.url("/tasks?state=succeeded"))
+    wait_for(browser, lambda d: "old-119" in text(d, "#task-rows"), "the newest page")
+    click(browser, "#older")
+    wait_for(browser, lambda d: "old-019" in text(d, "#task-rows"), "the older page")
+    assert "state=succeeded" in browser.current_url and "old-020" not in text(browser, "#task-rows")
+    reporter.publish(task_event(TaskEventKind.SUCCEEDED, "new-1"))
+    wait_for(browser, lambda d: "of 121 known" in text(d, "#shown"), "the streamed count")
+    assert "new-1" not in text(browser, "#task-rows") and "old-000" in text(browser, "#task-rows")
+    click(browser, "#newest")
+    wait_for(browser, lambda d: "new-1" in text(d, "#task-rows"), "the new task on the newest")
