@@ -10,6 +10,7 @@ from forkq.events import (
     TaskEventKind,
     WorkerEvent,
     WorkerEventKind,
+    decode,
     encode,
 )
 from forkq.events.jsonable import event_json
@@ -112,6 +113,17 @@ class TestJson:
             "group_size": 0,
             "group_body": "",
         }
+
+    def test_a_heartbeat_from_before_runtime_and_restarts_decodes_with_their_defaults(
+        self,
+    ) -> None:
+        old_child = {"index": 1, "pid": 2, "state": "busy", "task_id": "t1", "tasks_done": 4}
+        old = {"type": "worker", "kind": "heartbeat", "worker": "w1", "host": "h", "pid": 1}
+        event = decode(msgspec.msgpack.encode({**old, "at": 1.0, "children": [old_child]}))
+        assert isinstance(event, WorkerEvent)
+        (row,) = event.children
+        assert (row.index, row.task_id, row.tasks_done) == (1, "t1", 4)
+        assert (row.started_at, row.restarts) == (0.0, 0)
 
     def test_children_in_full(self) -> None:
         shown = event_json(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from forkq.events import TaskEvent, TaskEventKind
 from forkq.events.series import OutcomeSeries
-from forkq.events.tasks import TIMELINE, TaskFilter, TaskIndex
+from forkq.events.tasks import TIMELINE, TaskFilter, TaskIndex, TaskPage
 
 
 def event(kind: TaskEventKind, at: float, task_id: str = "t1", **fields: object) -> TaskEvent:
@@ -56,6 +56,61 @@ class TestTaskIndex:
         assert ids(TaskFilter(workers=frozenset({"w2", "w9"}))) == ["xyz3"]
         assert ids(TaskFilter(search="abc")) == ["abc2", "abc1"]
         assert ids(TaskFilter(), 1) == ["xyz3"]
+
+
+class TestTaskPages:
+    """Ten tasks t0..t9 (t9 the newest), odd ones failed; pages of three."""
+
+    def index(self) -> TaskIndex:
+        index = TaskIndex()
+        for n in range(10):
+            kind = TaskEventKind.FAILED if n % 2 else TaskEventKind.SUCCEEDED
+            index.fold(event(kind, float(n), f"t{n}"))
+        return index
+
+    @staticmethod
+    def ids(page: TaskPage) -> list[str]:
+        return [t.task_id for t in page.tasks]
+
+    def test_older_pages_down_to_the_oldest_and_newer_ones_back_up(self) -> None:
+        index, every = self.index(), TaskFilter()
+        first = index.page(every, 3)
+        assert self.ids(first) == ["t9", "t8", "t7"] and first.newer is None
+        assert first.older is not None
+        second = index.page(every, 3, before=first.older)
+        assert self.ids(second) == ["t6", "t5", "t4"] and second.newer is not None
+        assert second.older is not None
+        last = index.page(every, 3, before=index.page(every, 3, before=second.older).older)
+        assert self.ids(last) == ["t0"] and last.older is None
+        back = index.page(every, 3, after=second.newer)
+        assert self.ids(back) == ["t9", "t8", "t7"] and back.newer is None
+        assert (
+            index.page(every, 3, after=last.newer).tasks
+            == index.page(every, 3, before=second.older).tasks
+        )  # t3 t2 t1 either way
+
+    def test_a_page_keeps_the_filter(self) -> None:
+        index, failed = self.index(), TaskFilter(state=TaskEventKind.FAILED)
+        first = index.page(failed, 2)
+        assert self.ids(first) == ["t9", "t7"]
+        second = index.page(failed, 2, before=first.older)
+        assert self.ids(second) == ["t5", "t3"] and second.older is not None
+        assert self.ids(index.page(failed, 2, before=second.older)) == ["t1"]
+
+    def test_new_tasks_do_not_move_an_older_page_and_news_takes_a_task_off_it(self) -> None:
+        index, every = self.index(), TaskFilter()
+        cursor = index.page(every, 3).older
+        index.fold(event(TaskEventKind.RECEIVED, 20.0, "new"))
+        assert self.ids(index.page(every, 3, before=cursor)) == ["t6", "t5", "t4"]
+        index.fold(event(TaskEventKind.RETRIED, 21.0, "t5"))  # t5 is among the newest now
+        assert self.ids(index.page(every, 3, before=cursor)) == ["t6", "t4", "t3"]
+        assert self.ids(index.page(every, 2)) == ["t5", "new"]
+
+    def test_an_empty_older_page_still_leads_back(self) -> None:
+        index, every = self.index(), TaskFilter()
+        page = index.page(every, 3, before=1)  # t0 is fold 1: nothing is older
+        assert page.tasks == [] and page.older is None and page.newer is not None
+        assert self.ids(index.page(every, 3, after=page.newer)) == ["t2", "t1", "t0"]
 
 
 class TestOutcomeSeries:

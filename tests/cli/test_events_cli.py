@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from rich.console import Console
 
@@ -233,13 +234,17 @@ class TestLiveView:
 
         state = EventsState()
         now = time.time()
-        for event in (online(now - 2), heartbeat(now - 1), done("t-1", now)):
+        row = msgspec.structs.replace(CHILD, started_at=now - 3.21, restarts=5)
+        beat = msgspec.structs.replace(heartbeat(now - 1), children=(row,))
+        for event in (online(now - 2), beat, done("t-1", now)):
             state.fold_bodies([encode(event)])
         console = Console(record=True, width=200)
         console.print(render(state, now, "redis://x/0", 10))
         text = console.export_text()
         assert "host1" in text and "online" in text and "50.0 MiB" in text  # the master
         assert "4242" in text and "30.0 MiB" in text and "9.0 MiB" in text  # the child
+        child_line = next(line for line in text.splitlines() if "4242" in line)
+        assert "3.2s" in child_line and " 5 " in child_line  # running for, restarts
         assert "succeeded" in text and "t-1" in text and "0.250s" in text
 
     def test_strings_from_the_store_are_shown_as_they_are(self) -> None:

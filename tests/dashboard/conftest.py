@@ -55,10 +55,16 @@ def worker_name() -> str:
 
 
 @pytest.fixture
+def worker_concurrency() -> str:
+    """The worker's -c; a test parametrizes it to start with more children."""
+    return "1"
+
+
+@pytest.fixture
 def worker(
-    e2e_dir: Path, redis_url: str, redis_client: Forkq, worker_name: str
+    e2e_dir: Path, redis_url: str, redis_client: Forkq, worker_name: str, worker_concurrency: str
 ) -> Iterator[WorkerProcess]:
-    started = WorkerProcess(e2e_dir, redis_url, "-c", "1", "-n", worker_name, "-E")
+    started = WorkerProcess(e2e_dir, redis_url, "-c", worker_concurrency, "-n", worker_name, "-E")
     try:
         wait_until_serving(redis_client, started)
         yield started

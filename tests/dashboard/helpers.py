@@ -19,13 +19,13 @@ MIB = 1 << 20
 
 
 def heartbeat(
-    host: str, worker: str = "w1", at: float | None = None, busy: str = "", restarts: int = 0
-) -> bytes:
-    at = at or time.time()
+    host: str, worker: str = "w1", at: float | None = None, busy: str = "",
+    started_at: float = 0.0, restarts: int = 0,
+) -> bytes:  # fmt: skip
     child = ChildRow(
         0, 4242, "busy" if busy else "idle", busy, "e2eapp.add" if busy else "", 7,
-        at - 2.5 if busy else 0.0, restarts,
         rss=30 * MIB, pss=18 * MIB, uss=8 * MIB, shared=22 * MIB,
+        started_at=started_at, restarts=restarts,
     )  # fmt: skip
     return encode(
         WorkerEvent(
@@ -33,7 +33,7 @@ def heartbeat(
             worker,
             host,
             4000,
-            at,
+            at or time.time(),
             ("default",),
             1,
             (child,),

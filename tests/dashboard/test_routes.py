@@ -5,6 +5,9 @@ hide-args, escaping, the proxy prefix)."""
 from __future__ import annotations
 
 import base64
+import html
+import re
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,17 @@ from forkq.states import FAILURE
 from tests.dashboard.helpers import HOSTILE, dashboard, heartbeat, task_event
 
 TOKEN = "a-token-of-24-characters"
+
+
+def ids(page: str) -> list[str]:
+    """The task ids a task list shows, in order."""
+    return re.findall(r'class="id" data-text="task_id">([^<]+)<', page)  # not the template's
+
+
+def link(page: str, name: str) -> str:
+    """The href of the page link with id `name`; "" when it is hidden."""
+    found = re.search(rf'<a id="{name}"[^>]*?href="([^"]*)"', page)
+    return html.unescape(found.group(1)) if found else ""
 
 
 @pytest.fixture
@@ -52,13 +66,6 @@ class TestPages:
             page = client.get("/tasks/t-bad").text
             assert "ValueError: no" in page and 'data-action="revoke"' in page
 
-    def test_a_childs_row_says_how_long_its_task_runs_and_its_restarts(self, url: str) -> None:
-        with dashboard(url, [heartbeat("alpha@host", busy="t-long", restarts=2)]) as client:
-            page = client.get("/workers").text
-            running = page.rsplit('data-text="runtime">', 1)[1].split("<", 1)[0]  # not the template
-            assert 2.5 <= float(running.removesuffix("s")) < 60  # from the row's start
-            assert 'class="restarts" data-text="restarts">2<' in page
-
     def test_a_restarted_dashboard_shows_what_it_showed(self, url: str) -> None:
         bodies = [heartbeat("alpha@host"), task_event(TaskEventKind.SUCCEEDED, "t-1")]
         with dashboard(url, bodies) as client:
@@ -67,6 +74,41 @@ class TestPages:
         with dashboard(url, []) as client:  # a new process: nothing but the store
             assert client.get("/tasks").text.count("t-1") == first.count("t-1")
             assert "alpha@host" in client.get("/workers").text
+
+    def test_a_busy_childs_runtime_against_the_pages_now_and_its_restarts(self, url: str) -> None:
+        beat = heartbeat("alpha@host", busy="t-long", started_at=time.time() - 42, restarts=3)
+        with dashboard(url, [beat]) as client:
+            page = client.get("/workers").text
+            assert re.search(r'data-text="running">running for 4[23]\.\ds<', page), page
+            assert 'data-text="restarts">3<' in page
+            time.sleep(1.1)  # the page's now moves on; the heartbeat's start does not
+            later = re.search(r"running for (\d+\.\d)s", client.get("/workers").text)
+            assert later is not None and float(later.group(1)) >= 43.0
+        with dashboard(url, [heartbeat("idle@host")]) as client:
+            page = client.get("/workers").text
+            assert 'data-text="running"></span>' in page and 'data-text="restarts">0<' in page
+
+    def test_the_task_pages_go_back_and_forth_keeping_the_filter(self, url: str) -> None:
+        start = time.time() - 1000
+        bodies = [
+            task_event(kind, f"t-{n:03d}", at=start + n)
+            for n in range(260)
+            for kind in [TaskEventKind.FAILED if n % 2 else TaskEventKind.SUCCEEDED]
+        ]
+        with dashboard(url, bodies) as client:
+            first = client.get("/tasks?state=failed").text
+            assert ids(first)[:2] == ["t-259", "t-257"] and len(ids(first)) == 100
+            assert not link(first, "newer") and not link(first, "newest")
+            second = client.get(link(first, "older")).text
+            assert ids(second)[0] == "t-059" and len(ids(second)) == 30
+            assert not link(second, "older") and "state=failed" in link(second, "newest")
+            assert ids(client.get(link(second, "newer")).text) == ids(first)
+            assert "t-058" not in second  # the filter held
+
+    def test_a_cursor_that_is_not_a_number_is_said_and_the_newest_shown(self, url: str) -> None:
+        with dashboard(url, [task_event(TaskEventKind.SUCCEEDED, "t-1")]) as client:
+            page = client.get("/tasks", params={"before": "<b>x"}).text
+            assert "not a page: before=&#39;&lt;b&gt;x&#39;" in page and "t-1" in page
 
     def test_a_task_page_shows_the_stored_traceback(self, url: str) -> None:
         with dashboard(url, [task_event(TaskEventKind.FAILED, "t1")]) as client:

@@ -19,9 +19,21 @@ from forkq.engines.contract import EventPage
 from forkq.events.state import EventsState, WorkerStatus, WorkerView
 from forkq.events.values import ChildRow, TaskEvent
 from forkq.pool.process_memory import format_bytes
-from forkq.printable import printable
 
 _LONGEST = 80  # characters of a string from the store shown
+_CHILD_COLUMNS = (
+    "#",
+    "pid",
+    "state",
+    "task",
+    "for",
+    "done",
+    "restarts",
+    "RSS",
+    "PSS",
+    "USS",
+    "shared",
+)
 _STATUS_STYLE = {
     WorkerStatus.ONLINE: "green",
     WorkerStatus.OFFLINE: "dim",
@@ -59,7 +71,7 @@ def safe(text: str) -> Text:
     """A string from the store as plain text: at most _LONGEST characters, control and other
     unprintable characters escaped (an ESC would reach the terminal)."""
     cut = text[:_LONGEST] + ("…" if len(text) > _LONGEST else "")
-    return Text(printable(cut))
+    return Text("".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in cut))
 
 
 def _header(state: EventsState, where: str) -> Text:
@@ -105,26 +117,9 @@ def _workers(state: EventsState, now: float) -> Table:
     return table
 
 
-_CHILD_COLUMNS = ("#", "pid", "state", "task", "for", "done", "restarts",
-                  "RSS", "PSS", "USS", "shared")  # fmt: skip
-
-
 def _children(view: WorkerView, now: float) -> Table:
     table = Table(title=safe(f"children of {view.host} ({view.worker})"), title_justify="left")
-    columns = (
-        "#",
-        "pid",
-        "state",
-        "task",
-        "for",
-        "done",
-        "restarts",
-        "RSS",
-        "PSS",
-        "USS",
-        "shared",
-    )
-    for column in columns:
+    for column in _CHILD_COLUMNS:
         table.add_column(column)
     for child in view.children:
         table.add_row(
@@ -132,7 +127,7 @@ def _children(view: WorkerView, now: float) -> Table:
             str(child.pid),
             safe(child.state),
             _child_task(child),
-            f"{max(0.0, now - child.started_at):.1f}s" if child.started_at else "",
+            running_for(child, now),
             str(child.tasks_done),
             str(child.restarts),
             *(format_bytes(n) for n in (child.rss, child.pss, child.uss, child.shared)),
@@ -144,6 +139,13 @@ def _child_task(child: ChildRow) -> Text:
     if not child.task_id:
         return Text("")
     return safe(f"{child.task_name} {child.task_id[:8]}")
+
+
+def running_for(child: ChildRow, now: float) -> str:
+    """How long the child's current task has run at `now` ("" when it runs none)."""
+    if not child.started_at:
+        return ""
+    return f"{max(0.0, now - child.started_at):.1f}s"
 
 
 def _tasks(events: Iterable[TaskEvent]) -> Table:

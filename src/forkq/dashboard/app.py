@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ from forkq.exceptions import ForkqError
 HERE = Path(__file__).parent
 KEEPALIVE = 15.0  # seconds between a stream's messages when nothing changes
 STREAM_GAP = 0.5  # seconds at least between two messages of one stream
+CLOCK_EVERY = 1.0  # seconds between reads of a page whose data moves with the clock
+CLOCKED = {"workers"}  # such pages: a busy child's "running for", "seen 3s ago"
 PageData = Callable[[Request], Awaitable[dict[str, Any]]]
 
 
@@ -94,8 +97,8 @@ class Dashboard:
         return workflow_page(self.feed, _links(request), group_id)
 
     async def _tasks(self, request: Request) -> dict[str, Any]:
-        chosen = task_filter(self.feed, dict(request.query_params))
-        return task_list(self.feed, _links(request), chosen)
+        query = dict(request.query_params)
+        return task_list(self.feed, _links(request), task_filter(self.feed, query), query)
 
     async def _task(self, request: Request) -> dict[str, Any]:
         task_id = request.path_params.get("task_id") or request.query_params.get("id", "")
@@ -136,27 +139,29 @@ class Dashboard:
         if name not in self.pages:
             return PlainTextResponse(f"no such page: {name}", 404)
         _, data = self.pages[name]
+        every = CLOCK_EVERY if name in CLOCKED else KEEPALIVE
         return StreamingResponse(
-            self._messages(request, data),
+            self._messages(request, data, every),
             media_type="text/event-stream",
             headers={"cache-control": "no-store", "x-accel-buffering": "no"},
         )
 
-    async def _messages(self, request: Request, data: PageData) -> AsyncIterator[str]:
+    async def _messages(self, request: Request, data: PageData, every: float) -> AsyncIterator[str]:
         """The page's data now, then again when it differs from what was sent last, at
-        most once every STREAM_GAP seconds; a comment every KEEPALIVE seconds otherwise, so
-        proxies keep the connection."""
-        version, sent = self.feed.version, ""
+        most once every STREAM_GAP seconds; read again on every change of the feed and
+        every `every` seconds (a page whose data moves with the clock); a comment after
+        KEEPALIVE seconds without a message, so proxies keep the connection."""
+        version, sent, last = self.feed.version, "", time.monotonic()
         while not self.feed.closing:
             message = json.dumps(await data(request))
             if message != sent:
                 yield f"data: {message}\n\n"
-                sent = message
+                sent, last = message, time.monotonic()
                 await asyncio.sleep(STREAM_GAP)
-            newer = await self.feed.changed_since(version, KEEPALIVE)
-            if newer == version:
+            elif time.monotonic() - last >= KEEPALIVE:
                 yield ": nothing new\n\n"
-            version = newer
+                last = time.monotonic()
+            version = await self.feed.changed_since(version, every)
 
 
 class Blank:

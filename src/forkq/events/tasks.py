@@ -5,11 +5,15 @@ Bounded: at most `capacity` tasks, the one whose newest event is oldest dropped 
 task keeps at most `TIMELINE` events (its first and newest ones), so a task retried a thousand
 times costs as much as one retried a few. Filtering walks the tasks newest first and stops at
 `limit` matches, so a page costs the matches it shows plus the tasks it passed over.
+
+Pages beyond the newest go by a cursor, a task's `seq`: the number of the fold that last
+moved it to the newest end. A page `before=n` holds the tasks moved there before fold n, so
+new tasks do not push its rows away; a task with news leaves it for the newer pages.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterator
 
 import msgspec
@@ -35,6 +39,17 @@ class TaskView(msgspec.Struct):
     reason: str = ""
     args: str = ""
     timeline: list[TaskEvent] = msgspec.field(default_factory=list)
+    seq: int = 0  # the fold that last made it the newest: its place in the order
+
+
+class TaskPage(msgspec.Struct, frozen=True):
+    """Up to a limit of matching tasks, newest first, and the cursors next to them: `older`
+    for `page(before=older)`, `newer` for `page(after=newer)`; None when no match lies
+    that way."""
+
+    tasks: list[TaskView]
+    older: int | None = None
+    newer: int | None = None
 
 
 class TaskFilter(msgspec.Struct, frozen=True):
@@ -63,6 +78,7 @@ class TaskIndex:
     def __init__(self, capacity: int = CAPACITY) -> None:
         self.capacity = capacity
         self._tasks: OrderedDict[str, TaskView] = OrderedDict()
+        self._folds = 0
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -79,6 +95,8 @@ class TaskIndex:
                 self._tasks.popitem(last=False)
         else:
             self._tasks.move_to_end(event.task_id)
+        self._folds += 1
+        task.seq = self._folds
         _apply(task, event)
 
     def newest(self, chosen: TaskFilter, limit: int) -> list[TaskView]:
@@ -90,6 +108,47 @@ class TaskIndex:
                 if len(found) == limit:
                     break
         return found
+
+    def page(
+        self, chosen: TaskFilter, limit: int, before: int | None = None, after: int | None = None
+    ) -> TaskPage:
+        """Up to `limit` tasks `chosen` matches, newest first: the newest ones; with
+        `before`, the newest of those older than that cursor; with `after`, the oldest of
+        those newer than it."""
+        if after is not None:
+            return self._after(chosen, limit, after)
+        skipped, found = False, []
+        for task in self._matching(chosen):
+            if before is not None and task.seq >= before:
+                skipped = True
+                continue
+            found.append(task)
+            if len(found) > limit:
+                break
+        shown = found[:limit]
+        older = shown[-1].seq if len(found) > limit else None
+        newer = None
+        if skipped and before is not None:
+            newer = shown[0].seq if shown else before - 1
+        return TaskPage(shown, older, newer)
+
+    def _after(self, chosen: TaskFilter, limit: int, after: int) -> TaskPage:
+        kept: deque[TaskView] = deque(maxlen=limit + 1)  # the oldest of those walked
+        more_older = False
+        for task in self._matching(chosen):
+            if task.seq <= after:
+                more_older = True
+                break
+            kept.append(task)
+        shown = list(kept)[-limit:]
+        newer = shown[0].seq if len(kept) > limit else None
+        older = None
+        if more_older:
+            older = shown[-1].seq if shown else after + 1
+        return TaskPage(shown, older, newer)
+
+    def _matching(self, chosen: TaskFilter) -> Iterator[TaskView]:
+        return (task for task in self._newest_first() if chosen.matches(task))
 
     def _newest_first(self) -> Iterator[TaskView]:
         return reversed(self._tasks.values())

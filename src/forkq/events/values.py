@@ -49,7 +49,9 @@ class TaskEvent(msgspec.Struct, frozen=True, tag="task", omit_defaults=True):
 
 
 class ChildRow(msgspec.Struct, frozen=True, omit_defaults=True):
-    """One child in a heartbeat: its scoreboard slot and its memory from /proc (bytes)."""
+    """One child in a heartbeat: its scoreboard slot, how many children its slot has had
+    replaced, and its memory from /proc (bytes). A body without the later fields (an older
+    worker's) decodes with their defaults."""
 
     index: int
     pid: int
@@ -57,12 +59,12 @@ class ChildRow(msgspec.Struct, frozen=True, omit_defaults=True):
     task_id: str = ""
     task_name: str = ""
     tasks_done: int = 0
-    started_at: float = 0.0  # Unix time its current task started; 0 when none runs
-    restarts: int = 0  # children this slot's child replaced (it died or was recycled)
     rss: int = 0
     pss: int = 0
     uss: int = 0
     shared: int = 0
+    started_at: float = 0.0  # Unix time the current task started; 0 unless busy
+    restarts: int = 0  # children of this slot replaced (died, recycled) since the pool started
 
 
 class WorkerEvent(msgspec.Struct, frozen=True, tag="worker", omit_defaults=True):

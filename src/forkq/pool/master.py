@@ -328,7 +328,7 @@ class Master:
             self._on_child_exit(exit, time.monotonic() - child.spawned_at)
 
     def _on_child_exit(self, exit: ChildExit, lifetime: float) -> None:
-        if not self.stopping:
+        if not self.stopping and exit.reason is not Ending.SHRINK:  # a retired one stays gone
             self.restarts[exit.index] += 1
         if not (exit.clean and self.stopping):
             level = logging.INFO if exit.clean else logging.WARNING

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from forkq.engines.contract import ResultBackend
@@ -31,11 +30,16 @@ from forkq.worker.task_events import REASON_MAX, EventBuffer, no_count
 
 
 class PoolRows(Protocol):
-    """What a heartbeat reads of the pool (the master): its children and their slots."""
+    """What a heartbeat reads of the pool (the master): its children, their slots, and how
+    many times each slot's child was replaced."""
 
     concurrency: int
     scoreboard: Scoreboard
-    restarts: Counter[int]  # children replaced, by slot index
+
+    @property
+    def restarts(self) -> Mapping[int, int]:
+        """Children replaced, by slot index."""
+        ...
 
     def child_slots(self) -> Sequence[tuple[int, int]]:
         """(index, pid) of every live child."""
@@ -104,12 +108,12 @@ class WorkerEvents:
             seen.task_id,
             seen.task_name,
             seen.done,
-            seen.started_at if seen.state is SlotState.BUSY else 0.0,
-            self._pool.restarts[index],
             rss=memory.rss if memory else 0,
             pss=memory.pss if memory else 0,
             uss=memory.uss if memory else 0,
             shared=memory.shared if memory else 0,
+            started_at=seen.started_at if seen.state is SlotState.BUSY else 0.0,
+            restarts=self._pool.restarts.get(index, 0),
         )
 
     def _event(

@@ -1,24 +1,27 @@
 """Tasks: the newest tasks the events tell of, filtered by state, name, queue and worker, or
-searched by id; and one task's page: what its events say, its timeline, and its result or
+searched by id, newest first, a page at a time (older pages by a cursor in the query string,
+which keeps the filters); and one task's page: what its events say, its timeline, and its result or
 traceback from the result backend. With --hide-args neither arguments nor results are read."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlencode
 
 import msgspec
 
 from forkq.dashboard.feed import Feed
 from forkq.dashboard.views.common import Links, clock, seconds
 from forkq.engines.contract import StoredResult
-from forkq.events.tasks import TaskFilter, TaskView
+from forkq.events.tasks import TaskFilter, TaskPage, TaskView
 from forkq.events.values import TaskEventKind
 from forkq.result import decode_record
 
 LISTED = 100  # tasks a list shows
 SHOWN_RESULT = 10_000  # characters of a result shown
 STATES = [kind.value for kind in TaskEventKind]
+CURSORS = ("before", "after")  # the query's page cursors: a task's place in the index
 
 
 def task_filter(feed: Feed, query: dict[str, str]) -> TaskFilter:
@@ -36,12 +39,39 @@ def task_filter(feed: Feed, query: dict[str, str]) -> TaskFilter:
     )
 
 
-def task_list(feed: Feed, links: Links, chosen: TaskFilter) -> dict[str, Any]:
-    found = feed.tasks.newest(chosen, LISTED)
+def task_list(
+    feed: Feed, links: Links, chosen: TaskFilter, query: dict[str, str]
+) -> dict[str, Any]:
+    """The page of tasks the query's cursor names (the newest without one); the stream
+    repaints it within the same cursor, so an older page is not pushed on by new tasks."""
+    cursor = {key: query[key].strip() for key in CURSORS if key in query}
+    bad = [f"{key}={value!r}" for key, value in cursor.items() if not value.isdigit()]
+    numbers = {key: int(value) for key, value in cursor.items() if not bad}
+    page = feed.tasks.page(chosen, LISTED, numbers.get("before"), numbers.get("after"))
+    shown = f"{len(page.tasks)} shown of {len(feed.tasks)} known"
+    if bad:
+        shown += f" · not a page: {', '.join(bad)}; the newest shown"
     return {
         "trouble": feed.trouble,
-        "shown": f"{len(found)} shown of {len(feed.tasks)} known",
-        "tasks": [_row(task, links, host_of(feed, task.worker)) for task in found],
+        "shown": shown,
+        "tasks": [_row(task, links, host_of(feed, task.worker)) for task in page.tasks],
+        **_paging(page, links, {k: v for k, v in query.items() if k not in CURSORS}, cursor),
+    }
+
+
+def _paging(
+    page: TaskPage, links: Links, filters: dict[str, str], cursor: dict[str, str]
+) -> dict[str, str]:
+    """Links to the pages next to this one, with the same filters; "" where none lies."""
+
+    def url(**more: int) -> str:
+        query = urlencode({**filters, **more})
+        return links.page("/tasks") + (f"?{query}" if query else "")
+
+    return {
+        "newest_url": url() if cursor else "",
+        "newer_url": url(after=page.newer) if page.newer is not None else "",
+        "older_url": url(before=page.older) if page.older is not None else "",
     }
 
 

@@ -1,5 +1,6 @@
 """Workers: each worker (by host, then id), its children's scoreboard rows as its latest
-heartbeat gave them, and the memory picture: each process's private pages (USS) against its
+heartbeat gave them (how long each one's task has run, how many times its slot's child was
+replaced), and the memory picture: each process's private pages (USS) against its
 shared ones, the sum of RSS (what `ps` adds up) against the sum of PSS (what the pages cost,
 each shared page divided among its sharers), and their difference, what fork saved."""
 
@@ -9,7 +10,7 @@ from typing import Any
 
 from forkq.dashboard import charts
 from forkq.dashboard.feed import Feed
-from forkq.dashboard.views.common import Links, ago, human_bytes, seconds
+from forkq.dashboard.views.common import Links, ago, human_bytes
 from forkq.events.series import MemoryPoint
 from forkq.events.state import WorkerView
 from forkq.events.values import ChildRow
@@ -56,6 +57,14 @@ def _worker(
     }
 
 
+def running_for(started_at: float, now: float) -> str:
+    """How long the current task has run at the page's `now` ("" when the child runs none):
+    a heartbeat carries when it started, so every message of the stream says it anew."""
+    if not started_at:
+        return ""
+    return f"running for {max(0.0, now - started_at):.1f}s"
+
+
 def _history(points: list[MemoryPoint]) -> dict[str, str]:
     """The sums of RSS and of PSS over the last heartbeats: the gap is what fork saved."""
     top = max([1, *(p.rss for p in points)])
@@ -73,7 +82,7 @@ def _child(row: ChildRow, links: Links, widest: int, now: float) -> dict[str, An
         "state": row.state,
         "task_name": row.task_name,
         "task_url": links.task(row.task_id) if row.task_id else "",
-        "runtime": seconds(max(0.0, now - row.started_at)) if row.started_at else "",
+        "running": running_for(row.started_at, now),
         "tasks_done": str(row.tasks_done),
         "restarts": str(row.restarts),
         "rss": human_bytes(row.rss),
