@@ -38,6 +38,12 @@ class Reporter:
 
 
 @pytest.fixture
+def url(tmp_path: Path) -> str:
+    """A SQLite store of the test's own: the route tests' broker, results and events."""
+    return f"sqlite:///{tmp_path}/store.sqlite3"
+
+
+@pytest.fixture
 def redis_url() -> Iterator[str]:
     yield from engine_url("redis", redis_test_url())
 

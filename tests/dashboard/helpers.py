@@ -66,3 +66,14 @@ def dashboard(
     config = DashboardConfig(**options)  # type: ignore[arg-type]
     with TestClient(build(config, Feed(app, url)), base_url="http://127.0.0.1:5555") as client:
         yield client
+
+
+def page_showing(client: TestClient, path: str, text: str, timeout: float = 10.0) -> str:
+    """The page once it shows `text` (what the broker holds is read a moment after start, or
+    after a page asks), or as it is after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        page = client.get(path).text
+        if text in page or time.monotonic() > deadline:
+            return page
+        time.sleep(0.05)

@@ -4,20 +4,11 @@ every action keeps (CSRF, read-only)."""
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
-import pytest
 from starlette.testclient import TestClient
 
 from forkq.app import Forkq
 from forkq.engines.contract import Consumer, outgoing
-from tests.dashboard.helpers import HOSTILE, dashboard
-
-
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/store.sqlite3"
+from tests.dashboard.helpers import HOSTILE, dashboard, page_showing
 
 
 def bury(url: str, *letters: tuple[str, bytes, str]) -> None:
@@ -29,16 +20,6 @@ def bury(url: str, *letters: tuple[str, bytes, str]) -> None:
         [held] = session.fetch([queue], 1, 5.0)
         session.dead_letter(held, reason)
     app.close()
-
-
-def shown(client: TestClient, path: str, text: str, timeout: float = 10.0) -> str:
-    """The page once it shows `text` (the letters are read a moment after a page asks)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        page = client.get(path).text
-        if text in page or time.monotonic() > deadline:
-            return page
-        time.sleep(0.05)
 
 
 def post(client: TestClient, path: str, **form: str) -> str:
@@ -68,7 +49,7 @@ def queue_size(url: str, queue: str) -> int:
 def test_letters_are_listed_with_their_reasons_as_text(url: str) -> None:
     bury(url, ("q", HOSTILE.encode() + b"\x1b[2J", HOSTILE))
     with dashboard(url, []) as client:
-        page = shown(client, "/dead", "1 shown of 1 read")
+        page = page_showing(client, "/dead", "1 shown of 1 read")
         assert "<script>alert" not in page and "&lt;script&gt;" in page
         assert "\\x1b[2J" in page and "\x1b" not in page  # the body's ESC as its escape
         assert "1 shown of 1 read" in page
@@ -80,7 +61,7 @@ def test_requeue_one_and_delete_one_act_on_that_letter_only(url: str) -> None:
     receipts = {d.body: d.receipt for d in app.broker.dead_letters(None, 10)}
     app.close()
     with dashboard(url, []) as client:
-        shown(client, "/dead", "3 shown")
+        page_showing(client, "/dead", "3 shown")
         assert (
             post(client, "/dead/requeue", receipt=receipts[b"one"]) == "requeued 1 dead letter(s)"
         )
@@ -95,7 +76,7 @@ def test_requeue_one_and_delete_one_act_on_that_letter_only(url: str) -> None:
 def test_all_of_one_queue_or_of_every_queue(url: str) -> None:
     bury(url, ("a", b"a1", "r"), ("a", b"a2", "r"), ("b", b"b1", "r"), ("c", b"c1", "r"))
     with dashboard(url, []) as client:
-        shown(client, "/dead", "4 shown")
+        page_showing(client, "/dead", "4 shown")
         assert post(client, "/dead/requeue", all="1", queue="a") == "requeued 2 dead letter(s)"
         assert broker_letters(url) == [("b", b"b1"), ("c", b"c1")]
         assert queue_size(url, "a") == 2

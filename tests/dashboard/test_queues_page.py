@@ -3,31 +3,10 @@ the rates from the events, and the queue a link from the overview chooses."""
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
-import pytest
-from starlette.testclient import TestClient
-
 from forkq.app import Forkq
 from forkq.engines.contract import outgoing
 from forkq.events import TaskEventKind
-from tests.dashboard.helpers import HOSTILE, dashboard, heartbeat, task_event
-
-
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/store.sqlite3"
-
-
-def page_once(client: TestClient, path: str, shown: str, timeout: float = 10.0) -> str:
-    """The page once it shows `shown` (the depths are read a moment after start)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        page = client.get(path).text
-        if shown in page or time.monotonic() > deadline:
-            return page
-        time.sleep(0.05)
+from tests.dashboard.helpers import HOSTILE, dashboard, heartbeat, page_showing, task_event
 
 
 def test_depth_delayed_bands_and_rates_of_each_queue(url: str) -> None:
@@ -41,7 +20,7 @@ def test_depth_delayed_bands_and_rates_of_each_queue(url: str) -> None:
     bodies += [task_event(TaskEventKind.RECEIVED, f"t{n}") for n in range(6)]
     bodies += [task_event(TaskEventKind.SUCCEEDED, f"t{n}") for n in range(3)]
     with dashboard(url, bodies) as client:
-        page = page_once(client, "/queues", 'data-text="messages">7<')
+        page = page_showing(client, "/queues", 'data-text="messages">7<')
         assert 'data-text="messages">7<' in page and 'data-text="delayed">1<' in page
         assert 'data-band="9"' in page
         bands = {
@@ -60,7 +39,7 @@ def test_a_queue_named_only_by_events_is_shown_as_text_and_chosen_by_its_link(
 ) -> None:
     bodies = [task_event(TaskEventKind.SENT, "t1", queue=HOSTILE)]
     with dashboard(url, bodies) as client:
-        overview = page_once(client, "/", "%3Cscript%3E")
+        overview = page_showing(client, "/", "%3Cscript%3E")
         assert "<script>alert" not in overview and "%3Cscript%3E" in overview  # its link
         page = client.get("/queues", params={"queue": HOSTILE}).text
         assert "&lt;script&gt;" in page and "<script>alert" not in page

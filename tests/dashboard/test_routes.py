@@ -8,7 +8,6 @@ import base64
 import html
 import re
 import time
-from pathlib import Path
 
 import pytest
 
@@ -32,11 +31,6 @@ def link(page: str, name: str) -> str:
     """The href of the page link with id `name`; "" when it is hidden."""
     found = re.search(rf'<a id="{name}"[^>]*?href="([^"]*)"', page)
     return html.unescape(found.group(1)) if found else ""
-
-
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/store.sqlite3"
 
 
 def basic(user: str, password: str) -> dict[str, str]:

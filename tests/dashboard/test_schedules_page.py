@@ -4,28 +4,10 @@ last fire as the broker records them, the leader, names shown as text; an app wi
 from __future__ import annotations
 
 import time
-from pathlib import Path
-
-import pytest
-from starlette.testclient import TestClient
 
 from forkq.app import Forkq
 from forkq.engines.contract import Fire, schedule_store
-from tests.dashboard.helpers import HOSTILE, dashboard
-
-
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/store.sqlite3"
-
-
-def shown(client: TestClient, path: str, text: str, timeout: float = 10.0) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        page = client.get(path).text
-        if text in page or time.monotonic() > deadline:
-            return page
-        time.sleep(0.05)
+from tests.dashboard.helpers import HOSTILE, dashboard, page_showing
 
 
 def scheduled_app(url: str) -> Forkq:
@@ -43,7 +25,7 @@ def test_next_due_last_fire_and_leader_as_the_broker_records_them(url: str) -> N
     assert store.hold("scheduler:sched", "host-1.42.abc", 30)
     scheduler.close()
     with dashboard(url, [], app=scheduled_app(url)) as client:
-        page = shown(client, "/schedules", "fire-task-1")
+        page = page_showing(client, "/schedules", "fire-task-1")
         hourly = page.split('data-schedule="hourly">', 1)[1].split("</tr>", 1)[0]
         assert "every 3600s" in hourly or "3600" in hourly
         assert 'href="/tasks/fire-task-1"' in hourly and " ago" in hourly  # the last fire

@@ -4,19 +4,11 @@ say, a plain group's from their ids, progress counted from the members' states."
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
-
-import pytest
 
 from forkq.events import TaskEventKind
 from tests.dashboard.helpers import HOSTILE, dashboard, task_event
 
 K = TaskEventKind
-
-
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/store.sqlite3"
 
 
 def field(page: str, name: str) -> str:

@@ -139,7 +139,7 @@ class TestBroker:
         put(broker, Q, b"later", delay=600, priority=9)
         assert len(session(broker).fetch([Q], 1, 5.0)) == 1  # a 9, held: still counted
         bands = broker.depth(Q).bands
-        if broker.capabilities.counts_delayed:
+        if broker.capabilities.counts_bands:
             assert bands == (2, 1, 0, 2)  # 0-2, 3-5, 6-8, 9; the delayed one in none
         else:  # RabbitMQ orders by priority inside one queue: no bands to count
             assert bands is None

@@ -80,6 +80,7 @@ class AMQPBroker(Broker):
             keeps_acks=True,
             dead_caps_per_queue=False,  # one dead-letter queue per prefix: the caps bound it
             counts_delayed=False,  # delayed messages wait in the shared delay queues
+            counts_bands=False,  # one queue, ordered by priority inside
         )
         self.publisher = Publisher(self.topology, self._open)
         self._keeper: Keeper | None = None

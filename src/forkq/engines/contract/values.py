@@ -231,6 +231,9 @@ class Capabilities(msgspec.Struct, frozen=True):
     dead_caps_per_queue: bool = True
     #: Whether `Broker.size` counts delayed messages (RabbitMQ holds them in shared queues).
     counts_delayed: bool = True
+    #: Whether `Broker.depth` counts the due messages by priority band (`QueueDepth.bands`;
+    #: RabbitMQ orders by priority inside one queue and counts it whole).
+    counts_bands: bool = True
     #: Whether other processes see its messages (memory://: only the process that opened it).
     across_processes: bool = True
 
