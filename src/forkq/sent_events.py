@@ -85,5 +85,8 @@ class SentEvents:
 
 
 def _sent(message: Message, at: float) -> TaskEvent:
-    member = membership(message.flow)._asdict()
-    return TaskEvent(TaskEventKind.SENT, message.id, message.task, message.queue, at, **member)
+    member = membership(message.flow)
+    return TaskEvent(
+        TaskEventKind.SENT, message.id, message.task, message.queue, at,
+        group=member.group, group_size=member.group_size, group_body=member.group_body,
+    )  # fmt: skip

@@ -199,7 +199,9 @@ class TaskEvents:
                 runtime,
                 reason[:REASON_MAX],
                 args,
-                **member._asdict(),
+                member.group,
+                member.group_size,
+                member.group_body,
             )
         )
 
