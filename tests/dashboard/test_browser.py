@@ -435,6 +435,14 @@ def test_a_dead_letter_requeued_then_deleted_from_the_page(
     browser.switch_to.alert.accept()  # "delete?"
     wait_for(browser, lambda d: said(d) == "deleted 1 dead letter(s)", "what the action did")
     assert letters() == [] and redis_client.broker.size("default") == 0
+    for _ in range(2):
+        redis_client.send_task("e2eapp.missing", (2,))
+    wait_for(None, lambda _: len(letters()) == 2, "two more dead letters")
+    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "tr.letter")) == 2, "both")
+    click(browser, 'button[data-action="delete all"]')
+    browser.switch_to.alert.accept()  # "delete all?"
+    wait_for(browser, lambda d: said(d) == "deleted 2 dead letter(s)", "what the action did")
+    assert letters() == []
 
 
 def test_a_chords_member_progress_advances_live_to_its_body(
