@@ -22,7 +22,7 @@ from forkq.revocation import current_revocations
 from forkq.states import REVOKED
 from tests.conftest import StartedSignal, WorkerProcess
 from tests.dashboard.browser import DashboardProcess, status
-from tests.dashboard.conftest import Reporter, wait_for
+from tests.dashboard.conftest import Reporter, now, wait_for
 from tests.dashboard.helpers import HOSTILE, heartbeat, task_event
 
 pytestmark = pytest.mark.timeout(120)
@@ -239,7 +239,7 @@ def test_hide_args_hides_arguments(
 def test_a_phone_sized_screen_needs_no_sideways_scrolling(
     browser: Any, redis_client: Forkq, reporter: Reporter, start_dashboard: Any
 ) -> None:
-    reporter.publish(heartbeat("phone@host", busy="p-2", restarts=12),
+    reporter.publish(heartbeat("phone@host", busy="p-2", started_at=now() - 3.4, restarts=12),
                      task_event(TaskEventKind.SUCCEEDED, "p-1"))  # fmt: skip
     dash: DashboardProcess = start_dashboard()
     browser.set_window_size(390, 844)

@@ -4,6 +4,7 @@ the broker records them (`forkq periodic list` reads the same)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from forkq.dashboard.feed import Feed
@@ -47,7 +48,10 @@ def _row(row: ScheduleNow, links: Links, now: float) -> dict[str, str]:
 
 
 def _ahead(moment: float, now: float) -> str:
+    """'in 42s (12:00:00.000)' within the hour; beyond it, the date and time (local)."""
     seconds = moment - now
     if seconds < 1:
         return f"now ({clock(moment)})"
-    return f"in {seconds:.0f}s ({clock(moment)})" if seconds < 3600 else clock(moment)
+    if seconds < 3600:
+        return f"in {seconds:.0f}s ({clock(moment)})"
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(moment))
