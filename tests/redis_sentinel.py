@@ -69,34 +69,33 @@ class SentinelGroup:
         return info.get("master_link_status") == "up"
 
     def _sentinels_ready(self) -> bool:
-        for port in self.sentinel_ports:
-            with _client(port) as client:
+        return self._all_name(self.primary.port, others=2, replicas=1)
+
+    def _all_name(self, port: int, others: int, replicas: int | None) -> bool:
+        """Whether every Sentinel names `port` a primary that is up, and knows `others`
+        Sentinels and `replicas` replicas (None: any number)."""
+        for sentinel in self.sentinel_ports:
+            with _client(sentinel) as client:
                 state: dict[str, object] = client.sentinel_master(MASTER)
-            ready = state["port"] == self.primary.port and state["is_master"]
-            known = state["num-other-sentinels"] == 2 and state["num-slaves"] == 1
-            if not (ready and known and not state["is_sdown"]):
+            up = state["port"] == port and state["is_master"] and not state["is_sdown"]
+            known = state["num-other-sentinels"] == others
+            if not (up and not state["is_odown"] and known):
+                return False
+            if replicas is not None and state["num-slaves"] != replicas:
                 return False
         return True
-
-    def primary_port(self) -> int | None:
-        """The primary's port as the first Sentinel that answers names it."""
-        for port in self.sentinel_ports:
-            with _client(port) as client:
-                try:
-                    address = client.sentinel_get_master_addr_by_name(MASTER)
-                except redis.RedisError:
-                    continue
-            return int(address[1]) if address else None
-        return None
 
     def kill_primary(self) -> None:
         """SIGKILL: no chance to send what it has not yet sent to its replica."""
         self.primary.kill()
 
     def wait_for_failover(self, timeout: float = 30.0) -> float:
-        """Seconds until the Sentinels name the replica primary."""
+        """Seconds until every Sentinel names the replica a primary that is up: what a client
+        asking any of them finds (`get-master-addr-by-name` names it earlier, while the
+        failover is still under way)."""
         started = time.monotonic()
-        _wait(started + timeout, "the failover", lambda: self.primary_port() == self.replica.port)
+        replica = self.replica.port
+        _wait(started + timeout, "the failover", lambda: self._all_name(replica, 2, None))
         return time.monotonic() - started
 
     def kill(self) -> None:
