@@ -44,6 +44,7 @@ def test_publish_fetch_finish_and_results_through_the_sentinels(
         backend.close()
 
 
+@pytest.mark.slow
 def test_the_same_broker_and_backend_follow_a_failover(sentinel_group: SentinelGroup) -> None:
     """Published with WAIT (so on the replica), then the primary killed: once the Sentinels
     name the replica, the objects opened before carry on there, scripts included."""
