@@ -76,6 +76,8 @@ def test_a_worker_and_its_clients_follow_a_failover(
         # acks the replica had not received yet.
         assert duplicates <= 8, worker.log()
         assert worker.proc.poll() is None, worker.log()
+        pings = client.control.inspect("ping", timeout=10)  # its agent's pub/sub followed too
+        assert len(pings.replies) == 1 and pings.complete, worker.log()
     finally:
         worker.stop()
         waited.close()

@@ -11,6 +11,7 @@ from forkq.engines.redis.broker import RedisBroker
 from forkq.engines.registry import open_backend, open_broker
 from forkq.exceptions import BrokerUnavailable, NotReplicated
 from forkq.states import SUCCESS
+from tests.ports import server_port
 from tests.redis_sentinel import SentinelGroup
 
 pytestmark = pytest.mark.timeout(90)
@@ -28,7 +29,8 @@ def _finish_all(broker: Broker, backend: ResultBackend, count: int, tag: str) ->
 def test_publish_fetch_finish_and_results_through_the_sentinels(
     sentinel_group: SentinelGroup,
 ) -> None:
-    url = sentinel_group.url(query="prefix=smoke")
+    dead = f"127.0.0.1:{server_port()}"  # a Sentinel down costs one refused connection
+    url = sentinel_group.url(query="prefix=smoke").replace("://", f"://{dead},")
     broker, backend = open_broker(url), open_backend(url)
     try:
         broker.publish([outgoing(Q, b"one", 0), outgoing(Q, b"two", 9)])

@@ -3,14 +3,18 @@ name, a one-line `ConfigurationError` for each malformed one, passwords never sh
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
+from forkq.engines.contract import outgoing
 from forkq.engines.redis.client import client_from_url, close_client, same_server
 from forkq.engines.redis.replication import Replication, replication_from_url
 from forkq.engines.redis.sentinel import SentinelTarget, parse_sentinel_url
 from forkq.engines.registry import open_broker
-from forkq.exceptions import ConfigurationError, NotReplicated
+from forkq.exceptions import BrokerUnavailable, ConfigurationError, NotReplicated
 from forkq.settings import redacted
+from tests.ports import server_port
 
 
 def test_the_url_names_the_sentinels_the_master_and_the_database() -> None:
@@ -123,3 +127,18 @@ def test_wait_replicas_and_its_timeout() -> None:
 def test_a_bad_wait_option_is_a_configuration_error(query: str, says: str) -> None:
     with pytest.raises(ConfigurationError, match=says):
         open_broker(f"redis://:secret@127.0.0.1:6379/15?{query}")
+
+
+def test_sentinels_that_cannot_be_reached_are_an_outage_said_in_one_line() -> None:
+    port = server_port()  # nothing listens there
+    broker = open_broker(f"redis+sentinel://app:s3cret@127.0.0.1:{port}/primary/0")
+    started = time.monotonic()
+    try:
+        with pytest.raises(BrokerUnavailable) as error:
+            broker.publish([outgoing("q", b"x", 0)])
+    finally:
+        broker.close()
+    assert time.monotonic() - started < 1.0  # one attempt, not redis-py's ten with back-off
+    message = str(error.value)
+    assert f"no Sentinel of 127.0.0.1:{port} names a primary 'primary' that is up" in message
+    assert "\n" not in message and "s3cret" not in message and "Redis<" not in message

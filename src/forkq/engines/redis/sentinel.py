@@ -20,8 +20,10 @@ from urllib.parse import unquote, urlencode, urlsplit
 
 import msgspec
 import redis
+from redis.backoff import NoBackoff
 from redis.connection import parse_url
-from redis.sentinel import Sentinel, SentinelConnectionPool
+from redis.retry import Retry
+from redis.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 
 from forkq.exceptions import ConfigurationError
 from forkq.settings import redacted
@@ -102,12 +104,15 @@ def sentinel_client(
     own = {k: v for k, v in query if k in _OWN}
     options = _options(url, [(k, v) for k, v in query if k not in _OWN])
     sentinel_options = {k: v for k, v in options.items() if k.startswith("socket_")}
-    sentinel_options.update(identity)
+    # One attempt per Sentinel, then the next: redis-py's default for a client made by host
+    # and port retries ten times with back-off (3.7 s on a refused Sentinel, per connection
+    # made), where forkq's callers back off themselves, as with `redis://` clients.
+    sentinel_options.update(identity, retry=Retry(NoBackoff(), 0))
     if "sentinel_password" in own:
         sentinel_options["password"] = own["sentinel_password"]
     if "sentinel_username" in own:
         sentinel_options["username"] = own["sentinel_username"]
-    manager = Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
+    manager = _Sentinels(list(target.sentinels), sentinel_kwargs=sentinel_options)
     client: redis.Redis = manager.master_for(  # type: ignore[no-untyped-call]
         target.master,
         db=target.db,
@@ -117,6 +122,25 @@ def sentinel_client(
         **identity,
     )
     return client
+
+
+class _Sentinels(Sentinel):
+    """redis-py's, with a one-line error when no Sentinel names a primary that is up (redis-py's
+    holds the repr of every Sentinel's client)."""
+
+    def __init__(self, sentinels: list[tuple[str, int]], sentinel_kwargs: dict[str, Any]) -> None:
+        super().__init__(sentinels, sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+        self.addresses = ", ".join(f"{host}:{port}" for host, port in sentinels)
+
+    def discover_master(self, service_name: str) -> tuple[str, int]:
+        try:
+            address: tuple[str, int] = super().discover_master(service_name)  # type: ignore[no-untyped-call]
+        except MasterNotFoundError:
+            raise MasterNotFoundError(
+                f"no Sentinel of {self.addresses} names a primary {service_name!r} that is up "
+                "(unreachable, failing over, or not monitoring it)"
+            ) from None
+        return address
 
 
 def _options(url: str, query: list[tuple[str, str]]) -> dict[str, Any]:
