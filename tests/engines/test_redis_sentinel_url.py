@@ -129,6 +129,12 @@ def test_a_bad_wait_option_is_a_configuration_error(query: str, says: str) -> No
         open_broker(f"redis://:secret@127.0.0.1:6379/15?{query}")
 
 
+def test_a_short_socket_timeout_is_fine_without_wait_replicas() -> None:
+    open_broker("redis://127.0.0.1:6379/15?socket_timeout=0.5").close()
+    with pytest.raises(ConfigurationError, match=r"at most 0\.25 s"):
+        open_broker("redis://127.0.0.1:6379/15?socket_timeout=0.5&wait_replicas=1")
+
+
 def test_sentinels_that_cannot_be_reached_are_an_outage_said_in_one_line() -> None:
     port = server_port()  # nothing listens there
     broker = open_broker(f"redis+sentinel://app:s3cret@127.0.0.1:{port}/primary/0")

@@ -90,7 +90,7 @@ class RedisLink:
         self.wire = Wire(self.client)  # publish, fetch and the blocking read
         self.longest_block = longest_block(self.client)
         self.replication = replication_from_url(url)  # WAIT after each publish, if asked
-        if self.replication.timeout > self.longest_block:
+        if self.replication.replicas and self.replication.timeout > self.longest_block:
             raise ConfigurationError(
                 f"wait_timeout in {redacted(url)!r} must be at most {self.longest_block:g} s, "
                 "within the connection's socket_timeout, whose read it would outlast"
