@@ -2,9 +2,10 @@
 
 Publish: a message due now is an entry of its queue's band stream (one XADD, on the `Wire`,
 for a single message; a pipeline for several), a delayed one a member of the queue's delayed
-set, which the fetch script moves into the streams when due. Consumers fetch and settle
-through their session (`forkq.engines.redis.session`), which holds back acks to send with its
-next call.
+set, which the fetch script moves into the streams when due. With `?wait_replicas=N` the
+publish ends with `WAIT` in the same write (`forkq.engines.redis.replication`). Consumers
+fetch and settle through their session (`forkq.engines.redis.session`), which holds back acks
+to send with its next call.
 
 Recovery: when a child dies its master releases what it held at once (`release`: its finished
 entries acked, those killed dead-lettered, the rest put back at the end of their band by
