@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -31,7 +31,10 @@ class SentinelGroup:
             directory / "replica",
             extra=(*quick, "--replicaof", "127.0.0.1", str(self.primary.port)),
         )
-        self.sentinel_ports = [server_port() for _ in range(3)]
+        self.sentinel_ports: list[int] = []
+        while len(self.sentinel_ports) < 3:  # three different ones
+            if (port := server_port()) not in (self.primary.port, self.replica.port):
+                self.sentinel_ports = sorted({*self.sentinel_ports, port})
         self._sentinels: list[subprocess.Popen[bytes]] = []
 
     def url(self, db: int = 0, query: str = "") -> str:
@@ -69,6 +72,9 @@ class SentinelGroup:
         return info.get("master_link_status") == "up"
 
     def _sentinels_ready(self) -> bool:
+        for process in self._sentinels:
+            if process.poll() is not None:
+                raise RuntimeError(f"a Sentinel exited with {process.returncode}")
         return self._all_name(self.primary.port, others=2, replicas=1)
 
     def _all_name(self, port: int, others: int, replicas: int | None) -> bool:
@@ -107,8 +113,7 @@ class SentinelGroup:
         self.primary.kill()
 
 
-def _wait(deadline: float, what: str, ready: object) -> None:
-    assert callable(ready)
+def _wait(deadline: float, what: str, ready: Callable[[], bool]) -> None:
     while time.monotonic() < deadline:
         try:
             if ready():
