@@ -5,6 +5,7 @@ Sentinels name; the same objects after a failover; `wait_replicas`."""
 from __future__ import annotations
 
 import pytest
+import redis
 
 from forkq.engines.contract import Broker, Consumer, ResultBackend, ResultWrite, outgoing
 from forkq.engines.redis.broker import RedisBroker
@@ -49,7 +50,7 @@ def test_publish_fetch_finish_and_results_through_the_sentinels(
 @pytest.mark.slow
 def test_the_same_broker_and_backend_follow_a_failover(sentinel_group: SentinelGroup) -> None:
     """Published with WAIT (so on the replica), then the primary killed: once the Sentinels
-    name the replica, the objects opened before carry on there, scripts included."""
+    name the replica, the objects opened before carry on there, their scripts loaded again."""
     url = sentinel_group.url(query="prefix=failover&wait_replicas=1")
     broker, backend = open_broker(url), open_backend(url)
     try:
@@ -61,6 +62,8 @@ def test_the_same_broker_and_backend_follow_a_failover(sentinel_group: SentinelG
         took = sentinel_group.wait_for_failover()
         print(f"\nthe Sentinels named the replica primary {took:.2f} s after the kill")
         assert broker.size(Q) == 3
+        with redis.Redis(port=sentinel_group.replica.port) as promoted:
+            promoted.script_flush()  # whether or not it had them: fetch.lua is loaded again
         assert _finish_all(broker, backend, 3, "after") == [b"m1", b"m2", b"m3"]
         with pytest.raises(NotReplicated, match="only 0 of 1"):  # no replica is left
             broker.publish([outgoing(Q, b"m4", 0)])
