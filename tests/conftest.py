@@ -24,6 +24,7 @@ from forkq import Forkq, ResultTimeout
 from tests.hosts.fixture import cluster  # noqa: F401  (the fixture, for every test)
 from tests.ports import server_port  # noqa: F401  (imported from here by many tests)
 from tests.processes import CollectedProcess
+from tests.redis_sentinel import sentinel_group  # noqa: F401  (the fixture, for every test)
 from tests.redis_servers import (  # noqa: F401  (the fixtures, for every test)
     private_redis,
     private_tls_redis,

@@ -10,7 +10,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -24,8 +24,9 @@ class PrivateRedis:
     """A redis-server of the test's own on a spare port, persisting every write (AOF); with
     `tls`, it speaks only TLS, with a certificate from a throwaway CA."""
 
-    def __init__(self, directory: Path, tls: bool = False) -> None:
+    def __init__(self, directory: Path, tls: bool = False, extra: Sequence[str] = ()) -> None:
         self.directory = directory
+        self.extra = list(extra)  # more redis-server arguments (a replica's --replicaof)
         self.port = server_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.tls = make_certificates(directory) if tls else None
@@ -71,6 +72,7 @@ class PrivateRedis:
                 "always",
                 "--dir",
                 str(self.directory),
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

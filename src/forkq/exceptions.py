@@ -39,6 +39,12 @@ class BackendUnavailable(BackendError, Unavailable):
     """The result backend could not be reached (see `Unavailable`)."""
 
 
+class NotReplicated(BrokerError):
+    """Published, but fewer Redis replicas than the URL's `wait_replicas` acknowledged it within
+    its `wait_timeout`: the messages are queued on the primary and run unless it fails before
+    a replica has them. Publishing them again may run them twice."""
+
+
 class TaskFailed(ForkqError):
     """A task raised; carries the remote exception as data (never unpickled).
 

@@ -20,12 +20,21 @@ DEFAULT_QUEUE = "default"
 
 
 def redacted(url: str) -> str:
-    """The URL as logs and error messages show it: with its password, if any, as ***."""
+    """The URL as logs and error messages show it: with its password, if any, as ***, and
+    so the value of each query parameter whose name ends in `password` (`sentinel_password`)."""
     parts = urlsplit(url)
-    if parts.password is None:
+    query = "&".join(_masked(item) for item in parts.query.split("&"))
+    if parts.password is None and query == parts.query:
         return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+    if parts.password is not None:
+        host = parts.netloc.rsplit("@", 1)[1]
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
+    return urlunsplit(parts._replace(query=query))
+
+
+def _masked(item: str) -> str:
+    name, equals, _ = item.partition("=")
+    return f"{name}=***" if equals and name.endswith("password") else item
 
 
 _ENV_NAMES: dict[str, str] = {

@@ -48,14 +48,19 @@ _SCHEMES: dict[str, Callable[[], Engine]] = {
     "sqlite": _sqlite,
     "redis": _redis,
     "rediss": _redis,
+    "redis+sentinel": _redis,
     "amqp": _amqp,
     "amqps": _amqp,
     "memory": _memory,
 }
 _BROKER_FORMS = (
-    "use sqlite:///PATH, redis://HOST:PORT/DB, amqp://USER:PASSWORD@HOST:PORT/VHOST or memory://"
+    "use sqlite:///PATH, redis://HOST:PORT/DB, redis+sentinel://HOST:PORT,.../MASTER_NAME/DB, "
+    "amqp://USER:PASSWORD@HOST:PORT/VHOST or memory://"
 )
-_RESULT_FORMS = "use sqlite:///PATH, redis://HOST:PORT/DB or memory://"
+_RESULT_FORMS = (
+    "use sqlite:///PATH, redis://HOST:PORT/DB, redis+sentinel://HOST:PORT,.../MASTER_NAME/DB "
+    "or memory://"
+)
 
 
 def _engine(url: str, what: str, forms: str) -> Engine:

@@ -1,5 +1,6 @@
-"""The Redis engine (`redis://`, `rediss://`): queues in streams, results with a TTL, and the
-result write and ack of a task in one round trip when both live on the same server."""
+"""The Redis engine (`redis://`, `rediss://`, `redis+sentinel://`): queues in streams, results
+with a TTL, and the result write and ack of a task in one round trip when both live on the
+same server."""
 
 from forkq.engines.contract import Engine
 from forkq.engines.redis.broker import RedisBroker

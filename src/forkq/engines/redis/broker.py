@@ -2,9 +2,10 @@
 
 Publish: a message due now is an entry of its queue's band stream (one XADD, on the `Wire`,
 for a single message; a pipeline for several), a delayed one a member of the queue's delayed
-set, which the fetch script moves into the streams when due. Consumers fetch and settle
-through their session (`forkq.engines.redis.session`), which holds back acks to send with its
-next call.
+set, which the fetch script moves into the streams when due. With `?wait_replicas=N` the
+publish ends with `WAIT` in the same write (`forkq.engines.redis.replication`). Consumers
+fetch and settle through their session (`forkq.engines.redis.session`), which holds back acks
+to send with its next call.
 
 Recovery: when a child dies its master releases what it held at once (`release`: its finished
 entries acked, those killed dead-lettered, the rest put back at the end of their band by
@@ -44,7 +45,7 @@ from forkq.engines.contract import (
     outgoing,
 )
 from forkq.engines.redis import seen as redis_seen
-from forkq.engines.redis.client import Batch
+from forkq.engines.redis.client import Batch, close_client
 from forkq.engines.redis.control import RedisControl
 from forkq.engines.redis.dead import (
     delete_dead,
@@ -77,9 +78,10 @@ class RedisBroker(Broker):
 
     def publish(self, messages: Sequence[Outgoing]) -> None:
         now_ms, link = int(time.time() * 1000), self._link
+        replication = link.replication
         with link.errors():
-            if len(messages) == 1 and messages[0].delay <= 0:  # .delay(): no pipeline for one
-                m = messages[0]
+            if len(messages) == 1 and messages[0].delay <= 0 and not replication.replicas:
+                m = messages[0]  # .delay(): no pipeline for one
                 stream = link.ensure(m.queue).band(band_of(m.priority))
                 link.wire.call("XADD", stream, "*", "b", m.body, "d", 0, "p", m.priority)
                 return
@@ -87,7 +89,11 @@ class RedisBroker(Broker):
                 link.ensure(queue)
             batch = Batch()
             link.queue_publish(batch, messages, now_ms)
-            link.wire.send_batch(batch)
+            if replication.replicas:  # in the same write: one round trip, WAIT's included
+                batch.execute_command(*replication.wait_command)
+            replies = link.wire.send_batch(batch)
+        if replication.replicas:
+            replication.check(int(replies[-1]), len(messages))
 
     def _open_session(self, consumer: Consumer, results: ResultBackend) -> ConsumerSession:
         return RedisSession(consumer, results, self.capabilities, self._link, self.lease_ttl)
@@ -174,7 +180,7 @@ class RedisBroker(Broker):
         return [queue] if queue else self._link.known_queues()
 
     def _close(self) -> None:
-        self.client.close()
+        close_client(self.client)
 
     def _abandon(self) -> None:
         # redis-py notices the pid change and never shuts down the parent's sockets; dropping

@@ -17,26 +17,40 @@ from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
 from forkq.engines.contract.errors import DriverErrors
+from forkq.engines.redis.replication import REPLICATION_PARAMS
+from forkq.engines.redis.sentinel import SCHEME as SENTINEL_SCHEME
+from forkq.engines.redis.sentinel import close_sentinels, sentinel_client, sentinel_identity
 
-_OWN_PARAMS = ("prefix", "lease_ttl")
+_OWN_PARAMS = ("prefix", "lease_ttl", *REPLICATION_PARAMS)
 
 
 def client_from_url(url: str) -> tuple[redis.Redis, str]:
-    """A client for the URL without forkq's own query parameters, and the key prefix."""
+    """A client for the URL without forkq's own query parameters, and the key prefix. A
+    `redis+sentinel://` URL's client follows the primary the Sentinels name (`sentinel.py`)."""
     parts = urlsplit(url)
     query = parse_qsl(parts.query)
     prefix = dict(query).get("prefix", "forkq")
-    rest = urlencode([(k, v) for k, v in query if k not in _OWN_PARAMS])
-    client = redis.Redis.from_url(urlunsplit(parts._replace(query=rest)), **_identity())
-    return client, prefix
+    rest = [(k, v) for k, v in query if k not in _OWN_PARAMS]
+    if parts.scheme == SENTINEL_SCHEME:
+        return sentinel_client(url, rest, _identity()), prefix
+    plain = urlunsplit(parts._replace(query=urlencode(rest)))
+    return redis.Redis.from_url(plain, **_identity()), prefix
 
 
 def same_server(client: redis.Redis, other: redis.Redis) -> bool:
-    """Whether two clients reach the same server and database, as the same user."""
+    """Whether two clients reach the same server and database, as the same user: through
+    Sentinels, the same primary's name through the same Sentinels."""
     mine = client.connection_pool.connection_kwargs
     theirs = other.connection_pool.connection_kwargs
     fields = ("host", "port", "db", "path", "username")
-    return all(mine.get(f) == theirs.get(f) for f in fields)
+    same = all(mine.get(f) == theirs.get(f) for f in fields)
+    return same and sentinel_identity(client) == sentinel_identity(other)
+
+
+def close_client(client: redis.Redis) -> None:
+    """Its connections closed, and those to its Sentinels if it has any."""
+    client.close()
+    close_sentinels(client)
 
 
 # Error replies of a server in the middle of a failover or a resharding: they pass.

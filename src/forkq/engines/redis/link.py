@@ -40,7 +40,9 @@ from forkq.engines.redis.keys import (
     delayed_member,
     queues_key,
 )
-from forkq.exceptions import BrokerError, BrokerUnavailable
+from forkq.engines.redis.replication import replication_from_url
+from forkq.exceptions import BrokerError, BrokerUnavailable, ConfigurationError
+from forkq.settings import redacted
 
 MOVE_AT_ONCE = 1000  # delayed messages a fetch script call moves into the streams
 
@@ -87,6 +89,12 @@ class RedisLink:
         self._errors = errors_as(BrokerUnavailable, BrokerError, "redis broker")
         self.wire = Wire(self.client)  # publish, fetch and the blocking read
         self.longest_block = longest_block(self.client)
+        self.replication = replication_from_url(url)  # WAIT after each publish, if asked
+        if self.replication.replicas and self.replication.timeout > self.longest_block:
+            raise ConfigurationError(
+                f"wait_timeout in {redacted(url)!r} must be at most {self.longest_block:g} s, "
+                "within the connection's socket_timeout, whose read it would outlast"
+            )
         self._caps = [dead_caps.max_count, dead_caps.max_age_ms]  # what the scripts are given
         self._fetch = self.client.register_script(_script("fetch.lua"))
         self._settle = self.client.register_script(_script("settle.lua"))

@@ -45,6 +45,7 @@ from forkq.engines.redis.client import (
     Commands,
     Wire,
     client_from_url,
+    close_client,
     errors_as,
     longest_block,
     script_missing,
@@ -288,7 +289,7 @@ class RedisBackend(ResultBackend):
             return self._events.last_offset()
 
     def close(self) -> None:
-        self.client.close()
+        close_client(self.client)
 
     def abandon(self) -> None:
         self.client.connection_pool.reset()  # see RedisBroker._abandon
