@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 import msgspec
+import pytest
 
 from forkq.events import (
     ChildRow,
@@ -124,6 +127,12 @@ class TestJson:
         (row,) = event.children
         assert (row.index, row.task_id, row.tasks_done) == (1, "t1", 4)
         assert (row.started_at, row.restarts) == (0.0, 0)
+
+    @pytest.mark.parametrize("at", [math.inf, -math.inf, math.nan])
+    def test_an_event_whose_time_is_not_a_number_is_not_an_event(self, at: float) -> None:
+        body = {"type": "task", "kind": "sent", "task_id": "t", "name": "n", "queue": "q"}
+        assert decode(msgspec.msgpack.encode({**body, "at": at})) is None
+        assert decode(msgspec.msgpack.encode({**body, "at": 1.0})) is not None
 
     def test_children_in_full(self) -> None:
         shown = event_json(

@@ -79,6 +79,24 @@ def ack(held: ConsumerSession, delivery: Delivery) -> None:
     held.flush()
 
 
+def test_asking_the_depth_of_a_queue_creates_none(url: str) -> None:
+    broker = open_broker(url)
+    try:
+        name = f"asked-{uuid.uuid4().hex[:8]}"
+        assert broker.depth(name).messages == 0
+        assert broker.depth(name).messages == 0  # the connection still works after a 404
+        with pika.BlockingConnection(pika.URLParameters(url.split("?")[0])) as conn:
+            channel = conn.channel()
+            with pytest.raises(pika.exceptions.ChannelClosedByBroker) as missing:
+                channel.queue_declare(broker.topology.queue(name), passive=True)  # type: ignore[attr-defined]
+        assert missing.value.reply_code == 404
+        broker.publish([outgoing(name, b"m")])
+        assert broker.depth(name).messages == 1
+        broker.purge(name)
+    finally:
+        broker.close()
+
+
 def test_a_dead_consumers_messages_come_back_counted(url: str) -> None:
     broker = open_broker(url)
     broker.publish([outgoing("q", b"running"), outgoing("q", b"prefetched")])

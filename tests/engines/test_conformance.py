@@ -410,7 +410,8 @@ class TestBroker:
         _dead_letter(broker, Q, [b"one", b"two", b"three"])
         _dead_letter(broker, Q, [b"other"], queue_b=True)
         letters = {d.body: d.receipt for d in broker.dead_letters()}
-        doomed = [letters[b"one"], letters[b"other"], "no-such-receipt", "9-9@nowhere", ""]
+        doomed = [letters[b"one"], letters[b"other"], "no-such-receipt", "9-9@nowhere", "",
+                  "\u00b2", "9" * 23, f"{'9' * 25}-0@{Q}"]  # fmt: skip
         assert broker.delete_dead(doomed) == 2
         assert sorted(d.body for d in broker.dead_letters()) == [b"three", b"two"]
         assert broker.delete_dead([letters[b"one"]]) == 0  # gone already

@@ -100,6 +100,16 @@ def test_a_malformed_row_is_dead_lettered_with_its_reason_and_the_queue_flows(
     assert broker.size("q") == 0
 
 
+@pytest.mark.parametrize(("columns", "reason"), MALFORMED, ids=[r for _, r in MALFORMED])
+def test_depth_counts_a_malformed_row_once(
+    broker: SQLiteBroker, columns: dict[str, str], reason: str
+) -> None:
+    insert_row(broker, **columns)
+    depth = broker.depth("q")
+    assert depth.bands is not None and depth.delayed is not None
+    assert depth.messages == 1 == sum(depth.bands) + depth.delayed, reason
+
+
 def test_a_fetch_of_one_that_claims_only_junk_looks_again_at_once(broker: SQLiteBroker) -> None:
     put(broker, b"valid", priority=9)
     for _ in range(3):  # text sorts above every number: these come first

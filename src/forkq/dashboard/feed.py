@@ -164,15 +164,20 @@ class Feed:
         while True:
             try:
                 page = await self.call(self._read)
+                if page.events:
+                    self._fold_page(page)
+                    self._bump()
             except ForkqError as exc:
                 self._say(f"the event store cannot be read: {exc}")
                 await asyncio.sleep(RETRY_EVERY)
                 continue
+            except Exception:  # a bug must not end the tail for good: said, and tried again
+                log.exception("reading the events failed")
+                self._say("reading the events failed: see the dashboard's log")
+                await asyncio.sleep(RETRY_EVERY)
+                continue
             if self.trouble:
                 self._say("")
-            if page.events:
-                self._fold_page(page)
-                self._bump()
             if len(page.events) < PAGE:
                 await asyncio.sleep(POLL_EVERY)
 
@@ -186,6 +191,9 @@ class Feed:
                 read = await self.call(self._read_broker, queues, dead, schedules)
             except ForkqError as exc:
                 self._say(f"the broker cannot be read: {exc}")
+            except Exception:  # a bug must not end the polling for good: said, and tried again
+                log.exception("reading the broker failed")
+                self._say("reading the broker failed: see the dashboard's log")
             else:
                 if read != (self.depths, self.dead, self.schedules):
                     self.depths, self.dead, self.schedules = read

@@ -7,6 +7,8 @@ reader skips it and goes on.
 
 from __future__ import annotations
 
+import math
+
 import msgspec
 
 from forkq.events.values import Event
@@ -27,6 +29,7 @@ def decode(body: bytes) -> Event | None:
     if len(body) > MAX_EVENT_BYTES:
         return None
     try:
-        return _decoder.decode(body)
+        event = _decoder.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
+    return event if math.isfinite(event.at) else None  # a time every reader can bucket

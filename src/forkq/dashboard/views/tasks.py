@@ -45,7 +45,11 @@ def task_list(
     """The page of tasks the query's cursor names (the newest without one); the stream
     repaints it within the same cursor, so an older page is not pushed on by new tasks."""
     cursor = {key: query[key].strip() for key in CURSORS if key in query}
-    bad = [f"{key}={value!r}" for key, value in cursor.items() if not value.isdigit()]
+    bad = [
+        f"{key}={value!r}"
+        for key, value in cursor.items()
+        if not (value.isascii() and value.isdigit() and len(value) <= 18)
+    ]
     numbers = {key: int(value) for key, value in cursor.items() if not bad}
     page = feed.tasks.page(chosen, LISTED, numbers.get("before"), numbers.get("after"))
     shown = f"{len(page.tasks)} shown of {len(feed.tasks)} known"

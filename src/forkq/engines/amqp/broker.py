@@ -155,12 +155,13 @@ class AMQPBroker(Broker):
 
     def _size(self, queue: str) -> int:
         """Ready messages, plus those this process's consumers were pushed or hold. Delayed
-        messages sit in the shared delay queues and are not counted."""
+        messages sit in the shared delay queues and are not counted. Asking creates nothing:
+        a queue RabbitMQ does not have holds 0 (any name may be asked, by a dashboard's
+        visitor too)."""
 
         def size() -> int:
-            name = self.publisher.declare_work(queue)
-            ready = self.publisher.channel().queue_declare(name, passive=True).method.message_count
-            return int(ready) + sum(session.holds(queue) for session in self._own())
+            ready = self.publisher.ready(self.topology.queue(queue))
+            return ready + sum(session.holds(queue) for session in self._own())
 
         return self._link.run(size, repeatable=True)
 

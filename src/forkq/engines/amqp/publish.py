@@ -30,6 +30,8 @@ log = logging.getLogger("forkq.broker")
 PRECONDITION_FAILED = 406  # AMQP: a queue declared again with other arguments
 _told: set[str] = set()  # dead queues whose caps this process said it cannot apply
 
+NOT_FOUND = 404  # the reply code of a passive declare of a queue that does not exist
+
 
 def _uncapped_once(topology: Topology, said: str) -> None:
     if topology.dead in _told:
@@ -86,6 +88,21 @@ class Publisher:
             self._confirming = self._connection().channel()
             self._confirming.confirm_delivery()
         return self._confirming
+
+    def ready(self, amqp_queue: str) -> int:
+        """The queue's ready messages, 0 when RabbitMQ has no such queue: a passive declare,
+        on a channel of its own, since RabbitMQ closes the channel that asks for a queue it
+        lacks."""
+        channel = self._connection().channel()
+        try:
+            return int(channel.queue_declare(amqp_queue, passive=True).method.message_count)
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code == NOT_FOUND:
+                return 0
+            raise
+        finally:
+            if channel.is_open:
+                channel.close()
 
     def declare(self, amqp_queue: str, arguments: dict[str, Any]) -> None:
         declared = self._declared.get(amqp_queue)

@@ -19,7 +19,8 @@ from forkq.engines.redis.keys import QueueKeys
 from forkq.engines.redis.replies import integer_field
 
 _LATEST_MS = int(LAST_MOMENT * 1000)
-_ENTRY_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")  # a stream entry's id, as XADD makes it
+# A stream entry's id as XADD makes it, each part within what Redis reads (below 2**64).
+_ENTRY_ID = re.compile(r"[0-9]{1,19}-[0-9]{1,19}")
 
 
 def read_dead(

@@ -175,7 +175,8 @@ class SQLiteBroker(Broker):
         others counted by priority band."""
         with self._errors:
             rows = self._conn.execute(
-                "SELECT MIN(?, MAX(0, priority) / 3), owner IS NULL AND visible_at > ?, COUNT(*) "
+                "SELECT MIN(?, MAX(0, CAST(priority AS INTEGER)) / 3), "
+                "owner IS NULL AND visible_at > ?, COUNT(*) "
                 "FROM forkq_messages WHERE queue = ? GROUP BY 1, 2",
                 (len(PRIORITY_BANDS) - 1, time.time(), queue),
             ).fetchall()

@@ -141,5 +141,10 @@ def _text(raw: bytes) -> str:
 def _id_filter(receipts: Collection[str] | None) -> tuple[str, tuple[int, ...]]:
     if receipts is None:
         return "", ()
-    ids = tuple(row_id(r) for r in receipts if r.isdigit())  # others name no row here
+    ids = tuple(row_id(r) for r in receipts if _is_row_id(r))  # others name no row here
     return f"WHERE id IN ({','.join('?' * len(ids)) or 'NULL'})", ids
+
+
+def _is_row_id(receipt: str) -> bool:
+    """Whether a receipt can name a row: ASCII digits that fit SQLite's integers."""
+    return receipt.isascii() and receipt.isdigit() and len(receipt) <= 18
