@@ -7,6 +7,7 @@ say something)."""
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from urllib.parse import parse_qs, quote, unquote
 
@@ -73,10 +74,11 @@ class Actions:
         receipts = None if form.get("all") == ["1"] else form.get("receipt", [])
         try:
             count = await self.feed.call(_on_dead, self.feed, action, receipts, queue)
-            await self.feed.reread_dead()
             said = f"{action.value} {count} dead letter(s)"
         except ForkqError as exc:
             said = f"dead letters not changed: {exc}"
+        with contextlib.suppress(ForkqError):  # the page says the broker's trouble itself
+            await self.feed.reread_dead()
         links = _links(request)
         target = links.page("/dead") + (f"?queue={quote(queue, safe='')}" if queue else "")
         return _back(links, target, said)
@@ -97,9 +99,10 @@ def _on_dead(feed: Feed, action: DeadAction, receipts: list[str] | None, queue: 
         return broker.purge_dead(queue or None)
     if receipts is None and queue:
         receipts = [d.receipt for d in broker.dead_letters(queue, DEAD_ALL)]
+    chosen = None if receipts is None else frozenset(receipts)
     if action is DeadAction.DELETE:
-        return broker.delete_dead(receipts or [])
-    return broker.requeue_dead(receipts)
+        return broker.delete_dead(chosen or frozenset())
+    return broker.requeue_dead(chosen)
 
 
 def _broadcast(feed: Feed, command: str, args: dict[str, int] | None, host: str) -> Replies:

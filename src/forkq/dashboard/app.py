@@ -80,8 +80,8 @@ class Dashboard:
         return queues(self.feed, now(), chosen)
 
     async def _dead(self, request: Request) -> dict[str, Any]:
-        self.feed.ask_dead()
         chosen = request.query_params.get("queue", "")
+        self.feed.ask_dead(chosen)
         return dead_letters(self.feed, _links(request), now(), chosen)
 
     async def _schedules(self, request: Request) -> dict[str, Any]:

@@ -39,7 +39,8 @@ RETRY_EVERY = 2.0  # seconds between reads while the store is unreachable
 DEPTHS_EVERY = 2.0  # seconds between reads of the queues' depths
 QUEUES_READ = 50  # queues whose depth is read, at most (event bodies may name any number)
 ASKED_FOR = 60.0  # seconds a queue a page asked for by name is read after the last ask
-DEAD_READ = 500  # dead letters read, the oldest first
+DEAD_READ = 500  # dead letters read per filter, the oldest first
+DEAD_FILTERS = 16  # queue filters of the dead letters read at once, the least asked dropped
 PAGE = 5_000  # events read at once
 RECENT = 200  # task events EventsState keeps (the task index keeps the rest)
 
@@ -58,8 +59,11 @@ class Feed:
         self.depths: dict[str, QueueDepth] = {}
         self._asked: dict[str, float] = {}  # queue: when a page last asked for it (monotonic)
         self._poll_now = asyncio.Event()  # a page asked for a queue not read yet
-        self.dead: list[DeadLetter] | None = None  # None: not read (no page asked for them)
-        self._dead_asked = -ASKED_FOR  # when a page last showed the dead letters (monotonic)
+        # Dead letters by the queue a page filters them by ("": every queue), read while a
+        # page shows them; a filter absent: not read (yet).
+        self.dead: dict[str, list[DeadLetter]] = {}
+        self.dead_read = DEAD_READ  # letters read per filter
+        self._dead_asked: dict[str, float] = {}  # filter: when a page last asked (monotonic)
         self.schedules: SchedulesNow | None = None  # None: not read (no page asked for them)
         self._schedules_asked = -ASKED_FOR
         self.trouble = ""  # why the store or the broker cannot be read now; "" when it can
@@ -186,7 +190,8 @@ class Feed:
         while True:
             queues = self.queue_names()
             asked = time.monotonic() - ASKED_FOR
-            dead, schedules = self._dead_asked > asked, self._schedules_asked > asked
+            self._dead_asked = {f: at for f, at in self._dead_asked.items() if at > asked}
+            dead, schedules = list(self._dead_asked), self._schedules_asked > asked
             try:
                 read = await self.call(self._read_broker, queues, dead, schedules)
             except ForkqError as exc:
@@ -224,11 +229,14 @@ class Feed:
         if not known:
             self._poll_now.set()
 
-    def ask_dead(self) -> None:
-        """A page shows the dead letters: they are read from now on, for ASKED_FOR seconds
-        after the last ask; at once if they are not read yet."""
-        self._dead_asked = time.monotonic()
-        if self.dead is None:
+    def ask_dead(self, queue: str) -> None:
+        """A page shows the dead letters of `queue` ("": of every queue): they are read from
+        now on, for ASKED_FOR seconds after the last ask; at once if they are not read yet."""
+        self._dead_asked.pop(queue, None)
+        self._dead_asked[queue] = time.monotonic()  # the newest last: the oldest go first
+        while len(self._dead_asked) > DEAD_FILTERS:
+            del self._dead_asked[next(iter(self._dead_asked))]
+        if queue not in self.dead:
             self._poll_now.set()
 
     def ask_schedules(self) -> None:
@@ -238,9 +246,8 @@ class Feed:
             self._poll_now.set()
 
     async def reread_dead(self) -> None:
-        """The dead letters read again now (after an action changed them)."""
-        letters = await self.call(self.app.broker.dead_letters, None, DEAD_READ)
-        self.dead, self._dead_asked = letters, time.monotonic()
+        """The dead letters of every filter shown read again now (an action changed them)."""
+        self.dead = await self.call(self._read_dead, list(self._dead_asked))
         self._bump()
 
     def stored(self, task_id: str) -> StoredResult | None:
@@ -248,12 +255,15 @@ class Feed:
         return self.app.backend.get(task_id)
 
     def _read_broker(
-        self, queues: list[str], dead: bool, schedules: bool
-    ) -> tuple[dict[str, QueueDepth], list[DeadLetter] | None, SchedulesNow | None]:
-        broker = self.app.broker
-        depths = {queue: broker.depth(queue) for queue in queues}
-        letters = broker.dead_letters(None, DEAD_READ) if dead else None
+        self, queues: list[str], dead: list[str], schedules: bool
+    ) -> tuple[dict[str, QueueDepth], dict[str, list[DeadLetter]], SchedulesNow | None]:
+        depths = {queue: self.app.broker.depth(queue) for queue in queues}
+        letters = self._read_dead(dead)
         return depths, letters, schedules_now(self.app, now()) if schedules else None
+
+    def _read_dead(self, filters: list[str]) -> dict[str, list[DeadLetter]]:
+        broker = self.app.broker
+        return {f: broker.dead_letters(f or None, self.dead_read) for f in filters}
 
     def _say(self, trouble: str) -> None:
         if trouble != self.trouble:

@@ -17,16 +17,16 @@ BODY_SHOWN = 300  # characters of a body shown
 
 
 def dead_letters(feed: Feed, links: Links, now: float, queue: str = "") -> dict[str, Any]:
-    letters = feed.dead or []
-    chosen = [d for d in letters if not queue or d.queue == queue]
-    queues = sorted({d.queue for d in letters})
+    letters = feed.dead.get(queue)
+    shown = letters or []
+    oldest = f"the oldest {feed.dead_read}" if len(shown) >= feed.dead_read else "all"
     return {
         "trouble": feed.trouble,
-        "reading": "" if feed.dead is not None else "Reading the dead letters…",
-        "count": f"{len(chosen)} shown of {len(letters)} read",
-        "queues": ", ".join(queues),
-        "empty": "" if chosen or feed.dead is None else "No dead letters.",
-        "letters": [_letter(d, feed.app.codec, links, now) for d in chosen],
+        "reading": "" if letters is not None else "Reading the dead letters…",
+        "count": f"{len(shown)} shown: {oldest}" + (f" of queue {queue}" if queue else ""),
+        "queues": ", ".join(sorted({d.queue for d in shown})),
+        "empty": "No dead letters." if letters == [] else "",
+        "letters": [_letter(d, feed.app.codec, links, now) for d in shown],
     }
 
 
