@@ -10,7 +10,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -22,10 +22,12 @@ from tests.tls import make_certificates
 
 class PrivateRedis:
     """A redis-server of the test's own on a spare port, persisting every write (AOF); with
-    `tls`, it speaks only TLS, with a certificate from a throwaway CA."""
+    `tls`, it speaks only TLS, with a certificate from a throwaway CA. `extra` are more
+    command-line settings, after forkq's (a later one wins): `--maxmemory 2mb`, say."""
 
-    def __init__(self, directory: Path, tls: bool = False) -> None:
+    def __init__(self, directory: Path, tls: bool = False, extra: Sequence[str] = ()) -> None:
         self.directory = directory
+        self.extra = list(extra)
         self.port = server_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.tls = make_certificates(directory) if tls else None
@@ -71,6 +73,7 @@ class PrivateRedis:
                 "always",
                 "--dir",
                 str(self.directory),
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -54,6 +54,7 @@ from forkq.engines.redis.dead import (
 )
 from forkq.engines.redis.keys import band_of, read_delayed_member
 from forkq.engines.redis.link import RedisLink, owed_by_queue
+from forkq.engines.redis.memory import eviction_warning
 from forkq.engines.redis.schedules import RedisSchedules
 from forkq.engines.redis.session import RedisSession
 
@@ -85,9 +86,9 @@ class RedisBroker(Broker):
                 return
             for queue in {m.queue for m in messages}:
                 link.ensure(queue)
-            batch = Batch()
+            batch = Batch()  # all or none: a server out of memory refuses the whole
             link.queue_publish(batch, messages, now_ms)
-            link.wire.send_batch(batch)
+            link.wire.send_transaction(batch)
 
     def _open_session(self, consumer: Consumer, results: ResultBackend) -> ConsumerSession:
         return RedisSession(consumer, results, self.capabilities, self._link, self.lease_ttl)
@@ -169,6 +170,11 @@ class RedisBroker(Broker):
     def control_channel(self, secret: str | None) -> ControlChannel:
         """Over pub/sub on this connection's server (`forkq.engines.redis.control`)."""
         return RedisControl(self.client, self.prefix, secret)
+
+    def server_warnings(self) -> list[str]:
+        """An evicting maxmemory-policy (`forkq.engines.redis.memory`)."""
+        warning = eviction_warning(self.client, "redis broker")
+        return [] if warning is None else [warning]
 
     def _named(self, queue: str | None) -> list[str]:
         return [queue] if queue else self._link.known_queues()
