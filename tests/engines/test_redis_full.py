@@ -22,31 +22,30 @@ from tests.redis_servers import PrivateRedis, need_programs, running
 
 pytestmark = pytest.mark.timeout(60)
 
-FULL = ("--maxmemory", "2mb", "--maxmemory-policy", "noeviction", "--appendonly", "no")
+MAXMEMORY = "2mb"
+FULL = ("--maxmemory", MAXMEMORY, "--maxmemory-policy", "noeviction", "--appendonly", "no")
 HOLDER = Consumer("w", "w/0")
 FILLER = "filler:"  # the test's own keys, outside forkq's prefix
 
 
-def fill(client: redis.Redis) -> int:
-    """SETs until the server refuses one, of 20 KB, then smaller ones (a command's own bytes
-    count while it runs, and are freed after: a refused 20 KB SET leaves room for a small
-    one), down to 20 bytes: the server is then over maxmemory for any small write, and stays
-    so (nothing here frees memory) until `free`. Returns how many keys it took."""
-    n = 0
-    for size in (20_000, 1_000, 20):
-        while n < 10_000:
-            try:
-                client.set(f"{FILLER}{n}", b"x" * size)
-            except redis.exceptions.OutOfMemoryError:
-                break
-            n += 1
-    assert n < 10_000, "a 2 MB server took far more"
-    return n
+def fill(client: redis.Redis, over: int = 200_000) -> None:
+    """SETs of 20 KB until the server refuses one, then its maxmemory lowered to `over` bytes
+    below what it uses: over maxmemory by a margin that the frees of a test's acks, expiries
+    and closed connections do not undo, until `free`."""
+    for n in range(10_000):
+        try:
+            client.set(f"{FILLER}{n}", b"x" * 20_000)
+        except redis.exceptions.OutOfMemoryError:
+            break
+    used = int(client.info("memory")["used_memory"])
+    assert n > 0, f"full before it was filled: {used} bytes used"
+    client.config_set("maxmemory", used - over)
 
 
 def free(client: redis.Redis) -> None:
     keys = list(client.scan_iter(f"{FILLER}*", count=1000))
     client.delete(*keys)
+    client.config_set("maxmemory", MAXMEMORY)
 
 
 @pytest.fixture
