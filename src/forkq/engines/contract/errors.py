@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from types import TracebackType
-from typing import Generic, NamedTuple, TypeVar
+from typing import Generic, TypeVar
+
+import msgspec
 
 E = TypeVar("E", bound=Exception)
 
 
-class Refusal(NamedTuple, Generic[E]):
+class Refusal(msgspec.Struct, Generic[E], frozen=True):
     """A driver error that is a refusal with a known cause (a full server), raised as
     `error` with `hint` (what happened and what to do) rather than the driver's bare text."""
 
