@@ -1,7 +1,8 @@
 """A Redis broker whose server is over `maxmemory` with `noeviction` (Redis refuses writes that
 may grow memory): publish raises `BrokerFull` and writes nothing; what is queued is still
 delivered, settled and released; a result is never half-written with its ack; an evicting
-policy is warned of. Each test on a private redis-server of 2 MB, filled until it refuses."""
+policy is warned of. Each test on a private redis-server of 2 MB, filled until it refuses, its
+maxmemory then lowered below what it uses (`fill`)."""
 
 from __future__ import annotations
 
