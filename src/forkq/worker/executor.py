@@ -166,7 +166,7 @@ class Executor:
             # Failures are stored even for ignore_result tasks: errors must stay visible.
             if record.state == FAILURE or not task.ignores_result:
                 record, write = self._result_write(message.id, record)
-            self._finish(delivery, write)
+            finish_when_room(partial(self.session.finish, delivery, write))
         else:
             record = self._finish_with_effects(delivery, task, message, record)
         # After the ack: a crash before it runs the task again, still holding its lock. A
@@ -196,7 +196,7 @@ class Executor:
         write = None
         if record.state == FAILURE or not task.ignores_result or stores_result(message):
             record, write = self._result_write(message.id, record)
-        self._finish(delivery, write, effects)
+        finish_when_room(partial(self.session.finish, delivery, write, effects))
         return record
 
     def _discard_revoked(self, delivery: Delivery, task: Task, message: Message) -> bool:
@@ -212,18 +212,14 @@ class Executor:
             why = f"task {message.id} was revoked"
             failed = failure_record(TaskRevoked.__name__, why, name=message.task)
             effects = effects_of(self.app, message, failed)[1]
-        self._finish(delivery, self._revoked_write(message), effects)
+        finish = partial(self.session.finish, delivery, self._revoked_write(message), effects)
+        finish_when_room(finish)
         if message.unique is not None:  # after the ack, as for a task that ran
             unlock_at_end(self.results, message)
         self.slot.finished(failed=False, unacked=self._unacked())
         if self.observers:
             self.observers.finished(message, delivery.queue, REVOKED, 0.0, NOT_RUN, time.time())
         return True
-
-    def _finish(
-        self, delivery: Delivery, write: ResultWrite | None, effects: Effects | None = None
-    ) -> None:
-        finish_when_room(lambda: self.session.finish(delivery, write, effects))
 
     def _revoked_write(self, message: Message) -> ResultWrite:
         """The REVOKED record to store: the one stored already, if any (a master that ended
