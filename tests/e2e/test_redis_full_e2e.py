@@ -102,6 +102,43 @@ def test_a_full_redis_refuses_delay_and_the_worker_runs_what_is_queued(
             client.close()
 
 
+TRACKED = """
+
+@app.task(track_started=True)
+def add_tracked(x, y):
+    return x + y
+"""
+
+
+def test_a_task_that_starts_on_a_full_server_runs_and_its_outcome_waits_for_room(
+    tmp_path: Path, e2e_dir: Path, counter: tuple[redis.Redis, str]
+) -> None:
+    """Its STARTED record finds no room: left out, the task runs all the same (rather than
+    its child leaving, to run it again and again); its result waits in the child for room."""
+    with (e2e_dir / "e2eapp.py").open("a") as app_file:
+        app_file.write(TRACKED)
+    counts, key = counter
+    with running(private_server(tmp_path, *FULL)) as server:
+        client = Forkq("e2e", broker=server.url)
+        worker = WorkerProcess(e2e_dir, server.url, "-c", "1", "-l", "info")
+        filler = redis.Redis.from_url(server.url)
+        try:
+            wait_until_serving(client, worker)
+            busy = client.send_task("e2eapp.counted_quietly", args=[REDIS, 0.5, key])
+            tracked = client.send_task("e2eapp.add_tracked", args=[1, 2])
+            wait_for(lambda: counts.hexists(key, busy.id), "the first task to start")
+            fill(filler)  # before the second starts: the one child is busy
+            worker.wait_for_log("storing a task's outcome failed")  # it ran
+            assert tracked.state == "PENDING"  # no STARTED: there was no room for it
+            free(filler)
+            assert tracked.get(timeout=30) == 3
+            assert "exit code" not in worker.log()  # its child never left
+        finally:
+            worker.stop()
+            filler.close()
+            client.close()
+
+
 def wait_for(check: Callable[[], object], what: str, timeout: float = 30.0) -> None:
     """A change on another server, which offers no event to await: polled, with a deadline."""
     deadline = time.monotonic() + timeout

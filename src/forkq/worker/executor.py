@@ -70,7 +70,7 @@ from forkq.task import Task
 from forkq.throttle import Throttle
 from forkq.unique import unlock_at_end, unlock_at_start
 from forkq.worker.admission import Admission
-from forkq.worker.full import finish_when_room
+from forkq.worker.full import finish_when_room, unless_full
 from forkq.worker.limits import TimeLimits, call_within_soft_limit
 from forkq.worker.observe import Observers, Rejected
 from forkq.worker.revoked import RevokedIds
@@ -337,7 +337,7 @@ class Executor:
     ) -> ResultRecord:
         if self._tracks_started(task) and not task.ignores_result:
             started = ResultRecord(state=STARTED, date_done=time.time(), name=message.task)
-            self._store(message.id, started)
+            unless_full(partial(self._store, message.id, started), "its STARTED record")
         return self.run_task(
             partial(self._call, task, message, delivery.delivery_count, soft_limit)
         )

@@ -5,7 +5,8 @@ blocking publishers past the bounded wait) wrote nothing of it, and stays full u
 frees room. Leaving, as the child does for any other failure mid-task (consume.py), would have
 the task run again each time, charged a start each time (`max_deliveries` would then end it as
 WorkerLost, though nothing was wrong with it). So the finish is tried again with back-off, the
-outcome in memory; a child killed meanwhile is released as ever (at least once).
+outcome in memory; a child killed meanwhile is released as ever (at least once). A STARTED
+record the server has no room for is left out, the task run all the same.
 """
 
 from __future__ import annotations
@@ -34,3 +35,12 @@ def finish_when_room(finish: Callable[[], None]) -> None:
         if full is not None:
             full.succeeded()
         return
+
+
+def unless_full(write: Callable[[], None], what: str) -> None:
+    """`write()`, left out when the server is full: for a record that only informs (a task's
+    STARTED), so that the task still runs; its outcome then waits in `finish_when_room`."""
+    try:
+        write()
+    except ServerFull as exc:
+        log.debug("%s left out: %s", what, exc)
