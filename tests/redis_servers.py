@@ -22,7 +22,8 @@ from tests.tls import make_certificates
 
 class PrivateRedis:
     """A redis-server of the test's own on a spare port, persisting every write (AOF); with
-    `tls`, it speaks only TLS, with a certificate from a throwaway CA."""
+    `tls`, it speaks only TLS, with a certificate from a throwaway CA. `extra` are more
+    command-line settings, after forkq's (a later one wins): `--maxmemory 2mb`, say."""
 
     def __init__(self, directory: Path, tls: bool = False, extra: Sequence[str] = ()) -> None:
         self.directory = directory

@@ -45,6 +45,21 @@ class NotReplicated(BrokerError):
     a replica has them. Publishing them again may run them twice."""
 
 
+class ServerFull(ForkqError):
+    """The server refused a write because it is full: Redis over `maxmemory` with the
+    `noeviction` policy, or RabbitMQ blocking publishers past the bounded wait (a memory or
+    disk alarm). Nothing of the refused call was written. Not an outage: it lasts until
+    someone frees room (consumes, purges, raises the limit)."""
+
+
+class BrokerFull(BrokerError, ServerFull):
+    """The broker refused a publish or another write: it is full (see `ServerFull`)."""
+
+
+class BackendFull(BackendError, ServerFull):
+    """The result backend refused a write: it is full (see `ServerFull`)."""
+
+
 class TaskFailed(ForkqError):
     """A task raised; carries the remote exception as data (never unpickled).
 

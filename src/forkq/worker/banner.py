@@ -49,6 +49,8 @@ def log_banner(app: Forkq, facts: WorkerFacts, hostname: str, pid: int) -> None:
         log.info("%s", line)
     if not app.tasks:
         log.warning(NO_TASKS.format(main=app.main))
+    for warning in app.broker.server_warnings():
+        log.warning("%s", warning)
 
 
 def banner_lines(app: Forkq, facts: WorkerFacts, hostname: str, pid: int) -> list[str]:

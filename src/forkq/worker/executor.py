@@ -17,7 +17,8 @@ a child that dies at any stage of handling it (a crash in a C extension, the OOM
 charged with it: the master releases it counted, and the redelivery limit ends it. The limit
 is checked before decoding too, in case decoding itself is what kills the process. The result
 is stored before the ack, so a crash between the two redelivers the task rather than losing
-its result. (*) in the child itself, or with `--max-tasks-per-child 1` in a process of its own
+its result; a server too full to store it is waited out, the outcome kept (full.py). (*) in
+the child itself, or with `--max-tasks-per-child 1` in a process of its own
 (task_process.py), whose death (`TaskProcessDied`) the consume loop handles. Accepting a
 decoded message and running its task are `forkq.calling`'s, which eager mode shares.
 
@@ -69,6 +70,7 @@ from forkq.task import Task
 from forkq.throttle import Throttle
 from forkq.unique import unlock_at_end, unlock_at_start
 from forkq.worker.admission import Admission
+from forkq.worker.full import finish_when_room, unless_full
 from forkq.worker.limits import TimeLimits, call_within_soft_limit
 from forkq.worker.observe import Observers, Rejected
 from forkq.worker.revoked import RevokedIds
@@ -164,7 +166,7 @@ class Executor:
             # Failures are stored even for ignore_result tasks: errors must stay visible.
             if record.state == FAILURE or not task.ignores_result:
                 record, write = self._result_write(message.id, record)
-            self.session.finish(delivery, write)
+            finish_when_room(partial(self.session.finish, delivery, write))
         else:
             record = self._finish_with_effects(delivery, task, message, record)
         # After the ack: a crash before it runs the task again, still holding its lock. A
@@ -194,7 +196,7 @@ class Executor:
         write = None
         if record.state == FAILURE or not task.ignores_result or stores_result(message):
             record, write = self._result_write(message.id, record)
-        self.session.finish(delivery, write, effects)
+        finish_when_room(partial(self.session.finish, delivery, write, effects))
         return record
 
     def _discard_revoked(self, delivery: Delivery, task: Task, message: Message) -> bool:
@@ -210,7 +212,8 @@ class Executor:
             why = f"task {message.id} was revoked"
             failed = failure_record(TaskRevoked.__name__, why, name=message.task)
             effects = effects_of(self.app, message, failed)[1]
-        self.session.finish(delivery, self._revoked_write(message), effects)
+        finish = partial(self.session.finish, delivery, self._revoked_write(message), effects)
+        finish_when_room(finish)
         if message.unique is not None:  # after the ack, as for a task that ran
             unlock_at_end(self.results, message)
         self.slot.finished(failed=False, unacked=self._unacked())
@@ -334,7 +337,7 @@ class Executor:
     ) -> ResultRecord:
         if self._tracks_started(task) and not task.ignores_result:
             started = ResultRecord(state=STARTED, date_done=time.time(), name=message.task)
-            self._store(message.id, started)
+            unless_full(partial(self._store, message.id, started), "its STARTED record")
         return self.run_task(
             partial(self._call, task, message, delivery.delivery_count, soft_limit)
         )

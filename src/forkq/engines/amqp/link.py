@@ -35,7 +35,7 @@ import pika.exceptions
 
 from forkq.engines.amqp.reading import ReadingConnection
 from forkq.engines.amqp.url import tls_failure
-from forkq.exceptions import BrokerError, BrokerUnavailable
+from forkq.exceptions import BrokerError, BrokerFull, BrokerUnavailable
 
 T = TypeVar("T")
 
@@ -100,6 +100,9 @@ class Link:
         except pika.exceptions.ProbableAccessDeniedError as exc:
             self.forget()
             raise BrokerError(vhost_refused(self.parameters, exc)) from exc
+        except pika.exceptions.ConnectionBlockedTimeout as exc:  # pika closed the connection
+            self.forget()  # not an outage to ride out, nor a call to repeat: the server is full
+            raise BrokerFull(blocked_too_long(self.parameters)) from exc
         except (pika.exceptions.AMQPError, OSError) as exc:
             # A channel used after its connection died raises a channel error: still a loss.
             if isinstance(exc, pika.exceptions.AMQPConnectionError) or not self.is_open:
@@ -149,6 +152,17 @@ def vhost_refused(parameters: pika.ConnectionParameters, exc: Exception) -> str:
         f"rabbitmq broker {parameters.host}:{parameters.port}: vhost {vhost!r} does not exist "
         f"or user {_user(parameters)!r} has no permissions on it ({_server_words(exc)}); the "
         "URL's path is the vhost: amqp://HOST// or amqp://HOST/%2F is '/'"
+    )
+
+
+def blocked_too_long(parameters: pika.ConnectionParameters) -> str:
+    return (
+        f"rabbitmq broker {parameters.host}:{parameters.port} blocked this connection for "
+        f"more than {parameters.blocked_connection_timeout:g} s: a memory or disk alarm (the "
+        "node is over vm_memory_high_watermark or under disk_free_limit; `rabbitmqctl status` "
+        "lists its alarms) stops it reading from publishers. The message was not confirmed: "
+        "it may still be enqueued when the alarm clears. Free memory or disk on the node "
+        "(consume or purge queues); the URL's ?blocked_connection_timeout=SECONDS sets the wait"
     )
 
 

@@ -19,6 +19,12 @@ from forkq.settings import redacted
 TLS_PARAMS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")  # the names rediss:// URLs use
 OWN_PARAMS = ("prefix", "lease_ttl", "queue_type", "expires", *TLS_PARAMS)
 
+#: Seconds a connection may stay blocked by RabbitMQ (a memory or disk alarm stops it reading
+#: from publishers) before pika closes it and the call fails (`BrokerFull`), unless the URL
+#: sets pika's own `blocked_connection_timeout`. Without it a publish would wait for as long
+#: as the alarm lasts.
+BLOCKED_FOR_AT_MOST = 30.0
+
 
 def split_url(url: str) -> tuple[str, dict[str, str]]:
     parts = urlsplit(url)
@@ -68,6 +74,8 @@ def connection_parameters(pika_url: str, own: dict[str, str]) -> pika.URLParamet
     if tls:
         parameters.ssl_options = pika.SSLOptions(tls_context(tls))
     parameters.virtual_host = vhost_of(parts.path)
+    if "blocked_connection_timeout" not in dict(parse_qsl(parts.query)):
+        parameters.blocked_connection_timeout = BLOCKED_FOR_AT_MOST
     return parameters
 
 

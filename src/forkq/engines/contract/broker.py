@@ -162,6 +162,12 @@ class Broker(abc.ABC):
         (its workers are reached on their host, through their control sockets)."""
         return None
 
+    def server_warnings(self) -> list[str]:
+        """Settings of the broker's server that could lose or duplicate messages, each a
+        sentence for the worker to log at start (Redis: an evicting maxmemory-policy); none
+        when there are none, or when the engine cannot read them."""
+        return []
+
     def flush_sessions(self) -> None:
         """Every session of this process sends its kept acks."""
         for session in self._sessions.values():

@@ -55,6 +55,7 @@ from forkq.engines.redis.dead import (
 )
 from forkq.engines.redis.keys import band_of, read_delayed_member
 from forkq.engines.redis.link import RedisLink, owed_by_queue
+from forkq.engines.redis.memory import eviction_warning
 from forkq.engines.redis.schedules import RedisSchedules
 from forkq.engines.redis.session import RedisSession
 
@@ -87,11 +88,10 @@ class RedisBroker(Broker):
                 return
             for queue in {m.queue for m in messages}:
                 link.ensure(queue)
-            batch = Batch()
+            batch = Batch()  # all or none: a server out of memory refuses the whole
             link.queue_publish(batch, messages, now_ms)
-            if replication.replicas:  # in the same write: one round trip, WAIT's included
-                batch.execute_command(*replication.wait_command)
-            replies = link.wire.send_batch(batch)
+            then = (replication.wait_command,) if replication.replicas else ()
+            replies = link.wire.send_transaction(batch, then)  # WAIT's in the same write
         if replication.replicas:
             replication.check(int(replies[-1]), len(messages))
 
@@ -175,6 +175,11 @@ class RedisBroker(Broker):
     def control_channel(self, secret: str | None) -> ControlChannel:
         """Over pub/sub on this connection's server (`forkq.engines.redis.control`)."""
         return RedisControl(self.client, self.prefix, secret)
+
+    def server_warnings(self) -> list[str]:
+        """An evicting maxmemory-policy (`forkq.engines.redis.memory`)."""
+        warning = eviction_warning(self.client, "redis broker")
+        return [] if warning is None else [warning]
 
     def _named(self, queue: str | None) -> list[str]:
         return [queue] if queue else self._link.known_queues()

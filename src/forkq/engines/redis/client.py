@@ -16,7 +16,7 @@ import redis
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
-from forkq.engines.contract.errors import DriverErrors
+from forkq.engines.contract.errors import DriverErrors, Refusal
 from forkq.engines.redis.replication import REPLICATION_PARAMS
 from forkq.engines.redis.sentinel import SCHEME as SENTINEL_SCHEME
 from forkq.engines.redis.sentinel import close_sentinels, sentinel_client, sentinel_identity
@@ -73,12 +73,29 @@ def unreachable(exc: redis.RedisError) -> bool:
     return isinstance(exc, (redis.ConnectionError, redis.TimeoutError, *_PASSING_REPLIES))
 
 
+#: What a write refused for want of memory says: the server has room for no more.
+OUT_OF_MEMORY = (
+    "the Redis server is out of memory: used memory is over its `maxmemory` and its "
+    "`maxmemory-policy` (noeviction) refuses writes; nothing of this call was written. "
+    "Free memory on that server (consume or purge queues, shorten result_ttl) or raise its "
+    "maxmemory (CONFIG SET maxmemory, or redis.conf)"
+)
+
+
+def out_of_memory(exc: redis.RedisError) -> bool:
+    """An OOM error reply: a write refused over `maxmemory`. Not a connection problem: it
+    lasts until someone frees memory, so it is never ridden out as an outage."""
+    return isinstance(exc, redis.exceptions.OutOfMemoryError)
+
+
 def errors_as(
-    unavailable: type[Exception], failed: type[Exception], label: str
+    unavailable: type[Exception], failed: type[Exception], full: type[Exception], label: str
 ) -> DriverErrors[redis.RedisError]:
-    """Driver errors raised as forkq's: `unavailable` for a connection problem, else
-    `failed`; the broker and the result backend each name theirs."""
-    return DriverErrors(redis.RedisError, unreachable, unavailable, failed, label)
+    """Driver errors raised as forkq's: `full` for a write refused over `maxmemory`,
+    `unavailable` for a connection problem, else `failed`; the broker and the result backend
+    each name theirs."""
+    refusal = Refusal(out_of_memory, full, OUT_OF_MEMORY)
+    return DriverErrors(redis.RedisError, unreachable, unavailable, failed, label, refusal)
 
 
 def read_timeout(client: redis.Redis) -> float | None:
@@ -184,6 +201,21 @@ class Wire:
         """Every command of `batch` in one write, and their replies, in order. Every reply is
         read before an error reply is raised (the first), so none is left for a later call."""
         return self._on_connection(lambda conn: _send_read_all(conn, batch.commands))  # type: ignore[no-any-return]
+
+    def send_transaction(self, batch: Batch, then: Sequence[tuple[Any, ...]] = ()) -> list[Any]:
+        """`batch` in MULTI/EXEC, in one write: applied whole or not at all. Sent as a plain
+        batch, a server over `maxmemory` would refuse its writes (SET, XADD) and apply the rest
+        (XACK, XDEL, DEL): an ack without its result. In a transaction a write refused while
+        queued aborts it all, and EXEC refuses a transaction with writes while over. `then`:
+        commands sent after EXEC in the same write (a publish's WAIT). The replies of the
+        batch's commands, in order, then those of `then`; the first error reply raised."""
+        commands = [("MULTI",), *batch.commands, ("EXEC",), *then]
+        replies = self._on_connection(lambda conn: _send_read_all(conn, commands))
+        done: list[Any] = replies[len(replies) - len(then) - 1]
+        for reply in done:
+            if isinstance(reply, Exception):
+                raise reply
+        return [*done, *replies[len(replies) - len(then) :]]
 
     def _on_connection(self, use: Callable[[Any], Any]) -> Any:
         if self._pid != os.getpid():

@@ -32,7 +32,7 @@ from redis.client import PubSub
 from forkq.engines.contract import PRESENCE_KEPT, ControlChannel, Member
 from forkq.engines.redis.client import errors_as
 from forkq.engines.redis.keys import control_key
-from forkq.exceptions import BrokerError, BrokerUnavailable
+from forkq.exceptions import BrokerError, BrokerFull, BrokerUnavailable
 
 SUBSCRIBED_WITHIN = 5.0  # seconds a subscription's confirmation may take
 
@@ -46,7 +46,7 @@ class RedisControl(ControlChannel):
         self._requests_channel = control_key(prefix, "requests")
         self._replies_prefix = control_key(prefix, "reply:")
         self._members_key = control_key(prefix, "members")
-        self._errors = errors_as(BrokerUnavailable, BrokerError, "redis control")
+        self._errors = errors_as(BrokerUnavailable, BrokerError, BrokerFull, "redis control")
         self._inbox_channel = ""
         self._inbox_sub: PubSub | None = None
         self._requests_sub: PubSub | None = None

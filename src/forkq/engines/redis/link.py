@@ -41,7 +41,7 @@ from forkq.engines.redis.keys import (
     queues_key,
 )
 from forkq.engines.redis.replication import replication_from_url
-from forkq.exceptions import BrokerError, BrokerUnavailable, ConfigurationError
+from forkq.exceptions import BrokerError, BrokerFull, BrokerUnavailable, ConfigurationError
 from forkq.settings import redacted
 
 MOVE_AT_ONCE = 1000  # delayed messages a fetch script call moves into the streams
@@ -86,7 +86,7 @@ def _now_ms() -> int:
 class RedisLink:
     def __init__(self, url: str, dead_caps: DeadLetterCaps) -> None:
         self.client, self.prefix = client_from_url(url)
-        self._errors = errors_as(BrokerUnavailable, BrokerError, "redis broker")
+        self._errors = errors_as(BrokerUnavailable, BrokerError, BrokerFull, "redis broker")
         self.wire = Wire(self.client)  # publish, fetch and the blocking read
         self.longest_block = longest_block(self.client)
         self.replication = replication_from_url(url)  # WAIT after each publish, if asked
@@ -115,11 +115,30 @@ class RedisLink:
             pipe.sadd(queues_key(self.prefix), queue)
             for stream in keys.bands_high_first:
                 pipe.xgroup_create(stream, GROUP, id="0", mkstream=True)
+            made: bool | None = None
             for reply in pipe.execute(raise_on_error=False):
+                if isinstance(reply, redis.exceptions.OutOfMemoryError):
+                    made = self._made(keys) if made is None else made
+                    if made:
+                        continue
                 if isinstance(reply, redis.ResponseError) and "BUSYGROUP" not in str(reply):
                     raise reply
             self._ready_queues.add(queue)
         return keys
+
+    def _made(self, keys: QueueKeys) -> bool:
+        """Whether what `ensure` makes is there: the queue listed, each band stream with the
+        group. Read when a server over maxmemory refused the making (it refuses even an
+        XGROUP CREATE that would find its group), so that a child forked then still fetches."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.sismember(queues_key(self.prefix), keys.queue)
+        for stream in keys.bands_high_first:
+            pipe.xinfo_groups(stream)
+        listed, *bands = pipe.execute(raise_on_error=False)
+        mine = GROUP.encode()
+        return bool(listed) and all(
+            isinstance(groups, list) and any(g["name"] == mine for g in groups) for groups in bands
+        )
 
     def destination(self, message: Outgoing) -> str:
         """The key a message goes to: its band stream when due now, else its delayed set."""

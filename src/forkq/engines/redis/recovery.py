@@ -6,10 +6,16 @@ entries that have been idle for longer than lease_ttl (`release.lua` puts them b
 of their band). A long task is never taken from a live worker. Each consumer looks every
 lease_ttl / 4, at its fetches (its `RecoveryClock` says when); one consumer per queue does the
 work in each period (the one that sets the queue's `recovering` key first), so many consumers,
-or a child forked per task, cost one SET per queue, not a scan each.
+or a child forked per task, cost one SET per queue, not a scan each (on a server over
+maxmemory, which refuses that SET, each consumer looks).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import redis
 
 from forkq.engines.contract import Consumer
 from forkq.engines.redis.keys import GROUP, QueueKeys, worker_key
@@ -29,7 +35,9 @@ class DeadWorkerRecovery:
         pipe = client.pipeline(transaction=False)
         for k in keys:
             pipe.set(k.recovering, 1, nx=True, px=self._period_ms)
-        mine = [k for k, won in zip(keys, pipe.execute(), strict=True) if won]
+        mine = [
+            k for k, won in zip(keys, _won(pipe.execute(raise_on_error=False)), strict=True) if won
+        ]
         if not mine:
             return
         pipe = client.pipeline(transaction=False)  # one round trip, not one a stream
@@ -46,3 +54,16 @@ class DeadWorkerRecovery:
             if Consumer.worker_of(name) not in alive:
                 for k in mine:
                     self._link.release(k, name, idle_ms=self._idle_ms, count_all=True)
+
+
+def _won(replies: list[Any]) -> Iterator[bool]:
+    """Whether each SET NX of a `recovering` key made this consumer the one to look. A server
+    over maxmemory refuses the SET: every consumer then looks (releases go through on a full
+    server, and what a dead worker held still runs); any other error reply is raised."""
+    for reply in replies:
+        if isinstance(reply, redis.exceptions.OutOfMemoryError):
+            yield True
+        elif isinstance(reply, Exception):
+            raise reply
+        else:
+            yield bool(reply)

@@ -56,7 +56,7 @@ from forkq.engines.redis.keys import chord_keys, lock_key, ready_key, result_key
 from forkq.engines.redis.limits import RedisLimits
 from forkq.engines.redis.revocations import RedisRevoked
 from forkq.engines.redis.schedules import RedisSchedules
-from forkq.exceptions import BackendError, BackendUnavailable
+from forkq.exceptions import BackendError, BackendFull, BackendUnavailable
 from forkq.states import READY_STATES
 
 # KEYS[1] the lock   ARGV[1] its holder: deleted only if ARGV[1] holds it.
@@ -81,7 +81,9 @@ class VoteCall(msgspec.Struct, frozen=True):
 class RedisBackend(ResultBackend):
     def __init__(self, url: str) -> None:
         self.client, self.prefix = client_from_url(url)
-        self._driver_errors = errors_as(BackendUnavailable, BackendError, "redis result backend")
+        self._driver_errors = errors_as(
+            BackendUnavailable, BackendError, BackendFull, "redis result backend"
+        )
         self._longest_block = longest_block(self.client)
         self._unlock = self.client.register_script(_UNLOCK)
         self._vote = self.client.register_script(vote_script())

@@ -19,6 +19,9 @@ def beat(
 ) -> None:
     now_ms, kept_ms = int(time.time() * 1000), int(SIGHTINGS_KEPT * 1000)
     pipe = client.pipeline(transaction=False)
+    # PEXPIRE first: a server over maxmemory refuses the SET but not it, so the worker's key
+    # lives on (its holds are not taken for a dead worker's) while the beat fails loudly.
+    pipe.pexpire(worker_key(prefix, worker), int(lease_ttl * 1000))
     pipe.set(worker_key(prefix, worker), 1, px=int(lease_ttl * 1000))
     for queue in queues:
         key = QueueKeys(prefix, queue).workers

@@ -11,7 +11,8 @@ Round trips: the acks the session keeps back (a task finished without a result t
 `ConsumerSession`) ride, grouped by queue, in the next fetch script's arguments, so a batch of
 such tasks costs one round trip in all; every other call sends them first. A task whose result
 is kept, with the result backend on the broker's own server and database (`joins_results`),
-has its result write, the kept acks and its ack in one pipeline. With effects there
+has its result write, the kept acks and its ack in one MULTI/EXEC (all or none, even on a
+server out of memory). With effects there
 (`atomic_effects`), one MULTI/EXEC carries the writes, vote.lua (which publishes the chord's
 messages itself when the vote fires, and marks the chord done), the effects' messages, the
 kept acks and the ack: a connection lost on the way applies all of it or nothing.
@@ -132,8 +133,8 @@ class RedisSession(ConsumerSession):
         self._send_acks([*acks, delivery])
 
     def _store_and_ack(self, acks: list[Delivery], delivery: Delivery, result: ResultWrite) -> None:
-        """The result write, the kept acks and the ack in one write on the `Wire`, one round
-        trip, the result first, on the same connection (redis-py's pipeline costs this call
+        """The result write, the kept acks and the ack in one MULTI/EXEC on the `Wire`, one
+        round trip, the result first, on the same connection (redis-py's pipeline costs this call
         more CPU than the round trip). Plain commands only: no script a restarted server could
         have lost."""
         results = self._joined
@@ -142,7 +143,7 @@ class RedisSession(ConsumerSession):
             batch = Batch()
             results.queue_store(batch, result)
             self._link.send_acks(self.consumer.name, _owed([*acks, delivery]), batch)
-            self._link.wire.send_batch(batch)
+            self._link.wire.send_transaction(batch)  # no ack without its result
 
     def _finish_atomically(
         self,

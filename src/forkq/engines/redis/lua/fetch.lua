@@ -39,18 +39,33 @@ for k, ids in pairs(to_ack) do
   redis.call("XDEL", KEYS[k], unpack(ids))
 end
 
--- Due delayed messages: looked for only when the earliest is due.
+-- f(...), true; or false when the server refused its write for want of memory (over
+-- maxmemory, Redis refuses a script's first write that may grow memory: nothing is written).
+-- Any other error is raised again.
+local function with_room(f, ...)
+  local ok, err = pcall(f, ...)
+  if ok then return true end
+  local text = type(err) == "table" and err.err or tostring(err)
+  if string.sub(text, 1, 3) == "OOM" then return false end
+  error(err)
+end
+
+-- Due delayed messages: looked for only when the earliest is due. A move the server refuses
+-- for want of memory stops the moves: those left stay in the delayed set, due, for a later
+-- fetch, and the streams are read all the same (a worker keeps running what is queued).
 local first = redis.call("ZRANGE", KEYS[1], 0, 0, "WITHSCORES")
 if first[2] and tonumber(first[2]) <= tonumber(ARGV[4]) then
   local due = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", ARGV[4], "LIMIT", 0, ARGV[5])
   for _, member in ipairs(due) do
-    local m = parse_member(member)
+    local m, moved = parse_member(member), nil
     if m.reason then
-      add_dead(KEYS[6], m.kept, m.reason, ARGV[4], 0, caps)
+      moved = with_room(add_dead, KEYS[6], m.kept, m.reason, ARGV[4], 0, caps)
     else
       local band = math.min(3, math.floor(m.priority / 3))
-      redis.call("XADD", KEYS[5 - band], "*", "b", m.body, "d", m.starts, "p", m.priority)
+      moved = with_room(redis.call, "XADD", KEYS[5 - band], "*", "b", m.body, "d", m.starts,
+                        "p", m.priority)
     end
+    if not moved then break end
     redis.call("ZREM", KEYS[1], member)
   end
   first = redis.call("ZRANGE", KEYS[1], 0, 0, "WITHSCORES")

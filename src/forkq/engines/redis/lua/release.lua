@@ -28,10 +28,15 @@ for k = 1, 4 do
       if count_all or running[band .. "-" .. id] then
         deliveries = math.min(MAX_STARTS, deliveries + 1)
       end
+      -- The XACK first: Redis over maxmemory refuses a script's first write that may grow
+      -- memory, but none after another write (it never stops a script half-way), so the
+      -- release, a move, goes through on a full server too.
+      redis.call("XACK", KEYS[k], ARGV[1], id)
       redis.call("XADD", KEYS[k], "*", "b", body, "d", deliveries, "p", priority)
       released = released + 1
+    else
+      redis.call("XACK", KEYS[k], ARGV[1], id)
     end
-    redis.call("XACK", KEYS[k], ARGV[1], id)
     redis.call("XDEL", KEYS[k], id)
   end
   -- A consumer that holds nothing more is gone for good (its process has exited).
