@@ -20,6 +20,7 @@ from forkq.events.values import TaskEvent, TaskEventKind
 STEP = 10.0  # seconds a bucket covers
 SPAN = 600.0  # seconds the series covers: the last ten minutes
 RATE_WINDOW = 60.0  # seconds the rates per second are averaged over
+QUEUES_KEPT = 1_000  # queues counted, the one whose newest event is oldest forgotten first
 OUT = frozenset(
     {
         TaskEventKind.SUCCEEDED,
@@ -76,12 +77,18 @@ class QueueRates:
         if way is Way.SENT:
             self._sent.add(event.queue)
         bucket = int(event.at // self.step)
+        if event.queue not in self._counts and len(self._counts) >= QUEUES_KEPT:
+            self._forget(min(self._newest, key=self._newest.__getitem__))
         counts = self._counts.setdefault(event.queue, Counter())
         counts[bucket, way] += 1
         if bucket > self._newest.get(event.queue, -math.inf):
             self._newest[event.queue] = bucket
             for key in [key for key in counts if key[0] <= bucket - self._buckets()]:
                 del counts[key]
+
+    def _forget(self, queue: str) -> None:
+        del self._counts[queue], self._newest[queue]
+        self._sent.discard(queue)
 
     @property
     def queues(self) -> list[str]:
@@ -91,11 +98,15 @@ class QueueRates:
         last = int(now // self.step)
         numbers = range(last - self._buckets() + 1, last + 1)
         counts = self._counts.get(queue, Counter())
+        for key in [key for key in counts if not numbers.start <= key[0] <= last]:
+            del counts[key]  # gone past, or dated ahead of now (a skewed clock): not counted
+        if queue in self._newest:
+            self._newest[queue] = min(self._newest[queue], last)
         came = Way.SENT if queue in self._sent else Way.RECEIVED
         came_in = [counts.get((n, came), 0) for n in numbers]
         went_out = [counts.get((n, Way.OUT), 0) for n in numbers]
         recent = max(1, int(RATE_WINDOW // self.step))
-        window = recent * self.step
+        window = (recent - 1) * self.step + (now - last * self.step)  # the newest is filling
         return QueueFlow(
             queue,
             self.step,
