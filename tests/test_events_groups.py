@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import uuid
 
-from forkq.events import TaskEvent, TaskEventKind
+import pytest
+
+from forkq.events import TaskEvent, TaskEventKind, groups
 from forkq.events.groups import GroupIndex
 from forkq.events.workflow import NONE, derived_member, membership
 from forkq.flow import ChainNode, ChordRef, Flow, Gather, TaskNode
@@ -63,3 +65,20 @@ def test_membership_comes_from_the_flow_a_message_carries() -> None:
     assert membership(None) is NONE
     assert membership(Flow(chord=ChordRef(id="c1", size=4, body=then))) == ("c1", 4, "b")
     assert membership(Flow(gather=Gather(id="c1", size=4))) is NONE  # a body: not a member
+
+
+def test_members_past_the_cap_are_counted_not_kept_and_a_dropped_group_stays_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(groups, "MEMBERS", 3)
+    index = GroupIndex(capacity=1)
+    gid, other = str(uuid.uuid4()), str(uuid.uuid4())
+    for n in range(10):
+        index.fold(event(K.RECEIVED, f"{gid}-{n}"))
+        index.fold(event(K.SUCCEEDED, f"{gid}-{n}"))  # counted once, not twice
+    group = index.get(gid)
+    assert group is not None and len(group.members) == 3 and group.seen == 10
+    index.fold(event(K.RECEIVED, f"{other}-0", at=2.0))  # pushes the first group out
+    index.fold(event(K.SUCCEEDED, "custom-id", at=3.0))  # a task of no group
+    assert index.get(gid) is None and [g.group_id for g in index.newest(5)] == [other]
+    assert not index._placed.keys() - {f"{other}-0"}  # the dropped group's tasks forgotten

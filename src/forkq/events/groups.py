@@ -8,8 +8,8 @@ names the chord's body too), else by the form of its id (a plain group's member,
 nothing of it, find it again.
 
 Bounded: at most `capacity` groups, the one whose newest event is oldest dropped first, and
-`MEMBERS` members each (a group of a million tasks shows its first ones and its count), and
-`PLACED` tasks placed.
+`MEMBERS` members each (a group of a million tasks shows its first ones and its count);
+only kept members and bodies are placed, so the placed tasks are bounded by both.
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ import msgspec
 from forkq.events.values import TaskEvent
 from forkq.events.workflow import derived_member
 
-CAPACITY = 10_000  # groups kept
-MEMBERS = 1_000  # members kept per group
-PLACED = 200_000  # tasks whose group is remembered, the oldest placed forgotten first
+CAPACITY = 2_000  # groups kept
+MEMBERS = 500  # members kept per group: with CAPACITY, a million task ids at most
 
 
 class GroupView(msgspec.Struct):
@@ -36,7 +35,7 @@ class GroupView(msgspec.Struct):
     size: int = 0
     members: dict[str, int] = msgspec.field(default_factory=dict)
     body: str = ""
-    seen: int = 0  # members seen, kept or not
+    seen: int = 0  # members known: the highest index seen + 1, or those kept without one
 
     @property
     def is_chord(self) -> bool:
@@ -49,7 +48,7 @@ class GroupIndex:
     def __init__(self, capacity: int = CAPACITY) -> None:
         self.capacity = capacity
         self._groups: OrderedDict[str, GroupView] = OrderedDict()
-        self._placed: OrderedDict[str, str] = OrderedDict()  # task id: its group's id
+        self._placed: dict[str, str] = {}  # a kept member's (or body's) id: its group's id
 
     def __len__(self) -> int:
         return len(self._groups)
@@ -67,29 +66,29 @@ class GroupIndex:
 
     def fold(self, event: TaskEvent) -> None:
         placed = self._placed.get(event.task_id)
-        if placed is not None:
+        if placed is not None and placed in self._groups:
             self._group(placed, event.at)
         elif event.group:
             group = self._member(event.group, event.task_id, _index_in(event), event.at)
             group.size = event.group_size
             if event.group_body and not group.body:
                 group.body = event.group_body
-                self._place(event.group_body, event.group)
+                self._placed[event.group_body] = event.group
         elif (derived := derived_member(event.task_id)) is not None:
             self._member(derived[0], event.task_id, derived[1], event.at)
 
     def _member(self, group_id: str, task_id: str, index: int, at: float) -> GroupView:
+        """A member seen for the first time (or again, past MEMBERS: then only counted by its
+        index, which a plain group's members always have)."""
         group = self._group(group_id, at)
-        group.seen += 1
+        if index >= 0:
+            group.seen = max(group.seen, index + 1)
         if len(group.members) < MEMBERS:
             group.members[task_id] = index
-        self._place(task_id, group_id)
+            self._placed[task_id] = group_id
+            if index < 0:
+                group.seen += 1
         return group
-
-    def _place(self, task_id: str, group_id: str) -> None:
-        self._placed[task_id] = group_id
-        if len(self._placed) > PLACED:
-            self._placed.popitem(last=False)
 
     def _group(self, group_id: str, at: float) -> GroupView:
         group = self._groups.get(group_id)
