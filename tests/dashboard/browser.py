@@ -8,8 +8,11 @@ import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
+from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
+from selenium.webdriver.common.by import By
 
 from tests.processes import CollectedProcess
 
@@ -69,3 +72,41 @@ def status(url: str, method: str = "GET", body: bytes | None = None,
             return response.status, response.read(2000).decode(errors="replace")
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read(2000).decode(errors="replace")
+
+
+def text(driver: Any, css: str) -> str:
+    """The element's text, found again if the live stream replaced it while it was read."""
+    while True:
+        try:
+            return str(driver.find_element(By.CSS_SELECTOR, css).text)
+        except StaleElementReferenceException:
+            continue
+
+
+def click(driver: Any, css: str) -> None:
+    """Click the element, found again if the live stream replaced it before the click."""
+
+    def clicked(d: Any) -> bool:
+        try:
+            d.find_element(By.CSS_SELECTOR, css).click()
+        except StaleElementReferenceException:
+            return False
+        return True
+
+    from tests.dashboard.conftest import wait_for  # the conftest imports this module
+
+    wait_for(driver, clicked, f"a click on {css}")
+
+
+def said(driver: Any) -> str:
+    """The line the last action left on the page ("" when none)."""
+    found = driver.find_elements(By.ID, "said")
+    return text(driver, "#said") if found else ""
+
+
+def no_alert(driver: Any) -> bool:
+    try:
+        _ = driver.switch_to.alert
+    except NoAlertPresentException:
+        return True
+    return False

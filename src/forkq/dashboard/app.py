@@ -40,7 +40,9 @@ HERE = Path(__file__).parent
 KEEPALIVE = 15.0  # seconds between a stream's messages when nothing changes
 STREAM_GAP = 0.5  # seconds at least between two messages of one stream
 CLOCK_EVERY = 1.0  # seconds between reads of a page whose data moves with the clock
-CLOCKED = {"workers"}  # such pages: a busy child's "running for", "seen 3s ago"
+# Pages whose data changes with the clock alone: a busy child's "running for", "seen 3s
+# ago", a schedule's "in 42s", a letter's "3s ago", a queue's rate over the last minute.
+CLOCKED = {"workers", "schedules", "dead", "queues"}
 PageData = Callable[[Request], Awaitable[dict[str, Any]]]
 
 
