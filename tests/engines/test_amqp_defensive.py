@@ -134,7 +134,7 @@ def test_raw_messages_among_valid_tasks_run_or_are_dead_lettered_with_a_reason(
 ) -> None:
     client = client_for(url, e2e_dir)
     queue = client.settings.default_queue
-    client.broker.size(queue)  # declares the queue with forkq's arguments
+    client.broker.purge(queue)  # declares the queue with forkq's arguments (it is empty)
     amqp_queue = f"{url.split('prefix=')[1].split('&')[0]}.{queue}"
     publisher = raw.RawPublisher(url)
     all_cases = cases(int(time.time() * 1000))
@@ -188,7 +188,7 @@ def test_the_dead_letter_tools_read_junk_letters(url: str, tmp_path: Path) -> No
     purged; `forkq dead list` prints them."""
     prefix = url.split("prefix=")[1].split("&")[0]
     broker = open_broker(url)
-    broker.size("q")  # declares P.q and P.dead
+    broker.purge("q")  # declares P.q and P.dead (both empty: nothing purged)
     publisher = raw.RawPublisher(url)
     dead = f"{prefix}.dead"
     letters = {
