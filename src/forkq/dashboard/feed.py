@@ -57,13 +57,13 @@ class Feed:
         self.groups = GroupIndex()
         self.memory = MemorySeries()
         self.depths: dict[str, QueueDepth] = {}
-        self._asked: dict[str, float] = {}  # queue: when a page last asked for it (monotonic)
+        self._asked = Asked(QUEUES_READ)  # queues pages asked for by name
         self._poll_now = asyncio.Event()  # a page asked for a queue not read yet
         # Dead letters by the queue a page filters them by ("": every queue), read while a
         # page shows them; a filter absent: not read (yet).
         self.dead: dict[str, list[DeadLetter]] = {}
         self.dead_read = DEAD_READ  # letters read per filter
-        self._dead_asked: dict[str, float] = {}  # filter: when a page last asked (monotonic)
+        self._dead_asked = Asked(DEAD_FILTERS)  # queue filters of the dead letters shown
         self.schedules: SchedulesNow | None = None  # None: not read (no page asked for them)
         self._schedules_asked = -ASKED_FOR
         self.trouble = ""  # why the store or the broker cannot be read now; "" when it can
@@ -190,8 +190,7 @@ class Feed:
         while True:
             queues = self.queue_names()
             asked = time.monotonic() - ASKED_FOR
-            self._dead_asked = {f: at for f, at in self._dead_asked.items() if at > asked}
-            dead, schedules = list(self._dead_asked), self._schedules_asked > asked
+            dead, schedules = self._dead_asked.live(), self._schedules_asked > asked
             try:
                 read = await self.call(self._read_broker, queues, dead, schedules)
             except ForkqError as exc:
@@ -211,31 +210,21 @@ class Feed:
         """The queues shown: the default one, those workers consume, those a page asked for
         by name in the last ASKED_FOR seconds, then those task events name; QUEUES_READ at
         most."""
-        since = time.monotonic() - ASKED_FOR
-        self._asked = {q: at for q, at in self._asked.items() if at >= since}
         first = {q for w in self.state.workers.values() for q in w.queues}
-        first |= {self.app.settings.default_queue, *self._asked}
+        first |= {self.app.settings.default_queue, *self._asked.live()}
         named = [q for q in self.rates.queues if q not in first]
         return (sorted(first) + named)[:QUEUES_READ]
 
     def ask(self, queue: str) -> None:
         """A page shows `queue`: its depth is read from now on, for ASKED_FOR seconds after
         the last ask; at once if it is not read yet."""
-        known = queue in self._asked or queue in self.depths
-        self._asked.pop(queue, None)
-        self._asked[queue] = time.monotonic()  # the newest last: the oldest go beyond the cap
-        while len(self._asked) > QUEUES_READ:
-            del self._asked[next(iter(self._asked))]
-        if not known:
+        if not self._asked.ask(queue) and queue not in self.depths:
             self._poll_now.set()
 
     def ask_dead(self, queue: str) -> None:
         """A page shows the dead letters of `queue` ("": of every queue): they are read from
         now on, for ASKED_FOR seconds after the last ask; at once if they are not read yet."""
-        self._dead_asked.pop(queue, None)
-        self._dead_asked[queue] = time.monotonic()  # the newest last: the oldest go first
-        while len(self._dead_asked) > DEAD_FILTERS:
-            del self._dead_asked[next(iter(self._dead_asked))]
+        self._dead_asked.ask(queue)
         if queue not in self.dead:
             self._poll_now.set()
 
@@ -247,7 +236,7 @@ class Feed:
 
     async def reread_dead(self) -> None:
         """The dead letters of every filter shown read again now (an action changed them)."""
-        self.dead = await self.call(self._read_dead, list(self._dead_asked))
+        self.dead = await self.call(self._read_dead, self._dead_asked.live())
         self._bump()
 
     def stored(self, task_id: str) -> StoredResult | None:
@@ -276,6 +265,29 @@ class Feed:
         if self._store is not None:
             self._store.close()
         self.app.close()
+
+
+class Asked:
+    """Names pages asked for, each kept ASKED_FOR seconds after its last ask; at most `most`,
+    the least recently asked going first."""
+
+    def __init__(self, most: int) -> None:
+        self.most = most
+        self._at: dict[str, float] = {}  # name: its last ask (monotonic), the newest last
+
+    def ask(self, name: str) -> bool:
+        """Keep `name` (again); whether it was kept already."""
+        known = self._at.pop(name, None) is not None
+        self._at[name] = time.monotonic()
+        while len(self._at) > self.most:
+            del self._at[next(iter(self._at))]
+        return known
+
+    def live(self) -> list[str]:
+        """The names asked for in the last ASKED_FOR seconds (the others forgotten)."""
+        since = time.monotonic() - ASKED_FOR
+        self._at = {name: at for name, at in self._at.items() if at >= since}
+        return list(self._at)
 
 
 def now() -> float:
