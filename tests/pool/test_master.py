@@ -16,8 +16,9 @@ from forkq.pool.child import StopSignal
 from forkq.pool.config import PoolConfig
 from forkq.pool.exits import ChildExit
 from forkq.pool.master import Master
-from forkq.pool.scoreboard import SlotWriter
+from forkq.pool.scoreboard import SlotView, SlotWriter
 from forkq.pool.signals import pidfds_work
+from forkq.pool.watch import Verdict
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -46,6 +47,9 @@ class Reporting:
     def tick(self) -> None:
         os.write(self.fd, b"t")
         raise RuntimeError("broker unreachable")
+
+    def child_ending(self, verdict: Verdict, seen: SlotView) -> None:
+        pass
 
     def child_exited(self, exit: ChildExit) -> None:
         os.write(self.fd, b"x")

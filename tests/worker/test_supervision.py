@@ -22,7 +22,7 @@ from forkq.engines.contract import (
 from forkq.pool.bulletin import Bulletin
 from forkq.pool.exits import ChildExit
 from forkq.pool.scoreboard import SlotState, SlotView
-from forkq.pool.watch import Ending
+from forkq.pool.watch import Ending, Verdict
 from forkq.result import decode_record
 from forkq.states import FAILURE, REVOKED
 from forkq.worker.revoked import MASTER_BACKSTOP, RevokedIds
@@ -144,6 +144,41 @@ def test_a_child_terminated_for_a_revoked_task_stores_revoked_and_gives_it_back(
     )
     assert deliveries(app) == {b"running": 2, b"prefetched": 1}  # the finished one acked
     assert app.broker.dead_letters() == []
+
+
+@pytest.mark.parametrize(
+    ("reason", "state", "why"),
+    [(Ending.REVOKED, REVOKED, "terminated while running"),
+     (Ending.TIME_LIMIT, FAILURE, "hard time limit exceeded: the process running slow was killed")],
+)  # fmt: skip
+def test_why_a_task_ends_is_stored_before_its_child_is_signalled(
+    app: Forkq, reason: Ending, state: str, why: str
+) -> None:
+    """RabbitMQ gives the message back as the child's connection closes, before the master
+    reaps it: the consumer that fetches it then reads this record, and discards it (revoked)
+    or dead-letters it (its time limit) rather than running it again."""
+    (running,) = held(app, [b"running"])
+    seen = busy_with(running)
+    WorkerSupervision(app, WORKER).child_ending(Verdict(PID, 15, reason, "task-1"), seen)
+    stored = app.backend.get("task-1")
+    assert stored is not None
+    record = decode_record(stored.payload)
+    assert (record.state, record.exc_message) == (state, why)
+    assert deliveries(app) == {}  # nothing released: the child still holds it
+
+
+@pytest.mark.parametrize("reason", [Ending.SHRINK, Ending.MEMORY])
+def test_a_child_ended_for_itself_has_nothing_stored_before(app: Forkq, reason: Ending) -> None:
+    (running,) = held(app, [b"running"])
+    WorkerSupervision(app, WORKER).child_ending(Verdict(PID, 15, reason), busy_with(running))
+    assert app.backend.get("task-1") is None
+
+
+def test_a_child_that_moved_on_has_nothing_stored_for_its_next_task(app: Forkq) -> None:
+    (running,) = held(app, [b"running"])
+    verdict = Verdict(PID, 15, Ending.REVOKED, "task-0")  # what it ran when it was judged
+    WorkerSupervision(app, WORKER).child_ending(verdict, busy_with(running))
+    assert app.backend.get("task-1") is None and app.backend.get("task-0") is None
 
 
 def test_the_tick_keeps_the_masters_revoked_ids_current_for_the_children_it_forks(

@@ -10,6 +10,8 @@ import msgspec
 
 from forkq.pool.control import Handler
 from forkq.pool.exits import ChildExit
+from forkq.pool.scoreboard import SlotView
+from forkq.pool.watch import Verdict
 
 
 class PoolConfig(msgspec.Struct, frozen=True):
@@ -27,6 +29,11 @@ class PoolConfig(msgspec.Struct, frozen=True):
 
 class Supervision(Protocol):
     """What the worker layer does in the master."""
+
+    def child_ending(self, verdict: Verdict, seen: SlotView) -> None:
+        """The master is about to signal a child (`seen`: its slot just before): settle what
+        must be settled before anyone else can fetch the task it runs."""
+        ...
 
     def child_exited(self, exit: ChildExit) -> None:
         """A child is gone: make whatever it held available again."""

@@ -385,8 +385,13 @@ class Master:
 
     def enforce(self, verdicts: list[Verdict]) -> None:
         for verdict in verdicts:
-            log.log(*verdict.announcement(self.children[verdict.pid].index))
+            index = self.children[verdict.pid].index
+            log.log(*verdict.announcement(index))
             self._verdicts[verdict.pid] = verdict.after(self._verdicts.get(verdict.pid))
+            try:
+                self.supervision.child_ending(verdict, self.scoreboard.read(index))
+            except Exception:
+                log.exception("could not settle child %d's task before ending it", index)
             self.kill(verdict.pid, verdict.signum)
 
     def kill_all(self, signum: int) -> None:

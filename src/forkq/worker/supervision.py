@@ -1,6 +1,7 @@
 """The master's half of a worker: what a dead child held, and the heartbeat that keeps what
 the living ones hold theirs.
 
+    child ending (a time limit, a terminate) ─► its FAILURE or REVOKED stored, then the signal
     child exit ─► its last scoreboard slot ─► Leftovers ─► Broker.release (engines that can)
                   running: back counted │ finished, ack kept: acked │ killed for its hard
                   time limit: FAILURE stored (every engine), dead-lettered (by the release)
@@ -25,8 +26,10 @@ consequences — its workflow failed downstream, its unique lock let go — the 
 engine (RabbitMQ redelivers it anyway). It goes back counted, as any message whose process
 died while running it: the consumer that gets it, on any host, reads the REVOKED stored here
 before anything else (it reads the record of every redelivery), so it is discarded even by a
-worker that has not read the revoked ids since. The record is stored before the release: a
-store that fails is retried with the release on the next tick.
+worker that has not read the revoked ids since. The record is stored before the master
+signals the child (`child_ending`: RabbitMQ gives the message back the moment the child's
+connection closes, before it is reaped) and again before the release: a store that fails is
+retried with the release on the next tick.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from forkq.outage import Outage
 from forkq.pool.bulletin import Bulletin
 from forkq.pool.exits import ChildExit
 from forkq.pool.scoreboard import SlotState, SlotView
-from forkq.pool.watch import Ending
+from forkq.pool.watch import Ending, Verdict
 from forkq.result import encode_record, failure_record, revoked_record
 from forkq.worker.revoked import RevokedIds
 
@@ -78,6 +81,22 @@ class WorkerSupervision:
         self.revoked = revoked
         self.outage = Outage("broker (from the master)", log)
         self.unreleased: list[ChildExit] = []  # exits whose release failed: retried each tick
+
+    def child_ending(self, verdict: Verdict, seen: SlotView) -> None:
+        """The task's record, stored before the signal: where the server gives the message
+        back as the child's connection closes (RabbitMQ), another consumer can fetch it before
+        this child is reaped, and must read why it ended (REVOKED: discarded as terminated,
+        not run again; the time limit's FAILURE: dead-lettered). Stored again when the child
+        is reaped, so that one failing here is retried there."""
+        if seen.state != SlotState.BUSY or seen.task_id != verdict.task_id or not seen.task_id:
+            return
+        try:
+            if verdict.reason is Ending.REVOKED:
+                self._store_revoked(seen)
+            elif verdict.reason is Ending.TIME_LIMIT:
+                self._fail_timed_out(seen)
+        except BackendError as exc:
+            log.warning("could not store why task %s ends: %s", seen.task_id, exc)
 
     def child_exited(self, exit: ChildExit) -> None:
         if self.metrics is not None:  # once, though a release that fails is tried again
