@@ -387,9 +387,9 @@ class Master:
         for verdict in verdicts:
             index = self.children[verdict.pid].index
             log.log(*verdict.announcement(index))
-            self._verdicts[verdict.pid] = verdict.after(self._verdicts.get(verdict.pid))
+            standing = self._verdicts[verdict.pid] = verdict.after(self._verdicts.get(verdict.pid))
             try:
-                self.supervision.child_ending(verdict, self.scoreboard.read(index))
+                self.supervision.child_ending(standing, self.scoreboard.read(index))
             except Exception:
                 log.exception("could not settle child %d's task before ending it", index)
             self.kill(verdict.pid, verdict.signum)
