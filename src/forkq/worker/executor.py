@@ -71,6 +71,7 @@ from forkq.throttle import Throttle
 from forkq.unique import unlock_at_end, unlock_at_start
 from forkq.worker.admission import Admission
 from forkq.worker.full import finish_when_room, unless_full
+from forkq.worker.lease import owned
 from forkq.worker.limits import TimeLimits, call_within_soft_limit
 from forkq.worker.observe import Observers, Rejected
 from forkq.worker.revoked import RevokedIds
@@ -119,7 +120,10 @@ class Executor:
 
     def handle(self, delivery: Delivery) -> bool:
         """Run the delivery's task, or reject it: True. False when a rate or concurrency
-        limit held it back: it waits in the broker, to come back (admission.py)."""
+        limit held it back (admission.py: it waits in the broker), or another worker took it
+        over while this one was cut off (lease.py)."""
+        if not owned(self.session, delivery, "not started here"):
+            return False
         self.slot.taken(delivery.receipt)
         if not delivery.returned:
             return self._handle(delivery)
@@ -161,17 +165,19 @@ class Executor:
         ended_at, runtime = time.time(), time.monotonic() - began
         if throttle is not None:  # before a retry is published: the next try takes anew
             self.admission.let_go(throttle, task, message)
-        if message.flow is None and record.state != RETRY:
+        # Not `kept`: the worker that took it over stores and acks (lease.py).
+        kept = owned(self.session, delivery, "its outcome not stored, not acked")
+        if kept and message.flow is None and record.state != RETRY:
             write = None
             # Failures are stored even for ignore_result tasks: errors must stay visible.
             if record.state == FAILURE or not task.ignores_result:
                 record, write = self._result_write(message.id, record)
             finish_when_room(partial(self.session.finish, delivery, write))
-        else:
+        elif kept:
             record = self._finish_with_effects(delivery, task, message, record)
         # After the ack: a crash before it runs the task again, still holding its lock. A
         # retry keeps it (the next try is the same task); a refused one is a failure.
-        if message.unique is not None and record.state != RETRY:
+        if kept and message.unique is not None and record.state != RETRY:
             unlock_at_end(self.results, message)
         self.slot.finished(failed=record.state == FAILURE, unacked=self._unacked())
         if observed:

@@ -149,6 +149,7 @@ class AMQPSession(ConsumerSession):
         self._quorum = publisher.topology.quorum
         self._on_waiting_fetch = on_waiting_fetch  # the broker starts its keeper thread
         self._on: ConsumerChannel | None = None
+        self.unchallenged_for = 0.0  # `_still_holds` asks nothing of the server
 
     def forget(self) -> None:
         """The connection is gone, and this consumer's channel with it."""
@@ -163,6 +164,12 @@ class AMQPSession(ConsumerSession):
 
     def _guard(self) -> AbstractContextManager[object]:
         return self._link.lock  # the keeper thread flushes kept acks during a long task
+
+    def _still_holds(self, delivery: Delivery) -> bool:
+        """Whether the channel it came on is this consumer's, open as far as this process
+        knows (no round trip): RabbitMQ takes a message back only with its channel."""
+        on = self._on
+        return on is not None and on.channel.is_open and delivery.receipt in on.held
 
     # -- the verbs -----------------------------------------------------------------------------
 

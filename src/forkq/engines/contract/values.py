@@ -44,13 +44,19 @@ class Delivery(msgspec.Struct, frozen=True):
     whether it had started it (RabbitMQ redelivers what a dropped connection held): its count
     takes that lost delivery as a start, and the executor counts the starts of returned
     deliveries in the result backend (`ResultBackend.count_start`), so a message that keeps
-    coming back without ever being started is not charged for it."""
+    coming back without ever being started is not charged for it.
+
+    `held_since`: this process's monotonic time when its consumer asked for the message
+    (`ConsumerSession.fetch` stamps it; 0, never stamped, counts as held for ever). The
+    broker's hold began after it, so a hold younger than a lease by this clock is younger on
+    the server too (`ConsumerSession.still_holds`)."""
 
     receipt: str
     queue: str
     body: bytes
     delivery_count: int
     returned: bool = False
+    held_since: float = 0.0
 
 
 MIN_PRIORITY, MAX_PRIORITY = 0, 9

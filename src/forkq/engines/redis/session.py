@@ -68,6 +68,7 @@ class RedisSession(ConsumerSession):
         self.joins_results = self.atomic_effects = self._joined is not None
         self._clock = RecoveryClock(lease_ttl)
         self._recovery = DeadWorkerRecovery(link, lease_ttl)
+        self.unchallenged_for = lease_ttl / 2
         self._reread: set[str] = set()  # queues whose pending entries to read again
 
     def _send_acks(self, acks: list[Delivery]) -> None:
@@ -128,6 +129,12 @@ class RedisSession(ConsumerSession):
         for extra in got[limit:]:
             self._settle_one(extra, "requeue", 0)
         return got[:limit]
+
+    def _still_holds(self, delivery: Delivery) -> bool:
+        """Whether the entry is pending for this consumer (release.lua moves an entry it
+        takes back to a new id: the old one is then pending for no one)."""
+        with self._link.errors():
+            return self._link.pending_for(self.consumer.name, delivery.queue, delivery.receipt)
 
     def _ack_finished(self, acks: list[Delivery], delivery: Delivery) -> None:
         self._send_acks([*acks, delivery])
