@@ -47,7 +47,7 @@ import msgspec
 from forkq.app import Forkq
 from forkq.calling import accept, execute, next_try, refused_retry
 from forkq.canvas.effects import apply_effects, effects_of, rejection_effects, stores_result
-from forkq.engines.contract import ConsumerSession, Delivery, Effects, ResultWrite
+from forkq.engines.contract import ConsumerSession, Delivery, Effects, ResultWrite, attempt_of
 from forkq.envelope import Message
 from forkq.exceptions import (
     ConfigurationError,
@@ -116,6 +116,7 @@ class Executor:
         self._unacked = session.kept_acks if caps.keeps_acks and caps.releases_others else _none
         self.slot = slot
         self.ttl = app.settings.result_ttl
+        self._attempt = 0  # the attempt (attempt_of) of the delivery being handled
         self.admission = Admission(self.results, self.limits)  # rate and concurrency limits
 
     def handle(self, delivery: Delivery) -> bool:
@@ -139,8 +140,10 @@ class Executor:
         return done
 
     def _handle(self, delivery: Delivery) -> bool:
+        self._attempt = 0  # the run's, once decoded: it fences this run's writes of its record
         try:
             message, task, revoked = self._accept(delivery)
+            self._attempt = attempt_of(message.retries, delivery.delivery_count)
             if self.observers:
                 self.observers.received(message, delivery.queue)
             if revoked or self.revoked.revoked(message.id):
@@ -233,7 +236,7 @@ class Executor:
         this discard), else "not run". One read per discard: revocations are rare."""
         stored = self.results.get(message.id)
         if stored is not None and stored.state == REVOKED:
-            return ResultWrite(message.id, REVOKED, stored.payload, self.ttl)
+            return ResultWrite(message.id, REVOKED, stored.payload, self.ttl, self._attempt)
         return self._result_write(message.id, revoked_record(NOT_RUN, message.task))[1]
 
     def _accept(self, delivery: Delivery) -> tuple[Message, Task, bool]:
@@ -362,12 +365,11 @@ class Executor:
         return self.app.settings.track_started if own is None else own
 
     def _store(self, task_id: str, record: ResultRecord) -> None:
-        _, write = self._result_write(task_id, record)
-        self.results.store(write.task_id, write.state, write.payload, write.ttl)
+        self.results.store_all([self._result_write(task_id, record)[1]])
 
     def _result_write(self, task_id: str, record: ResultRecord) -> tuple[ResultRecord, ResultWrite]:
         record, payload = encode_storable(record)
-        return record, ResultWrite(task_id, record.state, payload, self.ttl)
+        return record, ResultWrite(task_id, record.state, payload, self.ttl, self._attempt)
 
 
 class _Refused(Exception):

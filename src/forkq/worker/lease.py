@@ -6,9 +6,10 @@ its result is the one that stands.
 
 `ConsumerSession.still_holds` answers without a round trip for a delivery held less than half
 a lease, so ordinary short tasks pay nothing; a longer-held one is asked about before it starts
-and before its outcome is stored and acked. What remains between a check that passed and the
-write landing (half a lease at least) is closed by nothing here; see the README's "Failure
-model".
+and before its outcome is stored and acked. A write that passed the check and lands late
+anyway (sent just before the cut, delivered when the link returns) is refused by the result
+backend: every write of a run carries its attempt (`attempt_of`), and a record written by a
+newer run is never overwritten by an older one (`ResultBackend.store`).
 """
 
 from __future__ import annotations

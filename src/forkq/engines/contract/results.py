@@ -26,13 +26,21 @@ class ResultBackend(abc.ABC):
     """One connection to a result store. Not shared across processes: open one after fork."""
 
     @abc.abstractmethod
-    def store(self, task_id: str, state: str, payload: bytes, ttl: float) -> None:
-        """Record the task's latest state; readable for `ttl` seconds."""
+    def store(self, task_id: str, state: str, payload: bytes, ttl: float, attempt: int = 0) -> None:
+        """Record the task's latest state; readable for `ttl` seconds.
+
+        Fenced by `attempt` (`attempt_of`: the worker's run that writes it, higher for every
+        newer run of the task id): a write whose attempt is lower than the highest its record
+        was written with is refused, nothing of it written. So a worker that was cut off
+        past its lease while it ran the task, and whose write lands after the worker that took
+        the task over stored its own, overwrites nothing. Attempt 0 (a write that is no run's:
+        the master's verdicts, a workflow's effect on another task) is always written and
+        leaves the record's attempt as it was. `forget` forgets the attempt too."""
 
     def store_all(self, writes: Sequence[ResultWrite]) -> None:
         """Store each write (`store`), in one round trip or transaction where the engine can."""
         for w in writes:
-            self.store(w.task_id, w.state, w.payload, w.ttl)
+            self.store(w.task_id, w.state, w.payload, w.ttl, w.attempt)
 
     @abc.abstractmethod
     def get(self, task_id: str) -> StoredResult | None:

@@ -123,7 +123,9 @@ class ConsumerSession(abc.ABC):
         elif self.joins_results:
             self._with_kept(lambda acks: self._store_and_ack(acks, delivery, result))
         else:
-            self.results.store(result.task_id, result.state, result.payload, result.ttl)
+            self.results.store(
+                result.task_id, result.state, result.payload, result.ttl, result.attempt
+            )
             self._with_kept(lambda acks: self._ack_finished(acks, delivery))
 
     def _finish_with(

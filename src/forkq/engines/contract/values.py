@@ -113,12 +113,27 @@ def outgoing(queue: str, body: bytes, priority: int = 0, delay: float = 0.0) -> 
 
 class ResultWrite(msgspec.Struct, frozen=True):
     """A result waiting to be stored, handed to `ConsumerSession.finish` with the
-    ack it goes with."""
+    ack it goes with. `attempt`: the run of the task that wrote it (`attempt_of`), which
+    fences the write (`ResultBackend.store`); 0 for a write that is no run's own."""
 
     task_id: str
     state: str
     payload: bytes
     ttl: float
+    attempt: int = 0
+
+
+_TRIES_FENCED = 2**21  # later tries fence as this one: attempts stay exact in a double
+_STARTS_FENCED = 2**31  # more starts than any engine counts (RabbitMQ's header: 2**31 - 1)
+
+
+def attempt_of(retries: int, delivery_count: int) -> int:
+    """A worker's run of a task as one number that grows with every newer run of its id: the
+    try (`Message.retries`) first, then the starts of that try's message (`delivery_count`,
+    which every engine raises when it gives a message held by one consumer to another). The
+    first run of a task is 1; 0 is no run's. Exact in Redis's Lua numbers (doubles)."""
+    tries = min(max(retries, 0), _TRIES_FENCED)
+    return tries * _STARTS_FENCED + min(max(delivery_count, 1), _STARTS_FENCED - 1)
 
 
 class ChordVote(msgspec.Struct, frozen=True):

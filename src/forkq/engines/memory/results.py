@@ -35,6 +35,7 @@ from forkq.states import READY_STATES
 _LOCK = threading.Condition()
 _STORES: dict[str, dict[str, tuple[StoredResult, float]]] = {}
 _STARTS: dict[str, dict[str, tuple[int, float]]] = {}
+_ATTEMPTS: dict[str, dict[str, int]] = {}  # the highest attempt each record was written with
 _CHORDS: dict[str, dict[str, _Chord]] = {}
 _LOCKS: dict[str, dict[str, tuple[str, float]]] = {}
 _LIMITS: dict[str, _Limits] = {}
@@ -92,21 +93,31 @@ class MemoryBackend(ResultBackend):
         self._url = url
         self._rows = _STORES.setdefault(url, {})
         self._starts = _STARTS.setdefault(url, {})
+        self._attempts = _ATTEMPTS.setdefault(url, {})
         self._chords = _CHORDS.setdefault(url, {})
         self._locks = _LOCKS.setdefault(url, {})
         self._limits = _LIMITS.setdefault(url, _Limits())
         self._revoked = _REVOKED.setdefault(url, _Revoked())
 
-    def store(self, task_id: str, state: str, payload: bytes, ttl: float) -> None:
+    def store(self, task_id: str, state: str, payload: bytes, ttl: float, attempt: int = 0) -> None:
         with _LOCK:
-            self._rows[task_id] = (StoredResult(state, payload), time.time() + ttl)
+            self._write(ResultWrite(task_id, state, payload, ttl, attempt), time.time())
             _LOCK.notify_all()
+
+    def _write(self, w: ResultWrite, now: float) -> None:
+        """One write, fenced by its attempt (`ResultBackend.store`), under _LOCK."""
+        row = self._rows.get(w.task_id)
+        fence = self._attempts.get(w.task_id, 0) if row is not None and row[1] >= now else 0
+        if 0 < w.attempt < fence:
+            return
+        self._rows[w.task_id] = (StoredResult(w.state, w.payload), now + w.ttl)
+        self._attempts[w.task_id] = max(fence, w.attempt)
 
     def vote(self, writes: Sequence[ResultWrite], vote: ChordVote) -> bool:
         now = time.time()
         with _LOCK:
             for w in writes:
-                self._rows[w.task_id] = (StoredResult(w.state, w.payload), now + w.ttl)
+                self._write(w, now)
             chord = self._chords.get(vote.chord)
             if chord is None or chord.until < now:
                 chord = self._chords[vote.chord] = _Chord()
@@ -144,6 +155,7 @@ class MemoryBackend(ResultBackend):
     def forget(self, task_id: str) -> None:
         with _LOCK:
             self._rows.pop(task_id, None)
+            self._attempts.pop(task_id, None)
 
     def count_start(self, key: str, ttl: float) -> int:
         now = time.time()

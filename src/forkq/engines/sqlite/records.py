@@ -39,6 +39,25 @@ CREATE TABLE IF NOT EXISTS forkq_chord_members (
 """
 _STORE = "INSERT OR REPLACE INTO forkq_results VALUES (?, ?, ?, ?)"
 
+# Each record's highest attempt past the first (`ResultBackend.store`: a write whose attempt is
+# lower is refused). A task's first run writes no row here: most records cost none.
+ATTEMPTS = """
+CREATE TABLE IF NOT EXISTS forkq_attempts (
+    task_id TEXT PRIMARY KEY,
+    attempt INTEGER NOT NULL,
+    expires_at REAL NOT NULL
+) WITHOUT ROWID
+"""
+_STORE_FENCED = """
+INSERT OR REPLACE INTO forkq_results SELECT :task_id, :state, :payload, :until
+WHERE NOT EXISTS (SELECT 1 FROM forkq_attempts
+                  WHERE task_id = :task_id AND attempt > :attempt AND expires_at >= :now)
+"""
+_FENCE = """
+INSERT INTO forkq_attempts VALUES (:task_id, :attempt, :until)
+ON CONFLICT (task_id) DO UPDATE SET attempt = :attempt, expires_at = :until
+"""
+
 # The chord's row after the vote: `:added` members more (0 or 1), and the vote's member as the
 # firing one when the vote is due (a failure, or the count reaching the size), no other member
 # fired before and the chord is not done. Returns whether this vote fires: the chord is not
@@ -67,13 +86,26 @@ class Records:
         self._next_cleanup = now + CLEANUP_EVERY
 
     def store(self, writes: Sequence[ResultWrite], now: float) -> None:
-        if len(writes) == 1:
-            w = writes[0]
+        """The writes, each run's fenced by its attempt (`ResultBackend.store`); the
+        forkq_attempts table made already (`ATTEMPTS`, by the backend's connection)."""
+        unfenced = [w for w in writes if w.attempt == 0]
+        if len(unfenced) == 1:
+            w = unfenced[0]
             self._conn.execute(_STORE, (w.task_id, w.state, w.payload, now + w.ttl))
-        elif writes:
-            rows = [(w.task_id, w.state, w.payload, now + w.ttl) for w in writes]
+        elif unfenced:
+            rows = [(w.task_id, w.state, w.payload, now + w.ttl) for w in unfenced]
             self._conn.executemany(_STORE, rows)
+        for w in writes:
+            if w.attempt > 0:
+                self._store_fenced(w, now)
         self.clean(now)
+
+    def _store_fenced(self, w: ResultWrite, now: float) -> None:
+        row = {"task_id": w.task_id, "state": w.state, "payload": w.payload,
+               "until": now + w.ttl, "attempt": w.attempt, "now": now}  # fmt: skip
+        written = self._conn.execute(_STORE_FENCED, row).rowcount > 0
+        if written and w.attempt > 1:
+            self._conn.execute(_FENCE, row)
 
     def clean(self, now: float) -> None:
         """Delete the expired results (and chords), if the last time was a minute ago."""
@@ -81,6 +113,7 @@ class Records:
             return
         self._next_cleanup = now + CLEANUP_EVERY
         self._conn.execute("DELETE FROM forkq_results WHERE expires_at < ?", (now,))
+        self._conn.execute("DELETE FROM forkq_attempts WHERE expires_at < ?", (now,))
         if self._has_chords:
             self._conn.execute(
                 """DELETE FROM forkq_chord_members WHERE chord IN

@@ -3,6 +3,7 @@
 Schema::
 
     forkq_results(task_id PRIMARY KEY, state, payload, expires_at)
+    forkq_attempts(task_id PRIMARY KEY, attempt, expires_at)   made at open (`records`)
     forkq_starts(key PRIMARY KEY, count, expires_at)   made on first use (`count_start`)
     forkq_locks(key PRIMARY KEY, holder, expires_at)   made on first use (`lock`)
     forkq_chords, forkq_chord_members                  made on first use (`vote`): `records`
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 
 from forkq.engines.contract import (
     BACKOFF,
@@ -43,7 +45,7 @@ from forkq.engines.sqlite.file import (
     transaction,
 )
 from forkq.engines.sqlite.limits import Limits
-from forkq.engines.sqlite.records import Records
+from forkq.engines.sqlite.records import ATTEMPTS, Records
 from forkq.engines.sqlite.revocations import Revoked
 from forkq.engines.sqlite.schedules import SQLiteSchedules
 from forkq.exceptions import BackendError
@@ -87,19 +89,20 @@ class SQLiteBackend(ResultBackend):
         self._has_starts_table = False
         self._has_locks_table = False
         self._next_cleanup = time.time() + _CLEANUP_EVERY
+        with self._errors:  # files made before fencing lack it (`Records.store` reads it)
+            self._conn.execute(ATTEMPTS)
         self._records = Records(self._conn, time.time())
         self._limits = Limits(self._conn)
         self._revoked = Revoked(self._conn)
         self._events = SQLiteEvents(self._conn)
 
-    def store(self, task_id: str, state: str, payload: bytes, ttl: float) -> None:
+    def store(self, task_id: str, state: str, payload: bytes, ttl: float, attempt: int = 0) -> None:
         now = time.time()
-        with self._errors:
-            self._conn.execute(
-                "INSERT OR REPLACE INTO forkq_results VALUES (?, ?, ?, ?)",
-                (task_id, state, payload, now + ttl),
-            )
-            self._records.clean(now)
+        write = ResultWrite(task_id, state, payload, ttl, attempt)
+        # Past a first run, the write and its attempt go together.
+        together = transaction(self._conn) if attempt > 1 else nullcontext()
+        with self._errors, together:
+            self._records.store([write], now)
 
     def store_all(self, writes: Sequence[ResultWrite]) -> None:
         """In one transaction."""
@@ -165,6 +168,7 @@ class SQLiteBackend(ResultBackend):
     def forget(self, task_id: str) -> None:
         with self._errors:
             self._conn.execute("DELETE FROM forkq_results WHERE task_id = ?", (task_id,))
+            self._conn.execute("DELETE FROM forkq_attempts WHERE task_id = ?", (task_id,))
 
     def count_start(self, key: str, ttl: float) -> int:
         now = time.time()
