@@ -29,8 +29,8 @@ def owned(session: ConsumerSession, delivery: Delivery, then: str) -> bool:
         return True
     held = time.monotonic() - delivery.held_since
     log.warning(
-        "message %s of queue %s lost its lease to another worker (held %.1f s, past "
-        "lease_ttl while this worker was cut off): %s",
+        "message %s of queue %s lost its lease to another worker (held %.1f s: this worker "
+        "was cut off from the broker for longer than it keeps a silent worker's messages): %s",
         delivery.receipt,
         delivery.queue,
         held,
