@@ -41,7 +41,7 @@ def test_a_delivery_taken_over_from_a_silent_worker_is_no_longer_held(broker: Br
     assert session(broker, "c", worker="alive").still_holds(asked)
 
 
-def test_a_hold_younger_than_half_a_lease_is_trusted_without_asking(broker: Broker) -> None:
+def test_a_young_hold_is_trusted_without_asking(broker: Broker) -> None:
     put(broker, Q, b"x")
     [held] = session(broker).fetch([Q], 1, 5.0)
     assert 0 < held.held_since <= time.monotonic()
@@ -49,5 +49,5 @@ def test_a_hold_younger_than_half_a_lease_is_trusted_without_asking(broker: Brok
     assert session(broker).still_holds(old)
     session(broker).release()
     assert not session(broker).still_holds(old)  # asked: it went back
-    trusted = session(broker).unchallenged_for > 0  # lease engines: half the lease
+    trusted = session(broker).unchallenged_for > 0  # half the lease; RabbitMQ: 1 s
     assert session(broker).still_holds(held) is trusted

@@ -9,8 +9,11 @@ import msgspec
 import pytest
 
 from forkq.engines.contract import Consumer, Delivery, attempt_of
+from forkq.envelope import Message
 from forkq.result import encode_record, success_record
 from forkq.states import SUCCESS
+from forkq.worker.lease import LOST_LEASE
+from forkq.worker.observe import Observers, Rejected
 from tests.worker.harness import Harness, task
 
 LOST = "lost its lease to another worker"
@@ -50,10 +53,29 @@ def test_a_delivery_taken_over_before_it_started_is_not_started(
     assert h.scoreboard.read(0).receipt != stale.receipt  # nothing charged to this child
 
 
+class Reasons:
+    """An observer that keeps the reason of each run's end (its events carry it)."""
+
+    def __init__(self) -> None:
+        self.ended: list[str] = []
+
+    def received(self, message: Message, queue: str) -> None: ...
+
+    def started(self, message: Message, queue: str) -> None: ...
+
+    def finished(
+        self, message: Message, queue: str, state: str, runtime: float, reason: str, at: float
+    ) -> None:
+        self.ended.append(reason)
+
+    def rejected(self, rejection: Rejected) -> None: ...
+
+
 def test_a_run_whose_lease_was_taken_stores_nothing_and_acks_nothing(
     h: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
     held: list[Delivery] = []
+    h.executor.observers = Observers([told := Reasons()])
 
     def cut_off() -> str:  # meanwhile, another worker took it over and stored its result
         newer = taken_over(h, held[0])
@@ -66,6 +88,7 @@ def test_a_run_whose_lease_was_taken_stores_nothing_and_acks_nothing(
     assert h.executor.handle(held[0]) is True
     assert h.record(result.id).result == "newer"
     assert "its outcome not stored, not acked" in caplog.text
+    assert told.ended == [LOST_LEASE]  # the duplicate run is told as one
     assert h.app.broker.size(h.queue) == 1  # the newer holder's, not acked by the stale one
 
 

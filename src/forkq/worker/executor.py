@@ -71,7 +71,7 @@ from forkq.throttle import Throttle
 from forkq.unique import unlock_at_end, unlock_at_start
 from forkq.worker.admission import Admission
 from forkq.worker.full import finish_when_room, unless_full
-from forkq.worker.lease import owned
+from forkq.worker.lease import LOST_LEASE, owned
 from forkq.worker.limits import TimeLimits, call_within_soft_limit
 from forkq.worker.observe import Observers, Rejected
 from forkq.worker.revoked import RevokedIds
@@ -184,7 +184,7 @@ class Executor:
             unlock_at_end(self.results, message)
         self.slot.finished(failed=record.state == FAILURE, unacked=self._unacked())
         if observed:
-            reason = _reason(record)
+            reason = _reason(record) if kept else LOST_LEASE  # a duplicate run, told as one
             observed.finished(message, delivery.queue, record.state, runtime, reason, ended_at)
         return True
 

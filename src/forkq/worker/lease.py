@@ -21,6 +21,9 @@ from forkq.engines.contract import ConsumerSession, Delivery
 
 log = logging.getLogger("forkq.worker")
 
+#: What observers hear of a run whose outcome was not stored (its events' reason).
+LOST_LEASE = "lost its lease to another worker: its outcome not stored"
+
 
 def owned(session: ConsumerSession, delivery: Delivery, then: str) -> bool:
     """Whether the session still holds `delivery`; if not, a warning that says so and what is

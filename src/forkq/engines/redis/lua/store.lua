@@ -18,7 +18,7 @@ local fence = tonumber(redis.call("GET", KEYS[3]) or "0")
 if attempt > 0 and attempt < fence then return 0 end
 redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2])
 if attempt > 1 then
-  redis.call("SET", KEYS[3], attempt, "PX", ARGV[2])
+  redis.call("SET", KEYS[3], ARGV[4], "PX", ARGV[2])
 end
 if ARGV[3] == "1" then
   redis.call("DEL", KEYS[2])
