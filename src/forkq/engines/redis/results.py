@@ -114,8 +114,9 @@ class RedisBackend(ResultBackend):
             pipe.execute()
 
     def queue_store(self, pipe: Commands, write: ResultWrite) -> None:
-        """Add the write of `store` (store.lua, by EVAL: fenced by its attempt) to a pipeline
-        or batch on the same server (the session's result and ack in one round trip)."""
+        """Add the write of `store` (store.lua, by EVAL: fenced by its attempt) to a MULTI/EXEC
+        on the same server (the session's result and ack in one round trip); never to a plain
+        pipeline (store.lua says why)."""
         t = write.task_id
         keys = (result_key(self.prefix, t), ready_key(self.prefix, t), attempt_key(self.prefix, t))
         value = write.state.encode() + b"\n" + write.payload

@@ -1,11 +1,10 @@
-#!lua
 -- store.lua: a task's record, fenced by the attempt of the run that writes it
 -- (ResultBackend.store): a write whose attempt is lower than the record's is refused, so a
 -- worker cut off past its lease cannot overwrite the record of the worker that took its task
--- over. Sent with EVAL, never EVALSHA: it goes in the same MULTI/EXEC as the message's ack,
--- where a NOSCRIPT would let the ack through without its result. The shebang (no flags)
--- makes a server over maxmemory refuse it before it runs, as it refuses SET: the whole
--- transaction is refused, never the result alone.
+-- over. Sent with EVAL, never EVALSHA, and always inside a MULTI/EXEC: with the message's
+-- ack there, a NOSCRIPT would let the ack through without its result; and a server over
+-- maxmemory refuses every command queued in a MULTI, so the whole transaction is refused,
+-- never the result alone. (No shebang: Redis 6.2 would not compile it.)
 --
 -- KEYS[1] {prefix:T}:result   KEYS[2] {prefix:T}:ready   KEYS[3] {prefix:T}:attempt
 -- ARGV[1] "<state>\n<record>"   ARGV[2] ttl (ms)   ARGV[3] "1": a ready state
