@@ -5,6 +5,7 @@ result backend, as test_conformance.py."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,3 +91,17 @@ def test_several_writes_are_each_fenced_by_their_own_attempt(backend: ResultBack
         StoredResult(SUCCESS, b"newer a"),
         StoredResult(SUCCESS, b"b"),
     ]
+
+
+def test_a_sqlite_file_made_before_fencing_gets_its_attempts_table(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/old.sqlite3"
+    open_backend(url).close()
+    with sqlite3.connect(tmp_path / "old.sqlite3") as conn:
+        conn.execute("DROP TABLE forkq_attempts")  # as a file an earlier forkq made
+    backend = open_backend(url)
+    try:
+        backend.store("t", SUCCESS, b"newer", 60, REDELIVERED)
+        backend.store("t", SUCCESS, b"stale", 60, FIRST)
+        assert backend.get("t") == StoredResult(SUCCESS, b"newer")
+    finally:
+        backend.close()

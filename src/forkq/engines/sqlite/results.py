@@ -19,6 +19,7 @@ also runs on its own connection when the results share its file (one transaction
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -89,12 +90,21 @@ class SQLiteBackend(ResultBackend):
         self._has_starts_table = False
         self._has_locks_table = False
         self._next_cleanup = time.time() + _CLEANUP_EVERY
-        with self._errors:  # files made before fencing lack it (`Records.store` reads it)
-            self._conn.execute(ATTEMPTS)
+        self._make_attempts_table()
         self._records = Records(self._conn, time.time())
         self._limits = Limits(self._conn)
         self._revoked = Revoked(self._conn)
         self._events = SQLiteEvents(self._conn)
+
+    def _make_attempts_table(self) -> None:
+        """forkq_attempts (`Records.store` reads it), which files made before the results
+        were fenced lack; not by a process that may only read the file (it stores nothing)."""
+        with self._errors:
+            found = self._conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = 'forkq_attempts'"
+            ).fetchone()
+            if found is None and os.access(self.path, os.W_OK):
+                self._conn.execute(ATTEMPTS)
 
     def store(self, task_id: str, state: str, payload: bytes, ttl: float, attempt: int = 0) -> None:
         now = time.time()
