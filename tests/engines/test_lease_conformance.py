@@ -15,8 +15,9 @@ import pytest
 
 from forkq.engines.contract import Broker, Recovery
 from forkq.engines.registry import open_broker
-from tests.conftest import engine_url
+from tests.conftest import amqp_test_url, engine_url
 from tests.engines.test_conformance import BROKERS, Q, put, session
+from tests.proxy import Proxy
 
 
 @pytest.fixture(params=sorted(BROKERS))
@@ -51,3 +52,24 @@ def test_a_young_hold_is_trusted_without_asking(broker: Broker) -> None:
     assert not session(broker).still_holds(old)  # asked: it went back
     trusted = session(broker).unchallenged_for > 0  # half the lease; RabbitMQ: 1 s
     assert session(broker).still_holds(held) is trusted
+
+
+def test_a_delivery_whose_rabbitmq_connection_died_is_no_longer_held() -> None:
+    """RabbitMQ took it back with the connection (closed while this worker was cut off, past
+    its heartbeats): this process learns it only when it next speaks, and `still_holds`
+    speaks (one basic.qos). No error: the next fetch opens a new connection and gets it."""
+    for url in engine_url("amqp", amqp_test_url()):
+        with Proxy(5672) as proxy:
+            broker = open_broker(proxy.url(url))
+            try:
+                put(broker, Q, b"x")
+                [held] = session(broker).fetch([Q], 1, 5.0)
+                assert session(broker).still_holds(msgspec.structs.replace(held, held_since=0.0))
+                assert proxy.cut() == 1
+                assert not session(broker).still_holds(
+                    msgspec.structs.replace(held, held_since=0.0)
+                )
+                [again] = session(broker).fetch([Q], 1, 5.0)
+                assert again.body == b"x" and again.returned
+            finally:
+                broker.close()
