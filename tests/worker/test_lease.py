@@ -8,11 +8,11 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from forkq.engines.contract import Consumer, Delivery, attempt_of
+from forkq.engines.contract import Consumer, Delivery
 from forkq.envelope import Message
 from forkq.result import encode_record, success_record
 from forkq.states import SUCCESS
-from forkq.worker.lease import LOST_LEASE
+from forkq.worker.lease import LOST_LEASE, run_fence
 from forkq.worker.observe import Observers, Rejected
 from tests.worker.harness import Harness, task
 
@@ -29,9 +29,10 @@ def taken_over(h: Harness, delivery: Delivery) -> Delivery:
 
 
 def store_as(h: Harness, task_id: str, value: str, delivery: Delivery) -> None:
+    """As the run of `delivery` stores its result (the executor's fence)."""
     payload = encode_record(success_record(value))
-    attempt = attempt_of(0, delivery.delivery_count)
-    h.app.backend.store(task_id, SUCCESS, payload, h.app.settings.result_ttl, attempt)
+    fence = run_fence(h.app.codec.decode(delivery.body), delivery)
+    h.app.backend.store(task_id, SUCCESS, payload, h.app.settings.result_ttl, fence)
 
 
 def long_held(delivery: Delivery) -> Delivery:
@@ -105,10 +106,13 @@ def test_a_stale_write_that_passed_the_check_is_refused_by_its_attempt(h: Harnes
     assert h.record(result.id).result == "newer"
 
 
-def test_a_run_stores_with_the_attempt_of_its_try_and_delivery(h: Harness) -> None:
+def test_a_run_stores_with_the_fence_of_its_sending_and_delivery(h: Harness) -> None:
     result = task(h, lambda: "done", name="plain").delay()
     first = h.fetch()
     h.child_died_holding(first)
     h.run_next()  # its second start
     store_as(h, result.id, "first start, late", first)
     assert h.record(result.id).result == "done"
+    again = task(h, lambda: "again", name="again").apply_async(task_id=result.id)
+    h.run_next()  # the same id sent again: its first run's result is stored
+    assert h.record(again.id).result == "again"

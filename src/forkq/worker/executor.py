@@ -47,7 +47,7 @@ import msgspec
 from forkq.app import Forkq
 from forkq.calling import accept, execute, next_try, refused_retry
 from forkq.canvas.effects import apply_effects, effects_of, rejection_effects, stores_result
-from forkq.engines.contract import ConsumerSession, Delivery, Effects, ResultWrite, attempt_of
+from forkq.engines.contract import ConsumerSession, Delivery, Effects, Fence, ResultWrite
 from forkq.envelope import Message
 from forkq.exceptions import (
     ConfigurationError,
@@ -71,7 +71,7 @@ from forkq.throttle import Throttle
 from forkq.unique import unlock_at_end, unlock_at_start
 from forkq.worker.admission import Admission
 from forkq.worker.full import finish_when_room, unless_full
-from forkq.worker.lease import LOST_LEASE, owned
+from forkq.worker.lease import LOST_LEASE, owned, run_fence
 from forkq.worker.limits import TimeLimits, call_within_soft_limit
 from forkq.worker.observe import Observers, Rejected
 from forkq.worker.revoked import RevokedIds
@@ -116,7 +116,7 @@ class Executor:
         self._unacked = session.kept_acks if caps.keeps_acks and caps.releases_others else _none
         self.slot = slot
         self.ttl = app.settings.result_ttl
-        self._attempt = 0  # the attempt (attempt_of) of the delivery being handled
+        self._fence: Fence | None = None  # the run of the delivery being handled (lease.py)
         self.admission = Admission(self.results, self.limits)  # rate and concurrency limits
 
     def handle(self, delivery: Delivery) -> bool:
@@ -140,10 +140,10 @@ class Executor:
         return done
 
     def _handle(self, delivery: Delivery) -> bool:
-        self._attempt = 0  # the run's, once decoded: it fences this run's writes of its record
+        self._fence = None  # the run's, once decoded: it fences this run's writes of its record
         try:
             message, task, revoked = self._accept(delivery)
-            self._attempt = attempt_of(message.retries, delivery.delivery_count)
+            self._fence = run_fence(message, delivery)
             if self.observers:
                 self.observers.received(message, delivery.queue)
             if revoked or self.revoked.revoked(message.id):
@@ -236,7 +236,7 @@ class Executor:
         this discard), else "not run". One read per discard: revocations are rare."""
         stored = self.results.get(message.id)
         if stored is not None and stored.state == REVOKED:
-            return ResultWrite(message.id, REVOKED, stored.payload, self.ttl, self._attempt)
+            return ResultWrite(message.id, REVOKED, stored.payload, self.ttl, self._fence)
         return self._result_write(message.id, revoked_record(NOT_RUN, message.task))[1]
 
     def _accept(self, delivery: Delivery) -> tuple[Message, Task, bool]:
@@ -369,7 +369,7 @@ class Executor:
 
     def _result_write(self, task_id: str, record: ResultRecord) -> tuple[ResultRecord, ResultWrite]:
         record, payload = encode_storable(record)
-        return record, ResultWrite(task_id, record.state, payload, self.ttl, self._attempt)
+        return record, ResultWrite(task_id, record.state, payload, self.ttl, self._fence)
 
 
 class _Refused(Exception):

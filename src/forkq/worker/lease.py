@@ -8,16 +8,18 @@ its result is the one that stands.
 a lease, so ordinary short tasks pay nothing; a longer-held one is asked about before it starts
 and before its outcome is stored and acked. A write that passed the check and lands late
 anyway (sent just before the cut, delivered when the link returns) is refused by the result
-backend: every write of a run carries its attempt (`attempt_of`), and a record written by a
-newer run is never overwritten by an older one (`ResultBackend.store`).
+backend: every write of a run carries its `Fence` (`run_fence`), and a record written by a
+newer run of the same sending is never overwritten by an older one (`ResultBackend.store`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 
-from forkq.engines.contract import ConsumerSession, Delivery
+from forkq.engines.contract import ConsumerSession, Delivery, Fence, attempt_of
+from forkq.envelope import Message
 
 log = logging.getLogger("forkq.worker")
 
@@ -40,3 +42,12 @@ def owned(session: ConsumerSession, delivery: Delivery, then: str) -> bool:
         then,
     )
     return False
+
+
+def run_fence(message: Message, delivery: Delivery) -> Fence:
+    """The run this delivery of `message` is, as its result writes carry it: its sending (the
+    task id, creation time and origin: the same for every delivery and retry, new when the id
+    is sent again) and its attempt (the try, then the delivery's starts)."""
+    sent = f"{message.id}\0{message.created_at!r}\0{message.origin}".encode()
+    sending = hashlib.blake2b(sent, digest_size=8).hexdigest()
+    return Fence(sending, attempt_of(message.retries, delivery.delivery_count))

@@ -124,7 +124,7 @@ class ConsumerSession(abc.ABC):
             self._with_kept(lambda acks: self._store_and_ack(acks, delivery, result))
         else:
             self.results.store(
-                result.task_id, result.state, result.payload, result.ttl, result.attempt
+                result.task_id, result.state, result.payload, result.ttl, result.fence
             )
             self._with_kept(lambda acks: self._ack_finished(acks, delivery))
 

@@ -14,6 +14,7 @@ from forkq.engines.contract import (
     Backoff,
     ChordVote,
     EventPage,
+    Fence,
     Publish,
     RateState,
     ResultBackend,
@@ -28,6 +29,7 @@ from forkq.engines.contract import (
     check_interval,
     check_revocation,
     decide_rate,
+    fenced_off,
 )
 from forkq.engines.memory.schedules import MemorySchedules
 from forkq.states import READY_STATES
@@ -35,7 +37,7 @@ from forkq.states import READY_STATES
 _LOCK = threading.Condition()
 _STORES: dict[str, dict[str, tuple[StoredResult, float]]] = {}
 _STARTS: dict[str, dict[str, tuple[int, float]]] = {}
-_ATTEMPTS: dict[str, dict[str, int]] = {}  # the highest attempt each record was written with
+_FENCES: dict[str, dict[str, Fence]] = {}  # each record's last run past a first
 _CHORDS: dict[str, dict[str, _Chord]] = {}
 _LOCKS: dict[str, dict[str, tuple[str, float]]] = {}
 _LIMITS: dict[str, _Limits] = {}
@@ -93,25 +95,32 @@ class MemoryBackend(ResultBackend):
         self._url = url
         self._rows = _STORES.setdefault(url, {})
         self._starts = _STARTS.setdefault(url, {})
-        self._attempts = _ATTEMPTS.setdefault(url, {})
+        self._fences = _FENCES.setdefault(url, {})
         self._chords = _CHORDS.setdefault(url, {})
         self._locks = _LOCKS.setdefault(url, {})
         self._limits = _LIMITS.setdefault(url, _Limits())
         self._revoked = _REVOKED.setdefault(url, _Revoked())
 
-    def store(self, task_id: str, state: str, payload: bytes, ttl: float, attempt: int = 0) -> None:
+    def store(
+        self, task_id: str, state: str, payload: bytes, ttl: float, fence: Fence | None = None
+    ) -> None:
         with _LOCK:
-            self._write(ResultWrite(task_id, state, payload, ttl, attempt), time.time())
+            self._write(ResultWrite(task_id, state, payload, ttl, fence), time.time())
             _LOCK.notify_all()
 
     def _write(self, w: ResultWrite, now: float) -> None:
-        """One write, fenced by its attempt (`ResultBackend.store`), under _LOCK."""
+        """One write, fenced by its run (`ResultBackend.store`), under _LOCK."""
         row = self._rows.get(w.task_id)
-        fence = self._attempts.get(w.task_id, 0) if row is not None and row[1] >= now else 0
-        if 0 < w.attempt < fence:
+        if row is None or row[1] < now:  # an expired record's fence went with it
+            self._fences.pop(w.task_id, None)
+        kept = self._fences.get(w.task_id)
+        if fenced_off(kept, w.fence):
             return
         self._rows[w.task_id] = (StoredResult(w.state, w.payload), now + w.ttl)
-        self._attempts[w.task_id] = max(fence, w.attempt)
+        if w.fence is None:
+            self._fences.pop(w.task_id, None)
+        elif w.fence.attempt > 1:
+            self._fences[w.task_id] = w.fence
 
     def vote(self, writes: Sequence[ResultWrite], vote: ChordVote) -> bool:
         now = time.time()
@@ -155,7 +164,7 @@ class MemoryBackend(ResultBackend):
     def forget(self, task_id: str) -> None:
         with _LOCK:
             self._rows.pop(task_id, None)
-            self._attempts.pop(task_id, None)
+            self._fences.pop(task_id, None)
 
     def count_start(self, key: str, ttl: float) -> int:
         now = time.time()

@@ -53,8 +53,9 @@ Per task T (result backend; its keys share the hash tag {prefix:T}):
     {prefix:T}:result     "<state>\\n<record>", expires after the result TTL
     {prefix:T}:ready      a list that receives one element when T reaches a ready state, so
                           waiters block on BLPOP instead of polling
-    {prefix:T}:attempt    the highest attempt past the first its result was written with
-                          (store.lua refuses a lower one), expiring with the result
+    {prefix:T}:fence      "<attempt> <sending>" of the last run past a first that wrote its
+                          result (store.lua refuses a lower attempt of the same sending),
+                          expiring with the result
 
 Per unique lock K (result backend; `ResultBackend.lock`):
 
@@ -211,8 +212,8 @@ def ready_key(prefix: str, task_id: str) -> str:
     return f"{{{prefix}:{task_id}}}:ready"
 
 
-def attempt_key(prefix: str, task_id: str) -> str:
-    return f"{{{prefix}:{task_id}}}:attempt"
+def fence_key(prefix: str, task_id: str) -> str:
+    return f"{{{prefix}:{task_id}}}:fence"
 
 
 def lock_key(prefix: str, key: str) -> str:

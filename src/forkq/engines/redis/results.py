@@ -34,6 +34,7 @@ from forkq.engines.contract import (
     Backoff,
     ChordVote,
     EventPage,
+    Fence,
     Publish,
     ResultBackend,
     ResultWrite,
@@ -53,8 +54,8 @@ from forkq.engines.redis.client import (
 from forkq.engines.redis.events import ADD as ADD_EVENTS
 from forkq.engines.redis.events import RedisEvents
 from forkq.engines.redis.keys import (
-    attempt_key,
     chord_keys,
+    fence_key,
     lock_key,
     ready_key,
     result_key,
@@ -107,22 +108,26 @@ class RedisBackend(ResultBackend):
             self._reader, self.prefix, self.client.register_script(ADD_EVENTS)
         )
 
-    def store(self, task_id: str, state: str, payload: bytes, ttl: float, attempt: int = 0) -> None:
+    def store(
+        self, task_id: str, state: str, payload: bytes, ttl: float, fence: Fence | None = None
+    ) -> None:
         with self._errors():
             pipe = self.client.pipeline(transaction=True)
-            self.queue_store(pipe, ResultWrite(task_id, state, payload, ttl, attempt))
+            self.queue_store(pipe, ResultWrite(task_id, state, payload, ttl, fence))
             pipe.execute()
 
     def queue_store(self, pipe: Commands, write: ResultWrite) -> None:
-        """Add the write of `store` (store.lua, by EVAL: fenced by its attempt) to a MULTI/EXEC
+        """Add the write of `store` (store.lua, by EVAL: fenced by its run) to a MULTI/EXEC
         on the same server (the session's result and ack in one round trip); never to a plain
         pipeline (store.lua says why)."""
         t = write.task_id
-        keys = (result_key(self.prefix, t), ready_key(self.prefix, t), attempt_key(self.prefix, t))
+        keys = (result_key(self.prefix, t), ready_key(self.prefix, t), fence_key(self.prefix, t))
         value = write.state.encode() + b"\n" + write.payload
         ready = 1 if write.state in READY_STATES else 0
         ttl_ms = max(1, int(write.ttl * 1000))
-        pipe.execute_command("EVAL", store_script(), 3, *keys, value, ttl_ms, ready, write.attempt)
+        fence = write.fence
+        run = (0, "") if fence is None else (fence.attempt, fence.sending)
+        pipe.execute_command("EVAL", store_script(), 3, *keys, value, ttl_ms, ready, *run)
 
     def store_all(self, writes: Sequence[ResultWrite]) -> None:
         """One MULTI/EXEC."""
@@ -213,7 +218,7 @@ class RedisBackend(ResultBackend):
         with self._errors():
             t = task_id
             self.client.delete(
-                result_key(self.prefix, t), ready_key(self.prefix, t), attempt_key(self.prefix, t)
+                result_key(self.prefix, t), ready_key(self.prefix, t), fence_key(self.prefix, t)
             )
 
     def count_start(self, key: str, ttl: float) -> int:

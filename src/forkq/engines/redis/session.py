@@ -142,8 +142,8 @@ class RedisSession(ConsumerSession):
     def _store_and_ack(self, acks: list[Delivery], delivery: Delivery, result: ResultWrite) -> None:
         """The result write, the kept acks and the ack in one MULTI/EXEC on the `Wire`, one
         round trip, the result first, on the same connection (redis-py's pipeline costs this call
-        more CPU than the round trip). The result goes by EVAL (store.lua, fenced by its
-        attempt), the acks as plain commands: nothing a restarted server could have lost."""
+        more CPU than the round trip). The result goes by EVAL (store.lua, fenced by its run),
+        the acks as plain commands: nothing a restarted server could have lost."""
         results = self._joined
         assert results is not None  # joins_results says so
         with self._link.errors():
