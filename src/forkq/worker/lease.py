@@ -1,15 +1,19 @@
 """A delivery this child may no longer own: a lease engine gives a message to another worker
 once its holder's worker has been cut off from the broker for longer than lease_ttl (its
-heartbeat expired while the message was held that long). When the link returns, the child must
-neither start such a message nor store or ack anything for it: the other worker runs it, and
-its result is the one that stands.
+heartbeat expired while the message was held that long; RabbitMQ: see the end). When the link
+returns, the child must neither start such a message nor store or ack anything for it: the
+other worker runs it, and its result is the one that stands.
 
-`ConsumerSession.still_holds` answers without a round trip for a delivery held less than half
-a lease, so ordinary short tasks pay nothing; a longer-held one is asked about before it starts
-and before its outcome is stored and acked. A write that passed the check and lands late
-anyway (sent just before the cut, delivered when the link returns) is refused by the result
-backend: every write of a run carries its `Fence` (`run_fence`), and a record written by a
-newer run of the same sending is never overwritten by an older one (`ResultBackend.store`).
+`ConsumerSession.still_holds` answers without a round trip for a delivery held less than its
+`unchallenged_for` (half a lease; RabbitMQ: a second), so ordinary short tasks pay nothing; a
+longer-held one is asked about before it starts and before its outcome is stored and acked. A
+write that passed the check and lands late anyway (sent just before the cut, delivered when
+the link returns) is refused by the result backend: every write of a run carries its `Fence`
+(`run_fence`), and a record written by a newer run of the same sending is never overwritten by
+an older one (`ResultBackend.store`).
+
+RabbitMQ has no lease: it takes a message back when the holder's connection closes, which it
+does for a connection silent past its heartbeat timeout; the check and the fence work the same.
 """
 
 from __future__ import annotations
