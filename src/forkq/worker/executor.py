@@ -168,7 +168,6 @@ class Executor:
         ended_at, runtime = time.time(), time.monotonic() - began
         if throttle is not None:  # before a retry is published: the next try takes anew
             self.admission.let_go(throttle, task, message)
-        # Not `kept`: the worker that took it over stores and acks (lease.py).
         kept = owned(self.session, delivery, "its outcome not stored, not acked")
         if kept and message.flow is None and record.state != RETRY:
             write = None
@@ -323,6 +322,7 @@ class Executor:
         (a workflow's step), then the message dead-lettered: a crash in between repeats the
         rejection and its effects, which are keyed by task id."""
         log.warning("dead-lettering message %s: %s", delivery.receipt, rejected.reason)
+        self._fence = None  # a verdict, no run's: the dead letter requeued runs afresh
         if message is not None and message.unique is not None:  # it will never run
             unlock_at_end(self.results, message)
         task_id = rejected.failed_task_id
