@@ -47,7 +47,7 @@ import msgspec
 from forkq.app import Forkq
 from forkq.calling import accept, execute, next_try, refused_retry
 from forkq.canvas.effects import apply_effects, effects_of, rejection_effects, stores_result
-from forkq.engines.contract import ConsumerSession, Delivery, Effects, ResultWrite
+from forkq.engines.contract import ConsumerSession, Delivery, Effects, Fence, ResultWrite
 from forkq.envelope import Message
 from forkq.exceptions import (
     ConfigurationError,
@@ -71,6 +71,7 @@ from forkq.throttle import Throttle
 from forkq.unique import unlock_at_end, unlock_at_start
 from forkq.worker.admission import Admission
 from forkq.worker.full import finish_when_room, unless_full
+from forkq.worker.lease import LOST_LEASE, owned, run_fence
 from forkq.worker.limits import TimeLimits, call_within_soft_limit
 from forkq.worker.observe import Observers, Rejected
 from forkq.worker.revoked import RevokedIds
@@ -115,11 +116,15 @@ class Executor:
         self._unacked = session.kept_acks if caps.keeps_acks and caps.releases_others else _none
         self.slot = slot
         self.ttl = app.settings.result_ttl
+        self._fence: Fence | None = None  # the run of the delivery being handled (lease.py)
         self.admission = Admission(self.results, self.limits)  # rate and concurrency limits
 
     def handle(self, delivery: Delivery) -> bool:
         """Run the delivery's task, or reject it: True. False when a rate or concurrency
-        limit held it back: it waits in the broker, to come back (admission.py)."""
+        limit held it back (admission.py: it waits in the broker), or another worker took it
+        over while this one was cut off (lease.py)."""
+        if not owned(self.session, delivery, "not started here"):
+            return False
         self.slot.taken(delivery.receipt)
         if not delivery.returned:
             return self._handle(delivery)
@@ -135,8 +140,10 @@ class Executor:
         return done
 
     def _handle(self, delivery: Delivery) -> bool:
+        self._fence = None  # the run's, once decoded: it fences this run's writes of its record
         try:
             message, task, revoked = self._accept(delivery)
+            self._fence = run_fence(message, delivery)
             if self.observers:
                 self.observers.received(message, delivery.queue)
             if revoked or self.revoked.revoked(message.id):
@@ -161,21 +168,22 @@ class Executor:
         ended_at, runtime = time.time(), time.monotonic() - began
         if throttle is not None:  # before a retry is published: the next try takes anew
             self.admission.let_go(throttle, task, message)
-        if message.flow is None and record.state != RETRY:
+        kept = owned(self.session, delivery, "its outcome not stored, not acked")
+        if kept and message.flow is None and record.state != RETRY:
             write = None
             # Failures are stored even for ignore_result tasks: errors must stay visible.
             if record.state == FAILURE or not task.ignores_result:
                 record, write = self._result_write(message.id, record)
             finish_when_room(partial(self.session.finish, delivery, write))
-        else:
+        elif kept:
             record = self._finish_with_effects(delivery, task, message, record)
         # After the ack: a crash before it runs the task again, still holding its lock. A
         # retry keeps it (the next try is the same task); a refused one is a failure.
-        if message.unique is not None and record.state != RETRY:
+        if kept and message.unique is not None and record.state != RETRY:
             unlock_at_end(self.results, message)
         self.slot.finished(failed=record.state == FAILURE, unacked=self._unacked())
         if observed:
-            reason = _reason(record)
+            reason = _reason(record) if kept else LOST_LEASE  # a duplicate run, told as one
             observed.finished(message, delivery.queue, record.state, runtime, reason, ended_at)
         return True
 
@@ -227,7 +235,7 @@ class Executor:
         this discard), else "not run". One read per discard: revocations are rare."""
         stored = self.results.get(message.id)
         if stored is not None and stored.state == REVOKED:
-            return ResultWrite(message.id, REVOKED, stored.payload, self.ttl)
+            return ResultWrite(message.id, REVOKED, stored.payload, self.ttl, self._fence)
         return self._result_write(message.id, revoked_record(NOT_RUN, message.task))[1]
 
     def _accept(self, delivery: Delivery) -> tuple[Message, Task, bool]:
@@ -314,6 +322,7 @@ class Executor:
         (a workflow's step), then the message dead-lettered: a crash in between repeats the
         rejection and its effects, which are keyed by task id."""
         log.warning("dead-lettering message %s: %s", delivery.receipt, rejected.reason)
+        self._fence = None  # a verdict, no run's: the dead letter requeued runs afresh
         if message is not None and message.unique is not None:  # it will never run
             unlock_at_end(self.results, message)
         task_id = rejected.failed_task_id
@@ -356,12 +365,11 @@ class Executor:
         return self.app.settings.track_started if own is None else own
 
     def _store(self, task_id: str, record: ResultRecord) -> None:
-        _, write = self._result_write(task_id, record)
-        self.results.store(write.task_id, write.state, write.payload, write.ttl)
+        self.results.store_all([self._result_write(task_id, record)[1]])
 
     def _result_write(self, task_id: str, record: ResultRecord) -> tuple[ResultRecord, ResultWrite]:
         record, payload = encode_storable(record)
-        return record, ResultWrite(task_id, record.state, payload, self.ttl)
+        return record, ResultWrite(task_id, record.state, payload, self.ttl, self._fence)
 
 
 class _Refused(Exception):

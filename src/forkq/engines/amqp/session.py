@@ -45,9 +45,13 @@ from forkq.engines.contract import (
     Delivery,
     ResultBackend,
 )
-from forkq.exceptions import ConfigurationError
+from forkq.exceptions import BrokerError, ConfigurationError
 
 EARLY_MS = 5  # a message arriving this close to its due time runs now
+# Seconds a delivery stays this consumer's without asking (`ConsumerSession.still_holds`):
+# RabbitMQ takes a message back only when its channel closes, and closes a silent connection
+# only after two heartbeat intervals of at least a second each.
+UNCHALLENGED_FOR = 1.0
 
 
 _OPENED = itertools.count(1)  # consumer channels this process opened: each has its own number
@@ -149,6 +153,7 @@ class AMQPSession(ConsumerSession):
         self._quorum = publisher.topology.quorum
         self._on_waiting_fetch = on_waiting_fetch  # the broker starts its keeper thread
         self._on: ConsumerChannel | None = None
+        self.unchallenged_for = UNCHALLENGED_FOR
 
     def forget(self) -> None:
         """The connection is gone, and this consumer's channel with it."""
@@ -163,6 +168,24 @@ class AMQPSession(ConsumerSession):
 
     def _guard(self) -> AbstractContextManager[object]:
         return self._link.lock  # the keeper thread flushes kept acks during a long task
+
+    def _still_holds(self, delivery: Delivery) -> bool:
+        """Whether the channel it came on is this consumer's and still open, proved by one
+        round trip (a basic.qos of the limit it has, which RabbitMQ answers): a connection
+        RabbitMQ closed while this worker was cut off (its heartbeats missed) looks open here
+        until this process next speaks on it. A closed one held nothing any more: RabbitMQ
+        put its messages back, and the next fetch opens a new connection."""
+        on = self._on
+        if on is None or delivery.receipt not in on.held or not on.channel.is_open:
+            return False
+        probe = partial(on.channel.basic_qos, prefetch_count=on.qos, global_qos=not self._quorum)
+        try:
+            self._link.run(probe, repeatable=False)
+        except BrokerError:
+            if on.channel.is_open:
+                raise
+            return False
+        return True
 
     # -- the verbs -----------------------------------------------------------------------------
 

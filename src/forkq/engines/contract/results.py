@@ -14,7 +14,7 @@ from forkq.engines.contract.events import EventPage
 from forkq.engines.contract.limits import BACKOFF, RESERVATION_KEPT, Backoff
 from forkq.engines.contract.revocations import Revocations
 from forkq.engines.contract.schedules import ScheduleStore
-from forkq.engines.contract.values import ChordVote, Publish, ResultWrite
+from forkq.engines.contract.values import ChordVote, Fence, Publish, ResultWrite
 
 
 class StoredResult(msgspec.Struct, frozen=True):
@@ -26,13 +26,24 @@ class ResultBackend(abc.ABC):
     """One connection to a result store. Not shared across processes: open one after fork."""
 
     @abc.abstractmethod
-    def store(self, task_id: str, state: str, payload: bytes, ttl: float) -> None:
-        """Record the task's latest state; readable for `ttl` seconds."""
+    def store(
+        self, task_id: str, state: str, payload: bytes, ttl: float, fence: Fence | None = None
+    ) -> None:
+        """Record the task's latest state; readable for `ttl` seconds.
+
+        Fenced by the run that writes it (`Fence`): a write is refused, nothing of it written,
+        where the record was written by a run of the same sending with a higher attempt. So a
+        worker cut off past its lease while it ran the task, whose write lands after the worker
+        that took the task over stored its own, overwrites nothing. The record keeps the fence
+        of its last run past a first (a first run's write, most of them, keeps the one it
+        found). A write without a fence (a verdict from outside the runs: the master's, a
+        rejection's, a workflow's on another task) is always written and forgets the record's
+        fence, so that a dead letter requeued runs afresh. `forget` forgets it too."""
 
     def store_all(self, writes: Sequence[ResultWrite]) -> None:
         """Store each write (`store`), in one round trip or transaction where the engine can."""
         for w in writes:
-            self.store(w.task_id, w.state, w.payload, w.ttl)
+            self.store(w.task_id, w.state, w.payload, w.ttl, w.fence)
 
     @abc.abstractmethod
     def get(self, task_id: str) -> StoredResult | None:

@@ -22,10 +22,13 @@ cannot publish a fired chord's messages twice.
 from __future__ import annotations
 
 import abc
+import math
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import TypeVar
+
+import msgspec
 
 from forkq.engines.contract.results import ResultBackend
 from forkq.engines.contract.values import (
@@ -60,6 +63,10 @@ class ConsumerSession(abc.ABC):
     #: Whether `finish` with effects stores, publishes, counts and acks in one round trip or
     #: transaction (`_finish_atomically`): decided when the session is opened.
     atomic_effects: bool = False
+    #: How long a delivery stays this consumer's beyond doubt (`still_holds`): half the
+    #: lease of an engine that takes back a dead worker's holds, so that a check that passed
+    #: leaves the result's write half a lease to land; inf where no live consumer loses one.
+    unchallenged_for: float = math.inf
 
     def __init__(
         self, consumer: Consumer, results: ResultBackend, capabilities: Capabilities
@@ -80,9 +87,23 @@ class ConsumerSession(abc.ABC):
 
     def fetch(self, queues: Sequence[str], limit: int, timeout: float) -> list[Delivery]:
         """Hold and return up to `limit` visible messages, waiting up to `timeout` seconds
-        (blocking, not spinning) when none is there. Highest priority first, then oldest."""
+        (blocking, not spinning) when none is there. Highest priority first, then oldest.
+        Each is stamped with the time it was asked for (`Delivery.held_since`)."""
         check_fetch_args(queues, limit)
-        return self._with_kept(lambda acks: self._fetch(acks, queues, limit, timeout))
+        asked = time.monotonic()
+        got = self._with_kept(lambda acks: self._fetch(acks, queues, limit, timeout))
+        return [msgspec.structs.replace(d, held_since=asked) for d in got]
+
+    def still_holds(self, delivery: Delivery) -> bool:
+        """Whether this consumer still holds `delivery`, asked before it starts the message
+        and before it stores or acks anything for it. A lease engine gives a message to
+        another consumer only once it has been held past lease_ttl by a worker taken for dead
+        (cut off from the broker longer than that): a delivery held less than
+        `unchallenged_for` is its own without asking; an older one costs one round trip."""
+        if time.monotonic() - delivery.held_since < self.unchallenged_for:
+            return True
+        with self._guard():
+            return self._still_holds(delivery)
 
     def finish(
         self, delivery: Delivery, result: ResultWrite | None, effects: Effects | None = None
@@ -102,7 +123,9 @@ class ConsumerSession(abc.ABC):
         elif self.joins_results:
             self._with_kept(lambda acks: self._store_and_ack(acks, delivery, result))
         else:
-            self.results.store(result.task_id, result.state, result.payload, result.ttl)
+            self.results.store(
+                result.task_id, result.state, result.payload, result.ttl, result.fence
+            )
             self._with_kept(lambda acks: self._ack_finished(acks, delivery))
 
     def _finish_with(
@@ -190,6 +213,10 @@ class ConsumerSession(abc.ABC):
     def _fetch(
         self, acks: list[Delivery], queues: Sequence[str], limit: int, timeout: float
     ) -> list[Delivery]: ...
+
+    def _still_holds(self, delivery: Delivery) -> bool:
+        """Whether the broker still has `delivery` held by this consumer (one round trip)."""
+        return True
 
     def _ack_finished(self, acks: list[Delivery], delivery: Delivery) -> None:
         """Ack `delivery` (finished, its result stored) with `acks`."""

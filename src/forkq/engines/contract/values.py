@@ -44,13 +44,19 @@ class Delivery(msgspec.Struct, frozen=True):
     whether it had started it (RabbitMQ redelivers what a dropped connection held): its count
     takes that lost delivery as a start, and the executor counts the starts of returned
     deliveries in the result backend (`ResultBackend.count_start`), so a message that keeps
-    coming back without ever being started is not charged for it."""
+    coming back without ever being started is not charged for it.
+
+    `held_since`: this process's monotonic time when its consumer asked for the message
+    (`ConsumerSession.fetch` stamps it; 0, never stamped, counts as held for ever). The
+    broker's hold began after it, so a hold younger than a lease by this clock is younger on
+    the server too (`ConsumerSession.still_holds`)."""
 
     receipt: str
     queue: str
     body: bytes
     delivery_count: int
     returned: bool = False
+    held_since: float = 0.0
 
 
 MIN_PRIORITY, MAX_PRIORITY = 0, 9
@@ -105,14 +111,48 @@ def outgoing(queue: str, body: bytes, priority: int = 0, delay: float = 0.0) -> 
     return Outgoing(queue, body, clamp_priority(priority), max(0.0, delay))
 
 
+class Fence(msgspec.Struct, frozen=True):
+    """Which run of a task writes its record (`ResultBackend.store`). `sending`: one sending
+    of the task id, the same for every delivery and retry of it (the worker's digest of the
+    message's id, creation time and origin), so that the id sent again starts afresh;
+    `attempt` (`attempt_of`): higher for every newer run of that sending."""
+
+    sending: str
+    attempt: int
+
+
 class ResultWrite(msgspec.Struct, frozen=True):
     """A result waiting to be stored, handed to `ConsumerSession.finish` with the
-    ack it goes with."""
+    ack it goes with. `fence`: the run that writes it (`ResultBackend.store`); None for a
+    write that is no run's own."""
 
     task_id: str
     state: str
     payload: bytes
     ttl: float
+    fence: Fence | None = None
+
+
+def fenced_off(kept: Fence | None, run: Fence | None) -> bool:
+    """Whether a write by `run` is refused on a record whose fence is `kept`: a run of the
+    same sending with a lower attempt (`ResultBackend.store`; the memory engine runs this,
+    store.lua and SQLite's `_STORE_FENCED` mirror it)."""
+    if run is None or kept is None:
+        return False
+    return kept.sending == run.sending and run.attempt < kept.attempt
+
+
+_TRIES_FENCED = 2**21  # later tries fence as this one: attempts stay exact in a double
+_STARTS_FENCED = 2**31  # more starts than any engine counts (RabbitMQ's header: 2**31 - 1)
+
+
+def attempt_of(retries: int, delivery_count: int) -> int:
+    """A worker's run of a task as one number that grows with every newer run of its id: the
+    try (`Message.retries`) first, then the starts of that try's message (`delivery_count`,
+    which every engine raises when it gives a message held by one consumer to another). The
+    first run of a task is 1. Exact in Redis's Lua numbers (doubles)."""
+    tries = min(max(retries, 0), _TRIES_FENCED)
+    return tries * _STARTS_FENCED + min(max(delivery_count, 1), _STARTS_FENCED - 1)
 
 
 class ChordVote(msgspec.Struct, frozen=True):

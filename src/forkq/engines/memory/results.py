@@ -14,6 +14,7 @@ from forkq.engines.contract import (
     Backoff,
     ChordVote,
     EventPage,
+    Fence,
     Publish,
     RateState,
     ResultBackend,
@@ -28,6 +29,7 @@ from forkq.engines.contract import (
     check_interval,
     check_revocation,
     decide_rate,
+    fenced_off,
 )
 from forkq.engines.memory.schedules import MemorySchedules
 from forkq.states import READY_STATES
@@ -35,6 +37,7 @@ from forkq.states import READY_STATES
 _LOCK = threading.Condition()
 _STORES: dict[str, dict[str, tuple[StoredResult, float]]] = {}
 _STARTS: dict[str, dict[str, tuple[int, float]]] = {}
+_FENCES: dict[str, dict[str, Fence]] = {}  # each record's last run past a first
 _CHORDS: dict[str, dict[str, _Chord]] = {}
 _LOCKS: dict[str, dict[str, tuple[str, float]]] = {}
 _LIMITS: dict[str, _Limits] = {}
@@ -92,21 +95,38 @@ class MemoryBackend(ResultBackend):
         self._url = url
         self._rows = _STORES.setdefault(url, {})
         self._starts = _STARTS.setdefault(url, {})
+        self._fences = _FENCES.setdefault(url, {})
         self._chords = _CHORDS.setdefault(url, {})
         self._locks = _LOCKS.setdefault(url, {})
         self._limits = _LIMITS.setdefault(url, _Limits())
         self._revoked = _REVOKED.setdefault(url, _Revoked())
 
-    def store(self, task_id: str, state: str, payload: bytes, ttl: float) -> None:
+    def store(
+        self, task_id: str, state: str, payload: bytes, ttl: float, fence: Fence | None = None
+    ) -> None:
         with _LOCK:
-            self._rows[task_id] = (StoredResult(state, payload), time.time() + ttl)
+            self._write(ResultWrite(task_id, state, payload, ttl, fence), time.time())
             _LOCK.notify_all()
+
+    def _write(self, w: ResultWrite, now: float) -> None:
+        """One write, fenced by its run (`ResultBackend.store`), under _LOCK."""
+        row = self._rows.get(w.task_id)
+        if row is None or row[1] < now:  # an expired record's fence went with it
+            self._fences.pop(w.task_id, None)
+        kept = self._fences.get(w.task_id)
+        if fenced_off(kept, w.fence):
+            return
+        self._rows[w.task_id] = (StoredResult(w.state, w.payload), now + w.ttl)
+        if w.fence is None:
+            self._fences.pop(w.task_id, None)
+        elif w.fence.attempt > 1:
+            self._fences[w.task_id] = w.fence
 
     def vote(self, writes: Sequence[ResultWrite], vote: ChordVote) -> bool:
         now = time.time()
         with _LOCK:
             for w in writes:
-                self._rows[w.task_id] = (StoredResult(w.state, w.payload), now + w.ttl)
+                self._write(w, now)
             chord = self._chords.get(vote.chord)
             if chord is None or chord.until < now:
                 chord = self._chords[vote.chord] = _Chord()
@@ -144,6 +164,7 @@ class MemoryBackend(ResultBackend):
     def forget(self, task_id: str) -> None:
         with _LOCK:
             self._rows.pop(task_id, None)
+            self._fences.pop(task_id, None)
 
     def count_start(self, key: str, ttl: float) -> int:
         now = time.time()

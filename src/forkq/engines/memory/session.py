@@ -33,6 +33,11 @@ class MemorySession(ConsumerSession):
         self._store = store
         self._lease_ttl = lease_ttl
         self._dead_caps = dead_caps
+        self.unchallenged_for = lease_ttl / 2
+
+    def _still_holds(self, delivery: Delivery) -> bool:
+        with self._store.cond:
+            return self._store.held(self.consumer, delivery.receipt) is not None
 
     def _send_acks(self, acks: list[Delivery]) -> None:
         with self._store.cond:

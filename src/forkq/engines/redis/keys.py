@@ -48,11 +48,14 @@ Control (`forkq.engines.redis.control`):
                                 each announcement drops members older than PRESENCE_KEPT and
                                 keeps the key that long
 
-Per task T (result backend; both keys share the hash tag {prefix:T}):
+Per task T (result backend; its keys share the hash tag {prefix:T}):
 
     {prefix:T}:result     "<state>\\n<record>", expires after the result TTL
     {prefix:T}:ready      a list that receives one element when T reaches a ready state, so
                           waiters block on BLPOP instead of polling
+    {prefix:T}:fence      "<attempt> <sending>" of the last run past a first that wrote its
+                          result (store.lua refuses a lower attempt of the same sending),
+                          expiring with the result
 
 Per unique lock K (result backend; `ResultBackend.lock`):
 
@@ -207,6 +210,10 @@ def result_key(prefix: str, task_id: str) -> str:
 
 def ready_key(prefix: str, task_id: str) -> str:
     return f"{{{prefix}:{task_id}}}:ready"
+
+
+def fence_key(prefix: str, task_id: str) -> str:
+    return f"{{{prefix}:{task_id}}}:fence"
 
 
 def lock_key(prefix: str, key: str) -> str:

@@ -191,6 +191,14 @@ class RedisLink:
                 pipe.execute_command("XACK", k.band(band), GROUP, *ids)
                 pipe.execute_command("XDEL", k.band(band), *ids)
 
+    def pending_for(self, consumer: str, queue: str, receipt: str) -> bool:
+        """Whether the entry `receipt` names is pending for `consumer` (one XPENDING)."""
+        r = Receipt.of(receipt)
+        reply: Any = self.wire.call(
+            "XPENDING", self.keys(queue).band(r.band), GROUP, r.entry_id, r.entry_id, 1, consumer
+        )
+        return bool(reply)
+
     def settle(
         self,
         consumer: str,

@@ -34,6 +34,7 @@ from forkq.engines.contract import (
     Backoff,
     ChordVote,
     EventPage,
+    Fence,
     Publish,
     ResultBackend,
     ResultWrite,
@@ -52,7 +53,14 @@ from forkq.engines.redis.client import (
 )
 from forkq.engines.redis.events import ADD as ADD_EVENTS
 from forkq.engines.redis.events import RedisEvents
-from forkq.engines.redis.keys import chord_keys, lock_key, ready_key, result_key, starts_key
+from forkq.engines.redis.keys import (
+    chord_keys,
+    fence_key,
+    lock_key,
+    ready_key,
+    result_key,
+    starts_key,
+)
 from forkq.engines.redis.limits import RedisLimits
 from forkq.engines.redis.revocations import RedisRevoked
 from forkq.engines.redis.schedules import RedisSchedules
@@ -63,6 +71,12 @@ from forkq.states import READY_STATES
 _UNLOCK = """
 if redis.call("GET", KEYS[1]) == ARGV[1] then redis.call("DEL", KEYS[1]) end
 """
+
+
+@functools.cache
+def store_script() -> str:
+    """store.lua's text, read once per process tree."""
+    return resources.files("forkq.engines.redis.lua").joinpath("store.lua").read_text()
 
 
 @functools.cache
@@ -94,23 +108,26 @@ class RedisBackend(ResultBackend):
             self._reader, self.prefix, self.client.register_script(ADD_EVENTS)
         )
 
-    def store(self, task_id: str, state: str, payload: bytes, ttl: float) -> None:
+    def store(
+        self, task_id: str, state: str, payload: bytes, ttl: float, fence: Fence | None = None
+    ) -> None:
         with self._errors():
             pipe = self.client.pipeline(transaction=True)
-            self.queue_store(pipe, ResultWrite(task_id, state, payload, ttl))
+            self.queue_store(pipe, ResultWrite(task_id, state, payload, ttl, fence))
             pipe.execute()
 
     def queue_store(self, pipe: Commands, write: ResultWrite) -> None:
-        """Add the writes of `store` to a pipeline or batch on the same server (the session's
-        result and ack in one round trip)."""
-        ttl_ms = max(1, int(write.ttl * 1000))
+        """Add the write of `store` (store.lua, by EVAL: fenced by its run) to a MULTI/EXEC
+        on the same server (the session's result and ack in one round trip); never to a plain
+        pipeline (store.lua says why)."""
+        t = write.task_id
+        keys = (result_key(self.prefix, t), ready_key(self.prefix, t), fence_key(self.prefix, t))
         value = write.state.encode() + b"\n" + write.payload
-        pipe.execute_command("SET", result_key(self.prefix, write.task_id), value, "PX", ttl_ms)
-        if write.state in READY_STATES:
-            ready = ready_key(self.prefix, write.task_id)
-            pipe.execute_command("DEL", ready)
-            pipe.execute_command("RPUSH", ready, 1)
-            pipe.execute_command("PEXPIRE", ready, ttl_ms)
+        ready = 1 if write.state in READY_STATES else 0
+        ttl_ms = max(1, int(write.ttl * 1000))
+        fence = write.fence
+        run = (0, "") if fence is None else (fence.attempt, fence.sending)
+        pipe.execute_command("EVAL", store_script(), 3, *keys, value, ttl_ms, ready, *run)
 
     def store_all(self, writes: Sequence[ResultWrite]) -> None:
         """One MULTI/EXEC."""
@@ -199,7 +216,10 @@ class RedisBackend(ResultBackend):
 
     def forget(self, task_id: str) -> None:
         with self._errors():
-            self.client.delete(result_key(self.prefix, task_id), ready_key(self.prefix, task_id))
+            t = task_id
+            self.client.delete(
+                result_key(self.prefix, t), ready_key(self.prefix, t), fence_key(self.prefix, t)
+            )
 
     def count_start(self, key: str, ttl: float) -> int:
         name = starts_key(self.prefix, key)

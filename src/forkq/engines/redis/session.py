@@ -68,6 +68,7 @@ class RedisSession(ConsumerSession):
         self.joins_results = self.atomic_effects = self._joined is not None
         self._clock = RecoveryClock(lease_ttl)
         self._recovery = DeadWorkerRecovery(link, lease_ttl)
+        self.unchallenged_for = lease_ttl / 2
         self._reread: set[str] = set()  # queues whose pending entries to read again
 
     def _send_acks(self, acks: list[Delivery]) -> None:
@@ -129,14 +130,20 @@ class RedisSession(ConsumerSession):
             self._settle_one(extra, "requeue", 0)
         return got[:limit]
 
+    def _still_holds(self, delivery: Delivery) -> bool:
+        """Whether the entry is pending for this consumer (release.lua moves an entry it
+        takes back to a new id: the old one is then pending for no one)."""
+        with self._link.errors():
+            return self._link.pending_for(self.consumer.name, delivery.queue, delivery.receipt)
+
     def _ack_finished(self, acks: list[Delivery], delivery: Delivery) -> None:
         self._send_acks([*acks, delivery])
 
     def _store_and_ack(self, acks: list[Delivery], delivery: Delivery, result: ResultWrite) -> None:
         """The result write, the kept acks and the ack in one MULTI/EXEC on the `Wire`, one
         round trip, the result first, on the same connection (redis-py's pipeline costs this call
-        more CPU than the round trip). Plain commands only: no script a restarted server could
-        have lost."""
+        more CPU than the round trip). The result goes by EVAL (store.lua, fenced by its run),
+        the acks as plain commands: nothing a restarted server could have lost."""
         results = self._joined
         assert results is not None  # joins_results says so
         with self._link.errors():

@@ -38,6 +38,12 @@ def publish(conn: sqlite3.Connection, messages: Sequence[Outgoing], now: float) 
 _ACK = "DELETE FROM forkq_messages WHERE id = ? AND owner = ?"
 
 
+def held(conn: sqlite3.Connection, owner: str, msg_id: int) -> bool:
+    """Whether `owner` holds the row (its lease was not taken back)."""
+    found = conn.execute("SELECT 1 FROM forkq_messages WHERE id = ? AND owner = ?", (msg_id, owner))
+    return found.fetchone() is not None
+
+
 def ack(conn: sqlite3.Connection, owner: str, msg_id: int) -> None:
     conn.execute(_ACK, (msg_id, owner))
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from forkq.engines.contract import ChordVote, ResultWrite
+from forkq.engines.contract import ChordVote, Fence, ResultWrite
 
 _CHORDS = """
 CREATE TABLE IF NOT EXISTS forkq_chords (
@@ -38,6 +38,28 @@ CREATE TABLE IF NOT EXISTS forkq_chord_members (
 ) WITHOUT ROWID
 """
 _STORE = "INSERT OR REPLACE INTO forkq_results VALUES (?, ?, ?, ?)"
+
+# Each record's last run past a first (`ResultBackend.store`: a write of a run of the same
+# sending with a lower attempt is refused). A first run writes no row here: most cost none.
+FENCES = """
+CREATE TABLE IF NOT EXISTS forkq_fences (
+    task_id TEXT PRIMARY KEY,
+    sending TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    expires_at REAL NOT NULL
+) WITHOUT ROWID
+"""
+_STORE_FENCED = """
+INSERT OR REPLACE INTO forkq_results SELECT :task_id, :state, :payload, :until
+WHERE NOT EXISTS (SELECT 1 FROM forkq_fences
+                  WHERE task_id = :task_id AND sending = :sending AND attempt > :attempt
+                  AND expires_at >= :now)
+"""
+_FENCE = """
+INSERT INTO forkq_fences VALUES (:task_id, :sending, :attempt, :until)
+ON CONFLICT (task_id) DO UPDATE SET sending = :sending, attempt = :attempt, expires_at = :until
+"""
+_UNFENCE = "DELETE FROM forkq_fences WHERE task_id = ?"
 
 # The chord's row after the vote: `:added` members more (0 or 1), and the vote's member as the
 # firing one when the vote is due (a failure, or the count reaching the size), no other member
@@ -67,13 +89,26 @@ class Records:
         self._next_cleanup = now + CLEANUP_EVERY
 
     def store(self, writes: Sequence[ResultWrite], now: float) -> None:
-        if len(writes) == 1:
-            w = writes[0]
-            self._conn.execute(_STORE, (w.task_id, w.state, w.payload, now + w.ttl))
-        elif writes:
-            rows = [(w.task_id, w.state, w.payload, now + w.ttl) for w in writes]
+        """The writes, each run's fenced (`ResultBackend.store`); the forkq_fences table made
+        already (`FENCES`, by the backend's connection). In the caller's transaction when
+        there are several statements."""
+        unfenced = [w for w in writes if w.fence is None]
+        if unfenced:
+            rows = [(w.task_id, w.state, w.payload, now + w.ttl) for w in unfenced]
             self._conn.executemany(_STORE, rows)
+            self._conn.executemany(_UNFENCE, [(w.task_id,) for w in unfenced])
+        for w in writes:
+            if w.fence is not None:
+                self._store_fenced(w, w.fence, now)
         self.clean(now)
+
+    def _store_fenced(self, w: ResultWrite, fence: Fence, now: float) -> None:
+        row = {"task_id": w.task_id, "state": w.state, "payload": w.payload,
+               "until": now + w.ttl, "sending": fence.sending, "attempt": fence.attempt,
+               "now": now}  # fmt: skip
+        written = self._conn.execute(_STORE_FENCED, row).rowcount > 0
+        if written and fence.attempt > 1:
+            self._conn.execute(_FENCE, row)
 
     def clean(self, now: float) -> None:
         """Delete the expired results (and chords), if the last time was a minute ago."""
@@ -81,6 +116,7 @@ class Records:
             return
         self._next_cleanup = now + CLEANUP_EVERY
         self._conn.execute("DELETE FROM forkq_results WHERE expires_at < ?", (now,))
+        self._conn.execute("DELETE FROM forkq_fences WHERE expires_at < ?", (now,))
         if self._has_chords:
             self._conn.execute(
                 """DELETE FROM forkq_chord_members WHERE chord IN

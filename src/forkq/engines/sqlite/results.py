@@ -3,6 +3,7 @@
 Schema::
 
     forkq_results(task_id PRIMARY KEY, state, payload, expires_at)
+    forkq_fences(task_id PRIMARY KEY, sending, attempt, expires_at)   made at open (`records`)
     forkq_starts(key PRIMARY KEY, count, expires_at)   made on first use (`count_start`)
     forkq_locks(key PRIMARY KEY, holder, expires_at)   made on first use (`lock`)
     forkq_chords, forkq_chord_members                  made on first use (`vote`): `records`
@@ -18,8 +19,10 @@ also runs on its own connection when the results share its file (one transaction
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 
 from forkq.engines.contract import (
     BACKOFF,
@@ -27,6 +30,7 @@ from forkq.engines.contract import (
     Backoff,
     ChordVote,
     EventPage,
+    Fence,
     Publish,
     ResultBackend,
     ResultWrite,
@@ -43,7 +47,7 @@ from forkq.engines.sqlite.file import (
     transaction,
 )
 from forkq.engines.sqlite.limits import Limits
-from forkq.engines.sqlite.records import Records
+from forkq.engines.sqlite.records import FENCES, Records
 from forkq.engines.sqlite.revocations import Revoked
 from forkq.engines.sqlite.schedules import SQLiteSchedules
 from forkq.exceptions import BackendError
@@ -87,19 +91,31 @@ class SQLiteBackend(ResultBackend):
         self._has_starts_table = False
         self._has_locks_table = False
         self._next_cleanup = time.time() + _CLEANUP_EVERY
+        self._make_fences_table()
         self._records = Records(self._conn, time.time())
         self._limits = Limits(self._conn)
         self._revoked = Revoked(self._conn)
         self._events = SQLiteEvents(self._conn)
 
-    def store(self, task_id: str, state: str, payload: bytes, ttl: float) -> None:
-        now = time.time()
+    def _make_fences_table(self) -> None:
+        """forkq_fences (`Records.store` reads it), which files made before the results were
+        fenced lack; not by a process that may only read the file (it stores nothing)."""
         with self._errors:
-            self._conn.execute(
-                "INSERT OR REPLACE INTO forkq_results VALUES (?, ?, ?, ?)",
-                (task_id, state, payload, now + ttl),
-            )
-            self._records.clean(now)
+            found = self._conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = 'forkq_fences'"
+            ).fetchone()
+            if found is None and os.access(self.path, os.W_OK):
+                self._conn.execute(FENCES)
+
+    def store(
+        self, task_id: str, state: str, payload: bytes, ttl: float, fence: Fence | None = None
+    ) -> None:
+        now = time.time()
+        write = ResultWrite(task_id, state, payload, ttl, fence)
+        # A first run's write is one statement; any other, two (the record and its fence).
+        alone = fence is not None and fence.attempt <= 1
+        with self._errors, nullcontext() if alone else transaction(self._conn):
+            self._records.store([write], now)
 
     def store_all(self, writes: Sequence[ResultWrite]) -> None:
         """In one transaction."""
@@ -165,6 +181,7 @@ class SQLiteBackend(ResultBackend):
     def forget(self, task_id: str) -> None:
         with self._errors:
             self._conn.execute("DELETE FROM forkq_results WHERE task_id = ?", (task_id,))
+            self._conn.execute("DELETE FROM forkq_fences WHERE task_id = ?", (task_id,))
 
     def count_start(self, key: str, ttl: float) -> int:
         now = time.time()

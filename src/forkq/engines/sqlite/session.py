@@ -93,6 +93,7 @@ class SQLiteSession(ConsumerSession):
         self._lease_ttl = lease_ttl
         self._dead_caps = dead_caps
         self._clock = RecoveryClock(lease_ttl)
+        self.unchallenged_for = lease_ttl / 2
         self._waiter: ChangeWaiter | None = None  # made when a fetch first has to wait
         # The result backend's statements on this connection, if the results are in this file.
         self._records: Records | None = None
@@ -186,6 +187,10 @@ class SQLiteSession(ConsumerSession):
         if acks:
             ids = [holds.row_id(d.receipt) for d in acks]
             holds.ack_all(self._conn, self.consumer.name, ids)
+
+    def _still_holds(self, delivery: Delivery) -> bool:
+        with self._errors:
+            return holds.held(self._conn, self.consumer.name, holds.row_id(delivery.receipt))
 
     def _ack_finished(self, acks: list[Delivery], delivery: Delivery) -> None:
         with self._errors:
