@@ -54,6 +54,14 @@ def workers(directory: Path, url: str) -> Iterator[StartWorker]:
         yield start
 
 
+DEAD_LIMIT = 10_000  # more than any scenario sends
+
+
+def dead_count(client: Forkq) -> int:
+    """The dead letters of the default queue (every scenario's tasks go there)."""
+    return len(client.broker.dead_letters(client.settings.default_queue, DEAD_LIMIT))
+
+
 def drain(results: list[AsyncResult[object]], timeout: float) -> None:
     """Until every task has an outcome: its result, or its failure (a task whose process died
     `max_deliveries` times fails as WorkerLost and is dead-lettered)."""

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from forkq import Forkq
-from tests.chaos.conftest import chaos_client, drain, workers
+from tests.chaos.conftest import chaos_client, dead_count, drain, workers
 from tests.chaos.harness import Run, held_by_worker
 from tests.conftest import wait_until_serving
 from tests.rabbit_servers import PrivateRabbit, rabbitmq_scripts
@@ -27,11 +26,6 @@ from tests.redis_servers import PrivateRedis, need_programs, running
 pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.timeout(120)]
 
 CONCURRENCY = 2
-DEAD_LIMIT = 10_000
-
-
-def dead_count(client: Forkq) -> int:
-    return len(client.broker.dead_letters(client.settings.default_queue, DEAD_LIMIT))
 
 
 def test_redis_killed_and_restarted_with_its_append_only_file(chaos_dir: Path) -> None:
