@@ -2,13 +2,8 @@
 machine's shared Redis or RabbitMQ): a private redis-server killed with SIGKILL and
 restarted, with its append-only file (`appendfsync always`: nothing lost) and without one
 (the documented loss: what was queued and not yet delivered is gone, with the results
-stored; what the children held still runs); a private RabbitMQ node's application stopped
-and started (`rabbitmqctl stop_app`/`start_app`: durable queues, persistent messages); a
-Redis Sentinel group's primary killed and its replica promoted.
-
-Partition and Redis Cluster scenarios plug in the same way: start the servers, run a worker
-with `workers()`, `Run.tasks`, note each fault with `Run.fault`, `drain`, then
-`Run.figures(...).report()` and `.check()`."""
+stored; what the children held still runs); a Redis Sentinel group's primary killed and its
+replica promoted. RabbitMQ's: test_rabbit_faults.py."""
 
 from __future__ import annotations
 
@@ -19,7 +14,6 @@ import pytest
 from tests.chaos.conftest import chaos_client, dead_count, drain, workers
 from tests.chaos.harness import Run, held_by_worker
 from tests.conftest import wait_until_serving
-from tests.rabbit_servers import PrivateRabbit, rabbitmq_scripts
 from tests.redis_sentinel import SentinelGroup
 from tests.redis_servers import PrivateRedis, need_programs, running
 
@@ -81,31 +75,6 @@ def test_redis_killed_and_restarted_without_persistence(chaos_dir: Path) -> None
         assert not figures.lost_ids & figures.started  # only what was queued, never run
         assert not figures.lost_ids & {r.id for r in after}
         assert figures.duplicates <= figures.bound, figures.line()
-
-
-def test_rabbitmq_application_stopped_and_started(chaos_dir: Path) -> None:
-    (chaos_dir / "rabbit").mkdir()
-    node = PrivateRabbit(chaos_dir / "rabbit", rabbitmq_scripts(), tls=False)
-    run = Run("rabbitmq-stop-start-app", "amqp", chaos_dir)
-    try:
-        node.start()
-        url = node.url()
-        with chaos_client(chaos_dir, url) as client, workers(chaos_dir, url) as start:
-            worker = start("-c", str(CONCURRENCY), "-l", "warning")
-            wait_until_serving(client, worker)
-            results = run.tasks(client, 1000)
-            results[150].get(timeout=60)
-            run.fault(held_by_worker(CONCURRENCY, None))
-            node.ctl("stop_app")
-            node.ctl("start_app")
-            results.append(run.probe(client))
-            drain(results, timeout=60)
-            figures = run.figures(dead_count(client), note="durable queues, persistent messages")
-            figures.report()
-            assert worker.proc.poll() is None, worker.log()
-            figures.check()
-    finally:
-        node.stop()
 
 
 def test_sentinel_failover(sentinel_group: SentinelGroup, chaos_dir: Path) -> None:
