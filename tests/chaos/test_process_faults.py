@@ -15,17 +15,22 @@ import pytest
 
 from tests.chaos.conftest import chaos_client, dead_count, drain, workers
 from tests.chaos.harness import Run, held_by_child, held_by_worker
-from tests.conftest import amqp_test_url, engine_url, redis_test_url, wait_until_serving
+from tests.conftest import (
+    amqp_test_url,
+    engine_url,
+    redis_test_url,
+    wait_until_serving,
+    with_param,
+)
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.timeout(90)]
 
 
 @pytest.fixture(params=["redis", "amqp"])
 def engine(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
-    """(engine, URL): the default URL forms, under a prefix of the test's own, with a lease
-    of 2 s (`?lease_ttl=2`) so that a dead worker's messages are taken over quickly."""
+    """(engine, URL): the default URL forms, under a prefix of the test's own."""
     make = {"redis": redis_test_url, "amqp": amqp_test_url}[request.param]
-    for url in engine_url(request.param, make(lease_ttl=2)):
+    for url in engine_url(request.param, make()):
         yield request.param, url
 
 
@@ -55,8 +60,9 @@ def test_whole_workers_killed_and_another_finishes(
 ) -> None:
     """Three workers; two are killed with SIGKILL, one after the other (each its process
     group: master, children and agent at once); the third finishes their work (on Redis, once
-    each dead worker's lease has run out)."""
+    each dead worker's lease has run out: 2 s here, `?lease_ttl=2`, not the default 30)."""
     name, url = engine
+    url = with_param(url, "lease_ttl", "2")
     concurrency = 2
     run = Run("worker-kill", name, chaos_dir)
     with chaos_client(chaos_dir, url) as client, workers(chaos_dir, url) as start:
