@@ -116,7 +116,8 @@ class Executor:
         self._unacked = session.kept_acks if caps.keeps_acks and caps.releases_others else _none
         self.slot = slot
         self.ttl = app.settings.result_ttl
-        self._fence: Fence | None = None  # the run of the delivery being handled (lease.py)
+        # The run being handled (lease.py): its fence is made only for a write of its record.
+        self._running: tuple[Message, Delivery] | None = None
         self.admission = Admission(self.results, self.limits)  # rate and concurrency limits
 
     def handle(self, delivery: Delivery) -> bool:
@@ -140,10 +141,10 @@ class Executor:
         return done
 
     def _handle(self, delivery: Delivery) -> bool:
-        self._fence = None  # the run's, once decoded: it fences this run's writes of its record
+        self._running = None  # once decoded: it fences this run's writes of its record
         try:
             message, task, revoked = self._accept(delivery)
-            self._fence = run_fence(message, delivery)
+            self._running = (message, delivery)
             if self.observers:
                 self.observers.received(message, delivery.queue)
             if revoked or self.revoked.revoked(message.id):
@@ -235,7 +236,7 @@ class Executor:
         this discard), else "not run". One read per discard: revocations are rare."""
         stored = self.results.get(message.id)
         if stored is not None and stored.state == REVOKED:
-            return ResultWrite(message.id, REVOKED, stored.payload, self.ttl, self._fence)
+            return ResultWrite(message.id, REVOKED, stored.payload, self.ttl, self._fence())
         return self._result_write(message.id, revoked_record(NOT_RUN, message.task))[1]
 
     def _accept(self, delivery: Delivery) -> tuple[Message, Task, bool]:
@@ -322,7 +323,7 @@ class Executor:
         (a workflow's step), then the message dead-lettered: a crash in between repeats the
         rejection and its effects, which are keyed by task id."""
         log.warning("dead-lettering message %s: %s", delivery.receipt, rejected.reason)
-        self._fence = None  # a verdict, no run's: the dead letter requeued runs afresh
+        self._running = None  # a verdict, no run's: the dead letter requeued runs afresh
         if message is not None and message.unique is not None:  # it will never run
             unlock_at_end(self.results, message)
         task_id = rejected.failed_task_id
@@ -369,7 +370,10 @@ class Executor:
 
     def _result_write(self, task_id: str, record: ResultRecord) -> tuple[ResultRecord, ResultWrite]:
         record, payload = encode_storable(record)
-        return record, ResultWrite(task_id, record.state, payload, self.ttl, self._fence)
+        return record, ResultWrite(task_id, record.state, payload, self.ttl, self._fence())
+
+    def _fence(self) -> Fence | None:
+        return None if self._running is None else run_fence(*self._running)
 
 
 class _Refused(Exception):
