@@ -1,0 +1,128 @@
+"""Faults of one link, in tests/hosts' network namespaces, with the URLs users write.
+
+A worker whose result backend (a private redis-server, apart from the broker) goes silent while
+it runs tasks keeps each finished task's outcome and retries the store: it acks nothing it
+could not store, and once the link returns every result is stored and every message acked, each
+task having run once; for longer than lease_ttl too (the worker's beats still reach the broker,
+so no other worker takes its messages).
+
+The tasks print where they run and with which delivery count, so the test counts the runs in
+the workers' output.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from forkq import Forkq
+from tests.conftest import E2E_APP, engine_url, redis_test_url
+from tests.hosts import Direction, Host
+from tests.hosts.fixture import MakeCluster
+from tests.hosts.process import HostProcess
+from tests.redis_servers import PrivateRedis
+
+pytestmark = pytest.mark.timeout(120)
+
+FAULT_TASKS = """
+import socket
+
+
+@app.task(bind=True)
+def step(self, seconds):
+    host = socket.gethostname()
+    print(f"step {self.request.id} run {self.request.delivery_count} on {host}", flush=True)
+    time.sleep(seconds)
+    return self.request.delivery_count
+"""
+
+LEASE_TTL = 1  # seconds, in the broker's URL, as users set it
+
+
+@pytest.fixture
+def e2e_dir(tmp_path: Path) -> Path:
+    (tmp_path / "e2eapp.py").write_text(E2E_APP + FAULT_TASKS)
+    return tmp_path
+
+
+@pytest.fixture(params=["lease_ttl default", f"lease_ttl={LEASE_TTL}"])
+def broker_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The shared Redis, with the default lease_ttl (30 s) or a short one."""
+    params = {} if request.param == "lease_ttl default" else {"lease_ttl": LEASE_TTL}
+    yield from engine_url("redis", redis_test_url(**params))
+
+
+def runs(workers: list[HostProcess], task_id: str) -> int:
+    return sum(w.log().count(f"step {task_id} run ") for w in workers)
+
+
+def backend_worker(host: Host, e2e_dir: Path, broker: str, backend: PrivateRedis) -> HostProcess:
+    host.forward(backend.port)
+    worker = host.worker(e2e_dir, host.reach(broker), "-c", "2", backend=host.reach(backend.url))
+    worker.wait_for_log("child 1 ready", timeout=60)
+    return worker
+
+
+# Past the read timeout of a URL that names none (redis-py's 5 s): the stores fail, not only
+# wait; and past the short lease_ttl.
+CUT_FOR = 6.5
+
+
+def test_a_worker_cut_off_from_its_result_backend_stores_then_acks_once_it_returns(
+    cluster: MakeCluster, e2e_dir: Path, broker_url: str, private_redis: PrivateRedis
+) -> None:
+    a, b = cluster(2)
+    client = Forkq("e2e", broker=broker_url, backend=private_redis.url)
+    try:
+        cut_off = backend_worker(a, e2e_dir, broker_url, private_redis)
+        sent = [client.send_task("e2eapp.step", (0.5,)) for _ in range(6)]
+        for result in sent[:2]:
+            cut_off.wait_for_log(f"step {result.id} run ", timeout=30)
+        a.link(private_redis.port).blackhole(Direction.BOTH)
+        a.link(private_redis.port).cut()  # what it had open resets; new ones hang
+        # A second worker, reaching the backend, consumes the same queue: it may take only what
+        # A's beats stop covering (nothing, since they still reach the broker).
+        other = backend_worker(b, e2e_dir, broker_url, private_redis)
+        time.sleep(CUT_FOR)  # the fault's length is the test's subject: no event to wait on
+        healed = time.monotonic()
+        a.heal()
+        got = {r.id: r.get(timeout=60) for r in sent}
+        stored = time.monotonic() - healed
+        wait_until_acked(broker_url)
+        acked = time.monotonic() - healed
+        workers = [cut_off, other]
+        counts = {r.id: runs(workers, r.id) for r in sent}
+        assert all(n >= 1 for n in counts.values()), counts
+        duplicates = sum(counts.values()) - len(sent)
+        assert duplicates == 0, (counts, "\n" + cut_off.log())
+        assert set(got.values()) == {1}, got  # every task's first delivery is the one stored
+        assert "lost its connection" not in cut_off.log()
+        lease = "lease_ttl=1" if "lease_ttl" in broker_url else "lease_ttl default"
+        print(
+            f"\nbackend cut {CUT_FOR} s ({lease}): all {len(sent)} stored {stored:.2f} s, "
+            f"acked {acked:.2f} s after the heal"
+        )
+    finally:
+        client.close()
+
+
+def pending(broker_url: str) -> int:
+    """How many entries the streams of the test's prefix hold unacked."""
+    prefix = broker_url.split("prefix=", 1)[1].split("&", 1)[0]
+    r = redis.Redis.from_url(broker_url.split("?", 1)[0])
+    try:
+        keys = r.scan_iter(match=f"{{{prefix}:*", _type="stream")
+        return sum(g["pending"] for key in keys for g in r.xinfo_groups(key))
+    finally:
+        r.close()
+
+
+def wait_until_acked(broker_url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (left := pending(broker_url)) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the acks are the workers' own: polled, the only sign of them
+    assert left == 0, f"{left} entries still unacked"
