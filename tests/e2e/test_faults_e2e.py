@@ -6,12 +6,16 @@ could not store, and once the link returns every result is stored and every mess
 task having run once; for longer than lease_ttl too (the worker's beats still reach the broker,
 so no other worker takes its messages).
 
+A worker whose wall clock is a minute off (tests/skewed_clock) runs a countdown when it is
+due by the broker's clock, and takes no live worker's messages for a dead worker's.
+
 The tasks print where they run and with which delivery count, so the test counts the runs in
 the workers' output.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,3 +130,88 @@ def wait_until_acked(broker_url: str, timeout: float = 30.0) -> None:
     while (left := pending(broker_url)) and time.monotonic() < deadline:
         time.sleep(0.05)  # the acks are the workers' own: polled, the only sign of them
     assert left == 0, f"{left} entries still unacked"
+
+
+# Longer than the read timeout of a URL that names none (redis-py's 5 s): an idle worker's
+# blocking fetch, asked to wait up to just under it, comes back over the slow link at least once.
+IDLE_FOR = 6.0
+
+
+@pytest.mark.parametrize("delay_ms", [100, 500])
+def test_a_slow_lossy_link_to_redis_slows_a_worker_without_a_false_outage_or_takeover(
+    cluster: MakeCluster, e2e_dir: Path, delay_ms: int
+) -> None:
+    """A plain redis:// URL (default lease_ttl and read timeout) through a link with `delay_ms`
+    each way and 5 % loss: every task runs once (its first delivery: nothing was released by
+    the healthy worker's recovery, nor given back by a child that left), and the slow worker
+    never takes the link for down."""
+    for url in engine_url("redis", redis_test_url()):
+        slow, healthy = cluster(2)
+        slow.redis.delay(delay_ms)
+        slow.redis.loss(0.05)
+        client = Forkq("e2e", broker=url)
+        try:
+            workers = [slow.worker(e2e_dir, slow.reach(url), "-c", "2")]
+            workers[0].wait_for_log("child 1 ready", timeout=60)
+            workers.append(healthy.worker(e2e_dir, healthy.reach(url), "-c", "1"))
+            workers[0].wait_for_log("control agent of host0 listening", timeout=60)
+            time.sleep(IDLE_FOR)  # idle: blocking fetches over the slow link
+            began = time.monotonic()
+            sent = [client.send_task("e2eapp.step", (0.1,)) for _ in range(20)]
+            got = {r.id: r.get(timeout=60) for r in sent}
+            took = time.monotonic() - began
+            assert set(got.values()) == {1}, got  # no redelivery
+            counts = {r.id: runs(workers, r.id) for r in sent}
+            assert set(counts.values()) == {1}, counts
+            on_slow = sum(workers[0].log().count(f"step {r.id} run 1 on host0") for r in sent)
+            log = workers[0].log()
+            for false_alarm in ("unreachable", "lost its connection", "lost its lease"):
+                assert false_alarm not in log, log
+            shown = f"{delay_ms} ms each way, 5 % loss: 20 tasks in {took:.2f} s"
+            print(f"\n{shown}, {on_slow} on the slow host")
+        finally:
+            client.close()
+
+
+SKEWED_CLOCK = Path(__file__).parent.parent / "skewed_clock"  # its sitecustomize.py
+
+
+def skewed(seconds: float) -> dict[str, str]:
+    """The environment of a host's processes whose wall clock is `seconds` off."""
+    path = os.pathsep.join(p for p in (str(SKEWED_CLOCK), os.environ.get("PYTHONPATH")) if p)
+    return {"PYTHONPATH": path, "SKEWED_CLOCK_SECONDS": str(seconds)}
+
+
+COUNTDOWN = 2.0  # seconds
+
+
+@pytest.mark.parametrize("skew", [60, -60])
+def test_a_worker_with_a_skewed_clock_runs_countdowns_on_time_and_takes_over_no_live_lease(
+    cluster: MakeCluster, e2e_dir: Path, skew: int
+) -> None:
+    """A worker `skew` seconds off runs a countdown sent by a client with a right clock when
+    it is due, not `skew` early or late; and while a worker with a right clock runs a task
+    longer than lease_ttl, the skewed one, looking for dead workers' messages every lease_ttl / 4,
+    does not take it."""
+    for url in engine_url("redis", redis_test_url(lease_ttl=LEASE_TTL)):
+        right, off = cluster(2)
+        client = Forkq("e2e", broker=url)
+        try:
+            steady = right.worker(e2e_dir, right.reach(url), "-c", "1")
+            steady.wait_for_log("child 0 ready", timeout=60)
+            long = client.send_task("e2eapp.step", (4 * LEASE_TTL,))
+            steady.wait_for_log(f"step {long.id} run 1 on {right.name}", timeout=30)
+            wrong = off.worker(e2e_dir, off.reach(url), "-c", "1", env=skewed(skew))
+            wrong.wait_for_log("child 0 ready", timeout=60)
+            sent = time.monotonic()
+            later = client.send_task("e2eapp.step", (0.0,), countdown=COUNTDOWN)
+            wrong.wait_for_log(f"step {later.id} run 1 on {off.name}", timeout=COUNTDOWN + 10)
+            waited = time.monotonic() - sent
+            assert long.get(timeout=30) == 1 and later.get(timeout=10) == 1
+            assert runs([steady, wrong], long.id) == 1, wrong.log()
+            # The fetch's own pace: a worker looks again when the message is due by the
+            # server's clock, after one round trip.
+            assert COUNTDOWN - 0.1 <= waited <= COUNTDOWN + 1.0, waited
+            print(f"\nclock {skew:+d} s: a {COUNTDOWN} s countdown ran after {waited:.2f} s")
+        finally:
+            client.close()

@@ -101,8 +101,8 @@ class RedisSession(ConsumerSession):
             reread = k.queue in self._reread
             acks = owed.pop(k.queue, ())
             reply = self._link.fetch(k, self.consumer.name, limit - len(got), reread, acks)
-            if reply[0]:
-                due = float(reply[0]) / 1000
+            if reply[0] is not None:  # ms until due, by the server's clock
+                due = time.time() + float(reply[0]) / 1000
                 next_due = due if next_due is None else min(next_due, due)
             if reread and not reply[1]:  # it read all it held again
                 self._reread.discard(k.queue)
