@@ -42,6 +42,14 @@ def step(self, seconds):
     print(f"step {self.request.id} run {self.request.delivery_count} on {host}", flush=True)
     time.sleep(seconds)
     return self.request.delivery_count
+
+
+@app.task(bind=True)
+def retry_once(self, countdown):
+    print(f"retry_once {self.request.id} try {self.request.retries}", flush=True)
+    if self.request.retries == 0:
+        raise self.retry(countdown=countdown)
+    return self.request.retries
 """
 
 LEASE_TTL = 1  # seconds, in the broker's URL, as users set it
@@ -212,6 +220,18 @@ def test_a_worker_with_a_skewed_clock_runs_countdowns_on_time_and_takes_over_no_
             # The fetch's own pace: a worker looks again when the message is due by the
             # server's clock, after one round trip.
             assert COUNTDOWN - 0.1 <= waited <= COUNTDOWN + 1.0, waited
-            print(f"\nclock {skew:+d} s: a {COUNTDOWN} s countdown ran after {waited:.2f} s")
+
+            # A retry's countdown, published by the skewed worker itself.
+            retried = client.send_task("e2eapp.retry_once", (COUNTDOWN,))
+            wrong.wait_for_log(f"retry_once {retried.id} try 0", timeout=10)
+            first = time.monotonic()
+            wrong.wait_for_log(f"retry_once {retried.id} try 1", timeout=COUNTDOWN + 10)
+            again = time.monotonic() - first
+            assert retried.get(timeout=10) == 1
+            assert COUNTDOWN - 0.1 <= again <= COUNTDOWN + 1.0, again
+            print(
+                f"\nclock {skew:+d} s: a {COUNTDOWN} s countdown ran after {waited:.2f} s, "
+                f"a retry's after {again:.2f} s"
+            )
         finally:
             client.close()

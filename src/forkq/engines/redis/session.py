@@ -177,7 +177,7 @@ class RedisSession(ConsumerSession):
             if vote is not None:
                 call = results.vote_call(vote, [link.destination(m) for m in then])
                 results.queue_vote(pipe, call)
-            link.queue_publish(pipe, effects.publish, int(time.time() * 1000))
+            link.queue_publish(pipe, effects.publish)
             link.send_acks(self.consumer.name, _owed([*acks, delivery]), pipe)
             if script_missing(pipe.execute(raise_on_error=False)) and call is not None:
                 results.run_vote(call)
