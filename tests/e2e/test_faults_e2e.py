@@ -170,12 +170,13 @@ def test_a_slow_lossy_link_to_redis_slows_a_worker_without_a_false_outage_or_tak
     delay_ms = SLOW_MS
     for url in engine_url("redis", redis_test_url()):
         slow, healthy = cluster(2)
-        slow.redis.delay(delay_ms)
-        slow.redis.loss(0.05)
         client = Forkq("e2e", broker=url)
         try:
             workers = [slow.worker(e2e_dir, slow.reach(url), "-c", "2")]
+            workers[0].wait_for_log("child 1 ready", timeout=60)
             workers[0].wait_for_log("control agent of host0 listening", timeout=60)
+            slow.redis.delay(delay_ms)  # on the connections open and those opened later
+            slow.redis.loss(0.05)
             long = client.send_task("e2eapp.gated", (str(e2e_dir),))
             workers[0].wait_for_log(f"gated {long.id} started", timeout=30)
             began = time.monotonic()
@@ -210,9 +211,10 @@ def test_a_worker_whose_beats_land_further_apart_than_its_lease_allows_says_so(
     twice). The server cannot tell that from a dead worker: the worker warns, naming the fix."""
     for url in engine_url("redis", redis_test_url(lease_ttl=LEASE_TTL)):
         (slow,) = cluster(1)
+        worker = slow.worker(e2e_dir, slow.reach(url), "-c", "1")
+        worker.wait_for_log("child 0 ready", timeout=60)
         slow.redis.delay(SLOW_MS)
         slow.redis.loss(0.05)
-        worker = slow.worker(e2e_dir, slow.reach(url), "-c", "1")
         log = worker.wait_for_log("heartbeats", timeout=60)
         assert f"lease_ttl {LEASE_TTL} s" in log and "Raise lease_ttl" in log, log
 
