@@ -30,8 +30,16 @@
 -- them: an id never passes to another consumer (release and settle re-add the message under a
 -- new id and delete the old one), so an id released meanwhile is gone and both calls skip it.
 local caps = { ARGV[7], ARGV[8] }
-local clock = redis.call("TIME")
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+-- The server's time in ms, read once and only when needed (a queue with delayed messages, a
+-- dead letter's time): most fetches read no clock.
+local now_ms = nil
+local function now()
+  if not now_ms then
+    local clock = redis.call("TIME")
+    now_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+  end
+  return now_ms
+end
 local to_ack = {}
 for a = 9, #ARGV - 1, 2 do
   local k = 5 - tonumber(ARGV[a])
@@ -58,12 +66,12 @@ end
 -- for want of memory stops the moves: those left stay in the delayed set, due, for a later
 -- fetch, and the streams are read all the same (a worker keeps running what is queued).
 local first = redis.call("ZRANGE", KEYS[1], 0, 0, "WITHSCORES")
-if first[2] and tonumber(first[2]) <= now then
-  local due = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", now, "LIMIT", 0, ARGV[5])
+if first[2] and tonumber(first[2]) <= now() then
+  local due = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", now(), "LIMIT", 0, ARGV[5])
   for _, member in ipairs(due) do
     local m, moved = parse_member(member), nil
     if m.reason then
-      moved = with_room(add_dead, KEYS[6], m.kept, m.reason, now, 0, caps)
+      moved = with_room(add_dead, KEYS[6], m.kept, m.reason, now(), 0, caps)
     else
       local band = math.min(3, math.floor(m.priority / 3))
       moved = with_room(redis.call, "XADD", KEYS[5 - band], "*", "b", m.body, "d", m.starts,
@@ -86,7 +94,7 @@ local function take(i, entry)
   if body == nil or body == "" then
     local reason = body and "malformed stream entry: empty body (field b)"
       or no_body_reason(entry[2])
-    add_dead(KEYS[6], "", reason, now, priority_of(fields["p"], 0), caps)
+    add_dead(KEYS[6], "", reason, now(), priority_of(fields["p"], 0), caps)
     redis.call("XACK", KEYS[i], ARGV[1], entry[1])
     redis.call("XDEL", KEYS[i], entry[1])
     return
@@ -121,5 +129,5 @@ for i = 2, 5 do
 end
 
 -- Relative: the caller's clock may be off the server's.
-if first[2] then out[1] = math.max(0, (tonumber(first[2]) or now) - now) end
+if first[2] then out[1] = math.max(0, (tonumber(first[2]) or now()) - now()) end
 return out
