@@ -6,6 +6,11 @@ could not store, and once the link returns every result is stored and every mess
 task having run once; for longer than lease_ttl too (the worker's beats still reach the broker,
 so no other worker takes its messages).
 
+A plain redis:// URL through 500 ms each way and 5 % loss slows a worker down (about two round
+trips a task on one child) with no false outage and no false takeover; with a lease_ttl the
+link is too slow for (heartbeats landing over half of it apart), the worker warns, naming the
+fix.
+
 A worker whose wall clock is a minute off (tests/skewed_clock) runs a countdown when it is
 due by the broker's clock, and takes no live worker's messages for a dead worker's.
 
