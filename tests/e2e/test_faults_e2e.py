@@ -274,9 +274,23 @@ def test_a_worker_with_a_skewed_clock_runs_countdowns_on_time_and_takes_over_no_
             again = time.monotonic() - first
             assert retried.get(timeout=10) == 1
             assert COUNTDOWN - 0.1 <= again <= COUNTDOWN + 1.0, again
+
+            # A countdown sent by a client on the skewed host.
+            code = (
+                "from forkq import Forkq\n"
+                f"app = Forkq('e2e', broker={off.reach(url)!r})\n"
+                f"print(app.send_task('e2eapp.step', (0.0,), countdown={COUNTDOWN}).id)"
+            )
+            began = time.monotonic()
+            sent_by = off.python(code, env=skewed(skew))
+            sending = time.monotonic() - began  # the countdown runs from a moment in it
+            assert sent_by.returncode == 0, sent_by.stderr
+            wrong.wait_for_log(f"step {sent_by.stdout.strip()} run 1", timeout=COUNTDOWN + 10)
+            theirs = time.monotonic() - began
+            assert COUNTDOWN - 0.1 <= theirs <= COUNTDOWN + sending + 1.0, (theirs, sending)
             print(
                 f"\nclock {skew:+d} s: a {COUNTDOWN} s countdown ran after {waited:.2f} s, "
-                f"a retry's after {again:.2f} s"
+                f"a retry's after {again:.2f} s, a skewed client's within {theirs:.2f} s"
             )
         finally:
             client.close()
