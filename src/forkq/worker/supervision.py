@@ -7,7 +7,8 @@ the living ones hold theirs.
                   time limit: FAILURE stored (every engine), dead-lettered (by the release)
                   │ terminated, its task revoked: REVOKED stored (every engine), back
                   counted, for the next child to discard (executor.py)
-    tick       ─► heartbeat (with the queues consumed) ─► retry releases an outage held up
+    tick       ─► heartbeat (with the queues consumed; beats landing too far apart for the
+                  lease are warned of: beats.py) ─► retry releases an outage held up
                   ─► with metrics: the queues' depths, read for the scrapes to serve
                   ─► the revoked ids the next child inherits: what changed, when it may
                      have (worker/revoked.py)
@@ -48,6 +49,7 @@ from forkq.pool.exits import ChildExit
 from forkq.pool.scoreboard import SlotState, SlotView
 from forkq.pool.watch import Ending, Verdict
 from forkq.result import encode_record, failure_record, revoked_record
+from forkq.worker.beats import BeatGaps
 from forkq.worker.revoked import RevokedIds
 
 if TYPE_CHECKING:  # imported only with --metrics-port, -E (service.py)
@@ -80,6 +82,7 @@ class WorkerSupervision:
         self._bulletin = bulletin
         self.revoked = revoked
         self.outage = Outage("broker (from the master)", log)
+        self.beats: BeatGaps | None = None  # made at the first tick, with the broker
         self.unreleased: list[ChildExit] = []  # exits whose release failed: retried each tick
 
     def child_ending(self, verdict: Verdict, seen: SlotView) -> None:
@@ -174,7 +177,11 @@ class WorkerSupervision:
     def tick(self) -> None:
         """Heartbeat, retry releases that failed during an outage, read the queues' depths."""
         try:
-            self.app.broker.heartbeat(self.worker_id, self.queues)
+            broker = self.app.broker
+            broker.heartbeat(self.worker_id, self.queues)
+            if self.beats is None:
+                self.beats = BeatGaps(broker.lease_ttl, broker.capabilities.releases_others)
+            self.beats.landed()
             while self.unreleased:
                 self._settle(self.unreleased[0])
                 self.unreleased.pop(0)

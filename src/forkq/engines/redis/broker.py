@@ -18,7 +18,6 @@ Key schema: `forkq.engines.redis.keys`; the connection, scripts and error transl
 
 from __future__ import annotations
 
-import time
 from collections.abc import Collection, Sequence
 from typing import Any
 
@@ -78,7 +77,7 @@ class RedisBroker(Broker):
         return self._link.prefix
 
     def publish(self, messages: Sequence[Outgoing]) -> None:
-        now_ms, link = int(time.time() * 1000), self._link
+        link = self._link
         replication = link.replication
         with link.errors():
             if len(messages) == 1 and messages[0].delay <= 0 and not replication.replicas:
@@ -89,7 +88,7 @@ class RedisBroker(Broker):
             for queue in {m.queue for m in messages}:
                 link.ensure(queue)
             batch = Batch()  # all or none: a server out of memory refuses the whole
-            link.queue_publish(batch, messages, now_ms)
+            link.queue_publish(batch, messages)
             then = (replication.wait_command,) if replication.replicas else ()
             replies = link.wire.send_transaction(batch, then)  # WAIT's in the same write
         if replication.replicas:

@@ -57,6 +57,11 @@ def _script(name: str) -> str:
     return scripts.joinpath("entries.lua").read_text() + scripts.joinpath(name).read_text()
 
 
+@functools.cache
+def _delay_script() -> str:
+    return resources.files("forkq.engines.redis.lua").joinpath("delay.lua").read_text()
+
+
 def owed_by_queue(acks: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
     """(queue, receipt) pairs as the fetch script takes its acks: per queue, [band, id, band,
     id, ...]."""
@@ -145,15 +150,17 @@ class RedisLink:
         k = self.keys(message.queue)
         return k.delayed if message.delay > 0 else k.band(band_of(message.priority))
 
-    def queue_publish(self, pipe: Commands, messages: Sequence[Outgoing], now_ms: int) -> None:
+    def queue_publish(self, pipe: Commands, messages: Sequence[Outgoing]) -> None:
         """Add the messages to a pipeline or batch: each due now an entry of its band stream,
-        each delayed a member of its delayed set, due `delay` after `now_ms`. Their queues must
-        exist (`ensure`)."""
+        each delayed a member of its delayed set, due `delay` after now by the server's clock
+        (delay.lua, sent as EVAL: a script the server lost needs no reloading). Their queues
+        must exist (`ensure`)."""
         for m in messages:
             key = self.destination(m)
             if m.delay > 0:
                 member = delayed_member(os.urandom(8).hex().encode(), m.priority, 0, m.body)
-                pipe.execute_command("ZADD", key, now_ms + int(m.delay * 1000), member)
+                delay_ms = int(m.delay * 1000)
+                pipe.execute_command("EVAL", _delay_script(), 1, key, delay_ms, member)
             else:
                 pipe.execute_command("XADD", key, "*", "b", m.body, "d", 0, "p", m.priority)
 

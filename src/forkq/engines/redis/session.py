@@ -101,8 +101,8 @@ class RedisSession(ConsumerSession):
             reread = k.queue in self._reread
             acks = owed.pop(k.queue, ())
             reply = self._link.fetch(k, self.consumer.name, limit - len(got), reread, acks)
-            if reply[0]:
-                due = float(reply[0]) / 1000
+            if reply[0] is not None:  # ms until due, by the server's clock
+                due = time.time() + float(reply[0]) / 1000
                 next_due = due if next_due is None else min(next_due, due)
             if reread and not reply[1]:  # it read all it held again
                 self._reread.discard(k.queue)
@@ -177,7 +177,7 @@ class RedisSession(ConsumerSession):
             if vote is not None:
                 call = results.vote_call(vote, [link.destination(m) for m in then])
                 results.queue_vote(pipe, call)
-            link.queue_publish(pipe, effects.publish, int(time.time() * 1000))
+            link.queue_publish(pipe, effects.publish)
             link.send_acks(self.consumer.name, _owed([*acks, delivery]), pipe)
             if script_missing(pipe.execute(raise_on_error=False)) and call is not None:
                 results.run_vote(call)

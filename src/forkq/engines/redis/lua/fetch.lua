@@ -9,7 +9,9 @@
 --                                       fields: b = body, d = times started before, p = priority
 -- KEYS[6]      {prefix:queue}:dead      stream of dead letters: b = body, r = reason,
 --                                       t = time (ms), p = priority
--- ARGV[1] group   ARGV[2] consumer   ARGV[3] limit   ARGV[4] now (ms)   ARGV[5] max to move
+-- ARGV[1] group   ARGV[2] consumer   ARGV[3] limit   ARGV[4] the caller's clock (ms), unused:
+--         due times are the server's (TIME), so a worker's wrong clock moves nothing early
+--         or late   ARGV[5] max to move
 -- ARGV[6] "1": before new entries, read again those the consumer holds already (its pending
 --         entries, the kept acks being acked first): a call whose reply was lost delivered
 --         them to it without its knowing
@@ -21,13 +23,23 @@
 -- entry without a body, go to KEYS[6] with the reason (removed from where they were) and the
 -- rest flows on.
 --
--- Returns { next_due_ms or false, 1 if it may hold more than it read again else 0,
+-- Returns { ms until the next delayed message is due (0: due now) or false, 1 if it may hold more than it read again else 0,
 --           band, id, body, deliveries, band, id, body, ... }
 
 -- Acks: one XACK and one XDEL per band, for all its ids. No check that the consumer holds
 -- them: an id never passes to another consumer (release and settle re-add the message under a
 -- new id and delete the old one), so an id released meanwhile is gone and both calls skip it.
 local caps = { ARGV[7], ARGV[8] }
+-- The server's time in ms, read once and only when needed (a queue with delayed messages, a
+-- dead letter's time): most fetches read no clock.
+local now_ms = nil
+local function now()
+  if not now_ms then
+    local clock = redis.call("TIME")
+    now_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+  end
+  return now_ms
+end
 local to_ack = {}
 for a = 9, #ARGV - 1, 2 do
   local k = 5 - tonumber(ARGV[a])
@@ -54,12 +66,12 @@ end
 -- for want of memory stops the moves: those left stay in the delayed set, due, for a later
 -- fetch, and the streams are read all the same (a worker keeps running what is queued).
 local first = redis.call("ZRANGE", KEYS[1], 0, 0, "WITHSCORES")
-if first[2] and tonumber(first[2]) <= tonumber(ARGV[4]) then
-  local due = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", ARGV[4], "LIMIT", 0, ARGV[5])
+if first[2] and tonumber(first[2]) <= now() then
+  local due = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", now(), "LIMIT", 0, ARGV[5])
   for _, member in ipairs(due) do
     local m, moved = parse_member(member), nil
     if m.reason then
-      moved = with_room(add_dead, KEYS[6], m.kept, m.reason, ARGV[4], 0, caps)
+      moved = with_room(add_dead, KEYS[6], m.kept, m.reason, now(), 0, caps)
     else
       local band = math.min(3, math.floor(m.priority / 3))
       moved = with_room(redis.call, "XADD", KEYS[5 - band], "*", "b", m.body, "d", m.starts,
@@ -82,7 +94,7 @@ local function take(i, entry)
   if body == nil or body == "" then
     local reason = body and "malformed stream entry: empty body (field b)"
       or no_body_reason(entry[2])
-    add_dead(KEYS[6], "", reason, ARGV[4], priority_of(fields["p"], 0), caps)
+    add_dead(KEYS[6], "", reason, now(), priority_of(fields["p"], 0), caps)
     redis.call("XACK", KEYS[i], ARGV[1], entry[1])
     redis.call("XDEL", KEYS[i], entry[1])
     return
@@ -116,5 +128,6 @@ for i = 2, 5 do
   end
 end
 
-if first[2] then out[1] = first[2] end
+-- Relative: the caller's clock may be off the server's.
+if first[2] then out[1] = math.max(0, (tonumber(first[2]) or now()) - now()) end
 return out

@@ -6,13 +6,16 @@
 --
 -- KEYS[1] the entry's band stream   KEYS[2] {prefix:queue}:delayed   KEYS[3] {prefix:queue}:dead
 -- ARGV[1] group   ARGV[2] consumer   ARGV[3] entry id   ARGV[4] action: requeue | dead
--- ARGV[5] requeue: delay (ms), dead: reason   ARGV[6] now (ms)   ARGV[7] the entry's band (0-3)
+-- ARGV[5] requeue: delay (ms), dead: reason   ARGV[6] the caller's clock (ms), unused: a delay
+-- counts from the server's (TIME), as fetch.lua reads due times   ARGV[7] the entry's band (0-3)
 -- ARGV[8] nonce (of a delayed member, so that two equal messages stay two members)
 -- ARGV[9], ARGV[10] the dead-letter caps: most letters kept, oldest kept in ms (0: no cap)
 --
 -- Returns 1 when settled, 0 when the consumer did not hold the entry.
 local pending = redis.call("XPENDING", KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2])
 if #pending == 0 then return 0 end
+local clock = redis.call("TIME")
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 redis.call("XACK", KEYS[1], ARGV[1], ARGV[3])
 local action = ARGV[4]
 local entry = redis.call("XRANGE", KEYS[1], ARGV[3], ARGV[3])[1]
@@ -25,12 +28,12 @@ if entry then
     local delay = tonumber(ARGV[5])
     if delay > 0 then
       local member = ARGV[8] .. "|" .. priority .. "|" .. deliveries .. "|" .. body
-      redis.call("ZADD", KEYS[2], tonumber(ARGV[6]) + delay, member)
+      redis.call("ZADD", KEYS[2], now + delay, member)
     else
       redis.call("XADD", KEYS[1], "*", "b", body, "d", deliveries, "p", priority)
     end
   else
-    add_dead(KEYS[3], body, ARGV[5], ARGV[6], priority, { ARGV[9], ARGV[10] })
+    add_dead(KEYS[3], body, ARGV[5], now, priority, { ARGV[9], ARGV[10] })
   end
 end
 redis.call("XDEL", KEYS[1], ARGV[3])

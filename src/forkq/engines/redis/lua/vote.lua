@@ -19,7 +19,8 @@
 --           Those are in other hash slots: on Redis Cluster, only the count (no publishing)
 --           is a single-slot script.
 -- ARGV[1] member (its task id)   ARGV[2] size   ARGV[3] "1" if the member failed
--- ARGV[4] TTL (ms)   ARGV[5] now (ms)   ARGV[6] "1": publish the messages and mark done when
+-- ARGV[4] TTL (ms)   ARGV[5] the caller's clock (ms), unused: a delay counts from the server's
+--         (TIME), the clock fetch.lua reads due times by   ARGV[6] "1": publish the messages and mark done when
 --         the vote fires (with no messages, only mark done); "0": only count and answer
 -- ARGV[7..] four per message, in the order of KEYS[3..]: priority (0-9), delay (ms, 0: due
 --         now), nonce, body. A message due now is an entry of its band stream with fields
@@ -28,7 +29,7 @@
 --
 -- Returns 1 when the vote fires, else 0.
 local member, size, failed = ARGV[1], tonumber(ARGV[2]), ARGV[3] == "1"
-local ttl, now = tonumber(ARGV[4]), tonumber(ARGV[5])
+local ttl = tonumber(ARGV[4])
 local due = failed
 if not failed then
   redis.call("SADD", KEYS[1], member)
@@ -47,6 +48,8 @@ if due and not firing then
 end
 local fires = firing == member
 if fires and ARGV[6] == "1" then
+  local clock = redis.call("TIME")
+  local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
   for m = 0, #KEYS - 3 do
     local priority, delay = ARGV[7 + 4 * m], tonumber(ARGV[8 + 4 * m])
     local nonce, body = ARGV[9 + 4 * m], ARGV[10 + 4 * m]
