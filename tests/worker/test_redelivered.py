@@ -116,3 +116,17 @@ def test_a_retry_record_runs_again(e: Harness) -> None:
     e.executor.handle(back_again(e, first.body, returned=True))
     assert seen == [0, 0]
     assert next_try.body != first.body
+
+
+def test_a_unique_tasks_lock_is_let_go_as_after_a_run(e: Harness) -> None:
+    report = task(e, lambda day: day, name="report")
+    result = report.apply_async(("mon",), unique_key="weekly", unique_for=60)
+    first = e.fetch()
+    e.executor.handle(first)
+    unique = e.app.codec.decode(first.body).unique
+    assert unique is not None
+    # The worker died after the store, before its ack and the unlock after it.
+    assert e.app.backend.lock(unique.key, result.id, 60) is None
+    assert report.apply_async(("tue",), unique_key="weekly").id == result.id  # still locked
+    e.executor.handle(back_again(e, first.body, returned=True))
+    assert report.apply_async(("wed",), unique_key="weekly").id != result.id
