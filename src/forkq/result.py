@@ -45,6 +45,10 @@ class ResultRecord(msgspec.Struct, frozen=True, kw_only=True):
     retries: int = 0
     date_done: float | None = None
     name: str | None = None  # the task's name (None in records of older versions)
+    # The sending of the task whose run wrote it (`forkq.worker.lease.run_fence`): a redelivery
+    # of that sending finds its run ended (forkq/worker/redelivered.py). Left out of the bytes
+    # when unset: records written by no run (a verdict, a rejection) and by older versions.
+    sending: str | msgspec.UnsetType = msgspec.UNSET
 
 
 _encoder = msgspec.json.Encoder()
@@ -108,6 +112,7 @@ def encode_storable(record: ResultRecord) -> tuple[ResultRecord, bytes]:
         failure = msgspec.structs.replace(
             failure_record("ResultNotSerializable", reason, retries=record.retries),
             name=record.name,
+            sending=record.sending,
         )
         return failure, _encoder.encode(failure)
 

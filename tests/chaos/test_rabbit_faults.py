@@ -24,13 +24,6 @@ pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.timeout(150)]
 
 CONCURRENCY = 2
 
-# Known, not yet fixed: the duplicates past the bound after a node is killed.
-ACKS_NOT_ON_DISK = (
-    "RabbitMQ does not write a basic.ack to disk before it goes on: a killed node comes back "
-    "with the messages acked since it last wrote its queue index, and forkq runs them again "
-    "(delivery count 2) though their results are stored"
-)
-
 
 @pytest.fixture(scope="module")
 def rabbit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRabbit]:
@@ -64,8 +57,10 @@ def test_rabbitmq_application_stopped_and_started(rabbit: PrivateRabbit, chaos_d
 def test_rabbitmq_node_killed_and_restarted(rabbit: PrivateRabbit, chaos_dir: Path) -> None:
     """SIGKILL to the node's process group (the Erlang VM with it): it comes back from its
     data directory, with every message it had confirmed, nothing lost. What it had been told
-    was acked but had not written comes back too: measured, every task that ran in the 0.4 s
-    before the kill ran again (147 of 1,000), past the in-flight bound."""
+    was acked but had not written comes back too (every task that ran in the 0.4 s before the
+    kill, ~145 of 1,000), redelivered: their results are stored by runs of the same sending,
+    so they are acked without running again (forkq/worker/redelivered.py), and the duplicates
+    stay within the in-flight bound."""
     url = rabbit.url(prefix=f"chaos-{uuid.uuid4().hex[:8]}")
     run = Run("rabbitmq-kill-9", "amqp", chaos_dir)
     with chaos_client(chaos_dir, url) as client, workers(chaos_dir, url) as start:
@@ -83,7 +78,4 @@ def test_rabbitmq_node_killed_and_restarted(rabbit: PrivateRabbit, chaos_dir: Pa
         figures = run.figures(dead_count(client), note="a restart from its data directory")
         figures.report()
         assert worker.proc.poll() is None, worker.log()
-        assert figures.lost == 0, figures.line()
-        if figures.duplicates > figures.bound:
-            pytest.xfail(ACKS_NOT_ON_DISK)
         figures.check()

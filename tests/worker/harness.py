@@ -17,8 +17,8 @@ CONSUMER = Consumer.of_child("w", 0, 1)
 
 
 class Harness:
-    def __init__(self, **settings: Any) -> None:
-        url = f"memory://{uuid.uuid4().hex}"
+    def __init__(self, url: str | None = None, **settings: Any) -> None:
+        url = url or f"memory://{uuid.uuid4().hex}"
         self.app = Forkq("t", broker=url, **settings)
         self.scoreboard = Scoreboard(1)
         self.session = self.app.broker.consumer(CONSUMER, self.app.backend)

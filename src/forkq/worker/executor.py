@@ -25,6 +25,10 @@ decoded message and running its task are `forkq.calling`'s, which eager mode sha
 Everything goes through the child's one `ConsumerSession`: it settles the delivery, and its
 `results` is where results are stored.
 
+A redelivery is read against its stored record first (redelivered.py: one read, for
+redeliveries only): revoked, killed for its time limit, or run to its end already by a run of
+this sending (acked, not run again: its ack was lost, not its outcome).
+
 A revoked task (its id in the child's `RevokedIds`, revoked.py: no round trip) is discarded
 right after the checks: REVOKED stored and the message acked, its workflow failed downstream,
 its unique lock let go. So is a delayed message revoked while it waited, when it comes due.
@@ -49,18 +53,11 @@ from forkq.calling import accept, execute, next_try, refused_retry
 from forkq.canvas.effects import apply_effects, effects_of, rejection_effects, stores_result
 from forkq.engines.contract import ConsumerSession, Delivery, Effects, Fence, ResultWrite
 from forkq.envelope import Message
-from forkq.exceptions import (
-    ConfigurationError,
-    MessageRejected,
-    Rejection,
-    TaskRevoked,
-    TimeLimitExceeded,
-)
+from forkq.exceptions import ConfigurationError, MessageRejected, Rejection, TaskRevoked
 from forkq.pool.child import Stopping, Terminated
 from forkq.pool.scoreboard import SlotWriter
 from forkq.result import (
     ResultRecord,
-    decode_record,
     encode_storable,
     failure_record,
     revoked_record,
@@ -74,6 +71,7 @@ from forkq.worker.full import finish_when_room, unless_full
 from forkq.worker.lease import LOST_LEASE, owned, run_fence
 from forkq.worker.limits import TimeLimits, call_within_soft_limit
 from forkq.worker.observe import Observers, Rejected
+from forkq.worker.redelivered import DONE_BEFORE, Earlier, earlier
 from forkq.worker.revoked import RevokedIds
 
 log = logging.getLogger("forkq.worker")
@@ -143,11 +141,13 @@ class Executor:
     def _handle(self, delivery: Delivery) -> bool:
         self._running = None  # once decoded: it fences this run's writes of its record
         try:
-            message, task, revoked = self._accept(delivery)
+            message, task, (before, stored) = self._accept(delivery)
             self._running = (message, delivery)
             if self.observers:
                 self.observers.received(message, delivery.queue)
-            if revoked or self.revoked.revoked(message.id):
+            if before is Earlier.DONE:
+                return self._ack_done(delivery, message, stored)
+            if before is Earlier.REVOKED or self.revoked.revoked(message.id):
                 return self._discard_revoked(delivery, task, message)
             throttle = task.options.throttle  # None for tasks without limits: nothing more
             if throttle is not None and self._held_back(delivery, throttle, task, message):
@@ -230,6 +230,18 @@ class Executor:
             self.observers.finished(message, delivery.queue, REVOKED, 0.0, NOT_RUN, time.time())
         return True
 
+    def _ack_done(self, delivery: Delivery, message: Message, state: str) -> bool:
+        """A redelivery whose task ran to its end before (redelivered.py): acked without
+        running it again, its stored record left as it is, its unique lock let go after the
+        ack as after a run."""
+        finish_when_room(partial(self.session.finish, delivery, None))
+        if message.unique is not None:
+            unlock_at_end(self.results, message)
+        self.slot.finished(failed=False, unacked=self._unacked())
+        if self.observers:
+            self.observers.finished(message, delivery.queue, state, 0.0, DONE_BEFORE, time.time())
+        return True
+
     def _revoked_write(self, message: Message) -> ResultWrite:
         """The REVOKED record to store: the one stored already, if any (a master that ended
         the task's process stored "terminated while running", and gave its message back for
@@ -239,10 +251,10 @@ class Executor:
             return ResultWrite(message.id, REVOKED, stored.payload, self.ttl, self._fence())
         return self._result_write(message.id, revoked_record(NOT_RUN, message.task))[1]
 
-    def _accept(self, delivery: Delivery) -> tuple[Message, Task, bool]:
-        """The message, its task, and whether its stored record says it was revoked (read for
-        redeliveries only); or `_Refused`: the rejection, with the message when it was decoded
-        (its workflow then fails downstream of it)."""
+    def _accept(self, delivery: Delivery) -> tuple[Message, Task, tuple[Earlier, str]]:
+        """The message, its task, and what its stored record says of it (redelivered.py:
+        read for redeliveries only); or `_Refused`: the rejection, with the message when it was
+        decoded (its workflow then fails downstream of it)."""
         if delivery.delivery_count > 1 and delivery.delivery_count > self._most_deliveries() + 1:
             # Over every task's limit, and the last try to reject it died too: decoding it
             # may be what kills the process, so it goes without being read.
@@ -254,19 +266,17 @@ class Executor:
             raise _Refused(rejected) from None
         task: Task | None = None
         message = decoded  # until accepted: then as its task gets it (converted arguments)
-        revoked = False
         try:
             message, task = accept(self.app, decoded)
-            if delivery.returned or delivery.delivery_count > 1:
-                revoked = self._revoked_by_master(message)
+            before = earlier(self.results, message, delivery)
             limit = task.options.max_deliveries or self.app.settings.max_deliveries
-            if delivery.delivery_count > limit and not revoked:
+            if delivery.delivery_count > limit and before[0] is Earlier.RUN:
                 raise _worker_lost(delivery.delivery_count, limit, message.id)
         except MessageRejected as rejected:
             if task is not None and task.options.throttle is not None:  # its slot, if it
                 self.admission.let_go(task.options.throttle, task, message)  # died holding one
             raise _Refused(rejected, decoded) from None
-        return message, task, revoked
+        return message, task, before
 
     def _held_back(
         self, delivery: Delivery, throttle: Throttle, task: Task, message: Message
@@ -287,34 +297,6 @@ class Executor:
         """The highest redelivery limit any registered task has."""
         own = (t.options.max_deliveries or 0 for t in self.app.tasks.values())
         return max([self.app.settings.max_deliveries, *own])
-
-    def _revoked_by_master(self, message: Message) -> bool:
-        """A message back after its process was ended by its master, which stored why: one
-        read of the result per redelivery (redeliveries follow crashes only).
-
-        Revoked and terminated (REVOKED stored): True, to be discarded, whether or not this
-        child's revoked ids have it yet (a worker on another host may not have read them
-        since). The master gives the message back counted, as a task whose process died.
-
-        Killed for its hard time limit (FAILURE `TimeLimitExceeded` stored): refused. Where
-        the engine recovers by connection (RabbitMQ) the master cannot dead-letter the
-        message, and the server brings it back as a returned delivery. Where the master
-        releases, its release buries the message, unless that release never landed (an outage
-        that outlasted the lease, or the whole worker dying in between) and the lease brought
-        it back. Either way it is dead-lettered here, not run again."""
-        stored = self.results.get(message.id)
-        if stored is not None and stored.state == REVOKED:
-            return True
-        if stored is None or stored.state != FAILURE:
-            return False
-        try:
-            record = decode_record(stored.payload)
-        except Exception:  # a junk record is no verdict of the master's
-            return False
-        if record.exc_type == TimeLimitExceeded.__name__:
-            reason = record.exc_message or "hard time limit exceeded"
-            raise MessageRejected(reason, message.id, kind=Rejection.KILLED_FOR_TIME)
-        return False
 
     def _reject(
         self, delivery: Delivery, rejected: MessageRejected, message: Message | None
@@ -369,8 +351,12 @@ class Executor:
         self.results.store_all([self._result_write(task_id, record)[1]])
 
     def _result_write(self, task_id: str, record: ResultRecord) -> tuple[ResultRecord, ResultWrite]:
+        """A run's record carries its sending (redelivered.py), as its write its fence."""
+        fence = self._fence()
+        if fence is not None:
+            record = msgspec.structs.replace(record, sending=fence.sending)
         record, payload = encode_storable(record)
-        return record, ResultWrite(task_id, record.state, payload, self.ttl, self._fence())
+        return record, ResultWrite(task_id, record.state, payload, self.ttl, fence)
 
     def _fence(self) -> Fence | None:
         return None if self._running is None else run_fence(*self._running)
