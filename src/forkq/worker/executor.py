@@ -68,7 +68,7 @@ from forkq.throttle import Throttle
 from forkq.unique import unlock_at_end, unlock_at_start
 from forkq.worker.admission import Admission
 from forkq.worker.full import finish_when_room, unless_full
-from forkq.worker.lease import LOST_LEASE, owned, run_fence
+from forkq.worker.lease import AT_FINISH, BEFORE_START, LOST_LEASE, Hold, hold_of, run_fence
 from forkq.worker.limits import TimeLimits, call_within_soft_limit
 from forkq.worker.observe import Observers, Rejected
 from forkq.worker.redelivered import DONE_BEFORE, Earlier, earlier
@@ -122,7 +122,7 @@ class Executor:
         """Run the delivery's task, or reject it: True. False when a rate or concurrency
         limit held it back (admission.py: it waits in the broker), or another worker took it
         over while this one was cut off (lease.py)."""
-        if not owned(self.session, delivery, "not started here"):
+        if hold_of(self.session, delivery, BEFORE_START) is not Hold.HELD:
             return False
         self.slot.taken(delivery.receipt)
         if not delivery.returned:
@@ -169,7 +169,11 @@ class Executor:
         ended_at, runtime = time.time(), time.monotonic() - began
         if throttle is not None:  # before a retry is published: the next try takes anew
             self.admission.let_go(throttle, task, message)
-        kept = owned(self.session, delivery, "its outcome not stored, not acked")
+        hold = hold_of(self.session, delivery, AT_FINISH)
+        if hold is Hold.GIVEN_BACK and message.flow is None and record.state != RETRY:
+            kept_for_next = [self._result_write(message.id, record)[1]]  # acked, not run, then
+            finish_when_room(partial(self.results.store_all, kept_for_next))
+        kept = hold is Hold.HELD
         if kept and message.flow is None and record.state != RETRY:
             write = None
             # Failures are stored even for ignore_result tasks: errors must stay visible.
@@ -184,7 +188,7 @@ class Executor:
             unlock_at_end(self.results, message)
         self.slot.finished(failed=record.state == FAILURE, unacked=self._unacked())
         if observed:
-            reason = _reason(record) if kept else LOST_LEASE  # a duplicate run, told as one
+            reason = LOST_LEASE if hold is Hold.TAKEN else _reason(record)  # told as one run
             observed.finished(message, delivery.queue, record.state, runtime, reason, ended_at)
         return True
 

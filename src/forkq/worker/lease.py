@@ -18,9 +18,11 @@ does for a connection silent past its heartbeat timeout; the check and the fence
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import logging
 import time
+from typing import NamedTuple
 
 from forkq.engines.contract import ConsumerSession, Delivery, Fence, attempt_of
 from forkq.envelope import Message
@@ -31,21 +33,56 @@ log = logging.getLogger("forkq.worker")
 LOST_LEASE = "lost its lease to another worker: its outcome not stored"
 
 
-def owned(session: ConsumerSession, delivery: Delivery, then: str) -> bool:
-    """Whether the session still holds `delivery`; if not, a warning that says so and what is
-    left undone (`then`)."""
+class Hold(enum.Enum):
+    """Whether a child still holds a delivery (`hold_of`)."""
+
+    HELD = "held"
+    TAKEN = "taken"  # its worker taken for dead: another may run it; nothing of it is stored
+    GIVEN_BACK = "given back"  # the broker took it back to deliver again (consumer_timeout)
+
+
+def hold_of(session: ConsumerSession, delivery: Delivery, then: Then) -> Hold:
+    """Whether the session still holds `delivery`; if not, a warning that says why and what
+    becomes of it (`then`: what is done, taken over or given back)."""
     if session.still_holds(delivery):
-        return True
+        return Hold.HELD
     held = time.monotonic() - delivery.held_since
+    if session.gave_back(delivery):
+        log.error(
+            "RabbitMQ closed the channel of message %s of queue %s (held %.1f s, the "
+            "connection still open): it held the delivery longer than consumer_timeout (30 "
+            "min by default; raise it in rabbitmq.conf, or per queue with the "
+            "x-consumer-timeout argument or a consumer-timeout policy on RabbitMQ 3.12+) and "
+            "delivers it again: %s",
+            delivery.receipt,
+            delivery.queue,
+            held,
+            then.given_back,
+        )
+        return Hold.GIVEN_BACK
     log.warning(
         "message %s of queue %s lost its lease to another worker (held %.1f s: this worker "
         "was cut off from the broker for longer than it keeps a silent worker's messages): %s",
         delivery.receipt,
         delivery.queue,
         held,
-        then,
+        then.taken,
     )
-    return False
+    return Hold.TAKEN
+
+
+class Then(NamedTuple):
+    """What becomes of a delivery no longer held, as the warning says it."""
+
+    taken: str
+    given_back: str
+
+
+BEFORE_START = Then("not started here", "not started here")
+AT_FINISH = Then(
+    "its outcome not stored, not acked",
+    "its outcome stored, not acked: delivered again, it is acked without running again",
+)
 
 
 def run_fence(message: Message, delivery: Delivery) -> Fence:

@@ -187,6 +187,13 @@ class AMQPSession(ConsumerSession):
             return False
         return True
 
+    def gave_back(self, delivery: Delivery) -> bool:
+        """The channel it came on closed while the connection is open: RabbitMQ closed that
+        channel alone (a delivery past `consumer_timeout`: PRECONDITION_FAILED), and puts what
+        it held back, as a partition, which closes the whole connection, does too."""
+        on = self._on
+        return on is not None and not on.channel.is_open and on.channel.connection.is_open
+
     # -- the verbs -----------------------------------------------------------------------------
 
     def _send_acks(self, acks: list[Delivery]) -> None:

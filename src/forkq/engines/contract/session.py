@@ -105,6 +105,13 @@ class ConsumerSession(abc.ABC):
         with self._guard():
             return self._still_holds(delivery)
 
+    def gave_back(self, delivery: Delivery) -> bool:
+        """Asked once `still_holds` said no: whether the broker itself took `delivery` back,
+        to deliver it again, while this consumer stayed connected (RabbitMQ closes a channel
+        whose delivery outlived its `consumer_timeout`), rather than taking this worker for
+        dead. Its outcome may then be stored (a newer run's record is fenced), not acked."""
+        return False
+
     def finish(
         self, delivery: Delivery, result: ResultWrite | None, effects: Effects | None = None
     ) -> None:
