@@ -18,6 +18,7 @@ import ssl
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -186,3 +187,15 @@ class PrivateRabbit:
     def log(self) -> str:
         lines = self.output.read_text(errors="replace").splitlines()
         return "\n".join(lines[-40:])
+
+
+@contextlib.contextmanager
+def running_rabbit(directory: Path, config: str = "") -> Iterator[PrivateRabbit]:
+    """A clear-text private node, started, with more rabbitmq.conf lines (`config`); stopped
+    on the way out."""
+    node = PrivateRabbit(directory, rabbitmq_scripts(), tls=False, config=config)
+    try:
+        node.start()
+        yield node
+    finally:
+        node.stop()

@@ -18,7 +18,7 @@ import pytest
 from tests.chaos.conftest import chaos_client, dead_count, drain, workers
 from tests.chaos.harness import Run, held_by_worker
 from tests.conftest import wait_until_serving
-from tests.rabbit_servers import PrivateRabbit, rabbitmq_scripts
+from tests.rabbit_servers import PrivateRabbit, running_rabbit
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.timeout(150)]
 
@@ -27,12 +27,8 @@ CONCURRENCY = 2
 
 @pytest.fixture(scope="module")
 def rabbit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRabbit]:
-    node = PrivateRabbit(tmp_path_factory.mktemp("chaos-rabbit"), rabbitmq_scripts(), tls=False)
-    try:
-        node.start()
+    with running_rabbit(tmp_path_factory.mktemp("chaos-rabbit")) as node:
         yield node
-    finally:
-        node.stop()
 
 
 def test_rabbitmq_application_stopped_and_started(rabbit: PrivateRabbit, chaos_dir: Path) -> None:

@@ -17,7 +17,7 @@ import redis
 
 from forkq import Forkq
 from tests.conftest import WorkerProcess, results_url_for, wait_until_serving
-from tests.rabbit_servers import PrivateRabbit, rabbitmq_scripts
+from tests.rabbit_servers import PrivateRabbit, running_rabbit
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -26,18 +26,10 @@ TIMEOUT_MS = 2000
 
 @pytest.fixture(scope="module")
 def rabbit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRabbit]:
-    node = PrivateRabbit(
-        tmp_path_factory.mktemp("rabbitmq-consumer-timeout"),
-        rabbitmq_scripts(),
-        tls=False,
-        config=f"consumer_timeout = {TIMEOUT_MS}\n",
-    )
-    try:
-        node.start()
+    directory = tmp_path_factory.mktemp("rabbitmq-consumer-timeout")
+    with running_rabbit(directory, config=f"consumer_timeout = {TIMEOUT_MS}\n") as node:
         node.ctl("eval", "application:set_env(rabbit, channel_tick_interval, 500).")
         yield node
-    finally:
-        node.stop()
 
 
 def test_a_task_longer_than_the_consumer_timeout_keeps_its_outcome_and_runs_once(

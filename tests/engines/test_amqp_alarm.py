@@ -14,7 +14,7 @@ import pytest
 from forkq import Forkq
 from forkq.engines.amqp.url import BLOCKED_FOR_AT_MOST, connection_parameters, split_url
 from forkq.exceptions import BrokerFull, ServerFull, Unavailable
-from tests.rabbit_servers import PrivateRabbit, rabbitmq_scripts
+from tests.rabbit_servers import PrivateRabbit, running_rabbit
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -23,12 +23,8 @@ BOUND = 2.0  # seconds, the URL's blocked_connection_timeout in these tests
 
 @pytest.fixture(scope="module")
 def rabbit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRabbit]:
-    node = PrivateRabbit(tmp_path_factory.mktemp("rabbitmq-alarm"), rabbitmq_scripts(), tls=False)
-    try:
-        node.start()
+    with running_rabbit(tmp_path_factory.mktemp("rabbitmq-alarm")) as node:
         yield node
-    finally:
-        node.stop()
 
 
 def alarmed(rabbit: PrivateRabbit) -> bool:
