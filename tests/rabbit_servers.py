@@ -13,7 +13,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import time
@@ -26,6 +25,7 @@ import pika
 import pika.exceptions
 import pytest
 
+from tests.ports import server_port
 from tests.tls import make_certificates
 
 STARTUP_TIMEOUT = 60.0  # a first boot takes 7 to 12 s on a 2-vCPU machine
@@ -51,14 +51,14 @@ def rabbitmq_scripts() -> Path:
 
 
 def spare_ports(count: int) -> list[int]:
-    probes = [socket.socket() for _ in range(count)]
-    try:
-        for probe in probes:
-            probe.bind(("127.0.0.1", 0))
-        return [probe.getsockname()[1] for probe in probes]
-    finally:
-        for probe in probes:
-            probe.close()
+    """Distinct free ports below the kernel's range for outgoing connections (ports.py): a
+    port from that range could be handed to a client's connection before the node binds it."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = server_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
 
 
 class PrivateRabbit:
