@@ -24,6 +24,7 @@ from forkq import Forkq, ResultTimeout
 from tests.hosts.fixture import cluster  # noqa: F401  (the fixture, for every test)
 from tests.ports import server_port  # noqa: F401  (imported from here by many tests)
 from tests.processes import CollectedProcess
+from tests.redis_cluster import clean_shared, redis_cluster  # noqa: F401  (the fixture)
 from tests.redis_sentinel import sentinel_group  # noqa: F401  (the fixture, for every test)
 from tests.redis_servers import (  # noqa: F401  (the fixtures, for every test)
     private_redis,
@@ -99,6 +100,10 @@ def engine_url(engine: str, url: str) -> Iterator[str]:
             pytest.skip("no RabbitMQ on 127.0.0.1:5672 (scripts/ensure-services starts one)")
         yield url  # its queues expire on their own (x-expires) once unused
         drop_amqp_streams(url)
+        return
+    if engine == "redis-cluster":  # on the run's own cluster (tests/redis_cluster.py)
+        yield url
+        clean_shared(url)
         return
     if engine != "redis":
         yield url

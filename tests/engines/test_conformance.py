@@ -33,11 +33,13 @@ from forkq.engines.registry import open_backend, open_broker
 from forkq.exceptions import BrokerError
 from forkq.states import RETRY, SUCCESS
 from tests.conftest import amqp_test_url, engine_url, redis_test_url
+from tests.redis_cluster import cluster_test_url
 
 BROKERS: dict[str, Callable[[Path], str]] = {
     "sqlite": lambda tmp: f"sqlite:///{tmp}/conformance.sqlite3?lease_ttl=1",
     "memory": lambda tmp: f"memory://{uuid.uuid4().hex}?lease_ttl=1",
     "redis": lambda tmp: redis_test_url(lease_ttl=1),
+    "redis-cluster": lambda tmp: cluster_test_url(lease_ttl=1),
     "amqp": lambda tmp: amqp_test_url(lease_ttl=1),
     "amqp-quorum": lambda tmp: amqp_test_url(lease_ttl=1, queue_type="quorum"),
 }

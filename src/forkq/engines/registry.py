@@ -49,16 +49,19 @@ _SCHEMES: dict[str, Callable[[], Engine]] = {
     "redis": _redis,
     "rediss": _redis,
     "redis+sentinel": _redis,
+    "redis+cluster": _redis,
     "amqp": _amqp,
     "amqps": _amqp,
     "memory": _memory,
 }
 _BROKER_FORMS = (
     "use sqlite:///PATH, redis://HOST:PORT/DB, redis+sentinel://HOST:PORT,.../MASTER_NAME/DB, "
+    "redis+cluster://HOST:PORT,..., "
     "amqp://USER:PASSWORD@HOST:PORT/VHOST or memory://"
 )
 _RESULT_FORMS = (
-    "use sqlite:///PATH, redis://HOST:PORT/DB, redis+sentinel://HOST:PORT,.../MASTER_NAME/DB "
+    "use sqlite:///PATH, redis://HOST:PORT/DB, redis+sentinel://HOST:PORT,.../MASTER_NAME/DB, "
+    "redis+cluster://HOST:PORT,... "
     "or memory://"
 )
 

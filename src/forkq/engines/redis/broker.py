@@ -21,8 +21,6 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-import redis
-
 from forkq.engines.contract import (
     DEFAULT_DEAD_CAPS,
     Broker,
@@ -44,7 +42,7 @@ from forkq.engines.contract import (
     outgoing,
 )
 from forkq.engines.redis import seen as redis_seen
-from forkq.engines.redis.client import Batch, close_client
+from forkq.engines.redis.client import Batch, Client, abandon_client, close_client
 from forkq.engines.redis.control import RedisControl
 from forkq.engines.redis.dead import (
     delete_dead,
@@ -69,7 +67,7 @@ class RedisBroker(Broker):
         self._link = RedisLink(url, dead_caps)
 
     @property
-    def client(self) -> redis.Redis:
+    def client(self) -> Client:
         return self._link.client
 
     @property
@@ -187,6 +185,4 @@ class RedisBroker(Broker):
         close_client(self.client)
 
     def _abandon(self) -> None:
-        # redis-py notices the pid change and never shuts down the parent's sockets; dropping
-        # the pool is enough for this process to open its own on next use.
-        self.client.connection_pool.reset()
+        abandon_client(self.client)

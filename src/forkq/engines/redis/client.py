@@ -9,37 +9,60 @@ import os
 import ssl
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import msgspec
 import redis
+from redis.cluster import RedisCluster
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
 from forkq.engines.contract.errors import DriverErrors, Refusal
+from forkq.engines.redis.cluster import SCHEME as CLUSTER_SCHEME
+from forkq.engines.redis.cluster import cluster_client, node_clients
 from forkq.engines.redis.replication import REPLICATION_PARAMS
 from forkq.engines.redis.sentinel import SCHEME as SENTINEL_SCHEME
 from forkq.engines.redis.sentinel import close_sentinels, sentinel_client, sentinel_identity
 
 _OWN_PARAMS = ("prefix", "lease_ttl", *REPLICATION_PARAMS)
 
+#: A client of one server (`redis://`, `rediss://`, `redis+sentinel://`) or of a cluster.
+Client: TypeAlias = redis.Redis | RedisCluster
 
-def client_from_url(url: str) -> tuple[redis.Redis, str]:
+
+def client_from_url(url: str) -> tuple[Client, str]:
     """A client for the URL without forkq's own query parameters, and the key prefix. A
-    `redis+sentinel://` URL's client follows the primary the Sentinels name (`sentinel.py`)."""
+    `redis+sentinel://` URL's client follows the primary the Sentinels name (`sentinel.py`);
+    a `redis+cluster://` URL's finds each key's node (`cluster.py`)."""
     parts = urlsplit(url)
     query = parse_qsl(parts.query)
     prefix = dict(query).get("prefix", "forkq")
     rest = [(k, v) for k, v in query if k not in _OWN_PARAMS]
     if parts.scheme == SENTINEL_SCHEME:
         return sentinel_client(url, rest, _identity()), prefix
+    if parts.scheme == CLUSTER_SCHEME:
+        return cluster_client(url, rest, _identity()), prefix
     plain = urlunsplit(parts._replace(query=urlencode(rest)))
     return redis.Redis.from_url(plain, **_identity()), prefix
 
 
-def same_server(client: redis.Redis, other: redis.Redis) -> bool:
+def one_server(client: Client) -> redis.Redis:
+    """The client itself, or for a cluster, the client of one of its nodes: each node's
+    connections are made with the same settings."""
+    if isinstance(client, RedisCluster):
+        cluster: Any = client  # redis-py's cluster API is untyped
+        server: redis.Redis = cluster.get_redis_connection(cluster.get_default_node())
+        return server
+    return client
+
+
+def same_server(client: Client, other: Client) -> bool:
     """Whether two clients reach the same server and database, as the same user: through
-    Sentinels, the same primary's name through the same Sentinels."""
+    Sentinels, the same primary's name through the same Sentinels. Never for a cluster: its
+    keys of a task and of a queue are on different slots, which one MULTI/EXEC cannot join."""
+    if isinstance(client, RedisCluster) or isinstance(other, RedisCluster):
+        return False
     mine = client.connection_pool.connection_kwargs
     theirs = other.connection_pool.connection_kwargs
     fields = ("host", "port", "db", "path", "username")
@@ -47,10 +70,19 @@ def same_server(client: redis.Redis, other: redis.Redis) -> bool:
     return same and sentinel_identity(client) == sentinel_identity(other)
 
 
-def close_client(client: redis.Redis) -> None:
+def close_client(client: Client) -> None:
     """Its connections closed, and those to its Sentinels if it has any."""
     client.close()
-    close_sentinels(client)
+    if isinstance(client, redis.Redis):
+        close_sentinels(client)
+
+
+def abandon_client(client: Client) -> None:
+    """Its connections dropped unused, in a child forked from the process that made them:
+    redis-py notices the pid change and never shuts down the parent's sockets; dropping the
+    pools is enough for this process to open its own on next use."""
+    for one in node_clients(client) if isinstance(client, RedisCluster) else [client]:
+        one.connection_pool.reset()
 
 
 # Error replies of a server in the middle of a failover or a resharding: they pass.
@@ -98,17 +130,17 @@ def errors_as(
     return DriverErrors(redis.RedisError, unreachable, unavailable, failed, label, refusal)
 
 
-def read_timeout(client: redis.Redis) -> float | None:
+def read_timeout(client: Client) -> float | None:
     """The read timeout redis-py gives this client's connections (None: none). Taken from a
     connection built as the pool builds them, not from the pool's settings: redis-py 8 reads
     with 5 s when the URL names no socket_timeout (before 8, with none), and that default is
     the Connection's, absent from `connection_kwargs`. Building one opens no socket."""
-    pool = client.connection_pool
+    pool = one_server(client).connection_pool
     timeout: float | None = pool.connection_class(**pool.connection_kwargs).socket_timeout
     return timeout
 
 
-def longest_block(client: redis.Redis) -> float:
+def longest_block(client: Client) -> float:
     """Seconds a blocking command (XREADGROUP BLOCK, BLPOP) may ask the server to wait, so that
     the reply comes before the client's read times out: a read that times out is taken for
     an outage, loses what the server sent after, or, for a fetch, leaves what it delivered
@@ -159,6 +191,24 @@ class Batch:
         self.commands.append(args)
 
 
+class GroupRead(msgspec.Struct, frozen=True):
+    """An XREADGROUP's reply ([stream, entries] pairs, in the order the streams were asked),
+    and the streams whose read was cut short, whose delivered entries may be unread."""
+
+    reply: list[Any]
+    unsure: tuple[str, ...] = ()
+
+
+def read_command(
+    group: str, consumer: str, count: int, block_ms: int, streams: Sequence[str]
+) -> tuple[Any, ...]:
+    """XREADGROUP of new entries, blocking up to `block_ms`."""
+    return (
+        "XREADGROUP", "GROUP", group, consumer, "COUNT", count, "BLOCK", block_ms,
+        "STREAMS", *streams, *[">"] * len(streams),
+    )  # fmt: skip
+
+
 class Wire:
     """forkq's hot commands (publish, fetch, the blocking read) sent and read on a connection
     this process holds, past redis-py's per-command machinery.
@@ -196,6 +246,12 @@ class Wire:
                 return _send_read(conn, command)
 
         return self._on_connection(run)
+
+    def read_groups(
+        self, group: str, consumer: str, count: int, block_ms: int, streams: Sequence[str]
+    ) -> GroupRead:
+        """One XREADGROUP BLOCK over `streams`."""
+        return GroupRead(self.call(*read_command(group, consumer, count, block_ms, streams)) or [])
 
     def send_batch(self, batch: Batch) -> list[Any]:
         """Every command of `batch` in one write, and their replies, in order. Every reply is

@@ -30,7 +30,7 @@ import redis
 from redis.client import PubSub
 
 from forkq.engines.contract import PRESENCE_KEPT, ControlChannel, Member
-from forkq.engines.redis.client import errors_as
+from forkq.engines.redis.client import Client, errors_as
 from forkq.engines.redis.keys import control_key
 from forkq.exceptions import BrokerError, BrokerFull, BrokerUnavailable
 
@@ -40,7 +40,7 @@ SUBSCRIBED_WITHIN = 5.0  # seconds a subscription's confirmation may take
 class RedisControl(ControlChannel):
     refresh_every = 10.0  # an announcement is one ZADD: cheap enough to keep `seen_at` fresh
 
-    def __init__(self, client: redis.Redis, prefix: str, secret: str | None) -> None:
+    def __init__(self, client: Client, prefix: str, secret: str | None) -> None:
         super().__init__(secret)
         self._client = client
         self._requests_channel = control_key(prefix, "requests")

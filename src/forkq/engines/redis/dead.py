@@ -12,9 +12,8 @@ import re
 from collections.abc import Collection, Sequence
 from typing import Any
 
-import redis
-
 from forkq.engines.contract import LAST_MOMENT, DeadLetter
+from forkq.engines.redis.client import Client
 from forkq.engines.redis.keys import QueueKeys
 from forkq.engines.redis.replies import integer_field
 
@@ -23,9 +22,7 @@ _LATEST_MS = int(LAST_MOMENT * 1000)
 _ENTRY_ID = re.compile(r"[0-9]{1,19}-[0-9]{1,19}")
 
 
-def read_dead(
-    client: redis.Redis, prefix: str, queues: Sequence[str], limit: int
-) -> list[DeadLetter]:
+def read_dead(client: Client, prefix: str, queues: Sequence[str], limit: int) -> list[DeadLetter]:
     """The oldest `limit` letters of these queues, oldest first."""
     letters: list[DeadLetter] = []
     for queue in queues:
@@ -42,11 +39,11 @@ def _letter(receipt: str, queue: str, fields: dict[bytes, bytes]) -> DeadLetter:
     return DeadLetter(receipt, queue, fields.get(b"b", b""), reason, failed_ms / 1000, priority)
 
 
-def delete_dead(client: redis.Redis, prefix: str, letter: DeadLetter) -> None:
+def delete_dead(client: Client, prefix: str, letter: DeadLetter) -> None:
     client.xdel(QueueKeys(prefix, letter.queue).dead, letter.receipt.split("@", 1)[0])
 
 
-def delete_dead_letters(client: redis.Redis, prefix: str, receipts: Collection[str]) -> int:
+def delete_dead_letters(client: Client, prefix: str, receipts: Collection[str]) -> int:
     """XDEL of each receipt's entry from its queue's stream; how many were there."""
     by_queue: dict[str, list[str]] = {}
     for receipt in receipts:
@@ -56,7 +53,7 @@ def delete_dead_letters(client: redis.Redis, prefix: str, receipts: Collection[s
     return sum(int(client.xdel(QueueKeys(prefix, q).dead, *ids)) for q, ids in by_queue.items())
 
 
-def purge_dead_letters(client: redis.Redis, prefix: str, queues: Sequence[str]) -> int:
+def purge_dead_letters(client: Client, prefix: str, queues: Sequence[str]) -> int:
     """Delete every letter of these queues; returns how many there were."""
     streams = [QueueKeys(prefix, queue).dead for queue in queues]
     count = sum(int(client.xlen(stream)) for stream in streams)

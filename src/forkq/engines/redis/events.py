@@ -25,7 +25,7 @@ from forkq.engines.contract import (
     check_event_reading,
     check_events_kept,
 )
-from forkq.engines.redis.client import Wire
+from forkq.engines.redis.cluster_wire import AnyWire
 from forkq.engines.redis.keys import events_key
 
 _ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
@@ -57,7 +57,7 @@ def event_offset(after: str | None) -> str:
 class RedisEvents:
     """The backend's events, on its `Wire` and key prefix."""
 
-    def __init__(self, wire: Callable[[], Wire], prefix: str, add: Script) -> None:
+    def __init__(self, wire: Callable[[], AnyWire], prefix: str, add: Script) -> None:
         self._wire = wire
         self._add = add  # ADD, registered on the backend's client
         self.key = events_key(prefix)

@@ -27,11 +27,11 @@ from forkq.engines.contract import DeadLetterCaps, Outgoing
 from forkq.engines.redis.client import (
     Batch,
     Commands,
-    Wire,
     client_from_url,
     errors_as,
     longest_block,
 )
+from forkq.engines.redis.cluster_wire import wire_for
 from forkq.engines.redis.keys import (
     GROUP,
     QueueKeys,
@@ -90,9 +90,10 @@ def _now_ms() -> int:
 
 class RedisLink:
     def __init__(self, url: str, dead_caps: DeadLetterCaps) -> None:
-        self.client, self.prefix = client_from_url(url)
         self._errors = errors_as(BrokerUnavailable, BrokerError, BrokerFull, "redis broker")
-        self.wire = Wire(self.client)  # publish, fetch and the blocking read
+        with self._errors:  # a cluster's client asks for its layout at once
+            self.client, self.prefix = client_from_url(url)
+        self.wire = wire_for(self.client)  # publish, fetch and the blocking read
         self.longest_block = longest_block(self.client)
         self.replication = replication_from_url(url)  # WAIT after each publish, if asked
         if self.replication.replicas and self.replication.timeout > self.longest_block:

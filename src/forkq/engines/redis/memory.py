@@ -16,6 +16,10 @@ import enum
 import logging
 
 import redis
+from redis.cluster import RedisCluster
+
+from forkq.engines.redis.client import Client
+from forkq.engines.redis.cluster import node_clients
 
 log = logging.getLogger("forkq.engines.redis")
 
@@ -50,9 +54,19 @@ _CONSEQUENCES = {
 }
 
 
-def eviction_warning(client: redis.Redis, label: str) -> str | None:
-    """A sentence for the worker to log when the server's policy can delete forkq's keys;
-    None when it cannot (noeviction), or when INFO cannot be read (said at debug level)."""
+def eviction_warning(client: Client, label: str) -> str | None:
+    """A sentence for the worker to log when the server's policy can delete forkq's keys (on
+    a cluster, any node's); None when it cannot (noeviction), or when INFO cannot be read
+    (said at debug level)."""
+    servers = node_clients(client) if isinstance(client, RedisCluster) else [client]
+    for server in servers:
+        warning = _server_warning(server, label)
+        if warning is not None:
+            return warning
+    return None
+
+
+def _server_warning(client: redis.Redis, label: str) -> str | None:
     try:
         info = client.info("memory")
     except redis.RedisError as exc:

@@ -12,8 +12,9 @@ publishes the chord's messages itself (`vote_call` with destinations). Rate and 
 limits are rate.lua and slots.lua, one call each (`limits.py`); revocations revoke.lua and
 revocations.lua (`revocations.py`); events a capped stream (`events.py`).
 
-On Redis Cluster, keys of different tasks lie in different slots: MGET and a MULTI/EXEC of
-several tasks' writes would have to be split by slot (this module assumes one server).
+On a Redis Cluster, keys of different tasks lie in different slots: several tasks' writes go
+in one MULTI/EXEC a slot, an MGET in one batch of GETs a node, and a chord's vote in its own
+MULTI/EXEC after the member's writes (`cluster_wire.py`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from importlib import resources
 from typing import Any
 
 import msgspec
+from redis.exceptions import NoScriptError
 
 from forkq.engines.contract import (
     BACKOFF,
@@ -43,14 +45,15 @@ from forkq.engines.contract import (
     StoredResult,
 )
 from forkq.engines.redis.client import (
+    Batch,
     Commands,
-    Wire,
+    abandon_client,
     client_from_url,
     close_client,
     errors_as,
     longest_block,
-    script_missing,
 )
+from forkq.engines.redis.cluster_wire import AnyWire, wire_for
 from forkq.engines.redis.events import ADD as ADD_EVENTS
 from forkq.engines.redis.events import RedisEvents
 from forkq.engines.redis.keys import (
@@ -94,14 +97,15 @@ class VoteCall(msgspec.Struct, frozen=True):
 
 class RedisBackend(ResultBackend):
     def __init__(self, url: str) -> None:
-        self.client, self.prefix = client_from_url(url)
         self._driver_errors = errors_as(
             BackendUnavailable, BackendError, BackendFull, "redis result backend"
         )
+        with self._driver_errors:  # a cluster's client asks for its layout at once
+            self.client, self.prefix = client_from_url(url)
         self._longest_block = longest_block(self.client)
         self._unlock = self.client.register_script(_UNLOCK)
         self._vote = self.client.register_script(vote_script())
-        self._wire: Wire | None = None  # made on the first read: a worker's child seldom reads
+        self._wire: AnyWire | None = None  # made on first use: a worker's child seldom reads
         self._limits = RedisLimits(self.client, self.prefix)
         self._revoked = RedisRevoked(self.client, self.prefix)
         self._events = RedisEvents(
@@ -130,27 +134,30 @@ class RedisBackend(ResultBackend):
         pipe.execute_command("EVAL", store_script(), 3, *keys, value, ttl_ms, ready, *run)
 
     def store_all(self, writes: Sequence[ResultWrite]) -> None:
-        """One MULTI/EXEC."""
+        """One MULTI/EXEC (on a cluster, one a slot)."""
         if not writes:
             return
         with self._errors():
-            pipe = self.client.pipeline(transaction=True)
+            batch = Batch()
             for w in writes:
-                self.queue_store(pipe, w)
-            pipe.execute()
+                self.queue_store(batch, w)
+            self._reader().send_transaction(batch)
 
     def vote(self, writes: Sequence[ResultWrite], vote: ChordVote) -> bool:
-        """The writes and vote.lua in one MULTI/EXEC. A server that does not know the script
-        stores the writes and answers NOSCRIPT for it: it is run again on its own, which loads
-        it (nothing of the vote ran)."""
+        """The writes and vote.lua in one MULTI/EXEC (on a cluster, the writes' then the
+        vote's). A server that does not know the script stores the writes and answers
+        NOSCRIPT for it: it is run again on its own, which loads it (nothing of the vote
+        ran)."""
         call = self.vote_call(vote)
         with self._errors():
-            pipe = self.client.pipeline(transaction=True)
+            batch = Batch()
             for w in writes:
-                self.queue_store(pipe, w)
-            self.queue_vote(pipe, call)
-            replies = pipe.execute(raise_on_error=False)
-            fires = self.run_vote(call) if script_missing(replies) else replies[-1]
+                self.queue_store(batch, w)
+            self.queue_vote(batch, call)
+            try:
+                fires = self._reader().send_transaction(batch)[-1]
+            except NoScriptError:
+                fires = self.run_vote(call)
         return bool(fires)
 
     def vote_call(self, vote: ChordVote, destinations: Sequence[str] | None = None) -> VoteCall:
@@ -164,9 +171,9 @@ class RedisBackend(ResultBackend):
             args += [m.priority, delay_ms, os.urandom(8).hex(), m.body]
         return VoteCall([*chord_keys(self.prefix, vote.chord), *(destinations or ())], args)
 
-    def queue_vote(self, pipe: Any, call: VoteCall) -> None:
+    def queue_vote(self, pipe: Commands, call: VoteCall) -> None:
         """vote.lua as a bare EVALSHA on a pipeline on this server (see `link._queue_script`)."""
-        pipe.evalsha(self._vote.sha, len(call.keys), *call.keys, *call.args)
+        pipe.execute_command("EVALSHA", self._vote.sha, len(call.keys), *call.keys, *call.args)
 
     def run_vote(self, call: VoteCall) -> Any:
         """vote.lua on its own, loaded first if the server does not know it."""
@@ -187,9 +194,9 @@ class RedisBackend(ResultBackend):
             raw: Any = self._reader().call("GET", result_key(self.prefix, task_id))
         return _record(raw)
 
-    def _reader(self) -> Wire:
+    def _reader(self) -> AnyWire:
         if self._wire is None:
-            self._wire = Wire(self.client)
+            self._wire = wire_for(self.client)
         return self._wire
 
     def get_many(self, task_ids: Sequence[str]) -> list[StoredResult | None]:
@@ -314,7 +321,7 @@ class RedisBackend(ResultBackend):
         close_client(self.client)
 
     def abandon(self) -> None:
-        self.client.connection_pool.reset()  # see RedisBroker._abandon
+        abandon_client(self.client)
 
     def _errors(self) -> AbstractContextManager[None]:
         return self._driver_errors

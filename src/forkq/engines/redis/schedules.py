@@ -14,8 +14,6 @@ from contextlib import AbstractContextManager
 from importlib import resources
 from typing import Any
 
-import redis
-
 from forkq.engines.contract import (
     Fire,
     FireRecord,
@@ -24,6 +22,7 @@ from forkq.engines.contract import (
     ScheduleStore,
     record_then_publish,
 )
+from forkq.engines.redis.client import Client
 from forkq.engines.redis.keys import QueueKeys, band_of, lease_key
 
 Ensure = Callable[[str], QueueKeys]  # a queue's keys, its streams and group made if need be
@@ -41,7 +40,7 @@ class RedisSchedules(ScheduleStore):
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: Client,
         prefix: str,
         errors: AbstractContextManager[None],
         ensure: Ensure | None,

@@ -8,15 +8,12 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import redis
-
 from forkq.engines.contract import SIGHTINGS_KEPT, Sighting
+from forkq.engines.redis.client import Client
 from forkq.engines.redis.keys import QueueKeys, worker_key
 
 
-def beat(
-    client: redis.Redis, prefix: str, worker: str, queues: Sequence[str], lease_ttl: float
-) -> None:
+def beat(client: Client, prefix: str, worker: str, queues: Sequence[str], lease_ttl: float) -> None:
     now_ms, kept_ms = int(time.time() * 1000), int(SIGHTINGS_KEPT * 1000)
     pipe = client.pipeline(transaction=False)
     # PEXPIRE first: a server over maxmemory refuses the SET but not it, so the worker's key
@@ -31,7 +28,7 @@ def beat(
     pipe.execute()
 
 
-def seen(client: redis.Redis, prefix: str, queue: str, within: float) -> list[Sighting]:
+def seen(client: Client, prefix: str, queue: str, within: float) -> list[Sighting]:
     since_ms = int((time.time() - within) * 1000)
     found: Any = client.zrevrangebyscore(
         QueueKeys(prefix, queue).workers, "+inf", since_ms, withscores=True

@@ -16,15 +16,15 @@ attempt connects to the new primary.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import unquote, urlencode, urlsplit
+from urllib.parse import unquote, urlsplit
 
 import msgspec
 import redis
 from redis.backoff import NoBackoff
-from redis.connection import parse_url
 from redis.retry import Retry
 from redis.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 
+from forkq.engines.redis.url_parts import addresses, connection_options, credentials
 from forkq.exceptions import ConfigurationError
 from forkq.settings import redacted
 
@@ -32,8 +32,6 @@ SCHEME = "redis+sentinel"
 DEFAULT_SENTINEL_PORT = 26379
 _FORM = "redis+sentinel://[user:password@]host:port[,host:port...]/MASTER_NAME/DB"
 _OWN = ("sentinel_password", "sentinel_username")
-# Taken from the URL's parts, never from its query: redis-py would let these override them.
-_NOT_IN_QUERY = ("db", "host", "port", "username", "password", "path")
 
 
 class SentinelTarget(msgspec.Struct, frozen=True):
@@ -59,36 +57,9 @@ def parse_sentinel_url(url: str) -> SentinelTarget:
     db_text = segments[1] if len(segments) == 2 else ""
     if db_text and not (db_text.isascii() and db_text.isdigit()):
         raise _bad(url, f"has database {db_text!r}, not a number")
-    username, has_password, password = userinfo.partition(":")
-    return SentinelTarget(
-        _sentinels(url, hosts),
-        unquote(segments[0]),
-        int(db_text or 0),
-        unquote(username) or None,
-        unquote(password) if has_password else None,
-    )
-
-
-def _sentinels(url: str, hosts: str) -> tuple[tuple[str, int], ...]:
-    if not hosts:
-        raise _bad(url, "names no Sentinel host")
-    return tuple(_address(url, item) for item in hosts.split(","))
-
-
-def _address(url: str, item: str) -> tuple[str, int]:
-    """One `host:port`, `host` or `[IPv6]:port` of the list."""
-    if item.startswith("["):
-        host, _, rest = item[1:].partition("]")
-        port_text = rest.removeprefix(":")
-    else:
-        host, _, port_text = item.partition(":")
-    if not host:
-        raise _bad(url, f"has a Sentinel without a host in {item!r}")
-    if not port_text:
-        return unquote(host), DEFAULT_SENTINEL_PORT
-    if not (port_text.isascii() and port_text.isdigit() and 0 < int(port_text) < 65536):
-        raise _bad(url, f"has Sentinel port {port_text!r}, not a port number")
-    return unquote(host), int(port_text)
+    username, password = credentials(userinfo)
+    sentinels = addresses(hosts, DEFAULT_SENTINEL_PORT, "Sentinel", lambda what: _bad(url, what))
+    return SentinelTarget(sentinels, unquote(segments[0]), int(db_text or 0), username, password)
 
 
 def _bad(url: str, what: str) -> ConfigurationError:
@@ -102,7 +73,8 @@ def sentinel_client(
     forkq does not read itself."""
     target = parse_sentinel_url(url)
     own = {k: v for k, v in query if k in _OWN}
-    options = _options(url, [(k, v) for k, v in query if k not in _OWN])
+    rest = [(k, v) for k, v in query if k not in _OWN]
+    options = connection_options(rest, lambda what: _bad(url, what))
     sentinel_options = {k: v for k, v in options.items() if k.startswith("socket_")}
     # One attempt per Sentinel, then the next: redis-py's default for a client made by host
     # and port retries ten times with back-off (3.7 s on a refused Sentinel, per connection
@@ -141,19 +113,6 @@ class _Sentinels(Sentinel):
                 "(unreachable, failing over, or not monitoring it)"
             ) from None
         return address
-
-
-def _options(url: str, query: list[tuple[str, str]]) -> dict[str, Any]:
-    """The query's connection options, as redis-py reads a `redis://` URL's."""
-    misplaced = [k for k, _ in query if k in _NOT_IN_QUERY]
-    if misplaced:
-        raise _bad(url, f"sets {misplaced[0]!r} in its query; it goes in the URL's parts")
-    try:
-        options: dict[str, Any] = parse_url("redis://sentinel/?" + urlencode(query))  # type: ignore[no-untyped-call]
-    except ValueError as exc:
-        raise _bad(url, str(exc).rstrip(".")) from None
-    options.pop("host", None)
-    return options
 
 
 def sentinel_identity(client: redis.Redis) -> tuple[object, ...] | None:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from forkq.engines.contract import (
     Capabilities,
@@ -117,11 +116,10 @@ class RedisSession(ConsumerSession):
     def _block(self, keys: list[QueueKeys], limit: int, seconds: float) -> list[Delivery]:
         streams = [stream for k in keys for stream in k.bands_high_first]
         block_ms = max(1, int(min(seconds, self._link.longest_block) * 1000))
-        reply: Any = self._link.wire.call(
-            "XREADGROUP", "GROUP", GROUP, self.consumer.name, "COUNT", limit,
-            "BLOCK", block_ms, "STREAMS", *streams, *[">"] * len(streams),
-        )  # fmt: skip
-        got, bodiless = from_read(keys, reply)
+        read = self._link.wire.read_groups(GROUP, self.consumer.name, limit, block_ms, streams)
+        for stream in read.unsure:  # cut short: what it delivered is read again next time
+            self._reread.add(next(k.queue for k in keys if stream.startswith(k.tag)))
+        got, bodiless = from_read(keys, read.reply)
         for entry in bodiless:  # as fetch.lua does with them
             self._settle_one(entry.delivery, "dead", entry.reason)
         # COUNT applies per stream: entries that landed in several bands at once can exceed
