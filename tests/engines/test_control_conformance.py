@@ -21,12 +21,14 @@ from forkq.engines.contract.control import LISTENING_MARGIN, MAX_AGE, encode_con
 from forkq.engines.registry import carries_control, open_broker
 from forkq.signing import Signer
 from tests.conftest import amqp_test_url, engine_url, redis_test_url
+from tests.redis_cluster import cluster_test_url
 
 pytestmark = pytest.mark.timeout(60)
 
 ENGINES: dict[str, Callable[[], str]] = {
     "redis": redis_test_url,
     "redis-short-read-timeout": lambda: redis_test_url(socket_timeout=0.5),
+    "redis-cluster": cluster_test_url,
     "amqp": amqp_test_url,
 }
 
@@ -54,7 +56,8 @@ class Engine:
 @pytest.fixture(params=sorted(ENGINES))
 def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
     url = ENGINES[request.param]()
-    for _ in engine_url(request.param.split("-")[0], url):
+    server = request.param if request.param == "redis-cluster" else request.param.split("-")[0]
+    for _ in engine_url(server, url):
         opened = Engine(url)
         yield opened
         opened.close()

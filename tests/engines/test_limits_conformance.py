@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from forkq.engines.contract import RATE_TOLERANCE, Backoff, ResultBackend
+from forkq.engines.redis.client import client_from_url
 from forkq.engines.registry import open_backend
 from tests.conftest import engine_url
 from tests.engines.test_conformance import BACKENDS
@@ -225,7 +225,7 @@ class TestSlots:
 def write_junk(backend_url: str, task: str) -> None:
     """What anyone with access could write where the limits of `task` are kept."""
     if backend_url.startswith("redis"):
-        client = redis.Redis.from_url(backend_url.split("?")[0])
+        client = client_from_url(backend_url)[0]
         prefix = backend_url.split("prefix=")[1].split("&")[0]
         tag, slots = f"{{{prefix}:rate:{task}}}", f"{{{prefix}:slots:{task}}}"
         client.set(f"{tag}:override", "0x10")
