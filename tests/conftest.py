@@ -24,7 +24,11 @@ from forkq import Forkq, ResultTimeout
 from tests.hosts.fixture import cluster  # noqa: F401  (the fixture, for every test)
 from tests.ports import server_port  # noqa: F401  (imported from here by many tests)
 from tests.processes import CollectedProcess
-from tests.redis_cluster import clean_shared, redis_cluster  # noqa: F401  (the fixture)
+from tests.redis_cluster import (  # noqa: F401  (the fixture, for every test)
+    clean_shared,
+    cluster_test_url,
+    redis_cluster,
+)
 from tests.redis_sentinel import sentinel_group  # noqa: F401  (the fixture, for every test)
 from tests.redis_servers import (  # noqa: F401  (the fixtures, for every test)
     private_redis,
@@ -291,11 +295,16 @@ def broker_url(sqlite_url: str) -> str:
     return sqlite_url
 
 
-@pytest.fixture(params=["sqlite", "redis", "amqp"])
+@pytest.fixture(params=["sqlite", "redis", "redis-cluster", "amqp"])
 def every_broker_url(request: pytest.FixtureRequest, sqlite_url: str) -> Iterator[str]:
     """For modules whose end-to-end tests run on every engine: they define
     `broker_url` to return this."""
-    urls = {"sqlite": lambda: sqlite_url, "redis": redis_test_url, "amqp": amqp_test_url}
+    urls = {
+        "sqlite": lambda: sqlite_url,
+        "redis": redis_test_url,
+        "redis-cluster": cluster_test_url,
+        "amqp": amqp_test_url,
+    }
     yield from engine_url(request.param, urls[request.param]())
 
 
