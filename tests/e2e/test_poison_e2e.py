@@ -13,16 +13,16 @@ from pathlib import Path
 
 import msgspec
 import pytest
-import redis
 
 from forkq import Forkq, TaskFailed
 from forkq.engines.contract import DeadLetter, outgoing
+from forkq.engines.redis.client import client_from_url
 from forkq.engines.redis.keys import QueueKeys
 from forkq.engines.sqlite.file import path_from_url
 from forkq.envelope import make_message
 from forkq.result import AsyncResult
 from tests import amqp_raw as raw
-from tests.conftest import REDIS, WorkerProcess, results_url_for, wait_until_serving
+from tests.conftest import WorkerProcess, results_url_for, wait_until_serving
 
 SECRET = "poison-test-secret"
 VALID = 200
@@ -115,7 +115,9 @@ def plant_in_sqlite(app: Forkq, queue: str) -> str:
 
 def plant_in_redis(app: Forkq, queue: str) -> str:
     prefix = app.settings.broker_url.split("prefix=")[1].split("&")[0]
-    redis.Redis.from_url(REDIS).zadd(QueueKeys(prefix, queue).delayed, {"no-pipes-at-all": 1})
+    client = client_from_url(app.settings.broker_url)[0]  # a cluster's too
+    client.zadd(QueueKeys(prefix, queue).delayed, {"no-pipes-at-all": 1})
+    client.close()
     return "malformed delayed entry"
 
 
@@ -130,7 +132,12 @@ def plant_in_rabbitmq(app: Forkq, queue: str) -> str:
     return "unreadable AMQP properties"
 
 
-PLANTERS = {"sqlite": plant_in_sqlite, "redis": plant_in_redis, "amqp": plant_in_rabbitmq}
+PLANTERS = {
+    "sqlite": plant_in_sqlite,
+    "redis": plant_in_redis,
+    "redis+cluster": plant_in_redis,
+    "amqp": plant_in_rabbitmq,
+}
 
 
 @pytest.mark.timeout(180)

@@ -26,17 +26,19 @@ from forkq.engines.contract import (
 from forkq.engines.registry import open_backend, open_broker
 from forkq.exceptions import BrokerUnavailable
 from tests.conftest import amqp_test_url, engine_url, redis_test_url
+from tests.redis_cluster import cluster_test_url
 
 # name -> (broker URL, result backend URL), from the test's directory
 ENGINES: dict[str, Callable[[Path], tuple[str, str]]] = {
     "memory": lambda tmp: (f"memory://{uuid.uuid4().hex}",) * 2,
     "sqlite": lambda tmp: (f"sqlite:///{tmp}/s.sqlite3",) * 2,
     "redis": lambda tmp: (redis_test_url(),) * 2,
+    "redis-cluster": lambda tmp: (cluster_test_url(),) * 2,
     "amqp+sqlite": lambda tmp: (amqp_test_url(), f"sqlite:///{tmp}/results.sqlite3"),
     "amqp+redis": lambda tmp: (amqp_test_url(), redis_test_url()),
 }
 # The result backends that keep schedules for a broker that cannot (RabbitMQ)
-BACKENDS = {"memory": ENGINES["memory"], "sqlite": ENGINES["sqlite"], "redis": ENGINES["redis"]}
+BACKENDS = {k: ENGINES[k] for k in ("memory", "sqlite", "redis", "redis-cluster")}
 Q = "periodic"
 LEASE = "scheduler:conformance"
 RESULTS = open_backend("memory://schedule-conformance-results")

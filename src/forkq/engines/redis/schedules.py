@@ -22,7 +22,8 @@ from forkq.engines.contract import (
     ScheduleStore,
     record_then_publish,
 )
-from forkq.engines.redis.client import Client
+from forkq.engines.redis.client import Batch, Client
+from forkq.engines.redis.cluster_wire import AnyWire, wire_for
 from forkq.engines.redis.keys import QueueKeys, band_of, lease_key
 
 Ensure = Callable[[str], QueueKeys]  # a queue's keys, its streams and group made if need be
@@ -49,6 +50,7 @@ class RedisSchedules(ScheduleStore):
         self._client, self._prefix, self._errors = client, prefix, errors
         self._ensure, self._publish = ensure, publish
         self.atomic = ensure is not None
+        self._wire: AnyWire | None = None
         self._fire = client.register_script(_script("fire.lua"))
         self._unfire = client.register_script(_script("unfire.lua"))
         self._hold = client.register_script(_script("lease_hold.lua"))
@@ -83,19 +85,30 @@ class RedisSchedules(ScheduleStore):
             for queue in {f.queue for f in fires}:
                 ensure(queue)
             if len(fires) == 1:
-                return [self._claimed(self._call(fires[0], self._client))]
-            pipe = self._client.pipeline(transaction=False)
+                return [self._claimed(self._call(fires[0]))]
+            batch = Batch()  # by EVAL: a server that lost the script needs no reloading
             for f in fires:
-                self._call(f, pipe)
-            return [self._claimed(reply) for reply in pipe.execute()]
+                batch.execute_command(
+                    "EVAL", self._fire.script, 2, *self._fire_keys(f), *self._fire_args(f)
+                )
+            if self._wire is None:
+                self._wire = wire_for(self._client)  # made once: it holds a connection
+            return [self._claimed(reply) for reply in self._wire.send_batch(batch)]
 
-    def _call(self, f: Fire, client: Any) -> Any:
+    def _call(self, f: Fire) -> Any:
+        return self._fire(keys=self._fire_keys(f), args=self._fire_args(f))
+
+    def _fire_keys(self, f: Fire) -> list[str]:
+        """fire.lua's KEYS: the queue's schedules, the band stream the fire's message goes to
+        (unused for a record only)."""
         keys = QueueKeys(self._prefix, f.queue)
         m = f.message if self._ensure is not None else None
-        band = keys.band(band_of(m.priority if m else 0))  # unused for a record only
+        return [keys.schedules, keys.band(band_of(m.priority if m else 0))]
+
+    def _fire_args(self, f: Fire) -> list[bytes | str | int]:
+        m = f.message if self._ensure is not None else None
         body, priority = (m.body, m.priority) if m else (b"", 0)
-        args: list[bytes | str | int] = [f.schedule, f.due_ms, _now_ms(), f.task_id, body, priority]
-        return self._fire(keys=[keys.schedules, band], args=args, client=client)
+        return [f.schedule, f.due_ms, _now_ms(), f.task_id, body, priority]
 
     @staticmethod
     def _claimed(reply: Any) -> bool:
@@ -103,7 +116,7 @@ class RedisSchedules(ScheduleStore):
 
     def _claim(self, f: Fire) -> tuple[bool, FireRecord | None]:
         with self._errors:
-            claimed, before = self._call(f, self._client)
+            claimed, before = self._call(f)
         return bool(claimed), _record(before)
 
     def _unclaim(self, f: Fire, before: FireRecord | None) -> None:
