@@ -15,7 +15,7 @@ from forkq.engines.contract import Broker, Consumer, ConsumerSession, ResultWrit
 from forkq.engines.redis.cluster import parse_cluster_url
 from forkq.engines.redis.keys import QueueKeys
 from forkq.engines.registry import open_backend, open_broker
-from forkq.exceptions import BrokerUnavailable, ConfigurationError
+from forkq.exceptions import BrokerUnavailable, ConfigurationError, NotReplicated
 from forkq.states import SUCCESS
 from tests.redis_cluster import PrivateCluster, clean_shared, shared_cluster
 
@@ -68,7 +68,8 @@ def test_one_fetch_across_queues_on_three_nodes_wakes_for_any_of_them(
     for queue in queues:  # the last one is the one the publish below wakes
         assert consumer.fetch(queues, 1, 0) == []
         later = open_broker(url)
-        timer = threading.Timer(0.3, lambda q=queue: later.publish([outgoing(q, q.encode())]))
+        message = [outgoing(queue, queue.encode())]
+        timer = threading.Timer(0.3, later.publish, (message,))
         timer.start()
         try:
             started = time.monotonic()
@@ -180,5 +181,33 @@ def test_the_url_form(cluster: PrivateCluster) -> None:
 
 
 def test_a_cluster_no_node_answers_for_is_unavailable() -> None:
-    with pytest.raises(BrokerUnavailable, match="no node of 127.0.0.1:1 gives the cluster"):
+    with pytest.raises(BrokerUnavailable, match=r"no node of 127\.0\.0\.1:1 gives the cluster"):
         open_broker("redis+cluster://127.0.0.1:1")
+
+
+def test_a_waited_publish_to_several_nodes_waits_for_each_ones_replica(
+    redis_cluster: PrivateCluster,
+) -> None:
+    url = redis_cluster.url(prefix="forkq-test-wait", wait_replicas=1, wait_timeout=2)
+    broker = open_broker(url)
+    try:
+        queues = queues_on_different_nodes(redis_cluster, url, 3)
+        broker.publish([outgoing(q, b"x") for q in queues])  # no NotReplicated: each has one
+        assert [broker.size(q) for q in queues] == [1, 1, 1]
+    finally:
+        broker.close()
+
+
+def test_a_waited_publish_without_replicas_is_queued_and_says_so(
+    cluster: PrivateCluster,
+) -> None:
+    url = cluster.test_url(wait_replicas=1, wait_timeout=0.2)
+    broker = open_broker(url)
+    try:
+        queues = queues_on_different_nodes(cluster, url, 3)
+        with pytest.raises(NotReplicated, match="only 0 of 1 replicas"):
+            broker.publish([outgoing(q, b"x") for q in queues])
+        assert [broker.size(q) for q in queues] == [1, 1, 1]
+    finally:
+        broker.close()
+        clean_shared(url)

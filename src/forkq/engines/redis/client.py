@@ -273,6 +273,11 @@ class Wire:
                 raise reply
         return [*done, *replies[len(replies) - len(then) :]]
 
+    def connect(self) -> None:
+        """Its connection opened if it is not (or no longer is: the server closed it), so that
+        a server that is gone raises here, before anything is sent."""
+        self._on_connection(lambda conn: conn.connect())
+
     def _on_connection(self, use: Callable[[Any], Any]) -> Any:
         if self._pid != os.getpid():
             self._pid, self._held, self._busy = os.getpid(), None, threading.Lock()

@@ -34,6 +34,7 @@ from forkq.engines.redis.client import Batch, Client, GroupRead, Wire, read_comm
 T = TypeVar("T")
 _KEY_AFTER_NUMKEYS = ("EVAL", "EVALSHA")
 _MARGIN = 1.0  # seconds a blocked read's reply may come after its BLOCK time
+_OUTAGE = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterDownError)
 
 
 def key_of(command: Sequence[Any]) -> Any:
@@ -98,7 +99,7 @@ class ClusterWire:
             part.commands = [batch.commands[i] for i in indexes]
             first = part.commands[0]
             got = self._routed(first, _transaction_sender(part, then))
-            for index, reply in zip(indexes, got, strict=True):
+            for index, reply in zip(indexes, got[: len(indexes)], strict=True):
                 replies[index] = reply
             after.append(got[len(indexes) :])
         if not then:
@@ -120,7 +121,11 @@ class ClusterWire:
             (self._server(parts[0]), read_command(group, consumer, count, block_ms, parts))
             for parts in by_slot.values()
         ]
-        replies, unsure = _first_of(reads, block_ms / 1000 + _MARGIN)
+        try:
+            replies, unsure = _first_of(reads, block_ms / 1000 + _MARGIN)
+        except _OUTAGE:
+            self._stale = True
+            raise
         order = {stream: index for index, stream in enumerate(streams)}
         pairs = sorted(
             (p for reply in replies for p in _pairs(reply)), key=lambda p: order[_text(p[0])]
@@ -129,14 +134,23 @@ class ClusterWire:
         return GroupRead(pairs, cut)
 
     def _routed(self, command: Sequence[Any], use: Callable[[Wire], T]) -> T:
-        """`use` on the Wire of the node serving the command's key; again once after MOVED."""
+        """`use` on the Wire of the node serving the command's key. A node that cannot be
+        reached before anything is sent (failed, its replica perhaps promoted) has the map
+        refreshed first; a command answered MOVED is sent again once, after a refresh."""
         key = key_of(command)
         try:
-            return use(self._wire(key))
-        except MovedError:
-            self._refresh()
-            return use(self._wire(key))
-        except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterDownError):
+            wire = self._wire(key)
+            try:
+                wire.connect()
+            except _OUTAGE:  # nothing sent yet
+                self._refresh()
+                wire = self._wire(key)
+            try:
+                return use(wire)
+            except MovedError:
+                self._refresh()
+                return use(self._wire(key))
+        except _OUTAGE:
             self._stale = True
             raise
 
