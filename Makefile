@@ -18,10 +18,10 @@ test: $(VENV)/.dev-installed lint typecheck
 	$(if $(strip $(OTHER_PYTHONS)),scripts/test-other-pythons $(OTHER_PYTHONS))
 
 # The chaos suite (tests/chaos, marker `chaos`): children, whole workers and brokers killed
-# under load, a warm shutdown, a Sentinel failover; each scenario prints one line of figures
-# (sent, completed, lost, duplicates against the in-flight bound, dead-lettered, recovery),
-# repeated at the end and written to .chaos/figures.txt (FORKQ_CHAOS_FIGURES names another
-# file). About a minute on 2 vCPUs; the brokers it kills are private servers it starts.
+# under load, a warm shutdown, a Sentinel and a Cluster failover, partitions; each scenario
+# prints one line of figures (sent, completed, lost, duplicates against the in-flight bound,
+# dead-lettered, recovery), repeated at the end and written to .chaos/figures.txt
+# (FORKQ_CHAOS_FIGURES names another file). About a minute on 2 vCPUs; the brokers it kills are private servers it starts.
 chaos: $(VENV)/.dev-installed
 	scripts/ensure-services
 	$(BIN)/python -m pytest -m chaos tests/chaos

@@ -2,7 +2,7 @@
 worker` processes, each scenario one test that prints one line of figures (harness.py says
 what each figure counts and what bounds the duplicates).
 
-A new scenario (a partition, a Redis Cluster node lost) is a test marked `chaos` and `slow`
+A new scenario (a fault not yet tried) is a test marked `chaos` and `slow`
 that starts its servers (private ones for any fault to a server), then:
 
     run = Run("my-fault", "redis", chaos_dir)
