@@ -6,10 +6,11 @@ on that node's own `Wire`.
     send_transaction ->  one MULTI/EXEC a slot, in the order the slots first appear
     read_groups      ->  one XREADGROUP BLOCK a slot, all in flight; the first reply ends it
 
-The slot map is redis-py's (`RedisCluster.nodes_manager`). A MOVED reply (the slot has moved)
-refreshes it and sends the command again, once: a command answered MOVED did not run. A
-connection problem marks the map stale, refreshed before the next call: a primary that failed
-is replaced by its replica, and the caller's next attempt reaches the new one.
+The slot map is redis-py's (`RedisCluster.nodes_manager`). A node that cannot be connected to
+before anything is sent on it (a primary failed, its replica perhaps promoted), and a MOVED
+reply (a command answered MOVED did not run), refresh the map, and the command goes to the
+slot's node now, once. Any other connection problem marks the map stale, refreshed before the
+next call: the caller's next attempt reaches the new primary.
 
 A blocking read across slots: the reads of the other slots are still blocked when the first
 answers. Their connections are closed, not read: a read that delivered entries in the
@@ -58,10 +59,10 @@ class ClusterWire:
             for key in args[1:]:
                 batch.execute_command("GET", key)
             return self.send_batch(batch)
-        return self._routed(args, lambda wire: wire.call(*args))
+        return self._routed(key_of(args), lambda wire: wire.call(*args))
 
     def script(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        return self._routed(("EVALSHA", "", 1, *keys), lambda wire: wire.script(script, keys, args))
+        return self._routed(keys[0], lambda wire: wire.script(script, keys, args))
 
     def send_batch(self, batch: Batch) -> list[Any]:
         """Each node's commands in one write; every reply read before the first error raised."""
@@ -73,9 +74,8 @@ class ClusterWire:
         for indexes in by_node.values():
             part = Batch()
             part.commands = [batch.commands[i] for i in indexes]
-            first = part.commands[0]
             try:
-                got = self._routed(first, _batch_sender(part))
+                got = self._routed(key_of(part.commands[0]), _batch_sender(part))
             except redis.ResponseError as exc:  # replies of this node's part are lost with it
                 failed = failed or exc
                 continue
@@ -97,8 +97,7 @@ class ClusterWire:
         for indexes in by_slot.values():
             part = Batch()
             part.commands = [batch.commands[i] for i in indexes]
-            first = part.commands[0]
-            got = self._routed(first, _transaction_sender(part, then))
+            got = self._routed(key_of(part.commands[0]), _transaction_sender(part, then))
             for index, reply in zip(indexes, got[: len(indexes)], strict=True):
                 replies[index] = reply
             after.append(got[len(indexes) :])
@@ -133,11 +132,8 @@ class ClusterWire:
         cut = tuple(s for _, command in reads if command in unsure for s in _streams_of(command))
         return GroupRead(pairs, cut)
 
-    def _routed(self, command: Sequence[Any], use: Callable[[Wire], T]) -> T:
-        """`use` on the Wire of the node serving the command's key. A node that cannot be
-        reached before anything is sent (failed, its replica perhaps promoted) has the map
-        refreshed first; a command answered MOVED is sent again once, after a refresh."""
-        key = key_of(command)
+    def _routed(self, key: Any, use: Callable[[Wire], T]) -> T:
+        """`use` on the Wire of the node serving `key`'s slot (see the module's doc)."""
         try:
             wire = self._wire(key)
             try:
