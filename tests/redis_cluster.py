@@ -13,14 +13,14 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
 from tests.ports import server_port
-from tests.redis_servers import PrivateRedis, need_programs
+from tests.redis_servers import PrivateRedis, need_programs, wait_until
 
 NODE_TIMEOUT_MS = 1000
 
@@ -112,17 +112,6 @@ class PrivateCluster:
     def kill(self) -> None:
         for node in self.nodes:
             node.kill()
-
-
-def wait_until(deadline: float, what: str, ready: Callable[[], bool]) -> None:
-    while time.monotonic() < deadline:
-        try:
-            if ready():
-                return
-        except redis.RedisError:
-            pass
-        time.sleep(0.05)  # a cluster forming or failing over gives no other signal
-    raise RuntimeError(f"{what}: not within the deadline")
 
 
 def node_client(port: int) -> redis.Redis:

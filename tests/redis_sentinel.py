@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
 from tests.ports import server_port
-from tests.redis_servers import PrivateRedis, need_programs
+from tests.redis_servers import PrivateRedis, need_programs, wait_until
 
 MASTER = "forkqmaster"
 DOWN_AFTER_MS = 1000
@@ -47,10 +47,10 @@ class SentinelGroup:
         deadline = time.monotonic() + timeout
         self.primary.start(timeout)
         self.replica.start(timeout)
-        _wait(deadline, "the replica in sync", self._replica_in_sync)
+        wait_until(deadline, "the replica in sync", self._replica_in_sync)
         for port in self.sentinel_ports:
             self._sentinels.append(self._start_sentinel(port))
-        _wait(deadline, "the Sentinels ready", self._sentinels_ready)
+        wait_until(deadline, "the Sentinels ready", self._sentinels_ready)
 
     def _start_sentinel(self, port: int) -> subprocess.Popen[bytes]:
         config = self.directory / f"sentinel-{port}.conf"  # a Sentinel rewrites its file
@@ -101,7 +101,7 @@ class SentinelGroup:
         failover is still under way)."""
         started = time.monotonic()
         replica = self.replica.port
-        _wait(started + timeout, "the failover", lambda: self._all_name(replica, 2, None))
+        wait_until(started + timeout, "the failover", lambda: self._all_name(replica, 2, None))
         return time.monotonic() - started
 
     def kill(self) -> None:
@@ -111,17 +111,6 @@ class SentinelGroup:
             process.wait(timeout=10)
         self.replica.kill()
         self.primary.kill()
-
-
-def _wait(deadline: float, what: str, ready: Callable[[], bool]) -> None:
-    while time.monotonic() < deadline:
-        try:
-            if ready():
-                return
-        except redis.RedisError:
-            pass
-        time.sleep(0.05)  # servers that are starting, or failing over, give no other signal
-    raise RuntimeError(f"{what}: not within the deadline")
 
 
 def _client(port: int) -> redis.Redis:

@@ -10,7 +10,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -127,6 +127,18 @@ def running(server: PrivateRedis, startup_timeout: float = 20.0) -> Iterator[Pri
         yield server
     finally:
         server.stop()
+
+
+def wait_until(deadline: float, what: str, ready: Callable[[], bool]) -> None:
+    """Until `ready()` (a Redis error counts as not yet), or a RuntimeError at `deadline`."""
+    while time.monotonic() < deadline:
+        try:
+            if ready():
+                return
+        except redis.RedisError:
+            pass
+        time.sleep(0.05)  # servers starting, forming a cluster or failing over give no signal
+    raise RuntimeError(f"{what}: not within the deadline")
 
 
 def need_programs(*programs: str) -> None:

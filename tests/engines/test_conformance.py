@@ -88,6 +88,43 @@ def put(broker: Broker, queue: str, body: bytes, priority: int = 0, delay: float
     broker.publish([outgoing(queue, body, priority, delay)])
 
 
+def consumers_in_processes(
+    url: str, queues: list[str], limit: int, timeout: float, close: bool = True
+) -> Callable[[], list[str]]:
+    """Three forked consumers (`p0` to `p2`) of `url`, each fetching `queues` until a fetch
+    comes back empty and finishing each message (then closing its broker if `close`: its kept
+    acks go, and what it holds goes back). Returns what waits for them and gives the bodies
+    they took."""
+    readers = []
+    for n in range(3):
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            os.close(r)
+            mine = open_broker(url)
+            got = []
+            while batch := session(mine, f"p{n}").fetch(queues, limit, timeout):
+                for d in batch:
+                    got.append(d.body.decode())
+                    session(mine, f"p{n}").finish(d, None)
+            if close:
+                mine.close()
+            os.write(w, ",".join(got).encode())
+            os._exit(0)
+        os.close(w)
+        readers.append((pid, r))
+
+    def collected() -> list[str]:
+        seen: list[str] = []
+        for pid, r in readers:
+            with os.fdopen(r, "rb") as f:
+                seen.extend(x for x in f.read().decode().split(",") if x)
+            os.waitpid(pid, 0)
+        return seen
+
+    return collected
+
+
 def bodies(deliveries: list[Delivery]) -> list[bytes]:
     return [d.body for d in deliveries]
 
@@ -480,29 +517,7 @@ class TestBroker:
             pytest.skip("this engine's messages stay in the process that opened it")
         total = 300
         broker.publish([outgoing(Q, str(i).encode()) for i in range(total)])
-        readers = []
-        for n in range(3):
-            r, w = os.pipe()
-            pid = os.fork()
-            if pid == 0:  # pragma: no cover - child
-                os.close(r)
-                mine = open_broker(url)
-                got = []
-                while batch := session(mine, f"p{n}").fetch([Q], 7, 0):
-                    for d in batch:
-                        got.append(d.body.decode())
-                        session(mine, f"p{n}").finish(d, None)
-                mine.close()  # the kept acks go
-                os.write(w, ",".join(got).encode())
-                os._exit(0)
-            os.close(w)
-            readers.append((pid, r))
-        seen: list[str] = []
-        for pid, r in readers:
-            with os.fdopen(r, "rb") as f:
-                data = f.read().decode()
-            os.waitpid(pid, 0)
-            seen.extend(x for x in data.split(",") if x)
+        seen = consumers_in_processes(url, [Q], 7, 0)()
         assert sorted(seen, key=int) == [str(i) for i in range(total)]  # each exactly once
         assert broker.size(Q) == 0
 

@@ -4,23 +4,22 @@ several slots in one call; the URL's form; a cluster that no node answers for.""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from forkq.engines.contract import Broker, Consumer, ConsumerSession, ResultWrite, outgoing
+from forkq.engines.contract import Broker, ResultWrite, outgoing
 from forkq.engines.redis.cluster import parse_cluster_url
 from forkq.engines.redis.keys import QueueKeys
 from forkq.engines.registry import open_backend, open_broker
 from forkq.exceptions import BrokerUnavailable, ConfigurationError, NotReplicated
 from forkq.states import SUCCESS
+from tests.engines.test_conformance import consumers_in_processes, session
 from tests.redis_cluster import PrivateCluster, clean_shared, shared_cluster
 
 pytestmark = pytest.mark.timeout(60)
-RESULTS = open_backend("memory://cluster-results")
 
 
 @pytest.fixture
@@ -53,11 +52,6 @@ def queues_on_different_nodes(cluster: PrivateCluster, url: str, count: int) -> 
         if len(chosen) == count:
             return list(chosen.values())
     raise AssertionError("no queues on different nodes")
-
-
-def session(broker: Broker, name: str = "c1") -> ConsumerSession:
-    """The broker's session for consumer `w1/name` (the same one each time)."""
-    return broker.consumer(Consumer(worker="w1", name=f"w1/{name}"), RESULTS)
 
 
 def test_one_fetch_across_queues_on_three_nodes_wakes_for_any_of_them(
@@ -93,31 +87,14 @@ def test_consumers_blocking_across_nodes_take_every_message_once(
     broker = open_broker(url)
     broker.heartbeat("w1")
     queues = queues_on_different_nodes(cluster, url, 2)
-    total, readers = 200, []
-    for n in range(3):
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - child
-            os.close(r)
-            mine = open_broker(url)
-            consumer, got = session(mine, f"p{n}"), []
-            while batch := consumer.fetch(queues, 2, 1.5):
-                for d in batch:
-                    got.append(d.body.decode())
-                    consumer.finish(d, None)
-            os.write(w, ",".join(got).encode())
-            os._exit(0)  # without closing: what it holds is not given back
-        os.close(w)
-        readers.append((pid, r))
+    total = 200
+    # Not closed at the end: what a consumer left pending would not go back to the others.
+    collected = consumers_in_processes(url, queues, 2, 1.5, close=False)
     for i in range(0, total, 2):  # one to each node at once, a pause for the blocks
         broker.publish([outgoing(queues[0], b"a%d" % i)])
         broker.publish([outgoing(queues[1], b"b%d" % (i + 1))])
         time.sleep(0.005)  # let consumers block again between pairs
-    seen: list[str] = []
-    for pid, r in readers:
-        with os.fdopen(r, "rb") as f:
-            seen.extend(x for x in f.read().decode().split(",") if x)
-        os.waitpid(pid, 0)
+    seen = collected()
     broker.close()
     clean_shared(url)
     assert len(seen) == total and len(set(seen)) == total
