@@ -38,6 +38,14 @@ from tests.redis_servers import (  # noqa: F401  (the fixtures, for every test)
 PING_TIMEOUT = 30.0
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test run on the Redis Cluster (an engine suite's `redis-cluster` parameter) is
+    marked `cluster`, so that the other Pythons' runs can leave them out."""
+    for item in items:
+        if hasattr(item, "callspec") and "redis-cluster" in item.callspec.params.values():
+            item.add_marker(pytest.mark.redis_cluster)
+
+
 REDIS = "redis://127.0.0.1:6379/15"  # a database of the tests' own; keys under a unique prefix
 
 

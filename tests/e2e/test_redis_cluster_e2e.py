@@ -17,7 +17,7 @@ from tests.conftest import WorkerProcess, wait_until_serving
 from tests.engines.test_redis_cluster import queues_on_different_nodes
 from tests.redis_cluster import PrivateCluster, clean_shared, shared_cluster
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.redis_cluster]
 
 
 @pytest.fixture

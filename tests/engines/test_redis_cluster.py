@@ -19,17 +19,18 @@ from forkq.states import SUCCESS
 from tests.engines.test_conformance import consumers_in_processes, session
 from tests.redis_cluster import PrivateCluster, clean_shared, shared_cluster
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.redis_cluster]
 
 
 @pytest.fixture
-def cluster() -> PrivateCluster:
+def nodes() -> PrivateCluster:
+    """The run's shared cluster."""
     return shared_cluster()
 
 
 @pytest.fixture
-def url(cluster: PrivateCluster) -> Iterator[str]:
-    made = cluster.test_url(lease_ttl=1)
+def url(nodes: PrivateCluster) -> Iterator[str]:
+    made = nodes.test_url(lease_ttl=1)
     yield made
     clean_shared(made)
 
@@ -41,13 +42,13 @@ def broker(url: str) -> Iterator[Broker]:
     opened.close()
 
 
-def queues_on_different_nodes(cluster: PrivateCluster, url: str, count: int) -> list[str]:
+def queues_on_different_nodes(nodes: PrivateCluster, url: str, count: int) -> list[str]:
     """`count` queue names whose keys are on `count` different primaries."""
     prefix = url.split("prefix=")[1].split("&")[0]
     chosen: dict[int, str] = {}
     for n in range(1000):
         name = f"q{n}"
-        port = cluster.primary_of(QueueKeys(prefix, name).band(0)).port
+        port = nodes.primary_of(QueueKeys(prefix, name).band(0)).port
         chosen.setdefault(port, name)
         if len(chosen) == count:
             return list(chosen.values())
@@ -55,9 +56,9 @@ def queues_on_different_nodes(cluster: PrivateCluster, url: str, count: int) -> 
 
 
 def test_one_fetch_across_queues_on_three_nodes_wakes_for_any_of_them(
-    cluster: PrivateCluster, url: str, broker: Broker
+    nodes: PrivateCluster, url: str, broker: Broker
 ) -> None:
-    queues = queues_on_different_nodes(cluster, url, 3)
+    queues = queues_on_different_nodes(nodes, url, 3)
     consumer = session(broker)
     for queue in queues:  # the last one is the one the publish below wakes
         assert consumer.fetch(queues, 1, 0) == []
@@ -78,15 +79,15 @@ def test_one_fetch_across_queues_on_three_nodes_wakes_for_any_of_them(
 
 
 def test_consumers_blocking_across_nodes_take_every_message_once(
-    cluster: PrivateCluster,
+    nodes: PrivateCluster,
 ) -> None:
     """Messages land on two nodes at the same moments while consumers of a live worker block
     on both: a read cut short after another node answered may have taken entries; they are
     read again by its consumer (and taken by no one else), never left pending."""
-    url = cluster.test_url(lease_ttl=30)  # no takeover: the worker is alive
+    url = nodes.test_url(lease_ttl=30)  # no takeover: the worker is alive
     broker = open_broker(url)
     broker.heartbeat("w1")
-    queues = queues_on_different_nodes(cluster, url, 2)
+    queues = queues_on_different_nodes(nodes, url, 2)
     total = 200
     # Not closed at the end: what a consumer left pending would not go back to the others.
     collected = consumers_in_processes(url, queues, 2, 1.5, close=False)
@@ -112,20 +113,20 @@ def test_results_of_tasks_on_every_node_in_one_call(url: str) -> None:
 
 
 def test_one_publish_to_queues_on_every_node(
-    cluster: PrivateCluster, url: str, broker: Broker
+    nodes: PrivateCluster, url: str, broker: Broker
 ) -> None:
-    queues = queues_on_different_nodes(cluster, url, 3)
+    queues = queues_on_different_nodes(nodes, url, 3)
     broker.publish([outgoing(q, f"{q}-{n}".encode()) for n in range(3) for q in queues])
     broker.publish([outgoing(q, b"later", delay=0.2) for q in queues])
     assert [broker.size(q) for q in queues] == [4, 4, 4]
 
 
-def test_a_url_with_only_one_node_finds_the_others(cluster: PrivateCluster) -> None:
+def test_a_url_with_only_one_node_finds_the_others(nodes: PrivateCluster) -> None:
     """As a user writes it: one node, nothing else."""
-    one = f"redis+cluster://127.0.0.1:{cluster.nodes[0].port}"
+    one = f"redis+cluster://127.0.0.1:{nodes.nodes[0].port}"
     broker = open_broker(one + "?prefix=forkq-test-one-node")
     try:
-        queues = queues_on_different_nodes(cluster, one + "?prefix=forkq-test-one-node", 3)
+        queues = queues_on_different_nodes(nodes, one + "?prefix=forkq-test-one-node", 3)
         broker.publish([outgoing(q, b"x") for q in queues])
         got = session(broker).fetch(queues, 10, 1.0)
         assert sorted(d.queue for d in got) == sorted(queues)
@@ -151,7 +152,7 @@ def test_a_url_not_of_the_form_says_what_to_fix_in_one_line(url: str, says: str)
     assert "\n" not in str(raised.value)
 
 
-def test_the_url_form(cluster: PrivateCluster) -> None:
+def test_the_url_form(nodes: PrivateCluster) -> None:
     target = parse_cluster_url("redis+cluster://u:p%40ss@a:7000,b,[::1]:7002/0")
     assert target.nodes == (("a", 7000), ("b", 6379), ("::1", 7002))
     assert (target.username, target.password) == ("u", "p@ss")
@@ -176,12 +177,12 @@ def test_a_waited_publish_to_several_nodes_waits_for_each_ones_replica(
 
 
 def test_a_waited_publish_without_replicas_is_queued_and_says_so(
-    cluster: PrivateCluster,
+    nodes: PrivateCluster,
 ) -> None:
-    url = cluster.test_url(wait_replicas=1, wait_timeout=0.2)
+    url = nodes.test_url(wait_replicas=1, wait_timeout=0.2)
     broker = open_broker(url)
     try:
-        queues = queues_on_different_nodes(cluster, url, 3)
+        queues = queues_on_different_nodes(nodes, url, 3)
         with pytest.raises(NotReplicated, match="only 0 of 1 replicas"):
             broker.publish([outgoing(q, b"x") for q in queues])
         assert [broker.size(q) for q in queues] == [1, 1, 1]
