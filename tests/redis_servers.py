@@ -12,6 +12,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 import redis
@@ -59,7 +60,24 @@ class PrivateRedis:
     def start(self, timeout: float = 20.0) -> None:
         """Starts the server and returns once it answers a PING; if it does not within
         `timeout` seconds, the server is stopped before the error is raised."""
-        self.proc = subprocess.Popen(
+        with self.log.open("ab") as log:  # appended across restarts, for `said`
+            self.proc = self._spawn(log)
+        try:
+            self._wait_until_answering(timeout)
+        except BaseException:
+            self.kill()
+            raise
+
+    @property
+    def log(self) -> Path:
+        return self.directory / "redis-server.log"
+
+    def said(self) -> str:
+        """The last lines the server printed."""
+        return " | ".join(self.log.read_text(errors="replace").splitlines()[-5:])
+
+    def _spawn(self, log: BinaryIO) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             [
                 "redis-server",
                 *self._listen_args(),
@@ -75,14 +93,9 @@ class PrivateRedis:
                 str(self.directory),
                 *self.extra,
             ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
-        try:
-            self._wait_until_answering(timeout)
-        except BaseException:
-            self.kill()
-            raise
 
     def _wait_until_answering(self, timeout: float) -> None:
         assert self.proc is not None
@@ -91,7 +104,9 @@ class PrivateRedis:
         try:
             while time.monotonic() < deadline:  # a server that just started has no other signal
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"private redis-server exited with {self.proc.returncode}")
+                    raise RuntimeError(
+                        f"private redis-server exited with {self.proc.returncode}: {self.said()}"
+                    )
                 try:
                     if client.ping():
                         return
