@@ -39,11 +39,20 @@ PING_TIMEOUT = 30.0
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test run on the Redis Cluster (an engine suite's `redis-cluster` parameter) is
-    marked `cluster`, so that the other Pythons' runs can leave them out."""
+    """Marks what the other Pythons' runs leave out (pyproject.toml says why): `redis_cluster`,
+    a test on the Redis Cluster (an engine suite's `redis-cluster` parameter); `server_e2e`,
+    an end-to-end test of an every-engine module on an engine other than the embedded SQLite;
+    `browser`, a test that drives Chromium."""
     for item in items:
-        if hasattr(item, "callspec") and "redis-cluster" in item.callspec.params.values():
+        if not isinstance(item, pytest.Function):
+            continue
+        params = item.callspec.params if hasattr(item, "callspec") else {}  # parametrized only
+        if "redis-cluster" in params.values():
             item.add_marker(pytest.mark.redis_cluster)
+        if params.get("every_broker_url", "sqlite") != "sqlite":
+            item.add_marker(pytest.mark.server_e2e)
+        if "browser" in item.fixturenames:
+            item.add_marker(pytest.mark.browser)
 
 
 REDIS = "redis://127.0.0.1:6379/15"  # a database of the tests' own; keys under a unique prefix
