@@ -31,10 +31,7 @@ class SentinelGroup:
             directory / "replica",
             extra=(*quick, "--replicaof", "127.0.0.1", str(self.primary.port)),
         )
-        self.sentinel_ports: list[int] = []
-        while len(self.sentinel_ports) < 3:  # three different ones
-            if (port := server_port()) not in (self.primary.port, self.replica.port):
-                self.sentinel_ports = sorted({*self.sentinel_ports, port})
+        self.sentinel_ports = sorted(server_port() for _ in range(3))  # never a port twice
         self._sentinels: list[subprocess.Popen[bytes]] = []
 
     def url(self, db: int = 0, query: str = "") -> str:
